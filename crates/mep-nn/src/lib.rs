@@ -1,0 +1,1 @@
+//! mep-nn: layers with explicit forward and backward.

@@ -1,0 +1,1 @@
+//! mep-resnet: the ResNet family.

@@ -1,0 +1,1 @@
+//! Reference convolution, transposed convolution and linear (f64). STUB.

@@ -1,0 +1,1 @@
+//! Reference batch norm, activations, pooling, loss and optimiser steps (f64). STUB.

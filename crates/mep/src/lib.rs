@@ -1,0 +1,1 @@
+//! mep: the library facade.
