@@ -261,8 +261,15 @@ pub trait Backend: Send + Sync + 'static {
         y: &mut Self::Buf,
     ) -> Result<()>;
     /// `dx = dy w`.
-    fn linear_bwd_input(&self, n: usize, k: usize, m: usize, dy: &Self::Buf, w: &Self::Buf, dx: &mut Self::Buf)
-        -> Result<()>;
+    fn linear_bwd_input(
+        &self,
+        n: usize,
+        k: usize,
+        m: usize,
+        dy: &Self::Buf,
+        w: &Self::Buf,
+        dx: &mut Self::Buf,
+    ) -> Result<()>;
     /// `dw = dyᵀ x` and, when given, `db = Σ_n dy` (overwritten).
     #[allow(clippy::too_many_arguments)]
     fn linear_bwd_weight(

@@ -148,7 +148,10 @@ impl Conv2dGeom {
         if self.stride == 0 || self.kh == 0 || self.kw == 0 {
             return Err(TensorError::Invalid {
                 op,
-                msg: format!("stride {} and kernel {}x{} must be positive", self.stride, self.kh, self.kw),
+                msg: format!(
+                    "stride {} and kernel {}x{} must be positive",
+                    self.stride, self.kh, self.kw
+                ),
             });
         }
         if self.h + 2 * self.pad < self.kh || self.w + 2 * self.pad < self.kw {
@@ -241,7 +244,10 @@ impl ConvT2dGeom {
         if self.output_padding >= self.stride {
             return Err(TensorError::Invalid {
                 op,
-                msg: format!("output_padding {} must be smaller than stride {}", self.output_padding, self.stride),
+                msg: format!(
+                    "output_padding {} must be smaller than stride {}",
+                    self.output_padding, self.stride
+                ),
             });
         }
         if (self.h - 1) * self.stride + self.kh + self.output_padding <= 2 * self.pad
@@ -286,7 +292,9 @@ impl Pool2dGeom {
     /// Rejects windows that are empty or larger than the padded input, and padding
     /// of more than half the kernel (PyTorch's rule, so every window sees the input).
     pub fn validate(&self, op: &'static str) -> Result<()> {
-        if self.k == 0 || self.stride == 0 || 2 * self.pad > self.k
+        if self.k == 0
+            || self.stride == 0
+            || 2 * self.pad > self.k
             || self.input.h + 2 * self.pad < self.k
             || self.input.w + 2 * self.pad < self.k
         {

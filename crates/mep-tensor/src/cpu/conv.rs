@@ -1,14 +1,379 @@
 //! GEMM-based kernels of the CPU backend: convolution (forward, input and weight
-//! gradients), transposed convolution, linear. STUB: to be written.
-#![allow(unused_variables, clippy::too_many_arguments)]
+//! gradients), transposed convolution, linear.
+//!
+//! Every convolution is a GEMM per image, `Y_n[c_out, oh·ow] = W[c_out, K] · Col_n[K, oh·ow]`
+//! with `K = c_in·kh·kw` and `Col_n` the im2col matrix of image `n`. The output pixels of an
+//! image are cut into column blocks so that the block of `Col_n` built for one GEMM stays in
+//! L2 and the epilogue (bias, residual, activation) runs on an output block that is still hot.
+//! The (image, block) pairs are the unit of parallel work: rayon spreads them over its threads
+//! and each GEMM runs single-threaded, which avoids gemm's per-call fork/join; only when there
+//! are too few units does gemm parallelise internally.
+//!
+//! Paths: 1×1 stride-1 convs read the input as the GEMM operand directly; other stride-1
+//! convs run on a zero-padded copy of the input over a "wide" output grid where each im2col
+//! row is one contiguous copy (`conv2d_wide`); strided convs use a general im2col. Input
+//! gradients of stride-1 convs are forward convs with the flipped, transposed weight; strided
+//! ones go through col2im. Weight gradients accumulate per thread over its share of the
+//! images, into a column-major `dW` when that makes gemm transpose the smaller operand.
+//!
+//! Callers ([`CpuBackend`](super::CpuBackend)) have checked every length.
 
 use crate::backend::Act;
 use crate::shape::{Conv2dGeom, ConvT2dGeom};
+use gemm::Parallelism;
+use rayon::prelude::*;
+use std::sync::Mutex;
 
-/// Scratch memory (im2col columns) reused across calls.
+/// Floats of im2col columns plus output one forward block may use: half of a 2 MiB L2.
+const COL_BLOCK_FLOATS: usize = 256 * 1024;
+/// Weight-gradient GEMMs read and write all of `dW` per call, so they want long blocks
+/// (a large GEMM depth) more than they want the columns to stay in L2.
+const WGRAD_BLOCK_FLOATS: usize = 1024 * 1024;
+/// Below this many output columns per block, GEMM efficiency drops faster than balance improves.
+const MIN_BLOCK_COLS: usize = 64;
+/// Buffers the workspace keeps; enough for every thread of a large machine to hold two.
+const WS_MAX_BUFFERS: usize = 64;
+
+/// Scratch memory (im2col columns, transformed weights, partial weight gradients) reused
+/// across calls, so that a warm network does not allocate in its convolutions.
 #[derive(Default)]
-pub struct Workspace {}
+pub struct Workspace {
+    free: Mutex<Vec<Vec<f32>>>,
+}
 
+impl Workspace {
+    /// A buffer of `len` floats with unspecified contents; back to the pool when dropped.
+    fn take(&self, len: usize) -> Scratch<'_> {
+        let mut v = {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            // Prefer the smallest buffer that fits, else grow the largest (fewest reallocations).
+            let fit = free
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.len() >= len)
+                .min_by_key(|(_, v)| v.len())
+                .map(|(i, _)| i);
+            let pick = fit.or_else(|| free.iter().enumerate().max_by_key(|(_, v)| v.len()).map(|(i, _)| i));
+            pick.map(|i| free.swap_remove(i)).unwrap_or_default()
+        };
+        // Buffers keep their full length between loans and only ever grow, so that reuse
+        // never zero-fills (a truncated Vec would refill on its next, longer loan).
+        if v.len() < len {
+            v.resize(len, 0.0);
+        }
+        Scratch { ws: self, v, len }
+    }
+}
+
+/// A workspace buffer on loan; derefs to its first `len` floats.
+struct Scratch<'a> {
+    ws: &'a Workspace,
+    v: Vec<f32>,
+    len: usize,
+}
+
+impl std::ops::Deref for Scratch<'_> {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.v[..self.len]
+    }
+}
+
+impl std::ops::DerefMut for Scratch<'_> {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.v[..self.len]
+    }
+}
+
+impl Drop for Scratch<'_> {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.v);
+        let mut free = self.ws.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < WS_MAX_BUFFERS {
+            free.push(v);
+        }
+    }
+}
+
+/// A raw pointer that rayon tasks may share; each task writes a disjoint region of it.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: the tasks that share it only ever touch disjoint elements.
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The pointer; a method so that closures capture the whole (`Sync`) wrapper.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// [`sgemm_strided`] with a row-major `dst` (unit column stride).
+///
+/// # Safety
+/// As [`sgemm_strided`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: *const f32,
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: *const f32,
+    rhs_rs: usize,
+    rhs_cs: usize,
+    par: Parallelism,
+) {
+    sgemm_strided(
+        m, n, k, dst, dst_rs, 1, accumulate, lhs, lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs, par,
+    );
+}
+
+/// `dst[m×n] = lhs[m×k]·rhs[k×n]`, or `+=` when `accumulate`; each matrix given by its pointer,
+/// row stride and column stride (in elements).
+///
+/// # Safety
+/// Every addressed element must be inside its allocation, and `dst` must not alias the others.
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    dst_cs: usize,
+    accumulate: bool,
+    lhs: *const f32,
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: *const f32,
+    rhs_rs: usize,
+    rhs_cs: usize,
+    par: Parallelism,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        dst_cs as isize,
+        dst_rs as isize,
+        accumulate,
+        lhs,
+        lhs_cs as isize,
+        lhs_rs as isize,
+        rhs,
+        rhs_cs as isize,
+        rhs_rs as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        par,
+    );
+}
+
+fn threads() -> usize {
+    rayon::current_num_threads()
+}
+
+/// How the output pixels of each image are cut into column blocks, and whether the
+/// (image, block) units run in parallel (else each GEMM parallelises itself).
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    block: usize,
+    blocks: usize,
+    parallel_units: bool,
+}
+
+impl Plan {
+    fn new(n: usize, cols: usize, max_block: usize) -> Plan {
+        let nt = threads();
+        let cols = cols.max(1);
+        let mut blocks = cols.div_ceil(max_block.max(1));
+        // A few units per thread so that uneven images or blocks still balance.
+        let want_units = 4 * nt;
+        if nt > 1 && n * blocks < want_units {
+            blocks = blocks.max(want_units.div_ceil(n.max(1)));
+        }
+        blocks = blocks.min(cols.div_ceil(MIN_BLOCK_COLS.min(cols))).max(1);
+        // gemm's AVX-512 micro-kernel covers 64 output columns (4 registers of 16) at a time.
+        let block = cols.div_ceil(blocks).next_multiple_of(64).min(cols);
+        let blocks = cols.div_ceil(block);
+        Plan {
+            block,
+            blocks,
+            parallel_units: nt > 1 && n * blocks >= nt,
+        }
+    }
+
+    fn gemm_par(&self) -> Parallelism {
+        if self.parallel_units {
+            Parallelism::None
+        } else {
+            Parallelism::Rayon(0)
+        }
+    }
+}
+
+fn for_units(units: usize, parallel: bool, f: impl Fn(usize) + Sync + Send) {
+    if parallel {
+        (0..units).into_par_iter().for_each(f);
+    } else {
+        (0..units).for_each(f);
+    }
+}
+
+fn is_direct(g: &Conv2dGeom) -> bool {
+    g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0
+}
+
+/// The output columns `[ox_lo, ox_hi)` whose input column `ox·stride + kj - pad` is inside the image.
+fn valid_cols(g: &Conv2dGeom, kj: usize, ow: usize) -> (usize, usize) {
+    let lo = g.pad.saturating_sub(kj).div_ceil(g.stride);
+    let hi = if g.w + g.pad > kj {
+        ((g.w - 1 + g.pad - kj) / g.stride + 1).min(ow)
+    } else {
+        0
+    };
+    (lo.min(hi), hi)
+}
+
+/// Visits the output-row segments of the pixel range `[j0, j1)`: `(oy, ox0, ox1, offset in block)`.
+fn for_segments(ow: usize, j0: usize, j1: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+    let mut j = j0;
+    while j < j1 {
+        let (oy, ox0) = (j / ow, j % ow);
+        let ox1 = ow.min(ox0 + (j1 - j));
+        f(oy, ox0, ox1, j - j0);
+        j += ox1 - ox0;
+    }
+}
+
+/// The im2col rows of output pixels `[j0, j1)` of one image: `col[K, j1 - j0]`, row `(c, ki, kj)`.
+fn im2col(g: &Conv2dGeom, x_img: &[f32], j0: usize, j1: usize, col: &mut [f32]) {
+    let (ow, hw, bl, s) = (g.out_w(), g.h * g.w, j1 - j0, g.stride);
+    let mut rows = col.chunks_exact_mut(bl);
+    for plane in x_img.chunks_exact(hw) {
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let Some(row) = rows.next() else { return };
+                let (lo, hi) = valid_cols(g, kj, ow);
+                for_segments(ow, j0, j1, |oy, ox0, ox1, off| {
+                    let seg = &mut row[off..off + ox1 - ox0];
+                    let iy = (oy * s + ki).wrapping_sub(g.pad);
+                    if iy >= g.h {
+                        seg.fill(0.0);
+                        return;
+                    }
+                    let src = &plane[iy * g.w..(iy + 1) * g.w];
+                    let a = lo.clamp(ox0, ox1);
+                    let b = hi.clamp(a, ox1);
+                    seg[..a - ox0].fill(0.0);
+                    seg[b - ox0..].fill(0.0);
+                    let dst = &mut seg[a - ox0..b - ox0];
+                    if b > a {
+                        let first = a * s + kj - g.pad;
+                        if s == 1 {
+                            dst.copy_from_slice(&src[first..first + (b - a)]);
+                        } else if s == 2 {
+                            // Pairs vectorise into shuffles where `step_by` stays scalar; the last
+                            // pixel may lack its partner at the row's end.
+                            let (body, last) = dst.split_at_mut(b - a - 1);
+                            for (d, p) in body.iter_mut().zip(src[first..].chunks_exact(2)) {
+                                *d = p[0];
+                            }
+                            last[0] = src[first + 2 * (b - a - 1)];
+                        } else {
+                            for (d, v) in dst.iter_mut().zip(src[first..].iter().step_by(s)) {
+                                *d = *v;
+                            }
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds `col[K, j1 - j0]` into the image gradient `dx_img`.
+fn col2im_add(g: &Conv2dGeom, col: &[f32], j0: usize, j1: usize, dx_img: &mut [f32]) {
+    let (ow, hw, bl, s) = (g.out_w(), g.h * g.w, j1 - j0, g.stride);
+    let mut rows = col.chunks_exact(bl);
+    for plane in dx_img.chunks_exact_mut(hw) {
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let Some(row) = rows.next() else { return };
+                let (lo, hi) = valid_cols(g, kj, ow);
+                for_segments(ow, j0, j1, |oy, ox0, ox1, off| {
+                    let iy = (oy * s + ki).wrapping_sub(g.pad);
+                    let a = lo.clamp(ox0, ox1);
+                    let b = hi.clamp(a, ox1);
+                    if iy >= g.h || b == a {
+                        return;
+                    }
+                    let src = &row[off + a - ox0..off + b - ox0];
+                    let first = iy * g.w + a * s + kj - g.pad;
+                    if s == 1 {
+                        for (d, v) in plane[first..first + (b - a)].iter_mut().zip(src) {
+                            *d += *v;
+                        }
+                    } else {
+                        for (d, v) in plane[first..].iter_mut().step_by(s).zip(src) {
+                            *d += *v;
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// `row = act(row + b + res)` on one output row segment.
+fn epilogue(row: &mut [f32], b: Option<f32>, res: Option<&[f32]>, act: Act) {
+    if let Some(b) = b {
+        row.iter_mut().for_each(|v| *v += b);
+    }
+    if let Some(res) = res {
+        row.iter_mut().zip(res).for_each(|(v, r)| *v += *r);
+    }
+    match act {
+        Act::Identity => {}
+        Act::Relu => row.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Act::LeakyRelu(s) => row.iter_mut().for_each(|v| *v = if *v > 0.0 { *v } else { s * *v }),
+        Act::Sigmoid => row.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+    }
+}
+
+/// Sums each channel of an NCHW tensor: `out[c] = Σ_{n, p} t[n, c, p]`.
+fn channel_sums(n: usize, c: usize, hw: usize, t: &[f32], out: &mut [f32]) {
+    out.par_iter_mut().enumerate().for_each(|(ch, o)| {
+        let mut acc = 0.0f64;
+        for img in 0..n {
+            let plane = &t[(img * c + ch) * hw..][..hw];
+            // Sixteen lanes vectorise; f64 across chunks keeps large planes accurate.
+            let mut lanes = [0.0f32; 16];
+            let mut chunks = plane.chunks_exact(16);
+            for ch16 in &mut chunks {
+                for (l, v) in lanes.iter_mut().zip(ch16) {
+                    *l += *v;
+                }
+            }
+            acc += lanes.iter().map(|&v| v as f64).sum::<f64>();
+            acc += chunks.remainder().iter().map(|&v| v as f64).sum::<f64>();
+        }
+        *o = acc as f32;
+    });
+}
+
+/// `y = act(conv2d(x, w) + bias + residual)`, NCHW, weight `[c_out, c_in, kh, kw]`.
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     ws: &Workspace,
     g: &Conv2dGeom,
@@ -19,20 +384,414 @@ pub fn conv2d(
     act: Act,
     y: &mut [f32],
 ) {
-    todo!()
+    let direct = is_direct(g);
+    if g.stride == 1 && !direct {
+        return conv2d_wide(ws, g, x, w, bias, residual, act, y);
+    }
+    let (ohw, kk, co) = (g.out_h() * g.out_w(), g.c_in * g.kh * g.kw, g.c_out);
+    let in_img = g.c_in * g.h * g.w;
+    // The columns and the output block both stay in L2 until the epilogue has run.
+    let max_block = COL_BLOCK_FLOATS / (kk + co).max(1);
+    let plan = Plan::new(g.n, ohw, max_block);
+    let par = plan.gemm_par();
+    let yp = SharedMut(y.as_mut_ptr());
+    for_units(g.n * plan.blocks, plan.parallel_units, |u| {
+        let (img, blk) = (u / plan.blocks, u % plan.blocks);
+        let j0 = blk * plan.block;
+        let j1 = ohw.min(j0 + plan.block);
+        let bl = j1 - j0;
+        let x_img = &x[img * in_img..(img + 1) * in_img];
+        let y_off = img * co * ohw;
+        let col = (!direct).then(|| {
+            let mut c = ws.take(kk * bl);
+            im2col(g, x_img, j0, j1, &mut c);
+            c
+        });
+        let (rhs, rhs_rs) = match &col {
+            None => (x_img.as_ptr().wrapping_add(j0), ohw),
+            Some(c) => (c.as_ptr(), bl),
+        };
+        // SAFETY: the unit writes rows `[y_off + o·ohw + j0, .. + bl)` only, disjoint from other units;
+        // lhs is `co×kk` row-major and rhs `kk×bl` at row stride `rhs_rs`, both in bounds.
+        unsafe {
+            sgemm(
+                co,
+                bl,
+                kk,
+                yp.get().add(y_off + j0),
+                ohw,
+                false,
+                w.as_ptr(),
+                kk,
+                1,
+                rhs,
+                rhs_rs,
+                1,
+                par,
+            );
+        }
+        drop(col);
+        if bias.is_some() || residual.is_some() || act != Act::Identity {
+            for o in 0..co {
+                let start = y_off + o * ohw + j0;
+                // SAFETY: as above, this row segment belongs to this unit alone.
+                let row = unsafe { std::slice::from_raw_parts_mut(yp.get().add(start), bl) };
+                epilogue(row, bias.map(|b| b[o]), residual.map(|r| &r[start..start + bl]), act);
+            }
+        }
+    });
 }
+
+/// Stride-1 convolution on a zero-padded copy of the input, computed on a "wide" output grid
+/// of `oh` rows of `wp = w + 2 pad` columns, of which the first `ow` are real and the rest
+/// discarded. On that grid each im2col row is a single contiguous run of the padded plane
+/// (`P[c][j + ki·wp + kj]` for wide pixel `j`), so building the columns is one `memcpy` per
+/// row instead of one per output row segment with zero fills, which dominated layers with
+/// few output channels.
+#[allow(clippy::too_many_arguments)]
+fn conv2d_wide(
+    ws: &Workspace,
+    g: &Conv2dGeom,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    act: Act,
+    y: &mut [f32],
+) {
+    let (oh, ow, kk, co, ci) = (g.out_h(), g.out_w(), g.c_in * g.kh * g.kw, g.c_out, g.c_in);
+    let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+    // The last wide pixel of the last tap reads `hp·wp + kw - 2`; the slack keeps it in the plane.
+    let plane = hp * wp + g.kw;
+    let (in_img, pad_img, ohw, wide) = (ci * g.h * g.w, ci * plane, oh * ow, oh * wp);
+    if g.n == 0 || co == 0 {
+        return;
+    }
+    let mut padded = ws.take(g.n * pad_img);
+    padded.par_chunks_mut(plane).enumerate().for_each(|(p, dst)| {
+        let src = &x[(p / ci.max(1)) * in_img + (p % ci.max(1)) * g.h * g.w..][..g.h * g.w];
+        dst[..g.pad * wp].fill(0.0);
+        for (r, src_row) in src.chunks_exact(g.w.max(1)).enumerate() {
+            let row = &mut dst[(r + g.pad) * wp..(r + g.pad + 1) * wp];
+            row[..g.pad].fill(0.0);
+            row[g.pad..g.pad + g.w].copy_from_slice(src_row);
+            row[g.pad + g.w..].fill(0.0);
+        }
+        dst[(g.h + g.pad) * wp..].fill(0.0);
+    });
+    let padded = &padded[..];
+    let plan = Plan::new(g.n, wide, COL_BLOCK_FLOATS / (kk + co).max(1));
+    let par = plan.gemm_par();
+    let yp = SharedMut(y.as_mut_ptr());
+    for_units(g.n * plan.blocks, plan.parallel_units, |u| {
+        let (img, blk) = (u / plan.blocks, u % plan.blocks);
+        let j0 = blk * plan.block;
+        let j1 = wide.min(j0 + plan.block);
+        let bl = j1 - j0;
+        let p_img = &padded[img * pad_img..(img + 1) * pad_img];
+        let mut col = ws.take(kk * bl);
+        let mut rows = col.chunks_exact_mut(bl);
+        for p_plane in p_img.chunks_exact(plane) {
+            for ki in 0..g.kh {
+                for kj in 0..g.kw {
+                    if let Some(row) = rows.next() {
+                        let first = j0 + ki * wp + kj;
+                        row.copy_from_slice(&p_plane[first..first + bl]);
+                    }
+                }
+            }
+        }
+        let mut out = ws.take(co * bl);
+        // SAFETY: `out` is `co×bl`, w is `co×kk` row-major and col is `kk×bl` row-major.
+        unsafe {
+            sgemm(
+                co,
+                bl,
+                kk,
+                out.as_mut_ptr(),
+                bl,
+                false,
+                w.as_ptr(),
+                kk,
+                1,
+                col.as_ptr(),
+                bl,
+                1,
+                par,
+            );
+        }
+        drop(col);
+        let y_off = img * co * ohw;
+        for (o, out_row) in out.chunks_exact(bl).enumerate() {
+            for_segments(wp, j0, j1, |oy, ox0, ox1, off| {
+                let ox1 = ox1.min(ow);
+                if ox1 <= ox0 {
+                    return;
+                }
+                let start = y_off + (o * oh + oy) * ow + ox0;
+                let len = ox1 - ox0;
+                // SAFETY: output pixels `(img, o, oy, ox0..ox1)` lie in this unit's wide block
+                // only, so no other unit writes them.
+                let dst = unsafe { std::slice::from_raw_parts_mut(yp.get().add(start), len) };
+                dst.copy_from_slice(&out_row[off..off + len]);
+                epilogue(dst, bias.map(|b| b[o]), residual.map(|r| &r[start..start + len]), act);
+            });
+        }
+    });
+}
+
+/// The weight of the stride-1 convolution that computes an input gradient:
+/// `w'[i, o, a, b] = w[o, i, kh-1-a, kw-1-b]`.
+fn flip_transpose(g: &Conv2dGeom, w: &[f32], out: &mut [f32]) {
+    let (ci, co, kh, kw) = (g.c_in, g.c_out, g.kh, g.kw);
+    out.par_chunks_mut(co * kh * kw).enumerate().for_each(|(i, dst)| {
+        for o in 0..co {
+            for a in 0..kh {
+                for b in 0..kw {
+                    dst[(o * kh + a) * kw + b] = w[((o * ci + i) * kh + kh - 1 - a) * kw + kw - 1 - b];
+                }
+            }
+        }
+    });
+}
+
+/// Gradient of `conv2d` with respect to its input.
 pub fn conv2d_bwd_input(ws: &Workspace, g: &Conv2dGeom, dy: &[f32], w: &[f32], dx: &mut [f32]) {
-    todo!()
+    if g.stride == 1 && g.kh == g.kw && g.pad < g.kh {
+        // With stride 1 the input gradient is itself a convolution (flipped, transposed
+        // weight), which avoids col2im's scattered adds and parallelises over blocks.
+        let gt = Conv2dGeom {
+            n: g.n,
+            c_in: g.c_out,
+            h: g.out_h(),
+            w: g.out_w(),
+            c_out: g.c_in,
+            kh: g.kh,
+            kw: g.kw,
+            stride: 1,
+            pad: g.kh - 1 - g.pad,
+        };
+        let mut wt = ws.take(g.weight_len());
+        flip_transpose(g, w, &mut wt);
+        conv2d(ws, &gt, dy, &wt, None, None, Act::Identity, dx);
+        return;
+    }
+    conv2d_bwd_input_col2im(ws, g, dy, w, dx);
 }
-pub fn conv2d_bwd_weight(ws: &Workspace, g: &Conv2dGeom, x: &[f32], dy: &[f32], dw: &mut [f32], db: Option<&mut [f32]>) {
-    todo!()
+
+/// Input gradient through `dCol = Wᵀ·dY` and col2im, image by image.
+fn conv2d_bwd_input_col2im(ws: &Workspace, g: &Conv2dGeom, dy: &[f32], w: &[f32], dx: &mut [f32]) {
+    let (ohw, kk, co) = (g.out_h() * g.out_w(), g.c_in * g.kh * g.kw, g.c_out);
+    let in_img = g.c_in * g.h * g.w;
+    let max_block = (COL_BLOCK_FLOATS / kk.max(1)).max(MIN_BLOCK_COLS);
+    let nt = threads();
+    // col2im of two blocks of one image add into the same pixels, so images are the units.
+    let parallel = nt > 1 && g.n >= nt;
+    let par = if parallel {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(0)
+    };
+    let body = |img: usize, dx_img: &mut [f32]| {
+        dx_img.fill(0.0);
+        let dy_img = &dy[img * co * ohw..(img + 1) * co * ohw];
+        let block = max_block.min(ohw.max(1));
+        let mut col = ws.take(kk * block);
+        let mut j0 = 0;
+        while j0 < ohw {
+            let j1 = ohw.min(j0 + block);
+            let bl = j1 - j0;
+            // SAFETY: dst is the `kk×bl` buffer, lhs is wᵀ (`kk×co`, strides 1 and kk), rhs the
+            // `co×bl` block of dy at row stride ohw; all in bounds.
+            unsafe {
+                sgemm(
+                    kk,
+                    bl,
+                    co,
+                    col.as_mut_ptr(),
+                    bl,
+                    false,
+                    w.as_ptr(),
+                    1,
+                    kk,
+                    dy_img.as_ptr().wrapping_add(j0),
+                    ohw,
+                    1,
+                    par,
+                );
+            }
+            col2im_add(g, &col[..kk * bl], j0, j1, dx_img);
+            j0 = j1;
+        }
+    };
+    if in_img == 0 {
+        return;
+    }
+    if parallel {
+        dx.par_chunks_mut(in_img).enumerate().for_each(|(i, d)| body(i, d));
+    } else {
+        dx.chunks_mut(in_img).enumerate().for_each(|(i, d)| body(i, d));
+    }
 }
+
+/// `dW (+)= Σ_j dY[o, j]·Col[K, j]` over the given images, into `acc`: `[c_out, K]`, or its
+/// transpose `[K, c_out]` when `transposed`.
+#[allow(clippy::too_many_arguments)]
+fn wgrad_images(
+    ws: &Workspace,
+    g: &Conv2dGeom,
+    x: &[f32],
+    dy: &[f32],
+    imgs: std::ops::Range<usize>,
+    acc: &mut [f32],
+    transposed: bool,
+    par: Parallelism,
+) {
+    let (ohw, kk, co) = (g.out_h() * g.out_w(), g.c_in * g.kh * g.kw, g.c_out);
+    let in_img = g.c_in * g.h * g.w;
+    let direct = is_direct(g);
+    let block = if direct {
+        ohw.max(1)
+    } else {
+        (WGRAD_BLOCK_FLOATS / kk.max(1)).clamp(256, ohw.max(256))
+    };
+    let mut col = if direct {
+        None
+    } else {
+        Some(ws.take(kk * block.min(ohw)))
+    };
+    let (dst_rs, dst_cs) = if transposed { (1, co) } else { (kk, 1) };
+    let mut first = true;
+    for img in imgs {
+        let x_img = &x[img * in_img..(img + 1) * in_img];
+        let dy_img = &dy[img * co * ohw..(img + 1) * co * ohw];
+        let mut j0 = 0;
+        while j0 < ohw {
+            let j1 = ohw.min(j0 + block);
+            let bl = j1 - j0;
+            let (rhs, rhs_cs) = match col.as_mut() {
+                None => (x_img.as_ptr().wrapping_add(j0), ohw),
+                Some(c) => {
+                    im2col(g, x_img, j0, j1, &mut c[..kk * bl]);
+                    (c.as_ptr(), bl)
+                }
+            };
+            // SAFETY: dst is acc (`co×kk` either way round), lhs the `co×bl` block of dy (row
+            // stride ohw), rhs the transpose of the `kk×bl` columns (row stride 1, column
+            // stride rhs_cs); all in bounds.
+            unsafe {
+                sgemm_strided(
+                    co,
+                    kk,
+                    bl,
+                    acc.as_mut_ptr(),
+                    dst_rs,
+                    dst_cs,
+                    !first,
+                    dy_img.as_ptr().wrapping_add(j0),
+                    ohw,
+                    1,
+                    rhs,
+                    1,
+                    rhs_cs,
+                    par,
+                );
+            }
+            first = false;
+            j0 = j1;
+        }
+    }
+    if first {
+        acc.fill(0.0);
+    }
+}
+
+/// Gradients of `conv2d` with respect to the weight and, when given, the bias.
+pub fn conv2d_bwd_weight(
+    ws: &Workspace,
+    g: &Conv2dGeom,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) {
+    let nt = threads();
+    let (wl, kk, co) = (g.weight_len(), g.c_in * g.kh * g.kw, g.c_out);
+    // Both operands are contiguous along the pixels they are summed over, so gemm must
+    // transpose one of them while packing, which is slow; a column-major dW makes that the
+    // (smaller) dY block instead of the im2col columns.
+    let transposed = co < kk;
+    // With a batch, each thread accumulates its share of the images into a private dW.
+    let chunks = if nt > 1 && g.n >= nt { nt } else { 1 };
+    let per = g.n.div_ceil(chunks).max(1);
+    let chunks = g.n.div_ceil(per).max(1);
+    let par = if chunks > 1 {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(0)
+    };
+    if !transposed && chunks == 1 {
+        wgrad_images(ws, g, x, dy, 0..g.n, dw, false, par);
+    } else if wl > 0 {
+        let own = usize::from(!transposed);
+        let mut partials: Vec<Scratch<'_>> = (own..chunks).map(|_| ws.take(wl)).collect();
+        let mut targets: Vec<&mut [f32]> = Vec::with_capacity(chunks);
+        if !transposed {
+            targets.push(&mut *dw);
+        }
+        targets.extend(partials.iter_mut().map(|p| &mut p[..]));
+        let run = |c: usize, t: &mut [f32]| {
+            let imgs = c * per..g.n.min((c + 1) * per);
+            wgrad_images(ws, g, x, dy, imgs, t, transposed, par);
+        };
+        if chunks > 1 {
+            targets.into_par_iter().enumerate().for_each(|(c, t)| run(c, t));
+        } else {
+            targets.into_iter().enumerate().for_each(|(c, t)| run(c, t));
+        }
+        let parts: Vec<&[f32]> = partials.iter().map(|p| &p[..]).collect();
+        if transposed {
+            dw.par_chunks_mut(kk).enumerate().for_each(|(o, row)| {
+                for (i, d) in row.iter_mut().enumerate() {
+                    *d = parts.iter().map(|p| p[i * co + o]).sum();
+                }
+            });
+        } else {
+            dw.par_chunks_mut(4096).enumerate().for_each(|(i, d)| {
+                for p in &parts {
+                    for (a, b) in d.iter_mut().zip(&p[i * 4096..]) {
+                        *a += *b;
+                    }
+                }
+            });
+        }
+    }
+    if let Some(db) = db {
+        channel_sums(g.n, g.c_out, g.out_h() * g.out_w(), dy, db);
+    }
+}
+
+/// `y = conv_transpose2d(x, w) + bias`: the input gradient of [`ConvT2dGeom::as_conv`], whose
+/// weight layout `[c_out, c_in]` is ours `[c_in, c_out]`.
 pub fn conv_transpose2d(ws: &Workspace, g: &ConvT2dGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-    todo!()
+    conv2d_bwd_input(ws, &g.as_conv(), x, w, y);
+    if let Some(b) = bias {
+        let hw = g.out_h() * g.out_w();
+        if hw > 0 {
+            y.par_chunks_mut(hw).enumerate().for_each(|(i, plane)| {
+                let v = b[i % g.c_out];
+                plane.iter_mut().for_each(|p| *p += v);
+            });
+        }
+    }
 }
+
+/// Gradient of `conv_transpose2d` with respect to its input: the forward of the adjoint conv.
 pub fn conv_transpose2d_bwd_input(ws: &Workspace, g: &ConvT2dGeom, dy: &[f32], w: &[f32], dx: &mut [f32]) {
-    todo!()
+    conv2d(ws, &g.as_conv(), dy, w, None, None, Act::Identity, dx);
 }
+
+/// Gradients of `conv_transpose2d` with respect to its weight and, when given, bias.
 pub fn conv_transpose2d_bwd_weight(
     ws: &Workspace,
     g: &ConvT2dGeom,
@@ -41,14 +800,83 @@ pub fn conv_transpose2d_bwd_weight(
     dw: &mut [f32],
     db: Option<&mut [f32]>,
 ) {
-    todo!()
+    // In the adjoint conv, dy is the input and x the output gradient.
+    conv2d_bwd_weight(ws, &g.as_conv(), dy, x, dw, None);
+    if let Some(db) = db {
+        channel_sums(g.n, g.c_out, g.out_h() * g.out_w(), dy, db);
+    }
 }
+
+/// `y[n, m] = x[n, k]·w[m, k]ᵀ + bias`.
 pub fn linear(n: usize, k: usize, m: usize, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-    todo!()
+    // SAFETY: x is `n×k`, wᵀ is read as `k×m` (row stride 1, column stride k), y is `n×m`.
+    unsafe {
+        sgemm(
+            n,
+            m,
+            k,
+            y.as_mut_ptr(),
+            m,
+            false,
+            x.as_ptr(),
+            k,
+            1,
+            w.as_ptr(),
+            1,
+            k,
+            Parallelism::Rayon(0),
+        );
+    }
+    if let (Some(b), true) = (bias, m > 0) {
+        for row in y.chunks_exact_mut(m) {
+            row.iter_mut().zip(b).for_each(|(v, b)| *v += *b);
+        }
+    }
 }
+
+/// `dx[n, k] = dy[n, m]·w[m, k]`.
 pub fn linear_bwd_input(n: usize, k: usize, m: usize, dy: &[f32], w: &[f32], dx: &mut [f32]) {
-    todo!()
+    // SAFETY: dy is `n×m`, w is `m×k`, dx is `n×k`, all row-major.
+    unsafe {
+        sgemm(
+            n,
+            k,
+            m,
+            dx.as_mut_ptr(),
+            k,
+            false,
+            dy.as_ptr(),
+            m,
+            1,
+            w.as_ptr(),
+            k,
+            1,
+            Parallelism::Rayon(0),
+        );
+    }
 }
+
+/// `dw[m, k] = dy[n, m]ᵀ·x[n, k]` and, when given, `db = Σ_n dy`.
 pub fn linear_bwd_weight(n: usize, k: usize, m: usize, x: &[f32], dy: &[f32], dw: &mut [f32], db: Option<&mut [f32]>) {
-    todo!()
+    // SAFETY: dyᵀ is read as `m×n` (row stride 1, column stride m), x is `n×k`, dw is `m×k`.
+    unsafe {
+        sgemm(
+            m,
+            k,
+            n,
+            dw.as_mut_ptr(),
+            k,
+            false,
+            dy.as_ptr(),
+            1,
+            m,
+            x.as_ptr(),
+            k,
+            1,
+            Parallelism::Rayon(0),
+        );
+    }
+    if let Some(db) = db {
+        channel_sums(n, m, 1, dy, db);
+    }
 }

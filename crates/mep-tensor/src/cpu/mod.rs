@@ -116,11 +116,11 @@ impl CpuBackend {
     }
 }
 
-fn opt<'a>(b: Option<&'a CpuBuf>) -> Option<&'a [f32]> {
+fn opt(b: Option<&CpuBuf>) -> Option<&[f32]> {
     b.map(|b| b.as_slice())
 }
 
-fn opt_mut<'a>(b: Option<&'a mut CpuBuf>) -> Option<&'a mut [f32]> {
+fn opt_mut(b: Option<&mut CpuBuf>) -> Option<&mut [f32]> {
     b.map(|b| b.as_mut_slice())
 }
 
@@ -130,7 +130,8 @@ fn check_opt(op: &'static str, arg: &'static str, expected: usize, b: Option<&Cp
 
 fn check_act(op: &'static str, act: Act) -> Result<()> {
     match act {
-        Act::LeakyRelu(s) if !(s > 0.0) => Err(TensorError::Invalid {
+        // NaN slopes are rejected too, hence not `s <= 0.0`.
+        Act::LeakyRelu(s) if s.is_nan() || s <= 0.0 => Err(TensorError::Invalid {
             op,
             msg: format!("LeakyReLU slope {s} must be positive (its backward reads the output)"),
         }),
@@ -205,7 +206,16 @@ impl Backend for CpuBackend {
         check_opt(OP, "bias", g.c_out, bias)?;
         check_opt(OP, "residual", g.output().numel(), residual)?;
         check_len(OP, "y", g.output().numel(), y.data.len())?;
-        conv::conv2d(&self.ws, g, &x.data, &w.data, opt(bias), opt(residual), act, &mut y.data);
+        conv::conv2d(
+            &self.ws,
+            g,
+            &x.data,
+            &w.data,
+            opt(bias),
+            opt(residual),
+            act,
+            &mut y.data,
+        );
         Ok(())
     }
     fn conv2d_bwd_input(&self, g: &Conv2dGeom, dy: &CpuBuf, w: &CpuBuf, dx: &mut CpuBuf) -> Result<()> {
@@ -297,7 +307,17 @@ impl Backend for CpuBackend {
             check_len(OP, arg, s.c, b.data.len())?;
         }
         check_len(OP, "y", s.numel(), y.data.len())?;
-        ops::batch_norm_infer(s, &x.data, &gamma.data, &beta.data, &mean.data, &var.data, eps, act, &mut y.data);
+        ops::batch_norm_infer(
+            s,
+            &x.data,
+            &gamma.data,
+            &beta.data,
+            &mean.data,
+            &var.data,
+            eps,
+            act,
+            &mut y.data,
+        );
         Ok(())
     }
     fn batch_norm_infer_bwd(
@@ -355,7 +375,10 @@ impl Backend for CpuBackend {
         if s.n * s.h * s.w < 2 {
             return Err(TensorError::Invalid {
                 op: OP,
-                msg: format!("training-mode batch norm needs more than one value per channel, got input {:?}", s),
+                msg: format!(
+                    "training-mode batch norm needs more than one value per channel, got input {:?}",
+                    s
+                ),
             });
         }
         for (arg, b) in [("gamma", gamma), ("beta", beta)] {
@@ -592,7 +615,14 @@ impl Backend for CpuBackend {
     fn norm(&self, x: &CpuBuf) -> Result<f64> {
         Ok(ops::dot(&x.data, &x.data).sqrt())
     }
-    fn adam_step(&self, h: &AdamParams, param: &mut CpuBuf, grad: &CpuBuf, m: &mut CpuBuf, v: &mut CpuBuf) -> Result<()> {
+    fn adam_step(
+        &self,
+        h: &AdamParams,
+        param: &mut CpuBuf,
+        grad: &CpuBuf,
+        m: &mut CpuBuf,
+        v: &mut CpuBuf,
+    ) -> Result<()> {
         let len = param.data.len();
         check_len("adam_step", "grad", len, grad.data.len())?;
         check_len("adam_step", "m", len, m.data.len())?;

@@ -1,0 +1,539 @@
+//! The GEMM kernels of the CPU backend (convolution, transposed convolution, linear)
+//! against the f64 reference, and the reference backwards against finite differences.
+
+use mep_tensor::cpu::reference::conv as r;
+use mep_tensor::{Act, Backend, Conv2dGeom, ConvT2dGeom, CpuBackend, TensorError};
+
+/// A small deterministic generator (xorshift), so that failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn uniform(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+    /// Values that are exact in f32, so that both sides see the same inputs.
+    fn vec(&mut self, len: usize) -> Vec<f64> {
+        (0..len).map(|_| self.uniform() as f32 as f64).collect()
+    }
+}
+
+fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+/// Asserts `|got - want| <= atol + rtol·|want|` everywhere, listing the first mismatches.
+fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let bad: Vec<String> = got
+        .iter()
+        .zip(want)
+        .enumerate()
+        .filter(|(_, (&g, &w))| {
+            // NaN (an element never written) is a mismatch too.
+            let err = (g as f64 - w).abs();
+            err.is_nan() || err > atol + rtol * w.abs()
+        })
+        .map(|(i, (g, w))| format!("[{i}] got {g} want {w}"))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{what}: {} of {} mismatches, first: {:?}",
+        bad.len(),
+        got.len(),
+        &bad[..bad.len().min(5)]
+    );
+}
+
+const ATOL: f64 = 1e-4;
+const RTOL: f64 = 1e-4;
+
+#[allow(clippy::too_many_arguments)]
+fn geom(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, k: usize, stride: usize, pad: usize) -> Conv2dGeom {
+    Conv2dGeom {
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        kh: k,
+        kw: k,
+        stride,
+        pad,
+    }
+}
+
+/// Geometries covering 1×1 (direct and strided), 3×3, the 7×7 stem, odd and non-square sizes.
+fn conv_geoms() -> Vec<Conv2dGeom> {
+    vec![
+        geom(1, 3, 5, 5, 2, 1, 1, 0),
+        geom(3, 8, 7, 9, 5, 1, 1, 0),
+        geom(3, 8, 9, 6, 16, 1, 2, 0),
+        geom(1, 4, 6, 5, 3, 3, 1, 1),
+        geom(3, 5, 7, 8, 6, 3, 1, 0),
+        geom(3, 6, 9, 7, 4, 3, 2, 1),
+        geom(1, 3, 11, 13, 8, 7, 2, 3),
+        geom(3, 3, 16, 12, 4, 7, 2, 3),
+        geom(2, 16, 10, 10, 16, 3, 1, 1),
+        geom(1, 2, 5, 4, 3, 3, 1, 2),
+        geom(2, 3, 4, 6, 2, 2, 2, 0),
+        // Enough columns that the forward cuts each image into several blocks.
+        geom(3, 32, 24, 20, 8, 3, 1, 1),
+        // Padding wider than the kernel, and a non-square kernel.
+        geom(1, 2, 3, 4, 3, 1, 1, 1),
+        Conv2dGeom {
+            kh: 1,
+            kw: 3,
+            ..geom(2, 3, 5, 6, 4, 1, 1, 1)
+        },
+        Conv2dGeom {
+            kh: 3,
+            kw: 2,
+            ..geom(2, 3, 7, 6, 4, 1, 2, 1)
+        },
+        // A deep im2col (K = 2304) whose column blocks are capped by the cache budget.
+        geom(1, 256, 12, 11, 4, 3, 1, 1),
+        geom(1, 256, 23, 21, 4, 3, 2, 1),
+    ]
+}
+
+const ACTS: [Act; 4] = [Act::Identity, Act::Relu, Act::LeakyRelu(0.1), Act::Sigmoid];
+
+#[test]
+fn conv2d_forward_with_bias_residual_and_each_activation_matches_reference() {
+    let cpu = CpuBackend::new();
+    let mut rng = Rng(1);
+    for (gi, g) in conv_geoms().into_iter().enumerate() {
+        let x = rng.vec(g.input().numel());
+        let w = rng.vec(g.weight_len());
+        let b = rng.vec(g.c_out);
+        let res = rng.vec(g.output().numel());
+        let (xb, wb, bb, rb) = (
+            cpu.upload(&f32s(&x)).unwrap(),
+            cpu.upload(&f32s(&w)).unwrap(),
+            cpu.upload(&f32s(&b)).unwrap(),
+            cpu.upload(&f32s(&res)).unwrap(),
+        );
+        for (ai, act) in ACTS.into_iter().enumerate() {
+            // Cycle through the bias/residual combinations across activations and geometries.
+            let with_bias = (gi + ai) % 2 == 0;
+            let with_res = (gi + ai / 2) % 2 == 0;
+            let want = r::conv2d_fused(
+                &g,
+                &x,
+                &w,
+                with_bias.then_some(&b[..]),
+                with_res.then_some(&res[..]),
+                act,
+            );
+            let mut y = cpu.upload(&vec![f32::NAN; g.output().numel()]).unwrap();
+            cpu.conv2d(
+                &g,
+                &xb,
+                &wb,
+                with_bias.then_some(&bb),
+                with_res.then_some(&rb),
+                act,
+                &mut y,
+            )
+            .unwrap();
+            let what = format!("conv2d {g:?} {act:?} bias={with_bias} residual={with_res}");
+            assert_close(&what, &cpu.download(&y).unwrap(), &want, ATOL, RTOL);
+        }
+    }
+}
+
+#[test]
+fn conv2d_backward_input_weight_and_bias_match_reference() {
+    let cpu = CpuBackend::new();
+    let mut rng = Rng(2);
+    for g in conv_geoms() {
+        let x = rng.vec(g.input().numel());
+        let w = rng.vec(g.weight_len());
+        let dy = rng.vec(g.output().numel());
+        let (xb, wb, dyb) = (
+            cpu.upload(&f32s(&x)).unwrap(),
+            cpu.upload(&f32s(&w)).unwrap(),
+            cpu.upload(&f32s(&dy)).unwrap(),
+        );
+        // NaN-filled outputs prove every element is overwritten, not accumulated.
+        let mut dx = cpu.upload(&vec![f32::NAN; g.input().numel()]).unwrap();
+        cpu.conv2d_bwd_input(&g, &dyb, &wb, &mut dx).unwrap();
+        assert_close(
+            &format!("conv2d_bwd_input {g:?}"),
+            &cpu.download(&dx).unwrap(),
+            &r::conv2d_bwd_input(&g, &dy, &w),
+            ATOL,
+            RTOL,
+        );
+
+        let mut dw = cpu.upload(&vec![f32::NAN; g.weight_len()]).unwrap();
+        let mut db = cpu.upload(&vec![f32::NAN; g.c_out]).unwrap();
+        cpu.conv2d_bwd_weight(&g, &xb, &dyb, &mut dw, Some(&mut db)).unwrap();
+        let what = format!("conv2d_bwd_weight {g:?}");
+        assert_close(
+            &what,
+            &cpu.download(&dw).unwrap(),
+            &r::conv2d_bwd_weight(&g, &x, &dy),
+            ATOL,
+            RTOL,
+        );
+        let hw = g.out_h() * g.out_w();
+        assert_close(
+            &what,
+            &cpu.download(&db).unwrap(),
+            &r::channel_sums(g.n, g.c_out, hw, &dy),
+            ATOL,
+            RTOL,
+        );
+
+        // Without a bias gradient.
+        cpu.conv2d_bwd_weight(&g, &xb, &dyb, &mut dw, None).unwrap();
+        assert_close(
+            &what,
+            &cpu.download(&dw).unwrap(),
+            &r::conv2d_bwd_weight(&g, &x, &dy),
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
+fn tgeoms() -> Vec<ConvT2dGeom> {
+    let t = |n, c_in, h, w, c_out, k, stride, pad, output_padding| ConvT2dGeom {
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        kh: k,
+        kw: k,
+        stride,
+        pad,
+        output_padding,
+    };
+    vec![
+        t(1, 4, 3, 5, 3, 2, 2, 0, 0),
+        t(3, 5, 4, 3, 6, 3, 2, 1, 1),
+        t(2, 3, 5, 5, 4, 3, 1, 1, 0),
+        t(1, 6, 4, 4, 2, 1, 1, 0, 0),
+        t(2, 4, 3, 4, 5, 4, 2, 1, 0),
+        t(1, 2, 3, 3, 3, 3, 3, 0, 2),
+    ]
+}
+
+#[test]
+fn conv_transpose2d_forward_and_backwards_match_reference() {
+    let cpu = CpuBackend::new();
+    let mut rng = Rng(3);
+    for g in tgeoms() {
+        let x = rng.vec(g.input().numel());
+        let w = rng.vec(g.weight_len());
+        let b = rng.vec(g.c_out);
+        let dy = rng.vec(g.output().numel());
+        let (xb, wb, bb, dyb) = (
+            cpu.upload(&f32s(&x)).unwrap(),
+            cpu.upload(&f32s(&w)).unwrap(),
+            cpu.upload(&f32s(&b)).unwrap(),
+            cpu.upload(&f32s(&dy)).unwrap(),
+        );
+        for with_bias in [false, true] {
+            let mut y = cpu.upload(&vec![f32::NAN; g.output().numel()]).unwrap();
+            cpu.conv_transpose2d(&g, &xb, &wb, with_bias.then_some(&bb), &mut y)
+                .unwrap();
+            let want = r::conv_transpose2d(&g, &x, &w, with_bias.then_some(&b[..]));
+            assert_close(
+                &format!("conv_transpose2d {g:?} bias={with_bias}"),
+                &cpu.download(&y).unwrap(),
+                &want,
+                ATOL,
+                RTOL,
+            );
+        }
+        let mut dx = cpu.upload(&vec![f32::NAN; g.input().numel()]).unwrap();
+        cpu.conv_transpose2d_bwd_input(&g, &dyb, &wb, &mut dx).unwrap();
+        let want = r::conv_transpose2d_bwd_input(&g, &dy, &w);
+        assert_close(
+            &format!("conv_transpose2d_bwd_input {g:?}"),
+            &cpu.download(&dx).unwrap(),
+            &want,
+            ATOL,
+            RTOL,
+        );
+
+        let mut dw = cpu.upload(&vec![f32::NAN; g.weight_len()]).unwrap();
+        let mut db = cpu.upload(&vec![f32::NAN; g.c_out]).unwrap();
+        cpu.conv_transpose2d_bwd_weight(&g, &xb, &dyb, &mut dw, Some(&mut db))
+            .unwrap();
+        let what = format!("conv_transpose2d_bwd_weight {g:?}");
+        assert_close(
+            &what,
+            &cpu.download(&dw).unwrap(),
+            &r::conv_transpose2d_bwd_weight(&g, &x, &dy),
+            ATOL,
+            RTOL,
+        );
+        let hw = g.out_h() * g.out_w();
+        assert_close(
+            &what,
+            &cpu.download(&db).unwrap(),
+            &r::channel_sums(g.n, g.c_out, hw, &dy),
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
+#[test]
+fn linear_forward_and_backwards_match_reference() {
+    let cpu = CpuBackend::new();
+    let mut rng = Rng(4);
+    for (n, k, m) in [(1, 1, 1), (3, 7, 5), (8, 64, 10), (17, 33, 65), (128, 256, 10)] {
+        let x = rng.vec(n * k);
+        let w = rng.vec(m * k);
+        let b = rng.vec(m);
+        let dy = rng.vec(n * m);
+        let (xb, wb, bb, dyb) = (
+            cpu.upload(&f32s(&x)).unwrap(),
+            cpu.upload(&f32s(&w)).unwrap(),
+            cpu.upload(&f32s(&b)).unwrap(),
+            cpu.upload(&f32s(&dy)).unwrap(),
+        );
+        let what = format!("linear n={n} k={k} m={m}");
+        for with_bias in [false, true] {
+            let mut y = cpu.upload(&vec![f32::NAN; n * m]).unwrap();
+            cpu.linear(n, k, m, &xb, &wb, with_bias.then_some(&bb), &mut y).unwrap();
+            let want = r::linear(n, k, m, &x, &w, with_bias.then_some(&b[..]));
+            assert_close(&what, &cpu.download(&y).unwrap(), &want, ATOL, RTOL);
+        }
+        let mut dx = cpu.upload(&vec![f32::NAN; n * k]).unwrap();
+        cpu.linear_bwd_input(n, k, m, &dyb, &wb, &mut dx).unwrap();
+        assert_close(
+            &what,
+            &cpu.download(&dx).unwrap(),
+            &r::linear_bwd_input(n, k, m, &dy, &w),
+            ATOL,
+            RTOL,
+        );
+        let mut dw = cpu.upload(&vec![f32::NAN; m * k]).unwrap();
+        let mut db = cpu.upload(&vec![f32::NAN; m]).unwrap();
+        cpu.linear_bwd_weight(n, k, m, &xb, &dyb, &mut dw, Some(&mut db))
+            .unwrap();
+        assert_close(
+            &what,
+            &cpu.download(&dw).unwrap(),
+            &r::linear_bwd_weight(n, k, m, &x, &dy),
+            ATOL,
+            RTOL,
+        );
+        assert_close(
+            &what,
+            &cpu.download(&db).unwrap(),
+            &r::channel_sums(n, m, 1, &dy),
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
+/// `Σ_i a_i b_i`.
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(a, b)| a * b).sum()
+}
+
+/// `<grad, dir>` against the central difference of `f` along `dir`, where `f(t)` is the
+/// loss at the point displaced by `t·dir`.
+fn check_directional(what: &str, grad: &[f64], dir: &[f64], f: impl Fn(f64) -> f64) {
+    let h = 1e-4;
+    let fd = (f(h) - f(-h)) / (2.0 * h);
+    let an = dot(grad, dir);
+    assert!(
+        (fd - an).abs() <= 1e-6 * (1.0 + an.abs()),
+        "{what}: analytic {an}, finite difference {fd}"
+    );
+}
+
+fn displaced(v: &[f64], dir: &[f64], t: f64) -> Vec<f64> {
+    v.iter().zip(dir).map(|(v, d)| v + t * d).collect()
+}
+
+#[test]
+fn reference_conv2d_backwards_agree_with_finite_differences() {
+    let mut rng = Rng(5);
+    for g in [
+        geom(2, 3, 5, 4, 2, 3, 2, 1),
+        geom(1, 2, 4, 5, 3, 3, 1, 1),
+        geom(2, 2, 3, 3, 2, 1, 1, 0),
+    ] {
+        let (x, w, b) = (rng.vec(g.input().numel()), rng.vec(g.weight_len()), rng.vec(g.c_out));
+        let rdir = rng.vec(g.output().numel());
+        let loss = |x: &[f64], w: &[f64], b: &[f64]| dot(&r::conv2d(&g, x, w, Some(b)), &rdir);
+        let (dx_dir, dw_dir, db_dir) = (rng.vec(x.len()), rng.vec(w.len()), rng.vec(b.len()));
+        let what = format!("{g:?}");
+        check_directional(&what, &r::conv2d_bwd_input(&g, &rdir, &w), &dx_dir, |t| {
+            loss(&displaced(&x, &dx_dir, t), &w, &b)
+        });
+        check_directional(&what, &r::conv2d_bwd_weight(&g, &x, &rdir), &dw_dir, |t| {
+            loss(&x, &displaced(&w, &dw_dir, t), &b)
+        });
+        let db = r::channel_sums(g.n, g.c_out, g.out_h() * g.out_w(), &rdir);
+        check_directional(&what, &db, &db_dir, |t| loss(&x, &w, &displaced(&b, &db_dir, t)));
+    }
+}
+
+#[test]
+fn reference_conv_transpose2d_backwards_agree_with_finite_differences() {
+    let mut rng = Rng(6);
+    for g in tgeoms().into_iter().take(3) {
+        let (x, w, b) = (rng.vec(g.input().numel()), rng.vec(g.weight_len()), rng.vec(g.c_out));
+        let rdir = rng.vec(g.output().numel());
+        let loss = |x: &[f64], w: &[f64], b: &[f64]| dot(&r::conv_transpose2d(&g, x, w, Some(b)), &rdir);
+        let (dx_dir, dw_dir, db_dir) = (rng.vec(x.len()), rng.vec(w.len()), rng.vec(b.len()));
+        let what = format!("{g:?}");
+        check_directional(&what, &r::conv_transpose2d_bwd_input(&g, &rdir, &w), &dx_dir, |t| {
+            loss(&displaced(&x, &dx_dir, t), &w, &b)
+        });
+        check_directional(&what, &r::conv_transpose2d_bwd_weight(&g, &x, &rdir), &dw_dir, |t| {
+            loss(&x, &displaced(&w, &dw_dir, t), &b)
+        });
+        let db = r::channel_sums(g.n, g.c_out, g.out_h() * g.out_w(), &rdir);
+        check_directional(&what, &db, &db_dir, |t| loss(&x, &w, &displaced(&b, &db_dir, t)));
+    }
+}
+
+#[test]
+fn reference_linear_backwards_agree_with_finite_differences() {
+    let mut rng = Rng(7);
+    let (n, k, m) = (3, 5, 4);
+    let (x, w, b) = (rng.vec(n * k), rng.vec(m * k), rng.vec(m));
+    let rdir = rng.vec(n * m);
+    let loss = |x: &[f64], w: &[f64], b: &[f64]| dot(&r::linear(n, k, m, x, w, Some(b)), &rdir);
+    let (dx_dir, dw_dir, db_dir) = (rng.vec(x.len()), rng.vec(w.len()), rng.vec(b.len()));
+    check_directional("linear dx", &r::linear_bwd_input(n, k, m, &rdir, &w), &dx_dir, |t| {
+        loss(&displaced(&x, &dx_dir, t), &w, &b)
+    });
+    check_directional("linear dw", &r::linear_bwd_weight(n, k, m, &x, &rdir), &dw_dir, |t| {
+        loss(&x, &displaced(&w, &dw_dir, t), &b)
+    });
+    check_directional("linear db", &r::channel_sums(n, m, 1, &rdir), &db_dir, |t| {
+        loss(&x, &w, &displaced(&b, &db_dir, t))
+    });
+}
+
+/// The argument a `TensorError::Len` names, or a panic describing what came instead.
+fn len_arg<T: std::fmt::Debug>(r: mep_tensor::Result<T>) -> &'static str {
+    match r {
+        Err(TensorError::Len { arg, .. }) => arg,
+        other => panic!("expected a length error, got {other:?}"),
+    }
+}
+
+#[test]
+fn wrong_buffer_lengths_are_len_errors_naming_the_argument() {
+    let cpu = CpuBackend::new();
+    let g = geom(2, 3, 6, 6, 4, 3, 1, 1);
+    let ok = |len: usize| cpu.zeros(len).unwrap();
+    let (x, w, y) = (ok(g.input().numel()), ok(g.weight_len()), ok(g.output().numel()));
+    let bad = ok(5);
+    let mut out = ok(g.output().numel());
+    assert_eq!(len_arg(cpu.conv2d(&g, &bad, &w, None, None, Act::Relu, &mut out)), "x");
+    assert_eq!(len_arg(cpu.conv2d(&g, &x, &bad, None, None, Act::Relu, &mut out)), "w");
+    assert_eq!(
+        len_arg(cpu.conv2d(&g, &x, &w, Some(&bad), None, Act::Relu, &mut out)),
+        "bias"
+    );
+    assert_eq!(
+        len_arg(cpu.conv2d(&g, &x, &w, None, Some(&bad), Act::Relu, &mut out)),
+        "residual"
+    );
+    assert_eq!(len_arg(cpu.conv2d(&g, &x, &w, None, None, Act::Relu, &mut ok(5))), "y");
+    assert_eq!(
+        len_arg(cpu.conv2d_bwd_input(&g, &bad, &w, &mut ok(g.input().numel()))),
+        "dy"
+    );
+    assert_eq!(len_arg(cpu.conv2d_bwd_input(&g, &y, &w, &mut ok(5))), "dx");
+    assert_eq!(len_arg(cpu.conv2d_bwd_weight(&g, &x, &y, &mut ok(5), None)), "dw");
+    assert_eq!(
+        len_arg(cpu.conv2d_bwd_weight(&g, &x, &y, &mut ok(g.weight_len()), Some(&mut ok(5)))),
+        "db"
+    );
+
+    let t = tgeoms()[1];
+    let (tx, tw) = (ok(t.input().numel()), ok(t.weight_len()));
+    assert_eq!(len_arg(cpu.conv_transpose2d(&t, &tx, &tw, None, &mut ok(5))), "y");
+    assert_eq!(
+        len_arg(cpu.conv_transpose2d(&t, &tx, &bad, None, &mut ok(t.output().numel()))),
+        "w"
+    );
+    assert_eq!(
+        len_arg(cpu.conv_transpose2d_bwd_input(&t, &bad, &tw, &mut ok(t.input().numel()))),
+        "dy"
+    );
+    assert_eq!(
+        len_arg(cpu.conv_transpose2d_bwd_weight(&t, &tx, &bad, &mut ok(t.weight_len()), None)),
+        "dy"
+    );
+
+    assert_eq!(len_arg(cpu.linear(2, 3, 4, &ok(6), &ok(11), None, &mut ok(8))), "w");
+    assert_eq!(
+        len_arg(cpu.linear_bwd_input(2, 3, 4, &ok(8), &ok(12), &mut ok(7))),
+        "dx"
+    );
+    assert_eq!(
+        len_arg(cpu.linear_bwd_weight(2, 3, 4, &ok(6), &ok(8), &mut ok(12), Some(&mut ok(3)))),
+        "db"
+    );
+}
+
+#[test]
+fn conv2d_large_batch_runs_parallel_units_and_matches_reference() {
+    // Batch above the thread count with 1×1 and 3×3 kernels: the parallel-units paths,
+    // including the per-thread weight-gradient partials and their reduction.
+    let cpu = CpuBackend::new();
+    let mut rng = Rng(8);
+    for g in [
+        geom(9, 8, 6, 6, 8, 3, 1, 1),
+        geom(9, 8, 6, 6, 12, 1, 1, 0),
+        geom(9, 4, 7, 7, 6, 1, 2, 0),
+    ] {
+        let (x, w, dy) = (
+            rng.vec(g.input().numel()),
+            rng.vec(g.weight_len()),
+            rng.vec(g.output().numel()),
+        );
+        let (xb, wb, dyb) = (
+            cpu.upload(&f32s(&x)).unwrap(),
+            cpu.upload(&f32s(&w)).unwrap(),
+            cpu.upload(&f32s(&dy)).unwrap(),
+        );
+        let mut y = cpu.alloc(g.output().numel()).unwrap();
+        cpu.conv2d(&g, &xb, &wb, None, None, Act::Identity, &mut y).unwrap();
+        assert_close(
+            &format!("{g:?}"),
+            &cpu.download(&y).unwrap(),
+            &r::conv2d(&g, &x, &w, None),
+            ATOL,
+            RTOL,
+        );
+        let mut dx = cpu.alloc(g.input().numel()).unwrap();
+        cpu.conv2d_bwd_input(&g, &dyb, &wb, &mut dx).unwrap();
+        assert_close(
+            &format!("{g:?}"),
+            &cpu.download(&dx).unwrap(),
+            &r::conv2d_bwd_input(&g, &dy, &w),
+            ATOL,
+            RTOL,
+        );
+        let mut dw = cpu.alloc(g.weight_len()).unwrap();
+        cpu.conv2d_bwd_weight(&g, &xb, &dyb, &mut dw, None).unwrap();
+        assert_close(
+            &format!("{g:?}"),
+            &cpu.download(&dw).unwrap(),
+            &r::conv2d_bwd_weight(&g, &x, &dy),
+            ATOL,
+            RTOL,
+        );
+    }
+}
