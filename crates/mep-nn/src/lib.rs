@@ -1,1 +1,12 @@
-//! mep-nn: layers with explicit forward and backward.
+#![doc = include_str!("../README.md")]
+
+mod error;
+pub mod init;
+mod layers;
+mod optim;
+mod param;
+
+pub use error::{NnError, Result};
+pub use layers::{BatchNorm2d, BnCache, Conv2d, Linear};
+pub use optim::{Adam, Optimizer, Sgd};
+pub use param::{Grads, Param};
