@@ -47,6 +47,9 @@ pub enum ResNetError {
     /// A backend operation failed.
     #[error(transparent)]
     Tensor(#[from] TensorError),
+    /// A layer rejected its input.
+    #[error(transparent)]
+    Nn(#[from] mep_nn::NnError),
 }
 
 /// Result alias of mep-resnet.

@@ -1,0 +1,498 @@
+//! The network folded for inference: every batch norm merged into the convolution before
+//! it (exact up to rounding), bias, residual add and ReLU fused into the convolution's
+//! epilogue. This is what the experiment runs: `encode`, `head` and the gradient of a
+//! loss of the head with respect to the point `z` at a cut, without weight gradients.
+
+use crate::arch::{Arch, Cut};
+use crate::error::{ResNetError, Result};
+use crate::model::{nchw_of, pool_geom, ConvBn, ResNet, Shortcut};
+use mep_tensor::{Act, Backend, Conv2dGeom, Nchw, Shape, Tensor};
+
+/// A convolution with batch norm folded in: `act(conv(x, w) + bias [+ residual])`.
+struct FusedConv<B: Backend> {
+    w: Tensor<B>,
+    bias: Tensor<B>,
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+}
+
+impl<B: Backend> FusedConv<B> {
+    // BN(conv(x)) = a ⊙ conv(x) + shift = conv_{a⊙w}(x) + shift, per output channel.
+    fn fold(b: &B, u: &ConvBn<B>) -> Result<Self> {
+        let (a, shift) = u.bn.affine(b)?;
+        let w = u.conv.weight.value.to_vec(b)?;
+        let per = w.len() / u.conv.c_out;
+        let wf: Vec<f32> = w
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (v as f64 * a[i / per]) as f32)
+            .collect();
+        let bias: Vec<f32> = shift.iter().map(|&s| s as f32).collect();
+        Ok(FusedConv {
+            w: Tensor::from_vec(b, u.conv.weight.value.shape.clone(), wf)?,
+            bias: Tensor::from_vec(b, [u.conv.c_out], bias)?,
+            c_in: u.conv.c_in,
+            c_out: u.conv.c_out,
+            k: u.conv.k,
+            stride: u.conv.stride,
+            pad: u.conv.pad,
+        })
+    }
+
+    fn geom(&self, s: &Nchw) -> Result<Conv2dGeom> {
+        if s.c != self.c_in {
+            return Err(ResNetError::Input {
+                expected: format!("[N, {}, H, W]", self.c_in),
+                found: s.shape().to_string(),
+            });
+        }
+        let g = Conv2dGeom {
+            n: s.n,
+            c_in: s.c,
+            h: s.h,
+            w: s.w,
+            c_out: self.c_out,
+            kh: self.k,
+            kw: self.k,
+            stride: self.stride,
+            pad: self.pad,
+        };
+        g.validate("resnet conv")?;
+        Ok(g)
+    }
+
+    fn forward(&self, b: &B, x: &Tensor<B>, residual: Option<&Tensor<B>>, act: Act) -> Result<Tensor<B>> {
+        let g = self.geom(&nchw_of(x)?)?;
+        let mut y = Tensor::alloc(b, g.output().shape())?;
+        b.conv2d(
+            &g,
+            &x.buf,
+            &self.w.buf,
+            Some(&self.bias.buf),
+            residual.map(|r| &r.buf),
+            act,
+            &mut y.buf,
+        )?;
+        Ok(y)
+    }
+
+    /// Input gradient from the gradient at the pre-activation: only the input's shape is
+    /// needed, never its values.
+    fn backward_input(&self, b: &B, x_shape: &Shape, dpre: &Tensor<B>) -> Result<Tensor<B>> {
+        let g = self.geom(&x_shape.nchw("resnet conv")?)?;
+        let mut dx = Tensor::alloc(b, x_shape.clone())?;
+        b.conv2d_bwd_input(&g, &dpre.buf, &self.w.buf, &mut dx.buf)?;
+        Ok(dx)
+    }
+}
+
+enum FShortcut<B: Backend> {
+    Identity,
+    Projection(FusedConv<B>),
+    PadA { pad: usize, subsample: bool },
+}
+
+struct FBlock<B: Backend> {
+    convs: Vec<FusedConv<B>>,
+    shortcut: FShortcut<B>,
+}
+
+/// What a taped forward keeps of one segment: its input's shape, its output, and the
+/// outputs of its inner convolutions (the ReLU masks the backward needs).
+struct SegRec<B: Backend> {
+    seg: usize,
+    in_shape: Shape,
+    out: Tensor<B>,
+    inner: Vec<Tensor<B>>,
+}
+
+/// The logits of `head(z, cut)`, the softmax, the per-row cross-entropy against the
+/// targets, and the gradient of `scale · Σ losses` with respect to `z`.
+pub struct HeadGrad<B: Backend> {
+    pub logits: Tensor<B>,
+    pub probs: Tensor<B>,
+    pub losses: Vec<f32>,
+    pub grad: Tensor<B>,
+}
+
+/// The activation at each cut point, in order from the input.
+pub type CutActivations<B> = Vec<(Cut, Tensor<B>)>;
+
+/// A ResNet folded for inference, split at cut points.
+///
+/// The segments, in order: the stem, each stage, the global average pool, the classifier.
+/// A cut sits between two segments (see [`Arch::position`]).
+pub struct Network<B: Backend> {
+    pub arch: Arch,
+    pub num_classes: usize,
+    stem: FusedConv<B>,
+    maxpool: bool,
+    stages: Vec<Vec<FBlock<B>>>,
+    fc_w: Tensor<B>,
+    fc_b: Tensor<B>,
+    features: usize,
+}
+
+fn stage_channels<B: Backend>(stage: &[FBlock<B>]) -> usize {
+    stage.last().and_then(|b| b.convs.last()).map_or(0, |c| c.c_out)
+}
+
+impl<B: Backend> Network<B> {
+    /// Folds a trained network's batch norms (with their running statistics) into its
+    /// convolutions.
+    pub fn fold(b: &B, model: &ResNet<B>) -> Result<Self> {
+        let stem = FusedConv::fold(b, &model.stem)?;
+        let mut stages = Vec::new();
+        for blocks in &model.stages {
+            let mut fb = Vec::new();
+            for block in blocks {
+                let convs = block
+                    .units
+                    .iter()
+                    .map(|u| FusedConv::fold(b, u))
+                    .collect::<Result<Vec<_>>>()?;
+                let shortcut = match &block.shortcut {
+                    Shortcut::Identity => FShortcut::Identity,
+                    Shortcut::Projection(u) => FShortcut::Projection(FusedConv::fold(b, u)?),
+                    &Shortcut::PadA { pad, subsample } => FShortcut::PadA { pad, subsample },
+                };
+                fb.push(FBlock { convs, shortcut });
+            }
+            stages.push(fb);
+        }
+        let fc_b = match &model.fc.bias {
+            Some(p) => p.value.duplicate(b)?,
+            None => Tensor::zeros(b, [model.num_classes])?,
+        };
+        Ok(Network {
+            arch: model.arch,
+            num_classes: model.num_classes,
+            stem,
+            maxpool: !model.arch.is_cifar(),
+            stages,
+            fc_w: model.fc.weight.value.duplicate(b)?,
+            fc_b,
+            features: model.fc.in_features,
+        })
+    }
+
+    /// Loads a checkpoint and folds it.
+    pub fn load(b: &B, arch: Arch, path: impl AsRef<std::path::Path>) -> Result<Self> {
+        Self::fold(b, &ResNet::load(b, arch, path)?)
+    }
+
+    fn segments(&self) -> usize {
+        self.stages.len() + 3
+    }
+
+    /// The channels of the activation at `cut`.
+    pub fn channels(&self, cut: Cut) -> Result<usize> {
+        let p = self.arch.position(cut)?;
+        Ok(match p {
+            0 => 3,
+            1 => self.stem.c_out,
+            p if p <= self.stages.len() + 1 => stage_channels(&self.stages[p - 2]),
+            _ => self.features,
+        })
+    }
+
+    fn check_at(&self, z: &Tensor<B>, cut: Cut) -> Result<()> {
+        let c = self.channels(cut)?;
+        let ok = match (cut, z.shape.dims()) {
+            (Cut::Pool, &[n, f]) => n > 0 && f == c,
+            (Cut::Pool, _) => false,
+            (_, &[n, zc, h, w]) => n > 0 && zc == c && h > 0 && w > 0,
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            let expected = if cut == Cut::Pool {
+                format!("[N, {c}] at cut `{cut}`")
+            } else {
+                format!("[N, {c}, H, W] at cut `{cut}`")
+            };
+            Err(ResNetError::Input {
+                expected,
+                found: z.shape.to_string(),
+            })
+        }
+    }
+
+    fn segment_forward(&self, b: &B, seg: usize, x: &Tensor<B>, keep: bool) -> Result<(Tensor<B>, Vec<Tensor<B>>)> {
+        let stages = self.stages.len();
+        if seg == 0 {
+            let a = self.stem.forward(b, x, None, Act::Relu)?;
+            if !self.maxpool {
+                return Ok((a, Vec::new()));
+            }
+            let g = pool_geom(&a)?;
+            let mut y = Tensor::alloc(b, g.output().shape())?;
+            b.max_pool2d(&g, &a.buf, &mut y.buf)?;
+            return Ok((y, if keep { vec![a] } else { Vec::new() }));
+        }
+        if seg <= stages {
+            // inner: the outputs of block 0's non-final convs, block 0's output, block 1's
+            // non-final convs, ..., and out is the last block's output.
+            let blocks = &self.stages[seg - 1];
+            let mut inner = Vec::new();
+            let mut cur: Option<Tensor<B>> = None;
+            for (i, blk) in blocks.iter().enumerate() {
+                if keep && i > 0 {
+                    inner.push(cur.take().expect("previous block ran"));
+                }
+                let input = match (i, keep) {
+                    (0, _) => x,
+                    (_, true) => inner.last().expect("pushed above"),
+                    (_, false) => cur.as_ref().expect("previous block ran"),
+                };
+                let (y, mids) = self.block_forward(b, blk, input, keep)?;
+                inner.extend(mids);
+                cur = Some(y);
+            }
+            return Ok((cur.expect("a stage has at least one block"), inner));
+        }
+        if seg == stages + 1 {
+            let s = nchw_of(x)?;
+            let mut y = Tensor::alloc(b, [s.n, s.c])?;
+            b.global_avg_pool(&s, &x.buf, &mut y.buf)?;
+            return Ok((y, Vec::new()));
+        }
+        let n = x.shape.dims()[0];
+        let mut y = Tensor::alloc(b, [n, self.num_classes])?;
+        b.linear(
+            n,
+            self.features,
+            self.num_classes,
+            &x.buf,
+            &self.fc_w.buf,
+            Some(&self.fc_b.buf),
+            &mut y.buf,
+        )?;
+        Ok((y, Vec::new()))
+    }
+
+    /// One block: its output and, with `keep`, the outputs of its non-final convolutions.
+    fn block_forward(&self, b: &B, blk: &FBlock<B>, x: &Tensor<B>, keep: bool) -> Result<(Tensor<B>, Vec<Tensor<B>>)> {
+        let mut inner = Vec::new();
+        let owned;
+        let s = match &blk.shortcut {
+            FShortcut::Identity => x,
+            FShortcut::Projection(c) => {
+                owned = c.forward(b, x, None, Act::Identity)?;
+                &owned
+            }
+            &FShortcut::PadA { pad, subsample } => {
+                let sx = nchw_of(x)?;
+                let out = mep_tensor::cpu::ops::shortcut_pad_shape(&sx, subsample, pad);
+                let mut y = Tensor::alloc(b, out.shape())?;
+                b.shortcut_pad(&sx, subsample, pad, &x.buf, &mut y.buf)?;
+                owned = y;
+                &owned
+            }
+        };
+        let last = blk.convs.len() - 1;
+        let mut cur: Option<Tensor<B>> = None;
+        for (i, c) in blk.convs.iter().enumerate() {
+            let input = cur.as_ref().unwrap_or(x);
+            let y = c.forward(b, input, (i == last).then_some(s), Act::Relu)?;
+            if let Some(prev) = cur.replace(y) {
+                if keep {
+                    inner.push(prev);
+                }
+            }
+        }
+        Ok((cur.expect("a block has convolutions"), inner))
+    }
+
+    /// Runs segments `from..to`; the output, and the records when taping.
+    fn run(
+        &self,
+        b: &B,
+        x: &Tensor<B>,
+        from: usize,
+        to: usize,
+        tape: Option<&mut Vec<SegRec<B>>>,
+    ) -> Result<Tensor<B>> {
+        match tape {
+            None => {
+                let mut cur: Option<Tensor<B>> = None;
+                for seg in from..to {
+                    let (y, _) = self.segment_forward(b, seg, cur.as_ref().unwrap_or(x), false)?;
+                    cur = Some(y);
+                }
+                match cur {
+                    Some(y) => Ok(y),
+                    None => Ok(x.duplicate(b)?),
+                }
+            }
+            Some(tape) => {
+                for seg in from..to {
+                    let input = tape.last().map_or(x, |r| &r.out);
+                    let in_shape = input.shape.clone();
+                    let (out, inner) = self.segment_forward(b, seg, input, true)?;
+                    tape.push(SegRec {
+                        seg,
+                        in_shape,
+                        out,
+                        inner,
+                    });
+                }
+                let last = tape.last().ok_or_else(|| ResNetError::Config("empty forward".into()))?;
+                Ok(last.out.duplicate(b)?)
+            }
+        }
+    }
+
+    /// `z = encode(x, cut)`: the activation at `cut` of the normalised input `x: [N, 3, H, W]`.
+    pub fn encode(&self, b: &B, x: &Tensor<B>, cut: Cut) -> Result<Tensor<B>> {
+        self.check_at(x, Cut::Input)?;
+        let to = self.arch.position(cut)?;
+        self.run(b, x, 0, to, None)
+    }
+
+    /// `head(z, cut)`: the logits `[N, classes]` of the partial network f_{l:L} at `z`.
+    pub fn head(&self, b: &B, z: &Tensor<B>, cut: Cut) -> Result<Tensor<B>> {
+        self.check_at(z, cut)?;
+        let from = self.arch.position(cut)?;
+        self.run(b, z, from, self.segments(), None)
+    }
+
+    /// The logits and the activation at every cut point (the input itself excluded).
+    pub fn forward_all(&self, b: &B, x: &Tensor<B>) -> Result<(Tensor<B>, CutActivations<B>)> {
+        self.check_at(x, Cut::Input)?;
+        let mut tape = Vec::new();
+        let logits = self.run(b, x, 0, self.segments(), Some(&mut tape))?;
+        let mut acts = Vec::new();
+        for cut in self.arch.cuts().into_iter().skip(1) {
+            let p = self.arch.position(cut)?;
+            acts.push((cut, tape[p - 1].out.duplicate(b)?));
+        }
+        Ok((logits, acts))
+    }
+
+    /// Gradient of a function of the logits with respect to `z`: `dlogits` receives the
+    /// logits and returns the gradient of that function with respect to them.
+    pub fn head_backward(
+        &self,
+        b: &B,
+        z: &Tensor<B>,
+        cut: Cut,
+        dlogits: impl FnOnce(&Tensor<B>) -> Result<Tensor<B>>,
+    ) -> Result<(Tensor<B>, Tensor<B>)> {
+        self.check_at(z, cut)?;
+        let from = self.arch.position(cut)?;
+        let mut tape = Vec::new();
+        let logits = self.run(b, z, from, self.segments(), Some(&mut tape))?;
+        let mut dy = dlogits(&logits)?;
+        for rec in tape.iter().rev() {
+            dy = self.segment_backward(b, rec, dy)?;
+        }
+        Ok((logits, dy))
+    }
+
+    /// The energy of the path search and its gradient: per-row cross-entropy of
+    /// `head(z, cut)` against `targets`, and the gradient of `scale · Σ losses` w.r.t. `z`
+    /// (`scale = 1/N` gives the mean loss).
+    pub fn head_loss_grad(&self, b: &B, z: &Tensor<B>, cut: Cut, targets: &[usize], scale: f32) -> Result<HeadGrad<B>> {
+        let n = z.shape.dims().first().copied().unwrap_or(0);
+        let c = self.num_classes;
+        let mut probs = Tensor::alloc(b, [n, c])?;
+        let mut losses = b.alloc(n)?;
+        let (logits, grad) = self.head_backward(b, z, cut, |logits| {
+            b.softmax_cross_entropy(n, c, &logits.buf, targets, &mut probs.buf, &mut losses)?;
+            let mut d = Tensor::alloc(b, [n, c])?;
+            b.softmax_cross_entropy_bwd(n, c, &probs.buf, targets, scale, &mut d.buf)?;
+            Ok(d)
+        })?;
+        Ok(HeadGrad {
+            logits,
+            probs,
+            losses: b.download(&losses)?,
+            grad,
+        })
+    }
+
+    fn segment_backward(&self, b: &B, rec: &SegRec<B>, dy: Tensor<B>) -> Result<Tensor<B>> {
+        let stages = self.stages.len();
+        let relu_bwd = |y: &Tensor<B>, dy: &Tensor<B>| -> Result<Tensor<B>> {
+            let mut dx = Tensor::alloc(b, dy.shape.clone())?;
+            b.activation_bwd(Act::Relu, &y.buf, &dy.buf, &mut dx.buf)?;
+            Ok(dx)
+        };
+        if rec.seg == 0 {
+            let (a, da) = if self.maxpool {
+                let a = &rec.inner[0];
+                let g = pool_geom(a)?;
+                let mut da = Tensor::alloc(b, a.shape.clone())?;
+                b.max_pool2d_bwd(&g, &a.buf, &dy.buf, &mut da.buf)?;
+                (a, da)
+            } else {
+                (&rec.out, dy)
+            };
+            let dpre = relu_bwd(a, &da)?;
+            return self.stem.backward_input(b, &rec.in_shape, &dpre);
+        }
+        if rec.seg <= stages {
+            // inner holds, block by block, the outputs of each block's non-final convs,
+            // then (between blocks) the block output; walk it backwards.
+            let blocks = &self.stages[rec.seg - 1];
+            let mut inner = rec.inner.iter().collect::<Vec<_>>();
+            let mut y = &rec.out;
+            let mut dy = dy;
+            for (bi, blk) in blocks.iter().enumerate().rev() {
+                let n_mid = blk.convs.len() - 1;
+                let mids: Vec<&Tensor<B>> = inner.split_off(inner.len() - n_mid);
+                let x_shape = if bi == 0 {
+                    rec.in_shape.clone()
+                } else {
+                    inner.last().expect("block input recorded").shape.clone()
+                };
+                let dpre = relu_bwd(y, &dy)?;
+                let mut d = dpre.duplicate(b)?;
+                for i in (0..blk.convs.len()).rev() {
+                    if i < n_mid {
+                        d = relu_bwd(mids[i], &d)?;
+                    }
+                    let in_shape = if i == 0 {
+                        x_shape.clone()
+                    } else {
+                        mids[i - 1].shape.clone()
+                    };
+                    d = blk.convs[i].backward_input(b, &in_shape, &d)?;
+                }
+                match &blk.shortcut {
+                    FShortcut::Identity => b.add_assign(&mut d.buf, &dpre.buf)?,
+                    FShortcut::Projection(c) => {
+                        let ds = c.backward_input(b, &x_shape, &dpre)?;
+                        b.add_assign(&mut d.buf, &ds.buf)?;
+                    }
+                    &FShortcut::PadA { pad, subsample } => {
+                        let sx = x_shape.nchw("resnet shortcut")?;
+                        let mut ds = Tensor::alloc(b, x_shape.clone())?;
+                        b.shortcut_pad_bwd(&sx, subsample, pad, &dpre.buf, &mut ds.buf)?;
+                        b.add_assign(&mut d.buf, &ds.buf)?;
+                    }
+                }
+                dy = d;
+                if bi > 0 {
+                    y = inner.pop().expect("block output recorded");
+                }
+            }
+            return Ok(dy);
+        }
+        if rec.seg == stages + 1 {
+            let s = rec.in_shape.nchw("global_avg_pool")?;
+            let mut dx = Tensor::alloc(b, rec.in_shape.clone())?;
+            b.global_avg_pool_bwd(&s, &dy.buf, &mut dx.buf)?;
+            return Ok(dx);
+        }
+        let n = rec.in_shape.dims()[0];
+        let mut dx = Tensor::alloc(b, rec.in_shape.clone())?;
+        b.linear_bwd_input(n, self.features, self.num_classes, &dy.buf, &self.fc_w.buf, &mut dx.buf)?;
+        Ok(dx)
+    }
+}

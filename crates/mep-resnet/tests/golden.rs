@@ -1,0 +1,217 @@
+//! Golden tests: our engine against PyTorch on the fixtures made by
+//! `tools/make_fixtures.py` (random weights and BN statistics; see tests/fixtures/README.md).
+//! Tolerances are relative L2 errors, ‖ours − torch‖ / ‖torch‖: 1e-4 for logits and
+//! activations, 5e-2 for gradients (ReLU and max-pool decisions can flip in f32).
+
+use mep_nn::{Adam, Grads, Optimizer};
+use mep_resnet::{Arch, Cut, Network, ResNet};
+use mep_tensor::{AdamParams, Backend, CpuBackend, Tensor};
+use safetensors::{Dtype, SafeTensors};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+const ACT_TOL: f64 = 1e-4;
+const GRAD_TOL: f64 = 5e-2;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+struct Golden {
+    f32s: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    target: Vec<usize>,
+}
+
+fn golden(name: &str) -> Golden {
+    let bytes = std::fs::read(fixture(&format!("{name}.golden.safetensors"))).expect("fixture present");
+    let st = SafeTensors::deserialize(&bytes).expect("valid fixture");
+    let mut f32s = BTreeMap::new();
+    let mut target = Vec::new();
+    for (k, v) in st.tensors() {
+        match v.dtype() {
+            Dtype::F32 => {
+                let data = v
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                f32s.insert(k.to_string(), (v.shape().to_vec(), data));
+            }
+            Dtype::I64 if k == "target" => {
+                target = v
+                    .data()
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as usize)
+                    .collect();
+            }
+            d => panic!("unexpected dtype {d:?} for {k}"),
+        }
+    }
+    Golden { f32s, target }
+}
+
+impl Golden {
+    fn get(&self, key: &str) -> &(Vec<usize>, Vec<f32>) {
+        self.f32s.get(key).unwrap_or_else(|| panic!("golden key {key} missing"))
+    }
+    fn tensor(&self, b: &CpuBackend, key: &str) -> Tensor<CpuBackend> {
+        let (s, d) = self.get(key);
+        Tensor::from_slice(b, s.as_slice(), d).unwrap()
+    }
+}
+
+fn rel_l2(ours: &[f32], theirs: &[f32]) -> f64 {
+    assert_eq!(ours.len(), theirs.len(), "length mismatch");
+    let num: f64 = ours
+        .iter()
+        .zip(theirs)
+        .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+        .sum();
+    let den: f64 = theirs.iter().map(|b| (*b as f64).powi(2)).sum();
+    (num / den.max(1e-300)).sqrt()
+}
+
+fn check(what: &str, ours: &[f32], theirs: &[f32], tol: f64) {
+    let e = rel_l2(ours, theirs);
+    eprintln!("{what:<40} rel L2 {e:.2e}");
+    assert!(e <= tol, "{what}: relative L2 error {e:.3e} > {tol:.0e}");
+}
+
+fn eval_mode_matches(name: &str, arch: Arch) {
+    let b = CpuBackend::new();
+    let g = golden(name);
+    let net = Network::load(&b, arch, fixture(&format!("{name}.safetensors"))).unwrap();
+    let x = g.tensor(&b, "input");
+    let (logits, acts) = net.forward_all(&b, &x).unwrap();
+    check("logits", &logits.to_vec(&b).unwrap(), &g.get("logits").1, ACT_TOL);
+    assert_eq!(acts.len(), arch.cuts().len() - 1);
+    for (cut, t) in &acts {
+        let (shape, data) = g.get(&format!("act.{cut}"));
+        assert_eq!(t.shape.dims(), shape.as_slice(), "shape at {cut}");
+        check(&format!("act.{cut}"), &t.to_vec(&b).unwrap(), data, ACT_TOL);
+    }
+
+    // The loss and its gradient with respect to the input and to every cut's activation.
+    let n = g.target.len();
+    let hg = net
+        .head_loss_grad(&b, &x, Cut::Input, &g.target, 1.0 / n as f32)
+        .unwrap();
+    let loss: f32 = hg.losses.iter().sum::<f32>() / n as f32;
+    check("loss", &[loss], &g.get("loss").1, ACT_TOL);
+    check(
+        "input_grad",
+        &hg.grad.to_vec(&b).unwrap(),
+        &g.get("input_grad").1,
+        GRAD_TOL,
+    );
+    for cut in arch.cuts().into_iter().skip(1) {
+        let z = g.tensor(&b, &format!("act.{cut}"));
+        let hz = net.head_loss_grad(&b, &z, cut, &g.target, 1.0 / n as f32).unwrap();
+        check(
+            &format!("head logits from {cut}"),
+            &hz.logits.to_vec(&b).unwrap(),
+            &g.get("logits").1,
+            ACT_TOL,
+        );
+        check(
+            &format!("zgrad.{cut}"),
+            &hz.grad.to_vec(&b).unwrap(),
+            &g.get(&format!("zgrad.{cut}")).1,
+            GRAD_TOL,
+        );
+        // head(encode(x)) is the whole network.
+        let enc = net.encode(&b, &x, cut).unwrap();
+        let head = net.head(&b, &enc, cut).unwrap();
+        check(
+            &format!("head(encode(x, {cut}))"),
+            &head.to_vec(&b).unwrap(),
+            &g.get("logits").1,
+            ACT_TOL,
+        );
+    }
+}
+
+fn train_mode_matches(name: &str, arch: Arch) {
+    let b = CpuBackend::new();
+    let g = golden(name);
+    let mut model = ResNet::load(&b, arch, fixture(&format!("{name}.safetensors"))).unwrap();
+    let x = g.tensor(&b, "input");
+    let (logits, tape) = model.forward_train(&b, x).unwrap();
+    check(
+        "train.logits",
+        &logits.to_vec(&b).unwrap(),
+        &g.get("train.logits").1,
+        ACT_TOL,
+    );
+    let n = g.target.len();
+    let c = model.num_classes;
+    let mut probs = b.alloc(n * c).unwrap();
+    let mut losses = b.alloc(n).unwrap();
+    b.softmax_cross_entropy(n, c, &logits.buf, &g.target, &mut probs, &mut losses)
+        .unwrap();
+    let loss = b.download(&losses).unwrap().iter().sum::<f32>() / n as f32;
+    check("train.loss", &[loss], &g.get("train.loss").1, ACT_TOL);
+    let mut dlogits = Tensor::alloc(&b, [n, c]).unwrap();
+    b.softmax_cross_entropy_bwd(n, c, &probs, &g.target, 1.0 / n as f32, &mut dlogits.buf)
+        .unwrap();
+    let dx = model.backward(&b, tape, &dlogits, Grads::WEIGHTS).unwrap();
+    assert!(dx.is_none(), "no input gradient was asked for");
+
+    let mut before = BTreeMap::new();
+    for (key, p) in model.named_params_mut() {
+        let grad = p.grad.as_ref().unwrap_or_else(|| panic!("no gradient for {key}"));
+        check(
+            &format!("grad.{key}"),
+            &grad.to_vec(&b).unwrap(),
+            &g.get(&format!("grad.{key}")).1,
+            GRAD_TOL,
+        );
+        before.insert(key, p.value.to_vec(&b).unwrap());
+    }
+    assert_eq!(before.len(), g.f32s.keys().filter(|k| k.starts_with("grad.")).count());
+
+    // One Adam step as torch.optim.Adam(lr=1e-3): compare the update, after − before.
+    let mut adam = Adam::new(AdamParams::default());
+    let mut params: Vec<_> = model.params_mut();
+    adam.step(&b, &mut params).unwrap();
+    let sd = model.state_dict(&b).unwrap();
+    let mut compared = 0;
+    for (key, t) in &sd {
+        let Some((_, after)) = g.f32s.get(&format!("after.{key}")) else {
+            continue;
+        };
+        compared += 1;
+        let ours = t.to_vec(&b).unwrap();
+        if let Some(prev) = before.get(key) {
+            let d_ours: Vec<f32> = ours.iter().zip(prev).map(|(a, p)| a - p).collect();
+            let d_theirs: Vec<f32> = after.iter().zip(prev).map(|(a, p)| a - p).collect();
+            check(&format!("adam update {key}"), &d_ours, &d_theirs, GRAD_TOL);
+        } else {
+            // Running statistics updated by the training-mode forward.
+            check(&format!("after.{key}"), &ours, after, ACT_TOL);
+        }
+    }
+    assert!(compared > 0, "no after.* keys compared");
+}
+
+#[test]
+fn resnet50_topology_eval_mode_matches_pytorch() {
+    eval_mode_matches("resnet50_w4", Arch::ResNet50);
+}
+
+#[test]
+fn resnet20_eval_mode_matches_pytorch() {
+    eval_mode_matches("resnet20", Arch::ResNet20);
+}
+
+#[test]
+fn resnet50_topology_training_step_matches_pytorch() {
+    train_mode_matches("resnet50_w4", Arch::ResNet50);
+}
+
+#[test]
+fn resnet20_training_step_matches_pytorch() {
+    train_mode_matches("resnet20", Arch::ResNet20);
+}

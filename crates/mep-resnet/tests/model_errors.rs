@@ -1,0 +1,217 @@
+//! Bad checkpoints and bad inputs give errors that name what was wrong, never a panic.
+
+use mep_resnet::{Arch, Checkpoint, Cut, Network, ResNet, ResNetError, TensorData};
+use mep_tensor::{CpuBackend, Shape, Tensor};
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn resnet20_checkpoint() -> Checkpoint {
+    Checkpoint::load(fixture("resnet20.safetensors")).unwrap()
+}
+
+fn load(ck: Checkpoint) -> Result<ResNet<CpuBackend>, ResNetError> {
+    ResNet::from_checkpoint(&CpuBackend::new(), Arch::ResNet20, ck)
+}
+
+fn rebuild(ck: &Checkpoint, skip: &str) -> Checkpoint {
+    let mut out = Checkpoint::new(ck.path());
+    for k in ck.keys() {
+        if k != skip {
+            out.insert(k, ck.get(k).unwrap().clone());
+        }
+    }
+    out
+}
+
+#[test]
+fn missing_key_is_named() {
+    let ck = rebuild(&resnet20_checkpoint(), "layer2.1.bn1.running_var");
+    match load(ck) {
+        Err(ResNetError::MissingKey { key, arch, .. }) => {
+            assert_eq!(key, "layer2.1.bn1.running_var");
+            assert_eq!(arch, "resnet20");
+        }
+        other => panic!("expected MissingKey, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn unexpected_key_is_named() {
+    let mut ck = resnet20_checkpoint();
+    ck.insert(
+        "layer4.0.conv1.weight",
+        TensorData {
+            shape: Shape::new([1]),
+            data: vec![0.0],
+        },
+    );
+    let err = load(ck).err().expect("must fail");
+    assert!(
+        matches!(&err, ResNetError::UnexpectedKey { key, .. } if key == "layer4.0.conv1.weight"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_shape_names_key_expected_and_found() {
+    let mut ck = resnet20_checkpoint();
+    ck.insert(
+        "layer1.0.conv2.weight",
+        TensorData {
+            shape: Shape::new([16, 16, 1, 1]),
+            data: vec![0.0; 256],
+        },
+    );
+    match load(ck) {
+        Err(ResNetError::Shape {
+            key, expected, found, ..
+        }) => {
+            assert_eq!(key, "layer1.0.conv2.weight");
+            assert!(expected.contains("[16, 16, 3, 3]"), "{expected}");
+            assert_eq!(found, "[16, 16, 1, 1]");
+        }
+        other => panic!("expected Shape, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn wrong_architecture_for_checkpoint_is_an_error() {
+    // A ResNet-20 checkpoint read as ResNet-32 lacks the extra blocks.
+    let err = ResNet::from_checkpoint(&CpuBackend::new(), Arch::ResNet32, resnet20_checkpoint())
+        .err()
+        .expect("must fail");
+    assert!(matches!(err, ResNetError::MissingKey { .. }), "{err}");
+    // And as a torchvision ResNet-18 the stem has the wrong kernel.
+    let err = ResNet::from_checkpoint(&CpuBackend::new(), Arch::ResNet18, resnet20_checkpoint())
+        .err()
+        .expect("must fail");
+    assert!(
+        matches!(err, ResNetError::Shape { ref key, .. } if key == "conv1.weight"),
+        "{err}"
+    );
+}
+
+#[test]
+fn truncated_and_corrupt_files_are_errors() {
+    let bytes = std::fs::read(fixture("resnet20.safetensors")).unwrap();
+    let dir = std::env::temp_dir().join(format!("mep-model-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for cut in [0, 7, 100, bytes.len() / 2, bytes.len() - 1] {
+        let p = dir.join(format!("cut{cut}.safetensors"));
+        std::fs::write(&p, &bytes[..cut]).unwrap();
+        let err = Network::load(&CpuBackend::new(), Arch::ResNet20, &p)
+            .err()
+            .expect("must fail");
+        assert!(matches!(err, ResNetError::Corrupt { .. }), "cut at {cut}: {err}");
+        assert!(
+            err.to_string().contains(&*p.to_string_lossy()),
+            "message names the file: {err}"
+        );
+    }
+    let err = Network::load(&CpuBackend::new(), Arch::ResNet20, dir.join("absent.safetensors"))
+        .err()
+        .expect("must fail");
+    assert!(matches!(err, ResNetError::Io { .. }), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn module_prefix_and_half_precision_load() {
+    let ck = resnet20_checkpoint();
+    let dir = std::env::temp_dir().join(format!("mep-model-f16-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Write the checkpoint as DataParallel would (module. prefix) in f16.
+    let mut buffers = Vec::new();
+    for k in ck.keys() {
+        let t = ck.get(k).unwrap();
+        let bytes: Vec<u8> = t
+            .data
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect();
+        buffers.push((format!("module.{k}"), t.shape.dims().to_vec(), bytes));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = buffers
+        .iter()
+        .map(|(k, s, b)| {
+            (
+                k.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F16, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    let p = dir.join("f16.safetensors");
+    safetensors::serialize_to_file(views, None, &p).unwrap();
+    let b = CpuBackend::new();
+    let net16 = Network::load(&b, Arch::ResNet20, &p).unwrap();
+    let net32 = Network::load(&b, Arch::ResNet20, fixture("resnet20.safetensors")).unwrap();
+    let x = Tensor::from_vec(
+        &b,
+        [1, 3, 32, 32],
+        (0..3072).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect(),
+    )
+    .unwrap();
+    let a = net16.head(&b, &x, Cut::Input).unwrap().to_vec(&b).unwrap();
+    let c = net32.head(&b, &x, Cut::Input).unwrap().to_vec(&b).unwrap();
+    let err: f32 = a.iter().zip(&c).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
+    assert!(err < 0.05, "f16 weights change logits by {err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn inputs_of_the_wrong_shape_are_errors() {
+    let b = CpuBackend::new();
+    let net = Network::load(&b, Arch::ResNet20, fixture("resnet20.safetensors")).unwrap();
+    let x = Tensor::zeros(&b, [2, 1, 32, 32]).unwrap();
+    let err = net.encode(&b, &x, Cut::Layer(1)).err().expect("one channel must fail");
+    assert!(matches!(err, ResNetError::Input { .. }), "{err}");
+    assert!(err.to_string().contains("[2, 1, 32, 32]"), "{err}");
+    let z = Tensor::zeros(&b, [2, 17, 32, 32]).unwrap();
+    let err = net.head(&b, &z, Cut::Layer(1)).err().expect("wrong channels must fail");
+    assert!(err.to_string().contains("layer1"), "{err}");
+    let err = net.head(&b, &z, Cut::Layer(4)).err().expect("resnet20 has no layer4");
+    assert!(matches!(err, ResNetError::Config(_)), "{err}");
+    let x = Tensor::zeros(&b, [1, 3, 32, 32]).unwrap();
+    let err = net
+        .head_loss_grad(&b, &x, Cut::Input, &[7], 1.0)
+        .err()
+        .expect("class 7 of 7");
+    assert!(err.to_string().contains("target 7"), "{err}");
+}
+
+#[test]
+fn save_then_load_round_trips_and_pytorch_keys_are_kept() {
+    let b = CpuBackend::new();
+    let model = ResNet::load(&b, Arch::ResNet20, fixture("resnet20.safetensors")).unwrap();
+    let dir = std::env::temp_dir().join(format!("mep-model-save-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("saved.safetensors");
+    model.save(&b, &p).unwrap();
+    let original = Checkpoint::load(fixture("resnet20.safetensors")).unwrap();
+    let saved = Checkpoint::load(&p).unwrap();
+    assert_eq!(original.keys().collect::<Vec<_>>(), saved.keys().collect::<Vec<_>>());
+    for k in original.keys() {
+        assert_eq!(original.get(k), saved.get(k), "{k}");
+    }
+    assert_eq!(saved.metadata().get("arch").map(String::as_str), Some("resnet20"));
+    // Every batch norm gets PyTorch's int64 step counter, so strict loading accepts the file.
+    let bytes = std::fs::read(&p).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let counters = st
+        .names()
+        .into_iter()
+        .filter(|k| k.ends_with("num_batches_tracked"))
+        .count();
+    let bns = original.keys().filter(|k| k.ends_with("running_mean")).count();
+    assert_eq!(counters, bns);
+    assert_eq!(
+        st.tensor("bn1.num_batches_tracked").unwrap().dtype(),
+        safetensors::Dtype::I64
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
