@@ -1,1 +1,42 @@
-fn main() {}
+//! `cargo xtask`: project chores that are more than one cargo command.
+//!
+//! - `cargo xtask bench [ARGS]`: builds the release timing binary and runs
+//!   `benches/compare.py` (mep vs PyTorch side by side; needs python3 with torch).
+//! - `cargo xtask fixtures`: regenerates the golden fixtures with `tools/make_fixtures.py`.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let shown = format!("{cmd:?}");
+    eprintln!("xtask: {shown}");
+    match cmd.current_dir(root()).status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("{shown} exited with {s}")),
+        Err(e) => Err(format!("could not start {shown}: {e}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("bench") => run(Command::new("cargo").args(["build", "--release", "-p", "mep-benches"]))
+            .and_then(|_| run(Command::new("python3").arg("benches/compare.py").args(&args[1..]))),
+        Some("fixtures") => run(Command::new("python3").arg("tools/make_fixtures.py").args(&args[1..])),
+        _ => Err("usage: cargo xtask <bench [--threads N --iters N --rounds N] | fixtures>".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

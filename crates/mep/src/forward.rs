@@ -1,0 +1,111 @@
+//! `mep forward`: run a checkpoint on a batch of inputs and write the logits, the
+//! activation at every cut point and, with a target class, the loss and its input
+//! gradient. This is how a user checks our engine against their own PyTorch model.
+
+use crate::{MepError, Result};
+use mep_resnet::{save, Arch, Checkpoint, Cut, Network};
+use mep_tensor::{Backend, CpuBackend, Shape, Tensor};
+use std::fmt;
+use std::path::PathBuf;
+
+/// What `mep forward` reads and writes.
+#[derive(Clone, Debug)]
+pub struct ForwardArgs {
+    /// Architecture name (`resnet50`, `resnet20`, ...).
+    pub arch: String,
+    /// The checkpoint (safetensors, torchvision key names).
+    pub weights: PathBuf,
+    /// A safetensors file holding the tensor `input`: `[N, 3, H, W]`, already normalised.
+    pub input: PathBuf,
+    /// A class index: adds the mean cross-entropy `loss` and `input_grad`.
+    pub target: Option<usize>,
+    /// Where the outputs go (safetensors).
+    pub out: PathBuf,
+}
+
+/// What a forward run produced, for printing.
+#[derive(Clone, Debug)]
+pub struct ForwardReport {
+    pub arch: Arch,
+    pub input_shape: Shape,
+    pub outputs: Vec<(String, Shape)>,
+    pub predictions: Vec<usize>,
+    pub loss: Option<f32>,
+}
+
+impl fmt::Display for ForwardReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} on input {}", self.arch, self.input_shape)?;
+        for (k, s) in &self.outputs {
+            writeln!(f, "  {k:<10} {s}")?;
+        }
+        writeln!(f, "  predicted classes: {:?}", self.predictions)?;
+        if let Some(l) = self.loss {
+            writeln!(f, "  mean cross-entropy: {l:.6}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `mep forward` on the CPU backend.
+pub fn forward(args: &ForwardArgs) -> Result<ForwardReport> {
+    let b = CpuBackend::new();
+    let arch: Arch = args.arch.parse()?;
+    let net = Network::load(&b, arch, &args.weights)?;
+    let inputs = Checkpoint::load(&args.input)?;
+    let x = inputs.get("input").ok_or_else(|| {
+        MepError::Usage(format!(
+            "{}: no tensor `input` (found: {})",
+            args.input.display(),
+            inputs.keys().collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let x = Tensor::from_slice(&b, x.shape.clone(), &x.data)?;
+    drop(inputs);
+    let input_shape = x.shape.clone();
+
+    let (logits, acts) = net.forward_all(&b, &x)?;
+    let n = input_shape.dims()[0];
+    let c = net.num_classes;
+    let host_logits = logits.to_vec(&b)?;
+    let predictions = host_logits
+        .chunks(c)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |best, (i, &v)| if v > best.1 { (i, v) } else { best },
+                )
+                .0
+        })
+        .collect();
+
+    let mut out: Vec<(String, Shape, Vec<f32>)> = vec![("logits".into(), logits.shape.clone(), host_logits)];
+    for (cut, t) in acts {
+        out.push((cut.to_string(), t.shape.clone(), t.to_vec(&b)?));
+    }
+    let mut loss = None;
+    if let Some(target) = args.target {
+        if target >= c {
+            return Err(MepError::Usage(format!(
+                "--target {target} is outside the model's {c} classes (0..{c})"
+            )));
+        }
+        let targets = vec![target; n];
+        let hg = net.head_loss_grad(&b, &x, Cut::Input, &targets, 1.0 / n as f32)?;
+        let mean = hg.losses.iter().map(|&l| l as f64).sum::<f64>() / n as f64;
+        loss = Some(mean as f32);
+        out.push(("loss".into(), Shape::new([1]), vec![mean as f32]));
+        out.push(("input_grad".into(), hg.grad.shape.clone(), b.download(&hg.grad.buf)?));
+    }
+    let views: Vec<_> = out.iter().map(|(k, s, d)| (k.as_str(), s, d.as_slice())).collect();
+    save(&args.out, &views, None)?;
+    Ok(ForwardReport {
+        arch,
+        input_shape,
+        outputs: out.iter().map(|(k, s, _)| (k.clone(), s.clone())).collect(),
+        predictions,
+        loss,
+    })
+}
