@@ -93,6 +93,15 @@ fn conv_geoms() -> Vec<Conv2dGeom> {
             kw: 2,
             ..geom(2, 3, 7, 6, 4, 1, 2, 1)
         },
+        // Output planes of ≤ 16 pixels: several images share one GEMM, gathered through a tap
+        // table (padding, stride 2, a 7×7 kernel, 1-pixel planes over many chunks).
+        geom(5, 8, 4, 4, 6, 3, 1, 1),
+        geom(4, 3, 8, 8, 5, 7, 2, 3),
+        geom(7, 6, 3, 3, 9, 1, 1, 0),
+        geom(70, 4, 1, 1, 5, 1, 1, 0),
+        geom(6, 5, 4, 4, 3, 3, 2, 1),
+        // A 1×1 stride-1 input gradient straight from the strided GEMM (plane above the batching size).
+        geom(2, 12, 9, 8, 7, 1, 1, 0),
         // A deep im2col (K = 2304) whose column blocks are capped by the cache budget.
         geom(1, 256, 12, 11, 4, 3, 1, 1),
         geom(1, 256, 23, 21, 4, 3, 2, 1),
