@@ -100,6 +100,8 @@ fn conv_geoms() -> Vec<Conv2dGeom> {
         geom(7, 6, 3, 3, 9, 1, 1, 0),
         geom(70, 4, 1, 1, 5, 1, 1, 0),
         geom(6, 5, 4, 4, 3, 3, 2, 1),
+        // A small output from an input plane too large for the table gather.
+        geom(2, 2, 40, 40, 3, 3, 16, 1),
         // A 1×1 stride-1 input gradient straight from the strided GEMM (plane above the batching size).
         geom(2, 12, 9, 8, 7, 1, 1, 0),
         // A deep im2col (K = 2304) whose column blocks are capped by the cache budget.

@@ -395,7 +395,7 @@ pub fn conv2d(
     y: &mut [f32],
 ) {
     let direct = is_direct(g);
-    if g.n > 1 && g.out_h() * g.out_w() <= SMALL_PLANE {
+    if use_batched(g) {
         return conv2d_batched(ws, g, x, w, bias, residual, act, y);
     }
     if g.stride == 1 && !direct {
@@ -555,9 +555,10 @@ fn conv2d_wide(
 
 /// The weight of the stride-1 convolution that computes an input gradient:
 /// `w'[i, o, a, b] = w[o, i, kh-1-a, kw-1-b]`.
-/// For each kernel tap `(ki, kj)` and output pixel, the input pixel it reads, or `u32::MAX`
-/// in the padding: small planes gather through this table instead of walking row segments,
-/// whose bookkeeping costs more than the copy when rows are a few pixels long.
+/// For each kernel tap `(ki, kj)` and output pixel, the input pixel it reads, or `h·w` (one
+/// past the plane, where the gather keeps a zero) in the padding: small planes gather
+/// through this table instead of walking row segments, whose bookkeeping costs more than
+/// the copy when rows are a few pixels long, and the gather needs no branch.
 fn tap_table(g: &Conv2dGeom) -> Vec<u32> {
     let (oh, ow) = (g.out_h(), g.out_w());
     let mut t = Vec::with_capacity(g.kh * g.kw * oh * ow);
@@ -567,11 +568,8 @@ fn tap_table(g: &Conv2dGeom) -> Vec<u32> {
                 for ox in 0..ow {
                     let iy = (oy * g.stride + ki).wrapping_sub(g.pad);
                     let ix = (ox * g.stride + kj).wrapping_sub(g.pad);
-                    t.push(if iy < g.h && ix < g.w {
-                        (iy * g.w + ix) as u32
-                    } else {
-                        u32::MAX
-                    });
+                    let i = if iy < g.h && ix < g.w { iy * g.w + ix } else { g.h * g.w };
+                    t.push(i as u32);
                 }
             }
         }
@@ -579,34 +577,49 @@ fn tap_table(g: &Conv2dGeom) -> Vec<u32> {
     t
 }
 
+/// Planes up to this size are gathered through a stack copy with a zero slot after them.
+const TABLE_MAX_PLANE: usize = 1024;
+
 /// [`im2col`] of a whole small image through a [`tap_table`]; rows `ld` apart.
 fn im2col_table(g: &Conv2dGeom, table: &[u32], x_img: &[f32], col: &mut [f32], ld: usize) {
-    let ohw = g.out_h() * g.out_w();
+    let (ohw, hw) = (g.out_h() * g.out_w(), g.h * g.w);
     let taps = g.kh * g.kw;
-    for (c, plane) in x_img.chunks_exact(g.h * g.w).enumerate() {
+    let mut padded = [0.0f32; TABLE_MAX_PLANE + 1];
+    for (c, plane) in x_img.chunks_exact(hw).enumerate() {
+        padded[..hw].copy_from_slice(plane);
+        let padded = &padded[..=hw];
         for (t, idx) in table.chunks_exact(ohw).enumerate() {
             let row = &mut col[(c * taps + t) * ld..][..ohw];
             for (d, &i) in row.iter_mut().zip(idx) {
-                *d = if i == u32::MAX { 0.0 } else { plane[i as usize] };
+                *d = padded[i as usize];
             }
         }
     }
 }
 
-/// The adjoint of [`im2col_table`]: adds the columns into the image gradient.
+/// The adjoint of [`im2col_table`]: writes the image gradient from the columns (padding
+/// taps land in the scratch slot past the plane).
 fn col2im_table(g: &Conv2dGeom, table: &[u32], col: &[f32], dx_img: &mut [f32], ld: usize) {
-    let ohw = g.out_h() * g.out_w();
+    let (ohw, hw) = (g.out_h() * g.out_w(), g.h * g.w);
     let taps = g.kh * g.kw;
-    for (c, plane) in dx_img.chunks_exact_mut(g.h * g.w).enumerate() {
+    let mut acc = [0.0f32; TABLE_MAX_PLANE + 1];
+    for (c, plane) in dx_img.chunks_exact_mut(hw).enumerate() {
+        let acc = &mut acc[..=hw];
+        acc.fill(0.0);
         for (t, idx) in table.chunks_exact(ohw).enumerate() {
             let row = &col[(c * taps + t) * ld..][..ohw];
             for (v, &i) in row.iter().zip(idx) {
-                if i != u32::MAX {
-                    plane[i as usize] += *v;
-                }
+                acc[i as usize] += *v;
             }
         }
+        plane.copy_from_slice(&acc[..hw]);
     }
+}
+
+/// Whether several images share each GEMM: small output planes, in a batch, from input
+/// planes small enough for the table gather.
+fn use_batched(g: &Conv2dGeom) -> bool {
+    g.n > 1 && g.out_h() * g.out_w() <= SMALL_PLANE && g.h * g.w <= TABLE_MAX_PLANE
 }
 
 /// How the batch is cut into chunks of images that share one GEMM: the chunk size, the
@@ -735,7 +748,6 @@ fn conv2d_bwd_input_batched(ws: &Workspace, g: &Conv2dGeom, dy: &[f32], w: &[f32
             );
         }
         for (j, dx_img) in dx_chunk.chunks_exact_mut(in_img).enumerate() {
-            dx_img.fill(0.0);
             col2im_table(g, &table, &col[j * ohw..], dx_img, cols);
         }
     };
@@ -750,13 +762,24 @@ fn conv2d_bwd_input_batched(ws: &Workspace, g: &Conv2dGeom, dy: &[f32], w: &[f32
     }
 }
 
+/// `out[i, o] = flip(w[o, i])`: the weight of the convolution that is this one's input
+/// gradient. Tiled over (o, i) so that the reads of a tile are contiguous runs of kernels
+/// rather than one kernel per cache line.
 fn flip_transpose(g: &Conv2dGeom, w: &[f32], out: &mut [f32]) {
-    let (ci, co, kh, kw) = (g.c_in, g.c_out, g.kh, g.kw);
-    out.par_chunks_mut(co * kh * kw).enumerate().for_each(|(i, dst)| {
-        for o in 0..co {
-            for a in 0..kh {
-                for b in 0..kw {
-                    dst[(o * kh + a) * kw + b] = w[((o * ci + i) * kh + kh - 1 - a) * kw + kw - 1 - b];
+    const TILE: usize = 16;
+    let (ci, co, kk) = (g.c_in, g.c_out, g.kh * g.kw);
+    out.par_chunks_mut(TILE * co * kk).enumerate().for_each(|(ib, dst)| {
+        let i0 = ib * TILE;
+        let i1 = ci.min(i0 + TILE);
+        for o0 in (0..co).step_by(TILE) {
+            for o in o0..co.min(o0 + TILE) {
+                for i in i0..i1 {
+                    let src = &w[(o * ci + i) * kk..][..kk];
+                    let d = &mut dst[((i - i0) * co + o) * kk..][..kk];
+                    // Reversing the kh·kw kernel flips both of its axes at once.
+                    for (dv, sv) in d.iter_mut().zip(src.iter().rev()) {
+                        *dv = *sv;
+                    }
                 }
             }
         }
@@ -765,7 +788,11 @@ fn flip_transpose(g: &Conv2dGeom, w: &[f32], out: &mut [f32]) {
 
 /// Gradient of `conv2d` with respect to its input.
 pub fn conv2d_bwd_input(ws: &Workspace, g: &Conv2dGeom, dy: &[f32], w: &[f32], dx: &mut [f32]) {
-    if is_direct(g) && !(g.n > 1 && g.h * g.w <= SMALL_PLANE) {
+    if use_batched(g) {
+        // Wᵀ through the GEMM's strides: no flipped weight to build.
+        return conv2d_bwd_input_batched(ws, g, dy, w, dx);
+    }
+    if is_direct(g) {
         return conv2d_bwd_input_direct(g, dy, w, dx);
     }
     if g.stride == 1 && g.kh == g.kw && g.pad < g.kh {
@@ -827,7 +854,7 @@ fn conv2d_bwd_input_direct(g: &Conv2dGeom, dy: &[f32], w: &[f32], dx: &mut [f32]
 /// Input gradient through `dCol = Wᵀ·dY` and col2im, image by image.
 fn conv2d_bwd_input_col2im(ws: &Workspace, g: &Conv2dGeom, dy: &[f32], w: &[f32], dx: &mut [f32]) {
     let (ohw, kk, co) = (g.out_h() * g.out_w(), g.c_in * g.kh * g.kw, g.c_out);
-    if g.n > 1 && ohw <= SMALL_PLANE {
+    if use_batched(g) {
         return conv2d_bwd_input_batched(ws, g, dy, w, dx);
     }
     let in_img = g.c_in * g.h * g.w;
