@@ -451,19 +451,21 @@ impl<B: Backend> Network<B> {
                 } else {
                     inner.last().expect("block input recorded").shape.clone()
                 };
+                // The gradient at the sum feeds the last conv and the shortcut alike.
                 let dpre = relu_bwd(y, &dy)?;
-                let mut d = dpre.duplicate(b)?;
+                let mut d: Option<Tensor<B>> = None;
                 for i in (0..blk.convs.len()).rev() {
                     if i < n_mid {
-                        d = relu_bwd(mids[i], &d)?;
+                        d = Some(relu_bwd(mids[i], d.as_ref().unwrap_or(&dpre))?);
                     }
                     let in_shape = if i == 0 {
                         x_shape.clone()
                     } else {
                         mids[i - 1].shape.clone()
                     };
-                    d = blk.convs[i].backward_input(b, &in_shape, &d)?;
+                    d = Some(blk.convs[i].backward_input(b, &in_shape, d.as_ref().unwrap_or(&dpre))?);
                 }
+                let mut d = d.expect("a block has convolutions");
                 match &blk.shortcut {
                     FShortcut::Identity => b.add_assign(&mut d.buf, &dpre.buf)?,
                     FShortcut::Projection(c) => {
