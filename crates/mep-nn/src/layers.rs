@@ -15,6 +15,12 @@ fn nchw<B: Backend>(layer: &'static str, x: &Tensor<B>, c: usize) -> Result<Nchw
     }
 }
 
+fn weight_and_bias<'a, B: Backend>(w: &'a mut Param<B>, b: &'a mut Option<Param<B>>) -> Vec<&'a mut Param<B>> {
+    let mut v = vec![w];
+    v.extend(b.as_mut());
+    v
+}
+
 /// A 2-D convolution (PyTorch's `Conv2d`, no groups or dilation), optionally with bias.
 pub struct Conv2d<B: Backend> {
     /// `[c_out, c_in, k, k]`.
@@ -60,19 +66,14 @@ impl<B: Backend> Conv2d<B> {
     /// The geometry of this convolution applied to `x`.
     pub fn geom(&self, x: &Tensor<B>) -> Result<Conv2dGeom> {
         let s = nchw("Conv2d", x, self.c_in)?;
-        let g = Conv2dGeom {
-            n: s.n,
-            c_in: s.c,
-            h: s.h,
-            w: s.w,
-            c_out: self.c_out,
-            kh: self.k,
-            kw: self.k,
-            stride: self.stride,
-            pad: self.pad,
-        };
-        g.validate("Conv2d")?;
-        Ok(g)
+        Ok(Conv2dGeom::square(
+            "Conv2d",
+            s,
+            self.c_out,
+            self.k,
+            self.stride,
+            self.pad,
+        )?)
     }
 
     /// `act(conv(x) + bias + residual)`.
@@ -115,11 +116,7 @@ impl<B: Backend> Conv2d<B> {
 
     /// The parameters, in PyTorch's order (weight, bias).
     pub fn params_mut(&mut self) -> Vec<&mut Param<B>> {
-        let mut v = vec![&mut self.weight];
-        if let Some(b) = self.bias.as_mut() {
-            v.push(b);
-        }
-        v
+        weight_and_bias(&mut self.weight, &mut self.bias)
     }
 }
 
@@ -375,10 +372,6 @@ impl<B: Backend> Linear<B> {
 
     /// The parameters, in PyTorch's order (weight, bias).
     pub fn params_mut(&mut self) -> Vec<&mut Param<B>> {
-        let mut v = vec![&mut self.weight];
-        if let Some(b) = self.bias.as_mut() {
-            v.push(b);
-        }
-        v
+        weight_and_bias(&mut self.weight, &mut self.bias)
     }
 }

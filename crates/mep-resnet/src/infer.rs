@@ -49,19 +49,14 @@ impl<B: Backend> FusedConv<B> {
                 found: s.shape().to_string(),
             });
         }
-        let g = Conv2dGeom {
-            n: s.n,
-            c_in: s.c,
-            h: s.h,
-            w: s.w,
-            c_out: self.c_out,
-            kh: self.k,
-            kw: self.k,
-            stride: self.stride,
-            pad: self.pad,
-        };
-        g.validate("resnet conv")?;
-        Ok(g)
+        Ok(Conv2dGeom::square(
+            "resnet conv",
+            *s,
+            self.c_out,
+            self.k,
+            self.stride,
+            self.pad,
+        )?)
     }
 
     fn forward(&self, b: &B, x: &Tensor<B>, residual: Option<&Tensor<B>>, act: Act) -> Result<Tensor<B>> {

@@ -109,6 +109,24 @@ pub struct Conv2dGeom {
 }
 
 impl Conv2dGeom {
+    /// A square `k`×`k` convolution to `c_out` channels applied to `input`, checked with
+    /// [`Conv2dGeom::validate`] under the name `op`.
+    pub fn square(op: &'static str, input: Nchw, c_out: usize, k: usize, stride: usize, pad: usize) -> Result<Self> {
+        let g = Conv2dGeom {
+            n: input.n,
+            c_in: input.c,
+            h: input.h,
+            w: input.w,
+            c_out,
+            kh: k,
+            kw: k,
+            stride,
+            pad,
+        };
+        g.validate(op)?;
+        Ok(g)
+    }
+
     /// Output height, `(h + 2 pad - kh) / stride + 1`.
     pub fn out_h(&self) -> usize {
         (self.h + 2 * self.pad - self.kh) / self.stride + 1
