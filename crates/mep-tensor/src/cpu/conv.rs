@@ -691,16 +691,34 @@ fn conv2d_batched(
             );
         }
         let base = i0 * co * ohw;
-        for (r, row) in y_chunk.chunks_exact_mut(ohw).enumerate() {
-            let (j, o) = (r / co, r % co);
-            row.copy_from_slice(&out[o * cols + j * ohw..][..ohw]);
-            let start = base + r * ohw;
-            epilogue(
-                row,
-                bias.map(|b| b[o]),
-                residual.map(|res| &res[start..start + ohw]),
-                act,
-            );
+        match residual {
+            // Bias and activation on the GEMM's long rows, where they vectorise; the
+            // scatter to NCHW is then a plain copy of rows of `ohw` pixels.
+            None => {
+                for (o, row) in out.chunks_exact_mut(cols).enumerate() {
+                    epilogue(row, bias.map(|b| b[o]), None, act);
+                }
+                for (r, row) in y_chunk.chunks_exact_mut(ohw).enumerate() {
+                    let (j, o) = (r / co, r % co);
+                    row.copy_from_slice(&out[o * cols + j * ohw..][..ohw]);
+                }
+            }
+            Some(res) => {
+                for (o, row) in out.chunks_exact_mut(cols).enumerate() {
+                    epilogue(row, bias.map(|b| b[o]), None, Act::Identity);
+                }
+                let res = &res[base..base + y_chunk.len()];
+                for (r, (row, rrow)) in y_chunk.chunks_exact_mut(ohw).zip(res.chunks_exact(ohw)).enumerate() {
+                    let (j, o) = (r / co, r % co);
+                    let src = &out[o * cols + j * ohw..][..ohw];
+                    for ((d, v), rv) in row.iter_mut().zip(src).zip(rrow) {
+                        *d = *v + *rv;
+                    }
+                }
+                if act != Act::Identity {
+                    epilogue(y_chunk, None, None, act);
+                }
+            }
         }
     };
     let per = nb * co * ohw;
