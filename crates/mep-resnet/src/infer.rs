@@ -282,7 +282,7 @@ impl<B: Backend> Network<B> {
             }
             &FShortcut::PadA { pad, subsample } => {
                 let sx = nchw_of(x)?;
-                let out = mep_tensor::cpu::ops::shortcut_pad_shape(&sx, subsample, pad);
+                let out = sx.shortcut_pad(subsample, pad);
                 let mut y = Tensor::alloc(b, out.shape())?;
                 b.shortcut_pad(&sx, subsample, pad, &x.buf, &mut y.buf)?;
                 owned = y;

@@ -404,7 +404,6 @@ struct BlockRec<B: Backend> {
 pub struct Tape<B: Backend> {
     acts: Vec<Tensor<B>>,
     stem: UnitRec<B>,
-    stem_out: usize,
     blocks: Vec<BlockRec<B>>,
     last: usize,
     pooled: usize,
@@ -500,7 +499,7 @@ impl<B: Backend> ResNet<B> {
                 }
                 &mut Shortcut::PadA { pad, subsample } => {
                     let s = nchw_of(&acts[x])?;
-                    let out = mep_tensor::cpu::ops::shortcut_pad_shape(&s, subsample, pad);
+                    let out = s.shortcut_pad(subsample, pad);
                     let mut y = Tensor::alloc(b, out.shape())?;
                     b.shortcut_pad(&s, subsample, pad, &acts[x].buf, &mut y.buf)?;
                     (push(&mut acts, y), None)
@@ -532,7 +531,6 @@ impl<B: Backend> ResNet<B> {
             Tape {
                 acts,
                 stem,
-                stem_out,
                 blocks,
                 last: cur,
                 pooled,
@@ -589,7 +587,6 @@ impl<B: Backend> ResNet<B> {
             b.max_pool2d_bwd(&g, &acts[tape.stem.a].buf, &dy.buf, &mut da.buf)?;
             dy = da;
         }
-        debug_assert!(tape.stem_out >= tape.stem.a);
         let dn = act_bwd(b, Act::Relu, &acts[tape.stem.a], &dy)?;
         self.stem.backward(b, acts, &tape.stem, &dn, grads)
     }

@@ -241,7 +241,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Backward of nearest 2x upsampling (sum of each 2x2 block).
     fn upsample_nearest2x_bwd(&self, s: &Nchw, dy: &Self::Buf, dx: &mut Self::Buf) -> Result<()>;
     /// The option-A shortcut of the CIFAR ResNets: `x[:, :, ::2, ::2]` (when `subsample`),
-    /// then `pad` zero channels before and after, giving `c + 2 pad` channels.
+    /// then `pad` zero channels before and after, giving `c + 2 pad` channels
+    /// ([`Nchw::shortcut_pad`] gives the output's shape).
     fn shortcut_pad(&self, s: &Nchw, subsample: bool, pad: usize, x: &Self::Buf, y: &mut Self::Buf) -> Result<()>;
     /// Backward of [`Backend::shortcut_pad`].
     fn shortcut_pad_bwd(&self, s: &Nchw, subsample: bool, pad: usize, dy: &Self::Buf, dx: &mut Self::Buf)

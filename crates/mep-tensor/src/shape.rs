@@ -91,6 +91,17 @@ impl Nchw {
     pub fn shape(&self) -> Shape {
         Shape(vec![self.n, self.c, self.h, self.w])
     }
+    /// The output of the CIFAR ResNets' option-A shortcut on this input:
+    /// `[n, c + 2 pad, ceil(h/2), ceil(w/2)]` when subsampling, else `[n, c + 2 pad, h, w]`.
+    pub fn shortcut_pad(&self, subsample: bool, pad: usize) -> Nchw {
+        let stride = if subsample { 2 } else { 1 };
+        Nchw {
+            n: self.n,
+            c: self.c + 2 * pad,
+            h: self.h.div_ceil(stride),
+            w: self.w.div_ceil(stride),
+        }
+    }
 }
 
 /// Convolution geometry: input `[n, c_in, h, w]`, weight `[c_out, c_in, kh, kw]`

@@ -779,8 +779,10 @@ fn shortcut_pad_and_backward_match_reference_and_finite_differences() {
     for s in SHAPES.into_iter().chain([nchw(4, 16, 32, 32)]) {
         for subsample in [false, true] {
             for pad in [0, 1, 4] {
-                let o = cpu::ops::shortcut_pad_shape(&s, subsample, pad);
-                assert_eq!(o, r::shortcut_pad_shape(&s, subsample, pad));
+                let o = s.shortcut_pad(subsample, pad);
+                // x[:, :, ::2, ::2] keeps ceil(h/2) rows (PyTorch's slicing).
+                let keep = |d: usize| if subsample { d.div_ceil(2) } else { d };
+                assert_eq!((o.n, o.c, o.h, o.w), (s.n, s.c + 2 * pad, keep(s.h), keep(s.w)));
                 let x = rng.vec(s.numel(), -2.0, 2.0);
                 let dy = rng.vec(o.numel(), -1.0, 1.0);
                 let what = format!("shortcut {s:?} subsample {subsample} pad {pad}");
@@ -799,7 +801,7 @@ fn shortcut_pad_and_backward_match_reference_and_finite_differences() {
     }
     let s = nchw(2, 2, 3, 5);
     for subsample in [false, true] {
-        let o = r::shortcut_pad_shape(&s, subsample, 1);
+        let o = s.shortcut_pad(subsample, 1);
         let x = rng.vec(s.numel(), -2.0, 2.0);
         let rr = rng.vec(o.numel(), -1.0, 1.0);
         let mut dx = cpu.alloc(s.numel()).unwrap();

@@ -510,14 +510,14 @@ impl Backend for CpuBackend {
         Ok(())
     }
     fn shortcut_pad(&self, s: &Nchw, subsample: bool, pad: usize, x: &CpuBuf, y: &mut CpuBuf) -> Result<()> {
-        let out = ops::shortcut_pad_shape(s, subsample, pad);
+        let out = s.shortcut_pad(subsample, pad);
         check_len("shortcut_pad", "x", s.numel(), x.data.len())?;
         check_len("shortcut_pad", "y", out.numel(), y.data.len())?;
         ops::shortcut_pad(s, subsample, pad, &x.data, &mut y.data);
         Ok(())
     }
     fn shortcut_pad_bwd(&self, s: &Nchw, subsample: bool, pad: usize, dy: &CpuBuf, dx: &mut CpuBuf) -> Result<()> {
-        let out = ops::shortcut_pad_shape(s, subsample, pad);
+        let out = s.shortcut_pad(subsample, pad);
         check_len("shortcut_pad_bwd", "dy", out.numel(), dy.data.len())?;
         check_len("shortcut_pad_bwd", "dx", s.numel(), dx.data.len())?;
         ops::shortcut_pad_bwd(s, subsample, pad, &dy.data, &mut dx.data);

@@ -564,25 +564,10 @@ pub fn upsample_nearest2x_bwd(s: &Nchw, dy: &[f32], dx: &mut [f32]) {
     });
 }
 
-/// Output shape of the option-A shortcut.
-pub fn shortcut_pad_shape(s: &Nchw, subsample: bool, pad: usize) -> Nchw {
-    let (h, w) = if subsample {
-        (s.h.div_ceil(2), s.w.div_ceil(2))
-    } else {
-        (s.h, s.w)
-    };
-    Nchw {
-        n: s.n,
-        c: s.c + 2 * pad,
-        h,
-        w,
-    }
-}
-
 /// `y = zero-pad channels (pad before, pad after) of x[:, :, ::2, ::2]` (or of `x` when not
 /// subsampling).
 pub fn shortcut_pad(s: &Nchw, subsample: bool, pad: usize, x: &[f32], y: &mut [f32]) {
-    let o = shortcut_pad_shape(s, subsample, pad);
+    let o = s.shortcut_pad(subsample, pad);
     let (hw, w, ohw, ow) = (s.hw(), s.w, o.hw(), o.w);
     for_each_plane(y, ohw, x.len() + y.len(), |p, yp| {
         let (i, ch) = (p / o.c, p % o.c);
@@ -605,7 +590,7 @@ pub fn shortcut_pad(s: &Nchw, subsample: bool, pad: usize, x: &[f32], y: &mut [f
 
 /// Backward of [`shortcut_pad`]: the kept pixels of the middle channels get their `dy`, the rest 0.
 pub fn shortcut_pad_bwd(s: &Nchw, subsample: bool, pad: usize, dy: &[f32], dx: &mut [f32]) {
-    let o = shortcut_pad_shape(s, subsample, pad);
+    let o = s.shortcut_pad(subsample, pad);
     let (w, ohw, ow) = (s.w, o.hw(), o.w);
     for_each_plane(dx, s.hw(), dx.len() + dy.len(), |p, dxp| {
         let (i, ch) = (p / s.c, p % s.c);

@@ -321,22 +321,10 @@ pub fn upsample_nearest2x_bwd(s: &Nchw, dy: &[f64]) -> Vec<f64> {
     dx
 }
 
-/// The option-A shortcut's output shape: `[n, c + 2 pad, ceil(h/2), ceil(w/2)]` when
-/// subsampling, else `[n, c + 2 pad, h, w]`.
-pub fn shortcut_pad_shape(s: &Nchw, subsample: bool, pad: usize) -> Nchw {
-    let stride = if subsample { 2 } else { 1 };
-    Nchw {
-        n: s.n,
-        c: s.c + 2 * pad,
-        h: s.h.div_ceil(stride),
-        w: s.w.div_ceil(stride),
-    }
-}
-
 /// `y[n, pad + c, i, j] = x[n, c, stride i, stride j]` (stride 2 when subsampling), every other
 /// channel of `y` zero.
 pub fn shortcut_pad(s: &Nchw, subsample: bool, pad: usize, x: &[f64]) -> Vec<f64> {
-    let o = shortcut_pad_shape(s, subsample, pad);
+    let o = s.shortcut_pad(subsample, pad);
     let stride = if subsample { 2 } else { 1 };
     let mut y = vec![0.0; o.numel()];
     for n in 0..s.n {
@@ -353,7 +341,7 @@ pub fn shortcut_pad(s: &Nchw, subsample: bool, pad: usize, x: &[f64]) -> Vec<f64
 
 /// `dx[n, c, stride i, stride j] = dy[n, pad + c, i, j]`, zero elsewhere.
 pub fn shortcut_pad_bwd(s: &Nchw, subsample: bool, pad: usize, dy: &[f64]) -> Vec<f64> {
-    let o = shortcut_pad_shape(s, subsample, pad);
+    let o = s.shortcut_pad(subsample, pad);
     let stride = if subsample { 2 } else { 1 };
     let mut dx = vec![0.0; s.numel()];
     for n in 0..s.n {
