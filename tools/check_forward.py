@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check `mep forward` against PyTorch on a full-size ResNet with random weights.
 
-    python3 tools/check_forward.py --mep target/release/mep [--arch resnet50|resnet20]
+    python3 tools/check_forward.py --mep target/release/mep [--arch resnet18|34|50|101|152|resnet20|32|44|56|110]
         [--size 224] [--batch 2] [--num-classes 1000] [--target 3] [--seed 0]
         [--workdir DIR] [--threads 2]
 
@@ -40,12 +40,12 @@ GRAD_TOL = 5e-2  # loss and input_grad
 
 
 def build_model(arch, num_classes):
-    if arch == "resnet50":
+    if arch in M.TORCHVISION_ARCHS:
         import torchvision
 
-        model = torchvision.models.resnet50(num_classes=num_classes)
-    elif arch == "resnet20":
-        model = M.resnet20(num_classes)
+        model = getattr(torchvision.models, arch)(num_classes=num_classes)
+    elif M.is_cifar(arch):
+        model = M.cifar_resnet(arch, num_classes)
     else:
         raise SystemExit(f"unknown --arch {arch}")
     return M.randomize_bn(model, 0.5).eval()
@@ -80,7 +80,7 @@ def main():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--mep", help="path to the mep binary (required unless --reference-only)")
-    ap.add_argument("--arch", default="resnet50", choices=["resnet50", "resnet20"])
+    ap.add_argument("--arch", default="resnet50", choices=M.TORCHVISION_ARCHS + M.CIFAR_ARCHS)
     ap.add_argument("--size", type=int, default=None, help="image size (224 / 32 by arch)")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--num-classes", type=int, default=None, help="1000 / 10 by arch")
@@ -92,8 +92,8 @@ def main():
     args = ap.parse_args()
     if not args.reference_only and not args.mep:
         ap.error("--mep is required (or pass --reference-only)")
-    size = args.size or (224 if args.arch == "resnet50" else 32)
-    num_classes = args.num_classes or (1000 if args.arch == "resnet50" else 10)
+    size = args.size or (32 if M.is_cifar(args.arch) else 224)
+    num_classes = args.num_classes or (10 if M.is_cifar(args.arch) else 1000)
     if not 0 <= args.target < num_classes:
         ap.error(f"--target must be in [0, {num_classes})")
 

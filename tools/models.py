@@ -196,5 +196,19 @@ def forward_with_cuts(model, x):
     raise TypeError(f"unsupported model {type(model).__name__}")
 
 
+TORCHVISION_ARCHS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+CIFAR_ARCHS = ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
+
+
+def is_cifar(arch):
+    return arch in CIFAR_ARCHS
+
+
+def cifar_resnet(arch, num_classes=10):
+    """The CIFAR ResNet of depth 6n + 2 (He et al. 2016 §4.2), n blocks per stage."""
+    n = (int(arch[len("resnet"):]) - 2) // 6
+    return ResNet20((n, n, n), num_classes=num_classes)
+
+
 def cuts_for(arch):
-    return RESNET20_CUTS if arch == "resnet20" else RESNET50_CUTS
+    return RESNET20_CUTS if is_cifar(arch) else RESNET50_CUTS
