@@ -32,6 +32,15 @@ MODELS = {
     "resnet50_w4": (lambda: M.resnet50_width(4, 10), M.RESNET50_CUTS, (3, 3, 64, 64), 10, True),
     # Batch 2, not 4: with batch 4 the directory is 5.5 MB (act/zgrad at 32x32 dominate).
     "resnet20": (lambda: M.resnet20(7), M.RESNET20_CUTS, (2, 3, 32, 32), 7, False),
+    # torchvision's BasicBlock with projection shortcuts (ResNet-18/34), at width 2 to fit
+    # the size budget; appended last so the seeds of the models above stay as they were.
+    "resnet18_w2": (
+        lambda: M.ResNetWidth(M.TVBasicBlock, [2, 2, 2, 2], width=2, num_classes=5),
+        M.RESNET50_CUTS,
+        (2, 3, 32, 32),
+        5,
+        True,
+    ),
 }
 
 

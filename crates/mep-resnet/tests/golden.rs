@@ -1,5 +1,7 @@
 //! Golden tests: our engine against PyTorch on the fixtures made by
-//! `tools/make_fixtures.py` (random weights and BN statistics; see tests/fixtures/README.md).
+//! `tools/make_fixtures.py` (random weights and BN statistics; see tests/fixtures/README.md):
+//! a width-4 ResNet-50 (Bottleneck, projection shortcuts), a width-2 ResNet-18 (basic
+//! blocks, projection shortcuts) and ResNet-20 (basic blocks, option-A shortcuts).
 //! Tolerances are relative L2 errors, ‖ours − torch‖ / ‖torch‖: 1e-4 for logits and
 //! activations, 5e-2 for gradients (ReLU and max-pool decisions can flip in f32).
 
@@ -12,6 +14,7 @@ use std::path::PathBuf;
 
 const ACT_TOL: f64 = 1e-4;
 const GRAD_TOL: f64 = 5e-2;
+const ADAM_TOL: f64 = 1e-3;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -161,13 +164,16 @@ fn train_mode_matches(name: &str, arch: Arch) {
 
     let mut before = BTreeMap::new();
     for (key, p) in model.named_params_mut() {
-        let grad = p.grad.as_ref().unwrap_or_else(|| panic!("no gradient for {key}"));
+        let grad = p.grad.as_mut().unwrap_or_else(|| panic!("no gradient for {key}"));
         check(
             &format!("grad.{key}"),
             &grad.to_vec(&b).unwrap(),
             &g.get(&format!("grad.{key}")).1,
             GRAD_TOL,
         );
+        // The optimiser is checked on PyTorch's own gradients: Adam's first step is about
+        // lr·sign(g), so near-zero gradients that differ by f32 noise would flip it.
+        *grad = g.tensor(&b, &format!("grad.{key}"));
         before.insert(key, p.value.to_vec(&b).unwrap());
     }
     assert_eq!(before.len(), g.f32s.keys().filter(|k| k.starts_with("grad.")).count());
@@ -187,7 +193,8 @@ fn train_mode_matches(name: &str, arch: Arch) {
         if let Some(prev) = before.get(key) {
             let d_ours: Vec<f32> = ours.iter().zip(prev).map(|(a, p)| a - p).collect();
             let d_theirs: Vec<f32> = after.iter().zip(prev).map(|(a, p)| a - p).collect();
-            check(&format!("adam update {key}"), &d_ours, &d_theirs, GRAD_TOL);
+            // The update is ~1e-3 against weights of ~1e-1: its f32 rounding is ~1e-4 of it.
+            check(&format!("adam update {key}"), &d_ours, &d_theirs, ADAM_TOL);
         } else {
             // Running statistics updated by the training-mode forward.
             check(&format!("after.{key}"), &ours, after, ACT_TOL);
@@ -214,4 +221,14 @@ fn resnet50_topology_training_step_matches_pytorch() {
 #[test]
 fn resnet20_training_step_matches_pytorch() {
     train_mode_matches("resnet20", Arch::ResNet20);
+}
+
+#[test]
+fn resnet18_topology_eval_mode_matches_pytorch() {
+    eval_mode_matches("resnet18_w2", Arch::ResNet18);
+}
+
+#[test]
+fn resnet18_topology_training_step_matches_pytorch() {
+    train_mode_matches("resnet18_w2", Arch::ResNet18);
 }
