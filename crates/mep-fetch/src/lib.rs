@@ -1,0 +1,1 @@
+//! mep-fetch: checksummed, resumable downloads.
