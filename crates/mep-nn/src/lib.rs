@@ -8,5 +8,5 @@ mod param;
 
 pub use error::{NnError, Result};
 pub use layers::{BatchNorm2d, BnCache, Conv2d, Linear};
-pub use optim::{Adam, Optimizer, Sgd};
+pub use optim::{Adam, Optimizer, OptimizerState, Sgd};
 pub use param::{Grads, Param};

@@ -5,6 +5,14 @@ use crate::error::{NnError, Result};
 use crate::param::Param;
 use mep_tensor::{AdamParams, Backend, SgdParams};
 
+/// An optimiser's state on the host, for checkpoints: the number of steps taken and,
+/// per parameter, its buffers (Adam: `m`, `v`; SGD: the momentum buffer).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OptimizerState {
+    pub step: u32,
+    pub buffers: Vec<Vec<Vec<f32>>>,
+}
+
 /// Something that updates parameters from their gradients.
 pub trait Optimizer<B: Backend> {
     /// One step on `params` (always the same parameters, in the same order). Parameters
@@ -14,6 +22,40 @@ pub trait Optimizer<B: Backend> {
     fn set_lr(&mut self, lr: f32);
     /// The learning rate.
     fn lr(&self) -> f32;
+    /// The state to checkpoint (empty buffers before the first step).
+    fn export_state(&self, backend: &B) -> Result<OptimizerState>;
+    /// Restores a checkpointed state; the next step continues where it left off.
+    fn import_state(&mut self, backend: &B, state: &OptimizerState) -> Result<()>;
+    /// Buffers per parameter (2 for Adam, 1 for SGD).
+    fn buffers_per_param(&self) -> usize;
+}
+
+fn export<B: Backend>(backend: &B, step: u32, state: &[Vec<B::Buf>]) -> Result<OptimizerState> {
+    let buffers = state
+        .iter()
+        .map(|bufs| {
+            bufs.iter()
+                .map(|b| backend.download(b))
+                .collect::<std::result::Result<Vec<_>, _>>()
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(OptimizerState { step, buffers })
+}
+
+fn import<B: Backend>(backend: &B, s: &OptimizerState, per_param: usize) -> Result<Vec<Vec<B::Buf>>> {
+    s.buffers
+        .iter()
+        .enumerate()
+        .map(|(i, bufs)| {
+            if bufs.len() != per_param {
+                return Err(NnError::Optimizer(format!(
+                    "parameter {i} has {} state buffers, expected {per_param}",
+                    bufs.len()
+                )));
+            }
+            bufs.iter().map(|b| Ok(backend.upload(b)?)).collect()
+        })
+        .collect()
 }
 
 fn state_for<B: Backend>(
@@ -76,6 +118,17 @@ impl<B: Backend> Optimizer<B> for Adam<B> {
     fn lr(&self) -> f32 {
         self.h.lr
     }
+    fn export_state(&self, backend: &B) -> Result<OptimizerState> {
+        export(backend, self.h.step, &self.state)
+    }
+    fn import_state(&mut self, backend: &B, state: &OptimizerState) -> Result<()> {
+        self.state = import(backend, state, 2)?;
+        self.h.step = state.step;
+        Ok(())
+    }
+    fn buffers_per_param(&self) -> usize {
+        2
+    }
 }
 
 /// SGD with momentum as `torch.optim.SGD` (dampening 0).
@@ -111,5 +164,16 @@ impl<B: Backend> Optimizer<B> for Sgd<B> {
     }
     fn lr(&self) -> f32 {
         self.h.lr
+    }
+    fn export_state(&self, backend: &B) -> Result<OptimizerState> {
+        export(backend, self.h.step, &self.state)
+    }
+    fn import_state(&mut self, backend: &B, state: &OptimizerState) -> Result<()> {
+        self.state = import(backend, state, 1)?;
+        self.h.step = state.step;
+        Ok(())
+    }
+    fn buffers_per_param(&self) -> usize {
+        1
     }
 }

@@ -6,7 +6,7 @@ use crate::checkpoint::{save_with_counters, Checkpoint};
 use crate::error::{ResNetError, Result};
 use mep_nn::init::{kaiming_normal_fan_out, uniform_fan_in, Rng};
 use mep_nn::{BatchNorm2d, BnCache, Conv2d, Grads, Linear, Param};
-use mep_tensor::{Act, Backend, Nchw, Pool2dGeom, Tensor};
+use mep_tensor::{Act, Backend, Nchw, Pool2dGeom, Shape, Tensor};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -321,12 +321,28 @@ impl<B: Backend> ResNet<B> {
     /// Writes the state dict as safetensors with PyTorch's key names (f32), atomically.
     /// The architecture is recorded in the metadata under `arch`.
     pub fn save(&self, backend: &B, path: impl AsRef<Path>) -> Result<()> {
+        self.save_with(backend, path, &[], &BTreeMap::new())
+    }
+
+    /// As [`ResNet::save`], with extra f32 tensors (e.g. an optimiser's state under keys
+    /// that PyTorch's model will not ask for) and extra metadata.
+    pub fn save_with(
+        &self,
+        backend: &B,
+        path: impl AsRef<Path>,
+        extra: &[(String, Shape, Vec<f32>)],
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<()> {
         let sd = self.state_dict(backend)?;
         let host = sd
             .iter()
             .map(|(k, t)| Ok((k.as_str(), &t.shape, t.to_vec(backend)?)))
             .collect::<Result<Vec<_>>>()?;
-        let views: Vec<_> = host.iter().map(|(k, s, d)| (*k, *s, d.as_slice())).collect();
+        let views: Vec<_> = host
+            .iter()
+            .map(|(k, s, d)| (*k, *s, d.as_slice()))
+            .chain(extra.iter().map(|(k, s, d)| (k.as_str(), s, d.as_slice())))
+            .collect();
         // PyTorch's BatchNorm2d keeps a step counter that strict loading insists on.
         let counters: Vec<String> = sd
             .iter()
@@ -334,8 +350,21 @@ impl<B: Backend> ResNet<B> {
             .map(|p| format!("{p}.num_batches_tracked"))
             .collect();
         let counters: Vec<(&str, i64)> = counters.iter().map(|k| (k.as_str(), self.bn_steps as i64)).collect();
-        let meta = BTreeMap::from([("arch".to_string(), self.arch.name().to_string())]);
+        let mut meta = metadata.clone();
+        meta.insert("arch".to_string(), self.arch.name().to_string());
         save_with_counters(path, &views, &counters, Some(&meta))
+    }
+
+    /// Replaces the classifier by a freshly initialised one for `num_classes` classes
+    /// (fine-tuning ImageNet weights on another dataset), deterministic from `seed`.
+    pub fn replace_classifier(&mut self, backend: &B, num_classes: usize, seed: u64) -> Result<()> {
+        let mut rng = Rng::new(seed);
+        let features = self.fc.in_features;
+        let w = uniform_fan_in(&mut rng, num_classes * features, features);
+        let b = uniform_fan_in(&mut rng, num_classes, features);
+        self.fc = Linear::from_host(backend, num_classes, features, w, Some(b))?;
+        self.num_classes = num_classes;
+        Ok(())
     }
 
     /// Every trainable parameter, in the state dict's order.
