@@ -1,0 +1,147 @@
+//! `mep eval`: accuracy and per-class accuracy of a checkpoint on a dataset split. The
+//! same function scores the test split after each training epoch, so the two agree.
+
+use crate::data::{eval_transform, image_size, open_dataset, transform_from_metadata};
+use crate::{MepError, Result};
+use mep_data::{Loader, Split, Transform};
+use mep_resnet::{Arch, Checkpoint, Cut, Network, ResNet};
+use mep_tensor::{Backend, CpuBackend, Tensor};
+use serde::Serialize;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Correct and total counts of one class.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ClassAccuracy {
+    pub class: String,
+    pub correct: usize,
+    pub total: usize,
+    pub accuracy: f64,
+}
+
+/// The score of a network on a split.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct EvalReport {
+    pub correct: usize,
+    pub total: usize,
+    pub accuracy: f64,
+    pub per_class: Vec<ClassAccuracy>,
+}
+
+impl fmt::Display for EvalReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "accuracy {:.2} % ({} of {})",
+            100.0 * self.accuracy,
+            self.correct,
+            self.total
+        )?;
+        for c in &self.per_class {
+            writeln!(
+                f,
+                "  {:<14} {:>6.2} %  ({} of {})",
+                c.class,
+                100.0 * c.accuracy,
+                c.correct,
+                c.total
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The index of the largest value of each row of `[n, c]` logits.
+pub fn argmax_rows(logits: &[f32], c: usize) -> Vec<usize> {
+    logits
+        .chunks(c)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |best, (i, &v)| if v > best.1 { (i, v) } else { best },
+                )
+                .0
+        })
+        .collect()
+}
+
+/// Scores `net` on every image of `split`, batch by batch, in index order.
+pub fn evaluate<B: Backend>(
+    b: &B,
+    net: &Network<B>,
+    split: &Arc<Split>,
+    transform: &Transform,
+    classes: &[String],
+    batch_size: usize,
+) -> Result<EvalReport> {
+    let k = classes.len();
+    if net.num_classes != k {
+        return Err(MepError::Usage(format!(
+            "the model has {} classes but the dataset has {k}",
+            net.num_classes
+        )));
+    }
+    let mut correct = vec![0usize; k];
+    let mut total = vec![0usize; k];
+    let loader = Loader::new(split.clone(), transform.clone(), batch_size, false, 0, false)?;
+    for batch in loader.epoch(0) {
+        let batch = batch?;
+        let x = Tensor::from_vec(b, batch.shape, batch.x)?;
+        let logits = net.head(b, &x, Cut::Input)?.to_vec(b)?;
+        for (pred, &label) in argmax_rows(&logits, k).into_iter().zip(&batch.labels) {
+            total[label] += 1;
+            correct[label] += usize::from(pred == label);
+        }
+    }
+    let frac = |c: usize, t: usize| if t == 0 { 0.0 } else { c as f64 / t as f64 };
+    let (c_all, t_all) = (correct.iter().sum(), total.iter().sum());
+    Ok(EvalReport {
+        correct: c_all,
+        total: t_all,
+        accuracy: frac(c_all, t_all),
+        per_class: classes
+            .iter()
+            .enumerate()
+            .map(|(i, name)| ClassAccuracy {
+                class: name.clone(),
+                correct: correct[i],
+                total: total[i],
+                accuracy: frac(correct[i], total[i]),
+            })
+            .collect(),
+    })
+}
+
+/// What `mep eval` reads.
+#[derive(Clone, Debug)]
+pub struct EvalArgs {
+    pub arch: String,
+    pub weights: PathBuf,
+    pub data: String,
+    /// `test` or `train`.
+    pub split: String,
+    /// Input size; by default the one recorded by `mep train`, else the images' own.
+    pub size: Option<usize>,
+    pub batch_size: usize,
+}
+
+/// Runs `mep eval` on the CPU backend.
+pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
+    let b = CpuBackend::new();
+    let arch: Arch = args.arch.parse()?;
+    let ck = Checkpoint::load(&args.weights)?;
+    let recorded = transform_from_metadata(ck.metadata());
+    let model = ResNet::from_checkpoint(&b, arch, ck)?;
+    let net = Network::fold(&b, &model)?;
+    let data = open_dataset(&args.data)?;
+    let split = Arc::new(data.split(&args.split)?.clone());
+    let transform = match (recorded, args.size) {
+        (Some(t), None) => t,
+        (Some(t), Some(s)) => Transform { size: Some(s), ..t },
+        (None, size) => eval_transform(image_size(&split, size)?),
+    };
+    evaluate(&b, &net, &split, &transform, &data.classes, args.batch_size)
+}
