@@ -587,13 +587,15 @@ impl<B: Backend> ResNet<B> {
         for (block, rec) in blocks.into_iter().zip(&tape.blocks).rev() {
             // The block's output is relu(main + shortcut): one gradient feeds both.
             let ds = act_bwd(b, Act::Relu, &acts[rec.y], &dy)?;
-            let mut d = ds.duplicate(b)?;
+            let mut d: Option<Tensor<B>> = None;
             for (i, (u, ur)) in block.units.iter_mut().zip(&rec.units).enumerate().rev() {
                 if i + 1 < rec.units.len() {
-                    d = act_bwd(b, Act::Relu, &acts[ur.a], &d)?;
+                    d = Some(act_bwd(b, Act::Relu, &acts[ur.a], d.as_ref().unwrap_or(&ds))?);
                 }
-                d = u.backward(b, acts, ur, &d, inner)?.expect("input gradient requested");
+                let dx = u.backward(b, acts, ur, d.as_ref().unwrap_or(&ds), inner)?;
+                d = Some(dx.expect("input gradient requested"));
             }
+            let mut d = d.expect("a block has convolutions");
             match (&mut block.shortcut, &rec.projection) {
                 (Shortcut::Identity, _) => b.add_assign(&mut d.buf, &ds.buf)?,
                 (Shortcut::Projection(u), Some(pr)) => {
