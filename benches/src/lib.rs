@@ -58,3 +58,28 @@ pub fn peak_rss_mb() -> Option<f64> {
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
+
+/// The options every timing binary takes: `--row NAME [--iters N] [--threads T]`.
+pub struct TimingArgs {
+    pub row: Option<String>,
+    pub iters: usize,
+    pub threads: usize,
+}
+
+impl TimingArgs {
+    /// Reads the process's arguments (defaults: 10 iterations, 2 threads).
+    pub fn from_env() -> Self {
+        let args: Vec<String> = std::env::args().collect();
+        let arg = |name: &str| {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1))
+                .cloned()
+        };
+        TimingArgs {
+            row: arg("--row"),
+            iters: arg("--iters").and_then(|s| s.parse().ok()).unwrap_or(10),
+            threads: arg("--threads").and_then(|s| s.parse().ok()).unwrap_or(2),
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! `resnet_time --row "resnet50 224x224 b8" [--iters 10] [--threads 2]`
 
-use mep_benches::{peak_rss_mb, setup, ROWS};
+use mep_benches::{peak_rss_mb, setup, TimingArgs, ROWS};
 use mep_resnet::Cut;
 use mep_tensor::CpuBackend;
 use std::time::Instant;
@@ -14,16 +14,8 @@ fn stats(mut ms: Vec<f64>) -> serde_json::Value {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let iters: usize = arg("--iters").and_then(|s| s.parse().ok()).unwrap_or(10);
-    let threads: usize = arg("--threads").and_then(|s| s.parse().ok()).unwrap_or(2);
-    let Some(row_name) = arg("--row") else {
+    let TimingArgs { row, iters, threads } = TimingArgs::from_env();
+    let Some(row_name) = row else {
         eprintln!("usage: resnet_time --row NAME [--iters N] [--threads T]; rows:");
         for r in ROWS {
             eprintln!("  {}", r.name);

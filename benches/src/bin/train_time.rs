@@ -4,7 +4,7 @@
 //!
 //! `train_time --row "resnet20 32x32 b128" [--iters 10] [--threads 2]`
 
-use mep_benches::peak_rss_mb;
+use mep_benches::{peak_rss_mb, TimingArgs};
 use mep_nn::{Adam, Grads, Optimizer};
 use mep_resnet::{Arch, ResNet};
 use mep_tensor::{AdamParams, Backend, CpuBackend, Tensor};
@@ -17,16 +17,8 @@ const TRAIN_ROWS: [(&str, Arch, usize, usize); 2] = [
 ];
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let iters: usize = arg("--iters").and_then(|s| s.parse().ok()).unwrap_or(10);
-    let threads: usize = arg("--threads").and_then(|s| s.parse().ok()).unwrap_or(2);
-    let row_name = arg("--row").unwrap_or_default();
+    let TimingArgs { row, iters, threads } = TimingArgs::from_env();
+    let row_name = row.unwrap_or_default();
     let Some(&(name, arch, size, batch)) = TRAIN_ROWS.iter().find(|r| r.0 == row_name) else {
         eprintln!("usage: train_time --row NAME [--iters N] [--threads T]; rows:");
         for r in TRAIN_ROWS {

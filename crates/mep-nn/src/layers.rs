@@ -185,8 +185,9 @@ impl<B: Backend> BatchNorm2d<B> {
         Ok(y)
     }
 
-    /// Training mode: batch statistics, running statistics updated.
-    pub fn forward_train(&mut self, backend: &B, x: &Tensor<B>) -> Result<(Tensor<B>, BnCache<B>)> {
+    /// Training mode: batch statistics, running statistics updated, then `act` (whose
+    /// backward needs only this output).
+    pub fn forward_train(&mut self, backend: &B, x: &Tensor<B>, act: Act) -> Result<(Tensor<B>, BnCache<B>)> {
         let s = nchw("BatchNorm2d", x, self.c)?;
         let mut y = Tensor::alloc(backend, x.shape.clone())?;
         let mut mean = backend.alloc(self.c)?;
@@ -200,6 +201,7 @@ impl<B: Backend> BatchNorm2d<B> {
             &mut self.running_var.buf,
             self.momentum,
             self.eps,
+            act,
             &mut y.buf,
             &mut mean,
             &mut invstd,

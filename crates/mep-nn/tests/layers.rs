@@ -78,11 +78,14 @@ fn batch_norm_training_backward_matches_finite_differences() {
     let f = |g: &[f32], be: &[f32], x: &[f32]| {
         let mut bn = BatchNorm2d::from_host(&b, g.to_vec(), be.to_vec(), vec![0.0; c], vec![1.0; c]).unwrap();
         let x = Tensor::from_slice(&b, [n, c, h, h], x).unwrap();
-        dot(&bn.forward_train(&b, &x).unwrap().0.to_vec(&b).unwrap(), &r)
+        dot(
+            &bn.forward_train(&b, &x, Act::Identity).unwrap().0.to_vec(&b).unwrap(),
+            &r,
+        )
     };
     let mut bn = BatchNorm2d::from_host(&b, g0.clone(), be0.clone(), vec![0.0; c], vec![1.0; c]).unwrap();
     let x = Tensor::from_slice(&b, [n, c, h, h], &x0).unwrap();
-    let (_, cache) = bn.forward_train(&b, &x).unwrap();
+    let (_, cache) = bn.forward_train(&b, &x, Act::Identity).unwrap();
     let dy = Tensor::from_slice(&b, [n, c, h, h], &r).unwrap();
     let dx = bn
         .backward_train(&b, &x, &dy, &cache, Grads::ALL)

@@ -454,16 +454,21 @@ impl<B: Backend> ConvBn<B> {
         act: Act,
     ) -> Result<UnitRec<B>> {
         let c = self.conv.forward(b, &acts[x], None, Act::Identity)?;
-        let (mut n, cache) = self.bn.forward_train(b, &c)?;
-        if let Some(r) = residual {
-            b.add_assign(&mut n.buf, &acts[r].buf)?;
-        }
-        let a = if act == Act::Identity {
-            n
-        } else {
-            let mut a = Tensor::alloc(b, n.shape.clone())?;
-            b.activation(act, &n.buf, &mut a.buf)?;
-            a
+        // Without a residual the activation fuses into batch norm; with one it follows the sum.
+        let fused = if residual.is_none() { act } else { Act::Identity };
+        let (mut n, cache) = self.bn.forward_train(b, &c, fused)?;
+        let a = match residual {
+            None => n,
+            Some(r) => {
+                b.add_assign(&mut n.buf, &acts[r].buf)?;
+                if act == Act::Identity {
+                    n
+                } else {
+                    let mut a = Tensor::alloc(b, n.shape.clone())?;
+                    b.activation(act, &n.buf, &mut a.buf)?;
+                    a
+                }
+            }
         };
         let c = push(acts, c);
         let a = push(acts, a);

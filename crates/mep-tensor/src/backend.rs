@@ -183,9 +183,10 @@ pub trait Backend: Send + Sync + 'static {
         dgamma: Option<&mut Self::Buf>,
         dbeta: Option<&mut Self::Buf>,
     ) -> Result<()>;
-    /// Training-mode batch norm: normalise with the batch statistics (biased variance),
-    /// update the running statistics as PyTorch does (`r = (1 - momentum) r + momentum s`,
-    /// unbiased variance), and save the batch mean and `1/sqrt(var + eps)` for backward.
+    /// Training-mode batch norm, then `act`: normalise with the batch statistics (biased
+    /// variance), update the running statistics as PyTorch does (`r = (1 - momentum) r +
+    /// momentum s`, unbiased variance), and save the batch mean and `1/sqrt(var + eps)` for
+    /// backward. The fused activation spares a pass; its backward needs only `y`.
     #[allow(clippy::too_many_arguments)]
     fn batch_norm_train(
         &self,
@@ -197,6 +198,7 @@ pub trait Backend: Send + Sync + 'static {
         running_var: &mut Self::Buf,
         momentum: f32,
         eps: f32,
+        act: Act,
         y: &mut Self::Buf,
         save_mean: &mut Self::Buf,
         save_invstd: &mut Self::Buf,

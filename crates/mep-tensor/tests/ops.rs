@@ -427,6 +427,7 @@ fn bn_train_fast(
         &mut rv,
         momentum,
         eps,
+        Act::Identity,
         &mut y,
         &mut sm,
         &mut si,
@@ -1064,6 +1065,7 @@ fn invalid_arguments_return_errors_without_panicking() {
         &mut b(3),
         0.1,
         1e-5,
+        Act::Identity,
         &mut b(n - 1),
         &mut b(3),
         &mut b(3)
@@ -1139,6 +1141,7 @@ fn invalid_arguments_return_errors_without_panicking() {
         &mut b(3),
         0.1,
         1e-5,
+        Act::Identity,
         &mut b(3),
         &mut b(3),
         &mut b(3)
@@ -1207,4 +1210,30 @@ fn invalid_arguments_return_errors_without_panicking() {
         &b(4),
         &mut b(4)
     )));
+}
+
+#[test]
+fn batch_norm_train_with_fused_relu_equals_batch_norm_then_relu() {
+    let cpu = CpuBackend::new();
+    let mut rng = Rng::new(77);
+    let s = nchw(3, 4, 5, 6);
+    let x = up(&cpu, &rng.vec(s.numel(), -2.0, 3.0));
+    let (g, bt) = (up(&cpu, &rng.vec(4, 0.5, 1.5)), up(&cpu, &rng.vec(4, -0.5, 0.5)));
+    let run = |act: Act| {
+        let (mut rm, mut rv) = (up(&cpu, &[0.0; 4]), up(&cpu, &[1.0; 4]));
+        let mut y = cpu.alloc(s.numel()).unwrap();
+        let (mut sm, mut si) = (cpu.alloc(4).unwrap(), cpu.alloc(4).unwrap());
+        cpu.batch_norm_train(
+            &s, &x, &g, &bt, &mut rm, &mut rv, 0.1, 1e-5, act, &mut y, &mut sm, &mut si,
+        )
+        .unwrap();
+        (down(&cpu, &y), down(&cpu, &rm), down(&cpu, &rv))
+    };
+    let (plain, rm0, rv0) = run(Act::Identity);
+    let (fused, rm1, rv1) = run(Act::Relu);
+    let relu: Vec<f32> = plain.iter().map(|&v| v.max(0.0)).collect();
+    assert_eq!(fused, relu);
+    // The statistics do not depend on the activation.
+    assert_eq!((rm0, rv0), (rm1, rv1));
+    assert!(fused.contains(&0.0) && fused.iter().any(|&v| v > 0.0));
 }

@@ -2,6 +2,7 @@
 //! activation at every cut point and, with a target class, the loss and its input
 //! gradient. This is how a user checks our engine against their own PyTorch model.
 
+use crate::eval::argmax_rows;
 use crate::{MepError, Result};
 use mep_resnet::{save, Arch, Checkpoint, Cut, Network};
 use mep_tensor::{Backend, CpuBackend, Shape, Tensor};
@@ -68,18 +69,7 @@ pub fn forward(args: &ForwardArgs) -> Result<ForwardReport> {
     let n = input_shape.dims()[0];
     let c = net.num_classes;
     let host_logits = logits.to_vec(&b)?;
-    let predictions = host_logits
-        .chunks(c)
-        .map(|row| {
-            row.iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |best, (i, &v)| if v > best.1 { (i, v) } else { best },
-                )
-                .0
-        })
-        .collect();
+    let predictions = argmax_rows(&host_logits, c);
 
     let mut out: Vec<(String, Shape, Vec<f32>)> = vec![("logits".into(), logits.shape.clone(), host_logits)];
     for (cut, t) in acts {

@@ -366,11 +366,13 @@ impl Backend for CpuBackend {
         running_var: &mut CpuBuf,
         momentum: f32,
         eps: f32,
+        act: Act,
         y: &mut CpuBuf,
         save_mean: &mut CpuBuf,
         save_invstd: &mut CpuBuf,
     ) -> Result<()> {
         const OP: &str = "batch_norm_train";
+        check_act(OP, act)?;
         check_len(OP, "x", s.numel(), x.data.len())?;
         if s.n * s.h * s.w < 2 {
             return Err(TensorError::Invalid {
@@ -402,6 +404,7 @@ impl Backend for CpuBackend {
             &mut running_var.data,
             momentum,
             eps,
+            act,
             &mut y.data,
             &mut save_mean.data,
             &mut save_invstd.data,

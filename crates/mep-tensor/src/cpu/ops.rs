@@ -331,6 +331,7 @@ pub fn batch_norm_train(
     running_var: &mut [f32],
     momentum: f32,
     eps: f32,
+    act: Act,
     y: &mut [f32],
     save_mean: &mut [f32],
     save_invstd: &mut [f32],
@@ -359,12 +360,12 @@ pub fn batch_norm_train(
         running_var[ch] = ((1.0 - mom) * running_var[ch] as f64 + mom * unbiased) as f32;
         coef.push((mean as f32, (gamma[ch] as f64 * invstd) as f32, beta[ch]));
     }
-    for_each_plane(y, hw, 2 * x.len(), |p, yp| {
+    with_act!(act, f => for_each_plane(y, hw, 2 * x.len(), |p, yp| {
         let (mu, a, b) = coef[p % c];
         for (y, &x) in yp.iter_mut().zip(&x[p * hw..(p + 1) * hw]) {
-            *y = (x - mu) * a + b;
+            *y = f((x - mu) * a + b);
         }
-    });
+    }))
 }
 
 /// `dx = γ·invstd/m · (m·dy − Σdy − x̂·Σ(dy·x̂))`, `dγ = Σ dy·x̂`, `dβ = Σ dy`, with
