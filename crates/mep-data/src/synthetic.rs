@@ -17,6 +17,7 @@
 //! centroid, softmax regression) and mean colour stay at chance (about 10 %), which the
 //! test suite checks so the task cannot silently become linear or colour-coded.
 
+use crate::transform::{self, mix};
 use crate::{Dataset, Samples, Split};
 use rayon::prelude::*;
 use std::f32::consts::{PI, TAU};
@@ -133,21 +134,20 @@ fn make_split(seed: u64, split: u64, count: usize) -> Split {
     }
 }
 
-/// SplitMix64: tiny, fast, statistically fine for drawing pictures, and trivially seekable
-/// by hashing the image's coordinates into the state.
-struct Rng(u64);
+/// The crate's SplitMix64 generator with the draws the drawing needs; seekable by hashing
+/// the image's coordinates into the starting state.
+struct Rng(transform::Rng);
 
 impl Rng {
     fn for_image(seed: u64, split: u64, index: u64) -> Self {
         let mut s = mix(seed ^ 0x6d65_705f_7379_6e74);
         s = mix(s ^ split);
         s = mix(s ^ index);
-        Rng(s)
+        Rng(transform::Rng::new(s))
     }
 
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        mix(self.0)
+        self.0.next_u64()
     }
 
     /// Uniform in `[0, 1)`.
@@ -174,12 +174,6 @@ impl Rng {
     fn colour(&mut self) -> [f32; 3] {
         [self.f32(), self.f32(), self.f32()]
     }
-}
-
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// A shape in its own frame (roughly the unit disc), with its per-image parameters.

@@ -214,6 +214,14 @@ fn linear_taps(input: usize, output: usize) -> Vec<(usize, usize, f32, f32)> {
         .collect()
 }
 
+/// SplitMix64's output function: a bijective scramble of 64 bits, also used to hash
+/// coordinates (seed, split, index) into independent starting states.
+pub(crate) fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// A small, fast, seedable generator (SplitMix64) for augmentation and shuffling. Not
 /// PyTorch's generator: a seed gives the same order every run here, not the same order as
 /// a PyTorch script.
@@ -240,10 +248,7 @@ impl Rng {
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        mix(self.0)
     }
 
     /// A uniform integer in `0..n` (`n > 0`), without modulo bias.
