@@ -178,6 +178,35 @@ impl<B: Backend> ConvBn<B> {
     }
 }
 
+/// A network's stages, each a list of blocks.
+type Stages<B> = Vec<Vec<Block<B>>>;
+
+/// The stem and the stages of a topology, each convolution made by `unit` in PyTorch's
+/// order (stem; per block its convolutions, then its projection): loading and
+/// initialising walk the network the same way and differ only in where a unit comes from.
+fn assemble<B: Backend>(
+    stem_spec: &UnitSpec,
+    stage_specs: &[Vec<BlockSpec>],
+    mut unit: impl FnMut(&UnitSpec) -> Result<ConvBn<B>>,
+) -> Result<(ConvBn<B>, Stages<B>)> {
+    let stem = unit(stem_spec)?;
+    let mut stages = Vec::new();
+    for specs in stage_specs {
+        let mut blocks = Vec::new();
+        for spec in specs {
+            let units = spec.units.iter().map(&mut unit).collect::<Result<Vec<_>>>()?;
+            let shortcut = match &spec.shortcut {
+                ShortcutSpec::Identity => Shortcut::Identity,
+                ShortcutSpec::Projection(u) => Shortcut::Projection(Box::new(unit(u)?)),
+                &ShortcutSpec::PadA { pad, subsample } => Shortcut::PadA { pad, subsample },
+            };
+            blocks.push(Block { units, shortcut });
+        }
+        stages.push(blocks);
+    }
+    Ok((stem, stages))
+}
+
 impl<B: Backend> ResNet<B> {
     /// Loads a checkpoint with torchvision/timm key names (a `module.` prefix is accepted;
     /// the classifier may be `fc` or `linear`). The stem width and the class count are read
@@ -219,27 +248,7 @@ impl<B: Backend> ResNet<B> {
             Some(t) if t.shape.rank() == 2 => t.shape.dims()[0],
             _ => 0, // `take` below reports the missing key or wrong shape.
         };
-        let stem = ConvBn::load(backend, &mut ck, &stem_spec, name)?;
-        let mut stages = Vec::new();
-        for specs in &stage_specs {
-            let mut blocks = Vec::new();
-            for spec in specs {
-                let units = spec
-                    .units
-                    .iter()
-                    .map(|u| ConvBn::load(backend, &mut ck, u, name))
-                    .collect::<Result<Vec<_>>>()?;
-                let shortcut = match &spec.shortcut {
-                    ShortcutSpec::Identity => Shortcut::Identity,
-                    ShortcutSpec::Projection(u) => {
-                        Shortcut::Projection(Box::new(ConvBn::load(backend, &mut ck, u, name)?))
-                    }
-                    &ShortcutSpec::PadA { pad, subsample } => Shortcut::PadA { pad, subsample },
-                };
-                blocks.push(Block { units, shortcut });
-            }
-            stages.push(blocks);
-        }
+        let (stem, stages) = assemble(&stem_spec, &stage_specs, |u| ConvBn::load(backend, &mut ck, u, name))?;
         let w = ck.take(&fc_key, &[num_classes.max(1), features], name)?;
         let b = ck.take(&format!("{classifier_key}.bias"), &[num_classes], name)?;
         let fc = Linear::from_host(backend, num_classes, features, w.data, Some(b.data))?;
@@ -261,25 +270,7 @@ impl<B: Backend> ResNet<B> {
     pub fn init(backend: &B, arch: Arch, width: usize, num_classes: usize, seed: u64) -> Result<Self> {
         let mut rng = Rng::new(seed);
         let (stem_spec, stage_specs, features) = topology(arch, width);
-        let stem = ConvBn::init(backend, &stem_spec, &mut rng)?;
-        let mut stages = Vec::new();
-        for specs in &stage_specs {
-            let mut blocks = Vec::new();
-            for spec in specs {
-                let units = spec
-                    .units
-                    .iter()
-                    .map(|u| ConvBn::init(backend, u, &mut rng))
-                    .collect::<Result<Vec<_>>>()?;
-                let shortcut = match &spec.shortcut {
-                    ShortcutSpec::Identity => Shortcut::Identity,
-                    ShortcutSpec::Projection(u) => Shortcut::Projection(Box::new(ConvBn::init(backend, u, &mut rng)?)),
-                    &ShortcutSpec::PadA { pad, subsample } => Shortcut::PadA { pad, subsample },
-                };
-                blocks.push(Block { units, shortcut });
-            }
-            stages.push(blocks);
-        }
+        let (stem, stages) = assemble(&stem_spec, &stage_specs, |u| ConvBn::init(backend, u, &mut rng))?;
         let w = uniform_fan_in(&mut rng, num_classes * features, features);
         let b = uniform_fan_in(&mut rng, num_classes, features);
         let fc = Linear::from_host(backend, num_classes, features, w, Some(b))?;
