@@ -6,6 +6,10 @@
 //! - `cargo xtask fetch [NAME ...]`: downloads entries of `weights/manifest.json` (all when
 //!   none is named) into the cache (`$MEP_CACHE`, else `~/.cache/mep`), checksummed and
 //!   resumable; prints each file's path.
+//! - `cargo xtask reproduce [--preset demo|cifar|paper]`: the whole study end to end
+//!   (train, path search, report) into `runs/reproduce/PRESET`; see `reproduce.rs`.
+
+mod reproduce;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -52,7 +56,10 @@ fn main() -> ExitCode {
             .and_then(|_| run(Command::new("python3").arg("benches/compare.py").args(&args[1..]))),
         Some("fixtures") => run(Command::new("python3").arg("tools/make_fixtures.py").args(&args[1..])),
         Some("fetch") => fetch(&args[1..]),
-        _ => Err("usage: cargo xtask <bench [--threads N --iters N --rounds N] | fixtures | fetch [NAME ...]>".into()),
+        Some("reproduce") => reproduce::Options::parse(&args[1..])
+            .and_then(|opts| reproduce::reproduce(&root(), &opts, run))
+            .map(|dir| println!("{}", dir.display())),
+        _ => Err("usage: cargo xtask <reproduce [--preset demo|cifar|paper] | bench [--threads N --iters N --rounds N] | fixtures | fetch [NAME ...]>".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

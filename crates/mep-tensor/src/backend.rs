@@ -64,6 +64,36 @@ pub struct SgdParams {
     pub step: u32,
 }
 
+/// One row of a gather-and-interpolate ([`Backend::lerp_rows`]):
+/// `dst row = (1 - t) · src[a] + t · src[b]`.
+///
+/// `t = 0` copies row `a` exactly and `t = 1` row `b`; `t` outside `[0, 1]` extrapolates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Lerp {
+    /// The row weighted by `1 - t`.
+    pub a: usize,
+    /// The row weighted by `t`.
+    pub b: usize,
+    /// The interpolation parameter.
+    pub t: f32,
+}
+
+/// Parameters of the NEB force computation ([`Backend::neb_forces`]) on `pivots` rows of
+/// `dim` values.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NebForceParams {
+    /// P, the number of pivots, endpoints included.
+    pub pivots: usize,
+    /// D, the number of coordinates of one pivot.
+    pub dim: usize,
+    /// Spring constant k (Henkelman & Jónsson 2000, eq. 12); `None` = no spring term
+    /// (k = ∞, handled by redistributing the pivots to equal arc length).
+    pub spring: Option<f32>,
+    /// Index of the climbing image, if any (Henkelman, Uberuaga & Jónsson 2000); must be an
+    /// interior pivot.
+    pub climbing: Option<usize>,
+}
+
 /// A compute backend: owns buffers and runs every operation on them.
 ///
 /// The CPU backend is the reference; any other backend must agree with it.
@@ -328,4 +358,46 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<()>;
     /// One SGD-with-momentum step on `param`, with momentum buffer `buf`.
     fn sgd_step(&self, h: &SgdParams, param: &mut Self::Buf, grad: &Self::Buf, buf: &mut Self::Buf) -> Result<()>;
+
+    // ---- path ops (nudged elastic band) ---------------------------------------------
+    /// `dst` row r = `(1 - t) src[a] + t src[b]` with `(a, b, t) = plan[r]`; rows have `dim`
+    /// values, `src` holds whole rows and `dst` has `plan.len()` rows.
+    fn lerp_rows(&self, dim: usize, src: &Self::Buf, plan: &[Lerp], dst: &mut Self::Buf) -> Result<()>;
+    /// Copies `rows` rows of `dim` values from `src` (starting at row `src_row`) into `dst`
+    /// (starting at row `dst_row`).
+    fn copy_rows(
+        &self,
+        dim: usize,
+        src: &Self::Buf,
+        src_row: usize,
+        dst: &mut Self::Buf,
+        dst_row: usize,
+        rows: usize,
+    ) -> Result<()>;
+    /// Euclidean distances between consecutive rows, `|x[i+1] - x[i]|` for `i` in
+    /// `0..rows-1`, accumulated in f64.
+    fn row_distances(&self, dim: usize, rows: usize, x: &Self::Buf) -> Result<Vec<f64>>;
+    /// NEB forces on every interior pivot (endpoint rows of `forces` set to 0), from the
+    /// `pivots`, the energy gradients at the pivots (`grads`, rows 0 and P-1 ignored) and the
+    /// `energies` at the pivots (host scalars, all finite).
+    ///
+    /// Improved tangent (Henkelman & Jónsson 2000, eqs. 8–11) from the raw neighbour vectors
+    /// `τ+ = R[i+1] - R[i]`, `τ- = R[i] - R[i-1]`; where `E[i+1] = E[i-1]` (ties, flat
+    /// energy) the bisector `τ+/|τ+| + τ-/|τ-|` instead, and where a tangent has zero length
+    /// to rounding (zero-length segments, a path folding back) the bisector, then `τ+` or
+    /// `τ-`, then no tangent at all (never NaN). The force is the perpendicular true force `-∇E + (∇E·τ̂)τ̂` plus the spring
+    /// force along the tangent `k(|τ+| - |τ-|)τ̂` (eq. 12); the climbing image gets
+    /// `-∇E + 2(∇E·τ̂)τ̂` and no spring.
+    ///
+    /// Returns, per pivot (0 for endpoints), the norm of the perpendicular true force; for the
+    /// climbing image the norm of its whole force (`|∇E|`), since it must also reach the
+    /// saddle along the tangent.
+    fn neb_forces(
+        &self,
+        p: &NebForceParams,
+        pivots: &Self::Buf,
+        grads: &Self::Buf,
+        energies: &[f64],
+        forces: &mut Self::Buf,
+    ) -> Result<Vec<f64>>;
 }

@@ -103,6 +103,18 @@ pub fn transform_metadata(t: &Transform, classes: &[String]) -> BTreeMap<String,
     ])
 }
 
+/// The transform a checkpoint's inputs get: the one recorded in its metadata (`recorded`,
+/// from [`transform_from_metadata`]) with its size replaced by `size` when given; without
+/// a record, resize to `size` (else the images' own size) with ImageNet normalisation.
+/// `mep eval` and `mep connect` both feed the network through this.
+pub fn resolve_transform(recorded: Option<Transform>, size: Option<usize>, split: &Split) -> Result<Transform> {
+    Ok(match (recorded, size) {
+        (Some(t), None) => t,
+        (Some(t), Some(s)) => Transform { size: Some(s), ..t },
+        (None, size) => eval_transform(image_size(split, size)?),
+    })
+}
+
 /// The transform recorded in a checkpoint's metadata, if it has one.
 pub fn transform_from_metadata(meta: &BTreeMap<String, String>) -> Option<Transform> {
     let triple = |s: &str| -> Option<[f32; 3]> {

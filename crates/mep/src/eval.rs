@@ -1,7 +1,7 @@
 //! `mep eval`: accuracy and per-class accuracy of a checkpoint on a dataset split. The
 //! same function scores the test split after each training epoch, so the two agree.
 
-use crate::data::{eval_transform, image_size, open_dataset, transform_from_metadata};
+use crate::data::{open_dataset, resolve_transform, transform_from_metadata};
 use crate::{MepError, Result};
 use mep_data::{Loader, Split, Transform};
 use mep_resnet::{Arch, Checkpoint, Cut, Network, ResNet};
@@ -138,10 +138,6 @@ pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
     let net = Network::fold(&b, &model)?;
     let data = open_dataset(&args.data)?;
     let split = Arc::new(data.split(&args.split)?.clone());
-    let transform = match (recorded, args.size) {
-        (Some(t), None) => t,
-        (Some(t), Some(s)) => Transform { size: Some(s), ..t },
-        (None, size) => eval_transform(image_size(&split, size)?),
-    };
+    let transform = resolve_transform(recorded, args.size, &split)?;
     evaluate(&b, &net, &split, &transform, &data.classes, args.batch_size)
 }

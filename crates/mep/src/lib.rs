@@ -1,8 +1,11 @@
 #![doc = include_str!("../README.md")]
 
+pub mod connect;
 pub mod data;
+pub mod decoder;
 pub mod eval;
 pub mod forward;
+pub mod report;
 pub mod train;
 
 use mep_resnet::ResNetError;
@@ -26,9 +29,43 @@ pub enum MepError {
     /// A download or checksum failed.
     #[error(transparent)]
     Fetch(#[from] mep_fetch::FetchError),
+    /// The path search failed.
+    #[error(transparent)]
+    Neb(#[from] mep_neb::NebError),
     /// The command line or an input file is wrong in a way the other variants don't cover.
     #[error("{0}")]
     Usage(String),
+    /// A file or folder of a study could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of a `--pairs-file` is wrong: malformed, out of range, a repeat, of two
+    /// classes, or a pair of one image with itself.
+    #[error("{path}:{line}: {msg}")]
+    PairsFile {
+        path: std::path::PathBuf,
+        line: usize,
+        msg: String,
+    },
+    /// A study folder already holds a study of another configuration.
+    #[error(
+        "{manifest} was written by another configuration; these settings differ \
+         (recorded → now): {}. Use another --out, or delete the folder to start over",
+        differences.join("; ")
+    )]
+    ConfigMismatch {
+        manifest: std::path::PathBuf,
+        differences: Vec<String>,
+    },
+    /// A results file (results.jsonl, manifest.json) is unreadable or inconsistent.
+    #[error("{path}: {msg}")]
+    Results { path: std::path::PathBuf, msg: String },
+    /// Shards do not fit together: their manifests differ, or pairs are missing or repeated.
+    #[error("mep merge: {0}")]
+    Merge(String),
 }
 
 /// Result alias of `mep`.

@@ -105,6 +105,207 @@ enum Command {
         #[arg(long, default_value_t = 128)]
         batch_size: usize,
     },
+    /// The connectivity experiment (paper Table 1): for random same-class pairs, is the
+    /// straight line between them classified as their class in each space, or a path the
+    /// nudged elastic band finds? Resumable; `--shard i/n` splits it over jobs.
+    Connect(Box<ConnectCli>),
+    /// Join the folders of a sharded `mep connect` study into one.
+    Merge {
+        /// The merged study's folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// The shard folders.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+    },
+    /// Train a decoder from a cut point back to images (Gu & Borovykh 2023, Tables 2–4),
+    /// with the classifier frozen.
+    Decoder {
+        #[command(subcommand)]
+        command: DecoderCommand,
+    },
+    /// Write DIR/report.md and DIR/report.html for a study folder of `mep connect`.
+    Report {
+        /// The study folder (`mep connect --out`).
+        dir: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct ConnectCli {
+    /// resnet18, resnet34, resnet50, resnet101, resnet152, resnet20, resnet32, resnet44, resnet56, resnet110
+    #[arg(long)]
+    arch: String,
+    /// Checkpoint (safetensors with torchvision key names).
+    #[arg(long)]
+    weights: PathBuf,
+    /// `synthetic`, `cifar10`, a CIFAR-10 archive or folder, or an image folder; pairs come
+    /// from its test split.
+    #[arg(long, default_value = "synthetic")]
+    data: String,
+    /// Input size (default: the one `mep train` recorded, else the images' own).
+    #[arg(long)]
+    size: Option<usize>,
+    /// Spaces: `input` and/or cuts (stem, layer1 … layer4, pool), comma-separated.
+    #[arg(long = "space", value_delimiter = ',', default_value = "input,layer1,pool")]
+    spaces: Vec<String>,
+    /// Random same-class pairs to study [default: 25].
+    #[arg(long)]
+    pairs: Option<usize>,
+    /// Study the pairs of this CSV file instead: dataset indices `i,j`, one pair a line,
+    /// `#` comments allowed.
+    #[arg(long)]
+    pairs_file: Option<PathBuf>,
+    /// Draw pairs only from these classes (names or numbers), comma-separated.
+    #[arg(long = "class", value_delimiter = ',')]
+    classes: Vec<String>,
+    /// Keep pairs whose endpoints the model misclassifies.
+    #[arg(long)]
+    allow_misclassified: bool,
+    /// Pivots N of a path, endpoints included.
+    #[arg(long, default_value_t = 10)]
+    pivots: usize,
+    /// Dense sub-points S per segment: lines and paths are checked at (N−1)·S+1 points.
+    #[arg(long, default_value_t = 8)]
+    sub_points: usize,
+    /// The optimiser moving the pivots.
+    #[arg(long, value_enum, default_value_t = SearchOpt::Adam)]
+    optimizer: SearchOpt,
+    /// Learning rate relative to the endpoint distance: lr = step · ‖z2 − z1‖ / √D.
+    #[arg(long, default_value_t = 0.01)]
+    step: f64,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// Spring constant k, or `inf` (pivots redistributed to equal arc length).
+    #[arg(long, default_value = "inf")]
+    spring: String,
+    /// Switch the climbing image on after this fraction of --max-steps.
+    #[arg(long)]
+    climbing_after: Option<f64>,
+    /// Stop when the largest perpendicular force is at most this.
+    #[arg(long)]
+    fmax: Option<f64>,
+    /// Check the dense path every this many steps.
+    #[arg(long, default_value_t = 1)]
+    check_every: usize,
+    /// AutoNEB: insert a pivot where the dense loss departs from the pivots' by more than this.
+    #[arg(long)]
+    insert_threshold: Option<f64>,
+    /// The most pivots insertion may grow a path to [default: 2·pivots].
+    #[arg(long)]
+    max_pivots: Option<usize>,
+    /// NEB step budget per pair and space.
+    #[arg(long, default_value_t = 100)]
+    max_steps: usize,
+    /// Seed of the pair draw (the same pairs in every space and shard).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The most points per network call.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// The study folder (rerun the same command to resume).
+    #[arg(long)]
+    out: PathBuf,
+    /// Study the pairs k with k % n == i.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Stop after N new results (time-limited jobs); rerun to continue.
+    #[arg(long)]
+    stop_after: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SearchOpt {
+    Adam,
+    Sgd,
+    Fire,
+}
+
+fn connect_args(c: ConnectCli) -> mep::Result<mep::connect::ConnectArgs> {
+    use mep::connect::{ConnectArgs, SearchOptimizer};
+    let spring = match c.spring.trim() {
+        "inf" | "infinity" | "∞" => None,
+        k => Some(
+            k.parse::<f64>()
+                .map_err(|_| mep::MepError::Usage(format!("--spring {k}: expected a number or `inf`")))?,
+        ),
+    };
+    Ok(ConnectArgs {
+        arch: c.arch,
+        weights: c.weights,
+        data: c.data,
+        size: c.size,
+        spaces: c.spaces,
+        pairs: c.pairs,
+        pairs_file: c.pairs_file,
+        classes: c.classes,
+        allow_misclassified: c.allow_misclassified,
+        pivots: c.pivots,
+        sub_points: c.sub_points,
+        optimizer: match c.optimizer {
+            SearchOpt::Adam => SearchOptimizer::Adam,
+            SearchOpt::Sgd => SearchOptimizer::Sgd,
+            SearchOpt::Fire => SearchOptimizer::Fire,
+        },
+        step: c.step,
+        momentum: c.momentum,
+        spring,
+        climbing_after: c.climbing_after,
+        fmax: c.fmax,
+        check_every: c.check_every,
+        insert_threshold: c.insert_threshold,
+        max_pivots: c.max_pivots,
+        max_steps: c.max_steps,
+        seed: c.seed,
+        batch: c.batch,
+        out: c.out,
+        shard: c.shard.as_deref().map(str::parse).transpose()?,
+        quiet: c.quiet,
+        stop_after: c.stop_after,
+    })
+}
+
+#[derive(Subcommand)]
+enum DecoderCommand {
+    /// Train a decoder on (encode(x, cut), x) pairs of the training split.
+    Train {
+        #[arg(long)]
+        arch: String,
+        /// The classifier's checkpoint.
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(long, default_value = "synthetic")]
+        data: String,
+        /// The cut whose points the decoder maps to images (e.g. pool, layer1).
+        #[arg(long, default_value = "pool")]
+        cut: String,
+        /// Input size (default: the one `mep train` recorded in the checkpoint).
+        #[arg(long)]
+        size: Option<usize>,
+        /// Default: the paper's (5 at pool, 10 elsewhere).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Default: the paper's (128 at pool, 32 elsewhere).
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// Default: 1e-3 (the paper's).
+        #[arg(long)]
+        lr: Option<f32>,
+        /// Multiplies the paper's filter counts (0.125 makes a CPU-sized decoder).
+        #[arg(long, default_value_t = 1.0)]
+        filters_scale: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output decoder checkpoint (safetensors).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        quiet: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -196,6 +397,47 @@ fn main() -> ExitCode {
             batch_size,
         })
         .map(|r| print!("{r}")),
+        Command::Connect(c) => connect_args(*c)
+            .and_then(|a| mep::connect::connect(&a))
+            .map(|r| print!("{r}")),
+        Command::Merge { out, shards } => {
+            mep::connect::merge(&mep::connect::MergeArgs { out, shards }).map(|r| print!("{r}"))
+        }
+        Command::Decoder {
+            command:
+                DecoderCommand::Train {
+                    arch,
+                    weights,
+                    data,
+                    cut,
+                    size,
+                    epochs,
+                    batch_size,
+                    lr,
+                    filters_scale,
+                    seed,
+                    out,
+                    quiet,
+                },
+        } => mep::decoder::train_decoder(&mep::decoder::DecoderTrainArgs {
+            arch,
+            weights,
+            data,
+            cut,
+            size,
+            epochs,
+            batch_size,
+            lr,
+            filters_scale,
+            seed,
+            out,
+            quiet,
+        })
+        .map(|r| print!("{r}")),
+        Command::Report { dir } => mep::report::report(&dir).map(|f| {
+            println!("wrote {}", f.markdown.display());
+            println!("wrote {}", f.html.display());
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,10 +6,11 @@
 //! (AVX-512 where the CPU has it) and everything else is parallel over rayon.
 
 pub mod conv;
+pub mod neb;
 pub mod ops;
 pub mod reference;
 
-use crate::backend::{Act, AdamParams, Backend, SgdParams};
+use crate::backend::{Act, AdamParams, Backend, Lerp, NebForceParams, SgdParams};
 use crate::error::{check_len, Result, TensorError};
 use crate::shape::{Conv2dGeom, ConvT2dGeom, Nchw, Pool2dGeom};
 use std::sync::{Arc, Mutex};
@@ -651,5 +652,45 @@ impl Backend for CpuBackend {
         }
         ops::sgd_step(h, &mut param.data, &grad.data, &mut buf.data);
         Ok(())
+    }
+
+    fn lerp_rows(&self, dim: usize, src: &CpuBuf, plan: &[Lerp], dst: &mut CpuBuf) -> Result<()> {
+        neb::check_lerp_rows(dim, src.data.len(), plan, dst.data.len())?;
+        neb::lerp_rows(dim, &src.data, plan, &mut dst.data);
+        Ok(())
+    }
+    fn copy_rows(
+        &self,
+        dim: usize,
+        src: &CpuBuf,
+        src_row: usize,
+        dst: &mut CpuBuf,
+        dst_row: usize,
+        rows: usize,
+    ) -> Result<()> {
+        neb::check_copy_rows(dim, src.data.len(), src_row, dst.data.len(), dst_row, rows)?;
+        neb::copy_rows(dim, &src.data, src_row, &mut dst.data, dst_row, rows);
+        Ok(())
+    }
+    fn row_distances(&self, dim: usize, rows: usize, x: &CpuBuf) -> Result<Vec<f64>> {
+        neb::check_row_distances(dim, rows, x.data.len())?;
+        Ok(neb::row_distances(dim, rows, &x.data))
+    }
+    fn neb_forces(
+        &self,
+        p: &NebForceParams,
+        pivots: &CpuBuf,
+        grads: &CpuBuf,
+        energies: &[f64],
+        forces: &mut CpuBuf,
+    ) -> Result<Vec<f64>> {
+        neb::check_neb_forces(p, pivots.data.len(), grads.data.len(), energies, forces.data.len())?;
+        Ok(neb::neb_forces(
+            p,
+            &pivots.data,
+            &grads.data,
+            energies,
+            &mut forces.data,
+        ))
     }
 }

@@ -3,4 +3,5 @@
 //! finite-difference checks of every backward.
 
 pub mod conv;
+pub mod neb;
 pub mod ops;

@@ -1,0 +1,152 @@
+//! The energy of the path search: the cross-entropy of the head of the network at a
+//! point `z` of a cut, against the pair's class.
+
+use crate::eval::argmax_rows;
+use crate::{MepError, Result};
+use mep_neb::{Energy, Evaluation, NebError};
+use mep_resnet::{Cut, Network, ResNetError};
+use mep_tensor::{Backend, Shape, Tensor};
+
+/// What [`HeadEnergy`] reports about each point besides its energy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HeadAux {
+    /// The class the network predicts at the point (argmax of the logits).
+    pub predicted: usize,
+    /// The softmax probability of the target class at the point.
+    pub target_prob: f64,
+}
+
+/// `L(z) = cross-entropy(target, head(z, cut))` on the points `z` of a cut, whose shape
+/// (without the batch) is `point_shape`: the energy whose minimum energy paths the NEB
+/// looks for (Gu & Borovykh 2023, §3). One `evaluate` is one batched call of
+/// [`Network::head`] (or [`Network::head_loss_grad`] with scale 1 when gradients are asked
+/// for): the per-row losses are the energies, the gradient rows their gradients.
+pub struct HeadEnergy<'a, B: Backend> {
+    net: &'a Network<B>,
+    cut: Cut,
+    target: usize,
+    point_shape: Vec<usize>,
+    dim: usize,
+    max_batch: usize,
+}
+
+impl<'a, B: Backend> HeadEnergy<'a, B> {
+    /// The energy of class `target` at `cut`, for points of `point_shape` (e.g. `[16, 32, 32]`
+    /// at `layer1` of a ResNet-20, `[64]` at `pool`: `encode(x, cut)`'s shape without its
+    /// batch). At most 64 points per network call until [`HeadEnergy::with_max_batch`].
+    pub fn new(net: &'a Network<B>, cut: Cut, target: usize, point_shape: &[usize]) -> Result<Self> {
+        net.arch.position(cut)?;
+        if target >= net.num_classes {
+            return Err(MepError::Usage(format!(
+                "target class {target} is out of range: the network has {} classes",
+                net.num_classes
+            )));
+        }
+        let channels = net.channels(cut)?;
+        let rank_ok = if cut == Cut::Pool {
+            point_shape.len() == 1
+        } else {
+            point_shape.len() == 3
+        };
+        if !rank_ok || point_shape.first() != Some(&channels) || point_shape.contains(&0) {
+            return Err(MepError::ResNet(ResNetError::Input {
+                expected: if cut == Cut::Pool {
+                    format!("a point shape [{channels}] at cut `{cut}`")
+                } else {
+                    format!("a point shape [{channels}, H, W] at cut `{cut}`")
+                },
+                found: format!("{point_shape:?}"),
+            }));
+        }
+        Ok(HeadEnergy {
+            net,
+            cut,
+            target,
+            dim: point_shape.iter().product(),
+            point_shape: point_shape.to_vec(),
+            max_batch: 64,
+        })
+    }
+
+    /// The same energy with at most `n` points (at least 1) per network call.
+    pub fn with_max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n.max(1);
+        self
+    }
+
+    /// The cut the points live at.
+    pub fn cut(&self) -> Cut {
+        self.cut
+    }
+
+    /// The target class.
+    pub fn target(&self) -> usize {
+        self.target
+    }
+
+    /// The shape of one point.
+    pub fn point_shape(&self) -> &[usize] {
+        &self.point_shape
+    }
+}
+
+fn energy_err(e: ResNetError) -> NebError {
+    NebError::Energy(Box::new(e))
+}
+
+impl<B: Backend> Energy<B> for HeadEnergy<'_, B> {
+    type Aux = HeadAux;
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    fn evaluate(
+        &mut self,
+        b: &B,
+        points: &B::Buf,
+        n: usize,
+        grads: Option<&mut B::Buf>,
+    ) -> mep_neb::Result<Evaluation<HeadAux>> {
+        let c = self.net.num_classes;
+        let mut shape = Vec::with_capacity(self.point_shape.len() + 1);
+        shape.push(n);
+        shape.extend_from_slice(&self.point_shape);
+        let mut z = Tensor::alloc(b, Shape::new(shape))?;
+        b.copy(points, &mut z.buf)?;
+        let targets = vec![self.target; n];
+        let (logits, probs, losses) = match grads {
+            Some(g) => {
+                let hg = self
+                    .net
+                    .head_loss_grad(b, &z, self.cut, &targets, 1.0)
+                    .map_err(energy_err)?;
+                b.copy(&hg.grad.buf, g)?;
+                (hg.logits.to_vec(b)?, hg.probs.to_vec(b)?, hg.losses)
+            }
+            None => {
+                let logits = self.net.head(b, &z, self.cut).map_err(energy_err)?;
+                let mut probs = b.alloc(n * c)?;
+                let mut losses = b.alloc(n)?;
+                b.softmax_cross_entropy(n, c, &logits.buf, &targets, &mut probs, &mut losses)?;
+                (logits.to_vec(b)?, b.download(&probs)?, b.download(&losses)?)
+            }
+        };
+        let aux = argmax_rows(&logits, c)
+            .into_iter()
+            .enumerate()
+            .map(|(r, predicted)| HeadAux {
+                predicted,
+                target_prob: probs[r * c + self.target] as f64,
+            })
+            .collect();
+        Ok(Evaluation {
+            energies: losses.into_iter().map(f64::from).collect(),
+            aux,
+        })
+    }
+}

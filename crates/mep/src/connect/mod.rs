@@ -1,0 +1,699 @@
+//! `mep connect`: the connectivity experiment of Gu & Borovykh (2023), Table 1. For
+//! random pairs of same-class test images and each chosen space (the input or the
+//! activation at a cut), is the straight line between the two encodings classified as
+//! their class all along (`linear`)? If not, does the nudged elastic band find a path
+//! that is (`nonlinear`), within the step budget (`none` if not)?
+//!
+//! A study lives in one folder: `manifest.json` (every setting that changes results and
+//! the pair list), `results.jsonl` (one line per pair and space, appended and synced as
+//! each is found), `table1.md`/`table1.csv`/`table1_stats.csv` (rewritten after each
+//! result) and `paths/` (each final path as safetensors). Rerunning the same command
+//! resumes; `--shard i/n` studies every n-th pair and [`merge`] joins the shards.
+
+mod energy;
+mod merge;
+pub mod pairs;
+mod search;
+pub(crate) mod store;
+pub(crate) mod tables;
+
+pub use energy::{HeadAux, HeadEnergy};
+pub use merge::{merge, MergeArgs, MergeReport};
+pub use pairs::Pair;
+pub use store::{read_results, Manifest, Settings, MANIFEST, PATHS, RESULTS};
+pub use tables::{count as count_categories, SpaceCounts};
+
+use crate::data::{open_dataset, resolve_transform, transform_from_metadata};
+use crate::eval::argmax_rows;
+use crate::{MepError, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mep_data::{Dataset, Split, Transform};
+use mep_resnet::{Arch, Checkpoint, Cut, Network, ResNet};
+use mep_tensor::{Backend, CpuBackend, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::fmt;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Instant;
+
+/// How a pair is joined in a space: a row of Table 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Category {
+    /// Every point of the densely sampled straight line is classified as the class.
+    #[serde(rename = "linear")]
+    Linear,
+    /// The line leaves the class, but the NEB found a path that does not.
+    #[serde(rename = "nonlinear")]
+    Nonlinear,
+    /// The line leaves the class and the NEB found no path within its budget.
+    #[serde(rename = "none")]
+    NoPath,
+    /// The search met a NaN or infinite energy (the message is recorded).
+    #[serde(rename = "error")]
+    Error,
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Category::Linear => "linear",
+            Category::Nonlinear => "nonlinear",
+            Category::NoPath => "none",
+            Category::Error => "error",
+        })
+    }
+}
+
+/// The result of one pair in one space: a line of `results.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairResult {
+    /// The pair's number in the study.
+    pub pair: usize,
+    /// Dataset index (test split) of the first endpoint.
+    pub i: usize,
+    /// Dataset index of the second endpoint.
+    pub j: usize,
+    /// The class of both endpoints: the target.
+    pub class: usize,
+    /// That class's name.
+    pub class_name: String,
+    /// The space: `input` or a cut.
+    pub space: String,
+    pub category: Category,
+    /// ‖z2 − z1‖ in the space.
+    pub distance: Option<f64>,
+    /// Largest loss along the densely sampled line.
+    pub line_max_loss: Option<f64>,
+    /// Smallest target probability along the densely sampled line.
+    pub line_min_prob: Option<f64>,
+    /// Largest loss along the final path, densely sampled (the line itself for `linear`).
+    pub path_max_loss: Option<f64>,
+    /// Smallest target probability along the final path.
+    pub path_min_prob: Option<f64>,
+    /// NEB steps taken (0 for `linear`).
+    pub steps: usize,
+    /// Pivots of the final path, endpoints included (2 for `linear`).
+    pub pivots: usize,
+    /// Length of the final path over ‖z2 − z1‖ (1 for the line).
+    pub length_ratio: Option<f64>,
+    /// Wall time of this pair in this space, seconds.
+    pub seconds: f64,
+    /// The path file, relative to the study folder (none for `error`).
+    pub path_file: Option<String>,
+    /// What went wrong, for `error`.
+    pub message: Option<String>,
+}
+
+/// `--shard i/n`: the pairs `k` with `k % n == i`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// i, in `0..count`.
+    pub index: usize,
+    /// n, the number of shards.
+    pub count: usize,
+}
+
+impl Shard {
+    /// Whether pair number `k` belongs to this shard.
+    pub fn contains(&self, k: usize) -> bool {
+        k % self.count == self.index
+    }
+}
+
+impl FromStr for Shard {
+    type Err = MepError;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |why: &str| MepError::Usage(format!("--shard {s}: {why}"));
+        let (i, n) = s.split_once('/').ok_or_else(|| bad("expected i/n, e.g. 0/4"))?;
+        let (index, count): (usize, usize) = match (i.trim().parse(), n.trim().parse()) {
+            (Ok(i), Ok(n)) => (i, n),
+            _ => return Err(bad("expected two non-negative integers i/n, e.g. 0/4")),
+        };
+        if count == 0 {
+            return Err(bad("the shard count n must be positive"));
+        }
+        if index >= count {
+            return Err(bad(&format!(
+                "the shard index must be below the count (0 to {})",
+                count - 1
+            )));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// The optimiser that moves the pivots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchOptimizer {
+    /// Adam (the default), PyTorch's semantics.
+    Adam,
+    /// SGD with `momentum`.
+    Sgd,
+    /// FIRE (Bitzek et al. 2006), ASE's parameters, its largest step scaled by `step`.
+    Fire,
+}
+
+impl fmt::Display for SearchOptimizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SearchOptimizer::Adam => "adam",
+            SearchOptimizer::Sgd => "sgd",
+            SearchOptimizer::Fire => "fire",
+        })
+    }
+}
+
+/// Pairs studied when neither `pairs` nor `pairs_file` says otherwise.
+pub const DEFAULT_PAIRS: usize = 25;
+
+/// What `mep connect` reads. [`ConnectArgs::new`] gives the command's defaults.
+#[derive(Clone, Debug)]
+pub struct ConnectArgs {
+    /// The architecture (`resnet20`, `resnet50`, ...).
+    pub arch: String,
+    /// The checkpoint (safetensors, torchvision key names).
+    pub weights: PathBuf,
+    /// The dataset, as [`open_dataset`] reads it; pairs come from its test split.
+    pub data: String,
+    /// Input size, overriding the one the checkpoint records.
+    pub size: Option<usize>,
+    /// The spaces: `input` or any cut of the architecture.
+    pub spaces: Vec<String>,
+    /// Random pairs to draw (default [`DEFAULT_PAIRS`]); with `pairs_file`, none.
+    pub pairs: Option<usize>,
+    /// A CSV of dataset indices `i,j` to study instead of random pairs.
+    pub pairs_file: Option<PathBuf>,
+    /// Draw only from these classes (names or numbers).
+    pub classes: Vec<String>,
+    /// Keep pairs whose endpoints the model misclassifies.
+    pub allow_misclassified: bool,
+    /// N: pivots of the path, endpoints included.
+    pub pivots: usize,
+    /// S: dense sub-points per segment; the line and paths are checked at (N−1)·S+1 points.
+    pub sub_points: usize,
+    /// The optimiser that moves the pivots.
+    pub optimizer: SearchOptimizer,
+    /// The learning rate relative to the endpoint distance: lr = step · ‖z2 − z1‖ / √D.
+    pub step: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// Spring constant k; `None` is k = ∞ (pivots redistributed to equal arc length).
+    pub spring: Option<f64>,
+    /// Switch on the climbing image after this fraction of `max_steps`.
+    pub climbing_after: Option<f64>,
+    /// Stop when the largest perpendicular force is at most this.
+    pub fmax: Option<f64>,
+    /// Check the dense path every this many steps.
+    pub check_every: usize,
+    /// AutoNEB insertion: add a pivot where the dense profile departs from the pivots'
+    /// by more than this.
+    pub insert_threshold: Option<f64>,
+    /// The most pivots insertion may grow a path to (default 2·`pivots`).
+    pub max_pivots: Option<usize>,
+    /// The NEB's step budget per pair and space.
+    pub max_steps: usize,
+    /// Seed of the pair draw; each (pair, space) search derives its own from it.
+    pub seed: u64,
+    /// The most points per network call.
+    pub batch: usize,
+    /// The study folder.
+    pub out: PathBuf,
+    /// Study only this slice of the pairs.
+    pub shard: Option<Shard>,
+    /// No progress bar.
+    pub quiet: bool,
+    /// Stop after this many new results (time-limited jobs; rerun to continue).
+    pub stop_after: Option<usize>,
+}
+
+impl ConnectArgs {
+    /// The command's defaults for a study of `weights` (of `arch`) on `data`, written to `out`.
+    pub fn new(
+        arch: impl Into<String>,
+        weights: impl Into<PathBuf>,
+        data: impl Into<String>,
+        out: impl Into<PathBuf>,
+    ) -> Self {
+        ConnectArgs {
+            arch: arch.into(),
+            weights: weights.into(),
+            data: data.into(),
+            size: None,
+            spaces: ["input", "layer1", "pool"].map(String::from).to_vec(),
+            pairs: None,
+            pairs_file: None,
+            classes: Vec::new(),
+            allow_misclassified: false,
+            pivots: 10,
+            sub_points: 8,
+            optimizer: SearchOptimizer::Adam,
+            step: 0.01,
+            momentum: 0.9,
+            spring: None,
+            climbing_after: None,
+            fmax: None,
+            check_every: 1,
+            insert_threshold: None,
+            max_pivots: None,
+            max_steps: 100,
+            seed: 0,
+            batch: 64,
+            out: out.into(),
+            shard: None,
+            quiet: false,
+            stop_after: None,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(MepError::Usage(m));
+        if self.pivots < 2 {
+            return bad(format!(
+                "--pivots {}: a path needs at least 2 (its endpoints)",
+                self.pivots
+            ));
+        }
+        if self.sub_points == 0 {
+            return bad("--sub-points must be at least 1".into());
+        }
+        if !(self.step.is_finite() && self.step > 0.0) {
+            return bad(format!("--step {}: must be positive", self.step));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return bad(format!("--momentum {}: must be in [0, 1)", self.momentum));
+        }
+        if let Some(k) = self.spring {
+            if !(k.is_finite() && k >= 0.0) {
+                return bad(format!("--spring {k}: must be a non-negative number or `inf`"));
+            }
+        }
+        if let Some(c) = self.climbing_after {
+            if !(0.0..=1.0).contains(&c) {
+                return bad(format!("--climbing-after {c}: must be a fraction in [0, 1]"));
+            }
+        }
+        if let Some(f) = self.fmax {
+            if !(f.is_finite() && f >= 0.0) {
+                return bad(format!("--fmax {f}: must be non-negative"));
+            }
+        }
+        if self.check_every == 0 {
+            return bad("--check-every must be at least 1".into());
+        }
+        if let Some(t) = self.insert_threshold {
+            if !(t.is_finite() && t >= 0.0) {
+                return bad(format!("--insert-threshold {t}: must be non-negative"));
+            }
+        }
+        if let Some(m) = self.max_pivots {
+            if self.insert_threshold.is_none() {
+                return bad("--max-pivots needs --insert-threshold (it bounds pivot insertion)".into());
+            }
+            if m < self.pivots {
+                return bad(format!("--max-pivots {m}: must be at least --pivots {}", self.pivots));
+            }
+        }
+        if self.batch == 0 {
+            return bad("--batch must be at least 1".into());
+        }
+        if self.pairs == Some(0) {
+            return bad("--pairs must be at least 1".into());
+        }
+        if self.pairs_file.is_some() && self.pairs.is_some() {
+            return bad("give --pairs or --pairs-file, not both".into());
+        }
+        if self.pairs_file.is_some() && !self.classes.is_empty() {
+            return bad("--class restricts random pairs; it does not apply to --pairs-file".into());
+        }
+        if self.stop_after == Some(0) {
+            return bad("--stop-after must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The spaces named by `names` (each `input` or a cut of `arch`), in the order given.
+pub fn parse_spaces(names: &[String], arch: Arch) -> Result<Vec<Cut>> {
+    let cuts = || arch.cuts().iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
+    if names.is_empty() {
+        return Err(MepError::Usage(format!(
+            "--space: name at least one space ({})",
+            cuts()
+        )));
+    }
+    let mut out = Vec::new();
+    for name in names {
+        let cut = Cut::from_str(name.trim())
+            .ok()
+            .filter(|c| arch.position(*c).is_ok())
+            .ok_or_else(|| {
+                MepError::Usage(format!(
+                    "--space {name}: {} has no such cut; its cuts are {}",
+                    arch.name(),
+                    cuts()
+                ))
+            })?;
+        if out.contains(&cut) {
+            return Err(MepError::Usage(format!("--space {name}: named twice")));
+        }
+        out.push(cut);
+    }
+    Ok(out)
+}
+
+/// What a run of `mep connect` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConnectReport {
+    /// The study folder.
+    pub out: PathBuf,
+    /// The spaces, in the order of the table's columns.
+    pub spaces: Vec<String>,
+    /// Pairs in the whole study.
+    pub pairs: usize,
+    /// Pairs in this folder's shard (all of them without a shard).
+    pub shard_pairs: usize,
+    /// The shard studied.
+    pub shard: Option<Shard>,
+    /// Candidate pairs skipped for a misclassified endpoint.
+    pub skipped: usize,
+    /// Results found in the folder from earlier runs.
+    pub resumed: usize,
+    /// Results computed by this run.
+    pub computed: usize,
+    /// Whether every (pair, space) of the shard has its result.
+    pub complete: bool,
+    /// Table 1 over every result in the folder.
+    pub counts: Vec<SpaceCounts>,
+    /// Wall time of this run.
+    pub seconds: f64,
+}
+
+impl fmt::Display for ConnectReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shard = self
+            .shard
+            .map_or(String::new(), |s| format!(" (shard {s}: {} pairs)", self.shard_pairs));
+        writeln!(
+            f,
+            "{} pairs{shard}, {} skipped for a misclassified endpoint; {} results computed, {} resumed, in {:.1} s",
+            self.pairs, self.skipped, self.computed, self.resumed, self.seconds
+        )?;
+        writeln!(
+            f,
+            "{:<10} {}",
+            "path",
+            self.spaces.iter().map(|s| format!("{s:>9}")).collect::<String>()
+        )?;
+        let row = |name: &str, get: fn(&SpaceCounts) -> usize| {
+            format!(
+                "{name:<10} {}",
+                self.counts.iter().map(|c| format!("{:>9}", get(c))).collect::<String>()
+            )
+        };
+        writeln!(f, "{}", row("linear", |c| c.linear))?;
+        writeln!(f, "{}", row("nonlinear", |c| c.nonlinear))?;
+        writeln!(f, "{}", row("none", |c| c.none))?;
+        if self.counts.iter().any(|c| c.error > 0) {
+            writeln!(f, "{}", row("error", |c| c.error))?;
+        }
+        if !self.complete {
+            writeln!(f, "stopped early: rerun the same command to continue")?;
+        }
+        writeln!(f, "wrote {}", self.out.display())
+    }
+}
+
+/// `n` images of `split` through `transform`, as one `[n, 3, H, W]` batch.
+fn load_images<B: Backend>(b: &B, split: &Split, transform: &Transform, idx: &[usize]) -> Result<Tensor<B>> {
+    let mut data = Vec::new();
+    let mut hw = None;
+    for &i in idx {
+        let img = split.image(i)?;
+        let (h, w) = transform.output_hw(&img);
+        if *hw.get_or_insert((h, w)) != (h, w) {
+            return Err(MepError::Usage(format!(
+                "test image {i} is {h}x{w} after the transform, others {:?}; pass --size to resize all images",
+                hw
+            )));
+        }
+        let start = data.len();
+        data.resize(start + 3 * h * w, 0.0);
+        transform.apply(&img, &mut mep_data::Rng::new(0), &mut data[start..])?;
+    }
+    let (h, w) = hw.unwrap_or((0, 0));
+    Ok(Tensor::from_vec(b, [idx.len(), 3, h, w], data)?)
+}
+
+/// Runs `mep connect` on the CPU backend.
+pub fn connect(args: &ConnectArgs) -> Result<ConnectReport> {
+    args.validate()?;
+    let data = open_dataset(&args.data)?;
+    connect_on(&CpuBackend::new(), args, &data)
+}
+
+fn sha256_of(path: &Path) -> Result<String> {
+    Ok(mep_fetch::Checksum::of_file(path, mep_fetch::Algorithm::Sha256)?
+        .hex()
+        .to_string())
+}
+
+/// As [`connect`], on backend `b` and a dataset already in hand (`args.data` is then only
+/// recorded).
+pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Result<ConnectReport> {
+    let started = Instant::now();
+    args.validate()?;
+    let arch: Arch = args.arch.parse()?;
+    let cuts = parse_spaces(&args.spaces, arch)?;
+    let spaces: Vec<String> = cuts.iter().map(|c| c.to_string()).collect();
+    let ck = Checkpoint::load(&args.weights)?;
+    let recorded = transform_from_metadata(ck.metadata());
+    let model = ResNet::from_checkpoint(b, arch, ck)?;
+    let net = Network::fold(b, &model)?;
+    drop(model);
+    let split = &data.test;
+    let transform = resolve_transform(recorded, args.size, split)?;
+    if net.num_classes != data.classes.len() {
+        return Err(MepError::Usage(format!(
+            "{}: the model has {} classes but the dataset {} has {}",
+            args.weights.display(),
+            net.num_classes,
+            data.name,
+            data.classes.len()
+        )));
+    }
+    let class_filter = pairs::parse_classes(&args.classes, &data.classes)?;
+    let settings = Settings {
+        arch: arch.name().to_string(),
+        weights_sha256: sha256_of(&args.weights)?,
+        dataset: data.name.clone(),
+        classes: data.classes.clone(),
+        test_images: split.len(),
+        input_size: transform.size,
+        mean: transform.mean,
+        std: transform.std,
+        spaces: spaces.clone(),
+        pairs: match (&args.pairs_file, args.pairs) {
+            (Some(_), _) => None,
+            (None, p) => Some(p.unwrap_or(DEFAULT_PAIRS)),
+        },
+        pairs_file_sha256: args.pairs_file.as_deref().map(sha256_of).transpose()?,
+        class_filter: class_filter.clone(),
+        allow_misclassified: args.allow_misclassified,
+        seed: args.seed,
+        pivots: args.pivots,
+        sub_points: args.sub_points,
+        optimizer: args.optimizer.to_string(),
+        step: args.step,
+        momentum: args.momentum,
+        spring: args.spring,
+        climbing_after: args.climbing_after,
+        fmax: args.fmax,
+        check_every: args.check_every,
+        insert_threshold: args.insert_threshold,
+        max_pivots: args
+            .insert_threshold
+            .map(|_| args.max_pivots.unwrap_or(2 * args.pivots)),
+        max_steps: args.max_steps,
+    };
+
+    let out = &args.out;
+    std::fs::create_dir_all(out).map_err(|source| MepError::Io {
+        path: out.clone(),
+        source,
+    })?;
+    let manifest = match Manifest::read(out)? {
+        Some(m) => {
+            let mut differences = m.settings.differences(&settings);
+            if m.shard != args.shard {
+                let show = |s: Option<Shard>| s.map_or("none".to_string(), |s| s.to_string());
+                differences.push(format!("shard: {} → {}", show(m.shard), show(args.shard)));
+            }
+            if !differences.is_empty() {
+                return Err(MepError::ConfigMismatch {
+                    manifest: out.join(MANIFEST),
+                    differences,
+                });
+            }
+            m
+        }
+        None => {
+            if out.join(RESULTS).exists() {
+                return Err(MepError::Results {
+                    path: out.join(RESULTS),
+                    msg: format!("results without a {MANIFEST}: not a study folder of `mep connect`"),
+                });
+            }
+            let mut classify = |idx: &[usize]| -> Result<Vec<bool>> {
+                let x = load_images(b, split, &transform, idx)?;
+                let logits = net.head(b, &x, Cut::Input)?.to_vec(b)?;
+                Ok(argmax_rows(&logits, net.num_classes)
+                    .into_iter()
+                    .zip(idx)
+                    .map(|(p, &i)| p == split.labels[i])
+                    .collect())
+            };
+            let check: Option<&mut pairs::Classify<'_>> = (!args.allow_misclassified).then_some(&mut classify);
+            let selection = match &args.pairs_file {
+                Some(file) => {
+                    let listed = pairs::read_pairs_file(file, &split.labels, &data.classes)?;
+                    match check {
+                        Some(c) => pairs::keep_correct(listed, c, args.batch)?,
+                        None => pairs::Selection {
+                            pairs: listed,
+                            skipped: 0,
+                        },
+                    }
+                }
+                None => pairs::draw_pairs(
+                    &split.labels,
+                    &data.classes,
+                    &class_filter,
+                    args.pairs.unwrap_or(DEFAULT_PAIRS),
+                    args.seed,
+                    check,
+                    args.batch,
+                )?,
+            };
+            if selection.pairs.is_empty() {
+                return Err(MepError::Usage(format!(
+                    "no pair left to study: the model misclassifies an endpoint of all {} (pass --allow-misclassified to keep them)",
+                    selection.skipped
+                )));
+            }
+            let m = Manifest {
+                tool: format!("mep {}", env!("CARGO_PKG_VERSION")),
+                settings,
+                weights: args.weights.clone(),
+                data: args.data.clone(),
+                shard: args.shard,
+                batch: args.batch,
+                pair_list: selection.pairs,
+                skipped: selection.skipped,
+                merged_from: Vec::new(),
+            };
+            m.write(out)?;
+            m
+        }
+    };
+
+    let mine: Vec<&Pair> = manifest
+        .pair_list
+        .iter()
+        .filter(|p| args.shard.is_none_or(|s| s.contains(p.pair)))
+        .collect();
+    let (mut file, mut results) = store::ResultsFile::open(out)?;
+    let mut done: HashSet<(usize, String)> = HashSet::new();
+    for r in &results {
+        let fits = manifest.pair_list.get(r.pair).is_some_and(|p| p.i == r.i && p.j == r.j)
+            && spaces.contains(&r.space)
+            && args.shard.is_none_or(|s| s.contains(r.pair));
+        if !fits || !done.insert((r.pair, r.space.clone())) {
+            return Err(MepError::Results {
+                path: out.join(RESULTS),
+                msg: format!(
+                    "the result of pair {} ({},{}) in space {} {} this study",
+                    r.pair,
+                    r.i,
+                    r.j,
+                    r.space,
+                    if fits { "appears twice in" } else { "does not belong to" }
+                ),
+            });
+        }
+    }
+    let resumed = results.len();
+    store::paths_dir(out)?;
+    tables::write_tables(out, &spaces, &results, mine.len())?;
+
+    let bar = if args.quiet || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::with_draw_target(Some(mine.len() as u64), ProgressDrawTarget::stderr())
+    };
+    bar.set_style(
+        ProgressStyle::with_template("pairs [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let finished =
+        |p: &Pair, done: &HashSet<(usize, String)>| spaces.iter().all(|s| done.contains(&(p.pair, s.clone())));
+    bar.set_position(mine.iter().filter(|p| finished(p, &done)).count() as u64);
+
+    let search = search::Search {
+        b,
+        net: &net,
+        arch,
+        args,
+        out,
+    };
+    let mut computed = 0usize;
+    let mut stopped = false;
+    'pairs: for p in &mine {
+        if finished(p, &done) {
+            continue;
+        }
+        let x = load_images(b, split, &transform, &[p.i, p.j])?;
+        for (cut, space) in cuts.iter().zip(&spaces) {
+            if done.contains(&(p.pair, space.clone())) {
+                continue;
+            }
+            if args.stop_after.is_some_and(|n| computed >= n) {
+                stopped = true;
+                break 'pairs;
+            }
+            bar.set_message(format!("pair {} {space}", p.pair));
+            let r = search.run(p, *cut, &x, &mut |step, max_loss| {
+                bar.set_message(format!("pair {} {space} step {step} max loss {max_loss:.3}", p.pair));
+            })?;
+            file.append(&r)?;
+            done.insert((p.pair, space.clone()));
+            results.push(r);
+            computed += 1;
+            tables::write_tables(out, &spaces, &results, mine.len())?;
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let complete = !stopped && mine.iter().all(|p| finished(p, &done));
+    Ok(ConnectReport {
+        out: out.clone(),
+        spaces: spaces.clone(),
+        pairs: manifest.pair_list.len(),
+        shard_pairs: mine.len(),
+        shard: args.shard,
+        skipped: manifest.skipped,
+        resumed,
+        computed,
+        complete,
+        counts: tables::count(&spaces, &results),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

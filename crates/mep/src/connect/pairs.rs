@@ -1,0 +1,405 @@
+//! Which pairs of same-class test images a study joins: seeded random draws, the same for
+//! every space and every shard, or the pairs a user lists in a file.
+
+use crate::{MepError, Result};
+use mep_data::Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+/// One pair of a study: two test images of one class.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pair {
+    /// Position in the study's pair list (what `--shard` partitions).
+    pub pair: usize,
+    /// Dataset index (in the test split) of the first endpoint.
+    pub i: usize,
+    /// Dataset index of the second endpoint.
+    pub j: usize,
+    /// The class both images have: the target of the path search.
+    pub class: usize,
+    /// That class's name.
+    pub class_name: String,
+}
+
+/// The pairs chosen, and how many candidates were passed over on the way.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Selection {
+    /// The pairs, numbered from 0.
+    pub pairs: Vec<Pair>,
+    /// Candidate pairs skipped because the model misclassified an endpoint.
+    pub skipped: usize,
+}
+
+/// Classifies images by dataset index: whether the model predicts each one's label.
+pub type Classify<'a> = dyn FnMut(&[usize]) -> Result<Vec<bool>> + 'a;
+
+/// The classes `--class` names, by name or by number, in the order given; every class
+/// when `names` is empty.
+pub fn parse_classes(names: &[String], classes: &[String]) -> Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        let c = match classes.iter().position(|c| c == name) {
+            Some(c) => c,
+            None => match name.parse::<usize>() {
+                Ok(c) if c < classes.len() => c,
+                _ => {
+                    return Err(MepError::Usage(format!(
+                        "--class {name}: no such class; the dataset's classes are {} (or their numbers 0 to {})",
+                        classes.join(", "),
+                        classes.len().saturating_sub(1)
+                    )))
+                }
+            },
+        };
+        if out.contains(&c) {
+            return Err(MepError::Usage(format!("--class {name}: named twice")));
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// The number of unordered pairs of `m` things.
+fn pairs_of(m: usize) -> u64 {
+    let m = m as u64;
+    m * m.saturating_sub(1) / 2
+}
+
+/// Pair number `q` of the `m(m−1)/2` unordered pairs `(a, b)`, `a < b`, ordered by `b`
+/// then `a`: `q = b(b−1)/2 + a`.
+fn unrank_pair(q: u64) -> (usize, usize) {
+    let mut b = ((1.0 + (1.0 + 8.0 * q as f64).sqrt()) / 2.0).floor() as u64;
+    // Mend the float estimate: b is the largest with b(b−1)/2 ≤ q.
+    while b * b.saturating_sub(1) / 2 > q {
+        b -= 1;
+    }
+    while (b + 1) * b / 2 <= q {
+        b += 1;
+    }
+    let a = q - b * (b - 1) / 2;
+    (a as usize, b as usize)
+}
+
+/// A uniformly random permutation of `0..n`, drawn lazily (Fisher–Yates on a sparse
+/// array): each draw is O(1) and the memory grows with the draws, not with `n`.
+struct LazyPermutation {
+    n: u64,
+    k: u64,
+    moved: HashMap<u64, u64>,
+    rng: Rng,
+}
+
+impl LazyPermutation {
+    fn new(n: u64, rng: Rng) -> Self {
+        Self {
+            n,
+            k: 0,
+            moved: HashMap::new(),
+            rng,
+        }
+    }
+
+    fn next(&mut self) -> Option<u64> {
+        if self.k == self.n {
+            return None;
+        }
+        let r = self.k + self.rng.below(self.n - self.k);
+        let at_r = *self.moved.get(&r).unwrap_or(&r);
+        let at_k = *self.moved.get(&self.k).unwrap_or(&self.k);
+        self.moved.insert(r, at_k);
+        self.moved.remove(&self.k);
+        self.k += 1;
+        Some(at_r)
+    }
+}
+
+/// Draws `count` distinct same-class pairs of the split with `labels`, uniformly among
+/// all same-class pairs of the `allowed` classes (every class when empty), in an order
+/// fixed by `seed` alone. With `classify`, a candidate with a misclassified endpoint is
+/// skipped (and counted); images are classified lazily, `batch` at a time, only as
+/// candidates need them.
+pub fn draw_pairs(
+    labels: &[usize],
+    classes: &[String],
+    allowed: &[usize],
+    count: usize,
+    seed: u64,
+    mut classify: Option<&mut Classify<'_>>,
+    batch: usize,
+) -> Result<Selection> {
+    let k = classes.len();
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); k];
+    for (i, &l) in labels.iter().enumerate() {
+        if let Some(m) = members.get_mut(l) {
+            m.push(i);
+        }
+    }
+    let eligible: Vec<usize> = if allowed.is_empty() {
+        (0..k).filter(|&c| members[c].len() >= 2).collect()
+    } else {
+        for &c in allowed {
+            if members[c].len() < 2 {
+                return Err(MepError::Usage(format!(
+                    "--class {}: the test split has {} image(s) of class `{}`; a pair needs two",
+                    classes[c],
+                    members[c].len(),
+                    classes[c]
+                )));
+            }
+        }
+        allowed.to_vec()
+    };
+    // Prefix sums of the pair counts: pair number q belongs to the class whose range holds it.
+    let mut ends = Vec::with_capacity(eligible.len());
+    let mut total = 0u64;
+    for &c in &eligible {
+        total += pairs_of(members[c].len());
+        ends.push(total);
+    }
+    if count as u64 > total {
+        return Err(MepError::Usage(format!(
+            "--pairs {count}: the test split has only {total} distinct same-class pairs{}",
+            if allowed.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " in the classes {}",
+                    allowed
+                        .iter()
+                        .map(|&c| classes[c].as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        )));
+    }
+    let candidate = |q: u64| -> (usize, usize, usize) {
+        let slot = ends.partition_point(|&e| e <= q);
+        let start = if slot == 0 { 0 } else { ends[slot - 1] };
+        let (a, b) = unrank_pair(q - start);
+        let m = &members[eligible[slot]];
+        (eligible[slot], m[a], m[b])
+    };
+    let mut perm = LazyPermutation::new(total, Rng::from_parts(&[seed, 0x7061_6972_7300_0001]));
+    let make = |pair: usize, (class, i, j): (usize, usize, usize)| Pair {
+        pair,
+        i,
+        j,
+        class,
+        class_name: classes[class].clone(),
+    };
+    let mut pairs = Vec::with_capacity(count);
+    let Some(classify) = classify.as_mut() else {
+        while pairs.len() < count {
+            let q = perm.next().expect("count ≤ total was checked");
+            pairs.push(make(pairs.len(), candidate(q)));
+        }
+        return Ok(Selection { pairs, skipped: 0 });
+    };
+    let mut known: HashMap<usize, bool> = HashMap::new();
+    let mut skipped = 0;
+    let batch = batch.max(1);
+    while pairs.len() < count {
+        // Draw candidates until their unclassified images fill a batch, or until there
+        // are enough of them to finish if all turn out correct. Acceptance follows the
+        // draw order, so how the draws are batched never changes the pairs.
+        let mut pending = Vec::new();
+        let mut unknown: Vec<usize> = Vec::new();
+        let mut seen: HashSet<usize> = HashSet::new();
+        while unknown.len() < batch && pending.len() < count - pairs.len() {
+            let Some(q) = perm.next() else { break };
+            let c = candidate(q);
+            for x in [c.1, c.2] {
+                if !known.contains_key(&x) && seen.insert(x) {
+                    unknown.push(x);
+                }
+            }
+            pending.push(c);
+        }
+        if pending.is_empty() {
+            return Err(MepError::Usage(format!(
+                "only {} of the {total} same-class pairs have both images classified correctly by the \
+                 model ({skipped} skipped); ask for fewer --pairs or pass --allow-misclassified",
+                pairs.len()
+            )));
+        }
+        for chunk in unknown.chunks(batch) {
+            let ok = classify(chunk)?;
+            known.extend(chunk.iter().copied().zip(ok));
+        }
+        for c in pending {
+            if pairs.len() == count {
+                break;
+            }
+            if known[&c.1] && known[&c.2] {
+                pairs.push(make(pairs.len(), c));
+            } else {
+                skipped += 1;
+            }
+        }
+    }
+    Ok(Selection { pairs, skipped })
+}
+
+/// Reads a `--pairs-file`: one pair of test-split indices `i,j` per line; blank lines
+/// and `#` comments are ignored. Each line must name two different images of one class,
+/// in range, and no pair may repeat.
+pub fn read_pairs_file(path: &Path, labels: &[usize], classes: &[String]) -> Result<Vec<Pair>> {
+    let text = std::fs::read_to_string(path).map_err(|source| MepError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let n = labels.len();
+    let mut pairs: Vec<Pair> = Vec::new();
+    let mut lines_of: HashMap<(usize, usize), usize> = HashMap::new();
+    for (no, raw) in text.lines().enumerate() {
+        let line = no + 1;
+        let err = |msg: String| MepError::PairsFile {
+            path: path.to_path_buf(),
+            line,
+            msg,
+        };
+        let body = raw.split('#').next().unwrap_or("").trim();
+        if body.is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = body.split(',').map(str::trim).collect();
+        let parsed: Option<Vec<usize>> = fields.iter().map(|f| f.parse().ok()).collect();
+        let (i, j) = match parsed.as_deref() {
+            Some(&[i, j]) => (i, j),
+            _ => {
+                return Err(err(format!(
+                    "`{body}` is not a pair of dataset indices `i,j` (two non-negative integers)"
+                )))
+            }
+        };
+        for x in [i, j] {
+            if x >= n {
+                return Err(err(format!(
+                    "index {x} is out of range: the test split has {n} images (0 to {})",
+                    n.saturating_sub(1)
+                )));
+            }
+        }
+        if i == j {
+            return Err(err(format!("pairs image {i} with itself")));
+        }
+        let (ci, cj) = (labels[i], labels[j]);
+        if ci != cj {
+            let name = |c: usize| classes.get(c).map_or_else(|| c.to_string(), |s| s.clone());
+            return Err(err(format!(
+                "images {i} and {j} are of different classes ({} and {})",
+                name(ci),
+                name(cj)
+            )));
+        }
+        if let Some(first) = lines_of.insert((i.min(j), i.max(j)), line) {
+            return Err(err(format!("the pair {i},{j} repeats line {first}")));
+        }
+        pairs.push(Pair {
+            pair: pairs.len(),
+            i,
+            j,
+            class: ci,
+            class_name: classes.get(ci).cloned().unwrap_or_else(|| ci.to_string()),
+        });
+    }
+    if pairs.is_empty() {
+        return Err(MepError::Usage(format!("{}: no pairs in the file", path.display())));
+    }
+    Ok(pairs)
+}
+
+/// Keeps the pairs whose endpoints the model classifies correctly (classifying each image
+/// once, `batch` at a time) and renumbers them; returns them and how many were skipped.
+pub fn keep_correct(pairs: Vec<Pair>, classify: &mut Classify<'_>, batch: usize) -> Result<Selection> {
+    let mut images: Vec<usize> = pairs.iter().flat_map(|p| [p.i, p.j]).collect();
+    images.sort_unstable();
+    images.dedup();
+    let mut known = HashMap::new();
+    for chunk in images.chunks(batch.max(1)) {
+        known.extend(chunk.iter().copied().zip(classify(chunk)?));
+    }
+    let before = pairs.len();
+    let kept: Vec<Pair> = pairs
+        .into_iter()
+        .filter(|p| known[&p.i] && known[&p.j])
+        .enumerate()
+        .map(|(k, p)| Pair { pair: k, ..p })
+        .collect();
+    Ok(Selection {
+        skipped: before - kept.len(),
+        pairs: kept,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unranking_visits_every_pair_once() {
+        for m in [2usize, 3, 7, 50] {
+            let mut seen = HashSet::new();
+            for q in 0..pairs_of(m) {
+                let (a, b) = unrank_pair(q);
+                assert!(a < b && b < m, "q {q} gave ({a}, {b}) for m {m}");
+                assert!(seen.insert((a, b)));
+            }
+            assert_eq!(seen.len() as u64, pairs_of(m));
+        }
+        // Far from zero the float estimate must still be mended exactly.
+        let q = 4_999_999_950_000_000u64;
+        let (a, b) = unrank_pair(q);
+        assert_eq!((b as u64) * (b as u64 - 1) / 2 + a as u64, q);
+    }
+
+    #[test]
+    fn the_lazy_permutation_is_a_permutation() {
+        let mut p = LazyPermutation::new(100, Rng::new(5));
+        let mut v: Vec<u64> = std::iter::from_fn(|| p.next()).collect();
+        assert_eq!(v.len(), 100);
+        assert_ne!(v, (0..100).collect::<Vec<_>>());
+        v.sort_unstable();
+        assert_eq!(v, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn every_pair_of_a_small_split_is_drawn_and_then_the_draw_refuses() {
+        let labels = [0, 1, 0, 1, 0, 1, 2];
+        let classes: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        // Classes a and b have 3 images each: 3 + 3 pairs; c has one image, no pair.
+        let s = draw_pairs(&labels, &classes, &[], 6, 1, None, 4).unwrap();
+        let mut got: Vec<(usize, usize)> = s.pairs.iter().map(|p| (p.i, p.j)).collect();
+        got.sort_unstable();
+        assert_eq!(got, vec![(0, 2), (0, 4), (1, 3), (1, 5), (2, 4), (3, 5)]);
+        let e = draw_pairs(&labels, &classes, &[], 7, 1, None, 4)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only 6 distinct"), "{e}");
+    }
+
+    #[test]
+    fn skipping_misclassified_images_does_not_depend_on_the_batch() {
+        let labels: Vec<usize> = (0..40).map(|i| i % 2).collect();
+        let classes: Vec<String> = ["a", "b"].map(String::from).to_vec();
+        let wrong = |i: usize| i % 7 == 3;
+        let run = |batch| {
+            let mut calls = 0;
+            let mut f = |xs: &[usize]| {
+                calls += 1;
+                assert!(xs.len() <= batch);
+                Ok(xs.iter().map(|&x| !wrong(x)).collect())
+            };
+            let s = draw_pairs(&labels, &classes, &[], 12, 9, Some(&mut f), batch).unwrap();
+            (s, calls)
+        };
+        let (a, calls_a) = run(1);
+        let (b, calls_b) = run(64);
+        assert_eq!(a, b);
+        assert!(calls_b < calls_a);
+        assert!(a.skipped > 0);
+        assert!(a.pairs.iter().all(|p| !wrong(p.i) && !wrong(p.j)));
+    }
+}

@@ -1,0 +1,274 @@
+//! `mep report DIR`: one page about a study folder of `mep connect` — its Table 1 beside
+//! the paper's, the figures per space, the configuration, the classifier's accuracy and,
+//! when `cargo xtask reproduce` made the folder, which preset ran and how long each step
+//! took. Written as `DIR/report.md` and, from the same Markdown, `DIR/report.html`.
+
+use crate::connect::store::{read_results, Manifest, RESULTS};
+use crate::connect::tables;
+use crate::connect::PairResult;
+use crate::{MepError, Result};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Table 1 of Gu & Borovykh (2023): 25 pairs of CIFAR-10 test images, ResNet-50 fine-tuned
+/// at 224×224. `(space, linear, nonlinear, none)`; the paper's "first intermediate layer"
+/// is `layer1` and its "last layer" is `pool`.
+pub const PAPER_TABLE1: [(&str, usize, usize, usize); 3] =
+    [("input", 19, 6, 0), ("layer1", 14, 11, 0), ("pool", 25, 0, 0)];
+
+/// The paper's counts for `space`, if the paper studied it.
+pub fn paper_counts(space: &str) -> Option<(usize, usize, usize)> {
+    PAPER_TABLE1
+        .iter()
+        .find(|(s, ..)| *s == space)
+        .map(|&(_, l, n, x)| (l, n, x))
+}
+
+/// What `mep report` wrote.
+#[derive(Clone, Debug)]
+pub struct ReportFiles {
+    pub markdown: PathBuf,
+    pub html: PathBuf,
+}
+
+fn read_json(path: &Path) -> Option<serde_json::Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// Writes `dir/report.md` and `dir/report.html` for the study folder `dir`.
+///
+/// Errors when `dir` is not a study folder of `mep connect` or holds no result yet.
+pub fn report(dir: &Path) -> Result<ReportFiles> {
+    let manifest = Manifest::read(dir)?.ok_or_else(|| {
+        MepError::Usage(format!(
+            "{}: no manifest.json here; `mep report` needs a folder that `mep connect --out` wrote",
+            dir.display()
+        ))
+    })?;
+    let (results, _) = read_results(&dir.join(RESULTS), true)?;
+    if results.is_empty() {
+        return Err(MepError::Usage(format!(
+            "{}: no results yet in {RESULTS}; run `mep connect` first (or let it finish a pair)",
+            dir.display()
+        )));
+    }
+    let md = markdown(dir, &manifest, &results);
+    let files = ReportFiles {
+        markdown: dir.join("report.md"),
+        html: dir.join("report.html"),
+    };
+    crate::connect::store::write_atomic(&files.markdown, md.as_bytes())?;
+    crate::connect::store::write_atomic(&files.html, html(&md).as_bytes())?;
+    Ok(files)
+}
+
+fn markdown(dir: &Path, m: &Manifest, results: &[PairResult]) -> String {
+    let s = &m.settings;
+    let mut out = String::new();
+    let _ = writeln!(out, "# mep report: {} on {}\n", s.arch, s.dataset);
+    let reproduce = read_json(&dir.join("reproduce.json"));
+    if let Some(r) = &reproduce {
+        let _ = writeln!(
+            out,
+            "Made by `cargo xtask reproduce --preset {}`: {}.\n",
+            r["preset"].as_str().unwrap_or("?"),
+            r["about"].as_str().unwrap_or("")
+        );
+    }
+    let pairs = m.pair_list.len();
+    let done: std::collections::BTreeSet<(usize, &str)> = results.iter().map(|r| (r.pair, r.space.as_str())).collect();
+    let expected = pairs * s.spaces.len();
+    let _ = writeln!(
+        out,
+        "{pairs} pairs of same-class test images, {} of {expected} (pair, space) results{}; {} candidate pairs skipped \
+         because the model misclassified an endpoint.\n",
+        done.len(),
+        if done.len() < expected { " (the study is not finished)" } else { "" },
+        m.skipped
+    );
+
+    // Table 1 beside the paper's.
+    let counts = tables::count(&s.spaces, results);
+    let _ = writeln!(out, "## Table 1: ours beside the paper's\n");
+    let _ = writeln!(
+        out,
+        "Each cell: our count, then in brackets the paper's (Gu & Borovykh 2023, Table 1: ResNet-50 fine-tuned \
+         on CIFAR-10 at 224×224, 25 pairs). The paper's \"first intermediate layer\" is `layer1`, its \"last layer\" \
+         `pool`; a space the paper did not study shows —.{}\n",
+        if s.arch == "resnet50" && s.dataset.starts_with("cifar") {
+            ""
+        } else {
+            " This run's model and data differ from the paper's, so the comparison is qualitative"
+        }
+    );
+    let _ = writeln!(out, "| path | {} |", s.spaces.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---:|".repeat(s.spaces.len()));
+    type Pick = fn(&tables::SpaceCounts) -> usize;
+    let rows: [(&str, Pick, usize); 3] = [
+        ("linear", |c| c.linear, 0),
+        ("nonlinear", |c| c.nonlinear, 1),
+        ("none", |c| c.none, 2),
+    ];
+    for (name, get, k) in rows {
+        let cells: Vec<String> = counts
+            .iter()
+            .map(|c| {
+                let paper = paper_counts(&c.space).map(|p| [p.0, p.1, p.2][k]);
+                format!("{} ({})", get(c), paper.map_or("—".into(), |p| p.to_string()))
+            })
+            .collect();
+        let _ = writeln!(out, "| {name} | {} |", cells.join(" | "));
+    }
+    if counts.iter().any(|c| c.error > 0) {
+        let cells: Vec<String> = counts.iter().map(|c| c.error.to_string()).collect();
+        let _ = writeln!(out, "| error | {} |", cells.join(" | "));
+    }
+    let _ = writeln!(out);
+
+    // The figures per space and category come from the same code as table1.md.
+    let tables_md = tables::markdown(&s.spaces, results, pairs);
+    if let Some(i) = tables_md.find("## Figures") {
+        let _ = writeln!(out, "{}", &tables_md[i..]);
+    }
+
+    let _ = writeln!(out, "## Pairs\n");
+    let _ = writeln!(out, "| pair | i | j | class | {} |", s.spaces.join(" | "));
+    let _ = writeln!(out, "|---:|---:|---:|---|{}", "---|".repeat(s.spaces.len()));
+    let mut by_pair: Vec<usize> = results.iter().map(|r| r.pair).collect();
+    by_pair.sort_unstable();
+    by_pair.dedup();
+    for k in by_pair {
+        let rs: Vec<&PairResult> = results.iter().filter(|r| r.pair == k).collect();
+        let first = rs[0];
+        let cells: Vec<String> = s
+            .spaces
+            .iter()
+            .map(|sp| {
+                rs.iter().find(|r| &r.space == sp).map_or("…".to_string(), |r| {
+                    let steps = if r.steps > 0 {
+                        format!(", {} steps", r.steps)
+                    } else {
+                        String::new()
+                    };
+                    format!("{}{steps}", r.category)
+                })
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {k} | {} | {} | {} | {} |",
+            first.i,
+            first.j,
+            first.class_name,
+            cells.join(" | ")
+        );
+    }
+    let _ = writeln!(out);
+
+    let _ = writeln!(out, "## The classifier\n");
+    let train_report = read_json(&dir.join("model").join("report.json"))
+        .or_else(|| m.weights.parent().and_then(|p| read_json(&p.join("report.json"))));
+    let _ = writeln!(
+        out,
+        "- checkpoint `{}` (SHA-256 `{}`)",
+        m.weights.display(),
+        s.weights_sha256
+    );
+    if let Some(t) = &train_report {
+        if let Some(acc) = t["test"]["accuracy"].as_f64() {
+            let _ = writeln!(
+                out,
+                "- test accuracy {:.2} % after {} epochs of `mep train` ({:.0} s)",
+                100.0 * acc,
+                t["epochs"].as_array().map_or(0, |e| e.len()),
+                t["seconds"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "- data `{}` ({} test images), input size {}, normalised with mean {:?} and std {:?}\n",
+        m.data,
+        s.test_images,
+        s.input_size.map_or("as stored".into(), |n| format!("{n}×{n}")),
+        s.mean,
+        s.std
+    );
+
+    let _ = writeln!(out, "## Configuration\n");
+    let _ = writeln!(out, "```json");
+    let _ = writeln!(out, "{}", serde_json::to_string_pretty(s).unwrap_or_default());
+    let _ = writeln!(out, "```\n");
+
+    if let Some(r) = &reproduce {
+        if let Some(steps) = r["steps"].as_array() {
+            let _ = writeln!(out, "## Timings\n");
+            let _ = writeln!(out, "| step | seconds | command |");
+            let _ = writeln!(out, "|---|---:|---|");
+            for st in steps {
+                let _ = writeln!(
+                    out,
+                    "| {}{} | {:.1} | `{}` |",
+                    st["name"].as_str().unwrap_or("?"),
+                    if st["cached"].as_bool() == Some(true) {
+                        " (cached)"
+                    } else {
+                        ""
+                    },
+                    st["seconds"].as_f64().unwrap_or(0.0),
+                    st["command"].as_str().unwrap_or("")
+                );
+            }
+            let _ = writeln!(out);
+        }
+    }
+    let wall: f64 = results.iter().map(|r| r.seconds).sum();
+    let _ = writeln!(out, "Path search: {wall:.1} s of wall time summed over the results.");
+    out
+}
+
+/// The page around the Markdown rendered by pulldown-cmark (tables on).
+fn html(md: &str) -> String {
+    let mut body = String::new();
+    let parser = pulldown_cmark::Parser::new_ext(md, pulldown_cmark::Options::ENABLE_TABLES);
+    pulldown_cmark::html::push_html(&mut body, parser);
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>mep report</title>\n<style>\n\
+         body {{ font-family: sans-serif; max-width: 70em; margin: 2em auto; padding: 0 1em; }}\n\
+         table {{ border-collapse: collapse; margin: 1em 0; }}\n\
+         th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; }}\n\
+         td {{ text-align: right; }}\n\
+         pre {{ background: #f6f6f6; padding: 0.8em; overflow-x: auto; }}\n\
+         img {{ max-width: 100%; }}\n</style></head><body>\n{body}</body></html>\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paper_counts_are_the_papers_table_1() {
+        // Gu & Borovykh (2023), Table 1: 25 pairs in each column.
+        assert_eq!(paper_counts("input"), Some((19, 6, 0)));
+        assert_eq!(paper_counts("layer1"), Some((14, 11, 0)));
+        assert_eq!(paper_counts("pool"), Some((25, 0, 0)));
+        assert_eq!(paper_counts("layer2"), None);
+        for (_, l, n, x) in PAPER_TABLE1 {
+            assert_eq!(l + n + x, 25);
+        }
+    }
+
+    #[test]
+    fn html_renders_tables() {
+        let h = html("| a | b |\n|---|---|\n| 1 | 2 |\n");
+        assert!(h.contains("<table>") && h.contains("<td>1</td>"), "{h}");
+    }
+
+    #[test]
+    fn a_folder_without_a_manifest_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = report(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("no manifest.json"), "{e}");
+    }
+}

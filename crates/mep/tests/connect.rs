@@ -1,0 +1,732 @@
+//! `mep connect` and `mep merge` end to end on small models: pair selection, resumption,
+//! sharding, bad input, the saved paths and the tables.
+//!
+//! Two models: a narrow ResNet-20 trained for a few seconds on three synthetic classes
+//! (so that some endpoints are misclassified and some lines leave the class), and a
+//! randomly initialised one for the command-line runs on the ten-class synthetic set.
+
+use mep::connect::{
+    connect_on, merge, pairs, read_results, ConnectArgs, Manifest, MergeArgs, PairResult, Shard, MANIFEST, RESULTS,
+};
+use mep::train::{train_on, OptimizerKind, TrainArgs};
+use mep::MepError;
+use mep_data::{synthetic, Dataset, Samples, Split, SyntheticConfig, Transform};
+use mep_resnet::{Arch, Checkpoint, Cut, Network, ResNet};
+use mep_tensor::{CpuBackend, Tensor};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mep-connect-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The synthetic set restricted to three classes, relabelled 0, 1, 2.
+fn three_classes() -> Dataset {
+    let d = synthetic(&SyntheticConfig {
+        seed: 3,
+        train_per_class: 200,
+        test_per_class: 20,
+    });
+    let keep = ["circle", "stripes", "checkerboard"];
+    let map: Vec<Option<usize>> = d.classes.iter().map(|c| keep.iter().position(|k| k == c)).collect();
+    let pick = |s: &Split| {
+        let Samples::InMemory { height, width, data } = &s.samples else {
+            unreachable!("the synthetic set is in memory")
+        };
+        let px = height * width * 3;
+        let (mut out, mut labels) = (Vec::new(), Vec::new());
+        for (i, &l) in s.labels.iter().enumerate() {
+            if let Some(new) = map[l] {
+                out.extend_from_slice(&data[i * px..(i + 1) * px]);
+                labels.push(new);
+            }
+        }
+        Split {
+            samples: Samples::InMemory {
+                height: *height,
+                width: *width,
+                data: out,
+            },
+            labels,
+        }
+    };
+    Dataset {
+        name: "synthetic-3".into(),
+        classes: keep.iter().map(|s| s.to_string()).collect(),
+        train: d.train.as_ref().map(pick),
+        test: pick(&d.test),
+    }
+}
+
+/// A width-4 ResNet-20 trained for three epochs on [`three_classes`] (about 63 % test
+/// accuracy; deterministic; made once per test binary).
+fn trained() -> &'static Path {
+    static MODEL: OnceLock<PathBuf> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let out = tmpdir("model");
+        let args = TrainArgs {
+            arch: "resnet20".into(),
+            init: None,
+            data: "synthetic-3".into(),
+            size: None,
+            epochs: 3,
+            batch_size: 32,
+            optimizer: OptimizerKind::Adam,
+            lr: 6e-3,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            augment: false,
+            width: Some(4),
+            seed: 1,
+            out,
+            resume: false,
+            stop_after: None,
+            quiet: true,
+        };
+        train_on(&args, three_classes()).unwrap().model
+    })
+}
+
+/// A randomly initialised width-4 ResNet-20 for the ten synthetic classes.
+fn random_init() -> &'static Path {
+    static MODEL: OnceLock<PathBuf> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let b = CpuBackend::new();
+        let p = tmpdir("random").join("model.safetensors");
+        ResNet::init(&b, Arch::ResNet20, 4, 10, 7)
+            .unwrap()
+            .save(&b, &p)
+            .unwrap();
+        p
+    })
+}
+
+/// A small, fast study of the trained model.
+fn small(out: &Path) -> ConnectArgs {
+    let mut a = ConnectArgs::new("resnet20", trained(), "synthetic-3", out);
+    a.pairs = Some(6);
+    a.pivots = 4;
+    a.sub_points = 4;
+    a.max_steps = 6;
+    a.step = 0.05;
+    a.seed = 11;
+    a.quiet = true;
+    a
+}
+
+fn run(a: &ConnectArgs) -> mep::Result<mep::connect::ConnectReport> {
+    connect_on(&CpuBackend::new(), a, &three_classes())
+}
+
+/// The results of a folder, wall times zeroed and ordered by (pair, space).
+fn results(dir: &Path) -> Vec<PairResult> {
+    let (mut r, torn) = read_results(&dir.join(RESULTS), false).unwrap();
+    assert!(torn.is_none());
+    for x in &mut r {
+        x.seconds = 0.0;
+    }
+    r.sort_by(|a, b| (a.pair, &a.space).cmp(&(b.pair, &b.space)));
+    r
+}
+
+fn manifest(dir: &Path) -> Manifest {
+    Manifest::read(dir).unwrap().expect("a manifest")
+}
+
+/// The normalised test images `idx` of `data` as `[n, 3, 32, 32]`: the transform a
+/// checkpoint from `mep train` records (32×32, ImageNet mean and std).
+fn images(b: &CpuBackend, data: &Dataset, idx: &[usize]) -> Tensor<CpuBackend> {
+    let t = Transform::imagenet(Some(32));
+    let mut x = vec![0.0; idx.len() * 3 * 32 * 32];
+    for (k, &i) in idx.iter().enumerate() {
+        let img = data.test.image(i).unwrap();
+        t.apply(&img, &mut mep_data::Rng::new(0), &mut x[k * 3072..(k + 1) * 3072])
+            .unwrap();
+    }
+    Tensor::from_vec(b, [idx.len(), 3, 32, 32], x).unwrap()
+}
+
+#[test]
+fn a_study_selects_deterministic_pairs_and_its_tables_add_up() {
+    let (a_dir, b_dir) = (tmpdir("det-a"), tmpdir("det-b"));
+    let report = run(&small(&a_dir)).unwrap();
+    eprintln!("{report}");
+    assert!(report.complete);
+    assert_eq!((report.pairs, report.computed, report.resumed), (6, 18, 0));
+    run(&small(&b_dir)).unwrap();
+    let (ma, mb) = (manifest(&a_dir), manifest(&b_dir));
+    assert_eq!(ma.pair_list, mb.pair_list, "the same seed draws the same pairs");
+    assert_eq!(results(&a_dir), results(&b_dir), "and finds the same results");
+
+    // Every pair is studied in every space, with the endpoints the manifest lists.
+    let r = results(&a_dir);
+    assert_eq!(r.len(), 6 * 3);
+    for p in &ma.pair_list {
+        let mine: Vec<&PairResult> = r.iter().filter(|x| x.pair == p.pair).collect();
+        assert_eq!(mine.len(), 3);
+        assert!(mine.iter().all(|x| (x.i, x.j, x.class) == (p.i, p.j, p.class)));
+        assert_ne!(p.i, p.j);
+    }
+
+    // The selection is the candidate sequence of the seed with misclassified pairs left
+    // out: the draw without the check gives the candidates, our own classification of
+    // every test image says which to keep, and the skipped count is what was passed over.
+    let data = three_classes();
+    let b = CpuBackend::new();
+    let net = Network::load(&b, Arch::ResNet20, trained()).unwrap();
+    let all: Vec<usize> = (0..data.test.len()).collect();
+    let logits = net
+        .head(&b, &images(&b, &data, &all), Cut::Input)
+        .unwrap()
+        .to_vec(&b)
+        .unwrap();
+    let correct: Vec<bool> = mep::eval::argmax_rows(&logits, 3)
+        .iter()
+        .zip(&data.test.labels)
+        .map(|(p, l)| p == l)
+        .collect();
+    let wrong = correct.iter().filter(|c| !**c).count();
+    assert!(
+        wrong > 0 && wrong < all.len(),
+        "{wrong} misclassified: the check must matter"
+    );
+    let candidates = pairs::draw_pairs(&data.test.labels, &data.classes, &[], 300, 11, None, 64).unwrap();
+    let mut kept = Vec::new();
+    let mut passed_over = 0;
+    for c in &candidates.pairs {
+        if kept.len() == 6 {
+            break;
+        }
+        if correct[c.i] && correct[c.j] {
+            kept.push((c.i, c.j));
+        } else {
+            passed_over += 1;
+        }
+    }
+    let got: Vec<(usize, usize)> = ma.pair_list.iter().map(|p| (p.i, p.j)).collect();
+    assert_eq!(got, kept);
+    assert_eq!(ma.skipped, passed_over);
+    assert_eq!(report.skipped, passed_over);
+
+    // Table 1 counts every result of a space once.
+    let csv = std::fs::read_to_string(a_dir.join("table1.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("category,input,layer1,pool"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let body: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0] != "total").collect();
+    assert_eq!(
+        body.iter().map(|r| r[0]).collect::<Vec<_>>()[..3],
+        ["linear", "nonlinear", "none"]
+    );
+    for col in 1..=3 {
+        let sum: usize = body.iter().map(|r| r[col].parse::<usize>().unwrap()).sum();
+        assert_eq!(sum, 6, "column {col} of {csv}");
+    }
+    let md = std::fs::read_to_string(a_dir.join("table1.md")).unwrap();
+    assert!(md.contains("| linear |") && md.contains("mean ± std"), "{md}");
+    let in_input = |c: mep::connect::Category| r.iter().filter(|x| x.space == "input" && x.category == c).count();
+    let linear_input = in_input(mep::connect::Category::Linear);
+    assert!(md.contains(&format!("| linear | {linear_input} (")), "{md}");
+    for d in [a_dir, b_dir] {
+        std::fs::remove_dir_all(d).ok();
+    }
+}
+
+#[test]
+fn saved_paths_reload_with_their_endpoints_and_metadata() {
+    let dir = tmpdir("paths");
+    let mut a = small(&dir);
+    a.spaces = vec!["input".into(), "layer2".into(), "pool".into()];
+    a.pairs = Some(4);
+    run(&a).unwrap();
+    let m = manifest(&dir);
+    let data = three_classes();
+    let b = CpuBackend::new();
+    let net = Network::load(&b, Arch::ResNet20, trained()).unwrap();
+    let mut categories = std::collections::HashSet::new();
+    for r in results(&dir) {
+        let p = &m.pair_list[r.pair];
+        let file = dir.join(r.path_file.as_ref().expect("a path file"));
+        let ck = Checkpoint::load(&file).unwrap();
+        let meta = ck.metadata();
+        for (k, v) in [
+            ("arch", "resnet20".to_string()),
+            ("space", r.space.clone()),
+            ("i", p.i.to_string()),
+            ("j", p.j.to_string()),
+            ("target", p.class.to_string()),
+            ("category", r.category.to_string()),
+        ] {
+            assert_eq!(meta.get(k), Some(&v), "{k} in {}", file.display());
+        }
+        let pivots = ck.get("pivots").unwrap();
+        let cut: Cut = r.space.parse().unwrap();
+        let z = net.encode(&b, &images(&b, &data, &[p.i, p.j]), cut).unwrap();
+        let mut expected = vec![r.pivots];
+        expected.extend_from_slice(&z.shape.dims()[1..]);
+        assert_eq!(pivots.shape.dims(), &expected[..]);
+        let d = z.numel() / 2;
+        let zh = z.to_vec(&b).unwrap();
+        let last = pivots.data.len() - d;
+        // The study encodes both images in one batch, as here: the endpoints are equal.
+        assert_eq!(&pivots.data[..d], &zh[..d], "first pivot = encode(x_i) in {}", r.space);
+        assert_eq!(
+            &pivots.data[last..],
+            &zh[d..],
+            "last pivot = encode(x_j) in {}",
+            r.space
+        );
+        if r.category == mep::connect::Category::Linear {
+            assert_eq!((r.pivots, r.steps), (2, 0));
+        } else {
+            assert_eq!(r.pivots, 4);
+        }
+        categories.insert(r.category);
+    }
+    // This model's input-space lines leave the class for some pairs, and the NEB joins
+    // them within its few steps: both kinds of path file are checked above.
+    assert!(
+        categories.contains(&mep::connect::Category::Linear) && categories.contains(&mep::connect::Category::Nonlinear),
+        "categories seen: {categories:?}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn shards_partition_the_pairs_and_merge_into_the_unsharded_study() {
+    let root = tmpdir("shards");
+    let mut a = small(&root.join("all"));
+    a.pairs = Some(5);
+    a.spaces = vec!["input".into(), "pool".into()];
+    run(&a).unwrap();
+    let mut shard_dirs = Vec::new();
+    for i in 0..3 {
+        let mut s = a.clone();
+        s.out = root.join(format!("shard{i}"));
+        s.shard = Some(Shard { index: i, count: 3 });
+        run(&s).unwrap();
+        let r = results(&s.out);
+        // Shard i holds the pairs k with k % 3 == i, in both spaces.
+        let mut pairs: Vec<usize> = r.iter().map(|x| x.pair).collect();
+        pairs.dedup();
+        assert_eq!(pairs, (0..5).filter(|k| k % 3 == i).collect::<Vec<_>>());
+        assert_eq!(manifest(&s.out).pair_list, manifest(&a.out).pair_list);
+        shard_dirs.push(s.out);
+    }
+    let merged = root.join("merged");
+    let rep = merge(&MergeArgs {
+        out: merged.clone(),
+        shards: shard_dirs.clone(),
+    })
+    .unwrap();
+    assert_eq!((rep.pairs, rep.results), (5, 10));
+    assert_eq!(results(&merged), results(&a.out));
+    let table = |d: &Path| std::fs::read_to_string(d.join("table1.csv")).unwrap();
+    assert_eq!(table(&merged), table(&a.out));
+    for r in results(&merged) {
+        assert!(merged.join(r.path_file.unwrap()).is_file());
+    }
+
+    // A missing shard, a shard given twice, and a shard of another study are refused.
+    let e = merge(&MergeArgs {
+        out: root.join("m2"),
+        shards: shard_dirs[..2].to_vec(),
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("lack results") && e.contains("pair 2 (input, pool)"), "{e}");
+    let e = merge(&MergeArgs {
+        out: root.join("m3"),
+        shards: vec![
+            shard_dirs[0].clone(),
+            shard_dirs[1].clone(),
+            shard_dirs[2].clone(),
+            shard_dirs[0].clone(),
+        ],
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("more than one shard") && e.contains("pair 0 in input"),
+        "{e}"
+    );
+    let mut other = a.clone();
+    other.out = root.join("other");
+    other.max_steps = 3;
+    other.shard = Some(Shard { index: 0, count: 3 });
+    run(&other).unwrap();
+    let e = merge(&MergeArgs {
+        out: root.join("m4"),
+        shards: vec![other.out.clone(), shard_dirs[1].clone(), shard_dirs[2].clone()],
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("max_steps: 3 → 6"), "{e}");
+    std::fs::remove_dir_all(root).ok();
+}
+
+#[test]
+fn an_interrupted_study_resumes_without_losing_or_repeating_a_result() {
+    let root = tmpdir("resume");
+    let straight = root.join("straight");
+    let mut a = small(&straight);
+    a.pairs = Some(4);
+    run(&a).unwrap();
+
+    let dir = root.join("interrupted");
+    let mut first = small(&dir);
+    first.pairs = Some(4);
+    first.stop_after = Some(5);
+    let r1 = run(&first).unwrap();
+    assert!(!r1.complete);
+    assert_eq!(r1.computed, 5);
+    assert_eq!(results(&dir).len(), 5);
+    // Killed while writing the next line: a torn line without its newline.
+    let full = std::fs::read_to_string(straight.join(RESULTS)).unwrap();
+    let sixth = full.lines().nth(5).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join(RESULTS))
+        .unwrap();
+    std::io::Write::write_all(&mut f, &sixth.as_bytes()[..sixth.len() / 2]).unwrap();
+    drop(f);
+    let torn = read_results(&dir.join(RESULTS), false);
+    assert!(torn.is_err(), "the torn line is really there");
+
+    let mut again = first.clone();
+    again.stop_after = None;
+    let r2 = run(&again).unwrap();
+    assert!(r2.complete);
+    assert_eq!((r2.resumed, r2.computed), (5, 7));
+    assert_eq!(results(&dir), results(&straight));
+    // A third run finds nothing left to do.
+    let r3 = run(&again).unwrap();
+    assert_eq!((r3.resumed, r3.computed), (12, 0));
+    assert_eq!(results(&dir).len(), 12);
+    std::fs::remove_dir_all(root).ok();
+}
+
+#[test]
+fn the_command_killed_mid_study_resumes_to_the_uninterrupted_results() {
+    let root = tmpdir("kill");
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "connect",
+            "--arch",
+            "resnet20",
+            "--weights",
+            random_init().to_str().unwrap(),
+            "--data",
+            "synthetic",
+            "--space",
+            "input,layer1",
+            "--pairs",
+            "6",
+            "--pivots",
+            "6",
+            "--sub-points",
+            "4",
+            "--max-steps",
+            "25",
+            "--allow-misclassified",
+            "--seed",
+            "5",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let mep = env!("CARGO_BIN_EXE_mep");
+    let whole = root.join("whole");
+    let st = Command::new(mep).args(args(&whole)).output().unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let out = String::from_utf8_lossy(&st.stdout);
+    assert!(out.contains("6 pairs") && out.contains("linear"), "{out}");
+
+    let dir = root.join("killed");
+    let mut child = Command::new(mep).args(args(&dir)).spawn().unwrap();
+    let lines = |d: &Path| std::fs::read_to_string(d.join(RESULTS)).map_or(0, |s| s.matches('\n').count());
+    while lines(&dir) < 2 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the study ended before it could be killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = lines(&dir);
+    assert!(before < 12, "killed after {before} of 12 results");
+
+    let st = Command::new(mep).args(args(&dir)).output().unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let out = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        out.contains(&format!("{} results computed, {before} resumed", 12 - before)),
+        "{out}"
+    );
+    assert_eq!(results(&dir), results(&whole));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("table1.csv")).unwrap(),
+        std::fs::read_to_string(whole.join("table1.csv")).unwrap()
+    );
+
+    // merge from the command line, and its refusal of an incomplete set of shards.
+    let st = Command::new(mep)
+        .args([
+            "merge",
+            "--out",
+            root.join("m").to_str().unwrap(),
+            whole.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert_eq!(results(&root.join("m")), results(&whole));
+    std::fs::remove_dir_all(root).ok();
+}
+
+#[test]
+fn another_configuration_for_an_existing_folder_is_refused() {
+    let dir = tmpdir("mismatch");
+    let mut a = small(&dir);
+    a.pairs = Some(1);
+    a.spaces = vec!["pool".into()];
+    run(&a).unwrap();
+    let mut b = a.clone();
+    b.pivots = 5;
+    b.optimizer = mep::connect::SearchOptimizer::Sgd;
+    let e = run(&b).unwrap_err();
+    assert!(matches!(e, MepError::ConfigMismatch { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("pivots: 4 → 5") && msg.contains("optimizer: \"adam\" → \"sgd\""),
+        "{msg}"
+    );
+    assert!(msg.contains(&dir.join(MANIFEST).display().to_string()), "{msg}");
+    let mut c = a.clone();
+    c.shard = Some(Shard { index: 0, count: 2 });
+    let msg = run(&c).unwrap_err().to_string();
+    assert!(msg.contains("shard: none → 0/2"), "{msg}");
+    // Batch size and the progress bar change nothing, so they may differ.
+    let mut d = a.clone();
+    d.batch = 7;
+    d.quiet = false;
+    assert_eq!(run(&d).unwrap().resumed, 1);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+fn err(a: &ConnectArgs, data: &Dataset) -> String {
+    connect_on(&CpuBackend::new(), a, data).unwrap_err().to_string()
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let dir = tmpdir("bad");
+    let data = three_classes();
+    let base = small(&dir.join("study"));
+    let with = |f: &dyn Fn(&mut ConnectArgs)| {
+        let mut a = base.clone();
+        f(&mut a);
+        err(&a, &data)
+    };
+
+    let e = with(&|a| a.spaces = vec!["input".into(), "fc7".into()]);
+    assert!(
+        e.contains("--space fc7") && e.contains("input, stem, layer1, layer2, layer3, pool"),
+        "{e}"
+    );
+    let e = with(&|a| a.spaces = vec!["layer4".into()]);
+    assert!(
+        e.contains("resnet20 has no such cut") && e.contains("layer3, pool"),
+        "{e}"
+    );
+    // 3 classes of 20 test images: 3 · 190 distinct pairs.
+    let e = with(&|a| a.pairs = Some(571));
+    assert!(e.contains("only 570 distinct same-class pairs"), "{e}");
+    let e = with(&|a| {
+        a.pairs = Some(191);
+        a.classes = vec!["stripes".into()];
+    });
+    assert!(e.contains("only 190 distinct") && e.contains("stripes"), "{e}");
+    let e = with(&|a| a.classes = vec!["hexagon".into()]);
+    assert!(
+        e.contains("--class hexagon") && e.contains("circle, stripes, checkerboard"),
+        "{e}"
+    );
+    let e = with(&|a| a.pivots = 1);
+    assert!(e.contains("--pivots 1"), "{e}");
+
+    // A class with a single test image cannot give a pair.
+    let mut lonely = data.clone();
+    let first = data.test.labels.iter().position(|&l| l == 2).unwrap();
+    let keep: Vec<usize> = (0..lonely.test.len())
+        .filter(|&i| lonely.test.labels[i] != 2 || i == first)
+        .collect();
+    let Samples::InMemory {
+        height,
+        width,
+        data: bytes,
+    } = &data.test.samples
+    else {
+        unreachable!()
+    };
+    let px = height * width * 3;
+    lonely.test = Split {
+        samples: Samples::InMemory {
+            height: *height,
+            width: *width,
+            data: keep
+                .iter()
+                .flat_map(|&i| bytes[i * px..(i + 1) * px].to_vec())
+                .collect(),
+        },
+        labels: keep.iter().map(|&i| data.test.labels[i]).collect(),
+    };
+    let mut a = base.clone();
+    a.classes = vec!["2".into()];
+    let e = err(&a, &lonely);
+    assert!(
+        e.contains("1 image(s) of class `checkerboard`") && e.contains("needs two"),
+        "{e}"
+    );
+
+    // Pairs files: each bad line names the file and the line.
+    let labels = &data.test.labels;
+    let same = (1..labels.len()).find(|&j| labels[j] == labels[0]).unwrap();
+    let other = (1..labels.len()).find(|&j| labels[j] != labels[0]).unwrap();
+    let cases = [
+        (
+            format!("# chosen pairs\n0,{same}\n\n3;4\n"),
+            4,
+            "not a pair of dataset indices".to_string(),
+        ),
+        (
+            format!("0,{same}\n0,60\n"),
+            2,
+            "index 60 is out of range: the test split has 60 images".to_string(),
+        ),
+        (
+            format!("0,{other}\n"),
+            1,
+            format!(
+                "images 0 and {other} are of different classes ({} and {})",
+                data.classes[labels[0]], data.classes[labels[other]]
+            ),
+        ),
+        ("5,5\n".to_string(), 1, "pairs image 5 with itself".to_string()),
+        (format!("0,{same}\n{same},0 # again\n"), 2, "repeats line 1".to_string()),
+    ];
+    for (k, (text, line, what)) in cases.iter().enumerate() {
+        let file = dir.join(format!("pairs{k}.csv"));
+        std::fs::write(&file, text).unwrap();
+        let mut a = base.clone();
+        a.pairs = None;
+        a.pairs_file = Some(file.clone());
+        let e = err(&a, &data);
+        assert!(
+            e.starts_with(&format!("{}:{line}: ", file.display())) && e.contains(what.as_str()),
+            "{e}"
+        );
+    }
+    let mut a = base.clone();
+    a.pairs_file = Some(dir.join("pairs0.csv"));
+    assert!(err(&a, &data).contains("--pairs or --pairs-file"));
+
+    // --shard i/n
+    for (s, what) in [
+        ("2/2", "below the count"),
+        ("0/0", "must be positive"),
+        ("1", "expected i/n"),
+    ] {
+        let e = s.parse::<Shard>().unwrap_err().to_string();
+        assert!(e.contains(what), "{s}: {e}");
+    }
+    assert_eq!("1/4".parse::<Shard>().unwrap(), Shard { index: 1, count: 4 });
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_pairs_file_is_studied_as_given() {
+    let dir = tmpdir("pairsfile");
+    let data = three_classes();
+    let labels = &data.test.labels;
+    let chosen: Vec<(usize, usize)> = (0..3)
+        .map(|c| {
+            let of: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
+            (of[1], of[4])
+        })
+        .collect();
+    let file = dir.join("pairs.csv");
+    let text: String = chosen.iter().map(|(i, j)| format!("{i},{j}  # class\n")).collect();
+    std::fs::write(&file, format!("# i,j\n{text}")).unwrap();
+    let mut a = small(&dir.join("study"));
+    a.pairs = None;
+    a.pairs_file = Some(file);
+    a.allow_misclassified = true;
+    a.spaces = vec!["pool".into()];
+    let rep = run(&a).unwrap();
+    assert_eq!((rep.pairs, rep.skipped), (3, 0));
+    let got: Vec<(usize, usize, usize)> = manifest(&a.out).pair_list.iter().map(|p| (p.i, p.j, p.class)).collect();
+    assert_eq!(
+        got,
+        chosen
+            .iter()
+            .enumerate()
+            .map(|(c, &(i, j))| (i, j, c))
+            .collect::<Vec<_>>()
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_non_finite_energy_is_an_error_result_and_the_study_goes_on() {
+    let dir = tmpdir("nan");
+    // A classifier bias of +∞ makes every logit row hold ∞, so every loss is NaN.
+    let mut ck = Checkpoint::load(random_init()).unwrap();
+    let key = ck
+        .keys()
+        .find(|k| k.ends_with(".bias") && (k.starts_with("linear") || k.starts_with("fc")))
+        .unwrap()
+        .to_string();
+    let mut bias = ck.get(&key).unwrap().clone();
+    bias.data[0] = f32::INFINITY;
+    ck.insert(key.clone(), bias);
+    let keys: Vec<String> = ck.keys().map(String::from).collect();
+    let tensors: Vec<(&str, &mep_tensor::Shape, &[f32])> = keys
+        .iter()
+        .map(|k| {
+            let t = ck.get(k).unwrap();
+            (k.as_str(), &t.shape, t.data.as_slice())
+        })
+        .collect();
+    let weights = dir.join("nan.safetensors");
+    mep_resnet::save(&weights, &tensors, None).unwrap();
+    let mut a = ConnectArgs::new("resnet20", &weights, "synthetic", dir.join("study"));
+    a.pairs = Some(2);
+    a.spaces = vec!["pool".into(), "layer3".into()];
+    a.allow_misclassified = true;
+    a.quiet = true;
+    let data = synthetic(&SyntheticConfig {
+        seed: 0,
+        train_per_class: 0,
+        test_per_class: 5,
+    });
+    let rep = connect_on(&CpuBackend::new(), &a, &data).unwrap();
+    assert!(rep.complete);
+    assert_eq!(rep.counts.iter().map(|c| c.error).collect::<Vec<_>>(), vec![2, 2]);
+    for r in results(&a.out) {
+        assert_eq!(r.category, mep::connect::Category::Error);
+        let msg = r.message.unwrap();
+        assert!(msg.contains("non-finite"), "{msg}");
+        assert!(r.path_file.is_none());
+    }
+    let csv = std::fs::read_to_string(a.out.join("table1.csv")).unwrap();
+    assert!(csv.contains("\nerror,2,2\n"), "{csv}");
+    std::fs::remove_dir_all(dir).ok();
+}

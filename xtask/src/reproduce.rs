@@ -1,0 +1,340 @@
+//! `cargo xtask reproduce`: the whole study, end to end, as one command.
+//!
+//! Each step is a `mep` command whose output is cached in the run directory, so a rerun
+//! resumes where the last one stopped: training continues from its checkpoint (and is
+//! skipped once finished), `mep connect` skips the results it already has, and downloads
+//! stay in the mep-fetch cache.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// One way of running the study.
+pub struct Preset {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub arch: &'static str,
+    /// `--data` of the mep commands.
+    pub data: &'static str,
+    /// Entries of weights/manifest.json that must be downloaded first.
+    pub fetch: &'static [&'static str],
+    /// The manifest entry of the initial weights, if fine-tuning.
+    pub init: Option<&'static str>,
+    /// Arguments of `mep train` besides arch, data, init and out.
+    pub train: &'static [&'static str],
+    pub spaces: &'static str,
+    pub pairs: usize,
+    /// Arguments of `mep connect` besides the ones above.
+    pub connect: &'static [&'static str],
+}
+
+/// The presets, the default first.
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "demo",
+        about: "offline, CPU, minutes: ResNet-20 trained here on the synthetic shapes set",
+        arch: "resnet20",
+        data: "synthetic",
+        fetch: &[],
+        init: None,
+        train: &[
+            "--epochs",
+            "8",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.05",
+            "--weight-decay",
+            "5e-4",
+        ],
+        spaces: "input,layer1,pool",
+        pairs: 25,
+        connect: &[],
+    },
+    Preset {
+        name: "cifar",
+        about: "CIFAR-10 at 32x32, ResNet-20 trained from scratch; CPU-friendly (about an hour on 2 cores)",
+        arch: "resnet20",
+        data: "cifar10",
+        fetch: &["cifar-10-binary"],
+        init: None,
+        train: &[
+            "--epochs",
+            "30",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.1",
+            "--weight-decay",
+            "5e-4",
+        ],
+        spaces: "input,layer1,pool",
+        pairs: 25,
+        connect: &[],
+    },
+    Preset {
+        name: "paper",
+        about: "the paper's set-up: torchvision's ImageNet ResNet-50 fine-tuned on CIFAR-10 at 224x224 with Adam; for a GPU",
+        arch: "resnet50",
+        data: "cifar10",
+        fetch: &["resnet50.tv_in1k", "cifar-10-binary"],
+        init: Some("resnet50.tv_in1k"),
+        train: &[
+            "--size",
+            "224",
+            "--epochs",
+            "3",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "1e-4",
+            "--batch-size",
+            "32",
+        ],
+        spaces: "input,layer1,pool",
+        pairs: 25,
+        connect: &["--batch", "32"],
+    },
+];
+
+/// The options of `cargo xtask reproduce`.
+pub struct Options {
+    pub preset: &'static Preset,
+    pub out: PathBuf,
+    pub threads: Option<usize>,
+    pub pairs: Option<usize>,
+    pub quiet: bool,
+}
+
+pub const USAGE: &str =
+    "cargo xtask reproduce [--preset demo|cifar|paper] [--out DIR] [--pairs N] [--threads N] [--quiet]";
+
+impl Options {
+    /// Parses the arguments after `reproduce`.
+    pub fn parse(args: &[String]) -> Result<Options, String> {
+        let mut preset = &PRESETS[0];
+        let mut out = None;
+        let mut threads = None;
+        let mut pairs = None;
+        let mut quiet = false;
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = |flag: &str| {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{flag} needs a value; usage: {USAGE}"))
+            };
+            match a.as_str() {
+                "--preset" => {
+                    let v = value("--preset")?;
+                    preset = PRESETS.iter().find(|p| p.name == v).ok_or_else(|| {
+                        let names: Vec<_> = PRESETS.iter().map(|p| p.name).collect();
+                        format!("unknown preset `{v}`; presets are {}", names.join(", "))
+                    })?;
+                }
+                "--out" => out = Some(PathBuf::from(value("--out")?)),
+                "--threads" => threads = Some(parse_count("--threads", &value("--threads")?)?),
+                "--pairs" => pairs = Some(parse_count("--pairs", &value("--pairs")?)?),
+                "--quiet" => quiet = true,
+                "-h" | "--help" => return Err(help()),
+                other => return Err(format!("unknown argument `{other}`; usage: {USAGE}")),
+            }
+        }
+        let out = out.unwrap_or_else(|| PathBuf::from("runs/reproduce").join(preset.name));
+        Ok(Options {
+            preset,
+            out,
+            threads,
+            pairs,
+            quiet,
+        })
+    }
+}
+
+fn parse_count(flag: &str, v: &str) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{flag} {v}: expected a positive integer")),
+    }
+}
+
+fn help() -> String {
+    let mut s = format!("usage: {USAGE}\npresets:\n");
+    for p in PRESETS {
+        s.push_str(&format!("  {:<6} {}\n", p.name, p.about));
+    }
+    s
+}
+
+/// The `mep` binary that `cargo build --release -p mep` produces.
+fn mep_binary(root: &Path) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|t| if t.is_absolute() { t } else { root.join(t) })
+        .unwrap_or_else(|| root.join("target"));
+    target
+        .join("release")
+        .join(format!("mep{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// True when `mep train` already finished all `epochs` in `dir` (its report.json lists them).
+fn training_finished(dir: &Path, epochs: usize) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join("report.json")) else {
+        return false;
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return false;
+    };
+    v.get("epochs").and_then(|e| e.as_array()).map(|e| e.len()) == Some(epochs)
+        && dir.join("model.safetensors").exists()
+}
+
+fn flag_value<'a>(args: &'a [&str], flag: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| *a == flag)
+        .and_then(|i| args.get(i + 1))
+        .copied()
+}
+
+/// One step of the run, as recorded in `reproduce.json`.
+#[derive(serde::Serialize)]
+struct Step {
+    name: String,
+    command: String,
+    seconds: f64,
+    cached: bool,
+}
+
+/// Runs the preset; returns the run directory.
+pub fn reproduce(
+    root: &Path,
+    opts: &Options,
+    run: impl Fn(&mut Command) -> Result<(), String>,
+) -> Result<PathBuf, String> {
+    let p = opts.preset;
+    let started = Instant::now();
+    let out = if opts.out.is_absolute() {
+        opts.out.clone()
+    } else {
+        root.join(&opts.out)
+    };
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    eprintln!("xtask: preset `{}`: {}", p.name, p.about);
+    eprintln!("xtask: run directory {}", out.display());
+    let mut steps = Vec::new();
+
+    let t = Instant::now();
+    run(Command::new("cargo").args(["build", "--release", "-p", "mep"]))?;
+    steps.push(Step {
+        name: "build".into(),
+        command: "cargo build --release -p mep".into(),
+        seconds: t.elapsed().as_secs_f64(),
+        cached: false,
+    });
+    let mep = mep_binary(root);
+    let mep_cmd = |args: &[String]| {
+        let mut c = Command::new(&mep);
+        if let Some(t) = opts.threads {
+            c.arg("--threads").arg(t.to_string());
+        }
+        c.args(args);
+        c
+    };
+
+    for name in p.fetch {
+        let t = Instant::now();
+        let manifest = mep_fetch::Manifest::builtin();
+        let entry = manifest.get(name).map_err(|e| e.to_string())?;
+        let path = mep_fetch::fetch(entry, &mep_fetch::cache_dir(), &mep_fetch::FetchOptions::default())
+            .map_err(|e| format!("{e}\n(the `{}` preset needs downloads; `demo` runs offline)", p.name))?;
+        steps.push(Step {
+            name: format!("fetch {name}"),
+            command: format!("cargo xtask fetch {name}"),
+            seconds: t.elapsed().as_secs_f64(),
+            cached: false,
+        });
+        eprintln!("xtask: {name}: {}", path.display());
+    }
+
+    // Train (or fine-tune) the classifier.
+    let model_dir = out.join("model");
+    let epochs: usize = flag_value(p.train, "--epochs")
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(10);
+    let mut train: Vec<String> = ["train", "--arch", p.arch, "--data", p.data]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if let Some(init) = p.init {
+        let manifest = mep_fetch::Manifest::builtin();
+        let entry = manifest.get(init).map_err(|e| e.to_string())?;
+        train.push("--init".into());
+        train.push(mep_fetch::cache_dir().join(&entry.file).display().to_string());
+    }
+    train.extend(p.train.iter().map(|s| s.to_string()));
+    train.extend(["--out".to_string(), model_dir.display().to_string(), "--resume".into()]);
+    if opts.quiet {
+        train.push("--quiet".into());
+    }
+    let t = Instant::now();
+    let cached = training_finished(&model_dir, epochs);
+    if cached {
+        eprintln!(
+            "xtask: {} is trained already ({epochs} epochs); skipping",
+            model_dir.display()
+        );
+    } else {
+        run(&mut mep_cmd(&train))?;
+    }
+    steps.push(Step {
+        name: "train".into(),
+        command: format!("mep {}", train.join(" ")),
+        seconds: t.elapsed().as_secs_f64(),
+        cached,
+    });
+
+    // The path search, in the run directory itself.
+    let weights = model_dir.join("model.safetensors");
+    let pairs = opts.pairs.unwrap_or(p.pairs).to_string();
+    let mut connect: Vec<String> = [
+        "connect",
+        "--arch",
+        p.arch,
+        "--weights",
+        &weights.display().to_string(),
+        "--data",
+        p.data,
+        "--space",
+        p.spaces,
+        "--pairs",
+        &pairs,
+        "--out",
+        &out.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    connect.extend(p.connect.iter().map(|s| s.to_string()));
+    if opts.quiet {
+        connect.push("--quiet".into());
+    }
+    let t = Instant::now();
+    run(&mut mep_cmd(&connect))?;
+    steps.push(Step {
+        name: "connect".into(),
+        command: format!("mep {}", connect.join(" ")),
+        seconds: t.elapsed().as_secs_f64(),
+        cached: false,
+    });
+
+    let record = serde_json::json!({
+        "preset": p.name,
+        "about": p.about,
+        "steps": steps,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    let path = out.join("reproduce.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&record).unwrap_or_default())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(out)
+}
