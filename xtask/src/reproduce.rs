@@ -26,7 +26,32 @@ pub struct Preset {
     pub pairs: usize,
     /// Arguments of `mep connect` besides the ones above.
     pub connect: &'static [&'static str],
+    /// Decoders to train for the report's figures: the cut, and arguments of
+    /// `mep decoder train` besides arch, weights, data, cut and out.
+    pub decoders: &'static [(&'static str, &'static [&'static str])],
 }
+
+/// CPU-sized decoders (1/8 of the paper's filters) on part of the training split: enough
+/// for `layer1` images that resemble the inputs in under a minute.
+const QUICK_DECODERS: &[(&str, &[&str])] = &[
+    (
+        "layer1",
+        &["--filters-scale", "0.125", "--epochs", "2", "--train-images", "3000"],
+    ),
+    (
+        "pool",
+        &[
+            "--filters-scale",
+            "0.125",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "32",
+            "--train-images",
+            "3000",
+        ],
+    ),
+];
 
 /// The presets, the default first.
 pub const PRESETS: &[Preset] = &[
@@ -50,6 +75,7 @@ pub const PRESETS: &[Preset] = &[
         spaces: "input,layer1,pool",
         pairs: 25,
         connect: &[],
+        decoders: QUICK_DECODERS,
     },
     Preset {
         name: "cifar",
@@ -71,6 +97,10 @@ pub const PRESETS: &[Preset] = &[
         spaces: "input,layer1,pool",
         pairs: 25,
         connect: &[],
+        decoders: &[
+            ("layer1", &["--filters-scale", "0.125", "--epochs", "2"]),
+            ("pool", &["--filters-scale", "0.125", "--epochs", "2", "--batch-size", "32"]),
+        ],
     },
     Preset {
         name: "paper",
@@ -94,6 +124,8 @@ pub const PRESETS: &[Preset] = &[
         spaces: "input,layer1,pool",
         pairs: 25,
         connect: &["--batch", "32"],
+        // The paper's decoders (Tables 2-4), at full width.
+        decoders: &[("layer1", &[]), ("pool", &[])],
     },
 ];
 
@@ -293,6 +325,42 @@ pub fn reproduce(
         cached,
     });
 
+    // Decoders for the figures of latent paths, in DIR/decoders/CUT.safetensors where the
+    // report looks for them; CUT.json appears when one has finished training.
+    for (cut, extra) in p.decoders {
+        let path = out.join("decoders").join(format!("{cut}.safetensors"));
+        let mut args: Vec<String> = ["decoder", "train", "--arch", p.arch, "--weights"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend([
+            model_dir.join("model.safetensors").display().to_string(),
+            "--data".into(),
+            p.data.into(),
+            "--cut".into(),
+            cut.to_string(),
+            "--out".into(),
+            path.display().to_string(),
+        ]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        if opts.quiet {
+            args.push("--quiet".into());
+        }
+        let t = Instant::now();
+        let cached = path.with_extension("json").exists();
+        if cached {
+            eprintln!("xtask: the {cut} decoder is trained already; skipping");
+        } else {
+            run(&mut mep_cmd(&args))?;
+        }
+        steps.push(Step {
+            name: format!("decoder {cut}"),
+            command: format!("mep {}", args.join(" ")),
+            seconds: t.elapsed().as_secs_f64(),
+            cached,
+        });
+    }
+
     // The path search, in the run directory itself.
     let weights = model_dir.join("model.safetensors");
     let pairs = opts.pairs.unwrap_or(p.pairs).to_string();
@@ -327,14 +395,34 @@ pub fn reproduce(
         cached: false,
     });
 
-    let record = serde_json::json!({
-        "preset": p.name,
-        "about": p.about,
-        "steps": steps,
-        "seconds": started.elapsed().as_secs_f64(),
+    // The report reads reproduce.json for the preset and the timings, so write it first
+    // and again with the report's own time.
+    let write_record = |steps: &[Step]| -> Result<(), String> {
+        let record = serde_json::json!({
+            "preset": p.name,
+            "about": p.about,
+            "steps": steps,
+            "seconds": started.elapsed().as_secs_f64(),
+        });
+        let path = out.join("reproduce.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&record).unwrap_or_default())
+            .map_err(|e| format!("{}: {e}", path.display()))
+    };
+    write_record(&steps)?;
+    let t = Instant::now();
+    let report = vec!["report".to_string(), out.display().to_string()];
+    steps.push(Step {
+        name: "report".into(),
+        command: format!("mep {}", report.join(" ")),
+        seconds: 0.0,
+        cached: false,
     });
-    let path = out.join("reproduce.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&record).unwrap_or_default())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    write_record(&steps)?;
+    run(&mut mep_cmd(&report))?;
+    if let Some(last) = steps.last_mut() {
+        last.seconds = t.elapsed().as_secs_f64();
+    }
+    write_record(&steps)?;
+    eprintln!("xtask: report: {}", out.join("report.html").display());
     Ok(out)
 }

@@ -62,6 +62,25 @@ impl Image {
 }
 
 impl Split {
+    /// The first `n` images (all of them when `n` is larger): a smaller training set for
+    /// quick runs. Interleaved labels (CIFAR-10's shuffled order, the synthetic set's
+    /// `i % 10`) keep a prefix nearly balanced.
+    pub fn head(&self, n: usize) -> Split {
+        let n = n.min(self.len());
+        let samples = match &self.samples {
+            Samples::InMemory { height, width, data } => Samples::InMemory {
+                height: *height,
+                width: *width,
+                data: data[..n * height * width * 3].to_vec(),
+            },
+            Samples::Files(files) => Samples::Files(files[..n].to_vec()),
+        };
+        Split {
+            samples,
+            labels: self.labels[..n].to_vec(),
+        }
+    }
+
     /// The number of samples.
     pub fn len(&self) -> usize {
         self.labels.len()

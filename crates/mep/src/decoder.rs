@@ -44,6 +44,10 @@ pub struct DecoderTrainArgs {
     /// CPU demo about 60 times cheaper).
     pub filters_scale: f32,
     pub seed: u64,
+    /// Train on the first N images of the train split only (default: all); a quick decoder
+    /// for a demo. The held-out MSE is still measured on the whole test split.
+    #[serde(default)]
+    pub train_images: Option<usize>,
     /// The decoder checkpoint to write (safetensors), replaced after every epoch.
     pub out: PathBuf,
     /// No progress bar.
@@ -259,11 +263,15 @@ pub fn train_decoder_on(args: &DecoderTrainArgs, data: Dataset) -> Result<Decode
         )));
     }
 
-    let train = Arc::new(
-        data.train
-            .clone()
-            .ok_or_else(|| MepError::Usage(format!("--data {}: the dataset has no train split", args.data)))?,
-    );
+    let train = data
+        .train
+        .as_ref()
+        .ok_or_else(|| MepError::Usage(format!("--data {}: the dataset has no train split", args.data)))?;
+    let train = Arc::new(match args.train_images {
+        Some(0) => return Err(MepError::Usage("--train-images must be positive".into())),
+        Some(n) => train.head(n),
+        None => train.clone(),
+    });
     let test = Arc::new(data.test.clone());
     let ck = Checkpoint::load(&args.weights)?;
     if ck.metadata().contains_key(mep_decoder::config::META_DECODER) {
@@ -377,7 +385,7 @@ pub fn train_decoder_on(args: &DecoderTrainArgs, data: Dataset) -> Result<Decode
         decoder.save(&b, &args.out, &meta).map_err(dec_err)?;
     }
     let config = &decoder.config;
-    Ok(DecoderTrainReport {
+    let report = DecoderTrainReport {
         arch: arch.name().into(),
         cut: cut.to_string(),
         data: args.data.clone(),
@@ -396,7 +404,13 @@ pub fn train_decoder_on(args: &DecoderTrainArgs, data: Dataset) -> Result<Decode
         mean_image_mse: mean_mse,
         out: args.out.clone(),
         seconds: started.elapsed().as_secs_f64(),
-    })
+    };
+    // Beside the checkpoint, written last: its presence says the training finished (the
+    // checkpoint itself is replaced after every epoch), and the report shows the MSE.
+    let json_path = args.out.with_extension("json");
+    let json = serde_json::to_string_pretty(&report).map_err(|e| MepError::Usage(format!("decoder report: {e}")))?;
+    crate::connect::store::write_atomic(&json_path, (json + "\n").as_bytes())?;
+    Ok(report)
 }
 
 impl fmt::Display for DecoderTrainReport {

@@ -4,6 +4,7 @@ pub mod connect;
 pub mod data;
 pub mod decoder;
 pub mod eval;
+pub mod figures;
 pub mod forward;
 pub mod report;
 pub mod train;

@@ -300,6 +300,9 @@ enum DecoderCommand {
         filters_scale: f32,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Train on the first N images of the train split only (a quick decoder).
+        #[arg(long)]
+        train_images: Option<usize>,
         /// Output decoder checkpoint (safetensors).
         #[arg(long)]
         out: PathBuf,
@@ -416,6 +419,7 @@ fn main() -> ExitCode {
                     lr,
                     filters_scale,
                     seed,
+                    train_images,
                     out,
                     quiet,
                 },
@@ -430,6 +434,7 @@ fn main() -> ExitCode {
             lr,
             filters_scale,
             seed,
+            train_images,
             out,
             quiet,
         })

@@ -5,7 +5,8 @@
 
 use crate::connect::store::{read_results, Manifest, RESULTS};
 use crate::connect::tables;
-use crate::connect::PairResult;
+use crate::connect::{Category, PairResult};
+use crate::figures::{render_study, FigureContext, FigureKind, FigureOptions, RenderedFigure};
 use crate::{MepError, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,9 @@ pub fn paper_counts(space: &str) -> Option<(usize, usize, usize)> {
         .find(|(s, ..)| *s == space)
         .map(|&(_, l, n, x)| (l, n, x))
 }
+
+/// Linear results per space whose figures the report shows (every other result's are shown).
+pub const LINEAR_SAMPLE: usize = 2;
 
 /// What `mep report` wrote.
 #[derive(Clone, Debug)]
@@ -52,7 +56,21 @@ pub fn report(dir: &Path) -> Result<ReportFiles> {
             dir.display()
         )));
     }
-    let md = markdown(dir, &manifest, &results);
+    if !results.iter().any(|r| r.path_file.is_some()) {
+        return Err(MepError::Usage(format!(
+            "{}: none of the {} results has a saved path (paths/), so there is nothing to draw; \
+             rerun `mep connect` into this folder",
+            dir.display(),
+            results.len()
+        )));
+    }
+    let ctx = FigureContext::open(dir)?;
+    let opts = FigureOptions {
+        linear_sample: Some(LINEAR_SAMPLE),
+        ..FigureOptions::default()
+    };
+    let figures = render_study(&ctx, &opts)?;
+    let md = markdown(dir, &manifest, &results, &figures);
     let files = ReportFiles {
         markdown: dir.join("report.md"),
         html: dir.join("report.html"),
@@ -62,7 +80,7 @@ pub fn report(dir: &Path) -> Result<ReportFiles> {
     Ok(files)
 }
 
-fn markdown(dir: &Path, m: &Manifest, results: &[PairResult]) -> String {
+fn markdown(dir: &Path, m: &Manifest, results: &[PairResult], figures: &[RenderedFigure]) -> String {
     let s = &m.settings;
     let mut out = String::new();
     let _ = writeln!(out, "# mep report: {} on {}\n", s.arch, s.dataset);
@@ -98,7 +116,7 @@ fn markdown(dir: &Path, m: &Manifest, results: &[PairResult]) -> String {
         if s.arch == "resnet50" && s.dataset.starts_with("cifar") {
             ""
         } else {
-            " This run's model and data differ from the paper's, so the comparison is qualitative"
+            " This run's model and data differ from the paper's, so the comparison is qualitative."
         }
     );
     let _ = writeln!(out, "| path | {} |", s.spaces.join(" | "));
@@ -130,6 +148,8 @@ fn markdown(dir: &Path, m: &Manifest, results: &[PairResult]) -> String {
     if let Some(i) = tables_md.find("## Figures") {
         let _ = writeln!(out, "{}", &tables_md[i..]);
     }
+
+    figures_markdown(&mut out, dir, &s.spaces, results, figures);
 
     let _ = writeln!(out, "## Pairs\n");
     let _ = writeln!(out, "| pair | i | j | class | {} |", s.spaces.join(" | "));
@@ -225,6 +245,132 @@ fn markdown(dir: &Path, m: &Manifest, results: &[PairResult]) -> String {
     let wall: f64 = results.iter().map(|r| r.seconds).sum();
     let _ = writeln!(out, "Path search: {wall:.1} s of wall time summed over the results.");
     out
+}
+
+/// The figures: the line's maximum loss per space, the decoders' reconstructions, then per
+/// space every bent path (and a sample of straight lines) as images with the model's
+/// softmax and as a loss profile.
+fn figures_markdown(
+    out: &mut String,
+    dir: &Path,
+    spaces: &[String],
+    results: &[PairResult],
+    figures: &[RenderedFigure],
+) {
+    let of_kind = |k: FigureKind| figures.iter().find(|f| f.kind == k);
+    if let Some(f) = of_kind(FigureKind::MaxLossDistribution) {
+        let _ = writeln!(out, "## The largest loss along the straight line\n");
+        let _ = writeln!(out, "![largest loss along the line per space]({})\n", f.relative);
+    }
+    if let Some(f) = of_kind(FigureKind::Reconstructions) {
+        let _ = writeln!(out, "## Decoders\n");
+        let _ = writeln!(
+            out,
+            "Test images (top) and what each space's decoder makes of their encodings, so that points \
+             of latent paths can be looked at.\n"
+        );
+        let _ = writeln!(out, "![decoder reconstructions]({})\n", f.relative);
+        decoder_table(out, dir);
+    } else {
+        let _ = writeln!(
+            out,
+            "No decoders in `decoders/`: latent points are drawn as placeholders \
+             (`mep decoder train --out DIR/decoders/CUT.safetensors` adds one).\n"
+        );
+    }
+    let _ = writeln!(out, "## Along the paths\n");
+    let _ = writeln!(
+        out,
+        "Each pair figure has a row for the straight line and one for the found path, {} points evenly \
+         spaced by arc length; under each image the model's softmax, the pair's class in red; a red frame \
+         marks a point classified as another class. Each loss plot shows the cross-entropy along the \
+         densely sampled line and path. Every non-linear pair is shown, and the first {LINEAR_SAMPLE} linear \
+         ones of each space.\n",
+        crate::figures::DEFAULT_K
+    );
+    for space in spaces {
+        let shown: Vec<&PairResult> = results
+            .iter()
+            .filter(|r| &r.space == space)
+            .filter(|r| {
+                figures
+                    .iter()
+                    .any(|f| f.kind == FigureKind::Pair && f.pair == Some(r.pair) && f.space.as_deref() == Some(space))
+            })
+            .collect();
+        if shown.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "### {space}\n");
+        for r in shown {
+            let find = |k: FigureKind| {
+                figures
+                    .iter()
+                    .find(|f| f.kind == k && f.pair == Some(r.pair) && f.space.as_deref() == Some(space))
+            };
+            let what = match r.category {
+                Category::Linear => "joined by the straight line".to_string(),
+                Category::Nonlinear => format!("joined by a path the NEB found in {} steps", r.steps),
+                Category::NoPath => format!("no path found in {} steps", r.steps),
+                Category::Error => "error".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "**Pair {}** ({}: test images {} and {}): {what}; largest loss on the line {}, on the path {}.\n",
+                r.pair,
+                r.class_name,
+                r.i,
+                r.j,
+                r.line_max_loss.map_or("—".into(), |v| format!("{v:.3}")),
+                r.path_max_loss.map_or("—".into(), |v| format!("{v:.3}")),
+            );
+            if let Some(f) = find(FigureKind::Pair) {
+                let _ = writeln!(out, "![pair {} in {space}]({})\n", r.pair, f.relative);
+            }
+            if let Some(f) = find(FigureKind::Loss) {
+                let _ = writeln!(out, "![loss along pair {} in {space}]({})\n", r.pair, f.relative);
+            }
+        }
+    }
+}
+
+/// How each decoder in `dir/decoders/` was trained and how well it reconstructs held-out
+/// images, from the reports `mep decoder train` leaves beside the checkpoints.
+fn decoder_table(out: &mut String, dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir.join(crate::figures::DECODERS)) else {
+        return;
+    };
+    let mut reports: Vec<serde_json::Value> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter_map(|p| read_json(&p))
+        .collect();
+    if reports.is_empty() {
+        return;
+    }
+    reports.sort_by(|a, b| a["cut"].as_str().cmp(&b["cut"].as_str()));
+    let _ = writeln!(
+        out,
+        "| cut | filters | train images | epochs | held-out MSE | MSE of the mean image | seconds |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
+    for r in reports {
+        let last = r["epochs"].as_array().and_then(|e| e.last()).cloned();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {:.4} | {:.0} |",
+            r["cut"].as_str().unwrap_or("?"),
+            r["filters"],
+            r["train_images"],
+            r["epochs"].as_array().map_or(0, |e| e.len()),
+            last.and_then(|l| l["test_mse"].as_f64())
+                .map_or("—".into(), |v| format!("{v:.4}")),
+            r["mean_image_mse"].as_f64().unwrap_or(f64::NAN),
+            r["seconds"].as_f64().unwrap_or(0.0)
+        );
+    }
+    let _ = writeln!(out);
 }
 
 /// The page around the Markdown rendered by pulldown-cmark (tables on).

@@ -49,6 +49,7 @@ fn args(dir: &Path, weights: PathBuf, cut: &str, epochs: usize) -> DecoderTrainA
         lr: None,
         filters_scale: 1.0 / 8.0,
         seed: 3,
+        train_images: None,
         out: dir.join(format!("decoder-{cut}.safetensors")),
         quiet: true,
     }
@@ -127,6 +128,34 @@ fn a_pool_decoder_trains_and_decodes() {
 #[test]
 fn a_layer1_decoder_trains_and_decodes() {
     trains_and_decodes(Cut::Layer(1), 2);
+}
+
+#[test]
+fn train_images_takes_a_prefix_of_the_train_split() {
+    let dir = tmpdir("prefix");
+    let weights = classifier(&dir);
+    let a = DecoderTrainArgs {
+        train_images: Some(40),
+        ..args(&dir, weights, "layer1", 1)
+    };
+    let report = train_decoder_on(&a, small_data()).unwrap();
+    // 240 train images in the set; 40 asked for; batch 16 drops the last partial batch.
+    assert_eq!(report.train_images, 40);
+    assert_eq!(report.test_images, 60);
+    // The report is written beside the checkpoint once training ends.
+    let json = std::fs::read_to_string(a.out.with_extension("json")).unwrap();
+    assert!(json.contains("\"train_images\": 40"), "{json}");
+    let e = train_decoder_on(
+        &DecoderTrainArgs {
+            train_images: Some(0),
+            ..a
+        },
+        small_data(),
+    )
+    .expect_err("zero images")
+    .to_string();
+    assert!(e.contains("--train-images"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
