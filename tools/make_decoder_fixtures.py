@@ -19,10 +19,14 @@ import copy
 import json
 import os
 import struct
+import sys
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from models import randomize_bn  # noqa: E402  (the ResNet fixtures' BN statistics)
 
 SEED = 20240917
 SIZE_LIMIT = 1_500_000  # bytes, whole fixtures directory
@@ -85,18 +89,6 @@ class Decoder(nn.Module):
         return torch.sigmoid(self.out(x))
 
 
-def randomize_bn(model):
-    """Random BN statistics and affine parameters, as tools/models.py does for the ResNets."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.normal_(0.0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0.0, 0.1)
-    return model
-
-
 def write_safetensors(path, tensors, metadata):
     """A byte-stable safetensors writer: header keys sorted, data in sorted key order."""
     dtypes = {torch.float32: "F32", torch.int64: "I64"}
@@ -135,7 +127,9 @@ def decoder_metadata(spec):
 def make_one(name, spec, out_dir, seed):
     torch.manual_seed(seed)
     slope = LEAKY_SLOPE if spec["activation"].startswith("leaky_relu") else None
-    model = randomize_bn(Decoder(spec["in_shape"], spec["filters"], spec["blocks_per_group"], slope))
+    model = Decoder(spec["in_shape"], spec["filters"], spec["blocks_per_group"], slope)
+    with torch.no_grad():
+        randomize_bn(model)
     with torch.no_grad():
         # Default init leaves the sigmoid's input near 0 (outputs within 0.5 ± 0.05): widen
         # it so the outputs span most of (0, 1) and the sigmoid's curvature is tested.
