@@ -426,3 +426,74 @@ pub fn reproduce(
     eprintln!("xtask: report: {}", out.join("report.html").display());
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_default_is_the_offline_demo() {
+        let o = Options::parse(&[]).unwrap();
+        assert_eq!(o.preset.name, "demo");
+        assert!(
+            o.preset.fetch.is_empty() && o.preset.init.is_none(),
+            "demo must not download"
+        );
+        assert_eq!(o.out, PathBuf::from("runs/reproduce/demo"));
+    }
+
+    #[test]
+    fn presets_and_options_parse() {
+        let o = Options::parse(&args(&[
+            "--preset",
+            "paper",
+            "--pairs",
+            "5",
+            "--threads",
+            "2",
+            "--quiet",
+        ]))
+        .unwrap();
+        assert_eq!(
+            (o.preset.name, o.pairs, o.threads, o.quiet),
+            ("paper", Some(5), Some(2), true)
+        );
+        // The paper's set-up: ResNet-50 from ImageNet weights, input, layer1 and pool.
+        assert_eq!(o.preset.arch, "resnet50");
+        assert_eq!(o.preset.init, Some("resnet50.tv_in1k"));
+        assert_eq!(o.preset.spaces, "input,layer1,pool");
+        for p in PRESETS {
+            let epochs = flag_value(p.train, "--epochs").and_then(|e| e.parse::<usize>().ok());
+            assert!(epochs.is_some_and(|e| e > 0), "{}: --epochs must be given", p.name);
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        let e = Options::parse(&args(&["--preset", "imagenet"])).err().unwrap();
+        assert!(e.contains("imagenet") && e.contains("demo, cifar, paper"), "{e}");
+        let e = Options::parse(&args(&["--pairs", "0"])).err().unwrap();
+        assert!(e.contains("--pairs 0"), "{e}");
+        let e = Options::parse(&args(&["--out"])).err().unwrap();
+        assert!(e.contains("--out needs a value"), "{e}");
+        let e = Options::parse(&args(&["--fast"])).err().unwrap();
+        assert!(e.contains("--fast"), "{e}");
+    }
+
+    #[test]
+    fn finished_training_is_recognised_by_its_report() {
+        let dir = std::env::temp_dir().join(format!("xtask-trained-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(!training_finished(&dir, 2));
+        std::fs::write(dir.join("report.json"), r#"{"epochs": [{}, {}]}"#).unwrap();
+        assert!(!training_finished(&dir, 2), "no model file yet");
+        std::fs::write(dir.join("model.safetensors"), b"x").unwrap();
+        assert!(training_finished(&dir, 2));
+        assert!(!training_finished(&dir, 3), "more epochs asked for");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
