@@ -493,3 +493,92 @@ impl<B: Backend> Network<B> {
         Ok(dx)
     }
 }
+
+/// A read-only view of one folded convolution: `conv(x, w) + bias`, batch norm merged into
+/// `w: [c_out, c_in, k, k]` and `bias: [c_out]`, square kernel, zero padding `pad`.
+pub struct FoldedConv<'a, B: Backend> {
+    pub w: &'a Tensor<B>,
+    pub bias: &'a Tensor<B>,
+    pub c_in: usize,
+    pub c_out: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+/// A read-only view of a block's shortcut.
+pub enum FoldedShortcut<'a, B: Backend> {
+    /// The block's input itself.
+    Identity,
+    /// A folded 1×1 convolution with the block's stride (no activation).
+    Projection(FoldedConv<'a, B>),
+    /// Option A: subsample by 2 when `subsample`, then `pad` zero channels on each side.
+    PadA { pad: usize, subsample: bool },
+}
+
+/// A read-only view of one residual block: `relu(conv_last(… relu(conv_0(x)) …) + shortcut(x))`,
+/// every convolution but the last followed by a ReLU.
+pub struct FoldedBlock<'a, B: Backend> {
+    pub convs: Vec<FoldedConv<'a, B>>,
+    pub shortcut: FoldedShortcut<'a, B>,
+}
+
+/// A read-only view of the whole folded network, in the order it runs: `relu(stem(x))`, then
+/// (when `maxpool`) a 3×3 max-pool with stride 2 and padding 1, the stages' blocks, the global
+/// average pool, and `logits = fc_w · features + fc_b` with `fc_w: [num_classes, features]`.
+pub struct FoldedLayers<'a, B: Backend> {
+    pub stem: FoldedConv<'a, B>,
+    pub maxpool: bool,
+    pub stages: Vec<Vec<FoldedBlock<'a, B>>>,
+    pub fc_w: &'a Tensor<B>,
+    pub fc_b: &'a Tensor<B>,
+    pub features: usize,
+    pub num_classes: usize,
+}
+
+impl<'a, B: Backend> From<&'a FusedConv<B>> for FoldedConv<'a, B> {
+    fn from(c: &'a FusedConv<B>) -> Self {
+        FoldedConv {
+            w: &c.w,
+            bias: &c.bias,
+            c_in: c.c_in,
+            c_out: c.c_out,
+            k: c.k,
+            stride: c.stride,
+            pad: c.pad,
+        }
+    }
+}
+
+impl<B: Backend> Network<B> {
+    /// The folded layers, read-only: what an exact analysis of the network (such as
+    /// mep-certify's linear restriction) needs to run it in its own arithmetic.
+    pub fn layers(&self) -> FoldedLayers<'_, B> {
+        let stages = self
+            .stages
+            .iter()
+            .map(|blocks| {
+                blocks
+                    .iter()
+                    .map(|blk| FoldedBlock {
+                        convs: blk.convs.iter().map(FoldedConv::from).collect(),
+                        shortcut: match &blk.shortcut {
+                            FShortcut::Identity => FoldedShortcut::Identity,
+                            FShortcut::Projection(c) => FoldedShortcut::Projection(c.into()),
+                            &FShortcut::PadA { pad, subsample } => FoldedShortcut::PadA { pad, subsample },
+                        },
+                    })
+                    .collect()
+            })
+            .collect();
+        FoldedLayers {
+            stem: (&self.stem).into(),
+            maxpool: self.maxpool,
+            stages,
+            fc_w: &self.fc_w,
+            fc_b: &self.fc_b,
+            features: self.features,
+            num_classes: self.num_classes,
+        }
+    }
+}

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod certify;
 pub mod connect;
 pub mod data;
 pub mod decoder;
@@ -30,6 +31,9 @@ pub enum MepError {
     /// A download or checksum failed.
     #[error(transparent)]
     Fetch(#[from] mep_fetch::FetchError),
+    /// Exact certification failed.
+    #[error(transparent)]
+    Certify(#[from] mep_certify::CertifyError),
     /// The path search failed.
     #[error(transparent)]
     Neb(#[from] mep_neb::NebError),

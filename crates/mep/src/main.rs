@@ -124,6 +124,20 @@ enum Command {
         #[command(subcommand)]
         command: DecoderCommand,
     },
+    /// Certify exactly, for every path a study saved, whether all its points stay in the
+    /// class (ExactLine); writes DIR/certificates.jsonl and a certified row in the tables.
+    Certify {
+        /// The study folder (`mep connect --out`).
+        dir: PathBuf,
+        /// The most linear pieces per segment before the segment is undecided.
+        #[arg(long, default_value_t = CERTIFY_MAX_PIECES)]
+        max_pieces: usize,
+        /// Relative tolerance: a margin within tol · max |logit| of zero is undecided.
+        #[arg(long, default_value_t = 1e-9)]
+        tol: f64,
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Write DIR/report.md and DIR/report.html for a study folder of `mep connect`.
     Report {
         /// The study folder (`mep connect --out`).
@@ -213,10 +227,18 @@ struct ConnectCli {
     /// Stop after N new results (time-limited jobs); rerun to continue.
     #[arg(long)]
     stop_after: Option<usize>,
+    /// Certify each pair's saved paths exactly as the study goes (as `mep certify`).
+    #[arg(long)]
+    certify: bool,
+    /// With --certify: the most linear pieces per segment before it is undecided.
+    #[arg(long, default_value_t = CERTIFY_MAX_PIECES)]
+    max_pieces: usize,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
 }
+
+const CERTIFY_MAX_PIECES: usize = 100_000;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum SearchOpt {
@@ -266,6 +288,10 @@ fn connect_args(c: ConnectCli) -> mep::Result<mep::connect::ConnectArgs> {
         shard: c.shard.as_deref().map(str::parse).transpose()?,
         quiet: c.quiet,
         stop_after: c.stop_after,
+        certify: c.certify.then(|| mep::certify::CertifyArgs {
+            max_pieces: c.max_pieces,
+            ..mep::certify::CertifyArgs::new(PathBuf::new())
+        }),
     })
 }
 
@@ -436,6 +462,18 @@ fn main() -> ExitCode {
             seed,
             train_images,
             out,
+            quiet,
+        })
+        .map(|r| print!("{r}")),
+        Command::Certify {
+            dir,
+            max_pieces,
+            tol,
+            quiet,
+        } => mep::certify::certify(&mep::certify::CertifyArgs {
+            dir,
+            max_pieces,
+            tol,
             quiet,
         })
         .map(|r| print!("{r}")),

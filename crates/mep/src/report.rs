@@ -143,6 +143,32 @@ fn markdown(dir: &Path, m: &Manifest, results: &[PairResult], figures: &[Rendere
     }
     let _ = writeln!(out);
 
+    let certs = crate::certify::read_certificates(dir).unwrap_or_default();
+    let _ = write!(out, "{}", tables::certified_markdown(&s.spaces, &certs));
+    if certs.iter().any(|c| c.exact == crate::certify::Exact::Undecided) {
+        let budget = certs.iter().map(|c| c.max_pieces).max().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "\nUndecided paths ran out of the piece budget ({budget} affine pieces per segment, \
+             `--max-pieces`) or have a margin within tolerance of zero; remove `certificates.jsonl` and rerun \
+             `mep certify DIR --max-pieces N` with a larger N to decide more.\n"
+        );
+    }
+    for c in certs.iter().filter(|c| c.exact == crate::certify::Exact::Refuted) {
+        let iv: Vec<String> = c.refuted.iter().map(|(a, b)| format!("[{a:.6}, {b:.6}]")).collect();
+        let _ = writeln!(
+            out,
+            "- pair {} in `{}` ({}, sampled: {}): refuted, the path leaves the class for u in {} \
+             (u = 0 … 1 along the path), between the sampled points.",
+            c.pair,
+            c.space,
+            c.class,
+            c.category,
+            iv.join(", ")
+        );
+    }
+    let _ = writeln!(out);
+
     // The figures per space and category come from the same code as table1.md.
     let tables_md = tables::markdown(&s.spaces, results, pairs);
     if let Some(i) = tables_md.find("## Figures") {
@@ -170,7 +196,11 @@ fn markdown(dir: &Path, m: &Manifest, results: &[PairResult], figures: &[Rendere
                     } else {
                         String::new()
                     };
-                    format!("{}{steps}", r.category)
+                    let exact = certs
+                        .iter()
+                        .find(|c| c.pair == r.pair && &c.space == sp)
+                        .map_or(String::new(), |c| format!("; {}", c.exact));
+                    format!("{}{steps}{exact}", r.category)
                 })
             })
             .collect();

@@ -485,3 +485,57 @@ fn the_report_shows_the_table_and_figures_and_refuses_a_folder_without_paths() {
     assert_eq!(std::fs::read_to_string(&files.markdown).unwrap(), before);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn certify_checks_every_saved_path_resumes_and_fills_the_tables() {
+    use mep::certify::{certify, read_certificates, CertifyArgs, Exact};
+    let dir = copy_study("certify");
+    let args = CertifyArgs {
+        max_pieces: 300,
+        quiet: true,
+        ..CertifyArgs::new(&dir)
+    };
+    let report = certify(&args).unwrap();
+    let ctx = FigureContext::open(&dir).unwrap();
+    let saved: Vec<PairResult> = results(&ctx).into_iter().filter(|r| r.path_file.is_some()).collect();
+    assert_eq!(report.computed, saved.len());
+    let certs = read_certificates(&dir).unwrap();
+    assert_eq!(certs.len(), saved.len());
+    for c in &certs {
+        let r = saved.iter().find(|r| r.pair == c.pair && r.space == c.space).unwrap();
+        assert_eq!((c.i, c.j, c.class, c.category), (r.i, r.j, r.class, r.category));
+        // At `pool` the head is affine (the classifier alone): one piece per segment, and
+        // a path the sampled check found all in the class is certified.
+        if c.space == "pool" {
+            assert_eq!(c.pieces, r.pivots - 1, "{c:?}");
+            if r.category != mep::connect::Category::NoPath {
+                assert_eq!(c.exact, Exact::Certified, "{c:?}");
+            }
+        }
+        // A sampled point outside the class cannot be certified away.
+        if r.category == mep::connect::Category::NoPath {
+            assert_ne!(c.exact, Exact::Certified, "{c:?}");
+        }
+    }
+    let md = std::fs::read_to_string(dir.join("table1.md")).unwrap();
+    assert!(
+        md.contains("Exact certification") && md.contains("| certified |"),
+        "{md}"
+    );
+    let csv = std::fs::read_to_string(dir.join("table1.csv")).unwrap();
+    assert!(csv.lines().any(|l| l.starts_with("certified,")), "{csv}");
+
+    // A rerun resumes: nothing is certified twice.
+    let again = certify(&args).unwrap();
+    assert_eq!((again.computed, again.resumed), (0, saved.len()));
+    assert_eq!(read_certificates(&dir).unwrap().len(), saved.len());
+    // Other settings for the same folder are refused by name.
+    let e = certify(&CertifyArgs {
+        max_pieces: 7,
+        ..args.clone()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("--max-pieces") && e.contains("certificates.jsonl"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}

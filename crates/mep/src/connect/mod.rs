@@ -233,6 +233,9 @@ pub struct ConnectArgs {
     pub quiet: bool,
     /// Stop after this many new results (time-limited jobs; rerun to continue).
     pub stop_after: Option<usize>,
+    /// Certify each pair's saved paths exactly as the study goes (`mep certify`'s
+    /// settings); certification does not change the results, so it is not a setting.
+    pub certify: Option<crate::certify::CertifyArgs>,
 }
 
 impl ConnectArgs {
@@ -271,6 +274,7 @@ impl ConnectArgs {
             shard: None,
             quiet: false,
             stop_after: None,
+            certify: None,
         }
     }
 
@@ -678,6 +682,14 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
             results.push(r);
             computed += 1;
             tables::write_tables(out, &spaces, &results, mine.len())?;
+        }
+        if let Some(c) = &args.certify {
+            bar.set_message(format!("pair {} certifying", p.pair));
+            crate::certify::certify(&crate::certify::CertifyArgs {
+                dir: out.clone(),
+                quiet: true,
+                ..c.clone()
+            })?;
         }
         bar.inc(1);
     }

@@ -166,8 +166,14 @@ impl ResultsFile {
     /// last line cut short by a crash (no newline, or not valid JSON) is dropped from the
     /// file so that its result is computed again; a bad line before the last is an error.
     pub fn open(dir: &Path) -> Result<(ResultsFile, Vec<PairResult>)> {
-        let path = dir.join(RESULTS);
-        let (results, good_len) = read_results(&path, true)?;
+        Self::open_path(&dir.join(RESULTS))
+    }
+
+    /// As [`ResultsFile::open`], for any JSON-lines file of records `T` (the certificates
+    /// of `mep certify` share the format and its crash rules).
+    pub fn open_path<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(ResultsFile, Vec<T>)> {
+        let path = path.to_path_buf();
+        let (results, good_len) = read_jsonl::<T>(&path, true)?;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -187,8 +193,8 @@ impl ResultsFile {
         Ok((ResultsFile { path, file }, results))
     }
 
-    /// Appends one result as a line and syncs it to disk.
-    pub fn append(&mut self, r: &PairResult) -> Result<()> {
+    /// Appends one result (or record) as a line and syncs it to disk.
+    pub fn append<T: Serialize>(&mut self, r: &T) -> Result<()> {
         let mut line = serde_json::to_string(r).map_err(|e| MepError::Results {
             path: self.path.clone(),
             msg: e.to_string(),
@@ -208,6 +214,11 @@ impl ResultsFile {
 /// line is left out and the length of the good prefix returned, so the caller can cut
 /// the file there; without it, a bad last line is an error like any other.
 pub fn read_results(path: &Path, torn_ok: bool) -> Result<(Vec<PairResult>, Option<u64>)> {
+    read_jsonl(path, torn_ok)
+}
+
+/// [`read_results`] for records of any type `T`, one JSON object per line.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path, torn_ok: bool) -> Result<(Vec<T>, Option<u64>)> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), None)),
@@ -225,7 +236,7 @@ pub fn read_results(path: &Path, torn_ok: bool) -> Result<(Vec<PairResult>, Opti
         line_no += 1;
         let end = bytes[start..].iter().position(|&c| c == b'\n').map(|p| start + p);
         let body = &bytes[start..end.unwrap_or(bytes.len())];
-        let parsed = serde_json::from_slice::<PairResult>(body);
+        let parsed = serde_json::from_slice::<T>(body);
         let is_last = end.is_none_or(|e| e + 1 == bytes.len());
         match (parsed, end) {
             (Ok(r), Some(e)) => {
@@ -246,7 +257,7 @@ pub fn read_results(path: &Path, torn_ok: bool) -> Result<(Vec<PairResult>, Opti
             (Err(e), _) => {
                 return Err(MepError::Results {
                     path: path.to_path_buf(),
-                    msg: format!("line {line_no} is not a result: {e}"),
+                    msg: format!("line {line_no} is not a valid record: {e}"),
                 })
             }
         }

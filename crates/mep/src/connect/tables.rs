@@ -4,6 +4,7 @@
 
 use super::store::write_atomic;
 use super::{Category, PairResult};
+use crate::certify::CertificateRecord;
 use crate::Result;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -256,10 +257,54 @@ pub fn stats_csv(spaces: &[String], results: &[PairResult]) -> String {
     s
 }
 
-/// Writes `table1.md`, `table1.csv` and `table1_stats.csv` into `dir`, each atomically.
+/// The exact verdicts of `mep certify` as Markdown rows under Table 1: per space, how many
+/// of the certified paths are certified, refuted or undecided. Empty without certificates.
+pub fn certified_markdown(spaces: &[String], certs: &[CertificateRecord]) -> String {
+    if certs.is_empty() {
+        return String::new();
+    }
+    let counts = crate::certify::count(spaces, certs);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n## Exact certification (`mep certify`)\n\nOf each space's saved paths (straight lines of linear \
+         pairs, found paths of the others), how many stay in the class at every point (certified), leave it \
+         between the sampled points (refuted), or could not be decided.\n"
+    );
+    let _ = writeln!(s, "| exact | {} |", spaces.join(" | "));
+    let _ = writeln!(s, "|---|{}", "---:|".repeat(spaces.len()));
+    type Pick = fn(&(String, usize, usize, usize)) -> usize;
+    let rows: [(&str, Pick); 3] = [("certified", |c| c.1), ("refuted", |c| c.2), ("undecided", |c| c.3)];
+    for (name, get) in rows {
+        let cells: Vec<String> = counts
+            .iter()
+            .map(|c| format!("{} of {}", get(c), c.1 + c.2 + c.3))
+            .collect();
+        let _ = writeln!(s, "| {name} | {} |", cells.join(" | "));
+    }
+    s
+}
+
+/// Writes `table1.md`, `table1.csv` and `table1_stats.csv` into `dir`, each atomically,
+/// with the exact verdicts of `dir/certificates.jsonl` when there are any.
 pub fn write_tables(dir: &Path, spaces: &[String], results: &[PairResult], pairs: usize) -> Result<()> {
-    write_atomic(&dir.join("table1.md"), markdown(spaces, results, pairs).as_bytes())?;
-    write_atomic(&dir.join("table1.csv"), table1_csv(spaces, results).as_bytes())?;
+    let certs = crate::certify::read_certificates(dir)?;
+    let mut md = markdown(spaces, results, pairs);
+    let mut csv = table1_csv(spaces, results);
+    let exact = certified_markdown(spaces, &certs);
+    if !exact.is_empty() {
+        let at = md.find("\n## Figures").unwrap_or(md.len());
+        md.insert_str(at, &exact);
+        for (i, name) in ["certified", "refuted", "undecided"].iter().enumerate() {
+            let cells: Vec<String> = crate::certify::count(spaces, &certs)
+                .iter()
+                .map(|c| [c.1, c.2, c.3][i].to_string())
+                .collect();
+            let _ = writeln!(csv, "{name},{}", cells.join(","));
+        }
+    }
+    write_atomic(&dir.join("table1.md"), md.as_bytes())?;
+    write_atomic(&dir.join("table1.csv"), csv.as_bytes())?;
     write_atomic(&dir.join("table1_stats.csv"), stats_csv(spaces, results).as_bytes())
 }
 

@@ -1,0 +1,474 @@
+//! Certificates for segments and paths, from the partition.
+//!
+//! On each piece the logits are affine in `t`, so the margin
+//! `logit_target − max_{j≠target} logit_j = min_j (logit_target − logit_j)` is a minimum of
+//! affine functions, concave on the piece, and its minimum over the piece is at one of the
+//! piece's ends. The segment stays in the class iff the margin is positive at every breakpoint.
+
+use crate::error::{CertifyError, Result};
+use crate::exact::{self, CertifyOptions, Partition};
+use crate::net::{pool_out, pool_window, Batch, Net64, Op};
+use mep_resnet::{Cut, Network};
+use mep_tensor::{Backend, CpuBackend};
+use std::time::Instant;
+
+/// What the certificate says about the segment or path.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// The network predicts the target class at every point, with margin above the tolerance.
+    Certified,
+    /// The class is left: the maximal intervals of the parameter on which the margin is
+    /// negative (each holding a breakpoint where it is below `−tol · scale`), increasing.
+    Refuted { intervals: Vec<(f64, f64)> },
+    /// Neither could be shown: the piece budget ran out, or a margin is within tolerance of 0.
+    Undecided { reason: String },
+}
+
+/// The certificate of one segment `z(t) = z_a + t (z_b − z_a)`, `t ∈ [0, 1]`.
+#[derive(Clone, Debug)]
+pub struct SegmentCertificate {
+    pub verdict: Verdict,
+    /// Pieces on which the logits are affine (of the covered part).
+    pub pieces: usize,
+    /// The partition's breakpoints, 0 … `covered`.
+    pub breakpoints: Vec<f64>,
+    /// The smallest margin on the covered part (attained at a breakpoint), and where.
+    pub min_margin: f64,
+    pub min_margin_t: f64,
+    /// The partition is exact on `[0, covered]`; 1 unless the piece budget ran out.
+    pub covered: f64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// The certificate of a path through pivots `p_0 … p_{P−1}`: its segments in order, and the
+/// whole in the path's global parameter `u = (k + t)/(P − 1)` for `t` on segment `k`.
+#[derive(Clone, Debug)]
+pub struct PathCertificate {
+    /// Certified iff every segment is; refuted (intervals in `u`, adjacent ones joined) iff
+    /// some segment is; undecided otherwise.
+    pub verdict: Verdict,
+    pub segments: Vec<SegmentCertificate>,
+    /// Pieces over all segments.
+    pub pieces: usize,
+    /// The smallest margin over the path, and its `u`.
+    pub min_margin: f64,
+    pub min_margin_u: f64,
+    pub seconds: f64,
+}
+
+/// The activation pattern of points: for each ReLU neuron of the head whether its
+/// pre-activation is negative (0), positive (1) or within `tol ·` its layer's largest
+/// magnitude of zero (2); for each max-pool output `3 +` the window position of its arg-max, or
+/// 2 when the two largest inputs are within that tolerance. Two points on the same piece of a
+/// partition have the same decided codes.
+#[derive(Clone, Debug)]
+pub struct ActivationPattern {
+    pub points: usize,
+    /// Codes per point.
+    pub width: usize,
+    pub codes: Vec<u8>,
+    /// The logits of the points, `points × classes` (f64).
+    pub logits: Vec<f64>,
+}
+
+impl ActivationPattern {
+    /// The codes of point `p`.
+    pub fn row(&self, p: usize) -> &[u8] {
+        &self.codes[p * self.width..(p + 1) * self.width]
+    }
+    /// The first unit whose decided codes differ between points `p` and `q`.
+    pub fn changed(&self, p: usize, q: usize) -> Option<usize> {
+        self.row(p)
+            .iter()
+            .zip(self.row(q))
+            .position(|(&a, &b)| a != b && a != 2 && b != 2)
+    }
+}
+
+/// A folded network copied to f64, ready to certify any number of segments and paths.
+pub struct Certifier {
+    net: Net64,
+}
+
+/// Converts a point to f64, checking its length and that it is finite.
+fn to_f64<T: Copy + Into<f64>>(what: &str, z: &[T], dim: usize) -> Result<Vec<f64>> {
+    if z.len() != dim {
+        return Err(CertifyError::Shape {
+            what: what.into(),
+            expected: format!("{dim} values"),
+            found: format!("{} values", z.len()),
+        });
+    }
+    z.iter()
+        .enumerate()
+        .map(|(index, &v)| {
+            let v: f64 = v.into();
+            if v.is_finite() {
+                Ok(v)
+            } else {
+                Err(CertifyError::NonFinite {
+                    what: what.into(),
+                    index,
+                    value: v as f32,
+                })
+            }
+        })
+        .collect()
+}
+
+impl Certifier {
+    /// Copies the folded layers of `net` (on any backend) to f64.
+    pub fn new<B: Backend>(backend: &B, net: &Network<B>) -> Result<Self> {
+        Ok(Certifier {
+            net: Net64::new(backend, net)?,
+        })
+    }
+
+    /// Classes of the network.
+    pub fn classes(&self) -> usize {
+        self.net.classes
+    }
+
+    fn check_target(&self, target: usize) -> Result<()> {
+        if target < self.net.classes {
+            Ok(())
+        } else {
+            Err(CertifyError::Target {
+                target,
+                classes: self.net.classes,
+            })
+        }
+    }
+
+    /// The partition of `[0, 1]` into pieces on which `head(z_a + t (z_b − z_a), cut)` is
+    /// affine; `shape` is one point's shape at `cut` (`[C, H, W]`, or `[features]` at `pool`).
+    pub fn partition<T: Copy + Into<f64>>(
+        &self,
+        cut: Cut,
+        shape: &[usize],
+        z_a: &[T],
+        z_b: &[T],
+        opts: &CertifyOptions,
+    ) -> Result<Partition> {
+        let (op, dims) = self.net.start(cut, shape)?;
+        let dim = dims.iter().product();
+        let a = to_f64("z_a", z_a, dim)?;
+        let b = to_f64("z_b", z_b, dim)?;
+        exact::partition(&self.net, op, dims, a, b, opts)
+    }
+
+    /// Certifies that `head(z(t), cut)` predicts `target` for every `t ∈ [0, 1]`.
+    pub fn segment<T: Copy + Into<f64>>(
+        &self,
+        cut: Cut,
+        shape: &[usize],
+        z_a: &[T],
+        z_b: &[T],
+        target: usize,
+        opts: &CertifyOptions,
+    ) -> Result<SegmentCertificate> {
+        let start = Instant::now();
+        self.check_target(target)?;
+        let p = self.partition(cut, shape, z_a, z_b, opts)?;
+        Ok(certificate(&p, target, opts.tol, start))
+    }
+
+    /// Certifies the path through `pivots` (`shape = [P, …one point's shape at cut…]`, P ≥ 2,
+    /// row-major as the `pivots` tensor of a saved path): each segment between consecutive
+    /// pivots in turn, each with its own piece budget.
+    pub fn path<T: Copy + Into<f64>>(
+        &self,
+        cut: Cut,
+        shape: &[usize],
+        pivots: &[T],
+        target: usize,
+        opts: &CertifyOptions,
+    ) -> Result<PathCertificate> {
+        let start = Instant::now();
+        self.check_target(target)?;
+        let (&p, point) = shape.split_first().ok_or_else(|| CertifyError::Shape {
+            what: "pivots".into(),
+            expected: "[P, …point shape…]".into(),
+            found: "[]".into(),
+        })?;
+        let dim: usize = point.iter().product();
+        if p < 2 || pivots.len() != p * dim {
+            return Err(CertifyError::Shape {
+                what: "pivots".into(),
+                expected: format!("at least 2 rows, {} values for shape {shape:?}", p * dim),
+                found: format!("{p} rows, {} values", pivots.len()),
+            });
+        }
+        let segments = (0..p - 1)
+            .map(|k| {
+                let row = |i: usize| &pivots[i * dim..(i + 1) * dim];
+                self.segment(cut, point, row(k), row(k + 1), target, opts)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let u = |k: usize, t: f64| (k as f64 + t) / (p - 1) as f64;
+        let mut intervals: Vec<(f64, f64)> = Vec::new();
+        let mut undecided = None;
+        for (k, s) in segments.iter().enumerate() {
+            match &s.verdict {
+                Verdict::Refuted { intervals: iv } => {
+                    for &(lo, hi) in iv {
+                        let (lo, hi) = (u(k, lo), u(k, hi));
+                        match intervals.last_mut() {
+                            Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
+                            _ => intervals.push((lo, hi)),
+                        }
+                    }
+                }
+                Verdict::Undecided { reason } if undecided.is_none() => {
+                    undecided = Some(format!("segment {k}: {reason}"));
+                }
+                _ => {}
+            }
+        }
+        let verdict = match (intervals.is_empty(), undecided) {
+            (false, _) => Verdict::Refuted { intervals },
+            (true, Some(reason)) => Verdict::Undecided { reason },
+            (true, None) => Verdict::Certified,
+        };
+        let (k_min, s_min) = segments
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.min_margin.total_cmp(&b.1.min_margin))
+            .expect("at least one segment");
+        Ok(PathCertificate {
+            verdict,
+            pieces: segments.iter().map(|s| s.pieces).sum(),
+            min_margin: s_min.min_margin,
+            min_margin_u: u(k_min, s_min.min_margin_t),
+            segments,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// `head(z, cut)` in f64 for the points `z` (`n × dim`, `shape` one point's shape):
+    /// the logits, `n × classes`.
+    pub fn head<T: Copy + Into<f64>>(&self, cut: Cut, shape: &[usize], points: &[T]) -> Result<Vec<f64>> {
+        let (op, _, x) = self.batch(cut, shape, points)?;
+        self.net.forward(op, x, 256, |_, _, _| {})
+    }
+
+    fn batch<T: Copy + Into<f64>>(
+        &self,
+        cut: Cut,
+        shape: &[usize],
+        points: &[T],
+    ) -> Result<(usize, [usize; 3], Batch)> {
+        let (op, dims) = self.net.start(cut, shape)?;
+        let dim: usize = dims.iter().product();
+        if points.len() % dim != 0 {
+            return Err(CertifyError::Shape {
+                what: "points".into(),
+                expected: format!("a multiple of {dim} values (shape {shape:?})"),
+                found: format!("{} values", points.len()),
+            });
+        }
+        let data = to_f64("points", points, points.len())?;
+        Ok((
+            op,
+            dims,
+            Batch {
+                n: points.len() / dim,
+                dims,
+                data,
+            },
+        ))
+    }
+
+    /// The activation pattern of the head at each of the points (`n × dim`), deciding signs
+    /// and ties at relative tolerance `tol`.
+    pub fn activation_pattern<T: Copy + Into<f64>>(
+        &self,
+        cut: Cut,
+        shape: &[usize],
+        points: &[T],
+        tol: f64,
+    ) -> Result<ActivationPattern> {
+        let (op, _, x) = self.batch(cut, shape, points)?;
+        let n = x.n;
+        let mut rows: Vec<Vec<u8>> = vec![Vec::new(); n];
+        let logits = self.net.forward(op, x, 256, |o, p0, b| match self.net.ops[o] {
+            Op::Relu => {
+                for p in 0..b.n {
+                    let r = b.row(p);
+                    let z = tol * r.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                    rows[p0 + p].extend(r.iter().map(|&v| match v {
+                        v if v > z => 1,
+                        v if v < -z => 0,
+                        _ => 2,
+                    }));
+                }
+            }
+            Op::MaxPool => {
+                let [c, h, w] = b.dims;
+                let mut win = Vec::new();
+                for p in 0..b.n {
+                    let r = b.row(p);
+                    let z = tol * r.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                    for ch in 0..c {
+                        let plane = &r[ch * h * w..][..h * w];
+                        for oy in 0..pool_out(h) {
+                            for ox in 0..pool_out(w) {
+                                pool_window(h, w, oy, ox, &mut win);
+                                let mut order: Vec<usize> = (0..win.len()).collect();
+                                order.sort_by(|&i, &j| plane[win[j]].total_cmp(&plane[win[i]]));
+                                let tied = order.len() > 1 && plane[win[order[0]]] - plane[win[order[1]]] <= z;
+                                rows[p0 + p].push(if tied { 2 } else { 3 + order[0] as u8 });
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        })?;
+        let width = rows.first().map_or(0, Vec::len);
+        Ok(ActivationPattern {
+            points: n,
+            width,
+            codes: rows.concat(),
+            logits,
+        })
+    }
+}
+
+/// The certificate of a segment from its partition.
+fn certificate(p: &Partition, target: usize, tol: f64, start: Instant) -> SegmentCertificate {
+    let n = p.breakpoints.len();
+    let margin = |i: usize| {
+        let l = p.logits_at(i);
+        let other = l
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != target)
+            .map(|(_, &v)| v)
+            .fold(f64::NEG_INFINITY, f64::max);
+        l[target] - other
+    };
+    let scale = |i: usize| tol * p.logits_at(i).iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let margins: Vec<f64> = (0..n).map(margin).collect();
+    let (mut min_margin, mut min_margin_t) = (f64::INFINITY, 0.0);
+    for (i, &m) in margins.iter().enumerate() {
+        if m < min_margin {
+            min_margin = m;
+            min_margin_t = p.breakpoints[i];
+        }
+    }
+    let definite = (0..n).any(|i| margins[i] < -scale(i));
+    let verdict = if definite {
+        Verdict::Refuted {
+            intervals: refuted_intervals(p, target, &margins, &scale),
+        }
+    } else if let Some(i) = (0..n).find(|&i| margins[i].abs() <= scale(i)) {
+        Verdict::Undecided {
+            reason: format!(
+                "margin {:e} within tolerance of 0 at t = {}",
+                margins[i], p.breakpoints[i]
+            ),
+        }
+    } else if !p.complete {
+        Verdict::Undecided {
+            reason: format!(
+                "piece budget exhausted after t = {} ({} pieces)",
+                p.covered(),
+                p.pieces()
+            ),
+        }
+    } else {
+        Verdict::Certified
+    };
+    SegmentCertificate {
+        verdict,
+        pieces: p.pieces(),
+        breakpoints: p.breakpoints.clone(),
+        min_margin,
+        min_margin_t,
+        covered: p.covered(),
+        seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
+// On a piece, logit_target − logit_j is affine: negative on [0, a/(a−b)) or (a/(a−b), 1].
+fn refuted_intervals(p: &Partition, target: usize, margins: &[f64], scale: &dyn Fn(usize) -> f64) -> Vec<(f64, f64)> {
+    // Each interval, and whether it holds a breakpoint where the margin is below −tol·scale.
+    let mut out: Vec<(f64, f64, bool)> = Vec::new();
+    let push = |lo: f64, hi: f64, definite: bool, out: &mut Vec<(f64, f64, bool)>| match out.last_mut() {
+        Some(last) if lo <= last.1 => {
+            last.1 = last.1.max(hi);
+            last.2 |= definite;
+        }
+        _ => out.push((lo, hi, definite)),
+    };
+    let b = &p.breakpoints;
+    for i in 0..b.len().saturating_sub(1) {
+        let (l0, l1) = (p.logits_at(i), p.logits_at(i + 1));
+        let (mut left_end, mut right_start) = (None::<f64>, None::<f64>);
+        let mut whole = false;
+        for j in (0..p.classes).filter(|&j| j != target) {
+            let (d0, d1) = (l0[target] - l0[j], l1[target] - l1[j]);
+            match (d0 < 0.0, d1 < 0.0) {
+                (true, true) => whole = true,
+                (true, false) => left_end = Some(left_end.unwrap_or(0.0).max(d0 / (d0 - d1))),
+                (false, true) => right_start = Some(right_start.unwrap_or(1.0).min(d0 / (d0 - d1))),
+                (false, false) => {}
+            }
+        }
+        let at = |s: f64| b[i] + s * (b[i + 1] - b[i]);
+        let def = |k: usize| margins[k] < -scale(k);
+        match (left_end, right_start) {
+            _ if whole => push(b[i], b[i + 1], def(i) || def(i + 1), &mut out),
+            (Some(l), Some(r)) if l >= r => push(b[i], b[i + 1], def(i) || def(i + 1), &mut out),
+            (l, r) => {
+                if let Some(l) = l {
+                    push(b[i], at(l), def(i), &mut out);
+                }
+                if let Some(r) = r {
+                    push(at(r), b[i + 1], def(i + 1), &mut out);
+                }
+            }
+        }
+    }
+    out.into_iter().filter(|x| x.2).map(|(lo, hi, _)| (lo, hi)).collect()
+}
+
+/// [`Certifier::segment`] for a network on the CPU backend (copies it to f64 first; build a
+/// [`Certifier`] once to certify many segments).
+pub fn certify_segment<T: Copy + Into<f64>>(
+    net: &Network<CpuBackend>,
+    cut: Cut,
+    shape: &[usize],
+    z_a: &[T],
+    z_b: &[T],
+    target: usize,
+    opts: &CertifyOptions,
+) -> Result<SegmentCertificate> {
+    Certifier::new(&CpuBackend::new(), net)?.segment(cut, shape, z_a, z_b, target, opts)
+}
+
+/// [`Certifier::path`] for a network on the CPU backend.
+pub fn certify_path<T: Copy + Into<f64>>(
+    net: &Network<CpuBackend>,
+    cut: Cut,
+    shape: &[usize],
+    pivots: &[T],
+    target: usize,
+    opts: &CertifyOptions,
+) -> Result<PathCertificate> {
+    Certifier::new(&CpuBackend::new(), net)?.path(cut, shape, pivots, target, opts)
+}
+
+/// The number of pieces of the partition of the segment (a convenience for tests and benches).
+pub fn piece_count<T: Copy + Into<f64>>(
+    certifier: &Certifier,
+    cut: Cut,
+    shape: &[usize],
+    z_a: &[T],
+    z_b: &[T],
+    opts: &CertifyOptions,
+) -> Result<usize> {
+    Ok(certifier.partition(cut, shape, z_a, z_b, opts)?.pieces())
+}

@@ -1,0 +1,163 @@
+//! neb.cu through the CPU emulation, against `mep_tensor::CpuBackend`. The reference numbers
+//! are the CPU backend's outputs (Henkelman & Jónsson 2000, eqs. 8–12) on the same paths.
+
+mod common;
+
+use common::{assert_close, data, launches};
+use mep_kernels_emu::{self as emu, Launch, Version};
+use mep_tensor::{Backend, CpuBackend, Lerp, NebForceParams};
+
+#[test]
+fn lerp_rows_and_copy_rows_match_cpu() {
+    let cpu = CpuBackend::new();
+    for dim in [1usize, 37, 300] {
+        let src = data(5 * dim, 41, -2.0, 2.0);
+        let plan = [
+            (0, 4, 0.0f32),
+            (0, 4, 1.0),
+            (1, 2, 0.25),
+            (3, 3, 0.5),
+            (4, 0, -0.3),
+            (2, 1, 1.7),
+        ];
+        let lp: Vec<Lerp> = plan.iter().map(|&(a, b, t)| Lerp { a, b, t }).collect();
+        let mut db = cpu.alloc(plan.len() * dim).unwrap();
+        cpu.lerp_rows(dim, &cpu.upload(&src).unwrap(), &lp, &mut db).unwrap();
+        let want = cpu.download(&db).unwrap();
+        for l in launches(Version::V1, plan.len() * dim) {
+            let mut dst = vec![f32::NAN; plan.len() * dim];
+            emu::lerp_rows(l, dim, &src, &plan, &mut dst).unwrap();
+            // Same f64 expression rounded once: bitwise equal; t = 0, 1 copy exactly.
+            assert_close(&format!("lerp_rows {l:?} dim={dim}"), &dst, &want, 0.0, 0.0);
+        }
+        let dst0 = data(6 * dim, 42, -1.0, 1.0);
+        let mut db = cpu.upload(&dst0).unwrap();
+        cpu.copy_rows(dim, &cpu.upload(&src).unwrap(), 1, &mut db, 2, 3)
+            .unwrap();
+        let want = cpu.download(&db).unwrap();
+        for l in launches(Version::V1, 3 * dim) {
+            let mut dst = dst0.clone();
+            emu::copy_rows(l, dim, &src, 1, &mut dst, 2, 3).unwrap();
+            assert_close(&format!("copy_rows {l:?} dim={dim}"), &dst, &want, 0.0, 0.0);
+        }
+        let mut dst = dst0.clone();
+        assert!(
+            emu::copy_rows(Launch::new(1, 32), dim, &src, 3, &mut dst, 0, 3).is_err(),
+            "rows past src's end"
+        );
+    }
+}
+
+#[test]
+fn row_distances_match_cpu() {
+    let cpu = CpuBackend::new();
+    for (rows, dim) in [(1usize, 5usize), (2, 1), (7, 37), (4, 3000)] {
+        let mut x = data(rows * dim, 43, -1.0, 1.0);
+        if rows > 3 {
+            let (a, b) = x.split_at_mut(2 * dim);
+            b[..dim].copy_from_slice(&a[dim..]); // a zero-length segment
+        }
+        let want = cpu.row_distances(dim, rows, &cpu.upload(&x).unwrap()).unwrap();
+        for v in Version::ALL {
+            let ls = match v {
+                Version::V1 => vec![Launch::cover(rows, 32), Launch::cover(rows, 2)],
+                Version::V2 => vec![Launch::new(0, 32), Launch::new(0, 256)],
+            };
+            for l in ls {
+                let got = emu::row_distances(v, l, dim, rows, &x).unwrap();
+                assert_close(
+                    &format!("row_distances {v:?} {l:?} rows={rows} dim={dim}"),
+                    &got,
+                    &want,
+                    1e-12,
+                    1e-12,
+                );
+            }
+        }
+    }
+}
+
+/// A wavy path of `p` pivots in `dim` dimensions with gradients; the energies are chosen per case.
+fn path(p: usize, dim: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let mut x = vec![0.0f32; p * dim];
+    let noise = data(p * dim, seed, -0.3, 0.3);
+    for i in 0..p {
+        for j in 0..dim {
+            x[i * dim + j] = i as f32 * (1.0 + 0.1 * j as f32) + noise[i * dim + j];
+        }
+    }
+    (x, data(p * dim, seed + 1, -2.0, 2.0))
+}
+
+#[test]
+fn neb_forces_match_cpu_on_every_tangent_case() {
+    let cpu = CpuBackend::new();
+    // Energies over 7 pivots: up then down (maximum at 3, eqs. 9–11 on both sides), monotone
+    // up (eq. 8), monotone down, flat (ties: the bisector), and a minimum with equal neighbours.
+    let energies: [[f64; 7]; 5] = [
+        [0.0, 1.0, 2.0, 3.0, 2.5, 1.0, 0.5],
+        [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        [6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0],
+        [1.0; 7],
+        [2.0, 1.0, 2.0, 0.5, 2.0, 0.0, 3.0],
+    ];
+    // One warp for the short rows, two (a multi-warp block reduction) for the long ones.
+    for (dim, block) in [(1usize, 32u32), (45, 32), (700, 64)] {
+        for (ci, e) in energies.iter().enumerate() {
+            for fold in [false, true] {
+                let (mut x, g) = path(7, dim, 50 + ci as u64);
+                if fold {
+                    // Zero-length segments: pivot 2 on pivot 1, pivot 5 on both its neighbours.
+                    let r1 = x[dim..2 * dim].to_vec();
+                    x[2 * dim..3 * dim].copy_from_slice(&r1);
+                    let r4 = x[4 * dim..5 * dim].to_vec();
+                    x[5 * dim..6 * dim].copy_from_slice(&r4);
+                    x[6 * dim..7 * dim].copy_from_slice(&r4);
+                }
+                for (spring, climbing) in [(Some(2.0f32), None), (None, None), (Some(0.5), Some(3usize))] {
+                    let p = NebForceParams {
+                        pivots: 7,
+                        dim,
+                        spring,
+                        climbing,
+                    };
+                    let mut fb = cpu.alloc(7 * dim).unwrap();
+                    let want_norms = cpu
+                        .neb_forces(&p, &cpu.upload(&x).unwrap(), &cpu.upload(&g).unwrap(), e, &mut fb)
+                        .unwrap();
+                    let want = cpu.download(&fb).unwrap();
+                    {
+                        let mut f = vec![f32::NAN; 7 * dim];
+                        let norms = emu::neb_forces(block, 7, dim, &x, &g, e, spring, climbing, &mut f).unwrap();
+                        let tag = format!("energies #{ci} fold={fold} spring={spring:?} climbing={climbing:?} dim={dim} block={block}");
+                        assert_close(&format!("forces {tag}"), &f, &want, 1e-6, 1e-5);
+                        assert_close(&format!("norms {tag}"), &norms, &want_norms, 1e-9, 1e-9);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn neb_forces_reject_bad_arguments() {
+    let (x, g) = path(3, 4, 60);
+    let mut f = vec![0.0f32; 12];
+    let e = [0.0, 1.0, 0.0];
+    assert!(
+        emu::neb_forces(32, 3, 4, &x, &g, &e, Some(1.0), Some(0), &mut f).is_err(),
+        "climbing endpoint"
+    );
+    assert!(
+        emu::neb_forces(32, 3, 4, &x, &g, &[0.0, f64::NAN, 0.0], None, None, &mut f).is_err(),
+        "NaN energy"
+    );
+    assert!(
+        emu::neb_forces(32, 3, 4, &x, &g, &e, Some(-1.0), None, &mut f).is_err(),
+        "negative spring"
+    );
+    assert!(
+        emu::neb_forces(40, 3, 4, &x, &g, &e, None, None, &mut f).is_err(),
+        "partial warp"
+    );
+}

@@ -1,0 +1,192 @@
+// neb.cu: the path operations of the nudged elastic band on a path stored as one row-major
+// [rows, dim] f32 buffer, a row per pivot; sums in double, as the CPU backend
+// (crates/mep-tensor/src/cpu/neb.rs) computes them.
+//
+//   lerp_rows_f32      dst row r = (1 − t_r) src[a_r] + t_r src[b_r] (in double; t = 0 and t = 1
+//                      copy), ab = [a_0, b_0, a_1, b_1, ...]; v1: one thread per element of dst
+//   copy_rows_f32      dst[i] = src[i] for i < n (the host offsets both pointers to the first
+//                      row); v1: one thread per element
+//   row_distances_f32  out[i] = |x[i+1] − x[i]| for i < rows − 1
+//                      v1: one thread per pair, a serial loop over dim
+//                      v2: one block per pair (grid = rows − 1), block reduction
+//   neb_forces_f32     one block per pivot (grid = P); endpoint rows get force 0 and norm 0.
+//                      Improved tangent (Henkelman & Jónsson 2000, eqs. 8–11) as a combination
+//                      α τ+ + β τ- of τ+ = R[i+1] − R[i], τ- = R[i] − R[i−1]; ties E[i+1] = E[i−1]
+//                      take the bisector τ+/|τ+| + τ-/|τ-|; a tangent shorter than
+//                      1e-10 (|α||τ+| + |β||τ-|) is zero-length and the bisector, then τ+, then
+//                      τ- are tried, else no tangent. Force: −∇E + (∇E·τ̂)τ̂ + k(|τ+| − |τ-|)τ̂
+//                      (eq. 12; no spring term when has_spring = 0); the climbing image gets
+//                      −∇E + 2(∇E·τ̂)τ̂. norms[i] = |perpendicular true force| (climbing: |whole
+//                      force|). v1 only: three block reductions per pivot, the work is O(P D).
+//
+// Reductions need blockDim.x a multiple of 32.
+#include "common.cuh"
+
+// A tangent shorter than this times |α||τ+| + |β||τ-| is rounding noise (cpu/neb.rs ZERO_TANGENT).
+#define NEB_ZERO_TANGENT 1e-10
+
+extern "C" __global__ void lerp_rows_f32_v1(long long rows, long long dim, const float* __restrict__ src,
+                                            const int* __restrict__ ab, const float* __restrict__ t,
+                                            float* __restrict__ dst) {
+    long long i = global_index();
+    if (i >= rows * dim) return;
+    long long r = i / dim, j = i - r * dim;
+    float tr = t[r];
+    float a = src[(long long)ab[2 * r] * dim + j], b = src[(long long)ab[2 * r + 1] * dim + j];
+    if (tr == 0.0f) {
+        dst[i] = a;
+    } else if (tr == 1.0f) {
+        dst[i] = b;
+    } else {
+        double td = tr;
+        dst[i] = (float)((1.0 - td) * (double)a + td * (double)b);
+    }
+}
+
+extern "C" __global__ void copy_rows_f32_v1(long long n, const float* __restrict__ src, float* __restrict__ dst) {
+    long long i = global_index();
+    if (i < n) dst[i] = src[i];
+}
+
+extern "C" __global__ void row_distances_f32_v1(long long rows, long long dim, const float* __restrict__ x,
+                                                double* __restrict__ out) {
+    long long i = global_index();
+    if (i + 1 >= rows) return;
+    const float* a = x + i * dim;
+    const float* b = a + dim;
+    double s = 0.0;
+    for (long long j = 0; j < dim; ++j) {
+        double d = (double)b[j] - (double)a[j];
+        s += d * d;
+    }
+    out[i] = sqrt(s);
+}
+
+extern "C" __global__ void row_distances_f32_v2(long long rows, long long dim, const float* __restrict__ x,
+                                                double* __restrict__ out) {
+    long long i = blockIdx.x;
+    if (i + 1 >= rows) return; // uniform over the block
+    const float* a = x + i * dim;
+    const float* b = a + dim;
+    double s = 0.0;
+    for (long long j = threadIdx.x; j < dim; j += blockDim.x) {
+        double d = (double)b[j] - (double)a[j];
+        s += d * d;
+    }
+    s = block_sum(s);
+    if (threadIdx.x == 0) out[i] = sqrt(s);
+}
+
+// Henkelman & Jónsson 2000, eqs. 8–11: the tangent's coefficients (α, β) before normalisation.
+__device__ __forceinline__ void tangent_coefficients(double e_prev, double e, double e_next, double np, double nm,
+                                                     double& a, double& b) {
+    if (e_next > e && e > e_prev) {
+        a = 1.0; // eq. 8, monotone up
+        b = 0.0;
+    } else if (e_next < e && e < e_prev) {
+        a = 0.0; // eq. 8, monotone down
+        b = 1.0;
+    } else if (e_next == e_prev) {
+        a = np > 0.0 ? 1.0 / np : 0.0; // bisector
+        b = nm > 0.0 ? 1.0 / nm : 0.0;
+    } else {
+        double dp = fabs(e_next - e), dm = fabs(e_prev - e); // eqs. 9–11
+        double dmax = fmax(dp, dm), dmin = fmin(dp, dm);
+        a = e_next > e_prev ? dmax : dmin;
+        b = e_next > e_prev ? dmin : dmax;
+    }
+}
+
+// |τ|² and ∇E·τ for τ = a τ+ + b τ-, summed over the block (a, b uniform over the block).
+__device__ __forceinline__ void tangent_measure(long long d, const float* prev, const float* cur, const float* next,
+                                                const float* grad, double a, double b, double& tt, double& gt) {
+    tt = 0.0;
+    gt = 0.0;
+    if (a == 0.0 && b == 0.0) return;
+    for (long long j = threadIdx.x; j < d; j += blockDim.x) {
+        double c = cur[j];
+        double t = a * ((double)next[j] - c) + b * (c - (double)prev[j]);
+        tt += t * t;
+        gt += (double)grad[j] * t;
+    }
+    block_sum2(tt, gt);
+}
+
+extern "C" __global__ void neb_forces_f32_v1(long long pivots, long long d, const float* __restrict__ x,
+                                             const float* __restrict__ g, const double* __restrict__ e,
+                                             int has_spring, float k, int climbing, float* __restrict__ forces,
+                                             double* __restrict__ norms) {
+    long long i = blockIdx.x;
+    float* f = forces + i * d;
+    if (i == 0 || i + 1 == pivots) {
+        for (long long j = threadIdx.x; j < d; j += blockDim.x) f[j] = 0.0f;
+        if (threadIdx.x == 0) norms[i] = 0.0;
+        return;
+    }
+    const float* prev = x + (i - 1) * d;
+    const float* cur = x + i * d;
+    const float* next = x + (i + 1) * d;
+    const float* grad = g + i * d;
+    // Pass 1: |τ+|, |τ-|.
+    double np2 = 0.0, nm2 = 0.0;
+    for (long long j = threadIdx.x; j < d; j += blockDim.x) {
+        double c = cur[j], p = (double)next[j] - c, m = c - (double)prev[j];
+        np2 += p * p;
+        nm2 += m * m;
+    }
+    block_sum2(np2, nm2);
+    double np = sqrt(np2), nm = sqrt(nm2);
+    // Pass 2: the tangent, with the fallbacks where it has zero length.
+    double a, b, tt, gt;
+    tangent_coefficients(e[i - 1], e[i], e[i + 1], np, nm, a, b);
+    tangent_measure(d, prev, cur, next, grad, a, b, tt, gt);
+    if (!(sqrt(tt) > NEB_ZERO_TANGENT * (fabs(a) * np + fabs(b) * nm))) {
+        double inp = np > 0.0 ? 1.0 / np : 0.0, inm = nm > 0.0 ? 1.0 / nm : 0.0;
+        double fa[3] = {inp, inp, 0.0}, fb[3] = {inm, 0.0, inm};
+        a = 0.0;
+        b = 0.0;
+        tt = 0.0;
+        gt = 0.0;
+        for (int q = 0; q < 3; ++q) {
+            double qt, qg;
+            tangent_measure(d, prev, cur, next, grad, fa[q], fb[q], qt, qg);
+            if (sqrt(qt) > NEB_ZERO_TANGENT * (fabs(fa[q]) * np + fabs(fb[q]) * nm)) {
+                a = fa[q];
+                b = fb[q];
+                tt = qt;
+                gt = qg;
+                break;
+            }
+        }
+    }
+    double tn = sqrt(tt);
+    if (tn > 0.0) {
+        a /= tn;
+        b /= tn;
+    } else {
+        a = 0.0;
+        b = 0.0;
+    }
+    double gtau = tn > 0.0 ? gt / tn : 0.0; // ∇E·τ̂
+    bool climb = climbing == (int)i;
+    // Eq. 12: the spring force along τ̂, k(|τ+| − |τ-|); none for the climbing image.
+    double spring = (has_spring && !climb) ? (double)k * (np - nm) : 0.0;
+    // Pass 3: the forces.
+    double norm2 = 0.0;
+    for (long long j = threadIdx.x; j < d; j += blockDim.x) {
+        double c = cur[j];
+        double th = a * ((double)next[j] - c) + b * (c - (double)prev[j]);
+        double gj = grad[j];
+        if (climb) {
+            double fj = -gj + 2.0 * gtau * th; // climbing image: −∇E + 2(∇E·τ̂)τ̂
+            norm2 += fj * fj;
+            f[j] = (float)fj;
+        } else {
+            double perp = -gj + gtau * th; // −∇E + (∇E·τ̂)τ̂
+            norm2 += perp * perp;
+            f[j] = (float)(perp + spring * th);
+        }
+    }
+    norm2 = block_sum(norm2);
+    if (threadIdx.x == 0) norms[i] = sqrt(norm2);
+}
