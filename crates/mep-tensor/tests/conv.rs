@@ -4,6 +4,9 @@
 use mep_tensor::cpu::reference::conv as r;
 use mep_tensor::{Act, Backend, Conv2dGeom, ConvT2dGeom, CpuBackend, TensorError};
 
+mod common;
+use common::assert_close;
+
 /// A small deterministic generator (xorshift), so that failures reproduce.
 struct Rng(u64);
 
@@ -22,29 +25,6 @@ impl Rng {
 
 fn f32s(v: &[f64]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
-}
-
-/// Asserts `|got - want| <= atol + rtol·|want|` everywhere, listing the first mismatches.
-fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let bad: Vec<String> = got
-        .iter()
-        .zip(want)
-        .enumerate()
-        .filter(|(_, (&g, &w))| {
-            // NaN (an element never written) is a mismatch too.
-            let err = (g as f64 - w).abs();
-            err.is_nan() || err > atol + rtol * w.abs()
-        })
-        .map(|(i, (g, w))| format!("[{i}] got {g} want {w}"))
-        .collect();
-    assert!(
-        bad.is_empty(),
-        "{what}: {} of {} mismatches, first: {:?}",
-        bad.len(),
-        got.len(),
-        &bad[..bad.len().min(5)]
-    );
 }
 
 const ATOL: f64 = 1e-4;

@@ -6,55 +6,8 @@
 use mep_tensor::cpu::reference::neb as r;
 use mep_tensor::*;
 
-/// SplitMix64: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        let u = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
-        lo + (hi - lo) * u
-    }
-    fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..n).map(|_| self.uniform(lo, hi)).collect()
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
-
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
-
-/// Panics listing the first mismatches unless `|got − want| ≤ atol + rtol·|want|` everywhere.
-#[track_caller]
-fn assert_close<T: Copy + Into<f64>>(what: &str, got: &[T], want: &[f64], atol: f64, rtol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
-    let bad: Vec<usize> = (0..got.len())
-        .filter(|&i| {
-            let diff = (got[i].into() - want[i]).abs();
-            diff.is_nan() || diff > atol + rtol * want[i].abs()
-        })
-        .collect();
-    if !bad.is_empty() {
-        let mut msg = format!(
-            "{what}: {} of {} values off (atol {atol:e}, rtol {rtol:e}):",
-            bad.len(),
-            got.len()
-        );
-        for &i in bad.iter().take(5) {
-            msg += &format!("\n  [{i}] got {} want {}", got[i].into(), want[i]);
-        }
-        panic!("{msg}");
-    }
-}
+mod common;
+use common::{assert_close, f64s, Rng};
 
 // ---- lerp_rows, copy_rows, row_distances ------------------------------------------------
 
