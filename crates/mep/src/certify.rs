@@ -14,6 +14,7 @@ use crate::figures::FigureContext;
 use crate::{MepError, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use mep_certify::{Certifier, CertifyOptions, PathCertificate, Verdict};
+use mep_tensor::CpuBackend;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -170,38 +171,83 @@ pub fn record(result: &PairResult, cert: &PathCertificate, opts: &CertifyOptions
     }
 }
 
+/// A study folder open for certification: its network converted to f64 once, its
+/// certificates file open for appending, and which (pair, space) are done. `mep certify`
+/// uses one for the whole folder, `mep connect --certify` one for the whole study.
+pub struct Certification {
+    ctx: FigureContext<CpuBackend>,
+    certifier: Certifier,
+    file: ResultsFile,
+    opts: CertifyOptions,
+    done: BTreeSet<(usize, String)>,
+    /// Certificates found from an earlier run when the folder was opened.
+    pub resumed: usize,
+}
+
+impl Certification {
+    /// Opens the study in `args.dir`. A certificate there made with other settings is an
+    /// error (remove the file to certify afresh).
+    pub fn open(args: &CertifyArgs) -> Result<Self> {
+        let opts = args.options();
+        let ctx = FigureContext::open(&args.dir)?;
+        let certifier = Certifier::new(&ctx.backend, &ctx.net)?;
+        let (file, done) = ResultsFile::open_path::<CertificateRecord>(&args.dir.join(CERTIFICATES))?;
+        if let Some(c) = done
+            .iter()
+            .find(|c| c.max_pieces != opts.max_pieces || c.tol != opts.tol)
+        {
+            return Err(MepError::Usage(format!(
+                "{}: pair {} in {} was certified with --max-pieces {} --tol {}, not {} and {}; use the same \
+                 settings, or remove the file to certify afresh",
+                args.dir.join(CERTIFICATES).display(),
+                c.pair,
+                c.space,
+                c.max_pieces,
+                c.tol,
+                opts.max_pieces,
+                opts.tol
+            )));
+        }
+        Ok(Certification {
+            resumed: done.len(),
+            done: done.iter().map(|c| (c.pair, c.space.clone())).collect(),
+            ctx,
+            certifier,
+            file,
+            opts,
+        })
+    }
+
+    /// The results among `results` that have a saved path and no certificate yet.
+    pub fn pending<'r>(&self, results: &'r [PairResult]) -> Vec<&'r PairResult> {
+        results
+            .iter()
+            .filter(|r| r.path_file.is_some() && !self.done.contains(&(r.pair, r.space.clone())))
+            .collect()
+    }
+
+    /// Certifies the saved path of `r` and appends the certificate (synced) to the file.
+    pub fn certify(&mut self, r: &PairResult) -> Result<CertificateRecord> {
+        let path = self.ctx.read_path(r)?;
+        let mut shape = vec![path.pivots];
+        shape.extend_from_slice(&path.point_shape);
+        let cert = self.certifier.path(path.cut, &shape, &path.data, r.class, &self.opts)?;
+        let rec = record(r, &cert, &self.opts);
+        self.file.append(&rec)?;
+        self.done.insert((r.pair, r.space.clone()));
+        Ok(rec)
+    }
+}
+
 /// Certifies every saved path of the study in `args.dir` that has no certificate yet
 /// (made with the same settings), appending each to `certificates.jsonl` as it is found,
 /// then rewrites the tables with the certified counts. Rerunning resumes; a certificate
 /// made with other settings is an error (remove the file to start over).
 pub fn certify(args: &CertifyArgs) -> Result<CertifyReport> {
     let started = Instant::now();
-    let opts = args.options();
-    let ctx = FigureContext::open(&args.dir)?;
-    let results = ctx.results()?;
-    let certifier = Certifier::new(&ctx.backend, &ctx.net)?;
-    let (mut file, done) = ResultsFile::open_path::<CertificateRecord>(&args.dir.join(CERTIFICATES))?;
-    if let Some(c) = done
-        .iter()
-        .find(|c| c.max_pieces != opts.max_pieces || c.tol != opts.tol)
-    {
-        return Err(MepError::Usage(format!(
-            "{}: pair {} in {} was certified with --max-pieces {} --tol {}, not {} and {}; use the same \
-             settings, or remove the file to certify afresh",
-            args.dir.join(CERTIFICATES).display(),
-            c.pair,
-            c.space,
-            c.max_pieces,
-            c.tol,
-            opts.max_pieces,
-            opts.tol
-        )));
-    }
-    let have: BTreeSet<(usize, String)> = done.iter().map(|c| (c.pair, c.space.clone())).collect();
-    let todo: Vec<&PairResult> = results
-        .iter()
-        .filter(|r| r.path_file.is_some() && !have.contains(&(r.pair, r.space.clone())))
-        .collect();
+    let mut run = Certification::open(args)?;
+    let results = run.ctx.results()?;
+    let todo = run.pending(&results);
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
@@ -214,22 +260,18 @@ pub fn certify(args: &CertifyArgs) -> Result<CertifyReport> {
     let mut computed = 0;
     for r in todo {
         bar.set_message(format!("pair {} in {}", r.pair, r.space));
-        let path = ctx.read_path(r)?;
-        let mut shape = vec![path.pivots];
-        shape.extend_from_slice(&path.point_shape);
-        let cert = certifier.path(path.cut, &shape, &path.data, r.class, &opts)?;
-        file.append(&record(r, &cert, &opts))?;
+        run.certify(r)?;
         computed += 1;
         bar.inc(1);
     }
     bar.finish_and_clear();
     let certs = read_certificates(&args.dir)?;
-    let m = &ctx.manifest;
+    let m = &run.ctx.manifest;
     tables::write_tables(&args.dir, &m.settings.spaces, &results, m.pair_list.len())?;
     Ok(CertifyReport {
         dir: args.dir.clone(),
         computed,
-        resumed: done.len(),
+        resumed: run.resumed,
         counts: count(&m.settings.spaces, &certs),
         seconds: started.elapsed().as_secs_f64(),
     })

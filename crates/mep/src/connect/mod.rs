@@ -658,6 +658,18 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
         args,
         out,
     };
+    // Opened once: the network is converted to f64 once for the whole study.
+    let mut certification = args
+        .certify
+        .as_ref()
+        .map(|c| {
+            crate::certify::Certification::open(&crate::certify::CertifyArgs {
+                dir: out.clone(),
+                quiet: true,
+                ..c.clone()
+            })
+        })
+        .transpose()?;
     let mut computed = 0usize;
     let mut stopped = false;
     'pairs: for p in &mine {
@@ -683,13 +695,12 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
             computed += 1;
             tables::write_tables(out, &spaces, &results, mine.len())?;
         }
-        if let Some(c) = &args.certify {
+        if let Some(c) = certification.as_mut() {
             bar.set_message(format!("pair {} certifying", p.pair));
-            crate::certify::certify(&crate::certify::CertifyArgs {
-                dir: out.clone(),
-                quiet: true,
-                ..c.clone()
-            })?;
+            for r in c.pending(&results) {
+                c.certify(r)?;
+            }
+            tables::write_tables(out, &spaces, &results, mine.len())?;
         }
         bar.inc(1);
     }
