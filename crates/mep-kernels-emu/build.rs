@@ -5,7 +5,17 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// The kernel families, one kernels/<family>.cu and one kernels/emu/<family>.cpp each.
-const FAMILIES: &[&str] = &["elementwise", "reduce", "optim", "softmax", "neb"];
+const FAMILIES: &[&str] = &[
+    "elementwise",
+    "reduce",
+    "optim",
+    "softmax",
+    "neb",
+    "conv",
+    "gemm",
+    "bn",
+    "pool",
+];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));

@@ -38,6 +38,8 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #define __global__
@@ -274,4 +276,44 @@ inline int emu_launch(dim3 grid, dim3 block, void (*kernel)(KArgs...), Args... a
 #define EMU_ENTRY(name, PARAMS, ARGS)                                                        \
     extern "C" int emu_##name(unsigned int grid, unsigned int block, EMU_UNPACK PARAMS) {   \
         return emu_launch(dim3(grid), dim3(block), name, EMU_UNPACK ARGS);                  \
+    }
+
+// ---- the packed entry points ------------------------------------------------------------
+//
+// `EMU_TABLE(family, EMU_KERNEL(k1), EMU_KERNEL(k2), ...)` defines
+// `extern "C" const EmuKernelEntry* emu_table_<family>(int* n)`: the family's kernels by name,
+// each launched with CUDA's own calling convention (cuLaunchKernel's kernelParams: an array of
+// pointers to each argument's value), so that the Rust side (mep-kernels-emu's EmuLauncher)
+// drives the emulation exactly as mep-cuda drives a GPU.
+
+struct EmuKernelEntry {
+    const char* name;
+    int (*launch)(unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by,
+                  unsigned int bz, void** params);
+};
+
+template <class... A, std::size_t... I>
+inline int emu_packed_impl(dim3 g, dim3 b, void (*k)(A...), void** p, std::index_sequence<I...>) {
+    return emu_launch(g, b, k, *static_cast<std::remove_cv_t<std::remove_reference_t<A>>*>(p[I])...);
+}
+
+/// Launches `k` with the arguments `*params[i]`, each read as the kernel's parameter type.
+template <class... A>
+inline int emu_packed(dim3 g, dim3 b, void (*k)(A...), void** params) {
+    return emu_packed_impl(g, b, k, params, std::index_sequence_for<A...>{});
+}
+
+#define EMU_KERNEL(name)                                                                                    \
+    EmuKernelEntry {                                                                                        \
+        #name, [](unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by,      \
+                  unsigned int bz, void** p) -> int {                                                       \
+            return emu_packed(dim3(gx, gy, gz), dim3(bx, by, bz), name, p);                                \
+        }                                                                                                   \
+    }
+
+#define EMU_TABLE(family, ...)                                                                              \
+    extern "C" const EmuKernelEntry* emu_table_##family(int* n) {                                           \
+        static const EmuKernelEntry table[] = {__VA_ARGS__ __VA_OPT__(, ) EmuKernelEntry{nullptr, nullptr}}; \
+        *n = (int)(sizeof(table) / sizeof(table[0])) - 1;                                                   \
+        return table;                                                                                       \
     }

@@ -20,3 +20,5 @@ EMU_ENTRY(scale_f32_v1, (long long n, float alpha, float* x), (n, alpha, x))
 EMU_ENTRY(scale_f32_v2, (long long n, float alpha, float* x), (n, alpha, x))
 EMU_ENTRY(fill_f32_v1, (long long n, float value, float* y), (n, value, y))
 EMU_ENTRY(fill_f32_v2, (long long n, float value, float* y), (n, value, y))
+
+EMU_TABLE(elementwise, EMU_KERNEL(act_fwd_f32_v1), EMU_KERNEL(act_fwd_f32_v2), EMU_KERNEL(act_bwd_f32_v1), EMU_KERNEL(act_bwd_f32_v2), EMU_KERNEL(add_f32_v1), EMU_KERNEL(add_f32_v2), EMU_KERNEL(add_assign_f32_v1), EMU_KERNEL(add_assign_f32_v2), EMU_KERNEL(axpy_f32_v1), EMU_KERNEL(axpy_f32_v2), EMU_KERNEL(scale_f32_v1), EMU_KERNEL(scale_f32_v2), EMU_KERNEL(fill_f32_v1), EMU_KERNEL(fill_f32_v2))

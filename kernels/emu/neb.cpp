@@ -12,3 +12,5 @@ EMU_ENTRY(neb_forces_f32_v1,
           (long long pivots, long long d, const float* x, const float* g, const double* e, int has_spring, float k,
            int climbing, float* forces, double* norms),
           (pivots, d, x, g, e, has_spring, k, climbing, forces, norms))
+
+EMU_TABLE(neb, EMU_KERNEL(lerp_rows_f32_v1), EMU_KERNEL(copy_rows_f32_v1), EMU_KERNEL(row_distances_f32_v1), EMU_KERNEL(row_distances_f32_v2), EMU_KERNEL(neb_forces_f32_v1))

@@ -13,3 +13,5 @@ EMU_ENTRY(adam_step_f32_v2, ADAM_PARAMS, ADAM_ARGS)
 #define SGD_ARGS (n, lr, mu, wd, nesterov, first, p, g, buf)
 EMU_ENTRY(sgd_step_f32_v1, SGD_PARAMS, SGD_ARGS)
 EMU_ENTRY(sgd_step_f32_v2, SGD_PARAMS, SGD_ARGS)
+
+EMU_TABLE(optim, EMU_KERNEL(adam_step_f32_v1), EMU_KERNEL(adam_step_f32_v2), EMU_KERNEL(sgd_step_f32_v1), EMU_KERNEL(sgd_step_f32_v2))

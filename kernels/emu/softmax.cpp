@@ -9,3 +9,5 @@ EMU_ENTRY(softmax_xent_f32_v2, XENT_PARAMS, XENT_ARGS)
 EMU_ENTRY(softmax_xent_bwd_f32_v1,
           (long long n, int c, const float* probs, const int* targets, float scale, float* dlogits),
           (n, c, probs, targets, scale, dlogits))
+
+EMU_TABLE(softmax, EMU_KERNEL(softmax_xent_f32_v1), EMU_KERNEL(softmax_xent_f32_v2), EMU_KERNEL(softmax_xent_bwd_f32_v1))

@@ -8,7 +8,18 @@
 //!   resumable; prints each file's path.
 //! - `cargo xtask reproduce [--preset demo|cifar|paper]`: the whole study end to end
 //!   (train, path search, report) into `runs/reproduce/PRESET`; see `reproduce.rs`.
+//! - `cargo xtask kernels-check [ARGS]`: compiles every kernel family with NVRTC for sm_80 and
+//!   sm_90 and prints registers, shared memory and spills (`mep-kernels-check`; no GPU
+//!   needed). Finds libnvrtc.so.13, installing NVIDIA's wheel into `target/nvrtc` with pip
+//!   when there is none; see `nvrtc.rs`.
+//! - `cargo xtask gpu-check [--out DIR] [--budget SECS] [--only STEP,...]`: on a machine with
+//!   an NVIDIA GPU, the whole GPU side in one run of under 8 minutes: build, conformance
+//!   suite, kernels-check, the speed table against PyTorch, a `mep connect --device cuda`
+//!   smoke run and compute-sanitizer; writes `target/gpu-check/summary.md`; see `gpu_check.rs`.
 
+mod gpu_check;
+mod nvrtc;
+mod proc;
 mod reproduce;
 
 use std::path::PathBuf;
@@ -49,20 +60,77 @@ fn fetch(names: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// `mep-kernels-check` (built with `--features cuda`) with libnvrtc on `LD_LIBRARY_PATH`; its
+/// output and exit status are passed through.
+fn kernels_check(args: &[String]) -> Result<ExitCode, String> {
+    let found = nvrtc::locate(&root(), true)?;
+    eprintln!("xtask: {} from {} ({})", nvrtc::LIB, found.dir.display(), found.how);
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        "run",
+        "--release",
+        "-p",
+        "mep-cuda",
+        "--features",
+        "cuda",
+        "--bin",
+        "mep-kernels-check",
+        "--",
+    ])
+    .args(args)
+    .env("LD_LIBRARY_PATH", nvrtc::library_path(&found.dir))
+    .current_dir(root());
+    eprintln!("xtask: {cmd:?}");
+    let status = cmd.status().map_err(|e| format!("could not start cargo: {e}"))?;
+    if !status.success() {
+        eprintln!("xtask: mep-kernels-check: {}", proc::exit_text(status));
+    }
+    Ok(match status.code() {
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    })
+}
+
+const USAGE: &str = "usage: cargo xtask <command>
+  reproduce [--preset demo|cifar|paper] [--out DIR] [--pairs N] [--threads N] [--device cpu|cuda|auto] [--quiet]
+  bench [--threads N --iters N --rounds N]      mep vs PyTorch on the CPU (benches/compare.py)
+  fixtures                                      regenerate the golden fixtures
+  fetch [NAME ...]                              download weights/data of weights/manifest.json
+  kernels-check [ARGS]                          NVRTC-compile every kernel for sm_80/sm_90: registers,
+                                                shared memory, spills (no GPU needed; finds or
+                                                pip-installs libnvrtc; MEP_NVRTC_LIB_DIR overrides)
+  gpu-check [--out DIR] [--budget SECS] [--iters N] [--only|--skip STEP,...] [--force] [--verbose]
+                                                the whole GPU check on a GPU machine (< 8 min): build,
+                                                conformance, kernels-check, speed vs PyTorch, smoke,
+                                                memcheck; writes target/gpu-check/summary.md";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let done = |r: Result<(), String>| r.map(|()| ExitCode::SUCCESS);
     let result = match args.first().map(String::as_str) {
-        Some("bench") => run(Command::new("cargo").args(["build", "--release", "-p", "mep-benches"]))
-            .and_then(|_| run(Command::new("python3").arg("benches/compare.py").args(&args[1..]))),
-        Some("fixtures") => run(Command::new("python3").arg("tools/make_fixtures.py").args(&args[1..])),
-        Some("fetch") => fetch(&args[1..]),
-        Some("reproduce") => reproduce::Options::parse(&args[1..])
-            .and_then(|opts| reproduce::reproduce(&root(), &opts, run))
-            .map(|dir| println!("{}", dir.display())),
-        _ => Err("usage: cargo xtask <reproduce [--preset demo|cifar|paper] | bench [--threads N --iters N --rounds N] | fixtures | fetch [NAME ...]>".into()),
+        Some("bench") => done(
+            run(Command::new("cargo").args(["build", "--release", "-p", "mep-benches"]))
+                .and_then(|_| run(Command::new("python3").arg("benches/compare.py").args(&args[1..]))),
+        ),
+        Some("fixtures") => done(run(Command::new("python3")
+            .arg("tools/make_fixtures.py")
+            .args(&args[1..]))),
+        Some("fetch") => done(fetch(&args[1..])),
+        Some("reproduce") => done(
+            reproduce::Options::parse(&args[1..])
+                .and_then(|opts| reproduce::reproduce(&root(), &opts, run))
+                .map(|dir| println!("{}", dir.display())),
+        ),
+        Some("kernels-check") => kernels_check(&args[1..]),
+        Some("gpu-check") => done(
+            gpu_check::Options::parse(&args[1..])
+                .and_then(|opts| gpu_check::gpu_check(&root(), &opts))
+                .map(|_| ()),
+        ),
+        _ => Err(USAGE.into()),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("xtask: {e}");
             ExitCode::FAILURE

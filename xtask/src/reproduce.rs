@@ -143,10 +143,12 @@ pub struct Options {
     pub threads: Option<usize>,
     pub pairs: Option<usize>,
     pub quiet: bool,
+    /// `mep --device`: cpu (default), cuda or auto.
+    pub device: String,
 }
 
 pub const USAGE: &str =
-    "cargo xtask reproduce [--preset demo|cifar|paper] [--out DIR] [--pairs N] [--threads N] [--quiet]";
+    "cargo xtask reproduce [--preset demo|cifar|paper] [--out DIR] [--pairs N] [--threads N] [--device cpu|cuda|auto] [--quiet]";
 
 impl Options {
     /// Parses the arguments after `reproduce`.
@@ -156,6 +158,7 @@ impl Options {
         let mut threads = None;
         let mut pairs = None;
         let mut quiet = false;
+        let mut device = "cpu".to_string();
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let mut value = |flag: &str| {
@@ -175,6 +178,12 @@ impl Options {
                 "--threads" => threads = Some(parse_count("--threads", &value("--threads")?)?),
                 "--pairs" => pairs = Some(parse_count("--pairs", &value("--pairs")?)?),
                 "--quiet" => quiet = true,
+                "--device" => {
+                    device = value("--device")?;
+                    if !["cpu", "cuda", "auto"].contains(&device.as_str()) {
+                        return Err(format!("--device {device}: expected cpu, cuda or auto"));
+                    }
+                }
                 "-h" | "--help" => return Err(help()),
                 other => return Err(format!("unknown argument `{other}`; usage: {USAGE}")),
             }
@@ -186,6 +195,7 @@ impl Options {
             threads,
             pairs,
             quiet,
+            device,
         })
     }
 }
@@ -276,6 +286,7 @@ pub fn reproduce(
         if let Some(t) = opts.threads {
             c.arg("--threads").arg(t.to_string());
         }
+        c.arg("--device").arg(&opts.device);
         c.args(args);
         c
     };
@@ -479,13 +490,16 @@ mod tests {
             "5",
             "--threads",
             "2",
+            "--device",
+            "auto",
             "--quiet",
         ]))
         .unwrap();
         assert_eq!(
-            (o.preset.name, o.pairs, o.threads, o.quiet),
-            ("paper", Some(5), Some(2), true)
+            (o.preset.name, o.pairs, o.threads, o.quiet, o.device.as_str()),
+            ("paper", Some(5), Some(2), true, "auto")
         );
+        assert!(Options::parse(&args(&["--device", "tpu"])).is_err());
         // The paper's set-up: ResNet-50 from ImageNet weights, input, layer1 and pool.
         assert_eq!(o.preset.arch, "resnet50");
         assert_eq!(o.preset.init, Some("resnet50.tv_in1k"));

@@ -2,6 +2,10 @@
 
 use std::os::raw::{c_int, c_uint};
 
+mod launcher;
+pub use launcher::{EmuLauncher, EmuMem};
+pub use mep_kernels::AdamScalars;
+
 /// Errors of the emulated kernels: a launch the harness refused, or arguments that do not fit
 /// the kernel.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -90,51 +94,6 @@ impl Activation {
             Activation::Relu => (1, 0.0),
             Activation::LeakyRelu(s) => (2, s),
             Activation::Sigmoid => (3, 0.0),
-        }
-    }
-}
-
-/// The f32 scalars of one Adam step, computed by the host as PyTorch computes them (in f64,
-/// rounded once): what `adam_step_f32_*` takes besides the buffers.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamScalars {
-    pub beta1: f32,
-    pub beta2: f32,
-    /// 1 − β₁.
-    pub c1: f32,
-    /// 1 − β₂.
-    pub c2: f32,
-    pub eps: f32,
-    /// lr / (1 − β₁ᵗ).
-    pub step_size: f32,
-    /// sqrt(1 − β₂ᵗ).
-    pub bc2_sqrt: f32,
-    /// The L2 weight decay added to the gradient (Adam), 0 for AdamW.
-    pub l2: f32,
-    /// The decoupled decay factor 1 − lr·wd (AdamW), 1 for Adam.
-    pub decay: f32,
-}
-
-impl AdamScalars {
-    /// `torch.optim.Adam` (or `AdamW` when `decoupled`) at 1-based step `step`; Kingma & Ba 2015,
-    /// Algorithm 1 with bias correction; Loshchilov & Hutter 2019 for the decoupled decay.
-    pub fn new(lr: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32, decoupled: bool, step: u32) -> Self {
-        let (b1, b2, t) = (beta1 as f64, beta2 as f64, step as f64);
-        let (l2, decay) = match (weight_decay != 0.0, decoupled) {
-            (false, _) => (0.0, 1.0),
-            (true, false) => (weight_decay, 1.0),
-            (true, true) => (0.0, (1.0 - lr as f64 * weight_decay as f64) as f32),
-        };
-        AdamScalars {
-            beta1,
-            beta2,
-            c1: (1.0 - b1) as f32,
-            c2: (1.0 - b2) as f32,
-            eps,
-            step_size: (lr as f64 / (1.0 - b1.powf(t))) as f32,
-            bc2_sqrt: (1.0 - b2.powf(t)).sqrt() as f32,
-            l2,
-            decay,
         }
     }
 }

@@ -4,13 +4,14 @@
 //! which maps points at the cut to images for the figures.
 
 use crate::data::{open_dataset, resolve_transform, transform_from_metadata};
+use crate::device::Device;
 use crate::{MepError, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use mep_data::{Dataset, Loader, Split, Transform};
 use mep_decoder::{mse_loss, Decoder, DecoderConfig, DecoderError, Mode, Source, TrainHyper};
 use mep_nn::{Adam, Grads, Optimizer};
 use mep_resnet::{Arch, Checkpoint, Cut, Network, ResNet};
-use mep_tensor::{AdamParams, Backend, CpuBackend, Tensor};
+use mep_tensor::{AdamParams, Backend, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -52,6 +53,9 @@ pub struct DecoderTrainArgs {
     pub out: PathBuf,
     /// No progress bar.
     pub quiet: bool,
+    /// Where it computes.
+    #[serde(skip)]
+    pub device: Device,
 }
 
 /// One epoch's numbers.
@@ -228,7 +232,7 @@ fn mean_image_mse(train: &Arc<Split>, test: &Arc<Split>, target_t: &Transform) -
     Ok(sum / count.max(1) as f64)
 }
 
-/// Trains a decoder as `args` says, on the CPU backend.
+/// Trains a decoder as `args` says, on the backend `args.device` names.
 pub fn train_decoder(args: &DecoderTrainArgs) -> Result<DecoderTrainReport> {
     let data = open_dataset(&args.data)?;
     train_decoder_on(args, data)
@@ -236,8 +240,12 @@ pub fn train_decoder(args: &DecoderTrainArgs) -> Result<DecoderTrainReport> {
 
 /// As [`train_decoder`], on a dataset already in hand (`args.data` only names it).
 pub fn train_decoder_on(args: &DecoderTrainArgs, data: Dataset) -> Result<DecoderTrainReport> {
+    crate::on_device!(args.device, |b| train_decoder_with(b, args, data))
+}
+
+/// As [`train_decoder_on`], on backend `b`.
+pub fn train_decoder_with<B: Backend>(b: &B, args: &DecoderTrainArgs, data: Dataset) -> Result<DecoderTrainReport> {
     let started = Instant::now();
-    let b = CpuBackend::new();
     let arch: Arch = args.arch.parse()?;
     let cut: Cut = args.cut.parse()?;
     arch.position(cut)?;
@@ -281,7 +289,7 @@ pub fn train_decoder_on(args: &DecoderTrainArgs, data: Dataset) -> Result<Decode
         )));
     }
     let recorded = transform_from_metadata(ck.metadata());
-    let net = Network::fold(&b, &ResNet::from_checkpoint(&b, arch, ck)?)?;
+    let net = Network::fold(b, &ResNet::from_checkpoint(b, arch, ck)?)?;
     let mut input_t = resolve_transform(recorded, args.size, &train)?;
     let input_size = match input_t.size {
         Some(s) => s,
@@ -293,14 +301,14 @@ pub fn train_decoder_on(args: &DecoderTrainArgs, data: Dataset) -> Result<Decode
         arch,
         cut,
         input_size,
-        in_shape: point_shape(&b, &net, cut, input_size)?,
+        in_shape: point_shape(b, &net, cut, input_size)?,
     };
     let config = DecoderConfig::paper(&source)
         .map_err(dec_err)?
         .scaled(args.filters_scale);
     let target_t = Transform::new(Some(config.out_size), [0.0; 3], [1.0; 3]);
     let gflop_per_image = 2.0 * config.macs_per_image().map_err(dec_err)? as f64 / 1e9;
-    let mut decoder = Decoder::init(&b, config, args.seed).map_err(dec_err)?;
+    let mut decoder = Decoder::init(b, config, args.seed).map_err(dec_err)?;
     let params = decoder.num_params();
     let steps = train.len() / batch_size;
     if steps == 0 {
@@ -341,19 +349,19 @@ pub fn train_decoder_on(args: &DecoderTrainArgs, data: Dataset) -> Result<Decode
         for pair in paired_batches(&train, &input_t, &target_t, batch_size, true, args.seed, epoch as u64)? {
             let (x, t) = pair?;
             let n = x.labels.len();
-            let x = Tensor::from_vec(&b, x.shape, x.x)?;
-            let z = net.encode(&b, &x, cut)?;
-            let t = Tensor::from_vec(&b, t.shape, t.x)?;
-            let (y, tape) = decoder.forward(&b, &z, Mode::Train).map_err(dec_err)?;
-            let (mse, dy) = mse_loss(&b, &y, &t).map_err(dec_err)?;
+            let x = Tensor::from_vec(b, x.shape, x.x)?;
+            let z = net.encode(b, &x, cut)?;
+            let t = Tensor::from_vec(b, t.shape, t.x)?;
+            let (y, tape) = decoder.forward(b, &z, Mode::Train).map_err(dec_err)?;
+            let (mse, dy) = mse_loss(b, &y, &t).map_err(dec_err)?;
             if !mse.is_finite() {
                 return Err(MepError::Usage(format!(
                     "the reconstruction loss became {mse} in epoch {}; lower --lr (now {lr})",
                     epoch + 1
                 )));
             }
-            decoder.backward(&b, tape, &dy, Grads::WEIGHTS).map_err(dec_err)?;
-            adam.step(&b, &mut decoder.params_mut())?;
+            decoder.backward(b, tape, &dy, Grads::WEIGHTS).map_err(dec_err)?;
+            adam.step(b, &mut decoder.params_mut())?;
             loss_sum += mse * n as f64;
             seen += n;
             bar.inc(1);
@@ -365,7 +373,7 @@ pub fn train_decoder_on(args: &DecoderTrainArgs, data: Dataset) -> Result<Decode
         }
         let train_seconds = t0.elapsed().as_secs_f64();
         bar.finish_and_clear();
-        let test_mse = held_out_mse(&b, &net, &decoder, &test, &input_t, &target_t, batch_size.max(64))?;
+        let test_mse = held_out_mse(b, &net, &decoder, &test, &input_t, &target_t, batch_size.max(64))?;
         let stats = DecoderEpoch {
             epoch: epoch + 1,
             train_mse: loss_sum / seen.max(1) as f64,
@@ -382,7 +390,7 @@ pub fn train_decoder_on(args: &DecoderTrainArgs, data: Dataset) -> Result<Decode
         history.push(stats);
         let mut meta = extra_meta.clone();
         meta.insert("mep.decoder.epochs_done".into(), (epoch + 1).to_string());
-        decoder.save(&b, &args.out, &meta).map_err(dec_err)?;
+        decoder.save(b, &args.out, &meta).map_err(dec_err)?;
     }
     let config = &decoder.config;
     let report = DecoderTrainReport {

@@ -2,10 +2,11 @@
 //! same function scores the test split after each training epoch, so the two agree.
 
 use crate::data::{open_dataset, resolve_transform, transform_from_metadata};
+use crate::device::Device;
 use crate::{MepError, Result};
 use mep_data::{Loader, Split, Transform};
 use mep_resnet::{Arch, Checkpoint, Cut, Network, ResNet};
-use mep_tensor::{Backend, CpuBackend, Tensor};
+use mep_tensor::{Backend, Tensor};
 use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
@@ -126,18 +127,24 @@ pub struct EvalArgs {
     /// Input size; by default the one recorded by `mep train`, else the images' own.
     pub size: Option<usize>,
     pub batch_size: usize,
+    /// Where it computes.
+    pub device: Device,
 }
 
-/// Runs `mep eval` on the CPU backend.
+/// Runs `mep eval` on the backend `args.device` names.
 pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
-    let b = CpuBackend::new();
+    crate::on_device!(args.device, |b| eval_on(b, args))
+}
+
+/// Runs `mep eval` on backend `b`.
+pub fn eval_on<B: Backend>(b: &B, args: &EvalArgs) -> Result<EvalReport> {
     let arch: Arch = args.arch.parse()?;
     let ck = Checkpoint::load(&args.weights)?;
     let recorded = transform_from_metadata(ck.metadata());
-    let model = ResNet::from_checkpoint(&b, arch, ck)?;
-    let net = Network::fold(&b, &model)?;
+    let model = ResNet::from_checkpoint(b, arch, ck)?;
+    let net = Network::fold(b, &model)?;
     let data = open_dataset(&args.data)?;
     let split = Arc::new(data.split(&args.split)?.clone());
     let transform = resolve_transform(recorded, args.size, &split)?;
-    evaluate(&b, &net, &split, &transform, &data.classes, args.batch_size)
+    evaluate(b, &net, &split, &transform, &data.classes, args.batch_size)
 }

@@ -2,10 +2,11 @@
 //! activation at every cut point and, with a target class, the loss and its input
 //! gradient. This is how a user checks our engine against their own PyTorch model.
 
+use crate::device::Device;
 use crate::eval::argmax_rows;
 use crate::{MepError, Result};
 use mep_resnet::{save, Arch, Checkpoint, Cut, Network};
-use mep_tensor::{Backend, CpuBackend, Shape, Tensor};
+use mep_tensor::{Backend, Shape, Tensor};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -22,6 +23,8 @@ pub struct ForwardArgs {
     pub target: Option<usize>,
     /// Where the outputs go (safetensors).
     pub out: PathBuf,
+    /// Where it computes.
+    pub device: Device,
 }
 
 /// What a forward run produced, for printing.
@@ -48,11 +51,15 @@ impl fmt::Display for ForwardReport {
     }
 }
 
-/// Runs `mep forward` on the CPU backend.
+/// Runs `mep forward` on the backend `args.device` names.
 pub fn forward(args: &ForwardArgs) -> Result<ForwardReport> {
-    let b = CpuBackend::new();
+    crate::on_device!(args.device, |b| forward_on(b, args))
+}
+
+/// Runs `mep forward` on backend `b`.
+pub fn forward_on<B: Backend>(b: &B, args: &ForwardArgs) -> Result<ForwardReport> {
     let arch: Arch = args.arch.parse()?;
-    let net = Network::load(&b, arch, &args.weights)?;
+    let net = Network::load(b, arch, &args.weights)?;
     let inputs = Checkpoint::load(&args.input)?;
     let x = inputs.get("input").ok_or_else(|| {
         MepError::Usage(format!(
@@ -61,19 +68,19 @@ pub fn forward(args: &ForwardArgs) -> Result<ForwardReport> {
             inputs.keys().collect::<Vec<_>>().join(", ")
         ))
     })?;
-    let x = Tensor::from_slice(&b, x.shape.clone(), &x.data)?;
+    let x = Tensor::from_slice(b, x.shape.clone(), &x.data)?;
     drop(inputs);
     let input_shape = x.shape.clone();
 
-    let (logits, acts) = net.forward_all(&b, &x)?;
+    let (logits, acts) = net.forward_all(b, &x)?;
     let n = input_shape.dims()[0];
     let c = net.num_classes;
-    let host_logits = logits.to_vec(&b)?;
+    let host_logits = logits.to_vec(b)?;
     let predictions = argmax_rows(&host_logits, c);
 
     let mut out: Vec<(String, Shape, Vec<f32>)> = vec![("logits".into(), logits.shape.clone(), host_logits)];
     for (cut, t) in acts {
-        out.push((cut.to_string(), t.shape.clone(), t.to_vec(&b)?));
+        out.push((cut.to_string(), t.shape.clone(), t.to_vec(b)?));
     }
     let mut loss = None;
     if let Some(target) = args.target {
@@ -83,7 +90,7 @@ pub fn forward(args: &ForwardArgs) -> Result<ForwardReport> {
             )));
         }
         let targets = vec![target; n];
-        let hg = net.head_loss_grad(&b, &x, Cut::Input, &targets, 1.0 / n as f32)?;
+        let hg = net.head_loss_grad(b, &x, Cut::Input, &targets, 1.0 / n as f32)?;
         let mean = hg.losses.iter().map(|&l| l as f64).sum::<f64>() / n as f64;
         loss = Some(mean as f32);
         out.push(("loss".into(), Shape::new([1]), vec![mean as f32]));

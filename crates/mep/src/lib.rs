@@ -4,6 +4,7 @@ pub mod certify;
 pub mod connect;
 pub mod data;
 pub mod decoder;
+pub mod device;
 pub mod eval;
 pub mod figures;
 pub mod forward;

@@ -14,6 +14,11 @@ struct Cli {
     /// Worker threads for the CPU backend (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Where forward, train, eval, connect and decoder train compute: cpu, cuda (GPU 0;
+    /// an error naming the reason when there is none) or auto (cuda when usable, else cpu).
+    /// certify and report compute on the CPU (certify is exact f64 arithmetic).
+    #[arg(long, global = true, default_value = "cpu")]
+    device: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -247,7 +252,7 @@ enum SearchOpt {
     Fire,
 }
 
-fn connect_args(c: ConnectCli) -> mep::Result<mep::connect::ConnectArgs> {
+fn connect_args(c: ConnectCli, device: mep::device::Device) -> mep::Result<mep::connect::ConnectArgs> {
     use mep::connect::{ConnectArgs, SearchOptimizer};
     let spring = match c.spring.trim() {
         "inf" | "infinity" | "∞" => None,
@@ -292,6 +297,7 @@ fn connect_args(c: ConnectCli) -> mep::Result<mep::connect::ConnectArgs> {
             max_pieces: c.max_pieces,
             ..mep::certify::CertifyArgs::new(PathBuf::new())
         }),
+        device,
     })
 }
 
@@ -351,6 +357,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    let device: mep::device::Device = match cli.device.parse() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Command::Forward {
             arch,
@@ -364,6 +377,7 @@ fn main() -> ExitCode {
             input,
             target,
             out: out.clone(),
+            device,
         })
         .map(|r| {
             print!("{r}");
@@ -408,6 +422,7 @@ fn main() -> ExitCode {
             resume,
             stop_after,
             quiet,
+            device,
         })
         .map(|r| print!("{r}")),
         Command::Eval {
@@ -424,9 +439,10 @@ fn main() -> ExitCode {
             split,
             size,
             batch_size,
+            device,
         })
         .map(|r| print!("{r}")),
-        Command::Connect(c) => connect_args(*c)
+        Command::Connect(c) => connect_args(*c, device)
             .and_then(|a| mep::connect::connect(&a))
             .map(|r| print!("{r}")),
         Command::Merge { out, shards } => {
@@ -463,6 +479,7 @@ fn main() -> ExitCode {
             train_images,
             out,
             quiet,
+            device,
         })
         .map(|r| print!("{r}")),
         Command::Certify {

@@ -3,13 +3,14 @@
 //! checkpoint after every epoch and `--resume` from the last one.
 
 use crate::data::{eval_transform, image_size, open_dataset, transform_metadata};
+use crate::device::Device;
 use crate::eval::{argmax_rows, evaluate, EvalReport};
 use crate::{MepError, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use mep_data::{Augment, Loader, Transform};
 use mep_nn::{Adam, Grads, Optimizer, OptimizerState, Sgd};
 use mep_resnet::{Arch, Checkpoint, Network, ResNet};
-use mep_tensor::{AdamParams, Backend, CpuBackend, SgdParams, Shape, Tensor};
+use mep_tensor::{AdamParams, Backend, SgdParams, Shape, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,9 @@ pub struct TrainArgs {
     pub stop_after: Option<usize>,
     /// No progress bar.
     pub quiet: bool,
+    /// Where it computes (not part of the run's identity: a run may resume on another device).
+    #[serde(skip)]
+    pub device: Device,
 }
 
 /// One epoch's numbers.
@@ -107,7 +111,7 @@ pub fn cosine_lr(base: f32, step: usize, total: usize) -> f32 {
     (base as f64 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
 }
 
-fn make_optimizer(args: &TrainArgs) -> Box<dyn Optimizer<CpuBackend>> {
+fn make_optimizer<B: Backend>(args: &TrainArgs) -> Box<dyn Optimizer<B>> {
     match args.optimizer {
         OptimizerKind::Adam => Box::new(Adam::new(AdamParams {
             lr: args.lr,
@@ -125,10 +129,10 @@ fn make_optimizer(args: &TrainArgs) -> Box<dyn Optimizer<CpuBackend>> {
 }
 
 /// Writes the resumable checkpoint (weights, optimiser state, progress) atomically.
-fn save_checkpoint(
-    b: &CpuBackend,
-    model: &mut ResNet<CpuBackend>,
-    opt: &dyn Optimizer<CpuBackend>,
+fn save_checkpoint<B: Backend>(
+    b: &B,
+    model: &mut ResNet<B>,
+    opt: &dyn Optimizer<B>,
     state: &TrainState,
     meta: &BTreeMap<String, String>,
     path: &Path,
@@ -153,12 +157,12 @@ fn save_checkpoint(
 
 /// Reads a checkpoint written by [`save_checkpoint`]: the model, the optimiser state and
 /// the progress.
-fn load_checkpoint(
-    b: &CpuBackend,
+fn load_checkpoint<B: Backend>(
+    b: &B,
     arch: Arch,
     path: &Path,
     buffers_per_param: usize,
-) -> Result<(ResNet<CpuBackend>, OptimizerState, TrainState)> {
+) -> Result<(ResNet<B>, OptimizerState, TrainState)> {
     let mut ck = Checkpoint::load(path)?;
     let state: TrainState = ck
         .metadata()
@@ -206,7 +210,7 @@ fn load_checkpoint(
     Ok((model, OptimizerState { step, buffers }, state))
 }
 
-/// Trains as `args` says, on the CPU backend.
+/// Trains as `args` says, on the backend `args.device` names.
 pub fn train(args: &TrainArgs) -> Result<TrainReport> {
     let data = open_dataset(&args.data)?;
     train_on(args, data)
@@ -214,8 +218,12 @@ pub fn train(args: &TrainArgs) -> Result<TrainReport> {
 
 /// As [`train`], on a dataset already in hand (`args.data` only names it in the report).
 pub fn train_on(args: &TrainArgs, data: mep_data::Dataset) -> Result<TrainReport> {
+    crate::on_device!(args.device, |b| train_with(b, args, data))
+}
+
+/// As [`train_on`], on backend `b`.
+pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) -> Result<TrainReport> {
     let started = Instant::now();
-    let b = CpuBackend::new();
     let arch: Arch = args.arch.parse()?;
     if args.epochs == 0 || args.batch_size == 0 {
         return Err(MepError::Usage("--epochs and --batch-size must be positive".into()));
@@ -247,9 +255,9 @@ pub fn train_on(args: &TrainArgs, data: mep_data::Dataset) -> Result<TrainReport
 
     let mut opt = make_optimizer(args);
     let (mut model, mut state) = if args.resume && ck_path.exists() {
-        let (model, os, state) = load_checkpoint(&b, arch, &ck_path, opt.buffers_per_param())?;
+        let (model, os, state) = load_checkpoint(b, arch, &ck_path, opt.buffers_per_param())?;
         if os.step > 0 {
-            opt.import_state(&b, &os)?;
+            opt.import_state(b, &os)?;
         }
         eprintln!("resuming {} after epoch {}", ck_path.display(), state.epochs_done);
         (model, state)
@@ -260,13 +268,13 @@ pub fn train_on(args: &TrainArgs, data: mep_data::Dataset) -> Result<TrainReport
         let k = data.classes.len();
         let model = match &args.init {
             Some(init) => {
-                let mut m = ResNet::load(&b, arch, init)?;
+                let mut m = ResNet::load(b, arch, init)?;
                 if m.num_classes != k {
-                    m.replace_classifier(&b, k, args.seed)?;
+                    m.replace_classifier(b, k, args.seed)?;
                 }
                 m
             }
-            None => ResNet::init(&b, arch, args.width.unwrap_or(arch.default_width()), k, args.seed)?,
+            None => ResNet::init(b, arch, args.width.unwrap_or(arch.default_width()), k, args.seed)?,
         };
         let state = TrainState {
             epochs_done: 0,
@@ -321,15 +329,15 @@ pub fn train_on(args: &TrainArgs, data: mep_data::Dataset) -> Result<TrainReport
             let n = batch.labels.len();
             lr = cosine_lr(args.lr, state.steps_done, total_steps);
             opt.set_lr(lr);
-            let x = Tensor::from_vec(&b, batch.shape, batch.x)?;
-            let (logits, tape) = model.forward_train(&b, x)?;
+            let x = Tensor::from_vec(b, batch.shape, batch.x)?;
+            let (logits, tape) = model.forward_train(b, x)?;
             let mut probs = b.alloc(n * k)?;
             let mut losses = b.alloc(n)?;
             b.softmax_cross_entropy(n, k, &logits.buf, &batch.labels, &mut probs, &mut losses)?;
-            let mut dlogits = Tensor::alloc(&b, [n, k])?;
+            let mut dlogits = Tensor::alloc(b, [n, k])?;
             b.softmax_cross_entropy_bwd(n, k, &probs, &batch.labels, 1.0 / n as f32, &mut dlogits.buf)?;
-            model.backward(&b, tape, &dlogits, Grads::WEIGHTS)?;
-            opt.step(&b, &mut model.params_mut())?;
+            model.backward(b, tape, &dlogits, Grads::WEIGHTS)?;
+            opt.step(b, &mut model.params_mut())?;
             state.steps_done += 1;
 
             let batch_loss: f64 = b.download(&losses)?.iter().map(|&l| l as f64).sum();
@@ -354,8 +362,8 @@ pub fn train_on(args: &TrainArgs, data: mep_data::Dataset) -> Result<TrainReport
         }
         let train_seconds = t0.elapsed().as_secs_f64();
         bar.finish_and_clear();
-        let net = Network::fold(&b, &model)?;
-        let test = evaluate(&b, &net, &test_split, &test_t, &data.classes, args.batch_size.max(64))?;
+        let net = Network::fold(b, &model)?;
+        let test = evaluate(b, &net, &test_split, &test_t, &data.classes, args.batch_size.max(64))?;
         let stats = EpochStats {
             epoch: epoch + 1,
             lr_end: lr,
@@ -377,12 +385,12 @@ pub fn train_on(args: &TrainArgs, data: mep_data::Dataset) -> Result<TrainReport
         );
         state.history.push(stats);
         state.epochs_done = epoch + 1;
-        save_checkpoint(&b, &mut model, opt.as_ref(), &state, &meta, &ck_path)?;
-        model.save_with(&b, &model_path, &[], &meta)?;
+        save_checkpoint(b, &mut model, opt.as_ref(), &state, &meta, &ck_path)?;
+        model.save_with(b, &model_path, &[], &meta)?;
     }
 
-    let net = Network::fold(&b, &model)?;
-    let test = evaluate(&b, &net, &test_split, &test_t, &data.classes, args.batch_size.max(64))?;
+    let net = Network::fold(b, &model)?;
+    let test = evaluate(b, &net, &test_split, &test_t, &data.classes, args.batch_size.max(64))?;
     let report = TrainReport {
         arch: arch.name().into(),
         data: args.data.clone(),

@@ -69,6 +69,7 @@ fn trained() -> &'static Path {
     MODEL.get_or_init(|| {
         let out = tmpdir("model");
         let args = TrainArgs {
+            device: Default::default(),
             arch: "resnet20".into(),
             init: None,
             data: "synthetic-3".into(),
@@ -729,4 +730,53 @@ fn a_non_finite_energy_is_an_error_result_and_the_study_goes_on() {
     let csv = std::fs::read_to_string(a.out.join("table1.csv")).unwrap();
     assert!(csv.contains("\nerror,2,2\n"), "{csv}");
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// `--device cuda` without a usable GPU stops with the reason (no driver, no GPU, or a build
+/// without CUDA) before any result is written; `--device` with a typo is a usage error. On a
+/// machine with a GPU the first half has nothing to check.
+#[test]
+fn device_cuda_without_a_gpu_is_a_clear_error() {
+    let root = tempfile::tempdir().unwrap();
+    let mep = env!("CARGO_BIN_EXE_mep");
+    let out = root.path().join("study");
+    let args = |device: &str| {
+        let mut a: Vec<String> = [
+            "connect",
+            "--arch",
+            "resnet20",
+            "--weights",
+            random_init().to_str().unwrap(),
+            "--data",
+            "synthetic",
+            "--pairs",
+            "1",
+            "--allow-misclassified",
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ]
+        .map(String::from)
+        .to_vec();
+        a.extend(["--device".to_string(), device.to_string()]);
+        a
+    };
+    if mep_cuda::cuda_backend(0).is_err() {
+        let st = Command::new(mep).args(args("cuda")).output().unwrap();
+        let err = String::from_utf8_lossy(&st.stderr);
+        assert!(!st.status.success(), "{err}");
+        assert!(err.contains("--device cuda:"), "{err}");
+        assert!(
+            ["driver", "GPU", "CUDA support"].iter().any(|w| err.contains(w)),
+            "the message should say why: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out.join(RESULTS).exists(), "no result may be written");
+    }
+    let st = Command::new(mep).args(args("tpu")).output().unwrap();
+    let err = String::from_utf8_lossy(&st.stderr);
+    assert!(
+        !st.status.success() && err.contains("--device tpu: expected cpu, cuda or auto"),
+        "{err}"
+    );
 }

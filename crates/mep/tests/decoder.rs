@@ -39,6 +39,7 @@ fn classifier(dir: &Path) -> PathBuf {
 
 fn args(dir: &Path, weights: PathBuf, cut: &str, epochs: usize) -> DecoderTrainArgs {
     DecoderTrainArgs {
+        device: Default::default(),
         arch: "resnet20".into(),
         weights,
         data: "synthetic:4".into(),
@@ -135,6 +136,7 @@ fn train_images_takes_a_prefix_of_the_train_split() {
     let dir = tmpdir("prefix");
     let weights = classifier(&dir);
     let a = DecoderTrainArgs {
+        device: Default::default(),
         train_images: Some(40),
         ..args(&dir, weights, "layer1", 1)
     };
@@ -147,6 +149,7 @@ fn train_images_takes_a_prefix_of_the_train_split() {
     assert!(json.contains("\"train_images\": 40"), "{json}");
     let e = train_decoder_on(
         &DecoderTrainArgs {
+            device: Default::default(),
             train_images: Some(0),
             ..a
         },
@@ -173,17 +176,20 @@ fn bad_arguments_are_refused_by_name() {
     let e = run(args(&dir, weights.clone(), "layer7", 1));
     assert!(e.contains("layer7"), "{e}");
     let e = run(DecoderTrainArgs {
+        device: Default::default(),
         filters_scale: 0.0,
         ..args(&dir, weights.clone(), "pool", 1)
     });
     assert!(e.contains("--filters-scale"), "{e}");
     let e = run(DecoderTrainArgs {
+        device: Default::default(),
         batch_size: Some(1),
         ..args(&dir, weights.clone(), "pool", 1)
     });
     assert!(e.contains("--batch-size"), "{e}");
     // A checkpoint of another architecture.
     let e = run(DecoderTrainArgs {
+        device: Default::default(),
         arch: "resnet56".into(),
         ..args(&dir, weights.clone(), "pool", 1)
     });

@@ -54,6 +54,7 @@ fn subset(d: mep_data::Dataset, keep: &[&str]) -> mep_data::Dataset {
 
 fn args(out: PathBuf, epochs: usize) -> TrainArgs {
     TrainArgs {
+        device: Default::default(),
         arch: "resnet20".into(),
         init: None,
         data: "synthetic".into(),
@@ -119,6 +120,7 @@ fn eval_reports_the_accuracy_training_reported() {
     // And through the command's own entry point, reading size and normalisation from the
     // checkpoint's metadata, on the default synthetic set it names.
     let e = eval(&EvalArgs {
+        device: Default::default(),
         arch: "resnet20".into(),
         weights: report.model.clone(),
         data: "synthetic:3".into(),
@@ -163,6 +165,7 @@ fn a_checkpoint_of_another_architecture_is_named_in_the_error() {
     let out = tmpdir("arch");
     let report = train_on(&args(out.clone(), 1), small_data()).unwrap();
     let err = eval(&EvalArgs {
+        device: Default::default(),
         arch: "resnet50".into(),
         weights: report.model.clone(),
         data: "synthetic:3".into(),

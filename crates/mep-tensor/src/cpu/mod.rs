@@ -129,7 +129,8 @@ fn check_opt(op: &'static str, arg: &'static str, expected: usize, b: Option<&Cp
     b.map_or(Ok(()), |b| check_len(op, arg, expected, b.data.len()))
 }
 
-fn check_act(op: &'static str, act: Act) -> Result<()> {
+/// Rejects a LeakyReLU slope that is not positive (every backend's rule).
+pub fn check_act(op: &'static str, act: Act) -> Result<()> {
     match act {
         // NaN slopes are rejected too, hence not `s <= 0.0`.
         Act::LeakyRelu(s) if s.is_nan() || s <= 0.0 => Err(TensorError::Invalid {
@@ -140,7 +141,8 @@ fn check_act(op: &'static str, act: Act) -> Result<()> {
     }
 }
 
-fn check_targets(op: &'static str, n: usize, c: usize, targets: &[usize]) -> Result<()> {
+/// Checks that there are `n` targets, each in `0..c` (every backend's rule).
+pub fn check_targets(op: &'static str, n: usize, c: usize, targets: &[usize]) -> Result<()> {
     check_len(op, "targets", n, targets.len())?;
     match targets.iter().enumerate().find(|(_, &t)| t >= c) {
         Some((sample, &target)) => Err(TensorError::Target {

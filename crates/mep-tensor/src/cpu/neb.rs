@@ -15,7 +15,7 @@ fn invalid(op: &'static str, msg: String) -> TensorError {
 }
 
 /// Checks the arguments of [`lerp_rows`]; returns the number of rows of `src`.
-pub(crate) fn check_lerp_rows(dim: usize, src_len: usize, plan: &[Lerp], dst_len: usize) -> Result<usize> {
+pub fn check_lerp_rows(dim: usize, src_len: usize, plan: &[Lerp], dst_len: usize) -> Result<usize> {
     const OP: &str = "lerp_rows";
     if dim == 0 {
         return Err(invalid(OP, "dim must be positive".into()));
@@ -43,7 +43,7 @@ pub(crate) fn check_lerp_rows(dim: usize, src_len: usize, plan: &[Lerp], dst_len
 }
 
 /// Checks the arguments of [`copy_rows`].
-pub(crate) fn check_copy_rows(
+pub fn check_copy_rows(
     dim: usize,
     src_len: usize,
     src_row: usize,
@@ -66,7 +66,7 @@ pub(crate) fn check_copy_rows(
 }
 
 /// Checks the arguments of [`row_distances`].
-pub(crate) fn check_row_distances(dim: usize, rows: usize, x_len: usize) -> Result<()> {
+pub fn check_row_distances(dim: usize, rows: usize, x_len: usize) -> Result<()> {
     if rows == 0 {
         return Err(invalid("row_distances", "rows must be at least 1".into()));
     }
@@ -74,7 +74,7 @@ pub(crate) fn check_row_distances(dim: usize, rows: usize, x_len: usize) -> Resu
 }
 
 /// Checks the arguments of [`neb_forces`].
-pub(crate) fn check_neb_forces(
+pub fn check_neb_forces(
     p: &NebForceParams,
     pivots_len: usize,
     grads_len: usize,

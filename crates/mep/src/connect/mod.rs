@@ -29,7 +29,7 @@ use crate::{MepError, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mep_data::{Dataset, Split, Transform};
 use mep_resnet::{Arch, Checkpoint, Cut, Network, ResNet};
-use mep_tensor::{Backend, CpuBackend, Tensor};
+use mep_tensor::{Backend, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt;
@@ -236,6 +236,9 @@ pub struct ConnectArgs {
     /// Certify each pair's saved paths exactly as the study goes (`mep certify`'s
     /// settings); certification does not change the results, so it is not a setting.
     pub certify: Option<crate::certify::CertifyArgs>,
+    /// Where the search computes (not a setting of the study: a study may resume on another
+    /// device).
+    pub device: crate::device::Device,
 }
 
 impl ConnectArgs {
@@ -247,6 +250,7 @@ impl ConnectArgs {
         out: impl Into<PathBuf>,
     ) -> Self {
         ConnectArgs {
+            device: Default::default(),
             arch: arch.into(),
             weights: weights.into(),
             data: data.into(),
@@ -457,11 +461,11 @@ fn load_images<B: Backend>(b: &B, split: &Split, transform: &Transform, idx: &[u
     Ok(Tensor::from_vec(b, [idx.len(), 3, h, w], data)?)
 }
 
-/// Runs `mep connect` on the CPU backend.
+/// Runs `mep connect` on the backend `args.device` names.
 pub fn connect(args: &ConnectArgs) -> Result<ConnectReport> {
     args.validate()?;
     let data = open_dataset(&args.data)?;
-    connect_on(&CpuBackend::new(), args, &data)
+    crate::on_device!(args.device, |b| connect_on(b, args, &data))
 }
 
 fn sha256_of(path: &Path) -> Result<String> {

@@ -1,0 +1,89 @@
+//! The CUDA backend against the CPU reference, on a real GPU: the conformance suite with the
+//! fast and the simple kernels, and a CUDA graph replay. Without a usable GPU it prints
+//! "skipped: <reason>" and passes, unless MEP_REQUIRE_GPU=1 (then it fails).
+
+use mep_cuda::{cuda_backend_with, CudaBackend, Kernels};
+use mep_kernels::Launcher;
+use mep_tensor::Backend;
+
+fn gpu_or_skip(kernels: Kernels) -> Option<CudaBackend> {
+    match cuda_backend_with(0, kernels) {
+        Ok(b) => Some(b),
+        Err(e) if std::env::var("MEP_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+            panic!("MEP_REQUIRE_GPU=1 but no GPU backend: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn conformance_fast_kernels() {
+    let Some(b) = gpu_or_skip(Kernels::Fast) else { return };
+    eprintln!(
+        "{} ({}, driver {})",
+        b.launcher().device_name(),
+        b.launcher().arch(),
+        b.launcher().driver_version()
+    );
+    if let Err(failures) = mep_kernels::conformance::run_all(&b) {
+        panic!("CUDA backend, fast kernels:\n{failures}");
+    }
+}
+
+#[test]
+fn conformance_simple_kernels() {
+    let Some(b) = gpu_or_skip(Kernels::Simple) else { return };
+    if let Err(failures) = mep_kernels::conformance::run_all(&b) {
+        panic!("CUDA backend, simple kernels:\n{failures}");
+    }
+}
+
+#[test]
+fn a_captured_axpy_replays() {
+    let Some(b) = gpu_or_skip(Kernels::Fast) else { return };
+    let n = 1000;
+    let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let xd = b.upload(&x).unwrap();
+    let mut y = b.upload(&vec![1.0; n]).unwrap();
+    let graph = b.launcher().capture(|| b.axpy(0.5, &xd, &mut y)).unwrap();
+    assert!(!graph.is_empty());
+    // Capturing records without running.
+    assert_eq!(b.download(&y).unwrap(), vec![1.0; n]);
+    graph.launch().unwrap();
+    graph.launch().unwrap();
+    let got = b.download(&y).unwrap();
+    let want: Vec<f32> = x.iter().map(|v| 1.0 + 0.5 * v + 0.5 * v).collect();
+    assert_eq!(got, want);
+
+    // Host copies are refused inside a capture, and the stream stays usable.
+    let e = b
+        .launcher()
+        .capture(|| b.download(&y).map(|_| ()))
+        .err()
+        .expect("a download cannot be captured");
+    assert!(e.to_string().contains("capturing"), "{e}");
+    b.axpy(1.0, &xd, &mut y).unwrap();
+    assert_eq!(b.download(&y).unwrap()[2], want[2] + 2.0);
+}
+
+#[test]
+fn launches_with_wrong_arguments_are_errors() {
+    let Some(b) = gpu_or_skip(Kernels::Fast) else { return };
+    let l = b.launcher();
+    let one = mep_kernels::Dims::x(1);
+    let e = l
+        .launch("axpy_f32_v2", one, one, &[mep_kernels::Arg::I64(1)])
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("axpy_f32_v2") && e.to_string().contains("arguments"),
+        "{e}"
+    );
+    let e = l.launch("no_such_kernel_v1", one, one, &[]).unwrap_err();
+    assert!(matches!(e, mep_kernels::KernelError::UnknownKernel(_)), "{e:?}");
+    let m = l.alloc(8).unwrap();
+    let mut out = [0u8; 16];
+    assert!(l.read(&m, 0, &mut out).is_err(), "reading past the end");
+}

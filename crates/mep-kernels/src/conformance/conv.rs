@@ -1,0 +1,363 @@
+//! Conformance cases of convolution, transposed convolution and linear layers: shapes that
+//! are not multiples of a 64×64 tile or a 16-deep slice, one and several tiles, 1×1 (the fast
+//! path), 3×3, 7×7 stride 2 (a ResNet stem on 3 channels), strides 1 to 3, padding 0 to 3,
+//! batches 1 to 3, every activation, optional operands present and absent, and bad lengths.
+
+use super::{Checker, Tol};
+use mep_tensor::{Act, Backend, Conv2dGeom, ConvT2dGeom, CpuBuf, Result};
+
+/// Nine extents of a geometry, in the order its struct lists them.
+type Extents = (usize, usize, usize, usize, usize, usize, usize, usize, usize);
+
+/// `(n, c_in, h, w, c_out, kh, kw, stride, pad)`.
+const CONVS: [Extents; 11] = [
+    (1, 3, 13, 11, 5, 3, 3, 1, 1),
+    (3, 4, 9, 9, 17, 3, 3, 2, 1),
+    // A ResNet stem: 7×7, stride 2, padding 3 on RGB.
+    (2, 3, 20, 18, 8, 7, 7, 2, 3),
+    // 1×1 stride 1: the plain-GEMM kernels; two row tiles.
+    (2, 19, 6, 7, 70, 1, 1, 1, 0),
+    // 1×1 stride 2: a projection shortcut (the general kernels).
+    (3, 6, 7, 9, 10, 1, 1, 2, 0),
+    (1, 5, 6, 6, 70, 3, 3, 1, 0),
+    // n·oh·ow = 128: exactly two column tiles; c_in·9 = 180: several slices.
+    (2, 20, 8, 8, 17, 3, 3, 1, 1),
+    // Rectangular kernel; the padding adds output rows that see only zeros.
+    (1, 2, 7, 8, 3, 1, 3, 1, 1),
+    // Kernel larger than the unpadded input.
+    (1, 1, 2, 3, 1, 3, 3, 1, 1),
+    // n·oh·ow = 768: the weight gradient's depth is split.
+    (3, 4, 16, 16, 6, 3, 3, 1, 1),
+    // Stride 3 with a 2×2 kernel: some input pixels are never read (their gradient is 0).
+    (2, 3, 9, 10, 4, 2, 2, 3, 0),
+];
+
+/// `(n, c_in, h, w, c_out, k, stride, pad, output_padding)`.
+const CONVTS: [Extents; 5] = [
+    (2, 6, 5, 4, 5, 3, 2, 1, 1),
+    (1, 4, 3, 5, 3, 3, 2, 1, 0),
+    (1, 3, 4, 4, 17, 4, 2, 1, 0),
+    // The decoder's layer: 3×3, stride 1, padding 1.
+    (2, 5, 6, 6, 7, 3, 1, 1, 0),
+    // 1×1: the plain-GEMM kernels of the adjoint conv.
+    (2, 70, 3, 5, 6, 1, 1, 0, 0),
+];
+
+/// `(k, m)` of the linear cases, each run with n ∈ {1, 5, 67}.
+const LINEARS: [(usize, usize); 3] = [(3, 7), (37, 5), (131, 67)];
+
+fn conv_geom(t: Extents) -> Conv2dGeom {
+    let (n, c_in, h, w, c_out, kh, kw, stride, pad) = t;
+    Conv2dGeom {
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        kh,
+        kw,
+        stride,
+        pad,
+    }
+}
+
+fn convt_geom(t: Extents) -> ConvT2dGeom {
+    let (n, c_in, h, w, c_out, k, stride, pad, output_padding) = t;
+    ConvT2dGeom {
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        kh: k,
+        kw: k,
+        stride,
+        pad,
+        output_padding,
+    }
+}
+
+fn label(g: &Conv2dGeom) -> String {
+    format!(
+        "{}x{}x{}x{}->{} k{}x{} s{} p{}",
+        g.n, g.c_in, g.h, g.w, g.c_out, g.kh, g.kw, g.stride, g.pad
+    )
+}
+
+fn label_t(g: &ConvT2dGeom) -> String {
+    format!(
+        "{}x{}x{}x{}->{} k{} s{} p{} op{}",
+        g.n, g.c_in, g.h, g.w, g.c_out, g.kh, g.stride, g.pad, g.output_padding
+    )
+}
+
+/// A buffer of `len` random values on both backends.
+fn rand_pair<B: Backend>(c: &mut Checker<B>, len: usize) -> Result<(B::Buf, CpuBuf)> {
+    let data = c.rand(len);
+    c.upload(&data)
+}
+
+/// [`rand_pair`] when `present`.
+fn rand_opt<B: Backend>(c: &mut Checker<B>, present: bool, len: usize) -> Result<Option<(B::Buf, CpuBuf)>> {
+    if present {
+        rand_pair(c, len).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+type Pair<B> = (<B as Backend>::Buf, CpuBuf);
+
+fn under_test<B: Backend>(p: &Option<Pair<B>>) -> Option<&B::Buf> {
+    p.as_ref().map(|p| &p.0)
+}
+
+fn reference<B: Backend>(p: &Option<Pair<B>>) -> Option<&CpuBuf> {
+    p.as_ref().map(|p| &p.1)
+}
+
+fn conv_fwd_case<B: Backend>(c: &mut Checker<B>, g: &Conv2dGeom, bias: bool, residual: bool, act: Act) {
+    let name = format!("conv2d {} bias={bias} residual={residual} {act:?}", label(g));
+    c.case(name, |c| {
+        let (x, xc) = rand_pair(c, g.input().numel())?;
+        let (w, wc) = rand_pair(c, g.weight_len())?;
+        let b = rand_opt(c, bias, g.c_out)?;
+        let r = rand_opt(c, residual, g.output().numel())?;
+        let (mut y, mut yc) = c.output(g.output().numel())?;
+        c.b.conv2d(g, &x, &w, under_test::<B>(&b), under_test::<B>(&r), act, &mut y)?;
+        c.cpu
+            .conv2d(g, &xc, &wc, reference::<B>(&b), reference::<B>(&r), act, &mut yc)?;
+        c.close("y", &y, &yc, Tol::sum_of(g.c_in * g.kh * g.kw))
+    });
+}
+
+fn conv_bwd_input_case<B: Backend>(c: &mut Checker<B>, g: &Conv2dGeom) {
+    c.case(format!("conv2d_bwd_input {}", label(g)), |c| {
+        let (dy, dyc) = rand_pair(c, g.output().numel())?;
+        let (w, wc) = rand_pair(c, g.weight_len())?;
+        let (mut dx, mut dxc) = c.output(g.input().numel())?;
+        c.b.conv2d_bwd_input(g, &dy, &w, &mut dx)?;
+        c.cpu.conv2d_bwd_input(g, &dyc, &wc, &mut dxc)?;
+        c.close("dx", &dx, &dxc, Tol::sum_of(g.c_out * g.kh * g.kw))
+    });
+}
+
+fn conv_bwd_weight_case<B: Backend>(c: &mut Checker<B>, g: &Conv2dGeom, with_db: bool) {
+    c.case(format!("conv2d_bwd_weight {} db={with_db}", label(g)), |c| {
+        let (x, xc) = rand_pair(c, g.input().numel())?;
+        let (dy, dyc) = rand_pair(c, g.output().numel())?;
+        let (mut dw, mut dwc) = c.output(g.weight_len())?;
+        let mut db = if with_db { Some(c.output(g.c_out)?) } else { None };
+        let (db_t, db_c) = match db.as_mut() {
+            Some((t, r)) => (Some(t), Some(r)),
+            None => (None, None),
+        };
+        c.b.conv2d_bwd_weight(g, &x, &dy, &mut dw, db_t)?;
+        c.cpu.conv2d_bwd_weight(g, &xc, &dyc, &mut dwc, db_c)?;
+        let tol = Tol::sum_of(g.n * g.out_h() * g.out_w());
+        c.close("dw", &dw, &dwc, tol)?;
+        if let Some((t, r)) = &db {
+            c.close("db", t, r, tol)?;
+        }
+        Ok(())
+    });
+}
+
+fn convt_fwd_case<B: Backend>(c: &mut Checker<B>, g: &ConvT2dGeom, bias: bool) {
+    c.case(format!("conv_transpose2d {} bias={bias}", label_t(g)), |c| {
+        let (x, xc) = rand_pair(c, g.input().numel())?;
+        let (w, wc) = rand_pair(c, g.weight_len())?;
+        let b = rand_opt(c, bias, g.c_out)?;
+        let (mut y, mut yc) = c.output(g.output().numel())?;
+        c.b.conv_transpose2d(g, &x, &w, under_test::<B>(&b), &mut y)?;
+        c.cpu.conv_transpose2d(g, &xc, &wc, reference::<B>(&b), &mut yc)?;
+        c.close("y", &y, &yc, Tol::sum_of(g.c_in * g.kh * g.kw))
+    });
+}
+
+fn convt_bwd_input_case<B: Backend>(c: &mut Checker<B>, g: &ConvT2dGeom) {
+    c.case(format!("conv_transpose2d_bwd_input {}", label_t(g)), |c| {
+        let (dy, dyc) = rand_pair(c, g.output().numel())?;
+        let (w, wc) = rand_pair(c, g.weight_len())?;
+        let (mut dx, mut dxc) = c.output(g.input().numel())?;
+        c.b.conv_transpose2d_bwd_input(g, &dy, &w, &mut dx)?;
+        c.cpu.conv_transpose2d_bwd_input(g, &dyc, &wc, &mut dxc)?;
+        c.close("dx", &dx, &dxc, Tol::sum_of(g.c_out * g.kh * g.kw))
+    });
+}
+
+fn convt_bwd_weight_case<B: Backend>(c: &mut Checker<B>, g: &ConvT2dGeom, with_db: bool) {
+    c.case(
+        format!("conv_transpose2d_bwd_weight {} db={with_db}", label_t(g)),
+        |c| {
+            let (x, xc) = rand_pair(c, g.input().numel())?;
+            let (dy, dyc) = rand_pair(c, g.output().numel())?;
+            let (mut dw, mut dwc) = c.output(g.weight_len())?;
+            let mut db = if with_db { Some(c.output(g.c_out)?) } else { None };
+            let (db_t, db_c) = match db.as_mut() {
+                Some((t, r)) => (Some(t), Some(r)),
+                None => (None, None),
+            };
+            c.b.conv_transpose2d_bwd_weight(g, &x, &dy, &mut dw, db_t)?;
+            c.cpu.conv_transpose2d_bwd_weight(g, &xc, &dyc, &mut dwc, db_c)?;
+            c.close("dw", &dw, &dwc, Tol::sum_of(g.n * g.h * g.w))?;
+            if let Some((t, r)) = &db {
+                c.close("db", t, r, Tol::sum_of(g.n * g.out_h() * g.out_w()))?;
+            }
+            Ok(())
+        },
+    );
+}
+
+/// Calls that both backends must refuse with the same message.
+fn conv_errors<B: Backend>(c: &mut Checker<B>) {
+    let g = conv_geom(CONVS[0]);
+    c.case("conv errors", |c| {
+        let (x, xc) = rand_pair(c, g.input().numel())?;
+        let (w, wc) = rand_pair(c, g.weight_len())?;
+        let (bias, biasc) = rand_pair(c, g.c_out + 1)?;
+        let out = g.output().numel();
+        let (mut y, mut yc) = c.output(out)?;
+        let (mut short, mut shortc) = c.output(out - 1)?;
+        let got = c.b.conv2d(&g, &x, &w, None, None, Act::Identity, &mut short);
+        let want = c.cpu.conv2d(&g, &xc, &wc, None, None, Act::Identity, &mut shortc);
+        c.same_error("conv2d y one short", got, want);
+        let got = c.b.conv2d(&g, &x, &w, Some(&bias), None, Act::Identity, &mut y);
+        let want = c.cpu.conv2d(&g, &xc, &wc, Some(&biasc), None, Act::Identity, &mut yc);
+        c.same_error("conv2d bias one long", got, want);
+        let got = c.b.conv2d(&g, &x, &w, None, None, Act::LeakyRelu(0.0), &mut y);
+        let want = c.cpu.conv2d(&g, &xc, &wc, None, None, Act::LeakyRelu(0.0), &mut yc);
+        c.same_error("conv2d leaky slope 0", got, want);
+        let bad = Conv2dGeom { kh: 20, ..g };
+        let got = c.b.conv2d(&bad, &x, &w, None, None, Act::Identity, &mut y);
+        let want = c.cpu.conv2d(&bad, &xc, &wc, None, None, Act::Identity, &mut yc);
+        c.same_error("conv2d kernel larger than the padded input", got, want);
+        let (dy, dyc) = rand_pair(c, out)?;
+        let (mut dx, mut dxc) = c.output(g.input().numel() - 1)?;
+        let got = c.b.conv2d_bwd_input(&g, &dy, &w, &mut dx);
+        let want = c.cpu.conv2d_bwd_input(&g, &dyc, &wc, &mut dxc);
+        c.same_error("conv2d_bwd_input dx one short", got, want);
+        let (mut dw, mut dwc) = c.output(g.weight_len())?;
+        let (mut db, mut dbc) = c.output(g.c_out - 1)?;
+        let got = c.b.conv2d_bwd_weight(&g, &x, &dy, &mut dw, Some(&mut db));
+        let want = c.cpu.conv2d_bwd_weight(&g, &xc, &dyc, &mut dwc, Some(&mut dbc));
+        c.same_error("conv2d_bwd_weight db one short", got, want);
+
+        let t = convt_geom(CONVTS[1]);
+        let (tx, txc) = rand_pair(c, t.input().numel())?;
+        let (tw, twc) = rand_pair(c, t.weight_len())?;
+        let (mut ty, mut tyc) = c.output(t.output().numel())?;
+        let bad = ConvT2dGeom { output_padding: 2, ..t };
+        let got = c.b.conv_transpose2d(&bad, &tx, &tw, None, &mut ty);
+        let want = c.cpu.conv_transpose2d(&bad, &txc, &twc, None, &mut tyc);
+        c.same_error("conv_transpose2d output_padding = stride", got, want);
+        let (mut tdw, mut tdwc) = c.output(t.weight_len() + 1)?;
+        let got = c.b.conv_transpose2d_bwd_weight(&t, &tx, &ty, &mut tdw, None);
+        let want = c.cpu.conv_transpose2d_bwd_weight(&t, &txc, &tyc, &mut tdwc, None);
+        c.same_error("conv_transpose2d_bwd_weight dw one long", got, want);
+        Ok(())
+    });
+}
+
+pub(crate) fn conv<B: Backend>(c: &mut Checker<B>) {
+    let acts = [Act::Relu, Act::LeakyRelu(0.1), Act::Sigmoid];
+    for (i, &t) in CONVS.iter().enumerate() {
+        let g = conv_geom(t);
+        conv_fwd_case(c, &g, false, false, Act::Identity);
+        conv_fwd_case(c, &g, true, true, acts[i % 3]);
+        if i % 4 == 0 {
+            conv_fwd_case(c, &g, true, false, acts[(i + 1) % 3]);
+            conv_fwd_case(c, &g, false, true, Act::Identity);
+        }
+        conv_bwd_input_case(c, &g);
+        conv_bwd_weight_case(c, &g, i % 2 == 0);
+        if i % 4 == 1 {
+            conv_bwd_weight_case(c, &g, true);
+        }
+    }
+    for (i, &t) in CONVTS.iter().enumerate() {
+        let g = convt_geom(t);
+        convt_fwd_case(c, &g, true);
+        if i < 2 {
+            convt_fwd_case(c, &g, false);
+        }
+        convt_bwd_input_case(c, &g);
+        convt_bwd_weight_case(c, &g, i % 2 == 0);
+        if i == 1 {
+            convt_bwd_weight_case(c, &g, true);
+        }
+    }
+    conv_errors(c);
+}
+
+pub(crate) fn linear<B: Backend>(c: &mut Checker<B>) {
+    for n in [1usize, 5, 67] {
+        for (i, &(k, m)) in LINEARS.iter().enumerate() {
+            for bias in [true, false] {
+                c.case(format!("linear n={n} k={k} m={m} bias={bias}"), |c| {
+                    let (x, xc) = rand_pair(c, n * k)?;
+                    let (w, wc) = rand_pair(c, m * k)?;
+                    let b = rand_opt(c, bias, m)?;
+                    let (mut y, mut yc) = c.output(n * m)?;
+                    c.b.linear(n, k, m, &x, &w, under_test::<B>(&b), &mut y)?;
+                    c.cpu.linear(n, k, m, &xc, &wc, reference::<B>(&b), &mut yc)?;
+                    c.close("y", &y, &yc, Tol::sum_of(k))
+                });
+            }
+            c.case(format!("linear_bwd_input n={n} k={k} m={m}"), |c| {
+                let (dy, dyc) = rand_pair(c, n * m)?;
+                let (w, wc) = rand_pair(c, m * k)?;
+                let (mut dx, mut dxc) = c.output(n * k)?;
+                c.b.linear_bwd_input(n, k, m, &dy, &w, &mut dx)?;
+                c.cpu.linear_bwd_input(n, k, m, &dyc, &wc, &mut dxc)?;
+                c.close("dx", &dx, &dxc, Tol::sum_of(m))
+            });
+            let with_db = (i + n) % 2 == 0;
+            c.case(format!("linear_bwd_weight n={n} k={k} m={m} db={with_db}"), |c| {
+                let (x, xc) = rand_pair(c, n * k)?;
+                let (dy, dyc) = rand_pair(c, n * m)?;
+                let (mut dw, mut dwc) = c.output(m * k)?;
+                let mut db = if with_db { Some(c.output(m)?) } else { None };
+                let (db_t, db_c) = match db.as_mut() {
+                    Some((t, r)) => (Some(t), Some(r)),
+                    None => (None, None),
+                };
+                c.b.linear_bwd_weight(n, k, m, &x, &dy, &mut dw, db_t)?;
+                c.cpu.linear_bwd_weight(n, k, m, &xc, &dyc, &mut dwc, db_c)?;
+                c.close("dw", &dw, &dwc, Tol::sum_of(n))?;
+                if let Some((t, r)) = &db {
+                    c.close("db", t, r, Tol::sum_of(n))?;
+                }
+                Ok(())
+            });
+        }
+    }
+    c.case("linear errors", |c| {
+        let (n, k, m) = (5, 37, 5);
+        let (x, xc) = rand_pair(c, n * k)?;
+        let (w, wc) = rand_pair(c, m * k)?;
+        let (bias, biasc) = rand_pair(c, m - 1)?;
+        let (mut y, mut yc) = c.output(n * m)?;
+        let (mut short, mut shortc) = c.output(n * m - 1)?;
+        let got = c.b.linear(n, k, m, &x, &w, None, &mut short);
+        let want = c.cpu.linear(n, k, m, &xc, &wc, None, &mut shortc);
+        c.same_error("linear y one short", got, want);
+        let got = c.b.linear(n, k, m, &x, &w, Some(&bias), &mut y);
+        let want = c.cpu.linear(n, k, m, &xc, &wc, Some(&biasc), &mut yc);
+        c.same_error("linear bias one short", got, want);
+        let got = c.b.linear(n, k + 1, m, &x, &w, None, &mut y);
+        let want = c.cpu.linear(n, k + 1, m, &xc, &wc, None, &mut yc);
+        c.same_error("linear x too short for k", got, want);
+        let (dy, dyc) = rand_pair(c, n * m)?;
+        let (mut dx, mut dxc) = c.output(n * k + 1)?;
+        let got = c.b.linear_bwd_input(n, k, m, &dy, &w, &mut dx);
+        let want = c.cpu.linear_bwd_input(n, k, m, &dyc, &wc, &mut dxc);
+        c.same_error("linear_bwd_input dx one long", got, want);
+        let (mut dw, mut dwc) = c.output(m * k)?;
+        let (mut db, mut dbc) = c.output(m + 1)?;
+        let got = c.b.linear_bwd_weight(n, k, m, &x, &dy, &mut dw, Some(&mut db));
+        let want = c.cpu.linear_bwd_weight(n, k, m, &xc, &dyc, &mut dwc, Some(&mut dbc));
+        c.same_error("linear_bwd_weight db one long", got, want);
+        Ok(())
+    });
+}

@@ -1,0 +1,13 @@
+#![doc = include_str!("../README.md")]
+
+mod backend;
+pub mod conformance;
+pub mod error;
+pub mod launcher;
+mod ops;
+pub mod sources;
+
+pub use backend::{DevBuf, KernelBackend, Kernels};
+pub use error::{KernelError, Result};
+pub use launcher::{Arg, Dims, Launcher};
+pub use ops::optim::AdamScalars;

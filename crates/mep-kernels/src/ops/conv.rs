@@ -1,0 +1,357 @@
+//! conv.cu: convolution and, through the same kernels, transposed convolution.
+//!
+//! A transposed convolution is the adjoint of [`ConvT2dGeom::as_conv`], as in the CPU
+//! backend: its forward is that conv's input gradient (with the bias fused into the
+//! kernel's epilogue), its input gradient that conv's forward, and its weight gradient that
+//! conv's weight gradient with `x` and `dy` swapped.
+
+use crate::backend::{blocks_for, i32_of, i64_of, DevBuf, KernelBackend};
+use crate::launcher::{Arg, Dims, Launcher};
+use crate::ops::pointwise::{act_args, BLOCK};
+use mep_tensor::cpu::check_act;
+use mep_tensor::{check_len, Act, Backend, Conv2dGeom, ConvT2dGeom, Result, TensorError};
+
+type B<L> = DevBuf<<L as Launcher>::Mem>;
+
+/// Rows and columns of the v2 kernels' output tiles (conv.cu's `CT_M`, `CT_N`; gemm.cu's too).
+pub(crate) const TILE: usize = 64;
+/// Depth of one K slice of the v2 kernels (`CT_K`).
+const TILE_K: usize = 16;
+/// Threads per block of the v2 tiled kernels.
+pub(crate) const TILE_THREADS: u32 = 256;
+/// Blocks a weight-gradient launch aims for: two per SM of an H200 (132 SMs). Its output
+/// (c_out × c_in·kh·kw) is often a handful of tiles while its depth (n·oh·ow) is long, so the
+/// depth is split to fill the machine.
+const WGRAD_TARGET_BLOCKS: usize = 264;
+/// Fewest K slices one split of the weight gradient sums, so that partial sums stay few.
+const WGRAD_MIN_SLICES: usize = 8;
+
+/// The grid of a v2 tiled kernel: 64-wide tiles over `cols` (x) and `rows` (y), `splits` (z).
+pub(crate) fn tile_grid(op: &'static str, rows: usize, cols: usize, splits: usize) -> Result<Dims> {
+    let (ty, tx) = (rows.div_ceil(TILE), cols.div_ceil(TILE));
+    // CUDA caps grid.y and grid.z at 65535 and grid.x at 2^31 − 1.
+    if ty > 65535 || splits > 65535 || tx > i32::MAX as usize {
+        return Err(TensorError::Invalid {
+            op,
+            msg: format!("a {rows}×{cols} output needs more tiles of {TILE}×{TILE} than a CUDA grid holds"),
+        });
+    }
+    Ok(Dims::xyz(tx.max(1) as u32, ty.max(1) as u32, splits.max(1) as u32))
+}
+
+/// The device address of an optional buffer; null when absent.
+pub(crate) fn opt_ptr<L: Launcher>(kb: &KernelBackend<L>, b: Option<&B<L>>) -> Arg {
+    b.map_or(Arg::Ptr(0), |b| kb.ptr(b))
+}
+
+/// The CPU backend's check of an optional buffer's length.
+pub(crate) fn check_opt(op: &'static str, arg: &'static str, expected: usize, found: Option<usize>) -> Result<()> {
+    found.map_or(Ok(()), |f| check_len(op, arg, expected, f))
+}
+
+/// The 11 geometry arguments every conv kernel starts with, once every extent and every
+/// product the kernels index with `int` is known to fit one.
+fn geom_args(op: &'static str, g: &Conv2dGeom) -> Result<Vec<Arg>> {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let products = [
+        ("n·out_h·out_w", g.n * oh * ow),
+        ("n·h·w", g.n * g.h * g.w),
+        ("c_in·h·w", g.c_in * g.h * g.w),
+        ("c_in·kh·kw", g.c_in * g.kh * g.kw),
+        ("c_out·kh·kw", g.c_out * g.kh * g.kw),
+    ];
+    for (what, v) in products {
+        i32_of(op, what, v)?;
+    }
+    [
+        ("n", g.n),
+        ("c_in", g.c_in),
+        ("h", g.h),
+        ("w", g.w),
+        ("c_out", g.c_out),
+        ("kh", g.kh),
+        ("kw", g.kw),
+        ("stride", g.stride),
+        ("pad", g.pad),
+        ("out_h", oh),
+        ("out_w", ow),
+    ]
+    .into_iter()
+    .map(|(what, v)| i32_of(op, what, v))
+    .collect()
+}
+
+/// 1×1, stride 1, unpadded: the convs whose forward and input gradient are plain GEMMs on
+/// NCHW planes.
+fn is_1x1(g: &Conv2dGeom) -> bool {
+    g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0
+}
+
+/// `y = act(conv2d(x, w) + bias + residual)` on checked lengths.
+#[allow(clippy::too_many_arguments)]
+fn forward<L: Launcher>(
+    kb: &KernelBackend<L>,
+    op: &'static str,
+    g: &Conv2dGeom,
+    x: &B<L>,
+    w: &B<L>,
+    bias: Option<&B<L>>,
+    residual: Option<&B<L>>,
+    act: Act,
+    y: &mut B<L>,
+) -> Result<()> {
+    let mut args = geom_args(op, g)?;
+    if y.len == 0 {
+        return Ok(());
+    }
+    args.extend([kb.ptr(x), kb.ptr(w), opt_ptr(kb, bias), opt_ptr(kb, residual)]);
+    args.extend(act_args(act));
+    args.push(kb.ptr(y));
+    if kb.fast() {
+        let name = if is_1x1(g) {
+            "conv2d_fwd_1x1_f32_v2"
+        } else {
+            "conv2d_fwd_f32_v2"
+        };
+        let grid = tile_grid(op, g.c_out, g.n * g.out_h() * g.out_w(), 1)?;
+        kb.launch(name, grid, Dims::x(TILE_THREADS), &args)
+    } else {
+        kb.launch(
+            "conv2d_fwd_f32_v1",
+            Dims::x(blocks_for(y.len, BLOCK)),
+            Dims::x(BLOCK),
+            &args,
+        )
+    }
+}
+
+/// `dx = conv2d_bwd_input(dy, w) + bias[c_in]` on checked lengths.
+fn backward_input<L: Launcher>(
+    kb: &KernelBackend<L>,
+    op: &'static str,
+    g: &Conv2dGeom,
+    dy: &B<L>,
+    w: &B<L>,
+    bias: Option<&B<L>>,
+    dx: &mut B<L>,
+) -> Result<()> {
+    let mut args = geom_args(op, g)?;
+    if dx.len == 0 {
+        return Ok(());
+    }
+    args.extend([kb.ptr(dy), kb.ptr(w), opt_ptr(kb, bias), kb.ptr(dx)]);
+    if kb.fast() {
+        let name = if is_1x1(g) {
+            "conv2d_bwd_input_1x1_f32_v2"
+        } else {
+            "conv2d_bwd_input_f32_v2"
+        };
+        let grid = tile_grid(op, g.c_in, g.n * g.h * g.w, 1)?;
+        kb.launch(name, grid, Dims::x(TILE_THREADS), &args)
+    } else {
+        kb.launch(
+            "conv2d_bwd_input_f32_v1",
+            Dims::x(blocks_for(dx.len, BLOCK)),
+            Dims::x(BLOCK),
+            &args,
+        )
+    }
+}
+
+/// `dw = Σ dy · x-window` on checked lengths.
+fn backward_weight<L: Launcher>(
+    kb: &KernelBackend<L>,
+    op: &'static str,
+    g: &Conv2dGeom,
+    x: &B<L>,
+    dy: &B<L>,
+    dw: &mut B<L>,
+) -> Result<()> {
+    let geom = geom_args(op, g)?;
+    let wl = g.weight_len();
+    if wl == 0 {
+        return Ok(());
+    }
+    if !kb.fast() {
+        let mut args = geom;
+        args.extend([kb.ptr(x), kb.ptr(dy), kb.ptr(dw)]);
+        return kb.launch(
+            "conv2d_bwd_weight_f32_v1",
+            Dims::x(blocks_for(wl, BLOCK)),
+            Dims::x(BLOCK),
+            &args,
+        );
+    }
+    let (cols, depth) = (g.c_in * g.kh * g.kw, g.n * g.out_h() * g.out_w());
+    let slices = depth.div_ceil(TILE_K);
+    let tiles = g.c_out.div_ceil(TILE) * cols.div_ceil(TILE);
+    let want = WGRAD_TARGET_BLOCKS
+        .div_ceil(tiles)
+        .min(slices / WGRAD_MIN_SLICES)
+        .max(1);
+    let chunk = slices.div_ceil(want).max(1) * TILE_K;
+    let splits = depth.div_ceil(chunk).max(1);
+    let grid = tile_grid(op, g.c_out, cols, splits)?;
+    let launch = |out: Arg| {
+        let mut args = geom.clone();
+        args.extend([i32_of(op, "split depth", chunk)?, kb.ptr(x), kb.ptr(dy), out]);
+        kb.launch("conv2d_bwd_weight_f32_v2", grid, Dims::x(TILE_THREADS), &args)
+    };
+    if splits == 1 {
+        return launch(kb.ptr(dw));
+    }
+    // Partial sums per split, added in split order: deterministic, unlike atomics.
+    let part = kb.alloc(splits * wl)?;
+    launch(kb.ptr(&part))?;
+    let args = [i64_of(wl), Arg::I32(splits as i32), kb.ptr(&part), kb.ptr(dw)];
+    kb.launch(
+        "conv2d_bwd_weight_sum_f32_v2",
+        Dims::x(blocks_for(wl, BLOCK)),
+        Dims::x(BLOCK),
+        &args,
+    )
+}
+
+/// `out[ch] = Σ_{img, p} t[img, ch, p]` over an NCHW tensor of `c` channels of `hw` pixels.
+fn channel_sums<L: Launcher>(
+    kb: &KernelBackend<L>,
+    op: &'static str,
+    n: usize,
+    c: usize,
+    hw: usize,
+    t: &B<L>,
+    out: &mut B<L>,
+) -> Result<()> {
+    if c == 0 {
+        return Ok(());
+    }
+    let args = [
+        i32_of(op, "n", n)?,
+        i32_of(op, "channels", c)?,
+        i64_of(hw),
+        kb.ptr(t),
+        kb.ptr(out),
+    ];
+    if kb.fast() {
+        kb.launch("channel_sum_f32_v2", Dims::x(c as u32), Dims::x(TILE_THREADS), &args)
+    } else {
+        kb.launch(
+            "channel_sum_f32_v1",
+            Dims::x(blocks_for(c, BLOCK)),
+            Dims::x(BLOCK),
+            &args,
+        )
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d<L: Launcher>(
+    kb: &KernelBackend<L>,
+    g: &Conv2dGeom,
+    x: &B<L>,
+    w: &B<L>,
+    bias: Option<&B<L>>,
+    residual: Option<&B<L>>,
+    act: Act,
+    y: &mut B<L>,
+) -> Result<()> {
+    const OP: &str = "conv2d";
+    g.validate(OP)?;
+    check_act(OP, act)?;
+    check_len(OP, "x", g.input().numel(), x.len)?;
+    check_len(OP, "w", g.weight_len(), w.len)?;
+    check_opt(OP, "bias", g.c_out, bias.map(|b| b.len))?;
+    check_opt(OP, "residual", g.output().numel(), residual.map(|b| b.len))?;
+    check_len(OP, "y", g.output().numel(), y.len)?;
+    forward(kb, OP, g, x, w, bias, residual, act, y)
+}
+
+pub(crate) fn conv2d_bwd_input<L: Launcher>(
+    kb: &KernelBackend<L>,
+    g: &Conv2dGeom,
+    dy: &B<L>,
+    w: &B<L>,
+    dx: &mut B<L>,
+) -> Result<()> {
+    const OP: &str = "conv2d_bwd_input";
+    g.validate(OP)?;
+    check_len(OP, "dy", g.output().numel(), dy.len)?;
+    check_len(OP, "w", g.weight_len(), w.len)?;
+    check_len(OP, "dx", g.input().numel(), dx.len)?;
+    backward_input(kb, OP, g, dy, w, None, dx)
+}
+
+pub(crate) fn conv2d_bwd_weight<L: Launcher>(
+    kb: &KernelBackend<L>,
+    g: &Conv2dGeom,
+    x: &B<L>,
+    dy: &B<L>,
+    dw: &mut B<L>,
+    db: Option<&mut B<L>>,
+) -> Result<()> {
+    const OP: &str = "conv2d_bwd_weight";
+    g.validate(OP)?;
+    check_len(OP, "x", g.input().numel(), x.len)?;
+    check_len(OP, "dy", g.output().numel(), dy.len)?;
+    check_len(OP, "dw", g.weight_len(), dw.len)?;
+    check_opt(OP, "db", g.c_out, db.as_ref().map(|b| b.len))?;
+    backward_weight(kb, OP, g, x, dy, dw)?;
+    match db {
+        Some(db) => channel_sums(kb, OP, g.n, g.c_out, g.out_h() * g.out_w(), dy, db),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn conv_transpose2d<L: Launcher>(
+    kb: &KernelBackend<L>,
+    g: &ConvT2dGeom,
+    x: &B<L>,
+    w: &B<L>,
+    bias: Option<&B<L>>,
+    y: &mut B<L>,
+) -> Result<()> {
+    const OP: &str = "conv_transpose2d";
+    g.validate(OP)?;
+    check_len(OP, "x", g.input().numel(), x.len)?;
+    check_len(OP, "w", g.weight_len(), w.len)?;
+    check_opt(OP, "bias", g.c_out, bias.map(|b| b.len))?;
+    check_len(OP, "y", g.output().numel(), y.len)?;
+    backward_input(kb, OP, &g.as_conv(), x, w, bias, y)
+}
+
+pub(crate) fn conv_transpose2d_bwd_input<L: Launcher>(
+    kb: &KernelBackend<L>,
+    g: &ConvT2dGeom,
+    dy: &B<L>,
+    w: &B<L>,
+    dx: &mut B<L>,
+) -> Result<()> {
+    const OP: &str = "conv_transpose2d_bwd_input";
+    g.validate(OP)?;
+    check_len(OP, "dy", g.output().numel(), dy.len)?;
+    check_len(OP, "w", g.weight_len(), w.len)?;
+    check_len(OP, "dx", g.input().numel(), dx.len)?;
+    forward(kb, OP, &g.as_conv(), dy, w, None, None, Act::Identity, dx)
+}
+
+pub(crate) fn conv_transpose2d_bwd_weight<L: Launcher>(
+    kb: &KernelBackend<L>,
+    g: &ConvT2dGeom,
+    x: &B<L>,
+    dy: &B<L>,
+    dw: &mut B<L>,
+    db: Option<&mut B<L>>,
+) -> Result<()> {
+    const OP: &str = "conv_transpose2d_bwd_weight";
+    g.validate(OP)?;
+    check_len(OP, "x", g.input().numel(), x.len)?;
+    check_len(OP, "dy", g.output().numel(), dy.len)?;
+    check_len(OP, "dw", g.weight_len(), dw.len)?;
+    check_opt(OP, "db", g.c_out, db.as_ref().map(|b| b.len))?;
+    // In the adjoint conv, dy is the input and x the output gradient.
+    backward_weight(kb, OP, &g.as_conv(), dy, x, dw)?;
+    match db {
+        Some(db) => channel_sums(kb, OP, g.n, g.c_out, g.out_h() * g.out_w(), dy, db),
+        None => Ok(()),
+    }
+}

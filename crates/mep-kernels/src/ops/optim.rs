@@ -1,0 +1,129 @@
+//! optim.cu.
+
+use crate::backend::{i64_of, DevBuf, KernelBackend};
+use crate::launcher::{Arg, Launcher};
+use crate::ops::pointwise::launch_n;
+use mep_tensor::{check_len, AdamParams, Result, SgdParams, TensorError};
+
+/// The f32 scalars of one Adam step, computed by the host as PyTorch computes them (in f64,
+/// rounded once): what `adam_step_f32_*` takes besides the buffers.
+///
+/// ```
+/// let s = mep_kernels::AdamScalars::new(1e-3, 0.9, 0.999, 1e-8, 0.0, false, 1);
+/// assert!((s.step_size - 1e-2).abs() < 1e-8);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamScalars {
+    pub beta1: f32,
+    pub beta2: f32,
+    /// 1 − β₁.
+    pub c1: f32,
+    /// 1 − β₂.
+    pub c2: f32,
+    pub eps: f32,
+    /// lr / (1 − β₁ᵗ).
+    pub step_size: f32,
+    /// sqrt(1 − β₂ᵗ).
+    pub bc2_sqrt: f32,
+    /// The L2 weight decay added to the gradient (Adam), 0 for AdamW.
+    pub l2: f32,
+    /// The decoupled decay factor 1 − lr·wd (AdamW), 1 for Adam.
+    pub decay: f32,
+}
+
+impl AdamScalars {
+    /// `torch.optim.Adam` (or `AdamW` when `decoupled`) at 1-based step `step`; Kingma & Ba 2015,
+    /// Algorithm 1 with bias correction; Loshchilov & Hutter 2019 for the decoupled decay.
+    pub fn new(lr: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32, decoupled: bool, step: u32) -> Self {
+        let (b1, b2, t) = (beta1 as f64, beta2 as f64, step as f64);
+        let (l2, decay) = match (weight_decay != 0.0, decoupled) {
+            (false, _) => (0.0, 1.0),
+            (true, false) => (weight_decay, 1.0),
+            (true, true) => (0.0, (1.0 - lr as f64 * weight_decay as f64) as f32),
+        };
+        AdamScalars {
+            beta1,
+            beta2,
+            c1: (1.0 - b1) as f32,
+            c2: (1.0 - b2) as f32,
+            eps,
+            step_size: (lr as f64 / (1.0 - b1.powf(t))) as f32,
+            bc2_sqrt: (1.0 - b2.powf(t)).sqrt() as f32,
+            l2,
+            decay,
+        }
+    }
+
+    /// The scalars of the Backend's [`AdamParams`].
+    pub fn of(h: &AdamParams) -> Self {
+        AdamScalars::new(h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.decoupled, h.step)
+    }
+}
+
+fn check_step(op: &'static str, step: u32) -> Result<()> {
+    if step == 0 {
+        return Err(TensorError::Invalid {
+            op,
+            msg: "step counts from 1".into(),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn adam_step<L: Launcher>(
+    kb: &KernelBackend<L>,
+    h: &AdamParams,
+    param: &mut DevBuf<L::Mem>,
+    grad: &DevBuf<L::Mem>,
+    m: &mut DevBuf<L::Mem>,
+    v: &mut DevBuf<L::Mem>,
+) -> Result<()> {
+    let len = param.len;
+    check_len("adam_step", "grad", len, grad.len)?;
+    check_len("adam_step", "m", len, m.len)?;
+    check_len("adam_step", "v", len, v.len)?;
+    check_step("adam_step", h.step)?;
+    let s = AdamScalars::of(h);
+    let args = [
+        i64_of(len),
+        Arg::F32(s.beta1),
+        Arg::F32(s.beta2),
+        Arg::F32(s.c1),
+        Arg::F32(s.c2),
+        Arg::F32(s.eps),
+        Arg::F32(s.step_size),
+        Arg::F32(s.bc2_sqrt),
+        Arg::F32(s.l2),
+        Arg::F32(s.decay),
+        kb.ptr(param),
+        kb.ptr(grad),
+        kb.ptr(m),
+        kb.ptr(v),
+    ];
+    launch_n(kb, "adam_step_f32", len, &args)
+}
+
+pub(crate) fn sgd_step<L: Launcher>(
+    kb: &KernelBackend<L>,
+    h: &SgdParams,
+    param: &mut DevBuf<L::Mem>,
+    grad: &DevBuf<L::Mem>,
+    buf: &mut DevBuf<L::Mem>,
+) -> Result<()> {
+    let len = param.len;
+    check_len("sgd_step", "grad", len, grad.len)?;
+    check_len("sgd_step", "buf", len, buf.len)?;
+    check_step("sgd_step", h.step)?;
+    let args = [
+        i64_of(len),
+        Arg::F32(h.lr),
+        Arg::F32(h.momentum),
+        Arg::F32(h.weight_decay),
+        Arg::I32(h.nesterov as i32),
+        Arg::I32((h.step == 1) as i32),
+        kb.ptr(param),
+        kb.ptr(grad),
+        kb.ptr(buf),
+    ];
+    launch_n(kb, "sgd_step_f32", len, &args)
+}

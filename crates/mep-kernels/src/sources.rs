@@ -1,0 +1,74 @@
+//! The kernel sources, embedded at build time, as NVRTC compiles them: each family's `.cu`
+//! with `common.cuh` pasted in place of its `#include` (NVRTC is given no include path, so a
+//! compiled kernel depends on nothing outside this binary).
+
+/// `(family, source)` for every kernels/<family>.cu, as written.
+pub const FAMILIES: &[(&str, &str)] = &[
+    ("elementwise", include_str!("../../../kernels/elementwise.cu")),
+    ("reduce", include_str!("../../../kernels/reduce.cu")),
+    ("optim", include_str!("../../../kernels/optim.cu")),
+    ("softmax", include_str!("../../../kernels/softmax.cu")),
+    ("neb", include_str!("../../../kernels/neb.cu")),
+    ("conv", include_str!("../../../kernels/conv.cu")),
+    ("gemm", include_str!("../../../kernels/gemm.cu")),
+    ("bn", include_str!("../../../kernels/bn.cu")),
+    ("pool", include_str!("../../../kernels/pool.cu")),
+];
+
+/// kernels/common.cuh.
+pub const COMMON: &str = include_str!("../../../kernels/common.cuh");
+
+/// The source of `family` ready for NVRTC (`common.cuh` inlined), or `None` for an unknown
+/// family.
+///
+/// ```
+/// let src = mep_kernels::sources::nvrtc_source("reduce").unwrap();
+/// assert!(src.contains("block_sum") && !src.contains("#include"));
+/// ```
+pub fn nvrtc_source(family: &str) -> Option<String> {
+    let (_, src) = FAMILIES.iter().find(|(f, _)| *f == family)?;
+    Some(
+        src.replace("#include \"common.cuh\"", COMMON)
+            .replace("#pragma once", ""),
+    )
+}
+
+/// The names of the `extern "C" __global__` kernels of a source, in order of appearance
+/// (`__launch_bounds__(...)` before or after `void` is skipped).
+///
+/// ```
+/// let src = "extern \"C\" __global__ void a_v1(int n) {}\n\
+///            extern \"C\" __global__ void __launch_bounds__(256) b_v2(int n) {}";
+/// let names = mep_kernels::sources::kernel_names(src);
+/// assert_eq!(names, vec!["a_v1".to_string(), "b_v2".to_string()]);
+/// ```
+pub fn kernel_names(src: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for (i, _) in src.match_indices("__global__") {
+        let mut rest = src[i + "__global__".len()..].trim_start();
+        loop {
+            if let Some(r) = rest.strip_prefix("void") {
+                rest = r.trim_start();
+            } else if let Some(r) = rest.strip_prefix("__launch_bounds__") {
+                rest = r.find(')').map_or("", |e| &r[e + 1..]).trim_start();
+            } else {
+                break;
+            }
+        }
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        if end > 0 {
+            names.push(rest[..end].to_string());
+        }
+    }
+    names
+}
+
+/// The family whose source defines kernel `name`.
+pub fn family_of(name: &str) -> Option<&'static str> {
+    FAMILIES
+        .iter()
+        .find(|(_, src)| kernel_names(src).iter().any(|k| k == name))
+        .map(|(f, _)| *f)
+}

@@ -1,0 +1,101 @@
+//! `--device cpu|cuda|auto`: which backend a command computes on.
+//!
+//! The commands are generic over the Backend; [`on_device!`](crate::on_device) expands a body
+//! once per backend and runs the one the device names. `mep certify` stays on the CPU by
+//! design: its arithmetic is f64 and exact.
+
+use crate::{MepError, Result};
+use std::fmt;
+use std::str::FromStr;
+
+/// Where a command computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Device {
+    /// The CPU backend (the reference), on every core.
+    #[default]
+    Cpu,
+    /// The CUDA backend on GPU 0; an error when there is none.
+    Cuda,
+    /// CUDA when a GPU can be used, else the CPU (saying why on stderr).
+    Auto,
+}
+
+impl FromStr for Device {
+    type Err = MepError;
+    fn from_str(s: &str) -> Result<Device> {
+        match s.to_ascii_lowercase().as_str() {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" | "gpu" => Ok(Device::Cuda),
+            "auto" => Ok(Device::Auto),
+            _ => Err(MepError::Usage(format!("--device {s}: expected cpu, cuda or auto"))),
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Device::Cpu => "cpu",
+            Device::Cuda => "cuda",
+            Device::Auto => "auto",
+        })
+    }
+}
+
+/// A backend chosen for a [`Device`].
+pub enum Chosen {
+    /// The CPU backend.
+    Cpu(mep_tensor::CpuBackend),
+    /// The CUDA backend.
+    Cuda(Box<mep_cuda::CudaBackend>),
+}
+
+/// The backend `device` names. `Cuda` fails with the reason when no GPU can be used (no
+/// driver, no device, or a build without CUDA support); `Auto` then falls back to the CPU.
+///
+/// ```
+/// use mep::device::{choose, Chosen, Device};
+/// assert!(matches!(choose(Device::Cpu).unwrap(), Chosen::Cpu(_)));
+/// ```
+pub fn choose(device: Device) -> Result<Chosen> {
+    match device {
+        Device::Cpu => Ok(Chosen::Cpu(mep_tensor::CpuBackend::new())),
+        Device::Cuda => mep_cuda::cuda_backend(0)
+            .map(|b| Chosen::Cuda(Box::new(b)))
+            .map_err(|e| MepError::Usage(format!("--device cuda: {e}"))),
+        Device::Auto => match mep_cuda::cuda_backend(0) {
+            Ok(b) => Ok(Chosen::Cuda(Box::new(b))),
+            Err(e) => {
+                eprintln!("--device auto: computing on the CPU ({e})");
+                Ok(Chosen::Cpu(mep_tensor::CpuBackend::new()))
+            }
+        },
+    }
+}
+
+/// Runs `$body` with `$b` bound to `&B` for the backend `$device` names (the body is
+/// compiled once per backend, so it may call generic functions).
+///
+/// ```
+/// use mep::device::Device;
+/// use mep_tensor::Backend;
+/// fn name() -> mep::Result<&'static str> {
+///     mep::on_device!(Device::Cpu, |b| Ok(b.name()))
+/// }
+/// assert_eq!(name().unwrap(), "cpu");
+/// ```
+#[macro_export]
+macro_rules! on_device {
+    ($device:expr, |$b:ident| $body:expr) => {
+        match $crate::device::choose($device)? {
+            $crate::device::Chosen::Cpu(backend) => {
+                let $b = &backend;
+                $body
+            }
+            $crate::device::Chosen::Cuda(backend) => {
+                let $b = &*backend;
+                $body
+            }
+        }
+    };
+}

@@ -1,0 +1,219 @@
+// gemm.cu: linear (fully connected) layers, row-major, PyTorch's weight layout w [m, k].
+//
+//   linear             y[n, m] = x[n, k]·w[m, k]ᵀ + bias[m]   (bias optional: null)
+//   linear_bwd_input   dx[n, k] = dy[n, m]·w[m, k]
+//   linear_bwd_weight  dw[m, k] = dy[n, m]ᵀ·x[n, k]
+//   col_sum            out[j] = Σ_i t[i, j] over a [rows, cols] matrix (db = Σ_n dy), in double
+//
+// v1: one thread per output element, summing in double: the readable specification.
+// v2: one tiled SGEMM, C[M×N] = op(A)·op(B) (+ bias[N]) with A and B each either normal or
+//     transposed in memory: gemm_nt (A·Bᵀ: the forward), gemm_nn (A·B: the input gradient),
+//     gemm_tn (Aᵀ·B: the weight gradient). 64×64 output tiles, 16-deep K slices, 256
+//     threads each computing a 4×4 register tile, double-buffered static shared memory (one
+//     barrier per slice), each operand loaded along its contiguous dimension; sums in f32.
+//     col_sum v2: blocks of 32 columns × 8 row groups, coalesced, fixed-order reduction.
+//     (conv.cu has its own copy of the tile loop: NVRTC compiles each family alone.)
+//
+// Sizes are int (the host checks that they fit); offsets are long long. v2 GEMMs run 256
+// threads per block on grid (ceil(N / 64), ceil(M / 64)).
+#include "common.cuh"
+
+// Full unrolling of the fixed 4- and 16-trip loops keeps the register tiles in registers
+// (NVRTC); g++ has no such pragma and needs none.
+#ifdef __CUDACC__
+#define GEMM_UNROLL _Pragma("unroll")
+#else
+#define GEMM_UNROLL
+#endif
+
+// ---- v1: one thread per output --------------------------------------------------------
+
+extern "C" __global__ void linear_f32_v1(int n, int k, int m, const float* __restrict__ x,
+                                         const float* __restrict__ w, const float* __restrict__ bias,
+                                         float* __restrict__ y) {
+    long long i = global_index();
+    if (i >= (long long)n * m) return;
+    long long row = i / m;
+    int o = (int)(i - row * m);
+    double acc = 0.0;
+    for (int c = 0; c < k; ++c) acc += (double)x[row * k + c] * (double)w[(long long)o * k + c];
+    float v = (float)acc;
+    if (bias) v += bias[o];
+    y[i] = v;
+}
+
+extern "C" __global__ void linear_bwd_input_f32_v1(int n, int k, int m, const float* __restrict__ dy,
+                                                   const float* __restrict__ w, float* __restrict__ dx) {
+    long long i = global_index();
+    if (i >= (long long)n * k) return;
+    long long row = i / k;
+    int c = (int)(i - row * k);
+    double acc = 0.0;
+    for (int o = 0; o < m; ++o) acc += (double)dy[row * m + o] * (double)w[(long long)o * k + c];
+    dx[i] = (float)acc;
+}
+
+extern "C" __global__ void linear_bwd_weight_f32_v1(int n, int k, int m, const float* __restrict__ x,
+                                                    const float* __restrict__ dy, float* __restrict__ dw) {
+    long long i = global_index();
+    if (i >= (long long)m * k) return;
+    long long o = i / k;
+    int c = (int)(i - o * k);
+    double acc = 0.0;
+    for (long long row = 0; row < n; ++row) acc += (double)dy[row * m + o] * (double)x[row * k + c];
+    dw[i] = (float)acc;
+}
+
+extern "C" __global__ void col_sum_f32_v1(int rows, int cols, const float* __restrict__ t, float* __restrict__ out) {
+    long long j = global_index();
+    if (j >= cols) return;
+    double acc = 0.0;
+    for (long long i = 0; i < rows; ++i) acc += t[i * cols + j];
+    out[j] = (float)acc;
+}
+
+// ---- v2: tiled SGEMM ---------------------------------------------------------------------
+
+#define GT_M 64          // output tile rows
+#define GT_N 64          // output tile columns
+#define GT_K 16          // depth of one K slice
+#define GT_LD (GT_M + 4) // shared row stride: float4-aligned; the pad spreads k-fast stores over banks
+#define GT_THREADS 256
+
+// An operand as `rows` rows of depth K, staged in shared memory as s[k][row], 4 elements
+// per thread per 64×16 slice. KMajor: element (r, k) at p[r·ld + k] (contiguous along k),
+// loaded k-fast: element i at (row t/16 + 16 i, k t%16). RowMajor: element (r, k) at
+// p[k·ld + r] (contiguous along rows), loaded row-fast: element i at (row t%64, k t/64 + 4 i).
+template <bool KMajor>
+struct GemmOperand {
+    const float* p;
+    long long ld;
+    int rows, r0;
+    __device__ __forceinline__ void fetch(int k0, int k1, float (&v)[4]) const {
+        if (KMajor) {
+            int k = k0 + (threadIdx.x & 15);
+            GEMM_UNROLL
+            for (int i = 0; i < 4; ++i) {
+                int r = r0 + (threadIdx.x >> 4) + 16 * i;
+                v[i] = (k < k1 && r < rows) ? p[(long long)r * ld + k] : 0.0f;
+            }
+        } else {
+            int r = r0 + (threadIdx.x & 63);
+            GEMM_UNROLL
+            for (int i = 0; i < 4; ++i) {
+                int k = k0 + (threadIdx.x >> 6) + 4 * i;
+                v[i] = (k < k1 && r < rows) ? p[(long long)k * ld + r] : 0.0f;
+            }
+        }
+    }
+    __device__ __forceinline__ void store(float* s, const float (&v)[4]) const {
+        if (KMajor) {
+            int k = threadIdx.x & 15, r = threadIdx.x >> 4;
+            GEMM_UNROLL
+            for (int i = 0; i < 4; ++i) s[k * GT_LD + r + 16 * i] = v[i];
+        } else {
+            int k = threadIdx.x >> 6, r = threadIdx.x & 63;
+            GEMM_UNROLL
+            for (int i = 0; i < 4; ++i) s[(k + 4 * i) * GT_LD + r] = v[i];
+        }
+    }
+};
+
+// C[M×N] = A·B (+ bias[N]) for this block's 64×64 tile (blockIdx.y rows, blockIdx.x columns);
+// thread t computes rows 4 (t / 16) + i and columns 4 (t % 16) + j of the tile.
+template <bool AK, bool BK>
+__device__ __forceinline__ void gemm_tile(int M, int N, int K, const float* __restrict__ A, long long lda,
+                                          const float* __restrict__ B, long long ldb, const float* __restrict__ bias,
+                                          float* __restrict__ C) {
+    __shared__ float4 sa4[2 * GT_K * GT_LD / 4];
+    __shared__ float4 sb4[2 * GT_K * GT_LD / 4];
+    float* sa = reinterpret_cast<float*>(sa4);
+    float* sb = reinterpret_cast<float*>(sb4);
+    const int m0 = blockIdx.y * GT_M, n0 = blockIdx.x * GT_N;
+    const int tm = (threadIdx.x >> 4) * 4, tn = (threadIdx.x & 15) * 4;
+    GemmOperand<AK> la{A, lda, M, m0};
+    GemmOperand<BK> lb{B, ldb, N, n0};
+    float acc[4][4] = {};
+    float ra[4], rb[4];
+    la.fetch(0, K, ra);
+    lb.fetch(0, K, rb);
+    la.store(sa, ra);
+    lb.store(sb, rb);
+    __syncthreads();
+    int buf = 0;
+    for (int kt = 0; kt < K; kt += GT_K) {
+        bool more = kt + GT_K < K;
+        if (more) {
+            la.fetch(kt + GT_K, K, ra);
+            lb.fetch(kt + GT_K, K, rb);
+        }
+        const float* a = sa + buf * GT_K * GT_LD + tm;
+        const float* b = sb + buf * GT_K * GT_LD + tn;
+        GEMM_UNROLL
+        for (int k = 0; k < GT_K; ++k) {
+            float4 av = *reinterpret_cast<const float4*>(a + k * GT_LD);
+            float4 bv = *reinterpret_cast<const float4*>(b + k * GT_LD);
+            float ar[4] = {av.x, av.y, av.z, av.w};
+            float br[4] = {bv.x, bv.y, bv.z, bv.w};
+            GEMM_UNROLL
+            for (int i = 0; i < 4; ++i)
+                GEMM_UNROLL
+                for (int j = 0; j < 4; ++j) acc[i][j] += ar[i] * br[j];
+        }
+        if (more) {
+            // The other buffer was last read before the previous barrier.
+            la.store(sa + (buf ^ 1) * GT_K * GT_LD, ra);
+            lb.store(sb + (buf ^ 1) * GT_K * GT_LD, rb);
+        }
+        __syncthreads();
+        buf ^= 1;
+    }
+    GEMM_UNROLL
+    for (int i = 0; i < 4; ++i) {
+        int r = m0 + tm + i;
+        if (r >= M) continue;
+        GEMM_UNROLL
+        for (int j = 0; j < 4; ++j) {
+            int c = n0 + tn + j;
+            if (c < N) C[(long long)r * N + c] = bias ? acc[i][j] + bias[c] : acc[i][j];
+        }
+    }
+}
+
+// C[M×N] = A[M×K]·B[N×K]ᵀ + bias: the forward, y = x·wᵀ + b.
+extern "C" __global__ void __launch_bounds__(GT_THREADS)
+    gemm_nt_f32_v2(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
+                   const float* __restrict__ bias, float* __restrict__ C) {
+    gemm_tile<true, true>(M, N, K, A, K, B, K, bias, C);
+}
+
+// C[M×N] = A[M×K]·B[K×N] + bias: the input gradient, dx = dy·w.
+extern "C" __global__ void __launch_bounds__(GT_THREADS)
+    gemm_nn_f32_v2(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
+                   const float* __restrict__ bias, float* __restrict__ C) {
+    gemm_tile<true, false>(M, N, K, A, K, B, N, bias, C);
+}
+
+// C[M×N] = A[K×M]ᵀ·B[K×N] + bias: the weight gradient, dw = dyᵀ·x.
+extern "C" __global__ void __launch_bounds__(GT_THREADS)
+    gemm_tn_f32_v2(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
+                   const float* __restrict__ bias, float* __restrict__ C) {
+    gemm_tile<false, false>(M, N, K, A, M, B, N, bias, C);
+}
+
+// out[j] as v1; block (32, 8): threadIdx.x a column of blockIdx.x's 32, threadIdx.y one of
+// 8 interleaved row groups, so that each warp reads 32 consecutive floats of a row.
+extern "C" __global__ void col_sum_f32_v2(int rows, int cols, const float* __restrict__ t, float* __restrict__ out) {
+    __shared__ double part[8][32];
+    int j = blockIdx.x * 32 + threadIdx.x;
+    double acc = 0.0;
+    if (j < cols)
+        for (long long i = threadIdx.y; i < rows; i += 8) acc += t[i * cols + j];
+    part[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && j < cols) {
+        double s = 0.0;
+        for (int g = 0; g < 8; ++g) s += part[g][threadIdx.x];
+        out[j] = (float)s;
+    }
+}

@@ -1,0 +1,213 @@
+//! Finding libnvrtc for `kernels-check` and `gpu-check`, installing it from PyPI when absent.
+//!
+//! The CUDA backend loads libnvrtc with dlopen, which reads `LD_LIBRARY_PATH` when the
+//! process starts: so xtask finds the folder and runs the binaries as child processes with it
+//! prepended.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The library the CUDA backend's cudarc (`cuda-13000`) loads.
+pub const LIB: &str = "libnvrtc.so.13";
+/// The PyPI requirement that provides it (NVIDIA's wheel, about 140 MB unpacked).
+pub const REQUIREMENT: &str = "nvidia-cuda-nvrtc==13.*";
+/// Where NVIDIA's CUDA 13 wheels put their libraries, below a site-packages folder.
+const WHEEL_LIB: &str = "nvidia/cu13/lib";
+/// Set to a folder holding libnvrtc.so.13 to use that one.
+pub const ENV: &str = "MEP_NVRTC_LIB_DIR";
+
+/// Where a libnvrtc was found, and how.
+#[derive(Debug, PartialEq)]
+pub struct Found {
+    pub dir: PathBuf,
+    pub how: String,
+}
+
+/// Finds the folder holding libnvrtc.so.13, in order: `$MEP_NVRTC_LIB_DIR`; python3's
+/// site-packages (`nvidia/cu13/lib`, NVIDIA's wheel); an earlier install into
+/// `<repo>/target/nvrtc`; a CUDA toolkit (`$CUDA_HOME/lib64`, `/usr/local/cuda/lib64`).
+/// With `install`, when none has it, installs the wheel into `<repo>/target/nvrtc` with
+/// `python3 -m pip`.
+pub fn locate(root: &Path, install: bool) -> Result<Found, String> {
+    if let Some(dir) = std::env::var_os(ENV) {
+        let dir = PathBuf::from(dir);
+        return if dir.join(LIB).exists() {
+            Ok(Found {
+                how: format!("${ENV}"),
+                dir,
+            })
+        } else {
+            Err(format!("${ENV} is {}, which holds no {LIB}", dir.display()))
+        };
+    }
+    if let Some(dir) = python_site_dirs()
+        .into_iter()
+        .map(|d| d.join(WHEEL_LIB))
+        .find(|d| d.join(LIB).exists())
+    {
+        return Ok(Found {
+            dir,
+            how: "python3's site-packages".into(),
+        });
+    }
+    let ours = install_dir(root).join(WHEEL_LIB);
+    if ours.join(LIB).exists() {
+        return Ok(Found {
+            dir: ours,
+            how: "installed earlier by xtask".into(),
+        });
+    }
+    let toolkits = std::env::var_os("CUDA_HOME")
+        .or_else(|| std::env::var_os("CUDA_PATH"))
+        .map(|h| PathBuf::from(h).join("lib64"))
+        .into_iter()
+        .chain([PathBuf::from("/usr/local/cuda/lib64")]);
+    if let Some(dir) = toolkits.into_iter().find(|d| d.join(LIB).exists()) {
+        return Ok(Found {
+            dir,
+            how: "the CUDA toolkit".into(),
+        });
+    }
+    if !install {
+        return Err(format!(
+            "no {LIB} found (looked in ${ENV}, python3's site-packages/{WHEEL_LIB}, {}, the CUDA toolkit)",
+            ours.display()
+        ));
+    }
+    pip_install(root).map(|dir| Found {
+        dir,
+        how: format!("installed now: pip install {REQUIREMENT}"),
+    })
+}
+
+/// `<repo>/target/nvrtc`, the `pip install --target` folder.
+pub fn install_dir(root: &Path) -> PathBuf {
+    root.join("target").join("nvrtc")
+}
+
+/// Every folder on python3's `sys.path` (site-packages, user site, PYTHONPATH); empty when
+/// python3 is missing.
+fn python_site_dirs() -> Vec<PathBuf> {
+    let out = Command::new("python3")
+        .args(["-c", "import sys\nfor p in sys.path: print(p)"])
+        .stderr(Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(PathBuf::from)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Installs the wheel into a fresh folder beside `target/nvrtc` and renames it into place, so
+/// an interrupted install never looks like a finished one.
+fn pip_install(root: &Path) -> Result<PathBuf, String> {
+    let pip_ok = Command::new("python3")
+        .args(["-m", "pip", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    match pip_ok {
+        Err(e) => {
+            return Err(format!(
+                "no {LIB} found and python3 could not be started to install it ({e}); \
+                 install python3 with pip, or set {ENV} to a folder holding {LIB}"
+            ))
+        }
+        Ok(s) if !s.success() => {
+            return Err(format!(
+                "no {LIB} found and python3 has no pip to install it (`python3 -m pip --version` failed); \
+                 install pip (`python3 -m ensurepip`, or the python3-pip package), or set {ENV} to a folder \
+                 holding {LIB}"
+            ))
+        }
+        Ok(_) => {}
+    }
+    let dest = install_dir(root);
+    let tmp = dest.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&tmp);
+    eprintln!(
+        "xtask: no {LIB} found; installing {REQUIREMENT} into {}",
+        dest.display()
+    );
+    let status = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--target",
+        ])
+        .arg(&tmp)
+        .arg(REQUIREMENT)
+        .env("PIP_ROOT_USER_ACTION", "ignore")
+        .status()
+        .map_err(|e| format!("could not run python3 -m pip: {e}"))?;
+    if !status.success() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(format!(
+            "`python3 -m pip install --target {} {REQUIREMENT}` failed ({status}); without network access, \
+             install the wheel elsewhere and set {ENV} to its {WHEEL_LIB} folder",
+            tmp.display()
+        ));
+    }
+    if !tmp.join(WHEEL_LIB).join(LIB).exists() {
+        return Err(format!(
+            "pip installed {REQUIREMENT}, but {} does not exist: the wheel's layout changed; set {ENV}",
+            tmp.join(WHEEL_LIB).join(LIB).display()
+        ));
+    }
+    let _ = std::fs::remove_dir_all(&dest);
+    std::fs::rename(&tmp, &dest).map_err(|e| format!("renaming {} to {}: {e}", tmp.display(), dest.display()))?;
+    Ok(dest.join(WHEEL_LIB))
+}
+
+/// `dir` prepended to the current `LD_LIBRARY_PATH`.
+pub fn library_path(dir: &Path) -> std::ffi::OsString {
+    let mut v = dir.as_os_str().to_owned();
+    if let Some(old) = std::env::var_os("LD_LIBRARY_PATH").filter(|o| !o.is_empty()) {
+        v.push(":");
+        v.push(old);
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_override_is_named() {
+        // Only this test sets the variable; `locate` reads it first.
+        std::env::set_var(ENV, "/nonexistent/nvrtc");
+        let e = locate(Path::new("/nonexistent/repo"), false).unwrap_err();
+        std::env::remove_var(ENV);
+        assert!(
+            e.contains(ENV) && e.contains("/nonexistent/nvrtc") && e.contains(LIB),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_library_path_is_prepended() {
+        let p = library_path(Path::new("/opt/nvrtc"));
+        assert!(p.to_string_lossy().starts_with("/opt/nvrtc"), "{p:?}");
+    }
+
+    /// Downloads the wheel (about 60 MB) from PyPI: `cargo test -p xtask -- --ignored`.
+    #[test]
+    #[ignore]
+    fn the_wheel_installs_where_locate_looks() {
+        let root = std::env::temp_dir().join(format!("xtask-nvrtc-{}", std::process::id()));
+        let dir = pip_install(&root).unwrap();
+        assert_eq!(dir, install_dir(&root).join(WHEEL_LIB));
+        assert!(dir.join(LIB).exists());
+        assert!(!install_dir(&root).with_extension("partial").exists());
+        std::fs::remove_dir_all(&root).ok();
+    }
+}
