@@ -123,12 +123,8 @@ impl Default for EmuLauncher {
 }
 
 fn status(kernel: &str, grid: Dims, block: Dims, code: c_int) -> mep_kernels::Result<()> {
-    let reason = match code {
-        0 => return Ok(()),
-        1 => "the grid is empty or too large",
-        2 => "the block is empty or has more than 1024 threads",
-        3 => "the operating system could not start the block's threads",
-        _ => "unknown status",
+    let Some(reason) = crate::refusal(code) else {
+        return Ok(());
     };
     Err(KernelError::Launch {
         kernel: kernel.to_string(),

@@ -161,13 +161,20 @@ mod ffi {
 }
 
 /// Turns a launch status into a result.
+/// What cuda_emu.h's `EmuStatus` `code` means; `None` for `EMU_OK`.
+pub(crate) fn refusal(code: c_int) -> Option<&'static str> {
+    match code {
+        0 => None,
+        1 => Some("the grid is empty or too large"),
+        2 => Some("the block is empty or has more than 1024 threads"),
+        3 => Some("the operating system could not start the block's threads"),
+        _ => Some("unknown status"),
+    }
+}
+
 fn status(kernel: &'static str, l: Launch, code: c_int) -> Result<()> {
-    let reason = match code {
-        0 => return Ok(()),
-        1 => "the grid is empty or too large",
-        2 => "the block is empty or has more than 1024 threads",
-        3 => "the operating system could not start the block's threads",
-        _ => "unknown status",
+    let Some(reason) = refusal(code) else {
+        return Ok(());
     };
     Err(EmuError::Launch {
         kernel,

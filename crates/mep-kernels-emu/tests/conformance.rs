@@ -1,7 +1,6 @@
 //! The backend test suite (mep_kernels::conformance) on the CPU emulation of the CUDA
-//! backend, with the fast and the simple kernels: the host code and kernels a GPU runs,
-//! compared with the CPU backend. (Convolution, linear, batch norm and pooling have their own
-//! files.)
+//! backend, every family with the fast and with the simple kernels: the host code and
+//! kernels a GPU runs, compared with `mep_tensor::CpuBackend`.
 
 use mep_kernels::conformance::{run_family, Family};
 use mep_kernels::Kernels;
@@ -9,41 +8,38 @@ use mep_kernels_emu::EmuLauncher;
 
 fn check(family: Family, kernels: Kernels) {
     if let Err(e) = run_family(&EmuLauncher::backend_with(kernels), family) {
-        panic!("{e}");
+        panic!("{family:?} with {kernels:?} kernels:\n{e}");
     }
 }
 
-#[test]
-fn pointwise_fast() {
-    check(Family::Pointwise, Kernels::Fast);
+macro_rules! families {
+    ($($fast:ident, $simple:ident: $family:expr;)*) => {$(
+        #[test]
+        fn $fast() {
+            check($family, Kernels::Fast);
+        }
+        #[test]
+        fn $simple() {
+            check($family, Kernels::Simple);
+        }
+    )*};
 }
-#[test]
-fn pointwise_simple() {
-    check(Family::Pointwise, Kernels::Simple);
+
+families! {
+    pointwise_fast, pointwise_simple: Family::Pointwise;
+    optim_fast, optim_simple: Family::Optim;
+    softmax_fast, softmax_simple: Family::Softmax;
+    neb_fast, neb_simple: Family::Neb;
+    conv_fast, conv_simple: Family::Conv;
+    linear_fast, linear_simple: Family::Linear;
+    batch_norm_fast, batch_norm_simple: Family::BatchNorm;
+    pool_fast, pool_simple: Family::Pool;
 }
+
+/// Every family has its pair of tests above.
 #[test]
-fn optim_fast() {
-    check(Family::Optim, Kernels::Fast);
-}
-#[test]
-fn optim_simple() {
-    check(Family::Optim, Kernels::Simple);
-}
-#[test]
-fn softmax_fast() {
-    check(Family::Softmax, Kernels::Fast);
-}
-#[test]
-fn softmax_simple() {
-    check(Family::Softmax, Kernels::Simple);
-}
-#[test]
-fn neb_fast() {
-    check(Family::Neb, Kernels::Fast);
-}
-#[test]
-fn neb_simple() {
-    check(Family::Neb, Kernels::Simple);
+fn every_family_is_run() {
+    assert_eq!(Family::ALL.len(), 8);
 }
 
 /// Every kernel of kernels/*.cu is in the emulation's tables, and nothing else.

@@ -107,21 +107,29 @@ fn forward<L: Launcher>(
     args.extend([kb.ptr(x), kb.ptr(w), opt_ptr(kb, bias), opt_ptr(kb, residual)]);
     args.extend(act_args(act));
     args.push(kb.ptr(y));
-    if kb.fast() {
-        let name = if is_1x1(g) {
-            "conv2d_fwd_1x1_f32_v2"
-        } else {
-            "conv2d_fwd_f32_v2"
-        };
-        let grid = tile_grid(op, g.c_out, g.n * g.out_h() * g.out_w(), 1)?;
-        kb.launch(name, grid, Dims::x(TILE_THREADS), &args)
+    let fast = if is_1x1(g) {
+        "conv2d_fwd_1x1_f32_v2"
     } else {
-        kb.launch(
-            "conv2d_fwd_f32_v1",
-            Dims::x(blocks_for(y.len, BLOCK)),
-            Dims::x(BLOCK),
-            &args,
-        )
+        "conv2d_fwd_f32_v2"
+    };
+    let cols = g.n * g.out_h() * g.out_w();
+    launch_tiled(kb, op, (fast, "conv2d_fwd_f32_v1"), (g.c_out, cols), y.len, &args)
+}
+
+/// Launches `fast` (a v2 tiled kernel over a `rows × cols` output) or, with the simple
+/// kernels, `simple` (v1, one thread per each of the `outputs` elements).
+fn launch_tiled<L: Launcher>(
+    kb: &KernelBackend<L>,
+    op: &'static str,
+    (fast, simple): (&str, &str),
+    (rows, cols): (usize, usize),
+    outputs: usize,
+    args: &[Arg],
+) -> Result<()> {
+    if kb.fast() {
+        kb.launch(fast, tile_grid(op, rows, cols, 1)?, Dims::x(TILE_THREADS), args)
+    } else {
+        kb.launch(simple, Dims::x(blocks_for(outputs, BLOCK)), Dims::x(BLOCK), args)
     }
 }
 
@@ -140,22 +148,13 @@ fn backward_input<L: Launcher>(
         return Ok(());
     }
     args.extend([kb.ptr(dy), kb.ptr(w), opt_ptr(kb, bias), kb.ptr(dx)]);
-    if kb.fast() {
-        let name = if is_1x1(g) {
-            "conv2d_bwd_input_1x1_f32_v2"
-        } else {
-            "conv2d_bwd_input_f32_v2"
-        };
-        let grid = tile_grid(op, g.c_in, g.n * g.h * g.w, 1)?;
-        kb.launch(name, grid, Dims::x(TILE_THREADS), &args)
+    let fast = if is_1x1(g) {
+        "conv2d_bwd_input_1x1_f32_v2"
     } else {
-        kb.launch(
-            "conv2d_bwd_input_f32_v1",
-            Dims::x(blocks_for(dx.len, BLOCK)),
-            Dims::x(BLOCK),
-            &args,
-        )
-    }
+        "conv2d_bwd_input_f32_v2"
+    };
+    let cols = g.n * g.h * g.w;
+    launch_tiled(kb, op, (fast, "conv2d_bwd_input_f32_v1"), (g.c_in, cols), dx.len, &args)
 }
 
 /// `dw = Σ dy · x-window` on checked lengths.
