@@ -38,14 +38,10 @@
 // long long. Every v2 kernel runs 256 threads per block; grid (ceil(N / 64), ceil(M / 64),
 // splits).
 #include "common.cuh"
+#include "tile.cuh"
 
 // Full unrolling of the fixed 4- and 16-trip loops keeps the register tiles in registers
 // (NVRTC); g++ has no such pragma and needs none.
-#ifdef __CUDACC__
-#define CONV_UNROLL _Pragma("unroll")
-#else
-#define CONV_UNROLL
-#endif
 
 #define CONV_GEOM_PARAMS                                                                              \
     int n, int c_in, int ih, int iw, int c_out, int kh, int kw, int stride, int pad, int oh, int ow
@@ -141,11 +137,6 @@ extern "C" __global__ void channel_sum_f32_v1(int n, int c, long long hw, const 
 
 // ---- v2: the tiled implicit GEMM --------------------------------------------------------
 
-#define CT_M 64              // output tile rows
-#define CT_N 64              // output tile columns
-#define CT_K 16              // depth of one K slice
-#define CT_LD (CT_M + 4)     // shared row stride: float4-aligned; the pad spreads k-fast stores over banks
-#define CT_THREADS 256
 
 // A position in a mixed-radix counter (hi, mid, lo), lo < nlo and mid < nmid, that advances
 // by a fixed step without dividing: decode once, then add with carries.
@@ -171,67 +162,6 @@ __device__ __forceinline__ void conv_advance(ConvDigits& d, const ConvDigits& st
     d.hi += step.hi + carry;
 }
 
-// Each thread moves 4 elements of a 64×16 operand slice into shared memory, stored
-// transposed as s[k][row]. k-fast: element i at (row t/16 + 16 i, k t%16), for operands
-// contiguous along k. Row-fast: element i at (row t%64, k t/64 + 4 i), for operands
-// contiguous along rows.
-__device__ __forceinline__ void conv_store_kfast(float* s, const float (&v)[4]) {
-    int k = threadIdx.x & 15, r = threadIdx.x >> 4;
-    CONV_UNROLL
-    for (int i = 0; i < 4; ++i) s[k * CT_LD + r + 16 * i] = v[i];
-}
-__device__ __forceinline__ void conv_store_rowfast(float* s, const float (&v)[4]) {
-    int k = threadIdx.x >> 6, r = threadIdx.x & 63;
-    CONV_UNROLL
-    for (int i = 0; i < 4; ++i) s[(k + 4 * i) * CT_LD + r] = v[i];
-}
-
-// acc += A[m0.., k0..k1) · B[k0..k1), n0..] for this thread's 4×4 outputs: rows
-// m0 + 4 (t / 16) + i, columns n0 + 4 (t % 16) + j. The loaders `la` (A) and `lb` (B) know
-// their tile origin; `fetch(k, k1, v)` is called for k = k0, k0 + CT_K, ... in order and
-// must give 0 outside the matrix or at k ≥ k1; `store(s, v)` puts v in s[k][row].
-template <class LA, class LB>
-__device__ __forceinline__ void conv_tile_mma(LA& la, LB& lb, int k0, int k1, float (&acc)[4][4]) {
-    __shared__ float4 sa4[2 * CT_K * CT_LD / 4];
-    __shared__ float4 sb4[2 * CT_K * CT_LD / 4];
-    float* sa = reinterpret_cast<float*>(sa4);
-    float* sb = reinterpret_cast<float*>(sb4);
-    const int tm = (threadIdx.x >> 4) * 4, tn = (threadIdx.x & 15) * 4;
-    float ra[4], rb[4];
-    la.fetch(k0, k1, ra);
-    lb.fetch(k0, k1, rb);
-    la.store(sa, ra);
-    lb.store(sb, rb);
-    __syncthreads();
-    int buf = 0;
-    for (int kt = k0; kt < k1; kt += CT_K) {
-        bool more = kt + CT_K < k1;
-        if (more) {
-            la.fetch(kt + CT_K, k1, ra);
-            lb.fetch(kt + CT_K, k1, rb);
-        }
-        const float* a = sa + buf * CT_K * CT_LD + tm;
-        const float* b = sb + buf * CT_K * CT_LD + tn;
-        CONV_UNROLL
-        for (int k = 0; k < CT_K; ++k) {
-            float4 av = *reinterpret_cast<const float4*>(a + k * CT_LD);
-            float4 bv = *reinterpret_cast<const float4*>(b + k * CT_LD);
-            float ar[4] = {av.x, av.y, av.z, av.w};
-            float br[4] = {bv.x, bv.y, bv.z, bv.w};
-            CONV_UNROLL
-            for (int i = 0; i < 4; ++i)
-                CONV_UNROLL
-                for (int j = 0; j < 4; ++j) acc[i][j] += ar[i] * br[j];
-        }
-        if (more) {
-            // The other buffer was last read before the previous barrier.
-            la.store(sa + (buf ^ 1) * CT_K * CT_LD, ra);
-            lb.store(sb + (buf ^ 1) * CT_K * CT_LD, rb);
-        }
-        __syncthreads();
-        buf ^= 1;
-    }
-}
 
 // A[r][k] = p[r·ld + k] (the conv weight as [c_out, c_in·kh·kw]); k-fast.
 struct ConvRowsA {
@@ -240,13 +170,13 @@ struct ConvRowsA {
     int rows, r0;
     __device__ __forceinline__ void fetch(int k0, int k1, float (&v)[4]) const {
         int k = k0 + (threadIdx.x & 15);
-        CONV_UNROLL
+        TILE_UNROLL
         for (int i = 0; i < 4; ++i) {
             int r = r0 + (threadIdx.x >> 4) + 16 * i;
             v[i] = (k < k1 && r < rows) ? p[(long long)r * ld + k] : 0.0f;
         }
     }
-    __device__ __forceinline__ void store(float* s, const float (&v)[4]) const { conv_store_kfast(s, v); }
+    __device__ __forceinline__ void store(float* s, const float (&v)[4]) const { tile_store_kfast(s, v); }
 };
 
 // B[k][j] = t[img, k, p] for column j = (img, p) of an NCHW tensor with `ch` channels of
@@ -261,13 +191,13 @@ struct ConvPlanesB {
         col = j < cols ? t + ((long long)img * ch) * hw_ + (j - img * hw_) : nullptr;
     }
     __device__ __forceinline__ void fetch(int k0, int k1, float (&v)[4]) const {
-        CONV_UNROLL
+        TILE_UNROLL
         for (int i = 0; i < 4; ++i) {
             int k = k0 + (threadIdx.x >> 6) + 4 * i;
             v[i] = (col && k < k1) ? col[k * hw] : 0.0f;
         }
     }
-    __device__ __forceinline__ void store(float* s, const float (&v)[4]) const { conv_store_rowfast(s, v); }
+    __device__ __forceinline__ void store(float* s, const float (&v)[4]) const { tile_store_rowfast(s, v); }
 };
 
 // B[k][j] = x[img, c, oy·s − pad + ki, ox·s − pad + kj] with k = (c, ki, kj) and
@@ -288,7 +218,7 @@ struct ConvIm2colB {
         step = conv_digits(4, kh, kw);
     }
     __device__ __forceinline__ void fetch(int k0, int k1, float (&v)[4]) {
-        CONV_UNROLL
+        TILE_UNROLL
         for (int i = 0; i < 4; ++i) {
             int kk = k0 + (threadIdx.x >> 6) + 4 * i;
             int iy = iy0 + k.mid, ix = ix0 + k.lo;
@@ -297,7 +227,7 @@ struct ConvIm2colB {
             conv_advance(k, step, kh, kw);
         }
     }
-    __device__ __forceinline__ void store(float* s, const float (&v)[4]) const { conv_store_rowfast(s, v); }
+    __device__ __forceinline__ void store(float* s, const float (&v)[4]) const { tile_store_rowfast(s, v); }
 };
 
 // A[c][k] = w[o, c, ki, kj] with k = (o, ki·kw + kj): the weight transposed, for the input
@@ -313,14 +243,14 @@ struct ConvWeightTA {
     }
     __device__ __forceinline__ void fetch(int k0, int k1, float (&v)[4]) {
         int c = m0 + (threadIdx.x & 63);
-        CONV_UNROLL
+        TILE_UNROLL
         for (int i = 0; i < 4; ++i) {
             int kk = k0 + (threadIdx.x >> 6) + 4 * i;
             v[i] = (c < c_in && kk < k1) ? wt[((long long)k.hi * c_in + c) * khw + k.lo] : 0.0f;
             conv_advance(k, step, 1, khw);
         }
     }
-    __device__ __forceinline__ void store(float* s, const float (&v)[4]) const { conv_store_rowfast(s, v); }
+    __device__ __forceinline__ void store(float* s, const float (&v)[4]) const { tile_store_rowfast(s, v); }
 };
 
 // B[k][j] = dy[img, o, oy, ox] with k = (o, ki, kj) and j = (img, iy, ix) of dx, where
@@ -348,7 +278,7 @@ struct ConvCol2imB {
         return q * stride == t && q < lim;
     }
     __device__ __forceinline__ void fetch(int k0, int k1, float (&v)[4]) {
-        CONV_UNROLL
+        TILE_UNROLL
         for (int i = 0; i < 4; ++i) {
             int kk = k0 + (threadIdx.x >> 6) + 4 * i;
             int oy = 0, ox = 0;
@@ -357,7 +287,7 @@ struct ConvCol2imB {
             conv_advance(k, step, kh, kw);
         }
     }
-    __device__ __forceinline__ void store(float* s, const float (&v)[4]) const { conv_store_rowfast(s, v); }
+    __device__ __forceinline__ void store(float* s, const float (&v)[4]) const { tile_store_rowfast(s, v); }
 };
 
 // A[o][k] = dy[img, o, p] with k = (img, p) over the output pixels: the weight gradient's
@@ -369,24 +299,24 @@ struct ConvDyA {
     __device__ __forceinline__ ConvDyA(const float* dy_, int c_out_, int ohw_, int m0_, int k0)
         : dy(dy_), c_out(c_out_), ohw(ohw_), m0(m0_) {
         k = conv_digits(k0 + (threadIdx.x & 15), 1, ohw);
-        step = conv_digits(CT_K, 1, ohw);
+        step = conv_digits(TILE_K, 1, ohw);
     }
     __device__ __forceinline__ void fetch(int k0, int k1, float (&v)[4]) {
         bool in = k0 + (int)(threadIdx.x & 15) < k1;
         const float* col = dy + (long long)k.hi * c_out * ohw + k.lo;
-        CONV_UNROLL
+        TILE_UNROLL
         for (int i = 0; i < 4; ++i) {
             int o = m0 + (threadIdx.x >> 4) + 16 * i;
             v[i] = (in && o < c_out) ? col[(long long)o * ohw] : 0.0f;
         }
         conv_advance(k, step, 1, ohw);
     }
-    __device__ __forceinline__ void store(float* s, const float (&v)[4]) const { conv_store_kfast(s, v); }
+    __device__ __forceinline__ void store(float* s, const float (&v)[4]) const { tile_store_kfast(s, v); }
 };
 
 // B[k][j] = x[img, c, oy·s − pad + ki, ox·s − pad + kj] with k = (img, oy, ox) over the
 // output pixels and j = (c, ki, kj) over the weight: im2col transposed, for the weight
-// gradient; k-fast. The 4 columns are decoded once, the pixel advances by CT_K per slice.
+// gradient; k-fast. The 4 columns are decoded once, the pixel advances by TILE_K per slice.
 struct ConvXWindowB {
     const float* x;
     int c_in, ih, iw, oh, ow, stride, pad;
@@ -395,7 +325,7 @@ struct ConvXWindowB {
     __device__ __forceinline__ ConvXWindowB(const float* x_, int c_in_, int ih_, int iw_, int kh, int kw, int stride_,
                                             int pad_, int oh_, int ow_, int cols, int n0, int k0)
         : x(x_), c_in(c_in_), ih(ih_), iw(iw_), oh(oh_), ow(ow_), stride(stride_), pad(pad_) {
-        CONV_UNROLL
+        TILE_UNROLL
         for (int i = 0; i < 4; ++i) {
             int j = n0 + (threadIdx.x >> 4) + 16 * i;
             ConvDigits d = conv_digits(j, kh, kw);
@@ -404,20 +334,20 @@ struct ConvXWindowB {
             kx[i] = d.lo;
         }
         k = conv_digits(k0 + (threadIdx.x & 15), oh, ow);
-        step = conv_digits(CT_K, oh, ow);
+        step = conv_digits(TILE_K, oh, ow);
     }
     __device__ __forceinline__ void fetch(int k0, int k1, float (&v)[4]) {
         bool in = k0 + (int)(threadIdx.x & 15) < k1;
         int iy0 = k.mid * stride - pad, ix0 = k.lo * stride - pad;
         const float* base = x + (long long)k.hi * c_in * ih * iw + (long long)iy0 * iw + ix0;
-        CONV_UNROLL
+        TILE_UNROLL
         for (int i = 0; i < 4; ++i) {
             int iy = iy0 + ky[i], ix = ix0 + kx[i];
             v[i] = (in && iy >= 0 && iy < ih && ix >= 0 && ix < iw) ? base[off[i]] : 0.0f;
         }
         conv_advance(k, step, oh, ow);
     }
-    __device__ __forceinline__ void store(float* s, const float (&v)[4]) const { conv_store_kfast(s, v); }
+    __device__ __forceinline__ void store(float* s, const float (&v)[4]) const { tile_store_kfast(s, v); }
 };
 
 // Writes this thread's 4×4 tile of C into NCHW planes: column j = (img, p) of `plane`
@@ -430,10 +360,10 @@ __device__ __forceinline__ void conv_store_planes(const float (&acc)[4][4], int 
     int mb = m0 + (threadIdx.x >> 4) * 4, nb = n0 + (threadIdx.x & 15) * 4;
     ConvDigits px = conv_digits(nb, 1, plane);
     const ConvDigits one = conv_digits(1, 1, plane);
-    CONV_UNROLL
+    TILE_UNROLL
     for (int j = 0; j < 4; ++j) {
         if (nb + j < cols) {
-            CONV_UNROLL
+            TILE_UNROLL
             for (int i = 0; i < 4; ++i) {
                 int m = mb + i;
                 if (m >= rows) continue;
@@ -452,66 +382,66 @@ __device__ __forceinline__ void conv_store_planes(const float (&acc)[4][4], int 
 __device__ __forceinline__ void conv_store_rows(const float (&acc)[4][4], int m0, int n0, int rows, int cols,
                                                 float* __restrict__ out) {
     int mb = m0 + (threadIdx.x >> 4) * 4, nb = n0 + (threadIdx.x & 15) * 4;
-    CONV_UNROLL
+    TILE_UNROLL
     for (int i = 0; i < 4; ++i) {
         if (mb + i >= rows) continue;
-        CONV_UNROLL
+        TILE_UNROLL
         for (int j = 0; j < 4; ++j)
             if (nb + j < cols) out[(long long)(mb + i) * cols + nb + j] = acc[i][j];
     }
 }
 
-extern "C" __global__ void __launch_bounds__(CT_THREADS)
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
     conv2d_fwd_f32_v2(CONV_GEOM_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
                       const float* __restrict__ bias, const float* __restrict__ residual, int act, float slope,
                       float* __restrict__ y) {
     int K = c_in * kh * kw, N = n * oh * ow;
-    int m0 = blockIdx.y * CT_M, n0 = blockIdx.x * CT_N;
+    int m0 = blockIdx.y * TILE_M, n0 = blockIdx.x * TILE_N;
     ConvRowsA a{wt, K, c_out, m0};
     ConvIm2colB b(x, c_in, ih, iw, kh, kw, stride, pad, oh, ow, N, n0, 0);
     float acc[4][4] = {};
-    conv_tile_mma(a, b, 0, K, acc);
+    tile_mma(a, b, 0, K, acc);
     conv_store_planes(acc, m0, n0, c_out, N, oh * ow, bias, residual, act, slope, y);
 }
 
 // The forward of a 1×1, stride-1, unpadded conv (oh = ih, ow = iw): Y_img = W·X_img.
-extern "C" __global__ void __launch_bounds__(CT_THREADS)
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
     conv2d_fwd_1x1_f32_v2(CONV_GEOM_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
                           const float* __restrict__ bias, const float* __restrict__ residual, int act, float slope,
                           float* __restrict__ y) {
     (void)kh, (void)kw, (void)stride, (void)pad, (void)oh, (void)ow; // 1, 1, 1, 0, ih, iw
     int hw = ih * iw, N = n * hw;
-    int m0 = blockIdx.y * CT_M, n0 = blockIdx.x * CT_N;
+    int m0 = blockIdx.y * TILE_M, n0 = blockIdx.x * TILE_N;
     ConvRowsA a{wt, c_in, c_out, m0};
     ConvPlanesB b(x, c_in, hw, N, n0);
     float acc[4][4] = {};
-    conv_tile_mma(a, b, 0, c_in, acc);
+    tile_mma(a, b, 0, c_in, acc);
     conv_store_planes(acc, m0, n0, c_out, N, hw, bias, residual, act, slope, y);
 }
 
-extern "C" __global__ void __launch_bounds__(CT_THREADS)
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
     conv2d_bwd_input_f32_v2(CONV_GEOM_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
                             const float* __restrict__ bias, float* __restrict__ dx) {
     int khw = kh * kw, K = c_out * khw, N = n * ih * iw;
-    int m0 = blockIdx.y * CT_M, n0 = blockIdx.x * CT_N;
+    int m0 = blockIdx.y * TILE_M, n0 = blockIdx.x * TILE_N;
     ConvWeightTA a(wt, c_in, khw, m0, 0);
     ConvCol2imB b(dy, c_out, ih, iw, kh, kw, stride, pad, oh, ow, N, n0, 0);
     float acc[4][4] = {};
-    conv_tile_mma(a, b, 0, K, acc);
+    tile_mma(a, b, 0, K, acc);
     conv_store_planes(acc, m0, n0, c_in, N, ih * iw, bias, nullptr, 0, 0.0f, dx);
 }
 
 // The input gradient of a 1×1, stride-1, unpadded conv: dX_img = Wᵀ·dY_img.
-extern "C" __global__ void __launch_bounds__(CT_THREADS)
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
     conv2d_bwd_input_1x1_f32_v2(CONV_GEOM_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
                                 const float* __restrict__ bias, float* __restrict__ dx) {
     (void)kh, (void)kw, (void)stride, (void)pad, (void)oh, (void)ow; // 1, 1, 1, 0, ih, iw
     int hw = ih * iw, N = n * hw;
-    int m0 = blockIdx.y * CT_M, n0 = blockIdx.x * CT_N;
+    int m0 = blockIdx.y * TILE_M, n0 = blockIdx.x * TILE_N;
     ConvWeightTA a(wt, c_in, 1, m0, 0);
     ConvPlanesB b(dy, c_out, hw, N, n0);
     float acc[4][4] = {};
-    conv_tile_mma(a, b, 0, c_out, acc);
+    tile_mma(a, b, 0, c_out, acc);
     conv_store_planes(acc, m0, n0, c_in, N, hw, bias, nullptr, 0, 0.0f, dx);
 }
 
@@ -519,16 +449,16 @@ extern "C" __global__ void __launch_bounds__(CT_THREADS)
 // into out + z·c_out·c_in·kh·kw (dw itself when there is one split).
 // Two blocks per SM as a hint: without it ptxas for sm_80 spills 8 bytes (with it, none
 // on sm_80 or sm_90; checked by `cargo xtask kernels-check`).
-extern "C" __global__ void __launch_bounds__(CT_THREADS, 2)
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
     conv2d_bwd_weight_f32_v2(CONV_GEOM_PARAMS, int chunk, const float* __restrict__ x,
                              const float* __restrict__ dy, float* __restrict__ out) {
     int N = c_in * kh * kw, K = n * oh * ow;
-    int m0 = blockIdx.y * CT_M, n0 = blockIdx.x * CT_N;
+    int m0 = blockIdx.y * TILE_M, n0 = blockIdx.x * TILE_N;
     int k0 = blockIdx.z * chunk, k1 = min(K, k0 + chunk);
     ConvDyA a(dy, c_out, oh * ow, m0, k0);
     ConvXWindowB b(x, c_in, ih, iw, kh, kw, stride, pad, oh, ow, N, n0, k0);
     float acc[4][4] = {};
-    conv_tile_mma(a, b, k0, k1, acc);
+    tile_mma(a, b, k0, k1, acc);
     conv_store_rows(acc, m0, n0, c_out, N, out + (long long)blockIdx.z * c_out * N);
 }
 

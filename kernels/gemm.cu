@@ -12,19 +12,15 @@
 //     threads each computing a 4×4 register tile, double-buffered static shared memory (one
 //     barrier per slice), each operand loaded along its contiguous dimension; sums in f32.
 //     col_sum v2: blocks of 32 columns × 8 row groups, coalesced, fixed-order reduction.
-//     (conv.cu has its own copy of the tile loop: NVRTC compiles each family alone.)
+//     The tile loop itself is tile.cuh's, shared with conv.cu.
 //
 // Sizes are int (the host checks that they fit); offsets are long long. v2 GEMMs run 256
 // threads per block on grid (ceil(N / 64), ceil(M / 64)).
 #include "common.cuh"
+#include "tile.cuh"
 
 // Full unrolling of the fixed 4- and 16-trip loops keeps the register tiles in registers
 // (NVRTC); g++ has no such pragma and needs none.
-#ifdef __CUDACC__
-#define GEMM_UNROLL _Pragma("unroll")
-#else
-#define GEMM_UNROLL
-#endif
 
 // ---- v1: one thread per output --------------------------------------------------------
 
@@ -74,11 +70,6 @@ extern "C" __global__ void col_sum_f32_v1(int rows, int cols, const float* __res
 
 // ---- v2: tiled SGEMM ---------------------------------------------------------------------
 
-#define GT_M 64          // output tile rows
-#define GT_N 64          // output tile columns
-#define GT_K 16          // depth of one K slice
-#define GT_LD (GT_M + 4) // shared row stride: float4-aligned; the pad spreads k-fast stores over banks
-#define GT_THREADS 256
 
 // An operand as `rows` rows of depth K, staged in shared memory as s[k][row], 4 elements
 // per thread per 64×16 slice. KMajor: element (r, k) at p[r·ld + k] (contiguous along k),
@@ -92,14 +83,14 @@ struct GemmOperand {
     __device__ __forceinline__ void fetch(int k0, int k1, float (&v)[4]) const {
         if (KMajor) {
             int k = k0 + (threadIdx.x & 15);
-            GEMM_UNROLL
+            TILE_UNROLL
             for (int i = 0; i < 4; ++i) {
                 int r = r0 + (threadIdx.x >> 4) + 16 * i;
                 v[i] = (k < k1 && r < rows) ? p[(long long)r * ld + k] : 0.0f;
             }
         } else {
             int r = r0 + (threadIdx.x & 63);
-            GEMM_UNROLL
+            TILE_UNROLL
             for (int i = 0; i < 4; ++i) {
                 int k = k0 + (threadIdx.x >> 6) + 4 * i;
                 v[i] = (k < k1 && r < rows) ? p[(long long)k * ld + r] : 0.0f;
@@ -107,15 +98,10 @@ struct GemmOperand {
         }
     }
     __device__ __forceinline__ void store(float* s, const float (&v)[4]) const {
-        if (KMajor) {
-            int k = threadIdx.x & 15, r = threadIdx.x >> 4;
-            GEMM_UNROLL
-            for (int i = 0; i < 4; ++i) s[k * GT_LD + r + 16 * i] = v[i];
-        } else {
-            int k = threadIdx.x >> 6, r = threadIdx.x & 63;
-            GEMM_UNROLL
-            for (int i = 0; i < 4; ++i) s[(k + 4 * i) * GT_LD + r] = v[i];
-        }
+        if (KMajor)
+            tile_store_kfast(s, v);
+        else
+            tile_store_rowfast(s, v);
     }
 };
 
@@ -125,54 +111,17 @@ template <bool AK, bool BK>
 __device__ __forceinline__ void gemm_tile(int M, int N, int K, const float* __restrict__ A, long long lda,
                                           const float* __restrict__ B, long long ldb, const float* __restrict__ bias,
                                           float* __restrict__ C) {
-    __shared__ float4 sa4[2 * GT_K * GT_LD / 4];
-    __shared__ float4 sb4[2 * GT_K * GT_LD / 4];
-    float* sa = reinterpret_cast<float*>(sa4);
-    float* sb = reinterpret_cast<float*>(sb4);
-    const int m0 = blockIdx.y * GT_M, n0 = blockIdx.x * GT_N;
+    const int m0 = blockIdx.y * TILE_M, n0 = blockIdx.x * TILE_N;
     const int tm = (threadIdx.x >> 4) * 4, tn = (threadIdx.x & 15) * 4;
     GemmOperand<AK> la{A, lda, M, m0};
     GemmOperand<BK> lb{B, ldb, N, n0};
     float acc[4][4] = {};
-    float ra[4], rb[4];
-    la.fetch(0, K, ra);
-    lb.fetch(0, K, rb);
-    la.store(sa, ra);
-    lb.store(sb, rb);
-    __syncthreads();
-    int buf = 0;
-    for (int kt = 0; kt < K; kt += GT_K) {
-        bool more = kt + GT_K < K;
-        if (more) {
-            la.fetch(kt + GT_K, K, ra);
-            lb.fetch(kt + GT_K, K, rb);
-        }
-        const float* a = sa + buf * GT_K * GT_LD + tm;
-        const float* b = sb + buf * GT_K * GT_LD + tn;
-        GEMM_UNROLL
-        for (int k = 0; k < GT_K; ++k) {
-            float4 av = *reinterpret_cast<const float4*>(a + k * GT_LD);
-            float4 bv = *reinterpret_cast<const float4*>(b + k * GT_LD);
-            float ar[4] = {av.x, av.y, av.z, av.w};
-            float br[4] = {bv.x, bv.y, bv.z, bv.w};
-            GEMM_UNROLL
-            for (int i = 0; i < 4; ++i)
-                GEMM_UNROLL
-                for (int j = 0; j < 4; ++j) acc[i][j] += ar[i] * br[j];
-        }
-        if (more) {
-            // The other buffer was last read before the previous barrier.
-            la.store(sa + (buf ^ 1) * GT_K * GT_LD, ra);
-            lb.store(sb + (buf ^ 1) * GT_K * GT_LD, rb);
-        }
-        __syncthreads();
-        buf ^= 1;
-    }
-    GEMM_UNROLL
+    tile_mma(la, lb, 0, K, acc);
+    TILE_UNROLL
     for (int i = 0; i < 4; ++i) {
         int r = m0 + tm + i;
         if (r >= M) continue;
-        GEMM_UNROLL
+        TILE_UNROLL
         for (int j = 0; j < 4; ++j) {
             int c = n0 + tn + j;
             if (c < N) C[(long long)r * N + c] = bias ? acc[i][j] + bias[c] : acc[i][j];
@@ -181,21 +130,21 @@ __device__ __forceinline__ void gemm_tile(int M, int N, int K, const float* __re
 }
 
 // C[M×N] = A[M×K]·B[N×K]ᵀ + bias: the forward, y = x·wᵀ + b.
-extern "C" __global__ void __launch_bounds__(GT_THREADS)
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
     gemm_nt_f32_v2(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
                    const float* __restrict__ bias, float* __restrict__ C) {
     gemm_tile<true, true>(M, N, K, A, K, B, K, bias, C);
 }
 
 // C[M×N] = A[M×K]·B[K×N] + bias: the input gradient, dx = dy·w.
-extern "C" __global__ void __launch_bounds__(GT_THREADS)
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
     gemm_nn_f32_v2(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
                    const float* __restrict__ bias, float* __restrict__ C) {
     gemm_tile<true, false>(M, N, K, A, K, B, N, bias, C);
 }
 
 // C[M×N] = A[K×M]ᵀ·B[K×N] + bias: the weight gradient, dw = dyᵀ·x.
-extern "C" __global__ void __launch_bounds__(GT_THREADS)
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
     gemm_tn_f32_v2(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
                    const float* __restrict__ bias, float* __restrict__ C) {
     gemm_tile<false, false>(M, N, K, A, M, B, N, bias, C);

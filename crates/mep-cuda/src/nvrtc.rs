@@ -18,7 +18,10 @@ pub const BASE_OPTIONS: &[&str] = &["-std=c++17"];
 
 /// How to get libnvrtc, for messages.
 pub const INSTALL_HINT: &str = "install it (`pip install nvidia-cuda-nvrtc`, or the CUDA toolkit) and put the \
-     directory holding libnvrtc.so on LD_LIBRARY_PATH";
+     directory holding libnvrtc.so on LD_LIBRARY_PATH or in MEP_NVRTC_LIB_DIR";
+
+/// A directory to load libnvrtc from when the dynamic loader's search path lacks it.
+pub const LIB_DIR_ENV: &str = "MEP_NVRTC_LIB_DIR";
 
 /// A compiled family.
 #[derive(Clone, Debug)]
@@ -131,8 +134,57 @@ mod imp {
 
     pub(super) fn available() -> bool {
         static PRESENT: OnceLock<bool> = OnceLock::new();
-        // SAFETY: only tries to dlopen the candidate library names.
-        *PRESENT.get_or_init(|| unsafe { sys::is_culib_present() })
+        *PRESENT.get_or_init(|| {
+            // SAFETY: only tries to dlopen the candidate library names.
+            let by_name = unsafe { sys::is_culib_present() };
+            // SAFETY: as above, once libnvrtc is loaded by full path.
+            by_name || (preload() && unsafe { sys::is_culib_present() })
+        })
+    }
+
+    /// Directories where libnvrtc usually is but the loader may not look: `$MEP_NVRTC_LIB_DIR`,
+    /// the CUDA toolkit's (`$CUDA_PATH`, `$CUDA_HOME`, /usr/local/cuda).
+    fn candidate_dirs() -> Vec<std::path::PathBuf> {
+        let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+        if let Some(d) = std::env::var_os(super::LIB_DIR_ENV) {
+            dirs.push(d.into());
+        }
+        for var in ["CUDA_PATH", "CUDA_HOME"] {
+            if let Some(d) = std::env::var_os(var) {
+                dirs.push(std::path::PathBuf::from(d).join("lib64"));
+            }
+        }
+        dirs.push("/usr/local/cuda/lib64".into());
+        dirs.push("/usr/local/cuda/targets/x86_64-linux/lib".into());
+        dirs
+    }
+
+    /// Loads libnvrtc by full path from [`candidate_dirs`] and keeps it loaded: cudarc then
+    /// finds it by name, since the dynamic loader matches an already loaded library's soname.
+    fn preload() -> bool {
+        for dir in candidate_dirs() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let mut libs: Vec<std::path::PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("libnvrtc.so") && !n.contains("builtins"))
+                })
+                .collect();
+            // The versioned name first (libnvrtc.so.13), as cudarc asks for it.
+            libs.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+            for lib in libs {
+                // SAFETY: loading NVRTC runs only its initialisers; it stays loaded for the life
+                // of the process, as cudarc's own handle does.
+                if let Ok(l) = unsafe { libloading::Library::new(&lib) } {
+                    std::mem::forget(l);
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     fn require() -> Result<()> {

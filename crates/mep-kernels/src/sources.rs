@@ -18,19 +18,26 @@ pub const FAMILIES: &[(&str, &str)] = &[
 /// kernels/common.cuh.
 pub const COMMON: &str = include_str!("../../../kernels/common.cuh");
 
-/// The source of `family` ready for NVRTC (`common.cuh` inlined), or `None` for an unknown
-/// family.
+/// The headers a family may include, by name: pasted in place of their `#include`.
+pub const HEADERS: &[(&str, &str)] = &[
+    ("common.cuh", COMMON),
+    ("tile.cuh", include_str!("../../../kernels/tile.cuh")),
+];
+
+/// The source of `family` ready for NVRTC (the [`HEADERS`] it includes pasted in), or `None`
+/// for an unknown family.
 ///
 /// ```
-/// let src = mep_kernels::sources::nvrtc_source("reduce").unwrap();
-/// assert!(src.contains("block_sum") && !src.contains("#include"));
+/// let src = mep_kernels::sources::nvrtc_source("gemm").unwrap();
+/// assert!(src.contains("block_sum") && src.contains("tile_mma") && !src.contains("#include"));
 /// ```
 pub fn nvrtc_source(family: &str) -> Option<String> {
     let (_, src) = FAMILIES.iter().find(|(f, _)| *f == family)?;
-    Some(
-        src.replace("#include \"common.cuh\"", COMMON)
-            .replace("#pragma once", ""),
-    )
+    let mut out = src.to_string();
+    for (name, text) in HEADERS {
+        out = out.replace(&format!("#include \"{name}\""), &text.replace("#pragma once", ""));
+    }
+    Some(out)
 }
 
 /// The names of the `extern "C" __global__` kernels of a source, in order of appearance

@@ -13,9 +13,9 @@ use mep_tensor::{check_len, Act, Backend, Conv2dGeom, ConvT2dGeom, Result, Tenso
 
 type B<L> = DevBuf<<L as Launcher>::Mem>;
 
-/// Rows and columns of the v2 kernels' output tiles (conv.cu's `CT_M`, `CT_N`; gemm.cu's too).
+/// Rows and columns of the v2 kernels' output tiles (tile.cuh's `TILE_M`, `TILE_N`).
 pub(crate) const TILE: usize = 64;
-/// Depth of one K slice of the v2 kernels (`CT_K`).
+/// Depth of one K slice of the v2 kernels (`TILE_K`).
 const TILE_K: usize = 16;
 /// Threads per block of the v2 tiled kernels.
 pub(crate) const TILE_THREADS: u32 = 256;
