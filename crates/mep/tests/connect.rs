@@ -780,3 +780,40 @@ fn device_cuda_without_a_gpu_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// The study on the CUDA backend's code, run on the CPU emulation of its kernels
+/// (`KernelBackend<EmuLauncher>`: the host code and kernels a GPU runs), gives the CPU
+/// backend's pairs, categories and losses: the NEB's forces, interpolation and distances, the
+/// network's forward and input gradient, all through the kernels.
+#[test]
+fn study_on_the_emulated_cuda_backend_matches_the_cpu() {
+    let root = tmpdir("emu");
+    let mut a = small(&root.join("emu"));
+    // Small, because the emulation runs every CUDA thread as an OS thread: one pair at 16×16
+    // (the model was trained at 32×32, so the straight line leaves the class and the NEB runs).
+    a.pairs = Some(1);
+    a.max_steps = 2;
+    a.size = Some(16);
+    a.allow_misclassified = true;
+    a.spaces = vec!["input".into(), "layer1".into()];
+    let emu = mep_kernels_emu::EmuLauncher::backend();
+    connect_on(&emu, &a, &three_classes()).unwrap();
+    let got = results(&a.out);
+    a.out = root.join("cpu");
+    run(&a).unwrap();
+    let want = results(&a.out);
+    assert_eq!(got.len(), want.len());
+    let close = |g: Option<f64>, w: Option<f64>| match (g, w) {
+        (Some(g), Some(w)) => (g - w).abs() <= 1e-3 * (1.0 + w.abs()),
+        (g, w) => g.is_none() && w.is_none(),
+    };
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!((g.pair, g.i, g.j, &g.space), (w.pair, w.i, w.j, &w.space));
+        assert_eq!(g.category, w.category, "pair {} in {}", g.pair, g.space);
+        assert!(close(g.line_max_loss, w.line_max_loss), "{g:?}\n{w:?}");
+        assert!(close(g.path_max_loss, w.path_max_loss), "{g:?}\n{w:?}");
+        assert_eq!(g.steps, w.steps, "pair {} in {}", g.pair, g.space);
+    }
+    // The searched paths were compared, not only straight lines.
+    assert!(want.iter().all(|r| r.steps > 0), "{want:?}");
+}
