@@ -1,5 +1,5 @@
 //! The CUDA backend against the CPU reference, on a real GPU: the conformance suite with the
-//! fast and the simple kernels, and a CUDA graph replay. Without a usable GPU it prints
+//! fast and the simple kernels, whole networks at full size, and a CUDA graph replay. Without a usable GPU it prints
 //! "skipped: <reason>" and passes, unless MEP_REQUIRE_GPU=1 (then it fails).
 
 use mep_cuda::{cuda_backend_with, CudaBackend, Kernels};
@@ -30,6 +30,15 @@ fn conformance_fast_kernels() {
     );
     if let Err(failures) = mep_kernels::conformance::run_all(&b) {
         panic!("CUDA backend, fast kernels:\n{failures}");
+    }
+}
+
+#[test]
+fn networks_at_full_size() {
+    let Some(b) = gpu_or_skip(Kernels::Fast) else { return };
+    // ResNet-50 at 224×224 as in the paper, and a full-width ResNet-20 training step.
+    if let Err(failures) = mep_kernels::conformance::networks(&b, mep_kernels::conformance::NetScale::Full) {
+        panic!("CUDA backend:\n{failures}");
     }
 }
 

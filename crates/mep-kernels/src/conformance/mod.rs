@@ -11,7 +11,10 @@
 
 mod bn_pool;
 mod conv;
+mod network;
 mod pointwise;
+
+pub use network::{networks, NetScale};
 
 use mep_tensor::{Backend, CpuBackend, CpuBuf, Result};
 
