@@ -33,7 +33,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub const USAGE: &str = "cargo xtask gpu-check [--out DIR] [--budget SECS] [--iters N] [--only STEP,...] \
-                         [--skip STEP,...] [--force] [--verbose]";
+                         [--skip STEP,...] [--force] [--verbose] [--prebuilt BUNDLE]";
 
 /// The steps that can be chosen with --only / --skip, in the order they run (nvidia-smi,
 /// nvrtc and build always run first).
@@ -64,6 +64,9 @@ pub struct Options {
     pub force: bool,
     /// Show every step's output as it comes (always in the logs).
     pub verbose: bool,
+    /// A folder made by `cargo xtask gpu-bundle`: use its binaries instead of building (for a
+    /// GPU machine without a Rust toolchain); it is also the root the steps run in.
+    pub prebuilt: Option<PathBuf>,
 }
 
 impl Options {
@@ -76,6 +79,7 @@ impl Options {
             steps: DEFAULT_STEPS.to_vec(),
             force: false,
             verbose: false,
+            prebuilt: None,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -99,6 +103,7 @@ impl Options {
                 }
                 "--force" => o.force = true,
                 "--verbose" => o.verbose = true,
+                "--prebuilt" => o.prebuilt = Some(PathBuf::from(value("--prebuilt")?)),
                 "-h" | "--help" => return Err(format!("usage: {USAGE}\n{}", help())),
                 other => return Err(format!("unknown argument `{other}`; usage: {USAGE}")),
             }
@@ -273,6 +278,8 @@ struct Built {
     tests: Vec<PathBuf>,
     /// The criterion bench of single kernels, when `kernel-rates` runs.
     kernel_bench: Option<PathBuf>,
+    /// Binaries of a `gpu-bundle`: the tests run as binaries, not through cargo.
+    prebuilt: bool,
 }
 
 impl Built {
@@ -350,8 +357,11 @@ pub fn gpu_check(root: &Path, opts: &Options) -> Result<PathBuf, String> {
             }
             Err(e) => c.record("nvrtc", Status::Failed(e), t.elapsed().as_secs_f64(), String::new()),
         }
-        // 3. The build.
-        let built = build(&mut c, opts.steps.contains(&"kernel-rates"));
+        // 3. The build (or the bundle's binaries).
+        let built = match &opts.prebuilt {
+            Some(dir) => prebuilt(&mut c, dir),
+            None => build(&mut c, opts.steps.contains(&"kernel-rates")),
+        };
         // 4–8.
         for step in STEPS.iter().filter(|s| opts.steps.contains(s)) {
             match *step {
@@ -484,7 +494,7 @@ fn package_features(root: &Path) -> Vec<(String, Vec<String>)> {
 }
 
 /// The executables cargo reports in `--message-format=json` output: (name, path, is a test).
-fn artifacts(json_lines: &str) -> Vec<(String, PathBuf, bool)> {
+pub(crate) fn artifacts(json_lines: &str) -> Vec<(String, PathBuf, bool)> {
     json_lines
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -495,6 +505,43 @@ fn artifacts(json_lines: &str) -> Vec<(String, PathBuf, bool)> {
             Some((name, PathBuf::from(exe), v["profile"]["test"].as_bool() == Some(true)))
         })
         .collect()
+}
+
+/// The binaries of a `gpu-bundle` folder (see [`crate::gpu_bundle`]).
+fn prebuilt(c: &mut Check, dir: &Path) -> Built {
+    let t = Instant::now();
+    let list = |sub: &str| -> Vec<(String, PathBuf)> {
+        let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(dir.join(sub))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+            .collect();
+        v.sort();
+        v
+    };
+    let built = Built {
+        bins: list("bin"),
+        tests: list("tests").into_iter().map(|(_, p)| p).collect(),
+        kernel_bench: list("bench").into_iter().find(|(n, _)| n == "kernels").map(|(_, p)| p),
+        prebuilt: true,
+    };
+    let status = if built.bins.is_empty() || built.tests.is_empty() {
+        Status::Failed(format!(
+            "{}: no bin/ or tests/ (make it with `cargo xtask gpu-bundle`)",
+            dir.display()
+        ))
+    } else {
+        Status::Passed
+    };
+    let note = format!(
+        "prebuilt in {}: {} binaries, {} test binaries",
+        dir.display(),
+        built.bins.len(),
+        built.tests.len()
+    );
+    c.record("build", status, t.elapsed().as_secs_f64(), note);
+    built
 }
 
 fn build(c: &mut Check, kernel_bench: bool) -> Built {
@@ -617,6 +664,24 @@ fn conformance(c: &mut Check, built: &Built) {
     if built.tests.is_empty() {
         let why = Status::Skipped("the build did not finish".into());
         return c.record("conformance", why, 0.0, String::new());
+    }
+    if built.prebuilt {
+        // Each test binary on its own (no cargo on the machine), under one budget.
+        let (mut stdout, mut seconds, mut status) = (String::new(), 0.0, Status::Passed);
+        for test in &built.tests {
+            let mut cmd = Command::new(test);
+            cmd.env("MEP_REQUIRE_GPU", "1");
+            let Some(f) = c.run("conformance", &mut cmd, 150) else {
+                return c.out_of_time("conformance");
+            };
+            stdout.push_str(&f.stdout);
+            seconds += f.seconds;
+            if !f.status.ok() && status.ok() {
+                status = f.status;
+            }
+        }
+        let note = test_counts(&stdout);
+        return c.record("conformance", status, seconds, note);
     }
     let mut cmd = Command::new("cargo");
     cmd.args(["test", "--release", "-p", "mep-cuda", "--features", "cuda"])

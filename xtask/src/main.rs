@@ -17,6 +17,7 @@
 //!   suite, kernels-check, the speed table against PyTorch, a `mep connect --device cuda`
 //!   smoke run and compute-sanitizer; writes `target/gpu-check/summary.md`; see `gpu_check.rs`.
 
+mod gpu_bundle;
 mod gpu_check;
 mod nvrtc;
 mod proc;
@@ -102,7 +103,11 @@ const USAGE: &str = "usage: cargo xtask <command>
   gpu-check [--out DIR] [--budget SECS] [--iters N] [--only|--skip STEP,...] [--force] [--verbose]
                                                 the whole GPU check on a GPU machine (< 8 min): build,
                                                 conformance, kernels-check, speed vs PyTorch, smoke,
-                                                memcheck; writes target/gpu-check/summary.md";
+                                                memcheck; writes target/gpu-check/summary.md;
+                                                --prebuilt BUNDLE uses gpu-bundle's binaries
+  gpu-bundle [--out DIR]                        build here everything gpu-check runs, into one folder
+                                                (default target/gpu-bundle) for a GPU machine
+                                                without Rust: ./xtask gpu-check --prebuilt .";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -122,11 +127,12 @@ fn main() -> ExitCode {
                 .map(|dir| println!("{}", dir.display())),
         ),
         Some("kernels-check") => kernels_check(&args[1..]),
-        Some("gpu-check") => done(
-            gpu_check::Options::parse(&args[1..])
-                .and_then(|opts| gpu_check::gpu_check(&root(), &opts))
-                .map(|_| ()),
-        ),
+        Some("gpu-check") => done(gpu_check::Options::parse(&args[1..]).and_then(|opts| {
+            // A bundle is its own root: it holds tools/ and the binaries.
+            let root = opts.prebuilt.clone().unwrap_or_else(root);
+            gpu_check::gpu_check(&root, &opts).map(|_| ())
+        })),
+        Some("gpu-bundle") => done(gpu_bundle::gpu_bundle(&root(), &args[1..]).map(|_| ())),
         _ => Err(USAGE.into()),
     };
     match result {
