@@ -143,7 +143,8 @@ mod imp {
     }
 
     /// Directories where libnvrtc usually is but the loader may not look: `$MEP_NVRTC_LIB_DIR`,
-    /// the CUDA toolkit's (`$CUDA_PATH`, `$CUDA_HOME`, /usr/local/cuda).
+    /// the CUDA toolkit's (`$CUDA_PATH`, `$CUDA_HOME`, /usr/local/cuda), and pip's wheel in the
+    /// Python environments on PATH.
     fn candidate_dirs() -> Vec<std::path::PathBuf> {
         let mut dirs: Vec<std::path::PathBuf> = Vec::new();
         if let Some(d) = std::env::var_os(super::LIB_DIR_ENV) {
@@ -156,6 +157,22 @@ mod imp {
         }
         dirs.push("/usr/local/cuda/lib64".into());
         dirs.push("/usr/local/cuda/targets/x86_64-linux/lib".into());
+        // NVIDIA's `nvidia-cuda-nvrtc` wheel (PyTorch installs it) in the Python environments
+        // on PATH and in $VIRTUAL_ENV: <prefix>/lib/python3.*/site-packages/nvidia/cu13/lib.
+        let mut prefixes: Vec<std::path::PathBuf> =
+            std::env::var_os("VIRTUAL_ENV").map(Into::into).into_iter().collect();
+        if let Some(path) = std::env::var_os("PATH") {
+            for bin in std::env::split_paths(&path).filter(|d| d.join("python3").exists()) {
+                prefixes.extend(bin.parent().map(std::path::Path::to_path_buf));
+            }
+        }
+        for lib in prefixes.iter().map(|p| p.join("lib")) {
+            for entry in std::fs::read_dir(&lib).into_iter().flatten().flatten() {
+                if entry.file_name().to_string_lossy().starts_with("python3") {
+                    dirs.push(entry.path().join("site-packages/nvidia/cu13/lib"));
+                }
+            }
+        }
         dirs
     }
 
