@@ -38,9 +38,9 @@ mod imp {
     use super::{driver_msg, unavailable, SYNC_ENV};
     use crate::cache::KernelCache;
     use crate::nvrtc;
-    use crate::signature::{self, ParamSizes};
     use cudarc::driver::{result, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr};
     use mep_kernels::launcher::{Arg, Dims, Launcher};
+    use mep_kernels::signature::{self, ParamSizes};
     use mep_kernels::{sources, KernelError, Result};
     use std::collections::HashMap;
     use std::ffi::c_void;

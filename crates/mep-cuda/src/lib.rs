@@ -4,7 +4,6 @@ pub mod cache;
 mod launcher;
 pub mod nvrtc;
 pub mod ptxas;
-pub mod signature;
 
 pub use launcher::{CudaLauncher, CudaMem, Graph, SYNC_ENV};
 pub use mep_kernels::{KernelError, Kernels};

@@ -3,7 +3,7 @@
 //! without a GPU: a launcher that checks launches and runs nothing drives the conformance
 //! suite (whose numerical verdicts are ignored here: no kernel runs).
 
-use mep_cuda::signature;
+use mep_kernels::signature;
 use mep_kernels::{sources, Arg, Dims, KernelBackend, Kernels, Launcher, Result};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;

@@ -5,6 +5,7 @@ pub mod conformance;
 pub mod error;
 pub mod launcher;
 mod ops;
+pub mod signature;
 pub mod sources;
 
 pub use backend::{DevBuf, KernelBackend, Kernels};

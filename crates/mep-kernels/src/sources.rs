@@ -41,7 +41,7 @@ pub fn nvrtc_source(family: &str) -> Option<String> {
 }
 
 /// The names of the `extern "C" __global__` kernels of a source, in order of appearance
-/// (`__launch_bounds__(...)` before or after `void` is skipped).
+/// (see [`crate::signature::kernels`], which also reads their parameters).
 ///
 /// ```
 /// let src = "extern \"C\" __global__ void a_v1(int n) {}\n\
@@ -50,32 +50,5 @@ pub fn nvrtc_source(family: &str) -> Option<String> {
 /// assert_eq!(names, vec!["a_v1".to_string(), "b_v2".to_string()]);
 /// ```
 pub fn kernel_names(src: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    for (i, _) in src.match_indices("__global__") {
-        let mut rest = src[i + "__global__".len()..].trim_start();
-        loop {
-            if let Some(r) = rest.strip_prefix("void") {
-                rest = r.trim_start();
-            } else if let Some(r) = rest.strip_prefix("__launch_bounds__") {
-                rest = r.find(')').map_or("", |e| &r[e + 1..]).trim_start();
-            } else {
-                break;
-            }
-        }
-        let end = rest
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(rest.len());
-        if end > 0 {
-            names.push(rest[..end].to_string());
-        }
-    }
-    names
-}
-
-/// The family whose source defines kernel `name`.
-pub fn family_of(name: &str) -> Option<&'static str> {
-    FAMILIES
-        .iter()
-        .find(|(_, src)| kernel_names(src).iter().any(|k| k == name))
-        .map(|(f, _)| *f)
+    crate::signature::kernels(src).into_iter().map(|k| k.name).collect()
 }

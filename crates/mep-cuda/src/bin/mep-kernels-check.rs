@@ -29,7 +29,7 @@ fn main() -> ExitCode {
                 Ok(c) => {
                     let parsed = ptxas::parse_log(&c.log);
                     let source = mep_kernels::sources::nvrtc_source(family).unwrap_or_default();
-                    let names: Vec<String> = mep_cuda::signature::kernels(&source)
+                    let names: Vec<String> = mep_kernels::signature::kernels(&source)
                         .into_iter()
                         .map(|k| k.name)
                         .collect();

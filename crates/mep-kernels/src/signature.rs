@@ -203,8 +203,8 @@ mod tests {
 
     #[test]
     fn every_kernel_in_the_sources_has_known_sizes() {
-        for (family, _) in mep_kernels::sources::FAMILIES {
-            let src = mep_kernels::sources::nvrtc_source(family).unwrap();
+        for (family, _) in crate::sources::FAMILIES {
+            let src = crate::sources::nvrtc_source(family).unwrap();
             let ks = kernels(&src);
             assert_eq!(
                 ks.len(),
