@@ -7,8 +7,8 @@
 use crate::backend::{blocks_for, i32_of, i64_of, DevBuf, KernelBackend};
 use crate::launcher::{Arg, Dims, Launcher};
 use crate::ops::pointwise::{act_args, BLOCK};
-use mep_tensor::cpu::check_act;
-use mep_tensor::{check_len, Act, Backend, Nchw, Result, TensorError};
+use mep_tensor::cpu::{check_act, check_batch_stats, check_opt_len};
+use mep_tensor::{check_len, Act, Backend, Nchw, Result};
 
 type B<L> = DevBuf<<L as Launcher>::Mem>;
 
@@ -133,12 +133,8 @@ pub(crate) fn batch_norm_infer_bwd<L: Launcher>(
         check_len(OP, arg, s.c, b.len)?;
     }
     check_len(OP, "dx", s.numel(), dx.len)?;
-    if let Some(b) = dgamma.as_deref() {
-        check_len(OP, "dgamma", s.c, b.len)?;
-    }
-    if let Some(b) = dbeta.as_deref() {
-        check_len(OP, "dbeta", s.c, b.len)?;
-    }
+    check_opt_len(OP, "dgamma", s.c, dgamma.as_deref().map(|b| b.len))?;
+    check_opt_len(OP, "dbeta", s.c, dbeta.as_deref().map(|b| b.len))?;
     let params = dgamma.is_some() || dbeta.is_some();
     // With no values the parameter gradients are still written (as zeros).
     if s.c == 0 || (s.numel() == 0 && !params) {
@@ -224,13 +220,7 @@ pub(crate) fn batch_norm_train<L: Launcher>(
     const OP: &str = "batch_norm_train";
     check_act(OP, act)?;
     check_len(OP, "x", s.numel(), x.len)?;
-    // The CPU backend's check (inline there), with its message.
-    if s.n * s.h * s.w < 2 {
-        return Err(TensorError::Invalid {
-            op: OP,
-            msg: format!("training-mode batch norm needs more than one value per channel, got input {s:?}"),
-        });
-    }
+    check_batch_stats(OP, s)?;
     for (arg, b) in [("gamma", gamma), ("beta", beta)] {
         check_len(OP, arg, s.c, b.len)?;
     }

@@ -8,7 +8,7 @@
 use crate::backend::{blocks_for, i32_of, i64_of, DevBuf, KernelBackend};
 use crate::launcher::{Arg, Dims, Launcher};
 use crate::ops::pointwise::{act_args, BLOCK};
-use mep_tensor::cpu::check_act;
+use mep_tensor::cpu::{check_act, check_opt_len};
 use mep_tensor::{check_len, Act, Backend, Conv2dGeom, ConvT2dGeom, Result, TensorError};
 
 type B<L> = DevBuf<<L as Launcher>::Mem>;
@@ -42,11 +42,6 @@ pub(crate) fn tile_grid(op: &'static str, rows: usize, cols: usize, splits: usiz
 /// The device address of an optional buffer; null when absent.
 pub(crate) fn opt_ptr<L: Launcher>(kb: &KernelBackend<L>, b: Option<&B<L>>) -> Arg {
     b.map_or(Arg::Ptr(0), |b| kb.ptr(b))
-}
-
-/// The CPU backend's check of an optional buffer's length.
-pub(crate) fn check_opt(op: &'static str, arg: &'static str, expected: usize, found: Option<usize>) -> Result<()> {
-    found.map_or(Ok(()), |f| check_len(op, arg, expected, f))
 }
 
 /// The 11 geometry arguments every conv kernel starts with, once every extent and every
@@ -259,8 +254,8 @@ pub(crate) fn conv2d<L: Launcher>(
     check_act(OP, act)?;
     check_len(OP, "x", g.input().numel(), x.len)?;
     check_len(OP, "w", g.weight_len(), w.len)?;
-    check_opt(OP, "bias", g.c_out, bias.map(|b| b.len))?;
-    check_opt(OP, "residual", g.output().numel(), residual.map(|b| b.len))?;
+    check_opt_len(OP, "bias", g.c_out, bias.map(|b| b.len))?;
+    check_opt_len(OP, "residual", g.output().numel(), residual.map(|b| b.len))?;
     check_len(OP, "y", g.output().numel(), y.len)?;
     forward(kb, OP, g, x, w, bias, residual, act, y)
 }
@@ -293,7 +288,7 @@ pub(crate) fn conv2d_bwd_weight<L: Launcher>(
     check_len(OP, "x", g.input().numel(), x.len)?;
     check_len(OP, "dy", g.output().numel(), dy.len)?;
     check_len(OP, "dw", g.weight_len(), dw.len)?;
-    check_opt(OP, "db", g.c_out, db.as_ref().map(|b| b.len))?;
+    check_opt_len(OP, "db", g.c_out, db.as_ref().map(|b| b.len))?;
     backward_weight(kb, OP, g, x, dy, dw)?;
     match db {
         Some(db) => channel_sums(kb, OP, g.n, g.c_out, g.out_h() * g.out_w(), dy, db),
@@ -313,7 +308,7 @@ pub(crate) fn conv_transpose2d<L: Launcher>(
     g.validate(OP)?;
     check_len(OP, "x", g.input().numel(), x.len)?;
     check_len(OP, "w", g.weight_len(), w.len)?;
-    check_opt(OP, "bias", g.c_out, bias.map(|b| b.len))?;
+    check_opt_len(OP, "bias", g.c_out, bias.map(|b| b.len))?;
     check_len(OP, "y", g.output().numel(), y.len)?;
     backward_input(kb, OP, &g.as_conv(), x, w, bias, y)
 }
@@ -346,7 +341,7 @@ pub(crate) fn conv_transpose2d_bwd_weight<L: Launcher>(
     check_len(OP, "x", g.input().numel(), x.len)?;
     check_len(OP, "dy", g.output().numel(), dy.len)?;
     check_len(OP, "dw", g.weight_len(), dw.len)?;
-    check_opt(OP, "db", g.c_out, db.as_ref().map(|b| b.len))?;
+    check_opt_len(OP, "db", g.c_out, db.as_ref().map(|b| b.len))?;
     // In the adjoint conv, dy is the input and x the output gradient.
     backward_weight(kb, OP, &g.as_conv(), dy, x, dw)?;
     match db {

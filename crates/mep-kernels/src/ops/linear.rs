@@ -3,8 +3,9 @@
 
 use crate::backend::{blocks_for, i32_of, DevBuf, KernelBackend};
 use crate::launcher::{Arg, Dims, Launcher};
-use crate::ops::conv::{check_opt, opt_ptr, tile_grid, TILE_THREADS};
+use crate::ops::conv::{opt_ptr, tile_grid, TILE_THREADS};
 use crate::ops::pointwise::BLOCK;
+use mep_tensor::cpu::check_opt_len;
 use mep_tensor::{check_len, Result};
 
 type B<L> = DevBuf<<L as Launcher>::Mem>;
@@ -52,7 +53,7 @@ pub(crate) fn linear<L: Launcher>(
     const OP: &str = "linear";
     check_len(OP, "x", n * k, x.len)?;
     check_len(OP, "w", m * k, w.len)?;
-    check_opt(OP, "bias", m, bias.map(|b| b.len))?;
+    check_opt_len(OP, "bias", m, bias.map(|b| b.len))?;
     check_len(OP, "y", n * m, y.len)?;
     let d = dims(OP, n, k, m)?;
     if y.len == 0 {
@@ -114,7 +115,7 @@ pub(crate) fn linear_bwd_weight<L: Launcher>(
     check_len(OP, "x", n * k, x.len)?;
     check_len(OP, "dy", n * m, dy.len)?;
     check_len(OP, "dw", m * k, dw.len)?;
-    check_opt(OP, "db", m, db.as_ref().map(|b| b.len))?;
+    check_opt_len(OP, "db", m, db.as_ref().map(|b| b.len))?;
     let d = dims(OP, n, k, m)?;
     if dw.len > 0 {
         if kb.fast() {

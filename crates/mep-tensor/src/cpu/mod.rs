@@ -126,7 +126,24 @@ fn opt_mut(b: Option<&mut CpuBuf>) -> Option<&mut [f32]> {
 }
 
 fn check_opt(op: &'static str, arg: &'static str, expected: usize, b: Option<&CpuBuf>) -> Result<()> {
-    b.map_or(Ok(()), |b| check_len(op, arg, expected, b.data.len()))
+    check_opt_len(op, arg, expected, b.map(|b| b.data.len()))
+}
+
+/// [`check_len`] for an optional buffer of `found` elements (every backend's rule).
+pub fn check_opt_len(op: &'static str, arg: &'static str, expected: usize, found: Option<usize>) -> Result<()> {
+    found.map_or(Ok(()), |f| check_len(op, arg, expected, f))
+}
+
+/// Training-mode batch norm needs batch statistics of more than one value per channel
+/// (every backend's rule).
+pub fn check_batch_stats(op: &'static str, s: &Nchw) -> Result<()> {
+    if s.n * s.h * s.w < 2 {
+        return Err(TensorError::Invalid {
+            op,
+            msg: format!("training-mode batch norm needs more than one value per channel, got input {s:?}"),
+        });
+    }
+    Ok(())
 }
 
 /// Rejects a LeakyReLU slope that is not positive (every backend's rule).
@@ -377,15 +394,7 @@ impl Backend for CpuBackend {
         const OP: &str = "batch_norm_train";
         check_act(OP, act)?;
         check_len(OP, "x", s.numel(), x.data.len())?;
-        if s.n * s.h * s.w < 2 {
-            return Err(TensorError::Invalid {
-                op: OP,
-                msg: format!(
-                    "training-mode batch norm needs more than one value per channel, got input {:?}",
-                    s
-                ),
-            });
-        }
+        check_batch_stats(OP, s)?;
         for (arg, b) in [("gamma", gamma), ("beta", beta)] {
             check_len(OP, arg, s.c, b.data.len())?;
         }
