@@ -112,6 +112,11 @@ impl<L: Launcher> KernelBackend<L> {
     pub(crate) fn temp_f64_zeros(&self, n: usize) -> Result<L::Mem> {
         self.temp_bytes(&vec![0u8; 8 * n])
     }
+    /// A device array of `n` f64 of unspecified contents (for kernels that write every one):
+    /// no host copy, which on a GPU would also wait for the stream.
+    pub(crate) fn temp_f64(&self, n: usize) -> Result<L::Mem> {
+        self.launcher.alloc(8 * n).map_err(|e| self.err(e))
+    }
     /// Reads `n` f64 from `mem`.
     pub(crate) fn read_f64(&self, mem: &L::Mem, n: usize) -> Result<Vec<f64>> {
         let mut bytes = vec![0u8; 8 * n];

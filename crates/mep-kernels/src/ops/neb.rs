@@ -65,7 +65,7 @@ pub(crate) fn row_distances<L: Launcher>(
     if pairs == 0 {
         return Ok(Vec::new());
     }
-    let out = kb.temp_f64_zeros(pairs)?;
+    let out = kb.temp_f64(pairs)?;
     let args = [i64_of(rows), i64_of(dim), kb.ptr(x), kb.mem_ptr(&out)];
     if kb.fast() {
         kb.launch(
@@ -96,7 +96,7 @@ pub(crate) fn neb_forces<L: Launcher>(
     check_neb_forces(p, pivots.len, grads.len, energies, forces.len)?;
     let e: Vec<u8> = energies.iter().flat_map(|v| v.to_ne_bytes()).collect();
     let e = kb.temp_bytes(&e)?;
-    let norms = kb.temp_f64_zeros(p.pivots)?;
+    let norms = kb.temp_f64(p.pivots)?;
     let args = [
         i64_of(p.pivots),
         i64_of(p.dim),
