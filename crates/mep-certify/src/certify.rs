@@ -261,7 +261,7 @@ impl Certifier {
     ) -> Result<(usize, [usize; 3], Batch)> {
         let (op, dims) = self.net.start(cut, shape)?;
         let dim: usize = dims.iter().product();
-        if points.len() % dim != 0 {
+        if !points.len().is_multiple_of(dim) {
             return Err(CertifyError::Shape {
                 what: "points".into(),
                 expected: format!("a multiple of {dim} values (shape {shape:?})"),

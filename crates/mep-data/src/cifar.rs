@@ -159,7 +159,7 @@ impl SplitBuilder {
                 bytes.len()
             ),
         };
-        if bytes.is_empty() || bytes.len() % RECORD != 0 {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
             return Err(bad_size(format!("not a whole number of {RECORD}-byte records")));
         }
         let n = bytes.len() / RECORD;

@@ -357,7 +357,7 @@ impl DecoderConfig {
 
 /// `log2(to / from)` when `to = from · 2^k`.
 fn upsamplings(from: usize, to: usize) -> Option<usize> {
-    if from == 0 || to < from || to % from != 0 || !(to / from).is_power_of_two() {
+    if from == 0 || to < from || !to.is_multiple_of(from) || !(to / from).is_power_of_two() {
         return None;
     }
     Some((to / from).trailing_zeros() as usize)

@@ -199,7 +199,7 @@ fn check_len(kernel: &'static str, arg: &'static str, expected: usize, found: us
 
 /// Kernels with block reductions need whole warps.
 fn check_warps(kernel: &'static str, block: u32) -> Result<()> {
-    if block == 0 || block % 32 != 0 || block > 1024 {
+    if block == 0 || !block.is_multiple_of(32) || block > 1024 {
         return Err(EmuError::Invalid {
             kernel,
             msg: format!("block of {block} threads; block reductions need a multiple of 32 up to 1024"),
@@ -530,7 +530,7 @@ pub fn softmax_cross_entropy_bwd(
 /// thread per element of `dst`).
 pub fn lerp_rows(l: Launch, dim: usize, src: &[f32], plan: &[(usize, usize, f32)], dst: &mut [f32]) -> Result<()> {
     const K: &str = "lerp_rows_f32_v1";
-    if dim == 0 || src.len() % dim != 0 {
+    if dim == 0 || !src.len().is_multiple_of(dim) {
         return Err(EmuError::Invalid {
             kernel: K,
             msg: format!("src of {} elements is not rows of {dim}", src.len()),
