@@ -100,6 +100,23 @@ impl CertifyArgs {
         }
     }
 
+    /// Refuses settings that cannot certify anything, in the command's option names,
+    /// before any work.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_pieces == 0 {
+            return Err(MepError::Usage(
+                "--max-pieces 0: a segment needs at least 1 piece to be certified".into(),
+            ));
+        }
+        if !(self.tol.is_finite() && self.tol >= 0.0) {
+            return Err(MepError::Usage(format!(
+                "--tol {}: must be a non-negative number (a relative tolerance such as 1e-9)",
+                self.tol
+            )));
+        }
+        Ok(())
+    }
+
     fn options(&self) -> CertifyOptions {
         CertifyOptions {
             max_pieces: self.max_pieces,
@@ -143,6 +160,22 @@ impl fmt::Display for CertifyReport {
 /// The certificates in `dir` (none if there is no file yet).
 pub fn read_certificates(dir: &Path) -> Result<Vec<CertificateRecord>> {
     Ok(read_jsonl(&dir.join(CERTIFICATES), false)?.0)
+}
+
+/// Drops the certificates of the (pair, space) results in `gone` from `dir` (their paths
+/// are being computed again); returns how many were dropped.
+pub(crate) fn forget(dir: &Path, gone: &BTreeSet<(usize, String)>) -> Result<usize> {
+    let path = dir.join(CERTIFICATES);
+    let (certs, _) = read_jsonl::<CertificateRecord>(&path, true)?;
+    let keep: Vec<&CertificateRecord> = certs
+        .iter()
+        .filter(|c| !gone.contains(&(c.pair, c.space.clone())))
+        .collect();
+    let dropped = certs.len() - keep.len();
+    if dropped > 0 {
+        ResultsFile::rewrite(&path, &keep)?;
+    }
+    Ok(dropped)
 }
 
 /// The record of `cert` for `result`.
@@ -245,6 +278,9 @@ impl Certification {
 /// made with other settings is an error (remove the file to start over).
 pub fn certify(args: &CertifyArgs) -> Result<CertifyReport> {
     let started = Instant::now();
+    args.validate()?;
+    study_folder(&args.dir, "mep certify")?;
+    let _lock = crate::lock::FolderLock::acquire(&args.dir, "mep certify")?;
     let mut run = Certification::open(args)?;
     let results = run.ctx.results()?;
     let todo = run.pending(&results);
@@ -275,6 +311,24 @@ pub fn certify(args: &CertifyArgs) -> Result<CertifyReport> {
         counts: count(&m.settings.spaces, &certs),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Refuses, for `command`, a folder that is not a study folder of `mep connect`.
+pub(crate) fn study_folder(dir: &Path, command: &str) -> Result<()> {
+    if !dir.is_dir() {
+        return Err(MepError::Usage(format!(
+            "{}: no such folder; `{command}` needs the folder of a study (`mep connect --out`)",
+            dir.display()
+        )));
+    }
+    if !dir.join(crate::connect::MANIFEST).is_file() {
+        return Err(MepError::Usage(format!(
+            "{}: not a study folder (no {}); `{command}` needs the folder that `mep connect --out` wrote",
+            dir.display(),
+            crate::connect::MANIFEST
+        )));
+    }
+    Ok(())
 }
 
 /// Per space: (certified, refuted, undecided).

@@ -99,3 +99,33 @@ macro_rules! on_device {
         }
     };
 }
+
+/// The fewest `--threads` ever refused: far more than 2 cores can use, and what rayon and
+/// gemm still start in about a second (2000 threads on 2 cores made a forward pass of
+/// three images run for minutes).
+pub const MAX_THREADS_FLOOR: usize = 256;
+
+/// Checks `--threads requested` on a machine of `cores` cores: refused at 0 (omit the
+/// option for every core) and above `max(MAX_THREADS_FLOOR, 2·cores)`, naming the bound.
+///
+/// ```
+/// use mep::device::check_threads;
+/// assert_eq!(check_threads(8, 2).unwrap(), 8);
+/// assert!(check_threads(2000, 2).unwrap_err().to_string().contains("at most 256"));
+/// assert!(check_threads(0, 2).is_err());
+/// ```
+pub fn check_threads(requested: usize, cores: usize) -> Result<usize> {
+    let most = MAX_THREADS_FLOOR.max(2 * cores);
+    if requested == 0 {
+        return Err(MepError::Usage(
+            "--threads 0: give at least 1, or omit --threads to use every core".into(),
+        ));
+    }
+    if requested > most {
+        return Err(MepError::Usage(format!(
+            "--threads {requested}: at most {most} on this machine ({cores} cores); more threads than \
+             that only queue for the cores"
+        )));
+    }
+    Ok(requested)
+}

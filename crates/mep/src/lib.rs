@@ -8,6 +8,7 @@ pub mod device;
 pub mod eval;
 pub mod figures;
 pub mod forward;
+pub mod lock;
 pub mod report;
 pub mod train;
 
@@ -69,6 +70,18 @@ pub enum MepError {
     /// A results file (results.jsonl, manifest.json) is unreadable or inconsistent.
     #[error("{path}: {msg}")]
     Results { path: std::path::PathBuf, msg: String },
+    /// Another process is writing the same output folder or file.
+    #[error(
+        "{} is in use by {holder}; wait for it to finish, or write elsewhere \
+         (lock file {}; a lock left by a process that has died is taken over automatically)",
+        what.display(),
+        lock.display()
+    )]
+    Locked {
+        what: std::path::PathBuf,
+        holder: String,
+        lock: std::path::PathBuf,
+    },
     /// Shards do not fit together: their manifests differ, or pairs are missing or repeated.
     #[error("mep merge: {0}")]
     Merge(String),

@@ -352,6 +352,11 @@ enum Opt {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(t) = cli.threads {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if let Err(e) = mep::device::check_threads(t, cores) {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
         if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(t).build_global() {
             eprintln!("error: --threads {t}: {e}");
             return ExitCode::from(2);

@@ -49,6 +49,7 @@ pub fn report(dir: &Path) -> Result<ReportFiles> {
             dir.display()
         ))
     })?;
+    let _lock = crate::lock::FolderLock::acquire(dir, "mep report")?;
     let (results, _) = read_results(&dir.join(RESULTS), true)?;
     if results.is_empty() {
         return Err(MepError::Usage(format!(
@@ -63,6 +64,25 @@ pub fn report(dir: &Path) -> Result<ReportFiles> {
             dir.display(),
             results.len()
         )));
+    }
+    let missing: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.path_file.as_ref().filter(|f| !dir.join(f).is_file()))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Err(MepError::Results {
+            path: dir.join(RESULTS),
+            msg: format!(
+                "{} path file{} named here {} missing: {}; rerun the same `mep connect` command into this \
+                 folder to compute {} again",
+                missing.len(),
+                if missing.len() == 1 { "" } else { "s" },
+                if missing.len() == 1 { "is" } else { "are" },
+                missing.join(", "),
+                if missing.len() == 1 { "it" } else { "them" }
+            ),
+        });
     }
     let ctx = FigureContext::open(dir)?;
     let opts = FigureOptions {

@@ -4,6 +4,7 @@
 use super::store::{paths_dir, read_results, write_atomic, Manifest, MANIFEST, RESULTS};
 use super::tables::{count, write_tables, SpaceCounts};
 use super::PairResult;
+use crate::lock::FolderLock;
 use crate::{MepError, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -96,6 +97,17 @@ pub fn merge(args: &MergeArgs) -> Result<MergeReport> {
             "--out {} is one of the shard folders; merge into a new folder",
             args.out.display()
         )));
+    }
+    // The shards are locked too: a shard that a `mep connect` is still writing would be
+    // merged half done.
+    let mut locks = vec![FolderLock::acquire(&args.out, "mep merge")?];
+    let mut locked = vec![out_c];
+    for dir in &args.shards {
+        let c = canon(dir);
+        if dir.is_dir() && !locked.contains(&c) {
+            locks.push(FolderLock::acquire(dir, "mep merge (reading this shard)")?);
+            locked.push(c);
+        }
     }
     let mut manifests = Vec::new();
     for dir in &args.shards {

@@ -172,6 +172,10 @@ impl fmt::Display for SearchOptimizer {
     }
 }
 
+/// The most points of one densely sampled path, (N−1)·S+1: far beyond any study (the
+/// paper's is 73), and low enough that the counts never overflow.
+pub const MAX_DENSE_POINTS: usize = 1 << 24;
+
 /// Pairs studied when neither `pairs` nor `pairs_file` says otherwise.
 pub const DEFAULT_PAIRS: usize = 25;
 
@@ -293,6 +297,19 @@ impl ConnectArgs {
         if self.sub_points == 0 {
             return bad("--sub-points must be at least 1".into());
         }
+        // The dense line has (N−1)·S+1 points; the NEB may grow N to --max-pivots.
+        let most_pivots = self.max_pivots.unwrap_or(self.pivots).max(self.pivots);
+        if (most_pivots - 1)
+            .checked_mul(self.sub_points)
+            .and_then(|n| n.checked_add(1))
+            .is_none_or(|n| n > MAX_DENSE_POINTS)
+        {
+            return bad(format!(
+                "--pivots {} with --sub-points {}: the dense path would have more than {MAX_DENSE_POINTS} \
+                 points; lower --pivots or --sub-points",
+                most_pivots, self.sub_points
+            ));
+        }
         if !(self.step.is_finite() && self.step > 0.0) {
             return bad(format!("--step {}: must be positive", self.step));
         }
@@ -344,6 +361,9 @@ impl ConnectArgs {
         }
         if self.stop_after == Some(0) {
             return bad("--stop-after must be at least 1".into());
+        }
+        if let Some(c) = &self.certify {
+            c.validate()?;
         }
         Ok(())
     }
@@ -397,6 +417,8 @@ pub struct ConnectReport {
     pub resumed: usize,
     /// Results computed by this run.
     pub computed: usize,
+    /// With `--certify`: saved paths certified by this run, resumed results' included.
+    pub certified: Option<usize>,
     /// Whether every (pair, space) of the shard has its result.
     pub complete: bool,
     /// Table 1 over every result in the folder.
@@ -432,6 +454,12 @@ impl fmt::Display for ConnectReport {
         writeln!(f, "{}", row("none", |c| c.none))?;
         if self.counts.iter().any(|c| c.error > 0) {
             writeln!(f, "{}", row("error", |c| c.error))?;
+        }
+        if let Some(n) = self.certified {
+            writeln!(
+                f,
+                "{n} saved paths certified by this run (verdicts in certificates.jsonl and table1.md)"
+            )?;
         }
         if !self.complete {
             writeln!(f, "stopped early: rerun the same command to continue")?;
@@ -534,10 +562,8 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
     };
 
     let out = &args.out;
-    std::fs::create_dir_all(out).map_err(|source| MepError::Io {
-        path: out.clone(),
-        source,
-    })?;
+    // Held to the end of the run: a second `mep connect` on this folder is refused.
+    let _lock = crate::lock::FolderLock::acquire(out, "mep connect")?;
     let manifest = match Manifest::read(out)? {
         Some(m) => {
             let mut differences = m.settings.differences(&settings);
@@ -638,6 +664,26 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
             });
         }
     }
+    // A result whose path file was deleted is computed again (with its certificate).
+    let gone: std::collections::BTreeSet<(usize, String)> = results
+        .iter()
+        .filter(|r| r.path_file.as_ref().is_some_and(|f| !out.join(f).is_file()))
+        .map(|r| (r.pair, r.space.clone()))
+        .collect();
+    if !gone.is_empty() {
+        for (pair, space) in &gone {
+            if !args.quiet {
+                eprintln!(
+                    "note: the path file of pair {pair} in {space} ({}) is missing; computing that result again",
+                    store::path_file_name(*pair, space)
+                );
+            }
+            done.remove(&(*pair, space.clone()));
+        }
+        results.retain(|r| !gone.contains(&(r.pair, r.space.clone())));
+        file = store::ResultsFile::rewrite(&out.join(RESULTS), &results)?;
+        crate::certify::forget(out, &gone)?;
+    }
     let resumed = results.len();
     store::paths_dir(out)?;
     tables::write_tables(out, &spaces, &results, mine.len())?;
@@ -674,6 +720,19 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
             })
         })
         .transpose()?;
+    let mut certified = 0usize;
+    // Results resumed from an earlier run (with or without --certify) that lack a certificate.
+    if let Some(c) = certification.as_mut() {
+        let pending = c.pending(&results);
+        if !pending.is_empty() {
+            bar.set_message(format!("certifying {} resumed paths", pending.len()));
+            for r in pending {
+                c.certify(r)?;
+                certified += 1;
+            }
+            tables::write_tables(out, &spaces, &results, mine.len())?;
+        }
+    }
     let mut computed = 0usize;
     let mut stopped = false;
     'pairs: for p in &mine {
@@ -703,6 +762,7 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
             bar.set_message(format!("pair {} certifying", p.pair));
             for r in c.pending(&results) {
                 c.certify(r)?;
+                certified += 1;
             }
             tables::write_tables(out, &spaces, &results, mine.len())?;
         }
@@ -719,6 +779,7 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
         skipped: manifest.skipped,
         resumed,
         computed,
+        certified: args.certify.as_ref().map(|_| certified),
         complete,
         counts: tables::count(&spaces, &results),
         seconds: started.elapsed().as_secs_f64(),

@@ -193,6 +193,32 @@ impl ResultsFile {
         Ok((ResultsFile { path, file }, results))
     }
 
+    /// Replaces the records of the JSON-lines file `path` with `records` (atomically, as
+    /// [`write_atomic`]) and opens it for appending: for dropping results whose path file
+    /// is gone, so that a resumed study computes them again.
+    pub fn rewrite<T: Serialize>(path: &Path, records: &[T]) -> Result<ResultsFile> {
+        let mut text = String::new();
+        for r in records {
+            text.push_str(&serde_json::to_string(r).map_err(|e| MepError::Results {
+                path: path.to_path_buf(),
+                msg: e.to_string(),
+            })?);
+            text.push('\n');
+        }
+        write_atomic(path, text.as_bytes())?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|source| MepError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(ResultsFile {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
     /// Appends one result (or record) as a line and syncs it to disk.
     pub fn append<T: Serialize>(&mut self, r: &T) -> Result<()> {
         let mut line = serde_json::to_string(r).map_err(|e| MepError::Results {
