@@ -405,6 +405,8 @@ pub fn train_decoder_with<B: Backend>(b: &B, args: &DecoderTrainArgs, data: Data
         ("mep.decoder.lr".to_string(), lr.to_string()),
         ("mep.decoder.batch_size".to_string(), batch_size.to_string()),
     ]);
+    // ---- The output: everything above only reads; from here on the run writes. ----
+    // A lock on the decoder's output goes here, right before its folder is created.
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| MepError::Usage(format!("{}: {e}", dir.display())))?;
     }

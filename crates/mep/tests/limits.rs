@@ -108,6 +108,14 @@ fn train_refuses_every_extreme_numeric_option_by_name_before_creating_its_folder
         refused(&base, extra, names, "8G");
         assert!(!out.exists(), "{extra:?} created {}", out.display());
     }
+    // Numbers are checked before the dataset is read: a missing one is not the error.
+    let e = refused(
+        &base,
+        &["--data", "/nonexistent/mep-data", "--lr", "-0.1"],
+        "--lr",
+        "8G",
+    );
+    assert!(!e.contains("nonexistent"), "{e}");
     // The ImageNet ResNets take any width from 1; a huge one is refused by its memory.
     let base18 = ["train", "--arch", "resnet18", "--quiet", "--out", o];
     let e = refused(&base18, &["--width", MAX], "--width", "8G");
@@ -228,6 +236,13 @@ fn decoder_train_refuses_every_extreme_numeric_option_by_name_before_writing() {
             "{extra:?} created the decoder's folder"
         );
     }
+    let e = refused(
+        &base,
+        &["--data", "/nonexistent/mep-data", "--filters-scale", "0"],
+        "--filters-scale",
+        "8G",
+    );
+    assert!(!e.contains("nonexistent"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
