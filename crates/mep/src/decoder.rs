@@ -232,8 +232,68 @@ fn mean_image_mse(train: &Arc<Split>, test: &Arc<Split>, target_t: &Transform) -
     Ok(sum / count.max(1) as f64)
 }
 
+/// The hyperparameters a run uses: the paper's where an option is not given.
+struct Hyper {
+    arch: Arch,
+    cut: Cut,
+    epochs: usize,
+    batch_size: usize,
+    lr: f32,
+}
+
+impl DecoderTrainArgs {
+    /// Checks every option that needs no file or data (numbers in range, a known
+    /// architecture and cut) and fills in the paper's defaults; [`train_decoder`] calls it
+    /// before it reads anything.
+    fn validate(&self) -> Result<Hyper> {
+        let arch: Arch = self.arch.parse()?;
+        let cut: Cut = self.cut.parse()?;
+        arch.position(cut)?;
+        let paper = TrainHyper::paper(cut);
+        let epochs = self.epochs.unwrap_or(paper.epochs);
+        let batch_size = self.batch_size.unwrap_or(paper.batch_size);
+        let lr = self.lr.unwrap_or(paper.lr);
+        if epochs == 0 {
+            return Err(MepError::Usage("--epochs 0: train at least one epoch".into()));
+        }
+        if batch_size < 2 {
+            return Err(MepError::Usage(format!(
+                "--batch-size {batch_size}: must be at least 2, as the decoder's batch norm trains on batch statistics"
+            )));
+        }
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(MepError::Usage(format!("--lr {lr}: must be a positive number")));
+        }
+        if !(self.filters_scale.is_finite() && self.filters_scale > 0.0) {
+            return Err(MepError::Usage(format!(
+                "--filters-scale {}: must be a positive number (1 = the paper's widths)",
+                self.filters_scale
+            )));
+        }
+        if self.train_images == Some(0) {
+            return Err(MepError::Usage(
+                "--train-images 0: train on at least one batch of images".into(),
+            ));
+        }
+        if let Some(s) = self.size.filter(|&s| s < crate::train::MIN_SIZE) {
+            return Err(MepError::Usage(format!(
+                "--size {s}: the networks take inputs of at least {m}×{m}",
+                m = crate::train::MIN_SIZE
+            )));
+        }
+        Ok(Hyper {
+            arch,
+            cut,
+            epochs,
+            batch_size,
+            lr,
+        })
+    }
+}
+
 /// Trains a decoder as `args` says, on the backend `args.device` names.
 pub fn train_decoder(args: &DecoderTrainArgs) -> Result<DecoderTrainReport> {
+    args.validate()?;
     let data = open_dataset(&args.data)?;
     train_decoder_on(args, data)
 }
@@ -246,37 +306,19 @@ pub fn train_decoder_on(args: &DecoderTrainArgs, data: Dataset) -> Result<Decode
 /// As [`train_decoder_on`], on backend `b`.
 pub fn train_decoder_with<B: Backend>(b: &B, args: &DecoderTrainArgs, data: Dataset) -> Result<DecoderTrainReport> {
     let started = Instant::now();
-    let arch: Arch = args.arch.parse()?;
-    let cut: Cut = args.cut.parse()?;
-    arch.position(cut)?;
-    let paper = TrainHyper::paper(cut);
-    let epochs = args.epochs.unwrap_or(paper.epochs);
-    let batch_size = args.batch_size.unwrap_or(paper.batch_size);
-    let lr = args.lr.unwrap_or(paper.lr);
-    if epochs == 0 {
-        return Err(MepError::Usage("--epochs must be positive".into()));
-    }
-    if batch_size < 2 {
-        return Err(MepError::Usage(
-            "--batch-size must be at least 2: the decoder's batch norm trains on batch statistics".into(),
-        ));
-    }
-    if !(lr.is_finite() && lr > 0.0) {
-        return Err(MepError::Usage(format!("--lr {lr}: must be positive")));
-    }
-    if !(args.filters_scale.is_finite() && args.filters_scale > 0.0) {
-        return Err(MepError::Usage(format!(
-            "--filters-scale {}: must be positive (1 = the paper's widths)",
-            args.filters_scale
-        )));
-    }
+    let Hyper {
+        arch,
+        cut,
+        epochs,
+        batch_size,
+        lr,
+    } = args.validate()?;
 
     let train = data
         .train
         .as_ref()
         .ok_or_else(|| MepError::Usage(format!("--data {}: the dataset has no train split", args.data)))?;
     let train = Arc::new(match args.train_images {
-        Some(0) => return Err(MepError::Usage("--train-images must be positive".into())),
         Some(n) => train.head(n),
         None => train.clone(),
     });
@@ -289,13 +331,46 @@ pub fn train_decoder_with<B: Backend>(b: &B, args: &DecoderTrainArgs, data: Data
         )));
     }
     let recorded = transform_from_metadata(ck.metadata());
-    let net = Network::fold(b, &ResNet::from_checkpoint(b, arch, ck)?)?;
+    let classifier = ResNet::from_checkpoint(b, arch, ck)?;
+    let width = classifier.width;
+    let net = Network::fold(b, &classifier)?;
+    drop(classifier);
     let mut input_t = resolve_transform(recorded, args.size, &train)?;
     let input_size = match input_t.size {
         Some(s) => s,
         None => crate::data::image_size(&train, None)?,
     };
     input_t.size = Some(input_size);
+    let steps = train.len() / batch_size;
+    if steps == 0 {
+        return Err(MepError::Usage(format!(
+            "--batch-size {batch_size}: the train split has only {} images, fewer than one batch",
+            train.len()
+        )));
+    }
+    // Adam counts its steps in a u32.
+    if steps.checked_mul(epochs).is_none_or(|t| t > u32::MAX as usize) {
+        return Err(MepError::Usage(format!(
+            "--epochs {epochs}: {steps} steps per epoch make more steps than the optimiser counts ({})",
+            u32::MAX
+        )));
+    }
+    // The classifier's share first: the shape of a point is found by encoding an image.
+    let eval_batch = batch_size.max(64).min(test.len().max(1));
+    let classifier_fp = crate::memory::resnet_footprint(arch, width, input_size, net.num_classes);
+    let what = |batch: usize| {
+        format!(
+            "a decoder at `{cut}` of {} (--filters-scale {}) with --batch-size {batch} at --size {input_size}",
+            arch.name(),
+            args.filters_scale
+        )
+    };
+    let lower = "--batch-size, --size or --filters-scale";
+    crate::memory::ensure_fits(
+        classifier_fp.inference_bytes(batch_size.max(eval_batch)),
+        &what(batch_size),
+        lower,
+    )?;
 
     let source = Source {
         arch,
@@ -306,17 +381,23 @@ pub fn train_decoder_with<B: Backend>(b: &B, args: &DecoderTrainArgs, data: Data
     let config = DecoderConfig::paper(&source)
         .map_err(dec_err)?
         .scaled(args.filters_scale);
+    let decoder_fp = crate::memory::decoder_footprint(
+        config.seed_shape().map_err(dec_err)?,
+        &config.filters,
+        config.blocks_per_group,
+        config.out_size,
+    );
+    let needed = if b.name() == "cpu" {
+        (classifier_fp.inference_bytes(batch_size) + decoder_fp.training_bytes(batch_size, 2))
+            .max(classifier_fp.inference_bytes(eval_batch) + decoder_fp.inference_bytes(eval_batch))
+    } else {
+        classifier_fp.host_bytes(batch_size, 0) + decoder_fp.host_bytes(batch_size, 2)
+    };
+    crate::memory::ensure_fits(needed, &what(batch_size), lower)?;
     let target_t = Transform::new(Some(config.out_size), [0.0; 3], [1.0; 3]);
     let gflop_per_image = 2.0 * config.macs_per_image().map_err(dec_err)? as f64 / 1e9;
     let mut decoder = Decoder::init(b, config, args.seed).map_err(dec_err)?;
     let params = decoder.num_params();
-    let steps = train.len() / batch_size;
-    if steps == 0 {
-        return Err(MepError::Usage(format!(
-            "the train split has {} images, fewer than one batch of {batch_size}",
-            train.len()
-        )));
-    }
     let mean_mse = mean_image_mse(&train, &test, &target_t)?;
     let extra_meta = BTreeMap::from([
         ("mep.decoder.data".to_string(), args.data.clone()),
@@ -324,9 +405,10 @@ pub fn train_decoder_with<B: Backend>(b: &B, args: &DecoderTrainArgs, data: Data
         ("mep.decoder.lr".to_string(), lr.to_string()),
         ("mep.decoder.batch_size".to_string(), batch_size.to_string()),
     ]);
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| MepError::Usage(format!("{}: {e}", dir.display())))?;
-    }
+    // ---- The output: everything above only reads; from here on the run writes. ----
+    // One writer per decoder file (creates its folder): two trainings of one `--out`
+    // would save over each other; other decoders of the same folder are not held up.
+    let _lock = crate::lock::FolderLock::acquire_file(&args.out, "mep decoder train")?;
 
     let mut adam = Adam::new(AdamParams {
         lr,

@@ -131,20 +131,62 @@ pub struct EvalArgs {
     pub device: Device,
 }
 
+impl EvalArgs {
+    /// Checks the options that need no file: a known architecture, a batch size of at least
+    /// one, a size the networks take.
+    pub fn validate(&self) -> Result<Arch> {
+        let arch: Arch = self.arch.parse()?;
+        if self.batch_size == 0 {
+            return Err(MepError::Usage("--batch-size 0: must be at least 1".into()));
+        }
+        if let Some(s) = self.size.filter(|&s| s < crate::train::MIN_SIZE) {
+            return Err(MepError::Usage(format!(
+                "--size {s}: the networks take inputs of at least {m}×{m}",
+                m = crate::train::MIN_SIZE
+            )));
+        }
+        Ok(arch)
+    }
+}
+
 /// Runs `mep eval` on the backend `args.device` names.
 pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
+    args.validate()?;
     crate::on_device!(args.device, |b| eval_on(b, args))
 }
 
 /// Runs `mep eval` on backend `b`.
 pub fn eval_on<B: Backend>(b: &B, args: &EvalArgs) -> Result<EvalReport> {
-    let arch: Arch = args.arch.parse()?;
+    let arch = args.validate()?;
     let ck = Checkpoint::load(&args.weights)?;
     let recorded = transform_from_metadata(ck.metadata());
     let model = ResNet::from_checkpoint(b, arch, ck)?;
+    let width = model.width;
     let net = Network::fold(b, &model)?;
+    drop(model);
     let data = open_dataset(&args.data)?;
     let split = Arc::new(data.split(&args.split)?.clone());
     let transform = resolve_transform(recorded, args.size, &split)?;
+    let size = match transform.size {
+        Some(s) => s,
+        None => crate::data::image_size(&split, None)?,
+    };
+    // A batch never holds more images than the split.
+    let batch = args.batch_size.min(split.len().max(1));
+    let f = crate::memory::resnet_footprint(arch, width, size, net.num_classes);
+    let needed = if b.name() == "cpu" {
+        f.inference_bytes(batch)
+    } else {
+        f.host_bytes(batch, 0)
+    };
+    crate::memory::ensure_fits(
+        needed,
+        &format!(
+            "evaluating {} (width {width}) with --batch-size {} at --size {size}",
+            arch.name(),
+            args.batch_size
+        ),
+        "--batch-size or --size",
+    )?;
     evaluate(b, &net, &split, &transform, &data.classes, args.batch_size)
 }

@@ -5,7 +5,7 @@
 use crate::device::Device;
 use crate::eval::argmax_rows;
 use crate::{MepError, Result};
-use mep_resnet::{save, Arch, Checkpoint, Cut, Network};
+use mep_resnet::{save, Arch, Checkpoint, Cut, Network, ResNet};
 use mep_tensor::{Backend, Shape, Tensor};
 use std::fmt;
 use std::path::PathBuf;
@@ -59,7 +59,10 @@ pub fn forward(args: &ForwardArgs) -> Result<ForwardReport> {
 /// Runs `mep forward` on backend `b`.
 pub fn forward_on<B: Backend>(b: &B, args: &ForwardArgs) -> Result<ForwardReport> {
     let arch: Arch = args.arch.parse()?;
-    let net = Network::load(b, arch, &args.weights)?;
+    let model = ResNet::load(b, arch, &args.weights)?;
+    let width = model.width;
+    let net = Network::fold(b, &model)?;
+    drop(model);
     let inputs = Checkpoint::load(&args.input)?;
     let x = inputs.get("input").ok_or_else(|| {
         MepError::Usage(format!(
@@ -68,6 +71,22 @@ pub fn forward_on<B: Backend>(b: &B, args: &ForwardArgs) -> Result<ForwardReport
             inputs.keys().collect::<Vec<_>>().join(", ")
         ))
     })?;
+    // Every cut's activation comes back to the host and into the output file, beside the
+    // network's own working memory (and the input gradient's tape with --target).
+    if let &[n, _, h, w] = x.shape.dims() {
+        let f = crate::memory::resnet_footprint(arch, width, h.max(w), net.num_classes);
+        let work = if args.target.is_some() {
+            f.training_bytes(n, 0)
+        } else {
+            f.inference_bytes(n)
+        };
+        let device_work = if b.name() == "cpu" { work } else { 0.0 };
+        crate::memory::ensure_fits(
+            device_work + 2.0 * 4.0 * n as f64 * f.tape_per_image / 3.0,
+            &format!("{} (width {width}) on an input of shape {}", arch.name(), x.shape),
+            "the number of inputs in --input, or their size",
+        )?;
+    }
     let x = Tensor::from_slice(b, x.shape.clone(), &x.data)?;
     drop(inputs);
     let input_shape = x.shape.clone();
@@ -97,6 +116,7 @@ pub fn forward_on<B: Backend>(b: &B, args: &ForwardArgs) -> Result<ForwardReport
         out.push(("input_grad".into(), hg.grad.shape.clone(), b.download(&hg.grad.buf)?));
     }
     let views: Vec<_> = out.iter().map(|(k, s, d)| (k.as_str(), s, d.as_slice())).collect();
+    let _lock = crate::lock::FolderLock::acquire_file(&args.out, "mep forward")?;
     save(&args.out, &views, None)?;
     Ok(ForwardReport {
         arch,

@@ -9,6 +9,7 @@ pub mod eval;
 pub mod figures;
 pub mod forward;
 pub mod lock;
+pub mod memory;
 pub mod report;
 pub mod train;
 
@@ -81,6 +82,19 @@ pub enum MepError {
         what: std::path::PathBuf,
         holder: String,
         lock: std::path::PathBuf,
+    },
+    /// A configuration needs more memory than the machine has (see [`memory`]); refused
+    /// before anything is created.
+    #[error("{what} needs about {needed}; this machine has {available} available; lower {lower}")]
+    Memory {
+        /// The settings that decide the need (`--batch-size 128 at --size 100000`).
+        what: String,
+        /// The estimate, as text (`4.1 TiB`).
+        needed: String,
+        /// What the machine has, as text.
+        available: String,
+        /// What to lower (`--batch-size or --size`).
+        lower: String,
     },
     /// Shards do not fit together: their manifests differ, or pairs are missing or repeated.
     #[error("mep merge: {0}")]

@@ -27,6 +27,7 @@ struct Cli {
 enum Command {
     /// Run a checkpoint on inputs; write logits, every cut's activation and, with
     /// --target, the loss and its input gradient.
+    #[command(allow_negative_numbers = true)]
     Forward {
         /// resnet18, resnet34, resnet50, resnet101, resnet152, resnet20, resnet32, resnet44, resnet56, resnet110
         #[arg(long)]
@@ -45,6 +46,8 @@ enum Command {
         out: PathBuf,
     },
     /// Train or fine-tune a ResNet; a checkpoint after every epoch, --resume to continue.
+    // Negative numbers are values (`--lr -0.1`), so that the command's own check names them.
+    #[command(allow_negative_numbers = true)]
     Train {
         #[arg(long)]
         arch: String,
@@ -65,12 +68,12 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Opt::Adam)]
         optimizer: Opt,
         /// Initial learning rate, decayed to 0 by a cosine schedule.
-        #[arg(long, default_value_t = 1e-3)]
+        #[arg(long, allow_hyphen_values = true, default_value_t = 1e-3)]
         lr: f32,
         /// SGD momentum.
-        #[arg(long, default_value_t = 0.9)]
+        #[arg(long, allow_hyphen_values = true, default_value_t = 0.9)]
         momentum: f32,
-        #[arg(long, default_value_t = 0.0)]
+        #[arg(long, allow_hyphen_values = true, default_value_t = 0.0)]
         weight_decay: f32,
         /// Turn off random crop (padding 4) and horizontal flip.
         #[arg(long)]
@@ -83,9 +86,14 @@ enum Command {
         /// Folder for checkpoint.safetensors, model.safetensors and report.json.
         #[arg(long, default_value = "runs/train")]
         out: PathBuf,
-        /// Continue from OUT/checkpoint.safetensors.
+        /// Continue from OUT/checkpoint.safetensors (refused when the run there was
+        /// started with other settings).
         #[arg(long)]
         resume: bool,
+        /// Replace the run already in OUT (without it or --resume, a folder holding a
+        /// run is refused).
+        #[arg(long, conflicts_with = "resume")]
+        overwrite: bool,
         /// Stop after N epochs in this run (the schedule still spans --epochs); continue
         /// later with --resume. For time-limited jobs.
         #[arg(long)]
@@ -95,6 +103,7 @@ enum Command {
         quiet: bool,
     },
     /// Accuracy and per-class accuracy of a checkpoint on a dataset.
+    #[command(allow_negative_numbers = true)]
     Eval {
         #[arg(long)]
         arch: String,
@@ -304,6 +313,7 @@ fn connect_args(c: ConnectCli, device: mep::device::Device) -> mep::Result<mep::
 #[derive(Subcommand)]
 enum DecoderCommand {
     /// Train a decoder on (encode(x, cut), x) pairs of the training split.
+    #[command(allow_negative_numbers = true)]
     Train {
         #[arg(long)]
         arch: String,
@@ -325,10 +335,10 @@ enum DecoderCommand {
         #[arg(long)]
         batch_size: Option<usize>,
         /// Default: 1e-3 (the paper's).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         lr: Option<f32>,
         /// Multiplies the paper's filter counts (0.125 makes a CPU-sized decoder).
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, allow_hyphen_values = true, default_value_t = 1.0)]
         filters_scale: f32,
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -404,6 +414,7 @@ fn main() -> ExitCode {
             seed,
             out,
             resume,
+            overwrite,
             stop_after,
             quiet,
         } => mep::train::train(&mep::train::TrainArgs {
@@ -425,6 +436,7 @@ fn main() -> ExitCode {
             seed,
             out,
             resume,
+            overwrite,
             stop_after,
             quiet,
             device,

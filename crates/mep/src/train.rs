@@ -48,8 +48,13 @@ pub struct TrainArgs {
     pub seed: u64,
     /// Where checkpoints and the report go.
     pub out: PathBuf,
-    /// Continue from `out/checkpoint.safetensors`.
+    /// Continue from `out/checkpoint.safetensors`; refused when the run there was
+    /// started with other settings ([`TrainSettings`]).
     pub resume: bool,
+    /// Replace the run already in `out` (its checkpoint, model and report). Without it or
+    /// `resume`, a folder holding a run is refused.
+    #[serde(default)]
+    pub overwrite: bool,
     /// Stop after this many epochs in this run (for time-limited jobs; continue with
     /// `resume`). The schedule still spans `epochs`.
     #[serde(default)]
@@ -88,6 +93,8 @@ pub struct TrainReport {
     pub checkpoint: PathBuf,
     pub model: PathBuf,
     pub seconds: f64,
+    /// The settings the run was trained with (what `--resume` compares).
+    pub settings: TrainSettings,
 }
 
 /// What a checkpoint records besides the weights, to resume exactly.
@@ -97,6 +104,210 @@ struct TrainState {
     steps_done: usize,
     history: Vec<EpochStats>,
     args: TrainArgs,
+    /// What `--resume` must find again (absent in checkpoints of earlier versions).
+    #[serde(default)]
+    settings: Option<TrainSettings>,
+}
+
+/// Every setting that changes a run's results. `--resume` continues a run only with the
+/// settings it was started with; `--stop-after`, `--quiet`, `--device` and `--threads` are
+/// not among them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainSettings {
+    pub arch: String,
+    /// SHA-256 of the `--init` checkpoint (its path may change; its bytes may not).
+    pub init_sha256: Option<String>,
+    pub data: String,
+    pub size: Option<usize>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub optimizer: OptimizerKind,
+    pub lr: f64,
+    /// Only SGD has momentum: `None` under Adam, where `--momentum` changes nothing.
+    pub momentum: Option<f64>,
+    pub weight_decay: f64,
+    pub augment: bool,
+    /// The stem width of a network trained from scratch (the architecture's when not
+    /// given); `None` with `--init`, whose checkpoint fixes it.
+    pub width: Option<usize>,
+    pub seed: u64,
+}
+
+/// The files of a run in its `--out` folder: any of them means a run is there.
+const CHECKPOINT: &str = "checkpoint.safetensors";
+const MODEL: &str = "model.safetensors";
+const REPORT: &str = "report.json";
+const RUN_FILES: [&str; 3] = [CHECKPOINT, MODEL, REPORT];
+
+/// The narrowest stem of `arch` that trains: the CIFAR ResNets' option-A shortcut pads
+/// planes/4 zero channels on each side when the channels double, so their width must be
+/// even; the ImageNet ResNets' projections take any width.
+fn width_ok(arch: Arch, width: usize) -> bool {
+    if arch.is_cifar() {
+        width >= 2 && width.is_multiple_of(2)
+    } else {
+        width >= 1
+    }
+}
+
+/// The smallest input side a ResNet takes (`mep_resnet` refuses smaller).
+pub const MIN_SIZE: usize = 8;
+
+impl TrainArgs {
+    /// Checks every option that needs no file or data: numbers in range, options that go
+    /// together. [`train`] calls it before it reads anything.
+    pub fn validate(&self) -> Result<Arch> {
+        let arch: Arch = self.arch.parse()?;
+        let bad = |msg: String| Err(MepError::Usage(msg));
+        if self.epochs == 0 {
+            return bad("--epochs 0: train at least one epoch".into());
+        }
+        if self.batch_size < 2 {
+            return bad(format!(
+                "--batch-size {}: must be at least 2, as batch norm trains on batch statistics",
+                self.batch_size
+            ));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("--lr {}: must be a positive number", self.lr));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(format!(
+                "--weight-decay {}: must be a number at least 0",
+                self.weight_decay
+            ));
+        }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            return bad(format!("--momentum {}: must be in [0, 1)", self.momentum));
+        }
+        if let Some(s) = self.size.filter(|&s| s < MIN_SIZE) {
+            return bad(format!(
+                "--size {s}: the networks take inputs of at least {MIN_SIZE}×{MIN_SIZE}"
+            ));
+        }
+        match (self.width, &self.init) {
+            (Some(_), Some(init)) => {
+                return bad(format!(
+                    "--width applies to a network trained from scratch; --init {} fixes the width",
+                    init.display()
+                ))
+            }
+            (Some(w), None) if !width_ok(arch, w) => {
+                return bad(if arch.is_cifar() {
+                    format!(
+                        "--width {w}: {} needs an even width of at least 2 (its shortcuts pad half the new \
+                         channels on each side when the channels double)",
+                        arch.name()
+                    )
+                } else {
+                    format!("--width {w}: must be at least 1")
+                })
+            }
+            _ => {}
+        }
+        if self.stop_after == Some(0) {
+            return bad("--stop-after 0: train at least one epoch in this run".into());
+        }
+        if self.resume && self.overwrite {
+            return bad("--resume continues the run in --out and --overwrite replaces it: pass one".into());
+        }
+        Ok(arch)
+    }
+
+    /// The settings this run records and `--resume` compares (hashes the `--init` file).
+    pub fn settings(&self) -> Result<TrainSettings> {
+        let init_sha256 = match &self.init {
+            Some(p) => Some(
+                mep_fetch::Checksum::of_file(p, mep_fetch::Algorithm::Sha256)?
+                    .hex()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        self.settings_with(init_sha256)
+    }
+
+    /// The settings, with the `--init` file's hash given.
+    fn settings_with(&self, init_sha256: Option<String>) -> Result<TrainSettings> {
+        let arch: Arch = self.arch.parse()?;
+        Ok(TrainSettings {
+            arch: arch.name().into(),
+            init_sha256,
+            data: self.data.clone(),
+            size: self.size,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            optimizer: self.optimizer,
+            lr: decimal(self.lr),
+            momentum: (self.optimizer == OptimizerKind::Sgd).then(|| decimal(self.momentum)),
+            weight_decay: decimal(self.weight_decay),
+            augment: self.augment,
+            width: self.init.is_none().then(|| self.width.unwrap_or(arch.default_width())),
+            seed: self.seed,
+        })
+    }
+}
+
+/// The f32 as its shortest decimal says it (`0.001`, not `0.0010000000474974513`), so that
+/// a list of differences shows what the user typed; distinct f32s stay distinct.
+fn decimal(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(x as f64)
+}
+
+/// Reads the training state a checkpoint of `mep train` records in its metadata.
+fn read_state(path: &Path) -> Result<TrainState> {
+    let ck = Checkpoint::load(path)?;
+    ck.metadata()
+        .get(META_STATE)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .ok_or_else(|| {
+            MepError::Usage(format!(
+                "{}: not a checkpoint written by `mep train` (no training state in its metadata)",
+                path.display()
+            ))
+        })
+}
+
+/// What `--out` holds, checked against what the command asks: a folder with a run is
+/// refused unless `--resume` (with the same settings) or `--overwrite`; `--resume` needs a
+/// checkpoint to continue from when the folder holds anything of a run. Only reads.
+/// Returns whether the run resumes from the checkpoint.
+fn check_run_folder(args: &TrainArgs, now: &TrainSettings) -> Result<bool> {
+    let found: Vec<&str> = RUN_FILES.into_iter().filter(|f| args.out.join(f).exists()).collect();
+    if found.is_empty() || args.overwrite {
+        return Ok(false);
+    }
+    if !args.resume {
+        return Err(MepError::Usage(format!(
+            "{} already holds a run of `mep train` ({}); pass --resume to continue it, --overwrite to \
+             replace it, or choose another --out",
+            args.out.display(),
+            found.join(", ")
+        )));
+    }
+    let ck_path = args.out.join(CHECKPOINT);
+    if !found.contains(&CHECKPOINT) {
+        return Err(MepError::Usage(format!(
+            "--resume: {} holds {} but no {CHECKPOINT} to continue from; pass --overwrite to replace the run",
+            args.out.display(),
+            found.join(", ")
+        )));
+    }
+    let state = read_state(&ck_path)?;
+    // A checkpoint of an earlier version recorded only the arguments: compare what they
+    // hold (the --init file's hash cannot be recovered from them, so it is taken as equal).
+    let recorded = match state.settings {
+        Some(s) => s,
+        None => state.args.settings_with(now.init_sha256.clone())?,
+    };
+    let differences = crate::connect::store::differences(&recorded, now);
+    if !differences.is_empty() {
+        return Err(MepError::ConfigMismatch {
+            manifest: ck_path,
+            differences,
+        });
+    }
+    Ok(true)
 }
 
 const META_STATE: &str = "mep.train_state";
@@ -210,8 +421,54 @@ fn load_checkpoint<B: Backend>(
     Ok((model, OptimizerState { step, buffers }, state))
 }
 
+/// Refuses a training configuration that cannot fit in memory (see [`crate::memory`]):
+/// on the CPU the whole of it, on a GPU the host's share (the device's memory is not known
+/// to the backend). The width comes from `--init`'s checkpoint when there is one.
+fn ensure_training_fits<B: Backend>(
+    b: &B,
+    args: &TrainArgs,
+    arch: Arch,
+    size: usize,
+    classes: usize,
+    optimizer_buffers: usize,
+    test_images: usize,
+) -> Result<()> {
+    let width = match &args.init {
+        Some(init) => Checkpoint::load(init)?
+            .get("conv1.weight")
+            .and_then(|t| t.shape.dims().first().copied())
+            .unwrap_or(arch.default_width()),
+        None => args.width.unwrap_or(arch.default_width()),
+    };
+    let f = crate::memory::resnet_footprint(arch, width, size, classes);
+    let eval_batch = args.batch_size.max(64).min(test_images.max(1));
+    let needed = if b.name() == "cpu" {
+        f.training_bytes(args.batch_size, optimizer_buffers)
+            .max(f.inference_bytes(eval_batch))
+    } else {
+        f.host_bytes(args.batch_size, optimizer_buffers)
+    };
+    let mut lower = "--batch-size or --size".to_string();
+    if args.width.is_some() {
+        lower = "--batch-size, --size or --width".into();
+    }
+    crate::memory::ensure_fits(
+        needed,
+        &format!(
+            "training {} (width {width}) with --batch-size {} at --size {size}",
+            arch.name(),
+            args.batch_size
+        ),
+        &lower,
+    )
+}
+
 /// Trains as `args` says, on the backend `args.device` names.
 pub fn train(args: &TrainArgs) -> Result<TrainReport> {
+    // Refusals that need no data come before the dataset is read (CIFAR-10 takes seconds);
+    // `train_with` checks the folder again where it writes.
+    args.validate()?;
+    check_run_folder(args, &args.settings()?)?;
     let data = open_dataset(&args.data)?;
     train_on(args, data)
 }
@@ -224,22 +481,42 @@ pub fn train_on(args: &TrainArgs, data: mep_data::Dataset) -> Result<TrainReport
 /// As [`train_on`], on backend `b`.
 pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) -> Result<TrainReport> {
     let started = Instant::now();
-    let arch: Arch = args.arch.parse()?;
-    if args.epochs == 0 || args.batch_size == 0 {
-        return Err(MepError::Usage("--epochs and --batch-size must be positive".into()));
-    }
-    if args.batch_size < 2 {
-        return Err(MepError::Usage(
-            "--batch-size must be at least 2: batch norm trains on batch statistics".into(),
-        ));
-    }
+    let arch = args.validate()?;
+    let settings = args.settings()?;
     let train_split = Arc::new(
         data.train
             .clone()
             .ok_or_else(|| MepError::Usage(format!("--data {}: the dataset has no train split", args.data)))?,
     );
     let test_split = Arc::new(data.test.clone());
+    let n_train = train_split.len();
+    let steps_per_epoch = n_train / args.batch_size;
+    if steps_per_epoch == 0 {
+        return Err(MepError::Usage(format!(
+            "--batch-size {}: the train split has only {n_train} images, fewer than one batch",
+            args.batch_size
+        )));
+    }
+    // The optimisers count their steps in a u32 (as the checkpoint records them).
+    let total_steps = steps_per_epoch
+        .checked_mul(args.epochs)
+        .filter(|&t| t <= u32::MAX as usize)
+        .ok_or_else(|| {
+            MepError::Usage(format!(
+                "--epochs {}: {steps_per_epoch} steps per epoch make more steps than the optimiser counts ({})",
+                args.epochs,
+                u32::MAX
+            ))
+        })?;
     let size = image_size(&train_split, args.size)?;
+    if size < MIN_SIZE {
+        return Err(MepError::Usage(format!(
+            "the images are {size}×{size}; the networks take at least {MIN_SIZE}×{MIN_SIZE}: pass --size"
+        )));
+    }
+    let k = data.classes.len();
+    let mut opt = make_optimizer(args);
+    ensure_training_fits(b, args, arch, size, k, opt.buffers_per_param(), test_split.len())?;
     let test_t = eval_transform(size);
     let train_t = Transform {
         augment: args.augment.then_some(Augment {
@@ -249,12 +526,27 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
         ..test_t.clone()
     };
     let meta = transform_metadata(&test_t, &data.classes);
-    std::fs::create_dir_all(&args.out).map_err(|e| MepError::Usage(format!("{}: {e}", args.out.display())))?;
-    let ck_path = args.out.join("checkpoint.safetensors");
-    let model_path = args.out.join("model.safetensors");
 
-    let mut opt = make_optimizer(args);
-    let (mut model, mut state) = if args.resume && ck_path.exists() {
+    // ---- The output folder: everything above only reads; from here on the run writes. ----
+    // Locked before the check of what the folder holds, so that the check and the writes
+    // below happen under it: a second `mep train` into this folder is refused.
+    let _lock = crate::lock::FolderLock::acquire(&args.out, "mep train")?;
+    let resuming = check_run_folder(args, &settings)?;
+    if args.overwrite {
+        for f in RUN_FILES {
+            let p = args.out.join(f);
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(MepError::Io { path: p, source: e });
+                }
+                _ => {}
+            }
+        }
+    }
+    let ck_path = args.out.join(CHECKPOINT);
+    let model_path = args.out.join(MODEL);
+
+    let (mut model, mut state) = if resuming {
         let (model, os, state) = load_checkpoint(b, arch, &ck_path, opt.buffers_per_param())?;
         if os.step > 0 {
             opt.import_state(b, &os)?;
@@ -263,9 +555,8 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
         (model, state)
     } else {
         if args.resume {
-            eprintln!("no checkpoint at {}: starting afresh", ck_path.display());
+            eprintln!("no checkpoint in {}: starting afresh", args.out.display());
         }
-        let k = data.classes.len();
         let model = match &args.init {
             Some(init) => {
                 let mut m = ResNet::load(b, arch, init)?;
@@ -281,23 +572,14 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
             steps_done: 0,
             history: Vec::new(),
             args: args.clone(),
+            settings: Some(settings.clone()),
         };
         (model, state)
     };
     let params = model.num_params();
-    let n_train = train_split.len();
-    let steps_per_epoch = n_train / args.batch_size;
-    if steps_per_epoch == 0 {
-        return Err(MepError::Usage(format!(
-            "the train split has {n_train} images, fewer than one batch of {}",
-            args.batch_size
-        )));
-    }
-    let total_steps = steps_per_epoch * args.epochs;
-    let k = data.classes.len();
 
     let last_epoch = match args.stop_after {
-        Some(n) => (state.epochs_done + n).min(args.epochs),
+        Some(n) => state.epochs_done.saturating_add(n).min(args.epochs),
         None => args.epochs,
     };
     for epoch in state.epochs_done..last_epoch {
@@ -404,10 +686,11 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
         checkpoint: ck_path,
         model: model_path,
         seconds: started.elapsed().as_secs_f64(),
+        settings,
     };
     let json =
         serde_json::to_string_pretty(&report).map_err(|e| MepError::Usage(format!("cannot encode the report: {e}")))?;
-    let report_path = args.out.join("report.json");
+    let report_path = args.out.join(REPORT);
     std::fs::write(&report_path, json).map_err(|e| MepError::Usage(format!("{}: {e}", report_path.display())))?;
     Ok(report)
 }

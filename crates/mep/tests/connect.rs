@@ -85,6 +85,7 @@ fn trained() -> &'static Path {
             seed: 1,
             out,
             resume: false,
+            overwrite: false,
             stop_after: None,
             quiet: true,
         };

@@ -312,3 +312,124 @@ fn huge_pivot_and_sub_point_counts_are_refused_before_any_work() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// `--pivots 1000000` and `--size 100000` aborted on allocation after the study folder
+/// was made; now the estimate refuses them first, saying what to lower. The machine's
+/// memory is set by MEP_MEMORY_LIMIT so the outcome does not depend on the machine.
+#[test]
+fn a_study_beyond_the_memory_is_refused_before_its_folder_exists() {
+    let dir = tmpdir("memory");
+    let out = dir.join("study");
+    for (flag, value, space) in [("--pivots", "1000000", "input"), ("--size", "100000", "pool")] {
+        let o = Command::new(env!("CARGO_BIN_EXE_mep"))
+            .env("MEP_MEMORY_LIMIT", "16G")
+            .args([
+                "connect",
+                "--arch",
+                "resnet20",
+                "--weights",
+                model().to_str().unwrap(),
+                "--space",
+                space,
+                flag,
+                value,
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        refused(&o, &[flag, "needs about", "16 GiB", "lower"]);
+        assert!(!out.exists(), "{flag} {value}: refused before creating the folder");
+    }
+    // The default study of the same model fits easily.
+    let o = Command::new(env!("CARGO_BIN_EXE_mep"))
+        .env("MEP_MEMORY_LIMIT", "16G")
+        .args([
+            "connect",
+            "--arch",
+            "resnet20",
+            "--weights",
+            model().to_str().unwrap(),
+            "--space",
+            "pool",
+            "--pairs",
+            "1",
+            "--allow-misclassified",
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// `train --out`, `decoder train --out` and `forward --out` hold their output too.
+#[test]
+fn train_decoder_and_forward_refuse_an_output_in_use() {
+    let dir = tmpdir("outputs-in-use");
+    let me = std::process::id().to_string();
+    let run_dir = dir.join("run");
+    let _held = FolderLock::acquire(&run_dir, "mep train (the first)").unwrap();
+    let o = mep(&[
+        "train",
+        "--arch",
+        "resnet20",
+        "--width",
+        "4",
+        "--epochs",
+        "1",
+        "--out",
+        run_dir.to_str().unwrap(),
+        "--quiet",
+    ]);
+    refused(&o, &["is in use by", &me, "the first"]);
+    assert!(!run_dir.join("checkpoint.safetensors").exists());
+
+    let dec = dir.join("decoders").join("pool.safetensors");
+    let _held_dec = FolderLock::acquire_file(&dec, "mep decoder train (the first)").unwrap();
+    let o = mep(&[
+        "decoder",
+        "train",
+        "--arch",
+        "resnet20",
+        "--weights",
+        model().to_str().unwrap(),
+        "--cut",
+        "pool",
+        "--epochs",
+        "1",
+        "--train-images",
+        "16",
+        "--batch-size",
+        "8",
+        "--filters-scale",
+        "0.125",
+        "--out",
+        dec.to_str().unwrap(),
+        "--quiet",
+    ]);
+    refused(&o, &["is in use by", &me]);
+    assert!(!dec.exists());
+
+    let input = dir.join("input.safetensors");
+    let shape = mep_tensor::Shape::new([1, 3, 32, 32]);
+    mep_resnet::save(&input, &[("input", &shape, &vec![0.0f32; 3 * 32 * 32])], None).unwrap();
+    let logits = dir.join("logits.safetensors");
+    let _held_fwd = FolderLock::acquire_file(&logits, "mep forward (the first)").unwrap();
+    let o = mep(&[
+        "forward",
+        "--arch",
+        "resnet20",
+        "--weights",
+        model().to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        logits.to_str().unwrap(),
+    ]);
+    refused(&o, &["is in use by", &me]);
+    assert!(!logits.exists());
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -71,6 +71,7 @@ fn args(out: PathBuf, epochs: usize) -> TrainArgs {
         seed: 1,
         out,
         resume: false,
+        overwrite: false,
         stop_after: None,
         quiet: true,
     }
@@ -177,4 +178,110 @@ fn a_checkpoint_of_another_architecture_is_named_in_the_error() {
     .to_string();
     assert!(err.contains("model.safetensors"), "{err}");
     std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn a_finished_run_is_not_overwritten_without_resume_or_overwrite() {
+    let out = tmpdir("again");
+    let first = train_on(&args(out.clone(), 1), small_data()).unwrap();
+    let model = std::fs::read(&first.model).unwrap();
+    // The issue: the same command again trained afresh over the finished run.
+    let mut again = args(out.clone(), 1);
+    again.seed = 2;
+    let e = train_on(&again, small_data())
+        .expect_err("a folder holding a run is refused")
+        .to_string();
+    assert!(
+        e.contains("already holds a run") && e.contains("--resume") && e.contains("--overwrite"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&first.model).unwrap(), model, "the run is untouched");
+    // Any one of the run's files is enough to refuse.
+    std::fs::remove_file(out.join("checkpoint.safetensors")).unwrap();
+    std::fs::remove_file(out.join("model.safetensors")).unwrap();
+    let e = train_on(&again, small_data())
+        .expect_err("report.json alone")
+        .to_string();
+    assert!(e.contains("report.json"), "{e}");
+    // --resume cannot continue without a checkpoint; --overwrite replaces the run.
+    again.resume = true;
+    let e = train_on(&again, small_data())
+        .expect_err("nothing to resume")
+        .to_string();
+    assert!(
+        e.contains("no checkpoint.safetensors") && e.contains("--overwrite"),
+        "{e}"
+    );
+    again.resume = false;
+    again.overwrite = true;
+    let replaced = train_on(&again, small_data()).unwrap();
+    assert_eq!(replaced.epochs.len(), 1);
+    assert_ne!(
+        std::fs::read(&replaced.model).unwrap(),
+        model,
+        "seed 2 trained a new model"
+    );
+    // --resume and --overwrite together are refused before anything is read.
+    again.resume = true;
+    assert!(train_on(&again, small_data())
+        .unwrap_err()
+        .to_string()
+        .contains("--overwrite"));
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn resume_with_changed_settings_is_refused_listing_the_differences() {
+    let out = tmpdir("changed");
+    let mut first = args(out.clone(), 2);
+    first.stop_after = Some(1);
+    train_on(&first, small_data()).unwrap();
+    let checkpoint = std::fs::read(out.join("checkpoint.safetensors")).unwrap();
+    let mut changed = args(out.clone(), 2);
+    changed.resume = true;
+    changed.lr = 1e-2;
+    changed.weight_decay = 1e-4;
+    let e = train_on(&changed, small_data()).expect_err("another --lr").to_string();
+    assert!(e.contains("recorded → now"), "{e}");
+    assert!(
+        e.contains("lr: 0.003 → 0.01") && e.contains("weight_decay: 0.0 → 0.0001"),
+        "{e}"
+    );
+    assert!(!e.contains("stop_after") && !e.contains("quiet"), "{e}");
+    // Every setting that changes results counts, the schedule's length too.
+    for (name, edit) in [
+        ("epochs", (|a: &mut TrainArgs| a.epochs = 3) as fn(&mut TrainArgs)),
+        ("batch_size", |a| a.batch_size = 16),
+        ("optimizer", |a| a.optimizer = OptimizerKind::Sgd),
+        ("augment", |a| a.augment = true),
+        ("width", |a| a.width = Some(4)),
+        ("seed", |a| a.seed = 9),
+        ("size", |a| a.size = Some(16)),
+        ("data", |a| a.data = "synthetic:3".into()),
+    ] {
+        let mut a = args(out.clone(), 2);
+        a.resume = true;
+        edit(&mut a);
+        let e = train_on(&a, small_data()).expect_err(name).to_string();
+        assert!(e.contains(&format!("{name}: ")), "{name}: {e}");
+    }
+    // Adam has no momentum: changing it changes nothing, so it is no difference.
+    assert_eq!(std::fs::read(out.join("checkpoint.safetensors")).unwrap(), checkpoint);
+    let mut same = args(out.clone(), 2);
+    same.resume = true;
+    same.momentum = 0.5;
+    same.quiet = false;
+    let resumed = train_on(&same, small_data()).unwrap();
+    assert_eq!(resumed.epochs.len(), 2);
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn stop_after_zero_is_refused_before_the_folder_is_made() {
+    let out = tmpdir("zero").join("run");
+    let mut a = args(out.clone(), 1);
+    a.stop_after = Some(0);
+    let e = train_on(&a, small_data()).expect_err("no epoch to run").to_string();
+    assert!(e.contains("--stop-after 0"), "{e}");
+    assert!(!out.exists());
 }

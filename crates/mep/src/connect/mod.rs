@@ -502,6 +502,45 @@ fn sha256_of(path: &Path) -> Result<String> {
         .to_string())
 }
 
+/// Refuses, before the study folder is made, a study whose largest search (the biggest
+/// space at the most pivots) or pair selection cannot fit the machine's memory.
+fn check_memory<B: Backend>(
+    b: &B,
+    args: &ConnectArgs,
+    arch: Arch,
+    width: usize,
+    net: &Network<B>,
+    cuts: &[Cut],
+    size: usize,
+) -> Result<()> {
+    let f = crate::memory::resnet_footprint(arch, width, size, net.num_classes);
+    let pivots = args.max_pivots.unwrap_or(args.pivots).max(args.pivots);
+    let mut d: f64 = 0.0;
+    let mut widest = Cut::Input;
+    for &cut in cuts {
+        let n = crate::memory::cut_numel(arch, size, cut, net.channels(cut)?);
+        if n > d {
+            (d, widest) = (n, cut);
+        }
+    }
+    let needed = if b.name() == "cpu" {
+        crate::memory::search_bytes(&f, pivots, d, args.batch).max(f.inference_bytes(args.batch))
+    } else {
+        // On a GPU the host holds the images of a batch and a path for its file; the
+        // device's share is not known here (the backend does not report free memory).
+        f.host_bytes(args.batch, 0) + 4.0 * pivots as f64 * d
+    };
+    crate::memory::ensure_fits(
+        needed,
+        &format!(
+            "a search in {widest} of {} (width {width}) at --size {size} with {pivots} pivots and --batch {}",
+            arch.name(),
+            args.batch
+        ),
+        "--pivots (or --max-pivots), --batch or --size, or leave the widest space out of --space",
+    )
+}
+
 /// As [`connect`], on backend `b` and a dataset already in hand (`args.data` is then only
 /// recorded).
 pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Result<ConnectReport> {
@@ -513,6 +552,7 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
     let ck = Checkpoint::load(&args.weights)?;
     let recorded = transform_from_metadata(ck.metadata());
     let model = ResNet::from_checkpoint(b, arch, ck)?;
+    let width = model.width;
     let net = Network::fold(b, &model)?;
     drop(model);
     let split = &data.test;
@@ -561,6 +601,11 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
         max_steps: args.max_steps,
     };
 
+    let size = match transform.size {
+        Some(s) => s,
+        None => crate::data::image_size(split, None)?,
+    };
+    check_memory(b, args, arch, width, &net, &cuts, size)?;
     let out = &args.out;
     // Held to the end of the run: a second `mep connect` on this folder is refused.
     let _lock = crate::lock::FolderLock::acquire(out, "mep connect")?;

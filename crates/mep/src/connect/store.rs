@@ -77,15 +77,22 @@ pub struct Settings {
 impl Settings {
     /// `name: recorded → now` for every setting that differs.
     pub fn differences(&self, now: &Settings) -> Vec<String> {
-        let (a, b) = (serde_json::to_value(self), serde_json::to_value(now));
-        let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (a, b) else {
-            return vec!["(settings not comparable)".into()];
-        };
-        a.iter()
-            .filter(|(k, v)| b.get(*k) != Some(v))
-            .map(|(k, v)| format!("{k}: {v} → {}", b.get(k).unwrap_or(&serde_json::Value::Null)))
-            .collect()
+        differences(self, now)
     }
+}
+
+/// `name: recorded → now` for every field of two records of settings that differs (as
+/// their JSON shows them): what `mep connect`, `mep merge` and `mep train --resume` list
+/// when they refuse a folder written with other settings.
+pub fn differences<T: Serialize>(recorded: &T, now: &T) -> Vec<String> {
+    let (a, b) = (serde_json::to_value(recorded), serde_json::to_value(now));
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (a, b) else {
+        return vec!["(settings not comparable)".into()];
+    };
+    a.iter()
+        .filter(|(k, v)| b.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k}: {v} → {}", b.get(k).unwrap_or(&serde_json::Value::Null)))
+        .collect()
 }
 
 /// `manifest.json`: the settings, the pair list and what is only informative.
