@@ -68,6 +68,14 @@ pub fn forward_on<B: Backend>(b: &B, args: &ForwardArgs) -> Result<ForwardReport
             inputs.keys().collect::<Vec<_>>().join(", ")
         ))
     })?;
+    // Before the shape check of the network, whose "[N, 3, H, W]" would not say what is wrong.
+    if x.shape.dims().first() == Some(&0) {
+        return Err(MepError::Usage(format!(
+            "{}: tensor `input` (shape {}) holds 0 images; need at least one",
+            args.input.display(),
+            x.shape
+        )));
+    }
     let x = Tensor::from_slice(b, x.shape.clone(), &x.data)?;
     drop(inputs);
     let input_shape = x.shape.clone();
