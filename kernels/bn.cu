@@ -9,7 +9,8 @@
 //                         dγ = Σ dy (x − mean) / √(var + eps), dβ = Σ dy (either may be null)
 //   batch_norm_train      batch mean μ and biased variance σ² from sums shifted by the
 //                         channel's first value (no cancellation when |μ| ≫ σ), σ² clamped at
-//                         0 (NaN too, as Rust's f64::max); y = act((x − μ)·γ·invstd + β);
+//                         0 but NaN kept (a channel holding NaN or ±∞ has NaN variance, as in
+//                         PyTorch); y = act((x − μ)·γ·invstd + β);
 //                         save_mean = μ, save_invstd = 1/√(σ² + eps); running stats
 //                         r = (1 − momentum) r + momentum·stat with the unbiased σ²·m/(m − 1)
 //   batch_norm_train_bwd  dγ = invstd Σ dy (x − μ), dβ = Σ dy,
@@ -58,7 +59,10 @@ __device__ __forceinline__ double bn_invstd(float var, float eps) {
 __device__ __forceinline__ void bn_batch_stats(double m, double shift, double s1, double s2, float eps,
                                                double& mean, double& var, double& invstd) {
     double d = s1 / m;
-    var = fmax(s2 / m - d * d, 0.0);
+    // Clamped at 0 against cancellation, but not with fmax, which turns the NaN of a non-finite
+    // input into 0 (PyTorch's variance is NaN then; the CPU's clamp_variance).
+    double v = s2 / m - d * d;
+    var = v < 0.0 ? 0.0 : v;
     mean = shift + d;
     invstd = 1.0 / sqrt(var + (double)eps);
 }

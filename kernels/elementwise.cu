@@ -2,7 +2,8 @@
 //
 //   act_fwd_f32    y = act(x)               act: 0 identity, 1 relu, 2 leaky relu (slope),
 //                                           3 sigmoid; relu propagates NaN like PyTorch
-//   act_bwd_f32    dx = dy · act'(·), the derivative read off the output y: relu y > 0,
+//   act_bwd_f32    dx = dy · act'(·), the derivative read off the output y: relu y <= 0 ? 0 : 1
+//                  (PyTorch's threshold_backward, so a NaN y passes dy),
 //                  leaky relu y > 0 ? 1 : slope, sigmoid y (1 − y)
 //   add_f32        y = a + b
 //   add_assign_f32 y += x
@@ -33,7 +34,7 @@ __device__ __forceinline__ float act_apply(int act, float slope, float v) {
 
 __device__ __forceinline__ float act_grad(int act, float slope, float y, float g) {
     switch (act) {
-    case ACT_RELU: return y > 0.0f ? g : 0.0f;
+    case ACT_RELU: return y <= 0.0f ? 0.0f : g; // PyTorch's threshold_backward: NaN passes dy
     case ACT_LEAKY_RELU: return y > 0.0f ? g : slope * g;
     case ACT_SIGMOID: return g * y * (1.0f - y);
     default: return g;

@@ -2,7 +2,7 @@
 // semantics, element for element the CPU backend's (crates/mep-tensor/src/cpu/ops.rs).
 //
 //   adam_step_f32  torch.optim.Adam / AdamW: p *= decay (AdamW: decay = 1 − lr·wd, else 1);
-//                  g += l2·p (Adam: l2 = wd, else 0); m = β₁m + c₁g; v = β₂v + c₂g²;
+//                  g += l2·p (Adam with wd ≠ 0: l2 = wd; else skipped); m = β₁m + c₁g; v = β₂v + c₂g²;
 //                  p −= step_size · m / (sqrt(v)/bc2_sqrt + eps)
 //                  with c₁ = 1−β₁, c₂ = 1−β₂, step_size = lr/(1−β₁ᵗ), bc2_sqrt = sqrt(1−β₂ᵗ)
 //                  computed by the host in f64 and rounded once to f32, as PyTorch does.
@@ -18,7 +18,8 @@ __device__ __forceinline__ void adam_one(float& p, float g, float& m, float& v, 
                                          float c2, float eps, float step_size, float bc2_sqrt, float l2,
                                          float decay) {
     float pv = p * decay;
-    g = g + l2 * pv;
+    // Only when Adam's L2 term is on, as PyTorch: 0·∞ would turn an infinite parameter into NaN.
+    if (l2 != 0.0f) g = g + l2 * pv;
     float mv = beta1 * m + c1 * g;
     float vv = beta2 * v + c2 * g * g;
     m = mv;

@@ -359,7 +359,14 @@ fn certificate(p: &Partition, target: usize, tol: f64, start: Instant) -> Segmen
         }
     }
     let definite = (0..n).any(|i| margins[i] < -scale(i));
-    let verdict = if definite {
+    // A NaN margin fails every comparison above and would fall through to `Certified`: a point
+    // whose logits are not finite is in no class, so the segment is not certified.
+    let non_finite = (0..n).find(|&i| !margins[i].is_finite() || !scale(i).is_finite());
+    let verdict = if let Some(i) = non_finite {
+        Verdict::Undecided {
+            reason: format!("non-finite logits at t = {} (margin {})", p.breakpoints[i], margins[i]),
+        }
+    } else if definite {
         Verdict::Refuted {
             intervals: refuted_intervals(p, target, &margins, &scale),
         }
@@ -471,4 +478,33 @@ pub fn piece_count<T: Copy + Into<f64>>(
     opts: &CertifyOptions,
 ) -> Result<usize> {
     Ok(certifier.partition(cut, shape, z_a, z_b, opts)?.pieces())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(logits: Vec<f64>) -> Partition {
+        Partition {
+            breakpoints: vec![0.0, 0.5, 1.0],
+            logits,
+            classes: 2,
+            complete: true,
+        }
+    }
+
+    /// Issue 18: a NaN or infinite logit is in no class, so it is never certified.
+    #[test]
+    fn non_finite_logits_are_never_certified() {
+        let start = Instant::now();
+        let ok = certificate(&partition(vec![2.0, 1.0, 2.0, 1.0, 2.0, 1.0]), 0, 1e-9, start);
+        assert!(matches!(ok.verdict, Verdict::Certified), "{:?}", ok.verdict);
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let c = certificate(&partition(vec![2.0, 1.0, 2.0, bad, 2.0, 1.0]), 0, 1e-9, start);
+            match c.verdict {
+                Verdict::Undecided { reason } => assert!(reason.contains("non-finite logits at t = 0.5"), "{reason}"),
+                v => panic!("{bad}: {v:?}"),
+            }
+        }
+    }
 }

@@ -316,7 +316,8 @@ impl Net64 {
             Op::Conv(i) => self.convs[i].forward(&top)?,
             Op::Relu => {
                 let mut t = top;
-                t.data.par_iter_mut().for_each(|v| *v = v.max(0.0));
+                // Not `max(0.0)`, which maps NaN to 0: PyTorch's ReLU propagates NaN.
+                t.data.par_iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
                 t
             }
             Op::MaxPool => max_pool(&top),
@@ -448,7 +449,11 @@ fn max_pool(x: &Batch) -> Batch {
         for oy in 0..oh {
             for ox in 0..ow {
                 pool_window(h, w, oy, ox, &mut win);
-                yp[oy * ow + ox] = win.iter().map(|&i| plane[i]).fold(f64::NEG_INFINITY, f64::max);
+                // PyTorch's scan: a larger value or a NaN takes over (`f64::max` would skip NaN).
+                yp[oy * ow + ox] =
+                    win.iter()
+                        .map(|&i| plane[i])
+                        .fold(f64::NEG_INFINITY, |m, v| if v > m || v.is_nan() { v } else { m });
             }
         }
     });

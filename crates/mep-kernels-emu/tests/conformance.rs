@@ -34,12 +34,13 @@ families! {
     linear_fast, linear_simple: Family::Linear;
     batch_norm_fast, batch_norm_simple: Family::BatchNorm;
     pool_fast, pool_simple: Family::Pool;
+    non_finite_fast, non_finite_simple: Family::NonFinite;
 }
 
 /// Every family has its pair of tests above.
 #[test]
 fn every_family_is_run() {
-    assert_eq!(Family::ALL.len(), 8);
+    assert_eq!(Family::ALL.len(), 9);
 }
 
 /// Every kernel of kernels/*.cu is in the emulation's tables, and nothing else.

@@ -59,6 +59,38 @@ pub struct Checkpoint {
     metadata: BTreeMap<String, String>,
 }
 
+/// Refuses NaN or ±∞ anywhere, and a negative value in a batch norm's `running_var`: PyTorch
+/// would carry either into NaN logits, which no later step can tell from a model's answer.
+fn check_values(path: &Path, key: &str, data: &[f32]) -> Result<()> {
+    let bad = |ok: &dyn Fn(f32) -> bool| {
+        let mut it = data.iter().enumerate().filter(|(_, v)| !ok(**v));
+        it.next().map(|(index, &value)| (index, value, 1 + it.count()))
+    };
+    if let Some((index, value, count)) = bad(&|v: f32| v.is_finite()) {
+        return Err(ResNetError::NonFinite {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            value,
+            index,
+            count,
+            len: data.len(),
+        });
+    }
+    if key == "running_var" || key.ends_with(".running_var") {
+        if let Some((index, value, count)) = bad(&|v: f32| v >= 0.0) {
+            return Err(ResNetError::NegativeVariance {
+                path: path.to_path_buf(),
+                key: key.to_string(),
+                value,
+                index,
+                count,
+                len: data.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Checkpoint {
     /// An empty checkpoint; `path` is only used in error messages.
     pub fn new(path: impl Into<PathBuf>) -> Self {
@@ -173,11 +205,15 @@ impl Checkpoint {
         self.tensors.contains_key(key)
     }
 
-    /// Removes and returns the tensor under `key`, checking that its shape is `expected`.
+    /// Removes and returns the tensor under `key`, checking that its shape is `expected` and
+    /// that its values are usable weights: finite, and not negative in a batch norm's
+    /// `running_var`. Every model (classifier, decoder, optimiser state) loads through here.
     ///
     /// Errors: [`ResNetError::MissingKey`] (naming the path, the key and `arch`) if absent,
     /// [`ResNetError::Shape`] (naming the path, the key, expected and found shapes) if the shape
-    /// differs; in that case the tensor stays in the checkpoint.
+    /// differs, [`ResNetError::NonFinite`] or [`ResNetError::NegativeVariance`] (naming the
+    /// path, the key, the first bad value and its index) for bad values; in those cases the
+    /// tensor stays in the checkpoint.
     pub fn take(&mut self, key: &str, expected: &[usize], arch: &str) -> Result<TensorData> {
         let Some(t) = self.tensors.get(key) else {
             return Err(ResNetError::MissingKey {
@@ -194,6 +230,7 @@ impl Checkpoint {
                 found: t.shape.to_string(),
             });
         }
+        check_values(&self.path, key, &t.data)?;
         Ok(self.tensors.remove(key).expect("present: checked above"))
     }
 

@@ -38,6 +38,41 @@ pub enum ResNetError {
         expected: String,
         found: String,
     },
+    /// A tensor holds NaN or ±∞: a model's weights and statistics must be finite (PyTorch would
+    /// carry the NaN into every logit; refused at load instead).
+    #[error(
+        "{path}: tensor `{key}` holds {value} at index {index} ({count} non-finite values of {len}); \
+         the checkpoint is damaged or was saved after training diverged"
+    )]
+    NonFinite {
+        path: PathBuf,
+        key: String,
+        /// The first non-finite value (NaN, inf or -inf).
+        value: f32,
+        /// Its flat index.
+        index: usize,
+        /// How many values of the tensor are not finite.
+        count: usize,
+        /// The tensor's number of values.
+        len: usize,
+    },
+    /// A batch norm's running variance is negative (its square root would be NaN).
+    #[error(
+        "{path}: tensor `{key}` holds the negative variance {value} at index {index} \
+         ({count} negative values of {len}); a running variance is never below 0"
+    )]
+    NegativeVariance {
+        path: PathBuf,
+        key: String,
+        /// The first negative value.
+        value: f32,
+        /// Its flat index.
+        index: usize,
+        /// How many values are negative.
+        count: usize,
+        /// The tensor's number of values.
+        len: usize,
+    },
     /// An unknown architecture name or cut point, or a cut the architecture does not have.
     #[error("{0}")]
     Config(String),

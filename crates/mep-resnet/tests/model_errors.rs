@@ -215,3 +215,105 @@ fn save_then_load_round_trips_and_pytorch_keys_are_kept() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `ck` with `key`'s values at `at` replaced.
+fn poisoned(mut ck: Checkpoint, key: &str, at: &[(usize, f32)]) -> Checkpoint {
+    let mut t = ck.get(key).unwrap().clone();
+    for &(i, v) in at {
+        t.data[i] = v;
+    }
+    ck.insert(key, t);
+    ck
+}
+
+/// Issue 18: one NaN conv weight gave finite logits; it is refused at load, naming the
+/// tensor, the file, the first bad value's index and how many there are.
+#[test]
+fn a_non_finite_weight_is_refused_at_load_with_its_name() {
+    let ck = poisoned(
+        resnet20_checkpoint(),
+        "layer1.0.conv1.weight",
+        &[(17, f32::NAN), (40, f32::INFINITY), (41, f32::NEG_INFINITY)],
+    );
+    let err = load(ck).err().expect("a NaN weight must be refused");
+    match &err {
+        ResNetError::NonFinite {
+            key,
+            value,
+            index,
+            count,
+            len,
+            ..
+        } => {
+            assert_eq!(key, "layer1.0.conv1.weight");
+            assert!(value.is_nan());
+            assert_eq!((*index, *count, *len), (17, 3, 16 * 16 * 9));
+        }
+        other => panic!("expected NonFinite, got {other}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("resnet20.safetensors"), "{msg}");
+    assert!(
+        msg.contains("`layer1.0.conv1.weight` holds NaN at index 17 (3 non-finite values of 2304)"),
+        "{msg}"
+    );
+    // Every tensor is checked: the classifier's bias, a batch norm's running mean.
+    for key in ["linear.bias", "layer3.2.bn2.running_mean", "bn1.weight"] {
+        let err = load(poisoned(resnet20_checkpoint(), key, &[(0, f32::INFINITY)]))
+            .err()
+            .expect("an infinite value must be refused");
+        assert!(
+            matches!(&err, ResNetError::NonFinite { key: k, value, .. } if k == key && *value == f32::INFINITY),
+            "{err}"
+        );
+    }
+}
+
+/// Issue 18: a negative BN running variance (√ of it is NaN in PyTorch) is refused at load.
+#[test]
+fn a_negative_running_variance_is_refused_at_load() {
+    let ck = poisoned(
+        resnet20_checkpoint(),
+        "layer2.0.bn1.running_var",
+        &[(3, -0.5), (9, -1e-30)],
+    );
+    let err = load(ck).err().expect("a negative variance must be refused");
+    assert!(
+        matches!(
+            &err,
+            ResNetError::NegativeVariance { key, index: 3, count: 2, .. } if key == "layer2.0.bn1.running_var"
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("negative variance -0.5 at index 3"), "{err}");
+    // A variance of exactly 0 is a valid (if degenerate) statistic, and negative weights are fine.
+    let ck = poisoned(resnet20_checkpoint(), "layer2.0.bn1.running_var", &[(3, 0.0)]);
+    let ck = poisoned(ck, "layer2.0.bn1.bias", &[(3, -0.5)]);
+    load(ck).unwrap();
+}
+
+/// The refusal holds through the file loaders `mep` uses (`ResNet::load`, `Network::load`).
+#[test]
+fn file_loaders_refuse_a_nan_checkpoint() {
+    let dir = std::env::temp_dir().join(format!("mep-model-nan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("nan.safetensors");
+    let ck = poisoned(resnet20_checkpoint(), "layer3.0.conv2.weight", &[(5, f32::NAN)]);
+    let keys: Vec<String> = ck.keys().map(String::from).collect();
+    let owned: Vec<(String, TensorData)> = keys.iter().map(|k| (k.clone(), ck.get(k).unwrap().clone())).collect();
+    let views: Vec<(&str, &Shape, &[f32])> = owned
+        .iter()
+        .map(|(k, t)| (k.as_str(), &t.shape, t.data.as_slice()))
+        .collect();
+    mep_resnet::save(&file, &views, None).unwrap();
+    let b = CpuBackend::new();
+    let err = ResNet::load(&b, Arch::ResNet20, &file).err().expect("must fail");
+    assert!(err.to_string().contains(&file.display().to_string()), "{err}");
+    assert!(
+        matches!(&err, ResNetError::NonFinite { key, index: 5, .. } if key == "layer3.0.conv2.weight"),
+        "{err}"
+    );
+    let err = Network::load(&b, Arch::ResNet20, &file).err().expect("must fail");
+    assert!(matches!(&err, ResNetError::NonFinite { .. }), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

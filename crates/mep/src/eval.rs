@@ -53,19 +53,34 @@ impl fmt::Display for EvalReport {
     }
 }
 
-/// The index of the largest value of each row of `[n, c]` logits.
+/// The index of the largest value of each row of `[n, c]` logits, as `torch.argmax`: the
+/// first maximum, or the first NaN of a row that holds one (NaN counts as the largest).
 pub fn argmax_rows(logits: &[f32], c: usize) -> Vec<usize> {
     logits
         .chunks(c)
-        .map(|row| {
-            row.iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |best, (i, &v)| if v > best.1 { (i, v) } else { best },
-                )
-                .0
+        .map(|row| match row.iter().position(|v| v.is_nan()) {
+            Some(i) => i,
+            None => {
+                row.iter()
+                    .enumerate()
+                    .fold(
+                        (0, f32::NEG_INFINITY),
+                        |best, (i, &v)| if v > best.1 { (i, v) } else { best },
+                    )
+                    .0
+            }
         })
+        .collect()
+}
+
+/// The class each row of `[n, c]` logits puts its point in: the argmax, or `None` when a
+/// logit is NaN or ±∞. A point whose logits are not finite is in no class, so a path search
+/// never counts it as joining its endpoints and an endpoint check never counts it correct.
+pub fn class_rows(logits: &[f32], c: usize) -> Vec<Option<usize>> {
+    argmax_rows(logits, c)
+        .into_iter()
+        .zip(logits.chunks(c))
+        .map(|(p, row)| row.iter().all(|v| v.is_finite()).then_some(p))
         .collect()
 }
 

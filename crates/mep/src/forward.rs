@@ -71,6 +71,14 @@ pub fn forward_on<B: Backend>(b: &B, args: &ForwardArgs) -> Result<ForwardReport
             inputs.keys().collect::<Vec<_>>().join(", ")
         ))
     })?;
+    // Before the shape check of the network, whose "[N, 3, H, W]" would not say what is wrong.
+    if x.shape.dims().first() == Some(&0) {
+        return Err(MepError::Usage(format!(
+            "{}: tensor `input` (shape {}) holds 0 images; need at least one",
+            args.input.display(),
+            x.shape
+        )));
+    }
     // Every cut's activation comes back to the host and into the output file, beside the
     // network's own working memory (and the input gradient's tape with --target).
     if let &[n, _, h, w] = x.shape.dims() {

@@ -686,19 +686,22 @@ fn a_pairs_file_is_studied_as_given() {
     std::fs::remove_dir_all(dir).ok();
 }
 
-#[test]
-fn a_non_finite_energy_is_an_error_result_and_the_study_goes_on() {
-    let dir = tmpdir("nan");
-    // A classifier bias of +∞ makes every logit row hold ∞, so every loss is NaN.
+/// The random model with classifier row `class` and its bias set to `value` (finite, so the
+/// checkpoint loads): the row's logit overflows to `value`'s infinity at every point whose
+/// pooled features (≥ 0 after ReLU) are not all zero.
+fn overflowing_head(dir: &Path, class: usize, value: f32) -> PathBuf {
     let mut ck = Checkpoint::load(random_init()).unwrap();
-    let key = ck
-        .keys()
-        .find(|k| k.ends_with(".bias") && (k.starts_with("linear") || k.starts_with("fc")))
-        .unwrap()
-        .to_string();
-    let mut bias = ck.get(&key).unwrap().clone();
-    bias.data[0] = f32::INFINITY;
-    ck.insert(key.clone(), bias);
+    for (suffix, per_row) in [("weight", None), ("bias", Some(1))] {
+        let key = ck
+            .keys()
+            .find(|k| k.ends_with(suffix) && (k.starts_with("linear.") || k.starts_with("fc.")))
+            .unwrap()
+            .to_string();
+        let mut t = ck.get(&key).unwrap().clone();
+        let row = per_row.unwrap_or_else(|| t.shape.dims()[1]);
+        t.data[class * row..(class + 1) * row].fill(value);
+        ck.insert(key, t);
+    }
     let keys: Vec<String> = ck.keys().map(String::from).collect();
     let tensors: Vec<(&str, &mep_tensor::Shape, &[f32])> = keys
         .iter()
@@ -707,8 +710,16 @@ fn a_non_finite_energy_is_an_error_result_and_the_study_goes_on() {
             (k.as_str(), &t.shape, t.data.as_slice())
         })
         .collect();
-    let weights = dir.join("nan.safetensors");
+    let weights = dir.join(format!("overflow-{class}.safetensors"));
     mep_resnet::save(&weights, &tensors, None).unwrap();
+    weights
+}
+
+#[test]
+fn a_non_finite_energy_is_an_error_result_and_the_study_goes_on() {
+    let dir = tmpdir("nan");
+    // Class 0's logit overflows to +∞ at every point, so every loss is NaN.
+    let weights = overflowing_head(&dir, 0, f32::MAX);
     let mut a = ConnectArgs::new("resnet20", &weights, "synthetic", dir.join("study"));
     a.pairs = Some(2);
     a.spaces = vec!["pool".into(), "layer3".into()];
@@ -730,6 +741,76 @@ fn a_non_finite_energy_is_an_error_result_and_the_study_goes_on() {
     }
     let csv = std::fs::read_to_string(a.out.join("table1.csv")).unwrap();
     assert!(csv.contains("\nerror,2,2\n"), "{csv}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Issue 18: a point whose logits are not finite is in no class. Class 9's logit is −∞ at every
+/// point while the others stay finite, so the losses are finite and the argmax is unchanged;
+/// before, pairs of the class the model predicts everywhere were `linear`. Now their
+/// endpoints count as misclassified, and when studied anyway no line or path joins them.
+#[test]
+fn points_with_non_finite_logits_are_in_no_class_so_no_pair_is_linear() {
+    let dir = tmpdir("neg-inf-head");
+    let weights = overflowing_head(&dir, 9, -f32::MAX);
+    let data = synthetic(&SyntheticConfig {
+        seed: 0,
+        train_per_class: 0,
+        test_per_class: 5,
+    });
+    let b = CpuBackend::new();
+    let net = Network::load(&b, Arch::ResNet20, &weights).unwrap();
+    let idx: Vec<usize> = (0..data.test.len()).collect();
+    let logits = net
+        .head(&b, &images(&b, &data, &idx), Cut::Input)
+        .unwrap()
+        .to_vec(&b)
+        .unwrap();
+    assert!(logits
+        .chunks(10)
+        .all(|r| r[9] == f32::NEG_INFINITY && r[..9].iter().all(|v| v.is_finite())));
+    // The class of the images the model gets right (a random model predicts one class).
+    let preds = mep::eval::argmax_rows(&logits, 10);
+    let right: Vec<usize> = idx
+        .iter()
+        .copied()
+        .filter(|&i| preds[i] == data.test.labels[i])
+        .collect();
+    assert!(right.len() >= 2, "the random model gets {} images right", right.len());
+    let class = data.classes[data.test.labels[right[0]]].clone();
+
+    let mut a = ConnectArgs::new("resnet20", &weights, "synthetic", dir.join("study"));
+    a.pairs = Some(2);
+    a.classes = vec![class.clone()];
+    a.spaces = vec!["input".into(), "pool".into()];
+    a.pivots = 4;
+    a.sub_points = 4;
+    a.max_steps = 4;
+    a.quiet = true;
+    let e = connect_on(&b, &a, &data)
+        .expect_err("every endpoint is misclassified")
+        .to_string();
+    assert!(
+        e.contains("only 0 of the") && e.contains("--allow-misclassified"),
+        "{e}"
+    );
+
+    a.allow_misclassified = true;
+    let rep = connect_on(&b, &a, &data).unwrap();
+    assert!(rep.complete);
+    let rs = results(&a.out);
+    assert_eq!(rs.len(), 4);
+    for r in rs {
+        assert!(
+            !matches!(
+                r.category,
+                mep::connect::Category::Linear | mep::connect::Category::Nonlinear
+            ),
+            "pair {} of class {class} in {}: {:?}",
+            r.pair,
+            r.space,
+            r.category
+        );
+    }
     std::fs::remove_dir_all(dir).ok();
 }
 

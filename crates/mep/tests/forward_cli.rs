@@ -167,6 +167,87 @@ fn forward_reports_bad_input_clearly() {
         o,
     ]);
     assert!(e.contains("conv1.weight"), "{e}");
+    // Issue 18: an input of N = 0 images was reported as not matching [N, 3, H, W].
+    let empty = dir.join("empty.safetensors");
+    save(&empty, &[("input", &Shape::new([0, 3, 32, 32]), &[])], None).unwrap();
+    let e = run(&[
+        "forward",
+        "--arch",
+        "resnet20",
+        "--weights",
+        w,
+        "--input",
+        empty.to_str().unwrap(),
+        "--out",
+        o,
+    ]);
+    assert!(e.contains("holds 0 images; need at least one"), "{e}");
+    assert!(e.contains("empty.safetensors"), "{e}");
     assert!(!out.exists(), "no output is written on failure");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Issue 18: a NaN pixel gave finite logits; PyTorch gives NaN logits for that image (and only
+/// that one), and so does `mep forward` now. A NaN weight is refused at load, naming it.
+#[test]
+fn a_nan_pixel_gives_nan_logits_and_a_nan_weight_is_refused() {
+    let dir = tmpdir("nan");
+    let (shape, mut data) = golden_f32("input");
+    assert!(shape[0] >= 2, "the golden input holds {shape:?}");
+    let per_image = data.len() / shape[0];
+    data[per_image / 2] = f32::NAN; // image 0
+    let input = dir.join("nan-input.safetensors");
+    save(&input, &[("input", &Shape::new(shape.clone()), &data)], None).unwrap();
+    let out = dir.join("out.safetensors");
+    let w = fixture("resnet20.safetensors");
+    let o = mep(&[
+        "forward",
+        "--arch",
+        "resnet20",
+        "--weights",
+        w.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = Checkpoint::load(&out).unwrap();
+    let logits = &got.get("logits").unwrap().data;
+    let c = logits.len() / shape[0];
+    assert!(logits[..c].iter().all(|v| v.is_nan()), "image 0: {:?}", &logits[..c]);
+    assert!(logits[c..].iter().all(|v| v.is_finite()), "{:?}", &logits[c..]);
+
+    let mut ck = Checkpoint::load(&w).unwrap();
+    let mut t = ck.get("layer1.0.conv1.weight").unwrap().clone();
+    t.data[17] = f32::NAN;
+    ck.insert("layer1.0.conv1.weight", t);
+    let keys: Vec<String> = ck.keys().map(String::from).collect();
+    let views: Vec<(&str, &Shape, &[f32])> = keys
+        .iter()
+        .map(|k| {
+            let t = ck.get(k).unwrap();
+            (k.as_str(), &t.shape, t.data.as_slice())
+        })
+        .collect();
+    let bad = dir.join("nan-weights.safetensors");
+    save(&bad, &views, None).unwrap();
+    let o = mep(&[
+        "forward",
+        "--arch",
+        "resnet20",
+        "--weights",
+        bad.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        dir.join("out2.safetensors").to_str().unwrap(),
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        e.contains("nan-weights.safetensors") && e.contains("`layer1.0.conv1.weight` holds NaN at index 17"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

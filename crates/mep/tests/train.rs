@@ -285,3 +285,43 @@ fn stop_after_zero_is_refused_before_the_folder_is_made() {
     assert!(e.contains("--stop-after 0"), "{e}");
     assert!(!out.exists());
 }
+
+/// Issue 18: training from an `--init` holding NaN was blamed on `--lr` after the first
+/// batch; it is refused at load, naming the file and the tensor.
+#[test]
+fn a_nan_init_is_refused_at_load_naming_the_tensor() {
+    use mep_resnet::{Arch, Checkpoint, ResNet};
+    use mep_tensor::{CpuBackend, Shape};
+    let dir = tmpdir("nan-init");
+    let b = CpuBackend::new();
+    let good = dir.join("good.safetensors");
+    ResNet::init(&b, Arch::ResNet20, 8, 10, 3)
+        .unwrap()
+        .save(&b, &good)
+        .unwrap();
+    let mut ck = Checkpoint::load(&good).unwrap();
+    let mut t = ck.get("layer2.1.conv2.weight").unwrap().clone();
+    t.data[100] = f32::NAN;
+    ck.insert("layer2.1.conv2.weight", t);
+    let keys: Vec<String> = ck.keys().map(String::from).collect();
+    let views: Vec<(&str, &Shape, &[f32])> = keys
+        .iter()
+        .map(|k| {
+            let t = ck.get(k).unwrap();
+            (k.as_str(), &t.shape, t.data.as_slice())
+        })
+        .collect();
+    let bad = dir.join("nan.safetensors");
+    mep_resnet::save(&bad, &views, None).unwrap();
+    let mut a = args(dir.join("run"), 1);
+    a.init = Some(bad);
+    let e = train_on(&a, small_data())
+        .expect_err("a NaN init must be refused")
+        .to_string();
+    assert!(
+        e.contains("nan.safetensors") && e.contains("`layer2.1.conv2.weight` holds NaN at index 100"),
+        "{e}"
+    );
+    assert!(!e.contains("--lr"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -91,7 +91,7 @@ pub(crate) fn batch_norm<B: Backend>(c: &mut Checker<B>) {
         bn_train(c, &s, &d, Act::Identity)?;
         bn_train_bwd(c, &s, &d)
     });
-    // A NaN: its channel's mean is NaN, its variance clamps to 0 (f64::max), y is NaN.
+    // A NaN: its channel's mean and variance are NaN (the clamp at 0 keeps NaN), y is NaN.
     c.case("batch_norm NaN in channel 1", |c| {
         let mut d = bn_data(c, &s);
         d.x[s.hw() + 3] = f32::NAN;

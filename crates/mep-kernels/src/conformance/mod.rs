@@ -12,6 +12,7 @@
 mod bn_pool;
 mod conv;
 mod network;
+mod nonfinite;
 mod pointwise;
 
 pub use network::{networks, NetScale};
@@ -37,11 +38,14 @@ pub enum Family {
     BatchNorm,
     /// Max pool, global average pool, upsampling, the option-A shortcut.
     Pool,
+    /// NaN and ±∞ through every family, checked against PyTorch's results (not only against
+    /// the CPU backend, which could share a mistake).
+    NonFinite,
 }
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 8] = [
+    pub const ALL: [Family; 9] = [
         Family::Pointwise,
         Family::Optim,
         Family::Softmax,
@@ -50,6 +54,7 @@ impl Family {
         Family::Linear,
         Family::BatchNorm,
         Family::Pool,
+        Family::NonFinite,
     ];
 }
 
@@ -75,6 +80,7 @@ pub fn run_family<B: Backend>(b: &B, family: Family) -> std::result::Result<(), 
         Family::Linear => conv::linear(&mut c),
         Family::BatchNorm => bn_pool::batch_norm(&mut c),
         Family::Pool => bn_pool::pool(&mut c),
+        Family::NonFinite => nonfinite::non_finite(&mut c),
     }
     c.finish(family)
 }
@@ -145,6 +151,11 @@ impl<'a, B: Backend> Checker<'a, B> {
         if let Err(e) = f(self) {
             self.failures.push(format!("{}: error {e}", self.case));
         }
+    }
+
+    /// Records a failure of the current case.
+    pub(crate) fn fail(&mut self, msg: String) {
+        self.failures.push(format!("{}: {msg}", self.case));
     }
 
     /// `n` uniform values in [-1, 1) (SplitMix64; the same sequence on every run).

@@ -20,6 +20,9 @@ pub enum NetScale {
 /// Runs ResNet-20 and ResNet-50 on `b` and on the CPU backend with the same weights and
 /// inputs, and compares the logits, every cut's activation, input gradients (relative L2
 /// below 1e-4) and, for one ResNet-20 training step, every weight gradient (below 1e-3).
+/// Then one NaN pixel in the first of two images: its logits must all be NaN on both
+/// backends (PyTorch's result; a fused ReLU or a max-pool that drops NaN makes them finite),
+/// the other image's finite.
 /// The error lists each tensor that differs.
 pub fn networks<B: Backend>(b: &B, scale: NetScale) -> Result<(), String> {
     let cpu = CpuBackend::new();
@@ -49,6 +52,21 @@ pub fn networks<B: Backend>(b: &B, scale: NetScale) -> Result<(), String> {
     let got = train_step(b, width, size).map_err(|e| format!("training step on {}: {e}", b.name()))?;
     let want = train_step(&cpu, width, size).map_err(|e| format!("training step on the CPU: {e}"))?;
     compare(&mut failures, "ResNet20 training step", &got, &want, 1e-3);
+    for (arch, (width, size)) in [(Arch::ResNet20, r20), (Arch::ResNet50, r50)] {
+        for (who, logits) in [
+            (b.name(), nan_pixel_logits(b, arch, width, size)),
+            ("the CPU", nan_pixel_logits(&cpu, arch, width, size)),
+        ] {
+            let logits = logits.map_err(|e| format!("{arch:?} with a NaN pixel on {who}: {e}"))?;
+            let (first, second) = logits.split_at(logits.len() / 2);
+            if !first.iter().all(|v| v.is_nan()) || !second.iter().all(|v| v.is_finite()) {
+                failures.push(format!(
+                    "{arch:?} width {width} at {size}² on {who}: one NaN pixel in image 0 gives logits {first:?} \
+                     (PyTorch: all NaN), image 1 {second:?} (PyTorch: finite)"
+                ));
+            }
+        }
+    }
     if failures.is_empty() {
         Ok(())
     } else {
@@ -106,6 +124,16 @@ fn infer<B: Backend>(b: &B, arch: Arch, width: usize, size: usize, cut: Cut) -> 
     Ok(out)
 }
 
+/// The logits `[2, 10]` of two images, the first with one NaN pixel (channel 1, centre).
+fn nan_pixel_logits<B: Backend>(b: &B, arch: Arch, width: usize, size: usize) -> mep_resnet::Result<Vec<f32>> {
+    let model = ResNet::init(b, arch, width, 10, 7)?;
+    let net = Network::fold(b, &model)?;
+    let mut data = input(2 * 3 * size * size);
+    data[size * size + (size / 2) * size + size / 2] = f32::NAN;
+    let x = Tensor::from_vec(b, [2, 3, size, size], data)?;
+    Ok(net.forward_all(b, &x)?.0.to_vec(b)?)
+}
+
 /// One training step of a ResNet-20: batch statistics, the backward pass through every layer
 /// and the weight gradients.
 fn train_step<B: Backend>(b: &B, width: usize, size: usize) -> mep_resnet::Result<Named> {
@@ -131,6 +159,18 @@ fn train_step<B: Backend>(b: &B, width: usize, size: usize) -> mep_resnet::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// PyTorch gives NaN logits for an image with one NaN pixel; before the fused ReLU kept NaN,
+    /// the CPU gave finite ones.
+    #[test]
+    fn a_nan_pixel_gives_nan_logits_on_the_cpu() {
+        let cpu = CpuBackend::new();
+        for arch in [Arch::ResNet20, Arch::ResNet50] {
+            let logits = nan_pixel_logits(&cpu, arch, 2, 16).unwrap();
+            assert!(logits[..10].iter().all(|v| v.is_nan()), "{arch:?}: {logits:?}");
+            assert!(logits[10..].iter().all(|v| v.is_finite()), "{arch:?}: {logits:?}");
+        }
+    }
 
     #[test]
     fn compare_reports_what_differs() {

@@ -355,7 +355,8 @@ fn epilogue(row: &mut [f32], b: Option<f32>, res: Option<&[f32]>, act: Act) {
     }
     match act {
         Act::Identity => {}
-        Act::Relu => row.iter_mut().for_each(|v| *v = v.max(0.0)),
+        // Not `max(0.0)`, which maps NaN to 0: PyTorch's ReLU propagates NaN.
+        Act::Relu => row.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v }),
         Act::LeakyRelu(s) => row.iter_mut().for_each(|v| *v = if *v > 0.0 { *v } else { s * *v }),
         Act::Sigmoid => row.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
     }

@@ -350,7 +350,9 @@ pub fn batch_norm_train(
     for ch in 0..c {
         let (s1, s2) = tot[ch];
         let d = s1 / m;
-        let var = (s2 / m - d * d).max(0.0);
+        // Clamped at 0 against cancellation, but not with `max`, which would turn the NaN of a
+        // non-finite input into a variance of 0 (PyTorch's variance is NaN then).
+        let var = clamp_variance(s2 / m - d * d);
         let mean = shift[ch] + d;
         let invstd = 1.0 / (var + eps as f64).sqrt();
         save_mean[ch] = mean as f32;
@@ -366,6 +368,17 @@ pub fn batch_norm_train(
             *y = f((x - mu) * a + b);
         }
     }))
+}
+
+/// A batch variance computed as `E[(x − shift)²] − d²` clamped at 0 against cancellation; NaN
+/// (from a non-finite input) stays NaN, as PyTorch's variance does.
+#[inline]
+pub(crate) fn clamp_variance(v: f64) -> f64 {
+    if v < 0.0 {
+        0.0
+    } else {
+        v
+    }
 }
 
 /// `dx = γ·invstd/m · (m·dy − Σdy − x̂·Σ(dy·x̂))`, `dγ = Σ dy·x̂`, `dβ = Σ dy`, with
@@ -424,14 +437,16 @@ pub fn activation(act: Act, x: &[f32], y: &mut [f32]) {
     }))
 }
 
-/// `dx = dy · act'`, the derivative read off the output `y`: ReLU `y > 0`, LeakyReLU `y > 0 ? 1 :
+/// `dx = dy · act'`, the derivative read off the output `y`: ReLU `y <= 0 ? 0 : 1` (PyTorch's
+/// threshold_backward; NaN passes dy), LeakyReLU `y > 0 ? 1 :
 /// slope` (slope > 0, so the output's sign is the input's), sigmoid `y (1 − y)`.
 pub fn activation_bwd(act: Act, y: &[f32], dy: &[f32], dx: &mut [f32]) {
     match act {
         Act::Identity => chunks1(dx, dy, |dx, dy| dx.copy_from_slice(dy)),
         Act::Relu => chunks2(dx, y, dy, |dx, y, dy| {
             for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(dy) {
-                *dx = if y > 0.0 { g } else { 0.0 };
+                // PyTorch's threshold_backward: `y <= 0 ? 0 : dy`, so a NaN output passes dy.
+                *dx = if y <= 0.0 { 0.0 } else { g };
             }
         }),
         Act::LeakyRelu(slope) => chunks2(dx, y, dy, |dx, y, dy| {
@@ -624,7 +639,11 @@ pub fn softmax_cross_entropy(
 ) {
     for_each_plane_with(probs, c, losses, 2 * n * c, |i, pr, loss| {
         let l = &logits[i * c..(i + 1) * c];
-        let mx = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        // Not `f32::max`, which skips NaN: a NaN logit makes the row's maximum NaN, as on the GPU.
+        let mx = l
+            .iter()
+            .copied()
+            .fold(f32::NEG_INFINITY, |m, v| if v > m || v.is_nan() { v } else { m });
         for (p, &v) in pr.iter_mut().zip(l) {
             *p = (v - mx).exp();
         }
@@ -709,7 +728,9 @@ pub fn adam_step(h: &AdamParams, param: &mut [f32], grad: &[f32], m: &mut [f32],
     let kernel = |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
         for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
             let pv = *p * decay;
-            let g = g + l2 * pv;
+            // Only when Adam's L2 term is on, as PyTorch: 0·∞ would turn an infinite parameter
+            // into NaN.
+            let g = if l2 != 0.0 { g + l2 * pv } else { g };
             let mv = beta1 * *m + c1 * g;
             let vv = beta2 * *v + c2 * g * g;
             *m = mv;

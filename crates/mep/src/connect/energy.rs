@@ -1,7 +1,7 @@
 //! The energy of the path search: the cross-entropy of the head of the network at a
 //! point `z` of a cut, against the pair's class.
 
-use crate::eval::argmax_rows;
+use crate::eval::{argmax_rows, class_rows};
 use crate::{MepError, Result};
 use mep_neb::{Energy, Evaluation, NebError};
 use mep_resnet::{Cut, Network, ResNetError};
@@ -10,10 +10,22 @@ use mep_tensor::{Backend, Shape, Tensor};
 /// What [`HeadEnergy`] reports about each point besides its energy.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct HeadAux {
-    /// The class the network predicts at the point (argmax of the logits).
+    /// The class the network predicts at the point (argmax of the logits, as `torch.argmax`:
+    /// a NaN's index when a logit is NaN).
     pub predicted: usize,
+    /// Whether every logit at the point is finite; a point with NaN or ±∞ logits is in no
+    /// class, whatever `predicted` says.
+    pub finite: bool,
     /// The softmax probability of the target class at the point.
     pub target_prob: f64,
+}
+
+impl HeadAux {
+    /// Whether the network puts the point in class `target`: finite logits whose argmax is
+    /// `target`.
+    pub fn in_class(&self, target: usize) -> bool {
+        self.finite && self.predicted == target
+    }
 }
 
 /// `L(z) = cross-entropy(target, head(z, cut))` on the points `z` of a cut, whose shape
@@ -138,9 +150,11 @@ impl<B: Backend> Energy<B> for HeadEnergy<'_, B> {
         };
         let aux = argmax_rows(&logits, c)
             .into_iter()
+            .zip(class_rows(&logits, c))
             .enumerate()
-            .map(|(r, predicted)| HeadAux {
+            .map(|(r, (predicted, class))| HeadAux {
                 predicted,
+                finite: class.is_some(),
                 target_prob: probs[r * c + self.target] as f64,
             })
             .collect();

@@ -24,7 +24,7 @@ pub use store::{read_results, Manifest, Settings, MANIFEST, PATHS, RESULTS};
 pub use tables::{count as count_categories, SpaceCounts};
 
 use crate::data::{open_dataset, resolve_transform, transform_from_metadata};
-use crate::eval::argmax_rows;
+use crate::eval::class_rows;
 use crate::{MepError, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mep_data::{Dataset, Split, Transform};
@@ -634,10 +634,11 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
             let mut classify = |idx: &[usize]| -> Result<Vec<bool>> {
                 let x = load_images(b, split, &transform, idx)?;
                 let logits = net.head(b, &x, Cut::Input)?.to_vec(b)?;
-                Ok(argmax_rows(&logits, net.num_classes)
+                // An endpoint whose logits are not finite is misclassified.
+                Ok(class_rows(&logits, net.num_classes)
                     .into_iter()
                     .zip(idx)
-                    .map(|(p, &i)| p == split.labels[i])
+                    .map(|(p, &i)| p == Some(split.labels[i]))
                     .collect())
             };
             let check: Option<&mut pairs::Classify<'_>> = (!args.allow_misclassified).then_some(&mut classify);

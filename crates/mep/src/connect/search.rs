@@ -58,9 +58,10 @@ pub(crate) fn neb_config(args: &ConnectArgs, distance: f64, dim: usize, seed: u6
     }
 }
 
-/// Whether the network predicts `target` at every dense point.
+/// Whether the network puts every dense point in class `target` (finite logits, argmax
+/// `target`).
 fn all_target(d: &Dense<HeadAux>, target: usize) -> bool {
-    d.aux.iter().all(|a| a.predicted == target)
+    d.aux.iter().all(|a| a.in_class(target))
 }
 
 /// The largest loss and the smallest target probability along a dense path; the index of

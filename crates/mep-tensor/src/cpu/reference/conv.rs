@@ -61,7 +61,14 @@ pub fn conv2d(g: &Conv2dGeom, x: &[f64], w: &[f64], bias: Option<&[f64]>) -> Vec
 pub fn activate(act: Act, v: f64) -> f64 {
     match act {
         Act::Identity => v,
-        Act::Relu => v.max(0.0),
+        // Not `max(0.0)`, which maps NaN to 0: PyTorch's ReLU propagates NaN.
+        Act::Relu => {
+            if v < 0.0 {
+                0.0
+            } else {
+                v
+            }
+        }
         Act::LeakyRelu(s) => {
             if v > 0.0 {
                 v

@@ -41,11 +41,12 @@ pub fn act(a: Act, v: f64) -> f64 {
 pub fn act_grad_from_output(a: Act, y: f64) -> f64 {
     match a {
         Act::Identity => 1.0,
+        // PyTorch's threshold_backward: `y <= 0 ? 0 : 1`, so a NaN output passes the gradient.
         Act::Relu => {
-            if y > 0.0 {
-                1.0
-            } else {
+            if y <= 0.0 {
                 0.0
+            } else {
+                1.0
             }
         }
         Act::LeakyRelu(slope) => {
@@ -363,7 +364,10 @@ pub fn softmax_cross_entropy(n: usize, c: usize, logits: &[f64], targets: &[usiz
     let (mut probs, mut losses) = (vec![0.0; n * c], vec![0.0; n]);
     for i in 0..n {
         let row = &logits[i * c..(i + 1) * c];
-        let mx = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mx = row
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, |m, v| if v > m || v.is_nan() { v } else { m });
         let sum: f64 = row.iter().map(|&v| (v - mx).exp()).sum();
         for j in 0..c {
             probs[i * c + j] = (row[j] - mx).exp() / sum;
