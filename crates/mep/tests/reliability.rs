@@ -74,6 +74,18 @@ fn mep(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mep")).args(args).output().unwrap()
 }
 
+/// `mep connect` of the test model into `out` with `extra` options, under a memory limit
+/// of 16 GiB (so that estimates do not depend on the machine).
+fn connect_cli(out: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mep"))
+        .env("MEP_MEMORY_LIMIT", "16G")
+        .args(["connect", "--arch", "resnet20", "--weights", model().to_str().unwrap()])
+        .args(extra)
+        .args(["--out", out.to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -294,19 +306,7 @@ fn huge_pivot_and_sub_point_counts_are_refused_before_any_work() {
         ("--sub-points", max.as_str()),
         ("--pivots", "100000000"),
     ] {
-        let o = mep(&[
-            "connect",
-            "--arch",
-            "resnet20",
-            "--weights",
-            model().to_str().unwrap(),
-            "--space",
-            "pool",
-            flag,
-            value,
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let o = connect_cli(&out, &["--space", "pool", flag, value]);
         refused(&o, &[flag]);
         assert!(!out.exists(), "{flag} {value}: refused before creating the folder");
     }
@@ -321,46 +321,15 @@ fn a_study_beyond_the_memory_is_refused_before_its_folder_exists() {
     let dir = tmpdir("memory");
     let out = dir.join("study");
     for (flag, value, space) in [("--pivots", "1000000", "input"), ("--size", "100000", "pool")] {
-        let o = Command::new(env!("CARGO_BIN_EXE_mep"))
-            .env("MEP_MEMORY_LIMIT", "16G")
-            .args([
-                "connect",
-                "--arch",
-                "resnet20",
-                "--weights",
-                model().to_str().unwrap(),
-                "--space",
-                space,
-                flag,
-                value,
-                "--out",
-                out.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
+        let o = connect_cli(&out, &["--space", space, flag, value]);
         refused(&o, &[flag, "needs about", "16 GiB", "lower"]);
         assert!(!out.exists(), "{flag} {value}: refused before creating the folder");
     }
     // The default study of the same model fits easily.
-    let o = Command::new(env!("CARGO_BIN_EXE_mep"))
-        .env("MEP_MEMORY_LIMIT", "16G")
-        .args([
-            "connect",
-            "--arch",
-            "resnet20",
-            "--weights",
-            model().to_str().unwrap(),
-            "--space",
-            "pool",
-            "--pairs",
-            "1",
-            "--allow-misclassified",
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
+    let o = connect_cli(
+        &out,
+        &["--space", "pool", "--pairs", "1", "--allow-misclassified", "--quiet"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     std::fs::remove_dir_all(dir).ok();
 }
