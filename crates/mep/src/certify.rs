@@ -8,7 +8,7 @@
 //! checks the class margin at every piece end. Each certificate goes, as one JSON line, into
 //! `DIR/certificates.jsonl` beside the results; the tables gain a `certified` row.
 
-use crate::connect::store::{read_jsonl, ResultsFile};
+use crate::connect::store::{parse_jsonl, read_jsonl, ResultsFile};
 use crate::connect::{tables, Category, PairResult};
 use crate::figures::FigureContext;
 use crate::{MepError, Result};
@@ -143,6 +143,11 @@ impl fmt::Display for CertifyReport {
 /// The certificates in `dir` (none if there is no file yet).
 pub fn read_certificates(dir: &Path) -> Result<Vec<CertificateRecord>> {
     Ok(read_jsonl(&dir.join(CERTIFICATES), false)?.0)
+}
+
+/// The certificates in the bytes of a `certificates.jsonl`; `path` names it in errors.
+pub fn parse_certificates(bytes: &[u8], path: &Path) -> Result<Vec<CertificateRecord>> {
+    Ok(parse_jsonl(bytes, path, false)?.0)
 }
 
 /// The record of `cert` for `result`.
