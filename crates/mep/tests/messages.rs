@@ -131,3 +131,15 @@ fn escaping_keeps_visible_text_as_it_is() {
     assert_eq!(escape_invisible("3;4 # é, ü, 猫"), "3;4 # é, ü, 猫");
     assert_eq!(escape_invisible("a\u{00ad}b\u{202e}c\r"), r"a\u{ad}b\u{202e}c\r");
 }
+
+#[test]
+fn a_pairs_file_that_is_not_utf8_names_the_line() {
+    let dir = tmpdir("latin1");
+    let file = dir.join("pairs.csv");
+    // "0,3" then a Latin-1 comment: the bad byte is on line 2.
+    std::fs::write(&file, b"0,3\n1,4 # caf\xe9\n").unwrap();
+    let (labels, classes) = labels();
+    let e = read_pairs_file(&file, &labels, &classes).unwrap_err().to_string();
+    assert!(e.starts_with(&format!("{}:2: not UTF-8 text", file.display())), "{e}");
+    std::fs::remove_dir_all(dir).ok();
+}
