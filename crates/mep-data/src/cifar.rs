@@ -39,6 +39,8 @@ const SIDE: usize = 32;
 const PLANE: usize = SIDE * SIDE;
 const RECORD: usize = 1 + 3 * PLANE;
 const NUM_CLASSES: usize = 10;
+/// The largest archive member read: ten official batches' worth (a batch is 30 730 000 bytes).
+const MAX_MEMBER_BYTES: u64 = 10 * (CIFAR10_RECORDS_PER_BATCH * RECORD) as u64;
 
 /// Loads CIFAR-10 from the official `cifar-10-binary.tar.gz`, checking its MD5 first when
 /// `verify_md5` is set (a mismatch is a [`DataError::Format`] naming both digests).
@@ -67,13 +69,25 @@ pub fn load_cifar10_archive_with(
             return Err(DataError::Format {
                 path: path.to_path_buf(),
                 msg: format!(
-                    "MD5 is {found}, expected {CIFAR10_MD5}: the download is incomplete or corrupt; \
-                     delete it and fetch it again from {CIFAR10_URL}"
+                    "MD5 is {found}, expected {CIFAR10_MD5}: this is not the official cifar-10-binary.tar.gz; \
+                     if it is that download, it is incomplete or corrupt: delete it and fetch it again from \
+                     {CIFAR10_URL}"
                 ),
             });
         }
     }
-    let members = read_archive_members(path)?;
+    let file = File::open(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    load_cifar10_archive_from(BufReader::new(file), path, records_per_batch)
+}
+
+/// Loads CIFAR-10 from the bytes of a `cifar-10-binary.tar.gz` read from `reader` (no MD5
+/// check); `path` names the archive in errors and is the parent of its members' paths.
+/// As [`load_cifar10_archive_with`] otherwise: every error is a [`DataError`], never a panic.
+pub fn load_cifar10_archive_from(reader: impl Read, path: &Path, records_per_batch: Option<usize>) -> Result<Dataset> {
+    let members = read_archive_members(reader, path)?;
     let member_path = |name: &str| path.join(CIFAR10_DIR).join(name);
     let mut members = members;
     let take = |name: &str| {
@@ -212,13 +226,8 @@ fn parse_classes(bytes: &[u8], path: &Path) -> Result<Vec<String>> {
 
 /// Reads the archive's CIFAR members into memory, keyed by file name. Other members are
 /// skipped without being buffered.
-fn read_archive_members(path: &Path) -> Result<HashMap<String, Vec<u8>>> {
-    let io = |source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::open(path).map_err(io)?;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(file)));
+fn read_archive_members(reader: impl Read, path: &Path) -> Result<HashMap<String, Vec<u8>>> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
     let wanted: Vec<&str> = CIFAR10_TRAIN_BATCHES
         .iter()
         .copied()
@@ -242,8 +251,19 @@ fn read_archive_members(path: &Path) -> Result<HashMap<String, Vec<u8>>> {
         if dir != CIFAR10_DIR || !wanted.contains(&name.as_str()) {
             continue;
         }
-        // The header size is untrusted: cap the reservation (real batches are ~30 MB).
-        let mut bytes = Vec::with_capacity((entry.size() as usize).min(64 << 20));
+        // The size is the header's claim: a few MB of gzip'd zeros can back a claim of
+        // gigabytes, so refuse it before reading rather than fill memory.
+        let size = entry.size();
+        if size > MAX_MEMBER_BYTES {
+            return Err(DataError::Format {
+                path: path.to_path_buf(),
+                msg: format!(
+                    "member {CIFAR10_DIR}/{name} is {size} bytes, more than any CIFAR-10 file \
+                     ({MAX_MEMBER_BYTES} at most); is this cifar-10-binary.tar.gz?"
+                ),
+            });
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
         entry.read_to_end(&mut bytes).map_err(corrupt)?;
         members.insert(name, bytes);
     }

@@ -99,12 +99,27 @@ pub fn check_uniform_size(split: &Split) -> Result<(usize, usize)> {
 
 /// `(height, width)` from an image's header.
 fn header_size(path: &Path) -> Result<(usize, usize)> {
-    let reader = image::ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|source| DataError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    let reader = image::ImageReader::open(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    header_size_with(reader, path)
+}
+
+/// `(height, width)` from the header of an image file's bytes, as [`check_uniform_size`]
+/// reads it from each file; `path_for_messages` names it in errors.
+pub fn header_size_bytes(bytes: &[u8], path_for_messages: &Path) -> Result<(usize, usize)> {
+    header_size_with(image::ImageReader::new(std::io::Cursor::new(bytes)), path_for_messages)
+}
+
+fn header_size_with<R: std::io::BufRead + std::io::Seek>(
+    reader: image::ImageReader<R>,
+    path: &Path,
+) -> Result<(usize, usize)> {
+    let reader = reader.with_guessed_format().map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let (w, h) = reader.into_dimensions().map_err(|e| DataError::Format {
         path: path.to_path_buf(),
         msg: format!("cannot read the image header: {e}"),

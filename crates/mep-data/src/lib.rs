@@ -153,6 +153,22 @@ impl Split {
 /// Reads an image file as RGB8. The format is sniffed from the content, not the extension,
 /// so a mislabelled file still loads.
 pub(crate) fn decode_image(path: &Path) -> Result<Image> {
+    let reader = image::ImageReader::open(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode_with(reader, path)
+}
+
+/// Decodes the bytes of an image file (PNG or JPEG, sniffed from the content) as RGB8, as
+/// [`Split::image`] decodes a file; `path_for_messages` names it in errors. The `image`
+/// crate's default limits apply, so a header claiming a huge size is refused before its
+/// pixels are allocated.
+pub fn decode_image_bytes(bytes: &[u8], path_for_messages: &Path) -> Result<Image> {
+    decode_with(image::ImageReader::new(std::io::Cursor::new(bytes)), path_for_messages)
+}
+
+fn decode_with<R: std::io::BufRead + std::io::Seek>(reader: image::ImageReader<R>, path: &Path) -> Result<Image> {
     let format_err = |e: image::ImageError| match e {
         image::ImageError::IoError(source) => DataError::Io {
             path: path.to_path_buf(),
@@ -163,16 +179,10 @@ pub(crate) fn decode_image(path: &Path) -> Result<Image> {
             msg: format!("cannot decode image: {other}"),
         },
     };
-    let reader = image::ImageReader::open(path)
-        .map_err(|source| DataError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .with_guessed_format()
-        .map_err(|source| DataError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    let reader = reader.with_guessed_format().map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let rgb = reader.decode().map_err(format_err)?.to_rgb8();
     let (width, height) = (rgb.width() as usize, rgb.height() as usize);
     Ok(Image {

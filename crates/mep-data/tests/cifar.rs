@@ -224,3 +224,32 @@ fn extracted_folder_loads_like_the_archive() {
     let msg = load_cifar10_dir_with(&dir, None).unwrap_err().to_string();
     assert!(msg.contains("data_batch_4.bin"), "{msg}");
 }
+
+/// A tar header can claim gigabytes that a few MB of gzip'd zeros then deliver: the claim
+/// is refused before anything is read or allocated (found by fuzzing the archive reader).
+#[test]
+fn a_member_claiming_more_than_any_cifar_file_is_refused_before_reading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("cifar-10-binary.tar.gz");
+    let gz = flate2::write::GzEncoder::new(std::fs::File::create(&path).unwrap(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    let mut header = tar::Header::new_gnu();
+    header.set_size(1 << 33);
+    header.set_mode(0o644);
+    header.set_cksum();
+    // Only one record follows the header: the claim, not the data, must be what is refused.
+    tar.append_data(
+        &mut header,
+        "cifar-10-batches-bin/data_batch_1.bin",
+        record(0, 0).as_slice(),
+    )
+    .unwrap();
+    tar.into_inner().unwrap().finish().unwrap().flush().unwrap();
+    let err = load_cifar10_archive_with(&path, false, None).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, DataError::Format { .. }), "{msg}");
+    assert!(
+        msg.contains("cifar-10-batches-bin/data_batch_1.bin is 8589934592 bytes, more than any CIFAR-10 file"),
+        "{msg}"
+    );
+}

@@ -207,6 +207,10 @@ fn assemble<B: Backend>(
     Ok((stem, stages))
 }
 
+/// The widest stem a checkpoint may declare: far above any ResNet's (64; 128 for the wide
+/// variants), and small enough that no layer width computed from it overflows.
+pub const MAX_STEM_WIDTH: usize = 1 << 20;
+
 impl<B: Backend> ResNet<B> {
     /// Loads a checkpoint with torchvision/timm key names (a `module.` prefix is accepted;
     /// the classifier may be `fc` or `linear`). The stem width and the class count are read
@@ -220,14 +224,16 @@ impl<B: Backend> ResNet<B> {
     pub fn from_checkpoint(backend: &B, arch: Arch, mut ck: Checkpoint) -> Result<Self> {
         let name = arch.name();
         let width = match ck.get("conv1.weight") {
-            Some(t) if t.shape.rank() == 4 => t.shape.dims()[0],
+            Some(t) if t.shape.rank() == 4 && (1..=MAX_STEM_WIDTH).contains(&t.shape.dims()[0]) => t.shape.dims()[0],
             Some(t) => {
+                // An empty tensor ([2^62, 0, 3, 3]) can declare any width: bound it before
+                // the layer widths (up to 32 × the stem's) are computed from it.
                 return Err(ResNetError::Shape {
                     path: ck.path().to_path_buf(),
                     key: "conv1.weight".into(),
-                    expected: "[width, 3, k, k]".into(),
+                    expected: format!("[width, 3, k, k] with a width of 1 to {MAX_STEM_WIDTH}"),
                     found: t.shape.to_string(),
-                })
+                });
             }
             None => {
                 return Err(ResNetError::MissingKey {

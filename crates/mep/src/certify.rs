@@ -8,7 +8,7 @@
 //! checks the class margin at every piece end. Each certificate goes, as one JSON line, into
 //! `DIR/certificates.jsonl` beside the results; the tables gain a `certified` row.
 
-use crate::connect::store::{read_jsonl, ResultsFile};
+use crate::connect::store::{parse_jsonl, read_jsonl, ResultsFile};
 use crate::connect::{tables, Category, PairResult};
 use crate::figures::FigureContext;
 use crate::{MepError, Result};
@@ -176,6 +176,11 @@ pub(crate) fn forget(dir: &Path, gone: &BTreeSet<(usize, String)>) -> Result<usi
         ResultsFile::rewrite(&path, &keep)?;
     }
     Ok(dropped)
+}
+
+/// The certificates in the bytes of a `certificates.jsonl`; `path` names it in errors.
+pub fn parse_certificates(bytes: &[u8], path: &Path) -> Result<Vec<CertificateRecord>> {
+    Ok(parse_jsonl(bytes, path, false)?.0)
 }
 
 /// The record of `cert` for `result`.

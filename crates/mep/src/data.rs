@@ -39,10 +39,19 @@ pub fn open_dataset(spec: &str) -> Result<Dataset> {
     let path = Path::new(spec);
     if !path.exists() {
         return Err(MepError::Usage(format!(
-            "--data {spec}: no such file or folder (use `synthetic`, `cifar10`, a CIFAR-10 archive or an image folder)"
+            "--data {spec}: no such file or folder; {DATA_ACCEPTS}"
         )));
     }
     if path.is_file() {
+        // The only file `--data` takes is the gzip'd CIFAR-10 archive: anything else (an
+        // image, a CSV) would otherwise be blamed on a corrupt download by the MD5 check.
+        if !starts_with_gzip_magic(path)? {
+            let what = match sniff_image(path) {
+                Some(kind) => format!("{kind} image, not a dataset"),
+                None => "not a dataset (the only file --data reads is a gzip'd CIFAR-10 archive)".to_string(),
+            };
+            return Err(MepError::Usage(format!("--data {spec}: {what}; {DATA_ACCEPTS}")));
+        }
         return Ok(mep_data::load_cifar10_archive(path, true)?);
     }
     if path.join("cifar-10-batches-bin").is_dir() {
@@ -52,6 +61,41 @@ pub fn open_dataset(spec: &str) -> Result<Dataset> {
         return Ok(mep_data::load_cifar10_dir(path)?);
     }
     Ok(mep_data::load_image_folder(path)?)
+}
+
+/// What `--data` takes, for error messages.
+const DATA_ACCEPTS: &str = "--data takes `synthetic`, `cifar10`, the CIFAR-10 archive cifar-10-binary.tar.gz, \
+     its extracted cifar-10-batches-bin/ folder, or a folder of images in torchvision's layout \
+     (root/<class>/<image>, or root/train/<class>/<image> and root/test/<class>/<image>)";
+
+/// Whether the file at `path` begins with the two bytes of a gzip stream.
+fn starts_with_gzip_magic(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let io = |source| MepError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut head = Vec::with_capacity(2);
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(2)
+        .read_to_end(&mut head)
+        .map_err(io)?;
+    Ok(head == [0x1f, 0x8b])
+}
+
+/// "a PNG" or "a JPEG" when the file is such an image (by its content), "an" for another
+/// image format, `None` when it is no image.
+fn sniff_image(path: &Path) -> Option<&'static str> {
+    let format = image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .ok()?
+        .format()?;
+    Some(match format {
+        image::ImageFormat::Png => "a PNG",
+        image::ImageFormat::Jpeg => "a JPEG",
+        _ => "an",
+    })
 }
 
 /// The side of the square images the network sees: `--size` when given, else the

@@ -20,6 +20,7 @@ pub(crate) mod tables;
 pub use energy::{HeadAux, HeadEnergy};
 pub use merge::{merge, MergeArgs, MergeReport};
 pub use pairs::Pair;
+pub use store::{parse_jsonl, read_jsonl};
 pub use store::{read_results, Manifest, Settings, MANIFEST, PATHS, RESULTS};
 pub use tables::{count as count_categories, SpaceCounts};
 
@@ -107,12 +108,39 @@ pub struct PairResult {
 }
 
 /// `--shard i/n`: the pairs `k` with `k % n == i`.
+///
+/// Read from a manifest, `count` must be positive and `index` below it, as `--shard`
+/// insists (a manifest with `count: 0` would otherwise divide by zero).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ShardFields")]
 pub struct Shard {
     /// i, in `0..count`.
     pub index: usize,
     /// n, the number of shards.
     pub count: usize,
+}
+
+/// A [`Shard`] as stored, before its fields are checked.
+#[derive(Deserialize)]
+struct ShardFields {
+    index: usize,
+    count: usize,
+}
+
+impl TryFrom<ShardFields> for Shard {
+    type Error = String;
+    fn try_from(f: ShardFields) -> std::result::Result<Self, String> {
+        if f.index >= f.count {
+            return Err(format!(
+                "shard {}/{}: the index must be below the count, and the count positive",
+                f.index, f.count
+            ));
+        }
+        Ok(Shard {
+            index: f.index,
+            count: f.count,
+        })
+    }
 }
 
 impl Shard {

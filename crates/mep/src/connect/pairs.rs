@@ -246,10 +246,24 @@ pub fn draw_pairs(
 /// and `#` comments are ignored. Each line must name two different images of one class,
 /// in range, and no pair may repeat.
 pub fn read_pairs_file(path: &Path, labels: &[usize], classes: &[String]) -> Result<Vec<Pair>> {
-    let text = std::fs::read_to_string(path).map_err(|source| MepError::Io {
+    let bytes = std::fs::read(path).map_err(|source| MepError::Io {
         path: path.to_path_buf(),
         source,
     })?;
+    parse_pairs_file(&bytes, path, labels, classes)
+}
+
+/// [`read_pairs_file`] on the file's bytes; `path` names it in errors. A leading UTF-8
+/// byte-order mark (spreadsheets write one into CSV files) is skipped; a line quoted in an
+/// error shows control and invisible characters escaped (`\u{200b}`), so the message
+/// shows what is actually there.
+pub fn parse_pairs_file(bytes: &[u8], path: &Path, labels: &[usize], classes: &[String]) -> Result<Vec<Pair>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| MepError::PairsFile {
+        path: path.to_path_buf(),
+        line: 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count(),
+        msg: "not UTF-8 text; a pairs file holds lines `i,j` of dataset indices".to_string(),
+    })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let n = labels.len();
     let mut pairs: Vec<Pair> = Vec::new();
     let mut lines_of: HashMap<(usize, usize), usize> = HashMap::new();
@@ -270,7 +284,8 @@ pub fn read_pairs_file(path: &Path, labels: &[usize], classes: &[String]) -> Res
             Some(&[i, j]) => (i, j),
             _ => {
                 return Err(err(format!(
-                    "`{body}` is not a pair of dataset indices `i,j` (two non-negative integers)"
+                    "`{}` is not a pair of dataset indices `i,j` (two non-negative integers)",
+                    escape_invisible(body)
                 )))
             }
         };
@@ -309,6 +324,41 @@ pub fn read_pairs_file(path: &Path, labels: &[usize], classes: &[String]) -> Res
         return Err(MepError::Usage(format!("{}: no pairs in the file", path.display())));
     }
     Ok(pairs)
+}
+
+/// `text` with control characters and invisible format characters (byte-order mark,
+/// zero-width spaces and joiners, direction marks, soft hyphen) written as Rust escapes
+/// (`\t`, `\u{feff}`), so an error quoting a line shows every character in it.
+pub fn escape_invisible(text: &str) -> String {
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{00ad}'
+                    | '\u{034f}'
+                    | '\u{061c}'
+                    | '\u{115f}'
+                    | '\u{1160}'
+                    | '\u{180e}'
+                    | '\u{200b}'..='\u{200f}'
+                    | '\u{2028}'..='\u{202e}'
+                    | '\u{2060}'..='\u{206f}'
+                    | '\u{3164}'
+                    | '\u{fe00}'..='\u{fe0f}'
+                    | '\u{feff}'
+                    | '\u{ffa0}'
+                    | '\u{fff9}'..='\u{fffb}'
+            )
+    };
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if invisible(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Keeps the pairs whose endpoints the model classifies correctly (classifying each image

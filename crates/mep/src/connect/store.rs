@@ -127,8 +127,13 @@ impl Manifest {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(MepError::Io { path, source }),
         };
-        serde_json::from_str(&text).map(Some).map_err(|e| MepError::Results {
-            path,
+        Self::parse(text.as_bytes(), &path).map(Some)
+    }
+
+    /// Parses the bytes of a `manifest.json`; `path` names it in errors.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Manifest> {
+        serde_json::from_slice(bytes).map_err(|e| MepError::Results {
+            path: path.to_path_buf(),
             msg: format!("not a manifest of `mep connect`: {e}"),
         })
     }
@@ -262,6 +267,15 @@ pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path, torn_ok: bool) ->
             })
         }
     };
+    parse_jsonl(&bytes, path, torn_ok)
+}
+
+/// [`read_jsonl`] on the file's bytes; `path` names it in errors.
+pub fn parse_jsonl<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    path: &Path,
+    torn_ok: bool,
+) -> Result<(Vec<T>, Option<u64>)> {
     let mut results = Vec::new();
     let mut start = 0usize;
     let mut line_no = 0usize;
