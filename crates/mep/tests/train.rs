@@ -315,6 +315,8 @@ fn a_nan_init_is_refused_at_load_naming_the_tensor() {
     mep_resnet::save(&bad, &views, None).unwrap();
     let mut a = args(dir.join("run"), 1);
     a.init = Some(bad);
+    // The init fixes the width.
+    a.width = None;
     let e = train_on(&a, small_data())
         .expect_err("a NaN init must be refused")
         .to_string();
