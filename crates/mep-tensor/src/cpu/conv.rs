@@ -19,7 +19,7 @@
 //!
 //! Every result is bit-identical across runs, thread counts and x86-64 machines (AVX2 or
 //! AVX-512, any cache sizes): no sum is split by the thread count or rayon's scheduling, and
-//! [`sgemm_strided`] keeps gemm to the kernels that round the same on every machine.
+//! `sgemm_strided` keeps gemm to the kernels that round the same on every machine.
 //!
 //! Callers ([`CpuBackend`](super::CpuBackend)) have checked every length.
 
