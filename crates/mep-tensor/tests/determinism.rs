@@ -164,6 +164,7 @@ fn convolutions_are_bit_identical_across_thread_counts() {
         geom(20, 16, 4, 4, 16, 3, 1, 1),
         geom(9, 8, 9, 9, 4, 3, 2, 1),
         geom(12, 6, 6, 6, 40, 1, 1, 0),
+        geom(40, 2, 8, 8, 24, 1, 1, 0),
         geom(3, 3, 16, 16, 4, 3, 1, 1),
     ];
     for g in &geoms {

@@ -38,6 +38,10 @@ const WGRAD_BLOCK_FLOATS: usize = 1024 * 1024;
 /// order: enough for the threads of most machines (more threads share each chunk's GEMMs),
 /// few enough that the private dWs stay small.
 const WGRAD_CHUNKS: usize = 16;
+/// Output pixels a chunk of the weight gradient covers at least: its private dW (written once,
+/// added once) must cost little beside its GEMMs (ResNet-50's 14×14 layers took twice as long
+/// with one chunk per image).
+const WGRAD_CHUNK_PIXELS: usize = 1024;
 /// Below this many output columns per block, GEMM efficiency drops faster than balance improves.
 const MIN_BLOCK_COLS: usize = 64;
 /// Output planes of at most this many pixels are computed several images per GEMM: one
@@ -1107,10 +1111,15 @@ pub fn conv2d_bwd_weight(
     // (smaller) dY block instead of the im2col columns.
     let transposed = co < kk;
     // With a batch, each chunk of images accumulates into a private dW and the chunks are
-    // summed in order. The chunks are fixed by the batch alone, not by the thread count, so
+    // summed in order. The chunks are fixed by the batch and the plane size, not by the
+    // thread count, so
     // that dW is bit-identical whatever `--threads` is (a private dW per thread would make the
     // sum's grouping, and so its rounding, depend on it).
-    let per = g.n.div_ceil(WGRAD_CHUNKS).max(1);
+    let ohw = g.out_h() * g.out_w();
+    let per =
+        g.n.div_ceil(WGRAD_CHUNKS)
+            .max(WGRAD_CHUNK_PIXELS.div_ceil(ohw.max(1)))
+            .max(1);
     let chunks = g.n.div_ceil(per).max(1);
     let par = if chunks >= nt {
         Parallelism::None
@@ -1136,14 +1145,26 @@ pub fn conv2d_bwd_weight(
         } else {
             targets.into_iter().enumerate().for_each(|(c, t)| run(c, t));
         }
-        let parts: Vec<&[f32]> = partials.iter().map(|p| &p[..]).collect();
         if transposed {
+            // Add the partials into the first where they are contiguous, then transpose once
+            // (strided reads of every partial would cost as much as the GEMMs).
+            let (first, rest) = partials.split_first_mut().expect("at least one chunk");
+            let rest: Vec<&[f32]> = rest.iter().map(|p| &p[..]).collect();
+            first.par_chunks_mut(4096).enumerate().for_each(|(i, d)| {
+                for p in &rest {
+                    for (a, b) in d.iter_mut().zip(&p[i * 4096..]) {
+                        *a += *b;
+                    }
+                }
+            });
+            let sum = &first[..];
             dw.par_chunks_mut(kk).enumerate().for_each(|(o, row)| {
                 for (i, d) in row.iter_mut().enumerate() {
-                    *d = parts.iter().map(|p| p[i * co + o]).sum();
+                    *d = sum[i * co + o];
                 }
             });
         } else {
+            let parts: Vec<&[f32]> = partials.iter().map(|p| &p[..]).collect();
             dw.par_chunks_mut(4096).enumerate().for_each(|(i, d)| {
                 for p in &parts {
                     for (a, b) in d.iter_mut().zip(&p[i * 4096..]) {
