@@ -240,19 +240,46 @@ fn a_study_selects_deterministic_pairs_and_its_tables_add_up() {
 
 #[test]
 fn saved_paths_reload_with_their_endpoints_and_metadata() {
+    use mep::connect::Category;
+    // The case is built, not hoped for: a scan of candidate pairs in the input space finds
+    // one whose straight line stays in the class (linear) and one whose line leaves it, by
+    // the study's own line check; the study of those two then has both kinds of path file.
     let dir = tmpdir("paths");
-    let mut a = small(&dir);
+    let scan_dir = dir.join("scan");
+    let mut scan = small(&scan_dir);
+    scan.spaces = vec!["input".into()];
+    scan.pairs = Some(24);
+    run(&scan).unwrap();
+    let scanned = results(&scan_dir);
+    let first = |want: &dyn Fn(Category) -> bool| scanned.iter().find(|r| want(r.category)).map(|r| (r.i, r.j));
+    let categories: Vec<Category> = scanned.iter().map(|r| r.category).collect();
+    let linear = first(&|c| c == Category::Linear).unwrap_or_else(|| panic!("no linear pair in {categories:?}"));
+    let leaves = first(&|c| matches!(c, Category::Nonlinear | Category::NoPath))
+        .unwrap_or_else(|| panic!("no line leaves the class in {categories:?}"));
+    let pairs_file = dir.join("pairs.csv");
+    std::fs::write(
+        &pairs_file,
+        format!("{},{}\n{},{}\n", linear.0, linear.1, leaves.0, leaves.1),
+    )
+    .unwrap();
+
+    let out = dir.join("study");
+    let mut a = small(&out);
     a.spaces = vec!["input".into(), "layer2".into(), "pool".into()];
-    a.pairs = Some(4);
+    a.pairs = None;
+    a.pairs_file = Some(pairs_file);
     run(&a).unwrap();
-    let m = manifest(&dir);
+    let m = manifest(&out);
+    let got: Vec<(usize, usize)> = m.pair_list.iter().map(|p| (p.i, p.j)).collect();
+    assert_eq!(got, [linear, leaves]);
     let data = three_classes();
     let b = CpuBackend::new();
     let net = Network::load(&b, Arch::ResNet20, trained()).unwrap();
-    let mut categories = std::collections::HashSet::new();
-    for r in results(&dir) {
+    let all = results(&out);
+    assert_eq!(all.len(), 2 * 3);
+    for r in &all {
         let p = &m.pair_list[r.pair];
-        let file = dir.join(r.path_file.as_ref().expect("a path file"));
+        let file = out.join(r.path_file.as_ref().expect("a path file"));
         let ck = Checkpoint::load(&file).unwrap();
         let meta = ck.metadata();
         for (k, v) in [
@@ -282,19 +309,19 @@ fn saved_paths_reload_with_their_endpoints_and_metadata() {
             "last pivot = encode(x_j) in {}",
             r.space
         );
-        if r.category == mep::connect::Category::Linear {
+        if r.category == Category::Linear {
+            // A linear path file holds the line's two endpoints.
             assert_eq!((r.pivots, r.steps), (2, 0));
         } else {
-            assert_eq!(r.pivots, 4);
+            // Any other holds the NEB's whole chain.
+            assert_eq!(r.pivots, 4, "{:?} in {}", r.category, r.space);
         }
-        categories.insert(r.category);
     }
-    // This model's input-space lines leave the class for some pairs, and the NEB joins
-    // them within its few steps: both kinds of path file are checked above.
-    assert!(
-        categories.contains(&mep::connect::Category::Linear) && categories.contains(&mep::connect::Category::Nonlinear),
-        "categories seen: {categories:?}"
-    );
+    // The line check sees the same line as the scan did: the first pair is linear in the
+    // input space, the second is not, so both kinds of path file were checked above.
+    let input: Vec<Category> = all.iter().filter(|r| r.space == "input").map(|r| r.category).collect();
+    assert_eq!(input[0], Category::Linear);
+    assert!(matches!(input[1], Category::Nonlinear | Category::NoPath), "{input:?}");
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -13,8 +13,13 @@
 //! convs run on a zero-padded copy of the input over a "wide" output grid where each im2col
 //! row is one contiguous copy (`conv2d_wide`); strided convs use a general im2col. Input
 //! gradients of stride-1 convs are forward convs with the flipped, transposed weight; strided
-//! ones go through col2im. Weight gradients accumulate per thread over its share of the
-//! images, into a column-major `dW` when that makes gemm transpose the smaller operand.
+//! ones go through col2im. Weight gradients accumulate over fixed chunks of the images (not
+//! one per thread), into a column-major `dW` when that makes gemm transpose the smaller
+//! operand, and the chunks are added in order.
+//!
+//! Every result is bit-identical across runs, thread counts and x86-64 machines (AVX2 or
+//! AVX-512, any cache sizes): no sum is split by the thread count or rayon's scheduling, and
+//! `sgemm_strided` keeps gemm to the kernels that round the same on every machine.
 //!
 //! Callers ([`CpuBackend`](super::CpuBackend)) have checked every length.
 
@@ -29,6 +34,14 @@ const COL_BLOCK_FLOATS: usize = 256 * 1024;
 /// Weight-gradient GEMMs read and write all of `dW` per call, so they want long blocks
 /// (a large GEMM depth) more than they want the columns to stay in L2.
 const WGRAD_BLOCK_FLOATS: usize = 1024 * 1024;
+/// The chunks of images whose weight gradients are summed separately and then added in
+/// order: enough for the threads of most machines (more threads share each chunk's GEMMs),
+/// few enough that the private dWs stay small.
+const WGRAD_CHUNKS: usize = 16;
+/// Output pixels a chunk of the weight gradient covers at least: its private dW (written once,
+/// added once) must cost little beside its GEMMs (ResNet-50's 14×14 layers took twice as long
+/// with one chunk per image).
+const WGRAD_CHUNK_PIXELS: usize = 1024;
 /// Below this many output columns per block, GEMM efficiency drops faster than balance improves.
 const MIN_BLOCK_COLS: usize = 64;
 /// Output planes of at most this many pixels are computed several images per GEMM: one
@@ -141,8 +154,29 @@ unsafe fn sgemm(
     );
 }
 
+/// The most depth one call to gemm gets: gemm blocks its depth by `kc`, which it derives from
+/// the L1 cache it reads from /sys and the shape of its micro-kernel (AVX2 or AVX-512), and
+/// the blocks change how each output's sum is rounded. For `k ≤ 512` gemm takes `kc = k` on
+/// every machine, so [`sgemm_strided`] cuts the depth itself, into equal blocks of at most
+/// this many.
+pub(crate) const GEMM_MAX_DEPTH: usize = 512;
+/// Outputs (`m·n`) up to which gemm sums a product of two operands that are both contiguous
+/// along the depth with its dot-product ("horizontal") kernels, in 8 lanes with AVX2 and 16
+/// with AVX-512, then across the lanes: a machine-dependent rounding. gemm 0.19's threshold.
+const GEMM_HORIZONTAL_MAX_OUTPUTS: usize = 16 * 16;
+
 /// `dst[m×n] = lhs[m×k]·rhs[k×n]`, or `+=` when `accumulate`; each matrix given by its pointer,
 /// row stride and column stride (in elements).
+///
+/// Bit-identical on every x86-64 machine, AVX2 or AVX-512, whatever its caches and thread
+/// count: each output is `dst (+)= Σ_blocks (Σ_{p in block} lhs·rhs)`, the inner sum a chain
+/// of fused multiply-adds in depth order. gemm's main micro-kernel computes exactly that per
+/// output whatever its register tile and however it splits m and n over threads; only its
+/// depth blocking and its dot-product, matrix-vector and depth ≤ 2 special cases round
+/// differently by machine. So the depth is cut here ([`GEMM_MAX_DEPTH`]), and the shapes that
+/// would reach a special case (`m ≤ 1`, `n ≤ 1`, `k ≤ 2`, or both operands contiguous along
+/// the depth with at most [`GEMM_HORIZONTAL_MAX_OUTPUTS`] outputs) run [`sgemm_small`]
+/// instead: small products, where the portable loop costs little.
 ///
 /// # Safety
 /// Every addressed element must be inside its allocation, and `dst` must not alias the others.
@@ -163,27 +197,89 @@ unsafe fn sgemm_strided(
     rhs_cs: usize,
     par: Parallelism,
 ) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst,
-        dst_cs as isize,
-        dst_rs as isize,
-        accumulate,
-        lhs,
-        lhs_cs as isize,
-        lhs_rs as isize,
-        rhs,
-        rhs_cs as isize,
-        rhs_rs as isize,
-        1.0,
-        1.0,
-        false,
-        false,
-        false,
-        par,
-    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                for j in 0..n {
+                    *dst.add(i * dst_rs + j * dst_cs) = 0.0;
+                }
+            }
+        }
+        return;
+    }
+    let blocks = k.div_ceil(GEMM_MAX_DEPTH);
+    let depth = k.div_ceil(blocks);
+    let dot_layout = lhs_cs == 1 && rhs_rs == 1;
+    let mut p0 = 0;
+    while p0 < k {
+        let kb = depth.min(k - p0);
+        let acc = accumulate || p0 > 0;
+        let (l, r) = (lhs.wrapping_add(p0 * lhs_cs), rhs.wrapping_add(p0 * rhs_rs));
+        let special = m <= 1 || n <= 1 || kb <= 2 || (dot_layout && m * n <= GEMM_HORIZONTAL_MAX_OUTPUTS);
+        if special {
+            sgemm_small(m, n, kb, dst, dst_rs, dst_cs, acc, l, lhs_rs, lhs_cs, r, rhs_rs, rhs_cs);
+        } else {
+            gemm::gemm(
+                m,
+                n,
+                kb,
+                dst,
+                dst_cs as isize,
+                dst_rs as isize,
+                acc,
+                l,
+                lhs_cs as isize,
+                lhs_rs as isize,
+                r,
+                rhs_cs as isize,
+                rhs_rs as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+        p0 += kb;
+    }
+}
+
+/// [`sgemm_strided`] as plain loops, for the shapes where gemm's own kernels would round by
+/// machine: per output a fused multiply-add chain in depth order from zero, then added to
+/// `dst` (as gemm's main micro-kernel does, so both paths agree to the bit).
+///
+/// # Safety
+/// As [`sgemm_strided`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_small(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    dst_cs: usize,
+    accumulate: bool,
+    lhs: *const f32,
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: *const f32,
+    rhs_rs: usize,
+    rhs_cs: usize,
+) {
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0.0f32;
+            for p in 0..k {
+                acc = (*lhs.add(i * lhs_rs + p * lhs_cs)).mul_add(*rhs.add(p * rhs_rs + j * rhs_cs), acc);
+            }
+            let d = dst.add(i * dst_rs + j * dst_cs);
+            *d = if accumulate { *d + acc } else { acc };
+        }
+    }
 }
 
 fn threads() -> usize {
@@ -1015,11 +1111,18 @@ pub fn conv2d_bwd_weight(
     // transpose one of them while packing, which is slow; a column-major dW makes that the
     // (smaller) dY block instead of the im2col columns.
     let transposed = co < kk;
-    // With a batch, each thread accumulates its share of the images into a private dW.
-    let chunks = if nt > 1 && g.n >= nt { nt } else { 1 };
-    let per = g.n.div_ceil(chunks).max(1);
+    // With a batch, each chunk of images accumulates into a private dW and the chunks are
+    // summed in order. The chunks are fixed by the batch and the plane size, not by the
+    // thread count, so
+    // that dW is bit-identical whatever `--threads` is (a private dW per thread would make the
+    // sum's grouping, and so its rounding, depend on it).
+    let ohw = g.out_h() * g.out_w();
+    let per =
+        g.n.div_ceil(WGRAD_CHUNKS)
+            .max(WGRAD_CHUNK_PIXELS.div_ceil(ohw.max(1)))
+            .max(1);
     let chunks = g.n.div_ceil(per).max(1);
-    let par = if chunks > 1 {
+    let par = if chunks >= nt {
         Parallelism::None
     } else {
         Parallelism::Rayon(0)
@@ -1043,14 +1146,26 @@ pub fn conv2d_bwd_weight(
         } else {
             targets.into_iter().enumerate().for_each(|(c, t)| run(c, t));
         }
-        let parts: Vec<&[f32]> = partials.iter().map(|p| &p[..]).collect();
         if transposed {
+            // Add the partials into the first where they are contiguous, then transpose once
+            // (strided reads of every partial would cost as much as the GEMMs).
+            let (first, rest) = partials.split_first_mut().expect("at least one chunk");
+            let rest: Vec<&[f32]> = rest.iter().map(|p| &p[..]).collect();
+            first.par_chunks_mut(4096).enumerate().for_each(|(i, d)| {
+                for p in &rest {
+                    for (a, b) in d.iter_mut().zip(&p[i * 4096..]) {
+                        *a += *b;
+                    }
+                }
+            });
+            let sum = &first[..];
             dw.par_chunks_mut(kk).enumerate().for_each(|(o, row)| {
                 for (i, d) in row.iter_mut().enumerate() {
-                    *d = parts.iter().map(|p| p[i * co + o]).sum();
+                    *d = sum[i * co + o];
                 }
             });
         } else {
+            let parts: Vec<&[f32]> = partials.iter().map(|p| &p[..]).collect();
             dw.par_chunks_mut(4096).enumerate().for_each(|(i, d)| {
                 for p in &parts {
                     for (a, b) in d.iter_mut().zip(&p[i * 4096..]) {
