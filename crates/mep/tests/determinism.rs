@@ -74,6 +74,7 @@ fn study(dir: &Path) -> Vec<String> {
         seed: 3,
         out: dir.join("train"),
         resume: false,
+        overwrite: false,
         stop_after: None,
         quiet: true,
     };
