@@ -108,9 +108,10 @@ impl CertifyArgs {
                 "--max-pieces 0: a segment needs at least 1 piece to be certified".into(),
             ));
         }
-        if !(self.tol.is_finite() && self.tol >= 0.0) {
+        // A margin within tol · max |logit| of zero is undecided: from 1 up, every one is.
+        if !(0.0..1.0).contains(&self.tol) {
             return Err(MepError::Usage(format!(
-                "--tol {}: must be a non-negative number (a relative tolerance such as 1e-9)",
+                "--tol {:e}: must be in [0, 1) (a relative tolerance such as 1e-9)",
                 self.tol
             )));
         }

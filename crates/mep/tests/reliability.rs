@@ -402,3 +402,40 @@ fn train_decoder_and_forward_refuse_an_output_in_use() {
     assert!(!logits.exists());
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// The extremes of connect's and certify's options are refused by the option's own name,
+/// before the study folder exists (the issue's `max_pieces`-style names and misleading
+/// "non-negative" for infinity included).
+#[test]
+fn extreme_connect_and_certify_options_are_refused_by_name() {
+    let dir = tmpdir("extremes");
+    let out = dir.join("study");
+    let max = u64::MAX.to_string();
+    for (extra, words) in [
+        (
+            vec!["--insert-threshold", "0.1", "--max-pivots", &max],
+            vec!["--max-pivots"],
+        ),
+        (vec!["--fmax", "inf"], vec!["--fmax inf", "finite"]),
+        (
+            vec!["--insert-threshold", "inf"],
+            vec!["--insert-threshold inf", "finite"],
+        ),
+        (vec!["--size", "0"], vec!["--size 0"]),
+        (vec!["--momentum", "NaN"], vec!["--momentum NaN"]),
+        (vec!["--batch", &max], vec!["--batch", "needs about"]),
+        (vec!["--certify", "--max-pieces", "0"], vec!["--max-pieces 0"]),
+    ] {
+        let mut args = vec!["--space", "pool", "--quiet"];
+        args.extend(extra.iter().copied());
+        let o = connect_cli(&out, &args);
+        refused(&o, &words);
+        assert!(!out.exists(), "{extra:?}: refused before creating the folder");
+    }
+    run(&study(&out)).unwrap();
+    for tol in ["1", "-1", "NaN", "inf"] {
+        let o = mep(&["certify", out.to_str().unwrap(), &format!("--tol={tol}")]);
+        refused(&o, &["--tol", "[0, 1)"]);
+    }
+    std::fs::remove_dir_all(dir).ok();
+}

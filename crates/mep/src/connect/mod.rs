@@ -332,10 +332,15 @@ impl ConnectArgs {
             .and_then(|n| n.checked_add(1))
             .is_none_or(|n| n > MAX_DENSE_POINTS)
         {
+            let option = if most_pivots > self.pivots {
+                "--max-pivots"
+            } else {
+                "--pivots"
+            };
             return bad(format!(
-                "--pivots {} with --sub-points {}: the dense path would have more than {MAX_DENSE_POINTS} \
-                 points; lower --pivots or --sub-points",
-                most_pivots, self.sub_points
+                "{option} {most_pivots} with --sub-points {}: the dense path would have more than \
+                 {MAX_DENSE_POINTS} points; lower {option} or --sub-points",
+                self.sub_points
             ));
         }
         if !(self.step.is_finite() && self.step > 0.0) {
@@ -356,7 +361,7 @@ impl ConnectArgs {
         }
         if let Some(f) = self.fmax {
             if !(f.is_finite() && f >= 0.0) {
-                return bad(format!("--fmax {f}: must be non-negative"));
+                return bad(format!("--fmax {f}: must be a finite non-negative number"));
             }
         }
         if self.check_every == 0 {
@@ -364,7 +369,7 @@ impl ConnectArgs {
         }
         if let Some(t) = self.insert_threshold {
             if !(t.is_finite() && t >= 0.0) {
-                return bad(format!("--insert-threshold {t}: must be non-negative"));
+                return bad(format!("--insert-threshold {t}: must be a finite non-negative number"));
             }
         }
         if let Some(m) = self.max_pivots {
@@ -374,6 +379,9 @@ impl ConnectArgs {
             if m < self.pivots {
                 return bad(format!("--max-pivots {m}: must be at least --pivots {}", self.pivots));
             }
+        }
+        if self.size == Some(0) {
+            return bad("--size 0: images need at least 1 pixel a side".into());
         }
         if self.batch == 0 {
             return bad("--batch must be at least 1".into());
