@@ -34,27 +34,9 @@ unsafe fn dgemm(
     rhs_rs: usize,
     par: Parallelism,
 ) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst,
-        1,
-        dst_rs as isize,
-        false,
-        lhs,
-        1,
-        lhs_rs as isize,
-        rhs,
-        1,
-        rhs_rs as isize,
-        0.0,
-        1.0,
-        false,
-        false,
-        false,
-        par,
-    );
+    // Through the backend's fixed-order GEMM, so that certificates come out the same bits
+    // on AVX2 and AVX-512 machines and for every thread count, as the f32 results do.
+    mep_tensor::cpu::conv::gemm_fixed_order(m, n, k, dst, dst_rs, 1, false, lhs, lhs_rs, 1, rhs, rhs_rs, 1, par);
 }
 
 /// Writes the im2col matrix of `g_img` images starting at `x` into `col`: row `(ci, ky, kx)`,

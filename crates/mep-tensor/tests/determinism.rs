@@ -1,6 +1,6 @@
 //! What makes the CPU backend's results the same on every machine.
 //!
-//! 1. Every GEMM output is the portable formula of `sgemm_strided`: the depth cut into equal
+//! 1. Every GEMM output is the portable formula of `gemm_fixed_order`: the depth cut into equal
 //!    blocks of at most 512, per block a chain of fused multiply-adds in depth order from
 //!    zero, the blocks added in order. gemm's AVX2 and AVX-512 main kernels compute exactly
 //!    that; its dot-product, matrix-vector and depth ≤ 2 kernels and its cache-derived depth
@@ -176,6 +176,67 @@ fn convolutions_are_bit_identical_across_thread_counts() {
                     bits(a) == bits(b),
                     "{what} of {g:?}: 1 thread and {threads} differ at {:?}",
                     first_difference(b, a)
+                );
+            }
+        }
+    }
+}
+
+/// The f64 GEMM of mep-certify's exact arithmetic goes through the same wrapper: every
+/// output is the same fixed-order formula in f64, on shapes that reach each of gemm's paths
+/// (a depth over 512 included, which gemm alone would block by the L1 cache it finds).
+#[test]
+fn the_f64_gemm_is_the_portable_fixed_order_sum() {
+    let mut rng = Rng::new(11);
+    for &(m, k, n) in &[
+        (1, 300, 40),
+        (40, 700, 1),
+        (3, 2, 50),
+        (4, 20, 5),
+        (48, 1100, 70),
+        (33, 64, 129),
+    ] {
+        let lhs: Vec<f64> = rng.vec(m * k, -1.0, 1.0).iter().map(|&x| x as f64 * 0.37).collect();
+        let rhs: Vec<f64> = rng.vec(k * n, -1.0, 1.0).iter().map(|&x| x as f64 * 1.13).collect();
+        let mut dst = vec![0.0f64; m * n];
+        // SAFETY: row-major m×k, k×n and m×n buffers of exactly these lengths.
+        unsafe {
+            conv::gemm_fixed_order(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                n,
+                1,
+                false,
+                lhs.as_ptr(),
+                k,
+                1,
+                rhs.as_ptr(),
+                n,
+                1,
+                gemm::Parallelism::Rayon(0),
+            );
+        }
+        let blocks = k.div_ceil(512).max(1);
+        let depth = k.div_ceil(blocks).max(1);
+        for i in 0..m {
+            for j in 0..n {
+                let mut out = 0.0f64;
+                let mut p0 = 0;
+                while p0 < k {
+                    let mut acc = 0.0f64;
+                    for p in p0..k.min(p0 + depth) {
+                        acc = lhs[i * k + p].mul_add(rhs[p * n + j], acc);
+                    }
+                    out = if p0 == 0 { acc } else { out + acc };
+                    p0 += depth;
+                }
+                assert_eq!(
+                    dst[i * n + j].to_bits(),
+                    out.to_bits(),
+                    "{m}x{k}x{n} at ({i}, {j}): {} vs {out}",
+                    dst[i * n + j]
                 );
             }
         }

@@ -19,7 +19,7 @@
 //!
 //! Every result is bit-identical across runs, thread counts and x86-64 machines (AVX2 or
 //! AVX-512, any cache sizes): no sum is split by the thread count or rayon's scheduling, and
-//! `sgemm_strided` keeps gemm to the kernels that round the same on every machine.
+//! `gemm_fixed_order` keeps gemm to the kernels that round the same on every machine.
 //!
 //! Callers ([`CpuBackend`](super::CpuBackend)) have checked every length.
 
@@ -129,10 +129,10 @@ impl SharedMut {
     }
 }
 
-/// [`sgemm_strided`] with a row-major `dst` (unit column stride).
+/// [`gemm_fixed_order`] with a row-major `dst` (unit column stride).
 ///
 /// # Safety
-/// As [`sgemm_strided`].
+/// As [`gemm_fixed_order`].
 #[allow(clippy::too_many_arguments)]
 unsafe fn sgemm(
     m: usize,
@@ -149,7 +149,7 @@ unsafe fn sgemm(
     rhs_cs: usize,
     par: Parallelism,
 ) {
-    sgemm_strided(
+    gemm_fixed_order(
         m, n, k, dst, dst_rs, 1, accumulate, lhs, lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs, par,
     );
 }
@@ -157,7 +157,7 @@ unsafe fn sgemm(
 /// The most depth one call to gemm gets: gemm blocks its depth by `kc`, which it derives from
 /// the L1 cache it reads from /sys and the shape of its micro-kernel (AVX2 or AVX-512), and
 /// the blocks change how each output's sum is rounded. For `k ≤ 512` gemm takes `kc = k` on
-/// every machine, so [`sgemm_strided`] cuts the depth itself, into equal blocks of at most
+/// every machine, so [`gemm_fixed_order`] cuts the depth itself, into equal blocks of at most
 /// this many.
 pub(crate) const GEMM_MAX_DEPTH: usize = 512;
 /// Outputs (`m·n`) up to which gemm sums a product of two operands that are both contiguous
@@ -180,19 +180,22 @@ const GEMM_HORIZONTAL_MAX_OUTPUTS: usize = 16 * 16;
 ///
 /// # Safety
 /// Every addressed element must be inside its allocation, and `dst` must not alias the others.
+///
+/// Generic over f32 (the backend) and f64 (mep-certify's exact arithmetic), which gemm
+/// dispatches alike.
 #[allow(clippy::too_many_arguments)]
-unsafe fn sgemm_strided(
+pub unsafe fn gemm_fixed_order<T: FixedOrderScalar>(
     m: usize,
     n: usize,
     k: usize,
-    dst: *mut f32,
+    dst: *mut T,
     dst_rs: usize,
     dst_cs: usize,
     accumulate: bool,
-    lhs: *const f32,
+    lhs: *const T,
     lhs_rs: usize,
     lhs_cs: usize,
-    rhs: *const f32,
+    rhs: *const T,
     rhs_rs: usize,
     rhs_cs: usize,
     par: Parallelism,
@@ -204,7 +207,7 @@ unsafe fn sgemm_strided(
         if !accumulate {
             for i in 0..m {
                 for j in 0..n {
-                    *dst.add(i * dst_rs + j * dst_cs) = 0.0;
+                    *dst.add(i * dst_rs + j * dst_cs) = T::ZERO;
                 }
             }
         }
@@ -236,8 +239,8 @@ unsafe fn sgemm_strided(
                 r,
                 rhs_cs as isize,
                 rhs_rs as isize,
-                1.0,
-                1.0,
+                T::ONE,
+                T::ONE,
                 false,
                 false,
                 false,
@@ -248,37 +251,62 @@ unsafe fn sgemm_strided(
     }
 }
 
-/// [`sgemm_strided`] as plain loops, for the shapes where gemm's own kernels would round by
+/// [`gemm_fixed_order`] as plain loops, for the shapes where gemm's own kernels would round by
 /// machine: per output a fused multiply-add chain in depth order from zero, then added to
 /// `dst` (as gemm's main micro-kernel does, so both paths agree to the bit).
 ///
 /// # Safety
-/// As [`sgemm_strided`].
+/// As [`gemm_fixed_order`].
 #[allow(clippy::too_many_arguments)]
-unsafe fn sgemm_small(
+unsafe fn sgemm_small<T: FixedOrderScalar>(
     m: usize,
     n: usize,
     k: usize,
-    dst: *mut f32,
+    dst: *mut T,
     dst_rs: usize,
     dst_cs: usize,
     accumulate: bool,
-    lhs: *const f32,
+    lhs: *const T,
     lhs_rs: usize,
     lhs_cs: usize,
-    rhs: *const f32,
+    rhs: *const T,
     rhs_rs: usize,
     rhs_cs: usize,
 ) {
     for i in 0..m {
         for j in 0..n {
-            let mut acc = 0.0f32;
+            let mut acc = T::ZERO;
             for p in 0..k {
-                acc = (*lhs.add(i * lhs_rs + p * lhs_cs)).mul_add(*rhs.add(p * rhs_rs + j * rhs_cs), acc);
+                acc = (*lhs.add(i * lhs_rs + p * lhs_cs)).fma(*rhs.add(p * rhs_rs + j * rhs_cs), acc);
             }
             let d = dst.add(i * dst_rs + j * dst_cs);
             *d = if accumulate { *d + acc } else { acc };
         }
+    }
+}
+
+/// The element types of [`gemm_fixed_order`]: gemm's f32 and f64, with the fused
+/// multiply-add its main micro-kernel uses.
+pub trait FixedOrderScalar: Copy + 'static + std::ops::Add<Output = Self> {
+    const ZERO: Self;
+    const ONE: Self;
+    /// `self · a + b`, rounded once.
+    fn fma(self, a: Self, b: Self) -> Self;
+}
+
+impl FixedOrderScalar for f32 {
+    const ZERO: f32 = 0.0;
+    const ONE: f32 = 1.0;
+    fn fma(self, a: f32, b: f32) -> f32 {
+        self.mul_add(a, b)
+    }
+}
+
+impl FixedOrderScalar for f64 {
+    const ZERO: f64 = 0.0;
+    const ONE: f64 = 1.0;
+    fn fma(self, a: f64, b: f64) -> f64 {
+        self.mul_add(a, b)
     }
 }
 
@@ -1070,7 +1098,7 @@ fn wgrad_images(
             // stride ohw), rhs the transpose of the `kk×bl` columns (row stride 1, column
             // stride rhs_cs); all in bounds.
             unsafe {
-                sgemm_strided(
+                gemm_fixed_order(
                     co,
                     kk,
                     bl,

@@ -3,7 +3,7 @@
 //!
 //! Buffers come from a pool so that a forward pass reuses the memory of the previous
 //! one instead of page-faulting fresh allocations; GEMMs go through the `gemm` crate
-//! (AVX-512 where the CPU has it, with the same bits as AVX2: see `conv::sgemm_strided`) and
+//! (AVX-512 where the CPU has it, with the same bits as AVX2: see `conv::gemm_fixed_order`) and
 //! everything else is parallel over rayon.
 
 pub mod conv;
