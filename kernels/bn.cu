@@ -60,7 +60,7 @@ __device__ __forceinline__ void bn_batch_stats(double m, double shift, double s1
                                                double& mean, double& var, double& invstd) {
     double d = s1 / m;
     // Clamped at 0 against cancellation, but not with fmax, which turns the NaN of a non-finite
-    // input into 0 (PyTorch's variance is NaN then; the CPU's clamp_variance).
+    // input into 0 (PyTorch's variance is NaN then; the CPU's float::relu).
     double v = s2 / m - d * d;
     var = v < 0.0 ? 0.0 : v;
     mean = shift + d;

@@ -8,6 +8,7 @@
 use crate::conv;
 use crate::error::{CertifyError, Result};
 use mep_resnet::{Cut, FoldedConv, FoldedShortcut, Network};
+use mep_tensor::float::{max_nan, relu};
 use mep_tensor::{Backend, Conv2dGeom, Nchw};
 use rayon::prelude::*;
 
@@ -316,8 +317,7 @@ impl Net64 {
             Op::Conv(i) => self.convs[i].forward(&top)?,
             Op::Relu => {
                 let mut t = top;
-                // Not `max(0.0)`, which maps NaN to 0: PyTorch's ReLU propagates NaN.
-                t.data.par_iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
+                t.data.par_iter_mut().for_each(|v| *v = relu(*v));
                 t
             }
             Op::MaxPool => max_pool(&top),
@@ -449,11 +449,7 @@ fn max_pool(x: &Batch) -> Batch {
         for oy in 0..oh {
             for ox in 0..ow {
                 pool_window(h, w, oy, ox, &mut win);
-                // PyTorch's scan: a larger value or a NaN takes over (`f64::max` would skip NaN).
-                yp[oy * ow + ox] =
-                    win.iter()
-                        .map(|&i| plane[i])
-                        .fold(f64::NEG_INFINITY, |m, v| if v > m || v.is_nan() { v } else { m });
+                yp[oy * ow + ox] = win.iter().map(|&i| plane[i]).fold(f64::NEG_INFINITY, max_nan);
             }
         }
     });

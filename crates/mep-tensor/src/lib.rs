@@ -3,6 +3,7 @@
 pub mod backend;
 pub mod cpu;
 pub mod error;
+pub mod float;
 pub mod shape;
 mod tensor;
 

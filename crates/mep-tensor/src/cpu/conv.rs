@@ -479,8 +479,7 @@ fn epilogue(row: &mut [f32], b: Option<f32>, res: Option<&[f32]>, act: Act) {
     }
     match act {
         Act::Identity => {}
-        // Not `max(0.0)`, which maps NaN to 0: PyTorch's ReLU propagates NaN.
-        Act::Relu => row.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v }),
+        Act::Relu => row.iter_mut().for_each(|v| *v = crate::float::relu(*v)),
         Act::LeakyRelu(s) => row.iter_mut().for_each(|v| *v = if *v > 0.0 { *v } else { s * *v }),
         Act::Sigmoid => row.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
     }

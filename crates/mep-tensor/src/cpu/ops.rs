@@ -145,8 +145,7 @@ macro_rules! with_act {
                 $body
             }
             Act::Relu => {
-                // Not `max(0.0)`, which maps NaN to 0: PyTorch's ReLU propagates NaN.
-                let $f = |v: f32| if v < 0.0 { 0.0 } else { v };
+                let $f = crate::float::relu::<f32>;
                 $body
             }
             Act::LeakyRelu(slope) => {
@@ -352,7 +351,7 @@ pub fn batch_norm_train(
         let d = s1 / m;
         // Clamped at 0 against cancellation, but not with `max`, which would turn the NaN of a
         // non-finite input into a variance of 0 (PyTorch's variance is NaN then).
-        let var = clamp_variance(s2 / m - d * d);
+        let var = crate::float::relu(s2 / m - d * d);
         let mean = shift[ch] + d;
         let invstd = 1.0 / (var + eps as f64).sqrt();
         save_mean[ch] = mean as f32;
@@ -368,17 +367,6 @@ pub fn batch_norm_train(
             *y = f((x - mu) * a + b);
         }
     }))
-}
-
-/// A batch variance computed as `E[(x − shift)²] − d²` clamped at 0 against cancellation; NaN
-/// (from a non-finite input) stays NaN, as PyTorch's variance does.
-#[inline]
-pub(crate) fn clamp_variance(v: f64) -> f64 {
-    if v < 0.0 {
-        0.0
-    } else {
-        v
-    }
 }
 
 /// `dx = γ·invstd/m · (m·dy − Σdy − x̂·Σ(dy·x̂))`, `dγ = Σ dy·x̂`, `dβ = Σ dy`, with
@@ -639,11 +627,8 @@ pub fn softmax_cross_entropy(
 ) {
     for_each_plane_with(probs, c, losses, 2 * n * c, |i, pr, loss| {
         let l = &logits[i * c..(i + 1) * c];
-        // Not `f32::max`, which skips NaN: a NaN logit makes the row's maximum NaN, as on the GPU.
-        let mx = l
-            .iter()
-            .copied()
-            .fold(f32::NEG_INFINITY, |m, v| if v > m || v.is_nan() { v } else { m });
+        // A NaN logit makes the row's maximum NaN, as on the GPU.
+        let mx = l.iter().copied().fold(f32::NEG_INFINITY, crate::float::max_nan);
         for (p, &v) in pr.iter_mut().zip(l) {
             *p = (v - mx).exp();
         }

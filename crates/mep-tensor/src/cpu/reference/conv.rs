@@ -57,29 +57,6 @@ pub fn conv2d(g: &Conv2dGeom, x: &[f64], w: &[f64], bias: Option<&[f64]>) -> Vec
     y
 }
 
-/// The activation `act` of one value, in f64.
-pub fn activate(act: Act, v: f64) -> f64 {
-    match act {
-        Act::Identity => v,
-        // Not `max(0.0)`, which maps NaN to 0: PyTorch's ReLU propagates NaN.
-        Act::Relu => {
-            if v < 0.0 {
-                0.0
-            } else {
-                v
-            }
-        }
-        Act::LeakyRelu(s) => {
-            if v > 0.0 {
-                v
-            } else {
-                s as f64 * v
-            }
-        }
-        Act::Sigmoid => 1.0 / (1.0 + (-v).exp()),
-    }
-}
-
 /// The fused forward of the backend: `act(conv2d(x, w) + bias + residual)`.
 pub fn conv2d_fused(
     g: &Conv2dGeom,
@@ -91,7 +68,7 @@ pub fn conv2d_fused(
 ) -> Vec<f64> {
     let mut y = conv2d(g, x, w, bias);
     for (k, v) in y.iter_mut().enumerate() {
-        *v = activate(act, *v + residual.map_or(0.0, |r| r[k]));
+        *v = super::ops::act(act, *v + residual.map_or(0.0, |r| r[k]));
     }
     y
 }

@@ -18,14 +18,7 @@ fn at(s: &Nchw, n: usize, c: usize, h: usize, w: usize) -> usize {
 pub fn act(a: Act, v: f64) -> f64 {
     match a {
         Act::Identity => v,
-        // NaN propagates, as in PyTorch.
-        Act::Relu => {
-            if v < 0.0 {
-                0.0
-            } else {
-                v
-            }
-        }
+        Act::Relu => crate::float::relu(v),
         Act::LeakyRelu(slope) => {
             if v > 0.0 {
                 v
@@ -364,10 +357,7 @@ pub fn softmax_cross_entropy(n: usize, c: usize, logits: &[f64], targets: &[usiz
     let (mut probs, mut losses) = (vec![0.0; n * c], vec![0.0; n]);
     for i in 0..n {
         let row = &logits[i * c..(i + 1) * c];
-        let mx = row
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, |m, v| if v > m || v.is_nan() { v } else { m });
+        let mx = row.iter().copied().fold(f64::NEG_INFINITY, crate::float::max_nan);
         let sum: f64 = row.iter().map(|&v| (v - mx).exp()).sum();
         for j in 0..c {
             probs[i * c + j] = (row[j] - mx).exp() / sum;
