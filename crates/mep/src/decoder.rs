@@ -275,12 +275,7 @@ impl DecoderTrainArgs {
                 "--train-images 0: train on at least one batch of images".into(),
             ));
         }
-        if let Some(s) = self.size.filter(|&s| s < crate::train::MIN_SIZE) {
-            return Err(MepError::Usage(format!(
-                "--size {s}: the networks take inputs of at least {m}×{m}",
-                m = crate::train::MIN_SIZE
-            )));
-        }
+        crate::train::check_size(self.size)?;
         Ok(Hyper {
             arch,
             cut,
@@ -336,25 +331,9 @@ pub fn train_decoder_with<B: Backend>(b: &B, args: &DecoderTrainArgs, data: Data
     let net = Network::fold(b, &classifier)?;
     drop(classifier);
     let mut input_t = resolve_transform(recorded, args.size, &train)?;
-    let input_size = match input_t.size {
-        Some(s) => s,
-        None => crate::data::image_size(&train, None)?,
-    };
+    let input_size = crate::data::image_size(&train, input_t.size)?;
     input_t.size = Some(input_size);
-    let steps = train.len() / batch_size;
-    if steps == 0 {
-        return Err(MepError::Usage(format!(
-            "--batch-size {batch_size}: the train split has only {} images, fewer than one batch",
-            train.len()
-        )));
-    }
-    // Adam counts its steps in a u32.
-    if steps.checked_mul(epochs).is_none_or(|t| t > u32::MAX as usize) {
-        return Err(MepError::Usage(format!(
-            "--epochs {epochs}: {steps} steps per epoch make more steps than the optimiser counts ({})",
-            u32::MAX
-        )));
-    }
+    let (steps, _) = crate::train::step_counts(train.len(), batch_size, epochs)?;
     // The classifier's share first: the shape of a point is found by encoding an image.
     let eval_batch = batch_size.max(64).min(test.len().max(1));
     let classifier_fp = crate::memory::resnet_footprint(arch, width, input_size, net.num_classes);

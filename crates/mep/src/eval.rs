@@ -154,12 +154,7 @@ impl EvalArgs {
         if self.batch_size == 0 {
             return Err(MepError::Usage("--batch-size 0: must be at least 1".into()));
         }
-        if let Some(s) = self.size.filter(|&s| s < crate::train::MIN_SIZE) {
-            return Err(MepError::Usage(format!(
-                "--size {s}: the networks take inputs of at least {m}×{m}",
-                m = crate::train::MIN_SIZE
-            )));
-        }
+        crate::train::check_size(self.size)?;
         Ok(arch)
     }
 }
@@ -182,10 +177,7 @@ pub fn eval_on<B: Backend>(b: &B, args: &EvalArgs) -> Result<EvalReport> {
     let data = open_dataset(&args.data)?;
     let split = Arc::new(data.split(&args.split)?.clone());
     let transform = resolve_transform(recorded, args.size, &split)?;
-    let size = match transform.size {
-        Some(s) => s,
-        None => crate::data::image_size(&split, None)?,
-    };
+    let size = crate::data::image_size(&split, transform.size)?;
     // A batch never holds more images than the split.
     let batch = args.batch_size.min(split.len().max(1));
     let f = crate::memory::resnet_footprint(arch, width, size, net.num_classes);

@@ -153,6 +153,38 @@ fn width_ok(arch: Arch, width: usize) -> bool {
 /// The smallest input side a ResNet takes (`mep_resnet` refuses smaller).
 pub const MIN_SIZE: usize = 8;
 
+/// Refuses a `--size` below [`MIN_SIZE`] (train, eval and decoder train share the bound).
+pub(crate) fn check_size(size: Option<usize>) -> Result<()> {
+    match size.filter(|&s| s < MIN_SIZE) {
+        Some(s) => Err(MepError::Usage(format!(
+            "--size {s}: the networks take inputs of at least {MIN_SIZE}×{MIN_SIZE}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Optimiser steps per epoch and in all for `n_train` images in batches of `batch_size`:
+/// refused when not one batch fits, or when the steps exceed the optimisers' u32 counter
+/// (as checkpoints record it).
+pub(crate) fn step_counts(n_train: usize, batch_size: usize, epochs: usize) -> Result<(usize, usize)> {
+    let per_epoch = n_train / batch_size;
+    if per_epoch == 0 {
+        return Err(MepError::Usage(format!(
+            "--batch-size {batch_size}: the train split has only {n_train} images, fewer than one batch"
+        )));
+    }
+    let total = per_epoch
+        .checked_mul(epochs)
+        .filter(|&t| t <= u32::MAX as usize)
+        .ok_or_else(|| {
+            MepError::Usage(format!(
+                "--epochs {epochs}: {per_epoch} steps per epoch make more steps than the optimiser counts ({})",
+                u32::MAX
+            ))
+        })?;
+    Ok((per_epoch, total))
+}
+
 impl TrainArgs {
     /// Checks every option that needs no file or data: numbers in range, options that go
     /// together. [`train`] calls it before it reads anything.
@@ -180,11 +212,7 @@ impl TrainArgs {
         if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
             return bad(format!("--momentum {}: must be in [0, 1)", self.momentum));
         }
-        if let Some(s) = self.size.filter(|&s| s < MIN_SIZE) {
-            return bad(format!(
-                "--size {s}: the networks take inputs of at least {MIN_SIZE}×{MIN_SIZE}"
-            ));
-        }
+        check_size(self.size)?;
         match (self.width, &self.init) {
             (Some(_), Some(init)) => {
                 return bad(format!(
@@ -272,7 +300,9 @@ fn read_state(path: &Path) -> Result<TrainState> {
 /// refused unless `--resume` (with the same settings) or `--overwrite`; `--resume` needs a
 /// checkpoint to continue from when the folder holds anything of a run. Only reads.
 /// Returns whether the run resumes from the checkpoint.
-fn check_run_folder(args: &TrainArgs, now: &TrainSettings) -> Result<bool> {
+/// `now` gives this command's settings; called only to compare with a run to resume, since
+/// it hashes the `--init` file.
+fn check_run_folder(args: &TrainArgs, now: impl FnOnce() -> Result<TrainSettings>) -> Result<bool> {
     let found: Vec<&str> = RUN_FILES.into_iter().filter(|f| args.out.join(f).exists()).collect();
     if found.is_empty() || args.overwrite {
         return Ok(false);
@@ -294,13 +324,14 @@ fn check_run_folder(args: &TrainArgs, now: &TrainSettings) -> Result<bool> {
         )));
     }
     let state = read_state(&ck_path)?;
+    let now = now()?;
     // A checkpoint of an earlier version recorded only the arguments: compare what they
     // hold (the --init file's hash cannot be recovered from them, so it is taken as equal).
     let recorded = match state.settings {
         Some(s) => s,
         None => state.args.settings_with(now.init_sha256.clone())?,
     };
-    let differences = crate::connect::store::differences(&recorded, now);
+    let differences = crate::connect::store::differences(&recorded, &now);
     if !differences.is_empty() {
         return Err(MepError::ConfigMismatch {
             manifest: ck_path,
@@ -423,23 +454,18 @@ fn load_checkpoint<B: Backend>(
 
 /// Refuses a training configuration that cannot fit in memory (see [`crate::memory`]):
 /// on the CPU the whole of it, on a GPU the host's share (the device's memory is not known
-/// to the backend). The width comes from `--init`'s checkpoint when there is one.
+/// to the backend).
+#[allow(clippy::too_many_arguments)]
 fn ensure_training_fits<B: Backend>(
     b: &B,
     args: &TrainArgs,
     arch: Arch,
+    width: usize,
     size: usize,
     classes: usize,
     optimizer_buffers: usize,
     test_images: usize,
 ) -> Result<()> {
-    let width = match &args.init {
-        Some(init) => Checkpoint::load(init)?
-            .get("conv1.weight")
-            .and_then(|t| t.shape.dims().first().copied())
-            .unwrap_or(arch.default_width()),
-        None => args.width.unwrap_or(arch.default_width()),
-    };
     let f = crate::memory::resnet_footprint(arch, width, size, classes);
     let eval_batch = args.batch_size.max(64).min(test_images.max(1));
     let needed = if b.name() == "cpu" {
@@ -468,7 +494,7 @@ pub fn train(args: &TrainArgs) -> Result<TrainReport> {
     // Refusals that need no data come before the dataset is read (CIFAR-10 takes seconds);
     // `train_with` checks the folder again where it writes.
     args.validate()?;
-    check_run_folder(args, &args.settings()?)?;
+    check_run_folder(args, || args.settings())?;
     let data = open_dataset(&args.data)?;
     train_on(args, data)
 }
@@ -490,24 +516,7 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
     );
     let test_split = Arc::new(data.test.clone());
     let n_train = train_split.len();
-    let steps_per_epoch = n_train / args.batch_size;
-    if steps_per_epoch == 0 {
-        return Err(MepError::Usage(format!(
-            "--batch-size {}: the train split has only {n_train} images, fewer than one batch",
-            args.batch_size
-        )));
-    }
-    // The optimisers count their steps in a u32 (as the checkpoint records them).
-    let total_steps = steps_per_epoch
-        .checked_mul(args.epochs)
-        .filter(|&t| t <= u32::MAX as usize)
-        .ok_or_else(|| {
-            MepError::Usage(format!(
-                "--epochs {}: {steps_per_epoch} steps per epoch make more steps than the optimiser counts ({})",
-                args.epochs,
-                u32::MAX
-            ))
-        })?;
+    let (steps_per_epoch, total_steps) = step_counts(n_train, args.batch_size, args.epochs)?;
     let size = image_size(&train_split, args.size)?;
     if size < MIN_SIZE {
         return Err(MepError::Usage(format!(
@@ -516,7 +525,16 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
     }
     let k = data.classes.len();
     let mut opt = make_optimizer(args);
-    ensure_training_fits(b, args, arch, size, k, opt.buffers_per_param(), test_split.len())?;
+    // Read once: its stem width sizes the memory estimate, and a fresh run starts from it.
+    let init = args.init.as_ref().map(Checkpoint::load).transpose()?;
+    let width = match &init {
+        Some(ck) => ck
+            .get("conv1.weight")
+            .and_then(|t| t.shape.dims().first().copied())
+            .unwrap_or(arch.default_width()),
+        None => args.width.unwrap_or(arch.default_width()),
+    };
+    ensure_training_fits(b, args, arch, width, size, k, opt.buffers_per_param(), test_split.len())?;
     let test_t = eval_transform(size);
     let train_t = Transform {
         augment: args.augment.then_some(Augment {
@@ -531,7 +549,7 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
     // Locked before the check of what the folder holds, so that the check and the writes
     // below happen under it: a second `mep train` into this folder is refused.
     let _lock = crate::lock::FolderLock::acquire(&args.out, "mep train")?;
-    let resuming = check_run_folder(args, &settings)?;
+    let resuming = check_run_folder(args, || Ok(settings.clone()))?;
     if args.overwrite {
         for f in RUN_FILES {
             let p = args.out.join(f);
@@ -557,9 +575,9 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
         if args.resume {
             eprintln!("no checkpoint in {}: starting afresh", args.out.display());
         }
-        let model = match &args.init {
-            Some(init) => {
-                let mut m = ResNet::load(b, arch, init)?;
+        let model = match init {
+            Some(ck) => {
+                let mut m = ResNet::from_checkpoint(b, arch, ck)?;
                 if m.num_classes != k {
                     m.replace_classifier(b, k, args.seed)?;
                 }
