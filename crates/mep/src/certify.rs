@@ -265,6 +265,15 @@ impl Certification {
             .collect()
     }
 
+    /// Certifies every result of [`Certification::pending`] in order; returns how many.
+    pub fn certify_pending(&mut self, results: &[PairResult]) -> Result<usize> {
+        let pending = self.pending(results);
+        for r in &pending {
+            self.certify(r)?;
+        }
+        Ok(pending.len())
+    }
+
     /// Certifies the saved path of `r` and appends the certificate (synced) to the file.
     pub fn certify(&mut self, r: &PairResult) -> Result<CertificateRecord> {
         let path = self.ctx.read_path(r)?;

@@ -95,6 +95,8 @@ pub fn forward_on<B: Backend>(b: &B, args: &ForwardArgs) -> Result<ForwardReport
             "the number of inputs in --input, or their size",
         )?;
     }
+    // Refused before the passes, not after them, while another writes the same file.
+    let _lock = crate::lock::FolderLock::acquire_file(&args.out, "mep forward")?;
     let x = Tensor::from_slice(b, x.shape.clone(), &x.data)?;
     drop(inputs);
     let input_shape = x.shape.clone();
@@ -124,7 +126,6 @@ pub fn forward_on<B: Backend>(b: &B, args: &ForwardArgs) -> Result<ForwardReport
         out.push(("input_grad".into(), hg.grad.shape.clone(), b.download(&hg.grad.buf)?));
     }
     let views: Vec<_> = out.iter().map(|(k, s, d)| (k.as_str(), s, d.as_slice())).collect();
-    let _lock = crate::lock::FolderLock::acquire_file(&args.out, "mep forward")?;
     save(&args.out, &views, None)?;
     Ok(ForwardReport {
         arch,

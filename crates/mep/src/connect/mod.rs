@@ -314,6 +314,19 @@ impl ConnectArgs {
         }
     }
 
+    /// The most pivots a path may reach: `--max-pivots` (by default 2·N) when AutoNEB
+    /// insertion is on, else N. What the dense-path bound, the memory estimate, the manifest
+    /// and the search all use.
+    pub fn most_pivots(&self) -> usize {
+        match self.insert_threshold {
+            Some(_) => self
+                .max_pivots
+                .unwrap_or(self.pivots.saturating_mul(2))
+                .max(self.pivots),
+            None => self.pivots,
+        }
+    }
+
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(MepError::Usage(m));
         if self.pivots < 2 {
@@ -326,19 +339,23 @@ impl ConnectArgs {
             return bad("--sub-points must be at least 1".into());
         }
         // The dense line has (N−1)·S+1 points; the NEB may grow N to --max-pivots.
-        let most_pivots = self.max_pivots.unwrap_or(self.pivots).max(self.pivots);
+        let most_pivots = self.most_pivots();
         if (most_pivots - 1)
             .checked_mul(self.sub_points)
             .and_then(|n| n.checked_add(1))
             .is_none_or(|n| n > MAX_DENSE_POINTS)
         {
-            let option = if most_pivots > self.pivots {
-                "--max-pivots"
+            let (option, value) = match self.max_pivots {
+                Some(m) if most_pivots > self.pivots => ("--max-pivots", m),
+                _ => ("--pivots", self.pivots),
+            };
+            let growth = if most_pivots > value {
+                format!(" (insertion grows paths to {most_pivots} pivots)")
             } else {
-                "--pivots"
+                String::new()
             };
             return bad(format!(
-                "{option} {most_pivots} with --sub-points {}: the dense path would have more than \
+                "{option} {value} with --sub-points {}{growth}: the dense path would have more than \
                  {MAX_DENSE_POINTS} points; lower {option} or --sub-points",
                 self.sub_points
             ));
@@ -550,7 +567,7 @@ fn check_memory<B: Backend>(
     size: usize,
 ) -> Result<()> {
     let f = crate::memory::resnet_footprint(arch, width, size, net.num_classes);
-    let pivots = args.max_pivots.unwrap_or(args.pivots).max(args.pivots);
+    let pivots = args.most_pivots();
     let mut d: f64 = 0.0;
     let mut widest = Cut::Input;
     for &cut in cuts {
@@ -631,16 +648,11 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
         fmax: args.fmax,
         check_every: args.check_every,
         insert_threshold: args.insert_threshold,
-        max_pivots: args
-            .insert_threshold
-            .map(|_| args.max_pivots.unwrap_or(2 * args.pivots)),
+        max_pivots: args.insert_threshold.map(|_| args.most_pivots()),
         max_steps: args.max_steps,
     };
 
-    let size = match transform.size {
-        Some(s) => s,
-        None => crate::data::image_size(split, None)?,
-    };
+    let size = crate::data::image_size(split, transform.size)?;
     check_memory(b, args, arch, width, &net, &cuts, size)?;
     let out = &args.out;
     // Held to the end of the run: a second `mep connect` on this folder is refused.
@@ -805,13 +817,10 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
     let mut certified = 0usize;
     // Results resumed from an earlier run (with or without --certify) that lack a certificate.
     if let Some(c) = certification.as_mut() {
-        let pending = c.pending(&results);
-        if !pending.is_empty() {
-            bar.set_message(format!("certifying {} resumed paths", pending.len()));
-            for r in pending {
-                c.certify(r)?;
-                certified += 1;
-            }
+        bar.set_message("certifying resumed paths");
+        let n = c.certify_pending(&results)?;
+        if n > 0 {
+            certified += n;
             tables::write_tables(out, &spaces, &results, mine.len())?;
         }
     }
@@ -842,10 +851,7 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
         }
         if let Some(c) = certification.as_mut() {
             bar.set_message(format!("pair {} certifying", p.pair));
-            for r in c.pending(&results) {
-                c.certify(r)?;
-                certified += 1;
-            }
+            certified += c.certify_pending(&results)?;
             tables::write_tables(out, &spaces, &results, mine.len())?;
         }
         bar.inc(1);

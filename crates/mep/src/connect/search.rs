@@ -51,7 +51,7 @@ pub(crate) fn neb_config(args: &ConnectArgs, distance: f64, dim: usize, seed: u6
         check_every: args.check_every,
         insertion: args.insert_threshold.map(|threshold| Insertion {
             threshold,
-            max_pivots: args.max_pivots.unwrap_or(2 * args.pivots),
+            max_pivots: args.most_pivots(),
             every: args.check_every,
         }),
         seed,
