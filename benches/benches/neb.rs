@@ -12,7 +12,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use mep::connect::HeadEnergy;
 use mep_neb::{Energy, Neb, NebConfig, Path};
 use mep_resnet::{Arch, Cut, Network, ResNet};
-use mep_tensor::{Backend, CpuBackend, NebForceParams, Tensor};
+use mep_tensor::prelude::*;
+use mep_tensor::{CpuBackend, NebForceParams, Tensor};
 
 /// Pivots of the benched path, endpoints included.
 const PIVOTS: usize = 10;

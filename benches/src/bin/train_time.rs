@@ -7,7 +7,8 @@
 use mep_benches::{peak_rss_mb, TimingArgs};
 use mep_nn::{Adam, Grads, Optimizer};
 use mep_resnet::{Arch, ResNet};
-use mep_tensor::{AdamParams, Backend, CpuBackend, Tensor};
+use mep_tensor::prelude::*;
+use mep_tensor::{AdamParams, CpuBackend, Tensor};
 use std::time::Instant;
 
 /// The rows of the training table: (name, arch, size, batch).

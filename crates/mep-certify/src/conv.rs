@@ -36,7 +36,7 @@ unsafe fn dgemm(
 ) {
     // Through the backend's fixed-order GEMM, so that certificates come out the same bits
     // on AVX2 and AVX-512 machines and for every thread count, as the f32 results do.
-    mep_tensor::cpu::conv::gemm_fixed_order(m, n, k, dst, dst_rs, 1, false, lhs, lhs_rs, 1, rhs, rhs_rs, 1, par);
+    mep_tensor::cpu::gemm::gemm_fixed_order(m, n, k, dst, dst_rs, 1, false, lhs, lhs_rs, 1, rhs, rhs_rs, 1, par);
 }
 
 /// Writes the im2col matrix of `g_img` images starting at `x` into `col`: row `(ci, ky, kx)`,

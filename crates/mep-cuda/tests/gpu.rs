@@ -4,7 +4,7 @@
 
 use mep_cuda::{cuda_backend_with, CudaBackend, Kernels};
 use mep_kernels::Launcher;
-use mep_tensor::Backend;
+use mep_tensor::prelude::*;
 
 fn gpu_or_skip(kernels: Kernels) -> Option<CudaBackend> {
     match cuda_backend_with(0, kernels) {

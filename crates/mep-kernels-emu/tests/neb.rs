@@ -5,7 +5,8 @@ mod common;
 
 use common::{assert_close, data, launches};
 use mep_kernels_emu::{self as emu, Launch, Version};
-use mep_tensor::{Backend, CpuBackend, Lerp, NebForceParams};
+use mep_tensor::prelude::*;
+use mep_tensor::{CpuBackend, Lerp, NebForceParams};
 
 #[test]
 fn lerp_rows_and_copy_rows_match_cpu() {

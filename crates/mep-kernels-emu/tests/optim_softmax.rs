@@ -5,7 +5,8 @@ mod common;
 
 use common::{assert_close, data, launches, SIZES};
 use mep_kernels_emu::{self as emu, AdamScalars, EmuError, Launch, SgdScalars, Version};
-use mep_tensor::{AdamParams, Backend, CpuBackend, SgdParams};
+use mep_tensor::prelude::*;
+use mep_tensor::{AdamParams, CpuBackend, SgdParams};
 
 #[test]
 fn adam_matches_cpu_with_and_without_decoupled_decay() {

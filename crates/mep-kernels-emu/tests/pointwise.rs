@@ -5,7 +5,8 @@ mod common;
 
 use common::{assert_close, data, launches, SIZES};
 use mep_kernels_emu::{self as emu, Activation, EmuError, Launch, Version};
-use mep_tensor::{Act, Backend, CpuBackend};
+use mep_tensor::prelude::*;
+use mep_tensor::{Act, CpuBackend};
 
 const ACTS: [(Act, Activation); 4] = [
     (Act::Identity, Activation::Identity),

@@ -1,13 +1,11 @@
 //! [`KernelBackend`]: the Backend trait on any [`Launcher`], one kernel launch (or a few) per
-//! operation. The per-family host code lives in `ops/`.
+//! operation. Buffers live here; each op family's host code (`impl Conv for KernelBackend`,
+//! ...) lives in `ops/<family>.rs`.
 
 use crate::error::KernelError;
 use crate::launcher::{Arg, Dims, Launcher};
 use crate::ops;
-use mep_tensor::{
-    check_len, Act, AdamParams, Backend, Conv2dGeom, ConvT2dGeom, Lerp, Nchw, NebForceParams, Pool2dGeom, Result,
-    SgdParams, TensorError,
-};
+use mep_tensor::{Checked, Memory, Result, TensorError};
 
 /// Which version of each kernel runs (see the header comment of each kernels/*.cu).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -45,7 +43,7 @@ impl<M> DevBuf<M> {
 /// ```
 /// # fn demo<L: mep_kernels::Launcher>(launcher: L) -> mep_tensor::Result<()> {
 /// use mep_kernels::KernelBackend;
-/// use mep_tensor::Backend;
+/// use mep_tensor::prelude::*;
 /// let b = KernelBackend::new(launcher);
 /// let x = b.upload(&[1.0, 2.0])?;
 /// let mut y = b.upload(&[10.0, 20.0])?;
@@ -83,11 +81,20 @@ impl<L: Launcher> KernelBackend<L> {
         self.kernels == Kernels::Fast
     }
 
-    /// A launcher error as the Backend's error.
+    /// A launcher error as the Backend's error, kept as its source; out of memory stays
+    /// apart so that callers can tell it from a failed device.
     pub(crate) fn err(&self, e: KernelError) -> TensorError {
-        TensorError::Backend {
-            backend: self.launcher.name(),
-            msg: e.to_string(),
+        let backend = self.launcher.name();
+        match e {
+            KernelError::OutOfMemory { bytes, .. } => TensorError::OutOfMemory {
+                backend,
+                bytes: Some(bytes),
+                source: Box::new(e),
+            },
+            e => TensorError::Device {
+                backend,
+                source: Box::new(e),
+            },
         }
     }
     /// Launches `kernel` (full name, e.g. `axpy_f32_v2`).
@@ -154,7 +161,7 @@ fn f32_bytes(data: &[f32]) -> Vec<u8> {
     data.iter().flat_map(|v| v.to_ne_bytes()).collect()
 }
 
-impl<L: Launcher> Backend for KernelBackend<L> {
+impl<L: Launcher> Memory for KernelBackend<L> {
     type Buf = DevBuf<L::Mem>;
 
     fn name(&self) -> &'static str {
@@ -188,300 +195,12 @@ impl<L: Launcher> Backend for KernelBackend<L> {
     fn len(&self, buf: &Self::Buf) -> usize {
         buf.len
     }
-    fn copy(&self, src: &Self::Buf, dst: &mut Self::Buf) -> Result<()> {
-        check_len("copy", "dst", src.len, dst.len)?;
+    fn fill(&self, buf: &mut Self::Buf, value: f32) -> Result<()> {
+        ops::elementwise::fill(self, buf, value)
+    }
+    fn run_copy(&self, _: Checked, src: &Self::Buf, dst: &mut Self::Buf) -> Result<()> {
         self.launcher
             .copy(&src.mem, 0, &mut dst.mem, 0, 4 * src.len)
             .map_err(|e| self.err(e))
-    }
-    fn fill(&self, buf: &mut Self::Buf, value: f32) -> Result<()> {
-        ops::pointwise::fill(self, buf, value)
-    }
-
-    fn conv2d(
-        &self,
-        g: &Conv2dGeom,
-        x: &Self::Buf,
-        w: &Self::Buf,
-        bias: Option<&Self::Buf>,
-        residual: Option<&Self::Buf>,
-        act: Act,
-        y: &mut Self::Buf,
-    ) -> Result<()> {
-        ops::conv::conv2d(self, g, x, w, bias, residual, act, y)
-    }
-    fn conv2d_bwd_input(&self, g: &Conv2dGeom, dy: &Self::Buf, w: &Self::Buf, dx: &mut Self::Buf) -> Result<()> {
-        ops::conv::conv2d_bwd_input(self, g, dy, w, dx)
-    }
-    fn conv2d_bwd_weight(
-        &self,
-        g: &Conv2dGeom,
-        x: &Self::Buf,
-        dy: &Self::Buf,
-        dw: &mut Self::Buf,
-        db: Option<&mut Self::Buf>,
-    ) -> Result<()> {
-        ops::conv::conv2d_bwd_weight(self, g, x, dy, dw, db)
-    }
-    fn conv_transpose2d(
-        &self,
-        g: &ConvT2dGeom,
-        x: &Self::Buf,
-        w: &Self::Buf,
-        bias: Option<&Self::Buf>,
-        y: &mut Self::Buf,
-    ) -> Result<()> {
-        ops::conv::conv_transpose2d(self, g, x, w, bias, y)
-    }
-    fn conv_transpose2d_bwd_input(
-        &self,
-        g: &ConvT2dGeom,
-        dy: &Self::Buf,
-        w: &Self::Buf,
-        dx: &mut Self::Buf,
-    ) -> Result<()> {
-        ops::conv::conv_transpose2d_bwd_input(self, g, dy, w, dx)
-    }
-    fn conv_transpose2d_bwd_weight(
-        &self,
-        g: &ConvT2dGeom,
-        x: &Self::Buf,
-        dy: &Self::Buf,
-        dw: &mut Self::Buf,
-        db: Option<&mut Self::Buf>,
-    ) -> Result<()> {
-        ops::conv::conv_transpose2d_bwd_weight(self, g, x, dy, dw, db)
-    }
-
-    fn batch_norm_infer(
-        &self,
-        s: &Nchw,
-        x: &Self::Buf,
-        gamma: &Self::Buf,
-        beta: &Self::Buf,
-        mean: &Self::Buf,
-        var: &Self::Buf,
-        eps: f32,
-        act: Act,
-        y: &mut Self::Buf,
-    ) -> Result<()> {
-        ops::bn::batch_norm_infer(self, s, x, gamma, beta, mean, var, eps, act, y)
-    }
-    fn batch_norm_infer_bwd(
-        &self,
-        s: &Nchw,
-        x: &Self::Buf,
-        dy: &Self::Buf,
-        gamma: &Self::Buf,
-        mean: &Self::Buf,
-        var: &Self::Buf,
-        eps: f32,
-        dx: &mut Self::Buf,
-        dgamma: Option<&mut Self::Buf>,
-        dbeta: Option<&mut Self::Buf>,
-    ) -> Result<()> {
-        ops::bn::batch_norm_infer_bwd(self, s, x, dy, gamma, mean, var, eps, dx, dgamma, dbeta)
-    }
-    fn batch_norm_train(
-        &self,
-        s: &Nchw,
-        x: &Self::Buf,
-        gamma: &Self::Buf,
-        beta: &Self::Buf,
-        running_mean: &mut Self::Buf,
-        running_var: &mut Self::Buf,
-        momentum: f32,
-        eps: f32,
-        act: Act,
-        y: &mut Self::Buf,
-        save_mean: &mut Self::Buf,
-        save_invstd: &mut Self::Buf,
-    ) -> Result<()> {
-        ops::bn::batch_norm_train(
-            self,
-            s,
-            x,
-            gamma,
-            beta,
-            running_mean,
-            running_var,
-            momentum,
-            eps,
-            act,
-            y,
-            save_mean,
-            save_invstd,
-        )
-    }
-    fn batch_norm_train_bwd(
-        &self,
-        s: &Nchw,
-        x: &Self::Buf,
-        dy: &Self::Buf,
-        gamma: &Self::Buf,
-        save_mean: &Self::Buf,
-        save_invstd: &Self::Buf,
-        dx: &mut Self::Buf,
-        dgamma: &mut Self::Buf,
-        dbeta: &mut Self::Buf,
-    ) -> Result<()> {
-        ops::bn::batch_norm_train_bwd(self, s, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta)
-    }
-
-    fn activation(&self, act: Act, x: &Self::Buf, y: &mut Self::Buf) -> Result<()> {
-        ops::pointwise::activation(self, act, x, y)
-    }
-    fn activation_bwd(&self, act: Act, y: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf) -> Result<()> {
-        ops::pointwise::activation_bwd(self, act, y, dy, dx)
-    }
-    fn add(&self, a: &Self::Buf, b: &Self::Buf, y: &mut Self::Buf) -> Result<()> {
-        ops::pointwise::add(self, a, b, y)
-    }
-    fn add_assign(&self, y: &mut Self::Buf, x: &Self::Buf) -> Result<()> {
-        ops::pointwise::add_assign(self, y, x)
-    }
-
-    fn max_pool2d(&self, g: &Pool2dGeom, x: &Self::Buf, y: &mut Self::Buf) -> Result<()> {
-        ops::pool::max_pool2d(self, g, x, y)
-    }
-    fn max_pool2d_bwd(&self, g: &Pool2dGeom, x: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf) -> Result<()> {
-        ops::pool::max_pool2d_bwd(self, g, x, dy, dx)
-    }
-    fn global_avg_pool(&self, s: &Nchw, x: &Self::Buf, y: &mut Self::Buf) -> Result<()> {
-        ops::pool::global_avg_pool(self, s, x, y)
-    }
-    fn global_avg_pool_bwd(&self, s: &Nchw, dy: &Self::Buf, dx: &mut Self::Buf) -> Result<()> {
-        ops::pool::global_avg_pool_bwd(self, s, dy, dx)
-    }
-    fn upsample_nearest2x(&self, s: &Nchw, x: &Self::Buf, y: &mut Self::Buf) -> Result<()> {
-        ops::pool::upsample_nearest2x(self, s, x, y)
-    }
-    fn upsample_nearest2x_bwd(&self, s: &Nchw, dy: &Self::Buf, dx: &mut Self::Buf) -> Result<()> {
-        ops::pool::upsample_nearest2x_bwd(self, s, dy, dx)
-    }
-    fn shortcut_pad(&self, s: &Nchw, subsample: bool, pad: usize, x: &Self::Buf, y: &mut Self::Buf) -> Result<()> {
-        ops::pool::shortcut_pad(self, s, subsample, pad, x, y)
-    }
-    fn shortcut_pad_bwd(
-        &self,
-        s: &Nchw,
-        subsample: bool,
-        pad: usize,
-        dy: &Self::Buf,
-        dx: &mut Self::Buf,
-    ) -> Result<()> {
-        ops::pool::shortcut_pad_bwd(self, s, subsample, pad, dy, dx)
-    }
-
-    fn linear(
-        &self,
-        n: usize,
-        k: usize,
-        m: usize,
-        x: &Self::Buf,
-        w: &Self::Buf,
-        bias: Option<&Self::Buf>,
-        y: &mut Self::Buf,
-    ) -> Result<()> {
-        ops::linear::linear(self, n, k, m, x, w, bias, y)
-    }
-    fn linear_bwd_input(
-        &self,
-        n: usize,
-        k: usize,
-        m: usize,
-        dy: &Self::Buf,
-        w: &Self::Buf,
-        dx: &mut Self::Buf,
-    ) -> Result<()> {
-        ops::linear::linear_bwd_input(self, n, k, m, dy, w, dx)
-    }
-    fn linear_bwd_weight(
-        &self,
-        n: usize,
-        k: usize,
-        m: usize,
-        x: &Self::Buf,
-        dy: &Self::Buf,
-        dw: &mut Self::Buf,
-        db: Option<&mut Self::Buf>,
-    ) -> Result<()> {
-        ops::linear::linear_bwd_weight(self, n, k, m, x, dy, dw, db)
-    }
-    fn softmax_cross_entropy(
-        &self,
-        n: usize,
-        c: usize,
-        logits: &Self::Buf,
-        targets: &[usize],
-        probs: &mut Self::Buf,
-        losses: &mut Self::Buf,
-    ) -> Result<()> {
-        ops::softmax::softmax_cross_entropy(self, n, c, logits, targets, probs, losses)
-    }
-    fn softmax_cross_entropy_bwd(
-        &self,
-        n: usize,
-        c: usize,
-        probs: &Self::Buf,
-        targets: &[usize],
-        scale: f32,
-        dlogits: &mut Self::Buf,
-    ) -> Result<()> {
-        ops::softmax::softmax_cross_entropy_bwd(self, n, c, probs, targets, scale, dlogits)
-    }
-
-    fn axpy(&self, alpha: f32, x: &Self::Buf, y: &mut Self::Buf) -> Result<()> {
-        ops::pointwise::axpy(self, alpha, x, y)
-    }
-    fn scale(&self, alpha: f32, x: &mut Self::Buf) -> Result<()> {
-        ops::pointwise::scale(self, alpha, x)
-    }
-    fn dot(&self, x: &Self::Buf, y: &Self::Buf) -> Result<f64> {
-        ops::pointwise::dot(self, x, y)
-    }
-    fn norm(&self, x: &Self::Buf) -> Result<f64> {
-        ops::pointwise::norm(self, x)
-    }
-    fn adam_step(
-        &self,
-        h: &AdamParams,
-        param: &mut Self::Buf,
-        grad: &Self::Buf,
-        m: &mut Self::Buf,
-        v: &mut Self::Buf,
-    ) -> Result<()> {
-        ops::optim::adam_step(self, h, param, grad, m, v)
-    }
-    fn sgd_step(&self, h: &SgdParams, param: &mut Self::Buf, grad: &Self::Buf, buf: &mut Self::Buf) -> Result<()> {
-        ops::optim::sgd_step(self, h, param, grad, buf)
-    }
-
-    fn lerp_rows(&self, dim: usize, src: &Self::Buf, plan: &[Lerp], dst: &mut Self::Buf) -> Result<()> {
-        ops::neb::lerp_rows(self, dim, src, plan, dst)
-    }
-    fn copy_rows(
-        &self,
-        dim: usize,
-        src: &Self::Buf,
-        src_row: usize,
-        dst: &mut Self::Buf,
-        dst_row: usize,
-        rows: usize,
-    ) -> Result<()> {
-        ops::neb::copy_rows(self, dim, src, src_row, dst, dst_row, rows)
-    }
-    fn row_distances(&self, dim: usize, rows: usize, x: &Self::Buf) -> Result<Vec<f64>> {
-        ops::neb::row_distances(self, dim, rows, x)
-    }
-    fn neb_forces(
-        &self,
-        p: &NebForceParams,
-        pivots: &Self::Buf,
-        grads: &Self::Buf,
-        energies: &[f64],
-        forces: &mut Self::Buf,
-    ) -> Result<Vec<f64>> {
-        ops::neb::neb_forces(self, p, pivots, grads, energies, forces)
     }
 }

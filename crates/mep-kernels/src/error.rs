@@ -12,12 +12,22 @@ pub enum KernelError {
     /// A launch was refused or failed.
     #[error("kernel {kernel}: {msg}")]
     Launch { kernel: String, msg: String },
-    /// An allocation or copy failed.
+    /// An allocation of `bytes` bytes failed because the device is out of memory.
+    #[error("device memory: {msg}")]
+    OutOfMemory { bytes: usize, msg: String },
+    /// An allocation or copy failed for another reason.
     #[error("device memory: {0}")]
     Memory(String),
     /// The launcher knows no kernel of this name.
     #[error("no kernel named {0} (kernels/*.cu and the launcher's table disagree)")]
     UnknownKernel(String),
+}
+
+impl KernelError {
+    /// Whether the device ran out of memory (a smaller batch may fit).
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(self, KernelError::OutOfMemory { .. })
+    }
 }
 
 /// Result alias of mep-kernels.

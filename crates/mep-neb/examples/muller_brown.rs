@@ -6,7 +6,8 @@
 
 use mep_neb::potentials::MullerBrown;
 use mep_neb::{FireParams, Neb, NebConfig, OptimizerConfig, Path, Spring};
-use mep_tensor::{Backend, CpuBackend};
+use mep_tensor::prelude::*;
+use mep_tensor::CpuBackend;
 
 fn main() -> mep_neb::Result<()> {
     let cpu = CpuBackend::new();

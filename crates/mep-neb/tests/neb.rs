@@ -4,7 +4,8 @@
 
 use mep_neb::potentials::MullerBrown;
 use mep_neb::*;
-use mep_tensor::{Backend, CpuBackend, Lerp};
+use mep_tensor::prelude::*;
+use mep_tensor::{CpuBackend, Lerp};
 
 // ---- helpers ----------------------------------------------------------------------------
 

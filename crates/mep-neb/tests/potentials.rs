@@ -4,7 +4,8 @@
 
 use mep_neb::potentials::MullerBrown;
 use mep_neb::{Energy, Neb, NebConfig, NebError, Path};
-use mep_tensor::{Backend, CpuBackend};
+use mep_tensor::prelude::*;
+use mep_tensor::CpuBackend;
 
 #[test]
 fn gradient_matches_finite_differences() {

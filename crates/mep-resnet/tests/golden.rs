@@ -7,7 +7,8 @@
 
 use mep_nn::{Adam, Grads, Optimizer};
 use mep_resnet::{Arch, Cut, Network, ResNet};
-use mep_tensor::{AdamParams, Backend, CpuBackend, Tensor};
+use mep_tensor::prelude::*;
+use mep_tensor::{AdamParams, CpuBackend, Tensor};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -6,7 +6,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gemm::Parallelism;
-use mep_tensor::{Act, Backend, Conv2dGeom, CpuBackend};
+use mep_tensor::prelude::*;
+use mep_tensor::{Act, Conv2dGeom, CpuBackend};
 use std::time::Duration;
 
 fn filled(len: usize, seed: u32) -> Vec<f32> {

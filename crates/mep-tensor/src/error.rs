@@ -30,9 +30,31 @@ pub enum TensorError {
         target: usize,
         classes: usize,
     },
-    /// The backend itself failed (device lost, out of memory, driver missing).
-    #[error("backend {backend}: {msg}")]
-    Backend { backend: &'static str, msg: String },
+    /// The backend's device ran out of memory. `source` is the backend's own error (for
+    /// mep-kernels a `KernelError`, reachable by downcasting).
+    #[error("backend {backend}: {source}")]
+    OutOfMemory {
+        backend: &'static str,
+        /// The size of the allocation that failed, when known.
+        bytes: Option<usize>,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The backend's device failed otherwise (device lost, a launch failed, driver missing).
+    /// `source` is the backend's own error.
+    #[error("backend {backend}: {source}")]
+    Device {
+        backend: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl TensorError {
+    /// Whether the device ran out of memory (a smaller batch may fit).
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(self, TensorError::OutOfMemory { .. })
+    }
 }
 
 /// Result alias of mep-tensor.

@@ -2,7 +2,8 @@
 //! against the f64 reference, and the reference backwards against finite differences.
 
 use mep_tensor::cpu::reference::conv as r;
-use mep_tensor::{Act, Backend, Conv2dGeom, ConvT2dGeom, CpuBackend, TensorError};
+use mep_tensor::prelude::*;
+use mep_tensor::{Act, Conv2dGeom, ConvT2dGeom, CpuBackend, TensorError};
 
 mod common;
 use common::assert_close;

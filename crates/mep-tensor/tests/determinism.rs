@@ -10,7 +10,7 @@
 //!    others (and under `qemu-x86_64 -cpu Haswell`, see `crates/mep/tests/determinism.rs`).
 //! 2. The convolutions and the weight gradients give the same bits for 1, 2, 3 and 5 threads.
 
-use mep_tensor::cpu::conv;
+use mep_tensor::cpu::{conv, gemm, linear};
 use mep_tensor::Conv2dGeom;
 
 mod common;
@@ -68,7 +68,7 @@ fn linear_forward_is_the_portable_fixed_order_sum() {
         let x = rng.vec(n * k, -1.0, 1.0);
         let w = rng.vec(m * k, -1.0, 1.0);
         let mut y = vec![0.0; n * m];
-        conv::linear(n, k, m, &x, &w, None, &mut y);
+        linear::linear(n, k, m, &x, &w, None, &mut y);
         let want: Vec<f32> = (0..n * m)
             .map(|o| {
                 let (i, j) = (o / m, o % m);
@@ -92,7 +92,7 @@ fn linear_backwards_are_the_portable_fixed_order_sum() {
         let w = rng.vec(m * k, -1.0, 1.0);
         let dy = rng.vec(n * m, -1.0, 1.0);
         let mut dx = vec![0.0; n * k];
-        conv::linear_bwd_input(n, k, m, &dy, &w, &mut dx);
+        linear::linear_bwd_input(n, k, m, &dy, &w, &mut dx);
         let want: Vec<f32> = (0..n * k)
             .map(|o| {
                 let (i, j) = (o / k, o % k);
@@ -105,7 +105,7 @@ fn linear_backwards_are_the_portable_fixed_order_sum() {
             first_difference(&dx, &want)
         );
         let mut dw = vec![0.0; m * k];
-        conv::linear_bwd_weight(n, k, m, &x, &dy, &mut dw, None);
+        linear::linear_bwd_weight(n, k, m, &x, &dy, &mut dw, None);
         let want: Vec<f32> = (0..m * k)
             .map(|o| {
                 let (i, j) = (o / k, o % k);
@@ -144,7 +144,7 @@ fn conv_all(g: &Conv2dGeom, threads: usize) -> [Vec<f32>; 3] {
     let dy = rng.vec(ylen, -1.0, 1.0);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
-        let ws = conv::Workspace::default();
+        let ws = gemm::Workspace::default();
         let mut y = vec![0.0; ylen];
         conv::conv2d(&ws, g, &x, &w, None, None, mep_tensor::Act::Relu, &mut y);
         let mut dx = vec![0.0; x.len()];
@@ -201,7 +201,7 @@ fn the_f64_gemm_is_the_portable_fixed_order_sum() {
         let mut dst = vec![0.0f64; m * n];
         // SAFETY: row-major m×k, k×n and m×n buffers of exactly these lengths.
         unsafe {
-            conv::gemm_fixed_order(
+            gemm::gemm_fixed_order(
                 m,
                 n,
                 k,
@@ -215,7 +215,7 @@ fn the_f64_gemm_is_the_portable_fixed_order_sum() {
                 rhs.as_ptr(),
                 n,
                 1,
-                gemm::Parallelism::Rayon(0),
+                ::gemm::Parallelism::Rayon(0),
             );
         }
         let blocks = k.div_ceil(512).max(1);

@@ -1,7 +1,8 @@
 //! Conformance cases of batch norm and the pooling/resampling ops.
 
 use super::{Checker, Tol};
-use mep_tensor::{Act, Backend, CpuBuf, Nchw, Pool2dGeom, Result};
+use mep_tensor::prelude::*;
+use mep_tensor::{Act, CpuBuf, Nchw, Pool2dGeom, Result};
 
 const ACTS: [Act; 4] = [Act::Identity, Act::Relu, Act::LeakyRelu(0.1), Act::Sigmoid];
 const EPS: f32 = 1e-5;

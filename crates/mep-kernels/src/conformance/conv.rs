@@ -4,7 +4,9 @@
 //! batches 1 to 3, every activation, optional operands present and absent, and bad lengths.
 
 use super::{Checker, Tol};
-use mep_tensor::{Act, Backend, Conv2dGeom, ConvT2dGeom, CpuBuf, Result};
+use mep_tensor::prelude::*;
+use mep_tensor::Memory;
+use mep_tensor::{Act, Conv2dGeom, ConvT2dGeom, CpuBuf, Result};
 
 /// Nine extents of a geometry, in the order its struct lists them.
 type Extents = (usize, usize, usize, usize, usize, usize, usize, usize, usize);
@@ -106,7 +108,7 @@ fn rand_opt<B: Backend>(c: &mut Checker<B>, present: bool, len: usize) -> Result
     }
 }
 
-type Pair<B> = (<B as Backend>::Buf, CpuBuf);
+type Pair<B> = (<B as Memory>::Buf, CpuBuf);
 
 fn under_test<B: Backend>(p: &Option<Pair<B>>) -> Option<&B::Buf> {
     p.as_ref().map(|p| &p.0)

@@ -17,7 +17,8 @@ mod pointwise;
 
 pub use network::{networks, NetScale};
 
-use mep_tensor::{Backend, CpuBackend, CpuBuf, Result};
+use mep_tensor::prelude::*;
+use mep_tensor::{CpuBackend, CpuBuf, Result};
 
 /// A group of operations, checked together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,7 +4,8 @@
 
 use mep_nn::Grads;
 use mep_resnet::{Arch, Cut, Network, ResNet};
-use mep_tensor::{Backend, CpuBackend, Tensor};
+use mep_tensor::prelude::*;
+use mep_tensor::{CpuBackend, Tensor};
 
 /// How large the networks of [`networks`] are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

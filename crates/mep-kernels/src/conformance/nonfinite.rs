@@ -11,7 +11,8 @@
 //! NaN; `sqrt` of a negative running variance is NaN; softmax of a row holding NaN or +∞ is NaN.
 
 use super::{Checker, Tol};
-use mep_tensor::{Act, AdamParams, Backend, Conv2dGeom, CpuBuf, Nchw, Pool2dGeom, Result, SgdParams};
+use mep_tensor::prelude::*;
+use mep_tensor::{Act, AdamParams, Conv2dGeom, CpuBuf, Nchw, Pool2dGeom, Result, SgdParams};
 
 const NAN: f32 = f32::NAN;
 const INF: f32 = f32::INFINITY;

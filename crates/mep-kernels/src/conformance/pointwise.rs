@@ -1,7 +1,8 @@
 //! Conformance cases of the pointwise, reduction, optimiser, softmax and NEB operations.
 
 use super::{Checker, Tol};
-use mep_tensor::{Act, AdamParams, Backend, Lerp, NebForceParams, SgdParams};
+use mep_tensor::prelude::*;
+use mep_tensor::{Act, AdamParams, Lerp, NebForceParams, SgdParams};
 
 /// Sizes around the block (256) and float4 boundaries, and several grid-stride rounds.
 const SIZES: [usize; 6] = [1, 7, 255, 257, 1031, 9001];

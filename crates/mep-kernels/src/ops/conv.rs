@@ -7,9 +7,8 @@
 
 use crate::backend::{blocks_for, i32_of, i64_of, DevBuf, KernelBackend};
 use crate::launcher::{Arg, Dims, Launcher};
-use crate::ops::pointwise::{act_args, BLOCK};
-use mep_tensor::cpu::{check_act, check_opt_len};
-use mep_tensor::{check_len, Act, Backend, Conv2dGeom, ConvT2dGeom, Result, TensorError};
+use crate::ops::elementwise::{act_args, BLOCK};
+use mep_tensor::{Act, Checked, Conv, Conv2dGeom, ConvT2dGeom, Memory, Result, TensorError};
 
 type B<L> = DevBuf<<L as Launcher>::Mem>;
 
@@ -82,7 +81,7 @@ fn is_1x1(g: &Conv2dGeom) -> bool {
     g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0
 }
 
-/// `y = act(conv2d(x, w) + bias + residual)` on checked lengths.
+/// `y = act(conv2d(x, w) + bias + residual)` on checked arguments.
 #[allow(clippy::too_many_arguments)]
 fn forward<L: Launcher>(
     kb: &KernelBackend<L>,
@@ -238,114 +237,76 @@ fn channel_sums<L: Launcher>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn conv2d<L: Launcher>(
-    kb: &KernelBackend<L>,
-    g: &Conv2dGeom,
-    x: &B<L>,
-    w: &B<L>,
-    bias: Option<&B<L>>,
-    residual: Option<&B<L>>,
-    act: Act,
-    y: &mut B<L>,
-) -> Result<()> {
-    const OP: &str = "conv2d";
-    g.validate(OP)?;
-    check_act(OP, act)?;
-    check_len(OP, "x", g.input().numel(), x.len)?;
-    check_len(OP, "w", g.weight_len(), w.len)?;
-    check_opt_len(OP, "bias", g.c_out, bias.map(|b| b.len))?;
-    check_opt_len(OP, "residual", g.output().numel(), residual.map(|b| b.len))?;
-    check_len(OP, "y", g.output().numel(), y.len)?;
-    forward(kb, OP, g, x, w, bias, residual, act, y)
-}
-
-pub(crate) fn conv2d_bwd_input<L: Launcher>(
-    kb: &KernelBackend<L>,
-    g: &Conv2dGeom,
-    dy: &B<L>,
-    w: &B<L>,
-    dx: &mut B<L>,
-) -> Result<()> {
-    const OP: &str = "conv2d_bwd_input";
-    g.validate(OP)?;
-    check_len(OP, "dy", g.output().numel(), dy.len)?;
-    check_len(OP, "w", g.weight_len(), w.len)?;
-    check_len(OP, "dx", g.input().numel(), dx.len)?;
-    backward_input(kb, OP, g, dy, w, None, dx)
-}
-
-pub(crate) fn conv2d_bwd_weight<L: Launcher>(
-    kb: &KernelBackend<L>,
-    g: &Conv2dGeom,
-    x: &B<L>,
-    dy: &B<L>,
-    dw: &mut B<L>,
-    db: Option<&mut B<L>>,
-) -> Result<()> {
-    const OP: &str = "conv2d_bwd_weight";
-    g.validate(OP)?;
-    check_len(OP, "x", g.input().numel(), x.len)?;
-    check_len(OP, "dy", g.output().numel(), dy.len)?;
-    check_len(OP, "dw", g.weight_len(), dw.len)?;
-    check_opt_len(OP, "db", g.c_out, db.as_ref().map(|b| b.len))?;
-    backward_weight(kb, OP, g, x, dy, dw)?;
-    match db {
-        Some(db) => channel_sums(kb, OP, g.n, g.c_out, g.out_h() * g.out_w(), dy, db),
-        None => Ok(()),
+impl<L: Launcher> Conv for KernelBackend<L> {
+    fn run_conv2d(
+        &self,
+        _: Checked,
+        g: &Conv2dGeom,
+        x: &B<L>,
+        w: &B<L>,
+        bias: Option<&B<L>>,
+        residual: Option<&B<L>>,
+        act: Act,
+        y: &mut B<L>,
+    ) -> Result<()> {
+        forward(self, "conv2d", g, x, w, bias, residual, act, y)
     }
-}
-
-pub(crate) fn conv_transpose2d<L: Launcher>(
-    kb: &KernelBackend<L>,
-    g: &ConvT2dGeom,
-    x: &B<L>,
-    w: &B<L>,
-    bias: Option<&B<L>>,
-    y: &mut B<L>,
-) -> Result<()> {
-    const OP: &str = "conv_transpose2d";
-    g.validate(OP)?;
-    check_len(OP, "x", g.input().numel(), x.len)?;
-    check_len(OP, "w", g.weight_len(), w.len)?;
-    check_opt_len(OP, "bias", g.c_out, bias.map(|b| b.len))?;
-    check_len(OP, "y", g.output().numel(), y.len)?;
-    backward_input(kb, OP, &g.as_conv(), x, w, bias, y)
-}
-
-pub(crate) fn conv_transpose2d_bwd_input<L: Launcher>(
-    kb: &KernelBackend<L>,
-    g: &ConvT2dGeom,
-    dy: &B<L>,
-    w: &B<L>,
-    dx: &mut B<L>,
-) -> Result<()> {
-    const OP: &str = "conv_transpose2d_bwd_input";
-    g.validate(OP)?;
-    check_len(OP, "dy", g.output().numel(), dy.len)?;
-    check_len(OP, "w", g.weight_len(), w.len)?;
-    check_len(OP, "dx", g.input().numel(), dx.len)?;
-    forward(kb, OP, &g.as_conv(), dy, w, None, None, Act::Identity, dx)
-}
-
-pub(crate) fn conv_transpose2d_bwd_weight<L: Launcher>(
-    kb: &KernelBackend<L>,
-    g: &ConvT2dGeom,
-    x: &B<L>,
-    dy: &B<L>,
-    dw: &mut B<L>,
-    db: Option<&mut B<L>>,
-) -> Result<()> {
-    const OP: &str = "conv_transpose2d_bwd_weight";
-    g.validate(OP)?;
-    check_len(OP, "x", g.input().numel(), x.len)?;
-    check_len(OP, "dy", g.output().numel(), dy.len)?;
-    check_len(OP, "dw", g.weight_len(), dw.len)?;
-    check_opt_len(OP, "db", g.c_out, db.as_ref().map(|b| b.len))?;
-    // In the adjoint conv, dy is the input and x the output gradient.
-    backward_weight(kb, OP, &g.as_conv(), dy, x, dw)?;
-    match db {
-        Some(db) => channel_sums(kb, OP, g.n, g.c_out, g.out_h() * g.out_w(), dy, db),
-        None => Ok(()),
+    fn run_conv2d_bwd_input(&self, _: Checked, g: &Conv2dGeom, dy: &B<L>, w: &B<L>, dx: &mut B<L>) -> Result<()> {
+        backward_input(self, "conv2d_bwd_input", g, dy, w, None, dx)
+    }
+    fn run_conv2d_bwd_weight(
+        &self,
+        _: Checked,
+        g: &Conv2dGeom,
+        x: &B<L>,
+        dy: &B<L>,
+        dw: &mut B<L>,
+        db: Option<&mut B<L>>,
+    ) -> Result<()> {
+        const OP: &str = "conv2d_bwd_weight";
+        backward_weight(self, OP, g, x, dy, dw)?;
+        match db {
+            Some(db) => channel_sums(self, OP, g.n, g.c_out, g.out_h() * g.out_w(), dy, db),
+            None => Ok(()),
+        }
+    }
+    fn run_conv_transpose2d(
+        &self,
+        _: Checked,
+        g: &ConvT2dGeom,
+        x: &B<L>,
+        w: &B<L>,
+        bias: Option<&B<L>>,
+        y: &mut B<L>,
+    ) -> Result<()> {
+        backward_input(self, "conv_transpose2d", &g.as_conv(), x, w, bias, y)
+    }
+    fn run_conv_transpose2d_bwd_input(
+        &self,
+        _: Checked,
+        g: &ConvT2dGeom,
+        dy: &B<L>,
+        w: &B<L>,
+        dx: &mut B<L>,
+    ) -> Result<()> {
+        let op = "conv_transpose2d_bwd_input";
+        forward(self, op, &g.as_conv(), dy, w, None, None, Act::Identity, dx)
+    }
+    fn run_conv_transpose2d_bwd_weight(
+        &self,
+        _: Checked,
+        g: &ConvT2dGeom,
+        x: &B<L>,
+        dy: &B<L>,
+        dw: &mut B<L>,
+        db: Option<&mut B<L>>,
+    ) -> Result<()> {
+        const OP: &str = "conv_transpose2d_bwd_weight";
+        // In the adjoint conv, dy is the input and x the output gradient.
+        backward_weight(self, OP, &g.as_conv(), dy, x, dw)?;
+        match db {
+            Some(db) => channel_sums(self, OP, g.n, g.c_out, g.out_h() * g.out_w(), dy, db),
+            None => Ok(()),
+        }
     }
 }

@@ -2,8 +2,8 @@
 
 use crate::backend::{i64_of, DevBuf, KernelBackend};
 use crate::launcher::{Arg, Launcher};
-use crate::ops::pointwise::launch_n;
-use mep_tensor::{check_len, AdamParams, Result, SgdParams, TensorError};
+use crate::ops::elementwise::launch_n;
+use mep_tensor::{AdamParams, Checked, Optim, Result, SgdParams};
 
 /// The f32 scalars of one Adam step, computed by the host as PyTorch computes them (in f64,
 /// rounded once): what `adam_step_f32_*` takes besides the buffers.
@@ -60,70 +60,57 @@ impl AdamScalars {
     }
 }
 
-fn check_step(op: &'static str, step: u32) -> Result<()> {
-    if step == 0 {
-        return Err(TensorError::Invalid {
-            op,
-            msg: "step counts from 1".into(),
-        });
+impl<L: Launcher> Optim for KernelBackend<L> {
+    fn run_adam_step(
+        &self,
+        _: Checked,
+        h: &AdamParams,
+        param: &mut DevBuf<L::Mem>,
+        grad: &DevBuf<L::Mem>,
+        m: &mut DevBuf<L::Mem>,
+        v: &mut DevBuf<L::Mem>,
+    ) -> Result<()> {
+        let len = param.len;
+        let s = AdamScalars::of(h);
+        let args = [
+            i64_of(len),
+            Arg::F32(s.beta1),
+            Arg::F32(s.beta2),
+            Arg::F32(s.c1),
+            Arg::F32(s.c2),
+            Arg::F32(s.eps),
+            Arg::F32(s.step_size),
+            Arg::F32(s.bc2_sqrt),
+            Arg::F32(s.l2),
+            Arg::F32(s.decay),
+            self.ptr(param),
+            self.ptr(grad),
+            self.ptr(m),
+            self.ptr(v),
+        ];
+        launch_n(self, "adam_step_f32", len, &args)
     }
-    Ok(())
-}
 
-pub(crate) fn adam_step<L: Launcher>(
-    kb: &KernelBackend<L>,
-    h: &AdamParams,
-    param: &mut DevBuf<L::Mem>,
-    grad: &DevBuf<L::Mem>,
-    m: &mut DevBuf<L::Mem>,
-    v: &mut DevBuf<L::Mem>,
-) -> Result<()> {
-    let len = param.len;
-    check_len("adam_step", "grad", len, grad.len)?;
-    check_len("adam_step", "m", len, m.len)?;
-    check_len("adam_step", "v", len, v.len)?;
-    check_step("adam_step", h.step)?;
-    let s = AdamScalars::of(h);
-    let args = [
-        i64_of(len),
-        Arg::F32(s.beta1),
-        Arg::F32(s.beta2),
-        Arg::F32(s.c1),
-        Arg::F32(s.c2),
-        Arg::F32(s.eps),
-        Arg::F32(s.step_size),
-        Arg::F32(s.bc2_sqrt),
-        Arg::F32(s.l2),
-        Arg::F32(s.decay),
-        kb.ptr(param),
-        kb.ptr(grad),
-        kb.ptr(m),
-        kb.ptr(v),
-    ];
-    launch_n(kb, "adam_step_f32", len, &args)
-}
-
-pub(crate) fn sgd_step<L: Launcher>(
-    kb: &KernelBackend<L>,
-    h: &SgdParams,
-    param: &mut DevBuf<L::Mem>,
-    grad: &DevBuf<L::Mem>,
-    buf: &mut DevBuf<L::Mem>,
-) -> Result<()> {
-    let len = param.len;
-    check_len("sgd_step", "grad", len, grad.len)?;
-    check_len("sgd_step", "buf", len, buf.len)?;
-    check_step("sgd_step", h.step)?;
-    let args = [
-        i64_of(len),
-        Arg::F32(h.lr),
-        Arg::F32(h.momentum),
-        Arg::F32(h.weight_decay),
-        Arg::I32(h.nesterov as i32),
-        Arg::I32((h.step == 1) as i32),
-        kb.ptr(param),
-        kb.ptr(grad),
-        kb.ptr(buf),
-    ];
-    launch_n(kb, "sgd_step_f32", len, &args)
+    fn run_sgd_step(
+        &self,
+        _: Checked,
+        h: &SgdParams,
+        param: &mut DevBuf<L::Mem>,
+        grad: &DevBuf<L::Mem>,
+        buf: &mut DevBuf<L::Mem>,
+    ) -> Result<()> {
+        let len = param.len;
+        let args = [
+            i64_of(len),
+            Arg::F32(h.lr),
+            Arg::F32(h.momentum),
+            Arg::F32(h.weight_decay),
+            Arg::I32(h.nesterov as i32),
+            Arg::I32((h.step == 1) as i32),
+            self.ptr(param),
+            self.ptr(grad),
+            self.ptr(buf),
+        ];
+        launch_n(self, "sgd_step_f32", len, &args)
+    }
 }

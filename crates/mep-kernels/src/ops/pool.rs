@@ -2,8 +2,8 @@
 
 use crate::backend::{blocks_for, i32_of, i64_of, DevBuf, KernelBackend};
 use crate::launcher::{Arg, Dims, Launcher};
-use crate::ops::pointwise::BLOCK;
-use mep_tensor::{check_len, Backend, Nchw, Pool2dGeom, Result};
+use crate::ops::elementwise::BLOCK;
+use mep_tensor::{Checked, Memory, Nchw, Pool, Pool2dGeom, Result};
 
 type B<L> = DevBuf<<L as Launcher>::Mem>;
 
@@ -46,112 +46,6 @@ fn tiled_grid(g: &Pool2dGeom) -> Option<Dims> {
     (fits && planes <= i32::MAX as usize && tiles <= 65535).then(|| Dims::xyz(planes as u32, tiles as u32, 1))
 }
 
-pub(crate) fn max_pool2d<L: Launcher>(kb: &KernelBackend<L>, g: &Pool2dGeom, x: &B<L>, y: &mut B<L>) -> Result<()> {
-    const OP: &str = "max_pool2d";
-    g.validate(OP)?;
-    check_len(OP, "x", g.input.numel(), x.len)?;
-    check_len(OP, "y", g.output().numel(), y.len)?;
-    if y.len == 0 {
-        return Ok(());
-    }
-    let mut args = pool_args(OP, g)?.to_vec();
-    args.extend([kb.ptr(x), kb.ptr(y)]);
-    match tiled_grid(g).filter(|_| kb.fast()) {
-        Some(grid) => kb.launch("max_pool2d_f32_v2", grid, Dims::x((TILE_H * TILE_W) as u32), &args),
-        None => kb.launch("max_pool2d_f32_v1", per_element(y.len), Dims::x(BLOCK), &args),
-    }
-}
-
-pub(crate) fn max_pool2d_bwd<L: Launcher>(
-    kb: &KernelBackend<L>,
-    g: &Pool2dGeom,
-    x: &B<L>,
-    dy: &B<L>,
-    dx: &mut B<L>,
-) -> Result<()> {
-    const OP: &str = "max_pool2d_bwd";
-    g.validate(OP)?;
-    check_len(OP, "x", g.input.numel(), x.len)?;
-    check_len(OP, "dy", g.output().numel(), dy.len)?;
-    check_len(OP, "dx", g.input.numel(), dx.len)?;
-    if dx.len == 0 {
-        return Ok(());
-    }
-    let head = pool_args(OP, g)?;
-    // The argmaxes are ints within a plane.
-    if kb.fast() && g.input.hw() <= i32::MAX as usize {
-        let arg = Backend::alloc(kb, dy.len)?;
-        let args: Vec<Arg> = head.into_iter().chain([kb.ptr(x), kb.ptr(&arg)]).collect();
-        kb.launch("max_pool2d_argmax_f32_v2", per_element(dy.len), Dims::x(BLOCK), &args)?;
-        let args: Vec<Arg> = head.into_iter().chain([kb.ptr(&arg), kb.ptr(dy), kb.ptr(dx)]).collect();
-        kb.launch("max_pool2d_bwd_f32_v2", per_element(dx.len), Dims::x(BLOCK), &args)
-    } else {
-        let args: Vec<Arg> = head.into_iter().chain([kb.ptr(x), kb.ptr(dy), kb.ptr(dx)]).collect();
-        kb.launch("max_pool2d_bwd_f32_v1", per_element(dx.len), Dims::x(BLOCK), &args)
-    }
-}
-
-pub(crate) fn global_avg_pool<L: Launcher>(kb: &KernelBackend<L>, s: &Nchw, x: &B<L>, y: &mut B<L>) -> Result<()> {
-    check_len("global_avg_pool", "x", s.numel(), x.len)?;
-    check_len("global_avg_pool", "y", s.n * s.c, y.len)?;
-    let planes = s.n * s.c;
-    if planes == 0 {
-        return Ok(());
-    }
-    let args = [i64_of(planes), i64_of(s.hw()), kb.ptr(x), kb.ptr(y)];
-    if kb.fast() {
-        let grid = Dims::x(blocks_for(planes, GAP_PLANES_PER_BLOCK as u32));
-        kb.launch("global_avg_pool_f32_v2", grid, Dims::x(BLOCK), &args)
-    } else {
-        kb.launch("global_avg_pool_f32_v1", per_element(planes), Dims::x(BLOCK), &args)
-    }
-}
-
-pub(crate) fn global_avg_pool_bwd<L: Launcher>(
-    kb: &KernelBackend<L>,
-    s: &Nchw,
-    dy: &B<L>,
-    dx: &mut B<L>,
-) -> Result<()> {
-    check_len("global_avg_pool_bwd", "dy", s.n * s.c, dy.len)?;
-    check_len("global_avg_pool_bwd", "dx", s.numel(), dx.len)?;
-    if dx.len == 0 {
-        return Ok(());
-    }
-    let args = [i64_of(s.n * s.c), i64_of(s.hw()), kb.ptr(dy), kb.ptr(dx)];
-    kb.launch("global_avg_pool_bwd_f32_v1", per_element(dx.len), Dims::x(BLOCK), &args)
-}
-
-pub(crate) fn upsample_nearest2x<L: Launcher>(kb: &KernelBackend<L>, s: &Nchw, x: &B<L>, y: &mut B<L>) -> Result<()> {
-    check_len("upsample_nearest2x", "x", s.numel(), x.len)?;
-    check_len("upsample_nearest2x", "y", 4 * s.numel(), y.len)?;
-    if y.len == 0 {
-        return Ok(());
-    }
-    let args = [i64_of(s.n * s.c), i64_of(s.h), i64_of(s.w), kb.ptr(x), kb.ptr(y)];
-    kb.launch("upsample_nearest2x_f32_v1", per_element(y.len), Dims::x(BLOCK), &args)
-}
-
-pub(crate) fn upsample_nearest2x_bwd<L: Launcher>(
-    kb: &KernelBackend<L>,
-    s: &Nchw,
-    dy: &B<L>,
-    dx: &mut B<L>,
-) -> Result<()> {
-    check_len("upsample_nearest2x_bwd", "dy", 4 * s.numel(), dy.len)?;
-    check_len("upsample_nearest2x_bwd", "dx", s.numel(), dx.len)?;
-    if dx.len == 0 {
-        return Ok(());
-    }
-    let args = [i64_of(s.n * s.c), i64_of(s.h), i64_of(s.w), kb.ptr(dy), kb.ptr(dx)];
-    kb.launch(
-        "upsample_nearest2x_bwd_f32_v1",
-        per_element(dx.len),
-        Dims::x(BLOCK),
-        &args,
-    )
-}
-
 /// `(n, c, h, w, subsample, pad, oh, ow)`, the leading arguments of the shortcut kernels.
 fn shortcut_args(s: &Nchw, subsample: bool, pad: usize) -> [Arg; 8] {
     let o = s.shortcut_pad(subsample, pad);
@@ -167,44 +61,123 @@ fn shortcut_args(s: &Nchw, subsample: bool, pad: usize) -> [Arg; 8] {
     ]
 }
 
-pub(crate) fn shortcut_pad<L: Launcher>(
-    kb: &KernelBackend<L>,
-    s: &Nchw,
-    subsample: bool,
-    pad: usize,
-    x: &B<L>,
-    y: &mut B<L>,
-) -> Result<()> {
-    let out = s.shortcut_pad(subsample, pad);
-    check_len("shortcut_pad", "x", s.numel(), x.len)?;
-    check_len("shortcut_pad", "y", out.numel(), y.len)?;
-    if y.len == 0 {
-        return Ok(());
+impl<L: Launcher> Pool for KernelBackend<L> {
+    fn run_max_pool2d(&self, _: Checked, g: &Pool2dGeom, x: &B<L>, y: &mut B<L>) -> Result<()> {
+        const OP: &str = "max_pool2d";
+        if y.len == 0 {
+            return Ok(());
+        }
+        let mut args = pool_args(OP, g)?.to_vec();
+        args.extend([self.ptr(x), self.ptr(y)]);
+        match tiled_grid(g).filter(|_| self.fast()) {
+            Some(grid) => self.launch("max_pool2d_f32_v2", grid, Dims::x((TILE_H * TILE_W) as u32), &args),
+            None => self.launch("max_pool2d_f32_v1", per_element(y.len), Dims::x(BLOCK), &args),
+        }
     }
-    let args: Vec<Arg> = shortcut_args(s, subsample, pad)
-        .into_iter()
-        .chain([kb.ptr(x), kb.ptr(y)])
-        .collect();
-    kb.launch("shortcut_pad_f32_v1", per_element(y.len), Dims::x(BLOCK), &args)
-}
 
-pub(crate) fn shortcut_pad_bwd<L: Launcher>(
-    kb: &KernelBackend<L>,
-    s: &Nchw,
-    subsample: bool,
-    pad: usize,
-    dy: &B<L>,
-    dx: &mut B<L>,
-) -> Result<()> {
-    let out = s.shortcut_pad(subsample, pad);
-    check_len("shortcut_pad_bwd", "dy", out.numel(), dy.len)?;
-    check_len("shortcut_pad_bwd", "dx", s.numel(), dx.len)?;
-    if dx.len == 0 {
-        return Ok(());
+    fn run_max_pool2d_bwd(&self, _: Checked, g: &Pool2dGeom, x: &B<L>, dy: &B<L>, dx: &mut B<L>) -> Result<()> {
+        const OP: &str = "max_pool2d_bwd";
+        if dx.len == 0 {
+            return Ok(());
+        }
+        let head = pool_args(OP, g)?;
+        // The argmaxes are ints within a plane.
+        if self.fast() && g.input.hw() <= i32::MAX as usize {
+            let arg = Memory::alloc(self, dy.len)?;
+            let args: Vec<Arg> = head.into_iter().chain([self.ptr(x), self.ptr(&arg)]).collect();
+            self.launch("max_pool2d_argmax_f32_v2", per_element(dy.len), Dims::x(BLOCK), &args)?;
+            let args: Vec<Arg> = head
+                .into_iter()
+                .chain([self.ptr(&arg), self.ptr(dy), self.ptr(dx)])
+                .collect();
+            self.launch("max_pool2d_bwd_f32_v2", per_element(dx.len), Dims::x(BLOCK), &args)
+        } else {
+            let args: Vec<Arg> = head
+                .into_iter()
+                .chain([self.ptr(x), self.ptr(dy), self.ptr(dx)])
+                .collect();
+            self.launch("max_pool2d_bwd_f32_v1", per_element(dx.len), Dims::x(BLOCK), &args)
+        }
     }
-    let args: Vec<Arg> = shortcut_args(s, subsample, pad)
-        .into_iter()
-        .chain([kb.ptr(dy), kb.ptr(dx)])
-        .collect();
-    kb.launch("shortcut_pad_bwd_f32_v1", per_element(dx.len), Dims::x(BLOCK), &args)
+
+    fn run_global_avg_pool(&self, _: Checked, s: &Nchw, x: &B<L>, y: &mut B<L>) -> Result<()> {
+        let planes = s.n * s.c;
+        if planes == 0 {
+            return Ok(());
+        }
+        let args = [i64_of(planes), i64_of(s.hw()), self.ptr(x), self.ptr(y)];
+        if self.fast() {
+            let grid = Dims::x(blocks_for(planes, GAP_PLANES_PER_BLOCK as u32));
+            self.launch("global_avg_pool_f32_v2", grid, Dims::x(BLOCK), &args)
+        } else {
+            self.launch("global_avg_pool_f32_v1", per_element(planes), Dims::x(BLOCK), &args)
+        }
+    }
+
+    fn run_global_avg_pool_bwd(&self, _: Checked, s: &Nchw, dy: &B<L>, dx: &mut B<L>) -> Result<()> {
+        if dx.len == 0 {
+            return Ok(());
+        }
+        let args = [i64_of(s.n * s.c), i64_of(s.hw()), self.ptr(dy), self.ptr(dx)];
+        self.launch("global_avg_pool_bwd_f32_v1", per_element(dx.len), Dims::x(BLOCK), &args)
+    }
+
+    fn run_upsample_nearest2x(&self, _: Checked, s: &Nchw, x: &B<L>, y: &mut B<L>) -> Result<()> {
+        if y.len == 0 {
+            return Ok(());
+        }
+        let args = [i64_of(s.n * s.c), i64_of(s.h), i64_of(s.w), self.ptr(x), self.ptr(y)];
+        self.launch("upsample_nearest2x_f32_v1", per_element(y.len), Dims::x(BLOCK), &args)
+    }
+
+    fn run_upsample_nearest2x_bwd(&self, _: Checked, s: &Nchw, dy: &B<L>, dx: &mut B<L>) -> Result<()> {
+        if dx.len == 0 {
+            return Ok(());
+        }
+        let args = [i64_of(s.n * s.c), i64_of(s.h), i64_of(s.w), self.ptr(dy), self.ptr(dx)];
+        self.launch(
+            "upsample_nearest2x_bwd_f32_v1",
+            per_element(dx.len),
+            Dims::x(BLOCK),
+            &args,
+        )
+    }
+
+    fn run_shortcut_pad(
+        &self,
+        _: Checked,
+        s: &Nchw,
+        subsample: bool,
+        pad: usize,
+        x: &B<L>,
+        y: &mut B<L>,
+    ) -> Result<()> {
+        if y.len == 0 {
+            return Ok(());
+        }
+        let args: Vec<Arg> = shortcut_args(s, subsample, pad)
+            .into_iter()
+            .chain([self.ptr(x), self.ptr(y)])
+            .collect();
+        self.launch("shortcut_pad_f32_v1", per_element(y.len), Dims::x(BLOCK), &args)
+    }
+
+    fn run_shortcut_pad_bwd(
+        &self,
+        _: Checked,
+        s: &Nchw,
+        subsample: bool,
+        pad: usize,
+        dy: &B<L>,
+        dx: &mut B<L>,
+    ) -> Result<()> {
+        if dx.len == 0 {
+            return Ok(());
+        }
+        let args: Vec<Arg> = shortcut_args(s, subsample, pad)
+            .into_iter()
+            .chain([self.ptr(dy), self.ptr(dx)])
+            .collect();
+        self.launch("shortcut_pad_bwd_f32_v1", per_element(dx.len), Dims::x(BLOCK), &args)
+    }
 }

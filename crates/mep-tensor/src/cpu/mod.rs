@@ -3,16 +3,21 @@
 //!
 //! Buffers come from a pool so that a forward pass reuses the memory of the previous
 //! one instead of page-faulting fresh allocations; GEMMs go through the `gemm` crate
-//! (AVX-512 where the CPU has it, with the same bits as AVX2: see `conv::gemm_fixed_order`) and
+//! (AVX-512 where the CPU has it, with the same bits as AVX2: see `gemm::gemm_fixed_order`) and
 //! everything else is parallel over rayon.
 
 pub mod conv;
+pub mod gemm;
+pub mod linear;
 pub mod neb;
 pub mod ops;
 pub mod reference;
 
-use crate::backend::{Act, AdamParams, Backend, Lerp, NebForceParams, SgdParams};
-use crate::error::{check_len, Result, TensorError};
+use crate::backend::{
+    Act, AdamParams, BatchNorm, Checked, Conv, Elementwise, Lerp, Linear, Memory, Neb, NebForceParams, Optim, Reduce,
+    SgdParams, Softmax,
+};
+use crate::error::Result;
 use crate::shape::{Conv2dGeom, ConvT2dGeom, Nchw, Pool2dGeom};
 use std::sync::{Arc, Mutex};
 
@@ -93,7 +98,8 @@ impl std::fmt::Debug for CpuBuf {
 /// The CPU backend. Cheap to clone: clones share the buffer pool and GEMM workspace.
 ///
 /// ```
-/// use mep_tensor::{Backend, CpuBackend};
+/// use mep_tensor::prelude::*;
+/// use mep_tensor::CpuBackend;
 /// let cpu = CpuBackend::new();
 /// let a = cpu.upload(&[1.0, 2.0]).unwrap();
 /// assert_eq!(cpu.dot(&a, &a).unwrap(), 5.0);
@@ -101,7 +107,7 @@ impl std::fmt::Debug for CpuBuf {
 #[derive(Clone, Default)]
 pub struct CpuBackend {
     pool: Arc<Pool>,
-    ws: Arc<conv::Workspace>,
+    ws: Arc<gemm::Workspace>,
 }
 
 impl CpuBackend {
@@ -126,54 +132,9 @@ fn opt_mut(b: Option<&mut CpuBuf>) -> Option<&mut [f32]> {
     b.map(|b| b.as_mut_slice())
 }
 
-fn check_opt(op: &'static str, arg: &'static str, expected: usize, b: Option<&CpuBuf>) -> Result<()> {
-    check_opt_len(op, arg, expected, b.map(|b| b.data.len()))
-}
+// The family traits have checked every argument before a `run_*` method is called.
 
-/// [`check_len`] for an optional buffer of `found` elements (every backend's rule).
-pub fn check_opt_len(op: &'static str, arg: &'static str, expected: usize, found: Option<usize>) -> Result<()> {
-    found.map_or(Ok(()), |f| check_len(op, arg, expected, f))
-}
-
-/// Training-mode batch norm needs batch statistics of more than one value per channel
-/// (every backend's rule).
-pub fn check_batch_stats(op: &'static str, s: &Nchw) -> Result<()> {
-    if s.n * s.h * s.w < 2 {
-        return Err(TensorError::Invalid {
-            op,
-            msg: format!("training-mode batch norm needs more than one value per channel, got input {s:?}"),
-        });
-    }
-    Ok(())
-}
-
-/// Rejects a LeakyReLU slope that is not positive (every backend's rule).
-pub fn check_act(op: &'static str, act: Act) -> Result<()> {
-    match act {
-        // NaN slopes are rejected too, hence not `s <= 0.0`.
-        Act::LeakyRelu(s) if s.is_nan() || s <= 0.0 => Err(TensorError::Invalid {
-            op,
-            msg: format!("LeakyReLU slope {s} must be positive (its backward reads the output)"),
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// Checks that there are `n` targets, each in `0..c` (every backend's rule).
-pub fn check_targets(op: &'static str, n: usize, c: usize, targets: &[usize]) -> Result<()> {
-    check_len(op, "targets", n, targets.len())?;
-    match targets.iter().enumerate().find(|(_, &t)| t >= c) {
-        Some((sample, &target)) => Err(TensorError::Target {
-            op,
-            sample,
-            target,
-            classes: c,
-        }),
-        None => Ok(()),
-    }
-}
-
-impl Backend for CpuBackend {
+impl Memory for CpuBackend {
     type Buf = CpuBuf;
 
     fn name(&self) -> &'static str {
@@ -199,18 +160,56 @@ impl Backend for CpuBackend {
     fn len(&self, buf: &CpuBuf) -> usize {
         buf.data.len()
     }
-    fn copy(&self, src: &CpuBuf, dst: &mut CpuBuf) -> Result<()> {
-        check_len("copy", "dst", src.data.len(), dst.data.len())?;
-        dst.data.copy_from_slice(&src.data);
-        Ok(())
-    }
     fn fill(&self, buf: &mut CpuBuf, value: f32) -> Result<()> {
         buf.data.fill(value);
         Ok(())
     }
+    fn run_copy(&self, _: Checked, src: &CpuBuf, dst: &mut CpuBuf) -> Result<()> {
+        dst.data.copy_from_slice(&src.data);
+        Ok(())
+    }
+}
 
-    fn conv2d(
+impl Elementwise for CpuBackend {
+    fn run_activation(&self, _: Checked, act: Act, x: &CpuBuf, y: &mut CpuBuf) -> Result<()> {
+        ops::activation(act, &x.data, &mut y.data);
+        Ok(())
+    }
+    fn run_activation_bwd(&self, _: Checked, act: Act, y: &CpuBuf, dy: &CpuBuf, dx: &mut CpuBuf) -> Result<()> {
+        ops::activation_bwd(act, &y.data, &dy.data, &mut dx.data);
+        Ok(())
+    }
+    fn run_add(&self, _: Checked, a: &CpuBuf, b: &CpuBuf, y: &mut CpuBuf) -> Result<()> {
+        ops::add(&a.data, &b.data, &mut y.data);
+        Ok(())
+    }
+    fn run_add_assign(&self, _: Checked, y: &mut CpuBuf, x: &CpuBuf) -> Result<()> {
+        ops::axpy(1.0, &x.data, &mut y.data);
+        Ok(())
+    }
+    fn run_axpy(&self, _: Checked, alpha: f32, x: &CpuBuf, y: &mut CpuBuf) -> Result<()> {
+        ops::axpy(alpha, &x.data, &mut y.data);
+        Ok(())
+    }
+    fn run_scale(&self, _: Checked, alpha: f32, x: &mut CpuBuf) -> Result<()> {
+        ops::scale(alpha, &mut x.data);
+        Ok(())
+    }
+}
+
+impl Reduce for CpuBackend {
+    fn run_dot(&self, _: Checked, x: &CpuBuf, y: &CpuBuf) -> Result<f64> {
+        Ok(ops::dot(&x.data, &y.data))
+    }
+    fn run_norm(&self, _: Checked, x: &CpuBuf) -> Result<f64> {
+        Ok(ops::dot(&x.data, &x.data).sqrt())
+    }
+}
+
+impl Conv for CpuBackend {
+    fn run_conv2d(
         &self,
+        _: Checked,
         g: &Conv2dGeom,
         x: &CpuBuf,
         w: &CpuBuf,
@@ -219,14 +218,6 @@ impl Backend for CpuBackend {
         act: Act,
         y: &mut CpuBuf,
     ) -> Result<()> {
-        const OP: &str = "conv2d";
-        g.validate(OP)?;
-        check_act(OP, act)?;
-        check_len(OP, "x", g.input().numel(), x.data.len())?;
-        check_len(OP, "w", g.weight_len(), w.data.len())?;
-        check_opt(OP, "bias", g.c_out, bias)?;
-        check_opt(OP, "residual", g.output().numel(), residual)?;
-        check_len(OP, "y", g.output().numel(), y.data.len())?;
         conv::conv2d(
             &self.ws,
             g,
@@ -239,78 +230,63 @@ impl Backend for CpuBackend {
         );
         Ok(())
     }
-    fn conv2d_bwd_input(&self, g: &Conv2dGeom, dy: &CpuBuf, w: &CpuBuf, dx: &mut CpuBuf) -> Result<()> {
-        const OP: &str = "conv2d_bwd_input";
-        g.validate(OP)?;
-        check_len(OP, "dy", g.output().numel(), dy.data.len())?;
-        check_len(OP, "w", g.weight_len(), w.data.len())?;
-        check_len(OP, "dx", g.input().numel(), dx.data.len())?;
+    fn run_conv2d_bwd_input(&self, _: Checked, g: &Conv2dGeom, dy: &CpuBuf, w: &CpuBuf, dx: &mut CpuBuf) -> Result<()> {
         conv::conv2d_bwd_input(&self.ws, g, &dy.data, &w.data, &mut dx.data);
         Ok(())
     }
-    fn conv2d_bwd_weight(
+    fn run_conv2d_bwd_weight(
         &self,
+        _: Checked,
         g: &Conv2dGeom,
         x: &CpuBuf,
         dy: &CpuBuf,
         dw: &mut CpuBuf,
         db: Option<&mut CpuBuf>,
     ) -> Result<()> {
-        const OP: &str = "conv2d_bwd_weight";
-        g.validate(OP)?;
-        check_len(OP, "x", g.input().numel(), x.data.len())?;
-        check_len(OP, "dy", g.output().numel(), dy.data.len())?;
-        check_len(OP, "dw", g.weight_len(), dw.data.len())?;
-        check_opt(OP, "db", g.c_out, db.as_deref())?;
         conv::conv2d_bwd_weight(&self.ws, g, &x.data, &dy.data, &mut dw.data, opt_mut(db));
         Ok(())
     }
-    fn conv_transpose2d(
+    fn run_conv_transpose2d(
         &self,
+        _: Checked,
         g: &ConvT2dGeom,
         x: &CpuBuf,
         w: &CpuBuf,
         bias: Option<&CpuBuf>,
         y: &mut CpuBuf,
     ) -> Result<()> {
-        const OP: &str = "conv_transpose2d";
-        g.validate(OP)?;
-        check_len(OP, "x", g.input().numel(), x.data.len())?;
-        check_len(OP, "w", g.weight_len(), w.data.len())?;
-        check_opt(OP, "bias", g.c_out, bias)?;
-        check_len(OP, "y", g.output().numel(), y.data.len())?;
         conv::conv_transpose2d(&self.ws, g, &x.data, &w.data, opt(bias), &mut y.data);
         Ok(())
     }
-    fn conv_transpose2d_bwd_input(&self, g: &ConvT2dGeom, dy: &CpuBuf, w: &CpuBuf, dx: &mut CpuBuf) -> Result<()> {
-        const OP: &str = "conv_transpose2d_bwd_input";
-        g.validate(OP)?;
-        check_len(OP, "dy", g.output().numel(), dy.data.len())?;
-        check_len(OP, "w", g.weight_len(), w.data.len())?;
-        check_len(OP, "dx", g.input().numel(), dx.data.len())?;
+    fn run_conv_transpose2d_bwd_input(
+        &self,
+        _: Checked,
+        g: &ConvT2dGeom,
+        dy: &CpuBuf,
+        w: &CpuBuf,
+        dx: &mut CpuBuf,
+    ) -> Result<()> {
         conv::conv_transpose2d_bwd_input(&self.ws, g, &dy.data, &w.data, &mut dx.data);
         Ok(())
     }
-    fn conv_transpose2d_bwd_weight(
+    fn run_conv_transpose2d_bwd_weight(
         &self,
+        _: Checked,
         g: &ConvT2dGeom,
         x: &CpuBuf,
         dy: &CpuBuf,
         dw: &mut CpuBuf,
         db: Option<&mut CpuBuf>,
     ) -> Result<()> {
-        const OP: &str = "conv_transpose2d_bwd_weight";
-        g.validate(OP)?;
-        check_len(OP, "x", g.input().numel(), x.data.len())?;
-        check_len(OP, "dy", g.output().numel(), dy.data.len())?;
-        check_len(OP, "dw", g.weight_len(), dw.data.len())?;
-        check_opt(OP, "db", g.c_out, db.as_deref())?;
         conv::conv_transpose2d_bwd_weight(&self.ws, g, &x.data, &dy.data, &mut dw.data, opt_mut(db));
         Ok(())
     }
+}
 
-    fn batch_norm_infer(
+impl BatchNorm for CpuBackend {
+    fn run_batch_norm_infer(
         &self,
+        _: Checked,
         s: &Nchw,
         x: &CpuBuf,
         gamma: &CpuBuf,
@@ -321,13 +297,6 @@ impl Backend for CpuBackend {
         act: Act,
         y: &mut CpuBuf,
     ) -> Result<()> {
-        const OP: &str = "batch_norm_infer";
-        check_act(OP, act)?;
-        check_len(OP, "x", s.numel(), x.data.len())?;
-        for (arg, b) in [("gamma", gamma), ("beta", beta), ("mean", mean), ("var", var)] {
-            check_len(OP, arg, s.c, b.data.len())?;
-        }
-        check_len(OP, "y", s.numel(), y.data.len())?;
         ops::batch_norm_infer(
             s,
             &x.data,
@@ -341,8 +310,9 @@ impl Backend for CpuBackend {
         );
         Ok(())
     }
-    fn batch_norm_infer_bwd(
+    fn run_batch_norm_infer_bwd(
         &self,
+        _: Checked,
         s: &Nchw,
         x: &CpuBuf,
         dy: &CpuBuf,
@@ -354,15 +324,6 @@ impl Backend for CpuBackend {
         dgamma: Option<&mut CpuBuf>,
         dbeta: Option<&mut CpuBuf>,
     ) -> Result<()> {
-        const OP: &str = "batch_norm_infer_bwd";
-        check_len(OP, "x", s.numel(), x.data.len())?;
-        check_len(OP, "dy", s.numel(), dy.data.len())?;
-        for (arg, b) in [("gamma", gamma), ("mean", mean), ("var", var)] {
-            check_len(OP, arg, s.c, b.data.len())?;
-        }
-        check_len(OP, "dx", s.numel(), dx.data.len())?;
-        check_opt(OP, "dgamma", s.c, dgamma.as_deref())?;
-        check_opt(OP, "dbeta", s.c, dbeta.as_deref())?;
         ops::batch_norm_infer_bwd(
             s,
             &x.data,
@@ -377,8 +338,9 @@ impl Backend for CpuBackend {
         );
         Ok(())
     }
-    fn batch_norm_train(
+    fn run_batch_norm_train(
         &self,
+        _: Checked,
         s: &Nchw,
         x: &CpuBuf,
         gamma: &CpuBuf,
@@ -392,22 +354,6 @@ impl Backend for CpuBackend {
         save_mean: &mut CpuBuf,
         save_invstd: &mut CpuBuf,
     ) -> Result<()> {
-        const OP: &str = "batch_norm_train";
-        check_act(OP, act)?;
-        check_len(OP, "x", s.numel(), x.data.len())?;
-        check_batch_stats(OP, s)?;
-        for (arg, b) in [("gamma", gamma), ("beta", beta)] {
-            check_len(OP, arg, s.c, b.data.len())?;
-        }
-        for (arg, b) in [
-            ("running_mean", &*running_mean),
-            ("running_var", &*running_var),
-            ("save_mean", &*save_mean),
-            ("save_invstd", &*save_invstd),
-        ] {
-            check_len(OP, arg, s.c, b.data.len())?;
-        }
-        check_len(OP, "y", s.numel(), y.data.len())?;
         ops::batch_norm_train(
             s,
             &x.data,
@@ -424,8 +370,9 @@ impl Backend for CpuBackend {
         );
         Ok(())
     }
-    fn batch_norm_train_bwd(
+    fn run_batch_norm_train_bwd(
         &self,
+        _: Checked,
         s: &Nchw,
         x: &CpuBuf,
         dy: &CpuBuf,
@@ -436,15 +383,6 @@ impl Backend for CpuBackend {
         dgamma: &mut CpuBuf,
         dbeta: &mut CpuBuf,
     ) -> Result<()> {
-        const OP: &str = "batch_norm_train_bwd";
-        check_len(OP, "x", s.numel(), x.data.len())?;
-        check_len(OP, "dy", s.numel(), dy.data.len())?;
-        for (arg, b) in [("gamma", gamma), ("save_mean", save_mean), ("save_invstd", save_invstd)] {
-            check_len(OP, arg, s.c, b.data.len())?;
-        }
-        check_len(OP, "dx", s.numel(), dx.data.len())?;
-        check_len(OP, "dgamma", s.c, dgamma.data.len())?;
-        check_len(OP, "dbeta", s.c, dbeta.data.len())?;
         ops::batch_norm_train_bwd(
             s,
             &x.data,
@@ -458,90 +396,63 @@ impl Backend for CpuBackend {
         );
         Ok(())
     }
+}
 
-    fn activation(&self, act: Act, x: &CpuBuf, y: &mut CpuBuf) -> Result<()> {
-        check_act("activation", act)?;
-        check_len("activation", "y", x.data.len(), y.data.len())?;
-        ops::activation(act, &x.data, &mut y.data);
-        Ok(())
-    }
-    fn activation_bwd(&self, act: Act, y: &CpuBuf, dy: &CpuBuf, dx: &mut CpuBuf) -> Result<()> {
-        check_act("activation_bwd", act)?;
-        check_len("activation_bwd", "dy", y.data.len(), dy.data.len())?;
-        check_len("activation_bwd", "dx", y.data.len(), dx.data.len())?;
-        ops::activation_bwd(act, &y.data, &dy.data, &mut dx.data);
-        Ok(())
-    }
-    fn add(&self, a: &CpuBuf, b: &CpuBuf, y: &mut CpuBuf) -> Result<()> {
-        check_len("add", "b", a.data.len(), b.data.len())?;
-        check_len("add", "y", a.data.len(), y.data.len())?;
-        ops::add(&a.data, &b.data, &mut y.data);
-        Ok(())
-    }
-    fn add_assign(&self, y: &mut CpuBuf, x: &CpuBuf) -> Result<()> {
-        check_len("add_assign", "x", y.data.len(), x.data.len())?;
-        ops::axpy(1.0, &x.data, &mut y.data);
-        Ok(())
-    }
-
-    fn max_pool2d(&self, g: &Pool2dGeom, x: &CpuBuf, y: &mut CpuBuf) -> Result<()> {
-        const OP: &str = "max_pool2d";
-        g.validate(OP)?;
-        check_len(OP, "x", g.input.numel(), x.data.len())?;
-        check_len(OP, "y", g.output().numel(), y.data.len())?;
+impl crate::backend::Pool for CpuBackend {
+    fn run_max_pool2d(&self, _: Checked, g: &Pool2dGeom, x: &CpuBuf, y: &mut CpuBuf) -> Result<()> {
         ops::max_pool2d(g, &x.data, &mut y.data);
         Ok(())
     }
-    fn max_pool2d_bwd(&self, g: &Pool2dGeom, x: &CpuBuf, dy: &CpuBuf, dx: &mut CpuBuf) -> Result<()> {
-        const OP: &str = "max_pool2d_bwd";
-        g.validate(OP)?;
-        check_len(OP, "x", g.input.numel(), x.data.len())?;
-        check_len(OP, "dy", g.output().numel(), dy.data.len())?;
-        check_len(OP, "dx", g.input.numel(), dx.data.len())?;
+    fn run_max_pool2d_bwd(&self, _: Checked, g: &Pool2dGeom, x: &CpuBuf, dy: &CpuBuf, dx: &mut CpuBuf) -> Result<()> {
         ops::max_pool2d_bwd(g, &x.data, &dy.data, &mut dx.data);
         Ok(())
     }
-    fn global_avg_pool(&self, s: &Nchw, x: &CpuBuf, y: &mut CpuBuf) -> Result<()> {
-        check_len("global_avg_pool", "x", s.numel(), x.data.len())?;
-        check_len("global_avg_pool", "y", s.n * s.c, y.data.len())?;
+    fn run_global_avg_pool(&self, _: Checked, s: &Nchw, x: &CpuBuf, y: &mut CpuBuf) -> Result<()> {
         ops::global_avg_pool(s, &x.data, &mut y.data);
         Ok(())
     }
-    fn global_avg_pool_bwd(&self, s: &Nchw, dy: &CpuBuf, dx: &mut CpuBuf) -> Result<()> {
-        check_len("global_avg_pool_bwd", "dy", s.n * s.c, dy.data.len())?;
-        check_len("global_avg_pool_bwd", "dx", s.numel(), dx.data.len())?;
+    fn run_global_avg_pool_bwd(&self, _: Checked, s: &Nchw, dy: &CpuBuf, dx: &mut CpuBuf) -> Result<()> {
         ops::global_avg_pool_bwd(s, &dy.data, &mut dx.data);
         Ok(())
     }
-    fn upsample_nearest2x(&self, s: &Nchw, x: &CpuBuf, y: &mut CpuBuf) -> Result<()> {
-        check_len("upsample_nearest2x", "x", s.numel(), x.data.len())?;
-        check_len("upsample_nearest2x", "y", 4 * s.numel(), y.data.len())?;
+    fn run_upsample_nearest2x(&self, _: Checked, s: &Nchw, x: &CpuBuf, y: &mut CpuBuf) -> Result<()> {
         ops::upsample_nearest2x(s, &x.data, &mut y.data);
         Ok(())
     }
-    fn upsample_nearest2x_bwd(&self, s: &Nchw, dy: &CpuBuf, dx: &mut CpuBuf) -> Result<()> {
-        check_len("upsample_nearest2x_bwd", "dy", 4 * s.numel(), dy.data.len())?;
-        check_len("upsample_nearest2x_bwd", "dx", s.numel(), dx.data.len())?;
+    fn run_upsample_nearest2x_bwd(&self, _: Checked, s: &Nchw, dy: &CpuBuf, dx: &mut CpuBuf) -> Result<()> {
         ops::upsample_nearest2x_bwd(s, &dy.data, &mut dx.data);
         Ok(())
     }
-    fn shortcut_pad(&self, s: &Nchw, subsample: bool, pad: usize, x: &CpuBuf, y: &mut CpuBuf) -> Result<()> {
-        let out = s.shortcut_pad(subsample, pad);
-        check_len("shortcut_pad", "x", s.numel(), x.data.len())?;
-        check_len("shortcut_pad", "y", out.numel(), y.data.len())?;
+    fn run_shortcut_pad(
+        &self,
+        _: Checked,
+        s: &Nchw,
+        subsample: bool,
+        pad: usize,
+        x: &CpuBuf,
+        y: &mut CpuBuf,
+    ) -> Result<()> {
         ops::shortcut_pad(s, subsample, pad, &x.data, &mut y.data);
         Ok(())
     }
-    fn shortcut_pad_bwd(&self, s: &Nchw, subsample: bool, pad: usize, dy: &CpuBuf, dx: &mut CpuBuf) -> Result<()> {
-        let out = s.shortcut_pad(subsample, pad);
-        check_len("shortcut_pad_bwd", "dy", out.numel(), dy.data.len())?;
-        check_len("shortcut_pad_bwd", "dx", s.numel(), dx.data.len())?;
+    fn run_shortcut_pad_bwd(
+        &self,
+        _: Checked,
+        s: &Nchw,
+        subsample: bool,
+        pad: usize,
+        dy: &CpuBuf,
+        dx: &mut CpuBuf,
+    ) -> Result<()> {
         ops::shortcut_pad_bwd(s, subsample, pad, &dy.data, &mut dx.data);
         Ok(())
     }
+}
 
-    fn linear(
+impl Linear for CpuBackend {
+    fn run_linear(
         &self,
+        _: Checked,
         n: usize,
         k: usize,
         m: usize,
@@ -550,22 +461,25 @@ impl Backend for CpuBackend {
         bias: Option<&CpuBuf>,
         y: &mut CpuBuf,
     ) -> Result<()> {
-        check_len("linear", "x", n * k, x.data.len())?;
-        check_len("linear", "w", m * k, w.data.len())?;
-        check_opt("linear", "bias", m, bias)?;
-        check_len("linear", "y", n * m, y.data.len())?;
-        conv::linear(n, k, m, &x.data, &w.data, opt(bias), &mut y.data);
+        linear::linear(n, k, m, &x.data, &w.data, opt(bias), &mut y.data);
         Ok(())
     }
-    fn linear_bwd_input(&self, n: usize, k: usize, m: usize, dy: &CpuBuf, w: &CpuBuf, dx: &mut CpuBuf) -> Result<()> {
-        check_len("linear_bwd_input", "dy", n * m, dy.data.len())?;
-        check_len("linear_bwd_input", "w", m * k, w.data.len())?;
-        check_len("linear_bwd_input", "dx", n * k, dx.data.len())?;
-        conv::linear_bwd_input(n, k, m, &dy.data, &w.data, &mut dx.data);
-        Ok(())
-    }
-    fn linear_bwd_weight(
+    fn run_linear_bwd_input(
         &self,
+        _: Checked,
+        n: usize,
+        k: usize,
+        m: usize,
+        dy: &CpuBuf,
+        w: &CpuBuf,
+        dx: &mut CpuBuf,
+    ) -> Result<()> {
+        linear::linear_bwd_input(n, k, m, &dy.data, &w.data, &mut dx.data);
+        Ok(())
+    }
+    fn run_linear_bwd_weight(
+        &self,
+        _: Checked,
         n: usize,
         k: usize,
         m: usize,
@@ -574,15 +488,15 @@ impl Backend for CpuBackend {
         dw: &mut CpuBuf,
         db: Option<&mut CpuBuf>,
     ) -> Result<()> {
-        check_len("linear_bwd_weight", "x", n * k, x.data.len())?;
-        check_len("linear_bwd_weight", "dy", n * m, dy.data.len())?;
-        check_len("linear_bwd_weight", "dw", m * k, dw.data.len())?;
-        check_opt("linear_bwd_weight", "db", m, db.as_deref())?;
-        conv::linear_bwd_weight(n, k, m, &x.data, &dy.data, &mut dw.data, opt_mut(db));
+        linear::linear_bwd_weight(n, k, m, &x.data, &dy.data, &mut dw.data, opt_mut(db));
         Ok(())
     }
-    fn softmax_cross_entropy(
+}
+
+impl Softmax for CpuBackend {
+    fn run_softmax_cross_entropy(
         &self,
+        _: Checked,
         n: usize,
         c: usize,
         logits: &CpuBuf,
@@ -590,16 +504,12 @@ impl Backend for CpuBackend {
         probs: &mut CpuBuf,
         losses: &mut CpuBuf,
     ) -> Result<()> {
-        const OP: &str = "softmax_cross_entropy";
-        check_targets(OP, n, c, targets)?;
-        check_len(OP, "logits", n * c, logits.data.len())?;
-        check_len(OP, "probs", n * c, probs.data.len())?;
-        check_len(OP, "losses", n, losses.data.len())?;
         ops::softmax_cross_entropy(n, c, &logits.data, targets, &mut probs.data, &mut losses.data);
         Ok(())
     }
-    fn softmax_cross_entropy_bwd(
+    fn run_softmax_cross_entropy_bwd(
         &self,
+        _: Checked,
         n: usize,
         c: usize,
         probs: &CpuBuf,
@@ -607,72 +517,45 @@ impl Backend for CpuBackend {
         scale: f32,
         dlogits: &mut CpuBuf,
     ) -> Result<()> {
-        const OP: &str = "softmax_cross_entropy_bwd";
-        check_targets(OP, n, c, targets)?;
-        check_len(OP, "probs", n * c, probs.data.len())?;
-        check_len(OP, "dlogits", n * c, dlogits.data.len())?;
         ops::softmax_cross_entropy_bwd(n, c, &probs.data, targets, scale, &mut dlogits.data);
         Ok(())
     }
+}
 
-    fn axpy(&self, alpha: f32, x: &CpuBuf, y: &mut CpuBuf) -> Result<()> {
-        check_len("axpy", "y", x.data.len(), y.data.len())?;
-        ops::axpy(alpha, &x.data, &mut y.data);
-        Ok(())
-    }
-    fn scale(&self, alpha: f32, x: &mut CpuBuf) -> Result<()> {
-        ops::scale(alpha, &mut x.data);
-        Ok(())
-    }
-    fn dot(&self, x: &CpuBuf, y: &CpuBuf) -> Result<f64> {
-        check_len("dot", "y", x.data.len(), y.data.len())?;
-        Ok(ops::dot(&x.data, &y.data))
-    }
-    fn norm(&self, x: &CpuBuf) -> Result<f64> {
-        Ok(ops::dot(&x.data, &x.data).sqrt())
-    }
-    fn adam_step(
+impl Optim for CpuBackend {
+    fn run_adam_step(
         &self,
+        _: Checked,
         h: &AdamParams,
         param: &mut CpuBuf,
         grad: &CpuBuf,
         m: &mut CpuBuf,
         v: &mut CpuBuf,
     ) -> Result<()> {
-        let len = param.data.len();
-        check_len("adam_step", "grad", len, grad.data.len())?;
-        check_len("adam_step", "m", len, m.data.len())?;
-        check_len("adam_step", "v", len, v.data.len())?;
-        if h.step == 0 {
-            return Err(TensorError::Invalid {
-                op: "adam_step",
-                msg: "step counts from 1".into(),
-            });
-        }
         ops::adam_step(h, &mut param.data, &grad.data, &mut m.data, &mut v.data);
         Ok(())
     }
-    fn sgd_step(&self, h: &SgdParams, param: &mut CpuBuf, grad: &CpuBuf, buf: &mut CpuBuf) -> Result<()> {
-        let len = param.data.len();
-        check_len("sgd_step", "grad", len, grad.data.len())?;
-        check_len("sgd_step", "buf", len, buf.data.len())?;
-        if h.step == 0 {
-            return Err(TensorError::Invalid {
-                op: "sgd_step",
-                msg: "step counts from 1".into(),
-            });
-        }
+    fn run_sgd_step(
+        &self,
+        _: Checked,
+        h: &SgdParams,
+        param: &mut CpuBuf,
+        grad: &CpuBuf,
+        buf: &mut CpuBuf,
+    ) -> Result<()> {
         ops::sgd_step(h, &mut param.data, &grad.data, &mut buf.data);
         Ok(())
     }
+}
 
-    fn lerp_rows(&self, dim: usize, src: &CpuBuf, plan: &[Lerp], dst: &mut CpuBuf) -> Result<()> {
-        neb::check_lerp_rows(dim, src.data.len(), plan, dst.data.len())?;
+impl Neb for CpuBackend {
+    fn run_lerp_rows(&self, _: Checked, dim: usize, src: &CpuBuf, plan: &[Lerp], dst: &mut CpuBuf) -> Result<()> {
         neb::lerp_rows(dim, &src.data, plan, &mut dst.data);
         Ok(())
     }
-    fn copy_rows(
+    fn run_copy_rows(
         &self,
+        _: Checked,
         dim: usize,
         src: &CpuBuf,
         src_row: usize,
@@ -680,23 +563,21 @@ impl Backend for CpuBackend {
         dst_row: usize,
         rows: usize,
     ) -> Result<()> {
-        neb::check_copy_rows(dim, src.data.len(), src_row, dst.data.len(), dst_row, rows)?;
         neb::copy_rows(dim, &src.data, src_row, &mut dst.data, dst_row, rows);
         Ok(())
     }
-    fn row_distances(&self, dim: usize, rows: usize, x: &CpuBuf) -> Result<Vec<f64>> {
-        neb::check_row_distances(dim, rows, x.data.len())?;
+    fn run_row_distances(&self, _: Checked, dim: usize, rows: usize, x: &CpuBuf) -> Result<Vec<f64>> {
         Ok(neb::row_distances(dim, rows, &x.data))
     }
-    fn neb_forces(
+    fn run_neb_forces(
         &self,
+        _: Checked,
         p: &NebForceParams,
         pivots: &CpuBuf,
         grads: &CpuBuf,
         energies: &[f64],
         forces: &mut CpuBuf,
     ) -> Result<Vec<f64>> {
-        neb::check_neb_forces(p, pivots.data.len(), grads.data.len(), energies, forces.data.len())?;
         Ok(neb::neb_forces(
             p,
             &pivots.data,

@@ -7,113 +7,7 @@
 //! f64 versions these are tested against.
 
 use crate::backend::{Lerp, NebForceParams};
-use crate::error::{check_len, Result, TensorError};
 use rayon::prelude::*;
-
-fn invalid(op: &'static str, msg: String) -> TensorError {
-    TensorError::Invalid { op, msg }
-}
-
-/// Checks the arguments of [`lerp_rows`]; returns the number of rows of `src`.
-pub fn check_lerp_rows(dim: usize, src_len: usize, plan: &[Lerp], dst_len: usize) -> Result<usize> {
-    const OP: &str = "lerp_rows";
-    if dim == 0 {
-        return Err(invalid(OP, "dim must be positive".into()));
-    }
-    let rows = src_len / dim;
-    if rows * dim != src_len {
-        return Err(invalid(
-            OP,
-            format!("src has {src_len} elements, not whole rows of {dim}"),
-        ));
-    }
-    check_len(OP, "dst", plan.len() * dim, dst_len)?;
-    for (r, l) in plan.iter().enumerate() {
-        if l.a >= rows || l.b >= rows {
-            return Err(invalid(
-                OP,
-                format!("plan[{r}] reads rows ({}, {}) of a {rows}-row src", l.a, l.b),
-            ));
-        }
-        if !l.t.is_finite() {
-            return Err(invalid(OP, format!("plan[{r}] has t = {}", l.t)));
-        }
-    }
-    Ok(rows)
-}
-
-/// Checks the arguments of [`copy_rows`].
-pub fn check_copy_rows(
-    dim: usize,
-    src_len: usize,
-    src_row: usize,
-    dst_len: usize,
-    dst_row: usize,
-    rows: usize,
-) -> Result<()> {
-    const OP: &str = "copy_rows";
-    let end = |row: usize| row.checked_add(rows).and_then(|r| r.checked_mul(dim));
-    match (end(src_row), end(dst_row)) {
-        (Some(s), Some(d)) if s <= src_len && d <= dst_len => Ok(()),
-        _ => Err(invalid(
-            OP,
-            format!(
-                "rows {src_row}..+{rows} of src ({src_len} elements) into rows {dst_row}..+{rows} of dst \
-                 ({dst_len} elements), rows of {dim}, are out of range"
-            ),
-        )),
-    }
-}
-
-/// Checks the arguments of [`row_distances`].
-pub fn check_row_distances(dim: usize, rows: usize, x_len: usize) -> Result<()> {
-    if rows == 0 {
-        return Err(invalid("row_distances", "rows must be at least 1".into()));
-    }
-    check_len("row_distances", "x", rows * dim, x_len)
-}
-
-/// Checks the arguments of [`neb_forces`].
-pub fn check_neb_forces(
-    p: &NebForceParams,
-    pivots_len: usize,
-    grads_len: usize,
-    energies: &[f64],
-    forces_len: usize,
-) -> Result<()> {
-    const OP: &str = "neb_forces";
-    if p.pivots < 2 {
-        return Err(invalid(OP, format!("{} pivots; a path needs at least 2", p.pivots)));
-    }
-    if p.dim == 0 {
-        return Err(invalid(OP, "dim must be positive".into()));
-    }
-    let len = p.pivots * p.dim;
-    check_len(OP, "pivots", len, pivots_len)?;
-    check_len(OP, "grads", len, grads_len)?;
-    check_len(OP, "forces", len, forces_len)?;
-    check_len(OP, "energies", p.pivots, energies.len())?;
-    if let Some(i) = energies.iter().position(|e| !e.is_finite()) {
-        return Err(invalid(OP, format!("energy of pivot {i} is {}", energies[i])));
-    }
-    if let Some(k) = p.spring {
-        if !(k.is_finite() && k >= 0.0) {
-            return Err(invalid(
-                OP,
-                format!("spring constant {k} must be finite and non-negative"),
-            ));
-        }
-    }
-    if let Some(c) = p.climbing {
-        if c == 0 || c + 1 >= p.pivots {
-            return Err(invalid(
-                OP,
-                format!("climbing image {c} is not an interior pivot of 0..{}", p.pivots),
-            ));
-        }
-    }
-    Ok(())
-}
 
 /// `dst` row r = `(1 - t) src[a] + t src[b]`, computed in f64; `t = 0` and `t = 1` copy.
 pub fn lerp_rows(dim: usize, src: &[f32], plan: &[Lerp], dst: &mut [f32]) {
@@ -198,8 +92,8 @@ pub(crate) fn tangent_fallbacks(np: f64, nm: f64) -> [(f64, f64); 3] {
 
 /// NEB forces of every interior pivot into `forces` (endpoint rows zeroed) and the norm of each
 /// pivot's perpendicular true force (the whole force for the climbing image); see
-/// [`Backend::neb_forces`](crate::Backend::neb_forces). Arguments must have passed
-/// `check_neb_forces`.
+/// [`Neb::neb_forces`](crate::Neb::neb_forces). Arguments must have passed
+/// that method's checks.
 pub fn neb_forces(p: &NebForceParams, x: &[f32], g: &[f32], e: &[f64], forces: &mut [f32]) -> Vec<f64> {
     let (n, d) = (p.pivots, p.dim);
     forces

@@ -104,7 +104,7 @@ pub fn tangent(prev: &[f64], cur: &[f64], next: &[f64], e_prev: f64, e: f64, e_n
 
 /// NEB forces and the per-pivot norms of the perpendicular true force (the whole force for
 /// the climbing image), for `pivots` rows of `dim` values; see
-/// [`Backend::neb_forces`](crate::Backend::neb_forces).
+/// [`Neb::neb_forces`](crate::Neb::neb_forces).
 pub fn neb_forces(
     pivots: usize,
     dim: usize,

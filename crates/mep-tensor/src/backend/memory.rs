@@ -1,0 +1,45 @@
+//! Buffers: allocation, host transfers, copies and fills.
+
+use super::Checked;
+use crate::error::{check_len, Result};
+
+/// Buffers of f32 owned by a backend; every other family builds on it.
+pub trait Memory: Send + Sync + 'static {
+    /// A buffer of f32 owned by this backend.
+    type Buf: Send + Sync;
+
+    /// A short name for messages ("cpu", "cuda").
+    fn name(&self) -> &'static str;
+
+    /// A buffer of `len` elements whose contents are unspecified (reused memory).
+    fn alloc(&self, len: usize) -> Result<Self::Buf>;
+    /// A buffer of `len` zeros.
+    fn zeros(&self, len: usize) -> Result<Self::Buf>;
+    /// A buffer holding a copy of `data`.
+    fn upload(&self, data: &[f32]) -> Result<Self::Buf>;
+    /// The buffer's contents, copied to the host.
+    fn download(&self, buf: &Self::Buf) -> Result<Vec<f32>>;
+    /// Number of elements in `buf`.
+    fn len(&self, buf: &Self::Buf) -> usize;
+    /// `dst = src`; lengths must agree.
+    fn copy(&self, src: &Self::Buf, dst: &mut Self::Buf) -> Result<()> {
+        check_len("copy", "dst", self.len(src), self.len(dst))?;
+        self.run_copy(Checked::new(), src, dst)
+    }
+    /// Every element of `buf` set to `value`.
+    fn fill(&self, buf: &mut Self::Buf, value: f32) -> Result<()>;
+
+    /// [`Memory::copy`] on buffers of equal length.
+    fn run_copy(&self, checked: Checked, src: &Self::Buf, dst: &mut Self::Buf) -> Result<()>;
+}
+
+/// [`check_len`] for an optional buffer: an absent one passes.
+pub(crate) fn check_opt<M: Memory + ?Sized>(
+    m: &M,
+    op: &'static str,
+    arg: &'static str,
+    expected: usize,
+    b: Option<&M::Buf>,
+) -> Result<()> {
+    b.map_or(Ok(()), |b| check_len(op, arg, expected, m.len(b)))
+}

@@ -1,0 +1,106 @@
+//! Optimiser steps: Adam and SGD with momentum, PyTorch's semantics.
+
+use super::{Checked, Memory};
+use crate::error::{check_len, Result, TensorError};
+
+/// Adam hyper-parameters and the 1-based step count, with PyTorch's semantics
+/// (`torch.optim.Adam`: L2 weight decay added to the gradient; `AdamW` when `decoupled`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamParams {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    pub decoupled: bool,
+    /// The step being taken, starting at 1 (bias correction uses it).
+    pub step: u32,
+}
+
+impl Default for AdamParams {
+    fn default() -> Self {
+        AdamParams {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+            step: 1,
+        }
+    }
+}
+
+/// SGD with momentum, PyTorch's semantics (`torch.optim.SGD`, dampening 0: the first step
+/// sets the momentum buffer to the gradient).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdParams {
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub nesterov: bool,
+    /// The step being taken, starting at 1 (the first step initialises the buffer).
+    pub step: u32,
+}
+
+/// Steps count from 1.
+fn check_step(op: &'static str, step: u32) -> Result<()> {
+    if step == 0 {
+        return Err(TensorError::Invalid {
+            op,
+            msg: "step counts from 1".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Optimiser steps on a parameter buffer and its state buffers, all of one length.
+///
+/// Implementors provide the `run_*` methods, which may assume equal lengths and a step of
+/// at least 1.
+pub trait Optim: Memory {
+    /// One Adam step on `param` with gradient `grad` and moment buffers `m`, `v`.
+    fn adam_step(
+        &self,
+        h: &AdamParams,
+        param: &mut Self::Buf,
+        grad: &Self::Buf,
+        m: &mut Self::Buf,
+        v: &mut Self::Buf,
+    ) -> Result<()> {
+        let len = self.len(param);
+        check_len("adam_step", "grad", len, self.len(grad))?;
+        check_len("adam_step", "m", len, self.len(m))?;
+        check_len("adam_step", "v", len, self.len(v))?;
+        check_step("adam_step", h.step)?;
+        self.run_adam_step(Checked::new(), h, param, grad, m, v)
+    }
+    /// One SGD-with-momentum step on `param`, with momentum buffer `buf`.
+    fn sgd_step(&self, h: &SgdParams, param: &mut Self::Buf, grad: &Self::Buf, buf: &mut Self::Buf) -> Result<()> {
+        let len = self.len(param);
+        check_len("sgd_step", "grad", len, self.len(grad))?;
+        check_len("sgd_step", "buf", len, self.len(buf))?;
+        check_step("sgd_step", h.step)?;
+        self.run_sgd_step(Checked::new(), h, param, grad, buf)
+    }
+
+    /// [`Optim::adam_step`] on checked arguments.
+    fn run_adam_step(
+        &self,
+        checked: Checked,
+        h: &AdamParams,
+        param: &mut Self::Buf,
+        grad: &Self::Buf,
+        m: &mut Self::Buf,
+        v: &mut Self::Buf,
+    ) -> Result<()>;
+    /// [`Optim::sgd_step`] on checked arguments.
+    fn run_sgd_step(
+        &self,
+        checked: Checked,
+        h: &SgdParams,
+        param: &mut Self::Buf,
+        grad: &Self::Buf,
+        buf: &mut Self::Buf,
+    ) -> Result<()>;
+}
