@@ -415,11 +415,17 @@ mod imp {
             }
             // SAFETY: the contents are unspecified, as the trait says.
             let slice = unsafe { self.stream.alloc::<u8>(bytes) }.map_err(|e| {
-                KernelError::Memory(format!(
+                let msg = format!(
                     "allocating {bytes} bytes on {} failed: {}",
                     self.device_name,
                     driver_msg(&e)
-                ))
+                );
+                // Out of memory is its own error: a caller may retry with a smaller batch.
+                if e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
+                    KernelError::OutOfMemory { bytes, msg }
+                } else {
+                    KernelError::Memory(msg)
+                }
             })?;
             let (ptr, _) = slice.device_ptr(&self.stream);
             Ok(CudaMem {

@@ -204,3 +204,84 @@ impl<L: Launcher> Memory for KernelBackend<L> {
             .map_err(|e| self.err(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error;
+
+    /// A device with no memory at all: every allocation of more than 0 bytes fails as out of
+    /// memory, every launch as a failed launch.
+    struct Full;
+
+    impl Launcher for Full {
+        type Mem = ();
+        fn name(&self) -> &'static str {
+            "full"
+        }
+        fn alloc(&self, bytes: usize) -> crate::Result<()> {
+            match bytes {
+                0 => Ok(()),
+                _ => Err(KernelError::OutOfMemory {
+                    bytes,
+                    msg: format!("allocating {bytes} bytes on full failed: out of memory"),
+                }),
+            }
+        }
+        fn write(&self, _: &mut (), _: usize, _: &[u8]) -> crate::Result<()> {
+            Ok(())
+        }
+        fn read(&self, _: &(), _: usize, _: &mut [u8]) -> crate::Result<()> {
+            Ok(())
+        }
+        fn copy(&self, _: &(), _: usize, _: &mut (), _: usize, _: usize) -> crate::Result<()> {
+            Ok(())
+        }
+        fn ptr(&self, _: &()) -> u64 {
+            0
+        }
+        fn launch(&self, kernel: &str, _: Dims, _: Dims, _: &[Arg]) -> crate::Result<()> {
+            Err(KernelError::Launch {
+                kernel: kernel.into(),
+                msg: "device lost".into(),
+            })
+        }
+        fn synchronize(&self) -> crate::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn out_of_memory_stays_out_of_memory_with_the_kernel_error_as_source() {
+        let b = KernelBackend::new(Full);
+        let e = b.alloc(3).err().expect("no memory");
+        assert!(e.is_out_of_memory(), "{e:?}");
+        assert!(matches!(
+            e,
+            TensorError::OutOfMemory {
+                backend: "full",
+                bytes: Some(12),
+                ..
+            }
+        ));
+        assert_eq!(
+            e.to_string(),
+            "backend full: device memory: allocating 12 bytes on full failed: out of memory"
+        );
+        let source = e.source().and_then(|s| s.downcast_ref::<KernelError>());
+        assert!(source.is_some_and(KernelError::is_out_of_memory), "{source:?}");
+    }
+
+    #[test]
+    fn other_device_failures_are_device_errors_with_the_kernel_error_as_source() {
+        let b = KernelBackend::new(Full);
+        let e = b
+            .launch("axpy_f32_v2", Dims::x(1), Dims::x(1), &[])
+            .expect_err("launch fails");
+        assert!(!e.is_out_of_memory());
+        assert!(matches!(e, TensorError::Device { backend: "full", .. }), "{e:?}");
+        assert_eq!(e.to_string(), "backend full: kernel axpy_f32_v2: device lost");
+        let source = e.source().and_then(|s| s.downcast_ref::<KernelError>());
+        assert!(matches!(source, Some(KernelError::Launch { .. })), "{source:?}");
+    }
+}

@@ -1,7 +1,7 @@
 //! Reference convolution, transposed convolution and linear (f64).
 //!
 //! Direct loop nests over the definitions, in f64: the readable specification of the
-//! GEMM kernels in [`crate::cpu::conv`], what they are tested against, and the forward
+//! GEMM kernels in [`crate::cpu::conv`] and [`crate::cpu::linear`], what they are tested against, and the forward
 //! passes that finite differences check every backward against. Layouts are NCHW and
 //! PyTorch's weight layouts; every function returns a fresh vector.
 
