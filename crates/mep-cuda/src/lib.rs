@@ -17,7 +17,7 @@ pub type CudaBackend = mep_kernels::KernelBackend<CudaLauncher>;
 /// NVIDIA driver, no GPU, ordinal out of range, no NVRTC, or built without the `cuda` feature).
 ///
 /// ```
-/// use mep_tensor::Backend;
+/// use mep_tensor::prelude::*;
 /// match mep_cuda::cuda_backend(0) {
 ///     Ok(gpu) => {
 ///         let x = gpu.upload(&[1.0, 2.0]).unwrap();

@@ -73,7 +73,7 @@ impl EmuMem {
 ///
 /// ```
 /// use mep_kernels_emu::EmuLauncher;
-/// use mep_tensor::Backend;
+/// use mep_tensor::prelude::*;
 /// let b = EmuLauncher::backend();
 /// let x = b.upload(&[1.0, -1.0]).unwrap();
 /// assert_eq!(b.norm(&x).unwrap(), 2f64.sqrt());

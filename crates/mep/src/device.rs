@@ -78,7 +78,7 @@ pub fn choose(device: Device) -> Result<Chosen> {
 ///
 /// ```
 /// use mep::device::Device;
-/// use mep_tensor::Backend;
+/// use mep_tensor::prelude::*;
 /// fn name() -> mep::Result<&'static str> {
 ///     mep::on_device!(Device::Cpu, |b| Ok(b.name()))
 /// }

@@ -93,16 +93,10 @@ fn label_t(g: &ConvT2dGeom) -> String {
     )
 }
 
-/// A buffer of `len` random values on both backends.
-fn rand_pair<B: Backend>(c: &mut Checker<B>, len: usize) -> Result<(B::Buf, CpuBuf)> {
-    let data = c.rand(len);
-    c.upload(&data)
-}
-
-/// [`rand_pair`] when `present`.
+/// [`Checker::rand_pair`] when `present`.
 fn rand_opt<B: Backend>(c: &mut Checker<B>, present: bool, len: usize) -> Result<Option<(B::Buf, CpuBuf)>> {
     if present {
-        rand_pair(c, len).map(Some)
+        c.rand_pair(len).map(Some)
     } else {
         Ok(None)
     }
@@ -121,8 +115,8 @@ fn reference<B: Backend>(p: &Option<Pair<B>>) -> Option<&CpuBuf> {
 fn conv_fwd_case<B: Backend>(c: &mut Checker<B>, g: &Conv2dGeom, bias: bool, residual: bool, act: Act) {
     let name = format!("conv2d {} bias={bias} residual={residual} {act:?}", label(g));
     c.case(name, |c| {
-        let (x, xc) = rand_pair(c, g.input().numel())?;
-        let (w, wc) = rand_pair(c, g.weight_len())?;
+        let (x, xc) = c.rand_pair(g.input().numel())?;
+        let (w, wc) = c.rand_pair(g.weight_len())?;
         let b = rand_opt(c, bias, g.c_out)?;
         let r = rand_opt(c, residual, g.output().numel())?;
         let (mut y, mut yc) = c.output(g.output().numel())?;
@@ -135,8 +129,8 @@ fn conv_fwd_case<B: Backend>(c: &mut Checker<B>, g: &Conv2dGeom, bias: bool, res
 
 fn conv_bwd_input_case<B: Backend>(c: &mut Checker<B>, g: &Conv2dGeom) {
     c.case(format!("conv2d_bwd_input {}", label(g)), |c| {
-        let (dy, dyc) = rand_pair(c, g.output().numel())?;
-        let (w, wc) = rand_pair(c, g.weight_len())?;
+        let (dy, dyc) = c.rand_pair(g.output().numel())?;
+        let (w, wc) = c.rand_pair(g.weight_len())?;
         let (mut dx, mut dxc) = c.output(g.input().numel())?;
         c.b.conv2d_bwd_input(g, &dy, &w, &mut dx)?;
         c.cpu.conv2d_bwd_input(g, &dyc, &wc, &mut dxc)?;
@@ -146,8 +140,8 @@ fn conv_bwd_input_case<B: Backend>(c: &mut Checker<B>, g: &Conv2dGeom) {
 
 fn conv_bwd_weight_case<B: Backend>(c: &mut Checker<B>, g: &Conv2dGeom, with_db: bool) {
     c.case(format!("conv2d_bwd_weight {} db={with_db}", label(g)), |c| {
-        let (x, xc) = rand_pair(c, g.input().numel())?;
-        let (dy, dyc) = rand_pair(c, g.output().numel())?;
+        let (x, xc) = c.rand_pair(g.input().numel())?;
+        let (dy, dyc) = c.rand_pair(g.output().numel())?;
         let (mut dw, mut dwc) = c.output(g.weight_len())?;
         let mut db = if with_db { Some(c.output(g.c_out)?) } else { None };
         let (db_t, db_c) = match db.as_mut() {
@@ -167,8 +161,8 @@ fn conv_bwd_weight_case<B: Backend>(c: &mut Checker<B>, g: &Conv2dGeom, with_db:
 
 fn convt_fwd_case<B: Backend>(c: &mut Checker<B>, g: &ConvT2dGeom, bias: bool) {
     c.case(format!("conv_transpose2d {} bias={bias}", label_t(g)), |c| {
-        let (x, xc) = rand_pair(c, g.input().numel())?;
-        let (w, wc) = rand_pair(c, g.weight_len())?;
+        let (x, xc) = c.rand_pair(g.input().numel())?;
+        let (w, wc) = c.rand_pair(g.weight_len())?;
         let b = rand_opt(c, bias, g.c_out)?;
         let (mut y, mut yc) = c.output(g.output().numel())?;
         c.b.conv_transpose2d(g, &x, &w, under_test::<B>(&b), &mut y)?;
@@ -179,8 +173,8 @@ fn convt_fwd_case<B: Backend>(c: &mut Checker<B>, g: &ConvT2dGeom, bias: bool) {
 
 fn convt_bwd_input_case<B: Backend>(c: &mut Checker<B>, g: &ConvT2dGeom) {
     c.case(format!("conv_transpose2d_bwd_input {}", label_t(g)), |c| {
-        let (dy, dyc) = rand_pair(c, g.output().numel())?;
-        let (w, wc) = rand_pair(c, g.weight_len())?;
+        let (dy, dyc) = c.rand_pair(g.output().numel())?;
+        let (w, wc) = c.rand_pair(g.weight_len())?;
         let (mut dx, mut dxc) = c.output(g.input().numel())?;
         c.b.conv_transpose2d_bwd_input(g, &dy, &w, &mut dx)?;
         c.cpu.conv_transpose2d_bwd_input(g, &dyc, &wc, &mut dxc)?;
@@ -192,8 +186,8 @@ fn convt_bwd_weight_case<B: Backend>(c: &mut Checker<B>, g: &ConvT2dGeom, with_d
     c.case(
         format!("conv_transpose2d_bwd_weight {} db={with_db}", label_t(g)),
         |c| {
-            let (x, xc) = rand_pair(c, g.input().numel())?;
-            let (dy, dyc) = rand_pair(c, g.output().numel())?;
+            let (x, xc) = c.rand_pair(g.input().numel())?;
+            let (dy, dyc) = c.rand_pair(g.output().numel())?;
             let (mut dw, mut dwc) = c.output(g.weight_len())?;
             let mut db = if with_db { Some(c.output(g.c_out)?) } else { None };
             let (db_t, db_c) = match db.as_mut() {
@@ -215,9 +209,9 @@ fn convt_bwd_weight_case<B: Backend>(c: &mut Checker<B>, g: &ConvT2dGeom, with_d
 fn conv_errors<B: Backend>(c: &mut Checker<B>) {
     let g = conv_geom(CONVS[0]);
     c.case("conv errors", |c| {
-        let (x, xc) = rand_pair(c, g.input().numel())?;
-        let (w, wc) = rand_pair(c, g.weight_len())?;
-        let (bias, biasc) = rand_pair(c, g.c_out + 1)?;
+        let (x, xc) = c.rand_pair(g.input().numel())?;
+        let (w, wc) = c.rand_pair(g.weight_len())?;
+        let (bias, biasc) = c.rand_pair(g.c_out + 1)?;
         let out = g.output().numel();
         let (mut y, mut yc) = c.output(out)?;
         let (mut short, mut shortc) = c.output(out - 1)?;
@@ -234,7 +228,7 @@ fn conv_errors<B: Backend>(c: &mut Checker<B>) {
         let got = c.b.conv2d(&bad, &x, &w, None, None, Act::Identity, &mut y);
         let want = c.cpu.conv2d(&bad, &xc, &wc, None, None, Act::Identity, &mut yc);
         c.same_error("conv2d kernel larger than the padded input", got, want);
-        let (dy, dyc) = rand_pair(c, out)?;
+        let (dy, dyc) = c.rand_pair(out)?;
         let (mut dx, mut dxc) = c.output(g.input().numel() - 1)?;
         let got = c.b.conv2d_bwd_input(&g, &dy, &w, &mut dx);
         let want = c.cpu.conv2d_bwd_input(&g, &dyc, &wc, &mut dxc);
@@ -246,8 +240,8 @@ fn conv_errors<B: Backend>(c: &mut Checker<B>) {
         c.same_error("conv2d_bwd_weight db one short", got, want);
 
         let t = convt_geom(CONVTS[1]);
-        let (tx, txc) = rand_pair(c, t.input().numel())?;
-        let (tw, twc) = rand_pair(c, t.weight_len())?;
+        let (tx, txc) = c.rand_pair(t.input().numel())?;
+        let (tw, twc) = c.rand_pair(t.weight_len())?;
         let (mut ty, mut tyc) = c.output(t.output().numel())?;
         let bad = ConvT2dGeom { output_padding: 2, ..t };
         let got = c.b.conv_transpose2d(&bad, &tx, &tw, None, &mut ty);
@@ -297,8 +291,8 @@ pub(crate) fn linear<B: Backend>(c: &mut Checker<B>) {
         for (i, &(k, m)) in LINEARS.iter().enumerate() {
             for bias in [true, false] {
                 c.case(format!("linear n={n} k={k} m={m} bias={bias}"), |c| {
-                    let (x, xc) = rand_pair(c, n * k)?;
-                    let (w, wc) = rand_pair(c, m * k)?;
+                    let (x, xc) = c.rand_pair(n * k)?;
+                    let (w, wc) = c.rand_pair(m * k)?;
                     let b = rand_opt(c, bias, m)?;
                     let (mut y, mut yc) = c.output(n * m)?;
                     c.b.linear(n, k, m, &x, &w, under_test::<B>(&b), &mut y)?;
@@ -307,8 +301,8 @@ pub(crate) fn linear<B: Backend>(c: &mut Checker<B>) {
                 });
             }
             c.case(format!("linear_bwd_input n={n} k={k} m={m}"), |c| {
-                let (dy, dyc) = rand_pair(c, n * m)?;
-                let (w, wc) = rand_pair(c, m * k)?;
+                let (dy, dyc) = c.rand_pair(n * m)?;
+                let (w, wc) = c.rand_pair(m * k)?;
                 let (mut dx, mut dxc) = c.output(n * k)?;
                 c.b.linear_bwd_input(n, k, m, &dy, &w, &mut dx)?;
                 c.cpu.linear_bwd_input(n, k, m, &dyc, &wc, &mut dxc)?;
@@ -316,8 +310,8 @@ pub(crate) fn linear<B: Backend>(c: &mut Checker<B>) {
             });
             let with_db = (i + n) % 2 == 0;
             c.case(format!("linear_bwd_weight n={n} k={k} m={m} db={with_db}"), |c| {
-                let (x, xc) = rand_pair(c, n * k)?;
-                let (dy, dyc) = rand_pair(c, n * m)?;
+                let (x, xc) = c.rand_pair(n * k)?;
+                let (dy, dyc) = c.rand_pair(n * m)?;
                 let (mut dw, mut dwc) = c.output(m * k)?;
                 let mut db = if with_db { Some(c.output(m)?) } else { None };
                 let (db_t, db_c) = match db.as_mut() {
@@ -336,9 +330,9 @@ pub(crate) fn linear<B: Backend>(c: &mut Checker<B>) {
     }
     c.case("linear errors", |c| {
         let (n, k, m) = (5, 37, 5);
-        let (x, xc) = rand_pair(c, n * k)?;
-        let (w, wc) = rand_pair(c, m * k)?;
-        let (bias, biasc) = rand_pair(c, m - 1)?;
+        let (x, xc) = c.rand_pair(n * k)?;
+        let (w, wc) = c.rand_pair(m * k)?;
+        let (bias, biasc) = c.rand_pair(m - 1)?;
         let (mut y, mut yc) = c.output(n * m)?;
         let (mut short, mut shortc) = c.output(n * m - 1)?;
         let got = c.b.linear(n, k, m, &x, &w, None, &mut short);
@@ -350,7 +344,7 @@ pub(crate) fn linear<B: Backend>(c: &mut Checker<B>) {
         let got = c.b.linear(n, k + 1, m, &x, &w, None, &mut y);
         let want = c.cpu.linear(n, k + 1, m, &xc, &wc, None, &mut yc);
         c.same_error("linear x too short for k", got, want);
-        let (dy, dyc) = rand_pair(c, n * m)?;
+        let (dy, dyc) = c.rand_pair(n * m)?;
         let (mut dx, mut dxc) = c.output(n * k + 1)?;
         let got = c.b.linear_bwd_input(n, k, m, &dy, &w, &mut dx);
         let want = c.cpu.linear_bwd_input(n, k, m, &dyc, &wc, &mut dxc);

@@ -9,16 +9,22 @@
 //! run_family(&mep_tensor::CpuBackend::new(), Family::Pointwise).unwrap();
 //! ```
 
-mod bn_pool;
+mod batch_norm;
 mod conv;
 mod network;
 mod nonfinite;
 mod pointwise;
+mod pool;
 
 pub use network::{networks, NetScale};
 
 use mep_tensor::prelude::*;
-use mep_tensor::{CpuBackend, CpuBuf, Result};
+use mep_tensor::{CpuBackend, CpuBuf, Nchw, Result};
+
+/// An NCHW shape.
+pub(crate) fn nchw(n: usize, c: usize, h: usize, w: usize) -> Nchw {
+    Nchw { n, c, h, w }
+}
 
 /// A group of operations, checked together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,8 +85,8 @@ pub fn run_family<B: Backend>(b: &B, family: Family) -> std::result::Result<(), 
         Family::Neb => pointwise::neb(&mut c),
         Family::Conv => conv::conv(&mut c),
         Family::Linear => conv::linear(&mut c),
-        Family::BatchNorm => bn_pool::batch_norm(&mut c),
-        Family::Pool => bn_pool::pool(&mut c),
+        Family::BatchNorm => batch_norm::batch_norm(&mut c),
+        Family::Pool => pool::pool(&mut c),
         Family::NonFinite => nonfinite::non_finite(&mut c),
     }
     c.finish(family)
@@ -189,6 +195,12 @@ impl<'a, B: Backend> Checker<'a, B> {
     /// `data` on both backends.
     pub fn upload(&self, data: &[f32]) -> Result<(B::Buf, CpuBuf)> {
         Ok((self.b.upload(data)?, self.cpu.upload(data)?))
+    }
+
+    /// `n` values in [-1, 1) ([`Checker::rand`]) on both backends.
+    pub fn rand_pair(&mut self, n: usize) -> Result<(B::Buf, CpuBuf)> {
+        let v = self.rand(n);
+        self.upload(&v)
     }
 
     /// Buffers of `len` elements on both backends, filled with the same garbage (outputs must
