@@ -229,7 +229,7 @@ fn spring_param(s: Spring) -> Option<f32> {
 }
 
 /// The NEB forces of `path` (endpoint rows 0) into `forces`, from the gradients and energies
-/// at its pivots: [`Backend::neb_forces`] with the spring of `spring`. Returns the per-pivot
+/// at its pivots: [`Neb::neb_forces`](mep_tensor::Neb::neb_forces) with the spring of `spring`. Returns the per-pivot
 /// perpendicular force norms. The force computation of [`Neb::step`], on its own for timing.
 pub fn forces<B: Backend>(
     b: &B,
@@ -295,7 +295,7 @@ pub fn redistribution_plan(dist: &[f64], climbing: Option<usize>) -> Vec<Lerp> {
 ///
 /// Each [`step`](Neb::step) evaluates the energy and gradient at the interior pivots in
 /// batches of [`Energy::max_batch`], computes the forces on the backend
-/// ([`Backend::neb_forces`]) and moves all pivots with the optimiser as one state. The only
+/// ([`Neb::neb_forces`](mep_tensor::Neb::neb_forces)) and moves all pivots with the optimiser as one state. The only
 /// host data per step are the P energies, the P force norms and, for
 /// [`Spring::Redistribute`], the P − 1 segment lengths.
 ///
