@@ -10,7 +10,7 @@ use mep_kernels::{Arg, KernelError};
 use mep_kernels_emu::EmuLauncher;
 use mep_tensor::{Act, Backend, CpuBackend};
 
-/// Each activation with elementwise.cu's `(int act, float slope)` (the codes of
+/// Each activation as the kernels' `(int act, float slope)` (common.cuh's `ActCode`; the codes of
 /// `act_args` in crates/mep-kernels/src/ops/pointwise.rs, which is not public).
 const ACTS: [(Act, i32, f32); 4] = [
     (Act::Identity, 0, 0.0),
