@@ -172,3 +172,16 @@ pub fn transform_from_metadata(meta: &BTreeMap<String, String>) -> Option<Transf
         augment: None,
     })
 }
+
+/// The smallest input side a ResNet takes (`mep_resnet` refuses smaller).
+pub const MIN_SIZE: usize = 8;
+
+/// Refuses a `--size` below [`MIN_SIZE`] (train, eval and decoder train share the bound).
+pub(crate) fn check_size(size: Option<usize>) -> Result<()> {
+    match size.filter(|&s| s < MIN_SIZE) {
+        Some(s) => Err(MepError::Usage(format!(
+            "--size {s}: the networks take inputs of at least {MIN_SIZE}×{MIN_SIZE}"
+        ))),
+        None => Ok(()),
+    }
+}

@@ -110,13 +110,9 @@ fn dec_err(e: DecoderError) -> MepError {
     }
 }
 
-/// The shape of one point at `cut` of `net` fed `input_size`² images (`[F]` at `pool`,
-/// `[C, H, W]` elsewhere), found by encoding a blank image.
-pub fn point_shape<B: Backend>(b: &B, net: &Network<B>, cut: Cut, input_size: usize) -> Result<Vec<usize>> {
-    let probe = Tensor::zeros(b, [1, 3, input_size, input_size])?;
-    let z = net.encode(b, &probe, cut)?;
-    Ok(z.shape.dims()[1..].to_vec())
-}
+/// The shape of a point at a cut: a decoder's input (the study module owns it, as the shape
+/// a saved path's points must have).
+pub use crate::study::point_shape;
 
 /// Loads the decoder at `path`, refusing one made for another architecture, cut, input
 /// size or width of network than `net` at `cut` with `input_size`² inputs (the error names
@@ -275,7 +271,7 @@ impl DecoderTrainArgs {
                 "--train-images 0: train on at least one batch of images".into(),
             ));
         }
-        crate::train::check_size(self.size)?;
+        crate::data::check_size(self.size)?;
         Ok(Hyper {
             arch,
             cut,
@@ -478,7 +474,7 @@ pub fn train_decoder_with<B: Backend>(b: &B, args: &DecoderTrainArgs, data: Data
     // checkpoint itself is replaced after every epoch), and the report shows the MSE.
     let json_path = args.out.with_extension("json");
     let json = serde_json::to_string_pretty(&report).map_err(|e| MepError::Usage(format!("decoder report: {e}")))?;
-    crate::connect::store::write_atomic(&json_path, (json + "\n").as_bytes())?;
+    crate::study::write_atomic(&json_path, (json + "\n").as_bytes())?;
     Ok(report)
 }
 

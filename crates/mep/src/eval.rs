@@ -154,7 +154,7 @@ impl EvalArgs {
         if self.batch_size == 0 {
             return Err(MepError::Usage("--batch-size 0: must be at least 1".into()));
         }
-        crate::train::check_size(self.size)?;
+        crate::data::check_size(self.size)?;
         Ok(arch)
     }
 }

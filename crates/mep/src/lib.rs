@@ -11,6 +11,7 @@ pub mod forward;
 pub mod lock;
 pub mod memory;
 pub mod report;
+pub mod study;
 pub mod train;
 
 use mep_resnet::ResNetError;

@@ -150,18 +150,9 @@ fn width_ok(arch: Arch, width: usize) -> bool {
     }
 }
 
-/// The smallest input side a ResNet takes (`mep_resnet` refuses smaller).
-pub const MIN_SIZE: usize = 8;
-
-/// Refuses a `--size` below [`MIN_SIZE`] (train, eval and decoder train share the bound).
-pub(crate) fn check_size(size: Option<usize>) -> Result<()> {
-    match size.filter(|&s| s < MIN_SIZE) {
-        Some(s) => Err(MepError::Usage(format!(
-            "--size {s}: the networks take inputs of at least {MIN_SIZE}×{MIN_SIZE}"
-        ))),
-        None => Ok(()),
-    }
-}
+// The `--size` bound lives with the input transform (eval and decoder train check it too).
+pub(crate) use crate::data::check_size;
+pub use crate::data::MIN_SIZE;
 
 /// Optimiser steps per epoch and in all for `n_train` images in batches of `batch_size`:
 /// refused when not one batch fits, or when the steps exceed the optimisers' u32 counter
@@ -331,7 +322,7 @@ fn check_run_folder(args: &TrainArgs, now: impl FnOnce() -> Result<TrainSettings
         Some(s) => s,
         None => state.args.settings_with(now.init_sha256.clone())?,
     };
-    let differences = crate::connect::store::differences(&recorded, &now);
+    let differences = crate::study::differences(&recorded, &now);
     if !differences.is_empty() {
         return Err(MepError::ConfigMismatch {
             manifest: ck_path,

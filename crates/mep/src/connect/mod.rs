@@ -14,18 +14,18 @@ mod energy;
 mod merge;
 pub mod pairs;
 mod search;
-pub(crate) mod store;
-pub(crate) mod tables;
 
 pub use energy::{HeadAux, HeadEnergy};
 pub use merge::{merge, MergeArgs, MergeReport};
-pub use pairs::Pair;
-pub use store::{parse_jsonl, read_jsonl};
-pub use store::{read_results, Manifest, Settings, MANIFEST, PATHS, RESULTS};
-pub use tables::{count as count_categories, SpaceCounts};
+// The study folder's types and files, where users of `mep connect` have found them.
+pub use crate::study::{
+    count as count_categories, parse_jsonl, read_jsonl, read_results, Category, Manifest, Pair, PairResult, Settings,
+    Shard, SpaceCounts, MANIFEST, PATHS, RESULTS,
+};
 
 use crate::data::{open_dataset, resolve_transform, transform_from_metadata};
 use crate::eval::class_rows;
+use crate::study;
 use crate::{MepError, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mep_data::{Dataset, Split, Transform};
@@ -38,145 +38,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Instant;
-
-/// How a pair is joined in a space: a row of Table 1.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Category {
-    /// Every point of the densely sampled straight line is classified as the class.
-    #[serde(rename = "linear")]
-    Linear,
-    /// The line leaves the class, but the NEB found a path that does not.
-    #[serde(rename = "nonlinear")]
-    Nonlinear,
-    /// The line leaves the class and the NEB found no path within its budget.
-    #[serde(rename = "none")]
-    NoPath,
-    /// The search met a NaN or infinite energy (the message is recorded).
-    #[serde(rename = "error")]
-    Error,
-}
-
-impl fmt::Display for Category {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Category::Linear => "linear",
-            Category::Nonlinear => "nonlinear",
-            Category::NoPath => "none",
-            Category::Error => "error",
-        })
-    }
-}
-
-/// The result of one pair in one space: a line of `results.jsonl`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PairResult {
-    /// The pair's number in the study.
-    pub pair: usize,
-    /// Dataset index (test split) of the first endpoint.
-    pub i: usize,
-    /// Dataset index of the second endpoint.
-    pub j: usize,
-    /// The class of both endpoints: the target.
-    pub class: usize,
-    /// That class's name.
-    pub class_name: String,
-    /// The space: `input` or a cut.
-    pub space: String,
-    pub category: Category,
-    /// ‖z2 − z1‖ in the space.
-    pub distance: Option<f64>,
-    /// Largest loss along the densely sampled line.
-    pub line_max_loss: Option<f64>,
-    /// Smallest target probability along the densely sampled line.
-    pub line_min_prob: Option<f64>,
-    /// Largest loss along the final path, densely sampled (the line itself for `linear`).
-    pub path_max_loss: Option<f64>,
-    /// Smallest target probability along the final path.
-    pub path_min_prob: Option<f64>,
-    /// NEB steps taken (0 for `linear`).
-    pub steps: usize,
-    /// Pivots of the final path, endpoints included (2 for `linear`).
-    pub pivots: usize,
-    /// Length of the final path over ‖z2 − z1‖ (1 for the line).
-    pub length_ratio: Option<f64>,
-    /// Wall time of this pair in this space, seconds.
-    pub seconds: f64,
-    /// The path file, relative to the study folder (none for `error`).
-    pub path_file: Option<String>,
-    /// What went wrong, for `error`.
-    pub message: Option<String>,
-}
-
-/// `--shard i/n`: the pairs `k` with `k % n == i`.
-///
-/// Read from a manifest, `count` must be positive and `index` below it, as `--shard`
-/// insists (a manifest with `count: 0` would otherwise divide by zero).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "ShardFields")]
-pub struct Shard {
-    /// i, in `0..count`.
-    pub index: usize,
-    /// n, the number of shards.
-    pub count: usize,
-}
-
-/// A [`Shard`] as stored, before its fields are checked.
-#[derive(Deserialize)]
-struct ShardFields {
-    index: usize,
-    count: usize,
-}
-
-impl TryFrom<ShardFields> for Shard {
-    type Error = String;
-    fn try_from(f: ShardFields) -> std::result::Result<Self, String> {
-        if f.index >= f.count {
-            return Err(format!(
-                "shard {}/{}: the index must be below the count, and the count positive",
-                f.index, f.count
-            ));
-        }
-        Ok(Shard {
-            index: f.index,
-            count: f.count,
-        })
-    }
-}
-
-impl Shard {
-    /// Whether pair number `k` belongs to this shard.
-    pub fn contains(&self, k: usize) -> bool {
-        k % self.count == self.index
-    }
-}
-
-impl FromStr for Shard {
-    type Err = MepError;
-    fn from_str(s: &str) -> Result<Self> {
-        let bad = |why: &str| MepError::Usage(format!("--shard {s}: {why}"));
-        let (i, n) = s.split_once('/').ok_or_else(|| bad("expected i/n, e.g. 0/4"))?;
-        let (index, count): (usize, usize) = match (i.trim().parse(), n.trim().parse()) {
-            (Ok(i), Ok(n)) => (i, n),
-            _ => return Err(bad("expected two non-negative integers i/n, e.g. 0/4")),
-        };
-        if count == 0 {
-            return Err(bad("the shard count n must be positive"));
-        }
-        if index >= count {
-            return Err(bad(&format!(
-                "the shard index must be below the count (0 to {})",
-                count - 1
-            )));
-        }
-        Ok(Shard { index, count })
-    }
-}
-
-impl fmt::Display for Shard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
 
 /// The optimiser that moves the pivots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -738,7 +599,7 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
         .iter()
         .filter(|p| args.shard.is_none_or(|s| s.contains(p.pair)))
         .collect();
-    let (mut file, mut results) = store::ResultsFile::open(out)?;
+    let (mut file, mut results) = study::open_results(out)?;
     let mut done: HashSet<(usize, String)> = HashSet::new();
     for r in &results {
         let fits = manifest.pair_list.get(r.pair).is_some_and(|p| p.i == r.i && p.j == r.j)
@@ -769,18 +630,18 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
             if !args.quiet {
                 eprintln!(
                     "note: the path file of pair {pair} in {space} ({}) is missing; computing that result again",
-                    store::path_file_name(*pair, space)
+                    study::path_file_name(*pair, space)
                 );
             }
             done.remove(&(*pair, space.clone()));
         }
         results.retain(|r| !gone.contains(&(r.pair, r.space.clone())));
-        file = store::ResultsFile::rewrite(&out.join(RESULTS), &results)?;
-        crate::certify::forget(out, &gone)?;
+        file = study::rewrite_results(out, &results)?;
+        study::forget_certificates(out, &gone)?;
     }
     let resumed = results.len();
-    store::paths_dir(out)?;
-    tables::write_tables(out, &spaces, &results, mine.len())?;
+    study::paths_dir(out)?;
+    study::write_tables(out, &spaces, &results, mine.len())?;
 
     let bar = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
@@ -821,7 +682,7 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
         let n = c.certify_pending(&results)?;
         if n > 0 {
             certified += n;
-            tables::write_tables(out, &spaces, &results, mine.len())?;
+            study::write_tables(out, &spaces, &results, mine.len())?;
         }
     }
     let mut computed = 0usize;
@@ -847,12 +708,12 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
             done.insert((p.pair, space.clone()));
             results.push(r);
             computed += 1;
-            tables::write_tables(out, &spaces, &results, mine.len())?;
+            study::write_tables(out, &spaces, &results, mine.len())?;
         }
         if let Some(c) = certification.as_mut() {
             bar.set_message(format!("pair {} certifying", p.pair));
             certified += c.certify_pending(&results)?;
-            tables::write_tables(out, &spaces, &results, mine.len())?;
+            study::write_tables(out, &spaces, &results, mine.len())?;
         }
         bar.inc(1);
     }
@@ -869,7 +730,7 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
         computed,
         certified: args.certify.as_ref().map(|_| certified),
         complete,
-        counts: tables::count(&spaces, &results),
+        counts: study::count(&spaces, &results),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

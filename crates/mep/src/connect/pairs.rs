@@ -3,24 +3,10 @@
 
 use crate::{MepError, Result};
 use mep_data::Rng;
-use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-/// One pair of a study: two test images of one class.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pair {
-    /// Position in the study's pair list (what `--shard` partitions).
-    pub pair: usize,
-    /// Dataset index (in the test split) of the first endpoint.
-    pub i: usize,
-    /// Dataset index of the second endpoint.
-    pub j: usize,
-    /// The class both images have: the target of the path search.
-    pub class: usize,
-    /// That class's name.
-    pub class_name: String,
-}
+pub use crate::study::Pair;
 
 /// The pairs chosen, and how many candidates were passed over on the way.
 #[derive(Clone, Debug, PartialEq)]

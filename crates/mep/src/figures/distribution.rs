@@ -3,7 +3,7 @@
 
 use super::draw::{font, palette, save_png, Align, Canvas, Rgb};
 use super::plot::{Axes, Scale};
-use crate::connect::{Category, PairResult};
+use crate::study::{Category, PairResult};
 use crate::{MepError, Result};
 use std::path::Path;
 

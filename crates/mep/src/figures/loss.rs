@@ -4,7 +4,8 @@
 use super::draw::{font, palette, save_png, Align, Canvas};
 use super::plot::{Axes, Scale};
 use super::{path_label, FigureContext};
-use crate::connect::{Category, HeadEnergy, PairResult};
+use crate::connect::HeadEnergy;
+use crate::study::{Category, PairResult};
 use crate::{MepError, Result};
 use mep_neb::{Neb, NebConfig, Path as NebPath};
 use mep_tensor::Backend;

@@ -3,7 +3,7 @@
 
 use super::draw::{font, palette, save_png, shorten, upscale, Align, Canvas};
 use super::{argmax, path_label, FigureContext, PathPivots, Rect, MIN_IMAGE_PX};
-use crate::connect::{Category, PairResult};
+use crate::study::{Category, PairResult};
 use crate::{MepError, Result};
 use image::RgbImage;
 use mep_resnet::Cut;
@@ -136,7 +136,7 @@ pub fn pair_figure<B: Backend>(
     let classes = &ctx.manifest.settings.classes;
     if result.class >= classes.len() {
         return Err(MepError::Results {
-            path: ctx.dir.join(crate::connect::RESULTS),
+            path: ctx.dir.join(crate::study::RESULTS),
             msg: format!(
                 "pair {} has class {}, but the study has {} classes",
                 result.pair,
