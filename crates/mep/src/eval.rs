@@ -162,11 +162,11 @@ impl EvalArgs {
 /// Runs `mep eval` on the backend `args.device` names.
 pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
     args.validate()?;
-    crate::on_device!(args.device, |b| eval_on(b, args))
+    crate::on_device!(args.device, |b| eval_with(b, args))
 }
 
 /// Runs `mep eval` on backend `b`.
-pub fn eval_on<B: Backend>(b: &B, args: &EvalArgs) -> Result<EvalReport> {
+pub fn eval_with<B: Backend>(b: &B, args: &EvalArgs) -> Result<EvalReport> {
     let arch = args.validate()?;
     let ck = Checkpoint::load(&args.weights)?;
     let recorded = transform_from_metadata(ck.metadata());

@@ -53,11 +53,11 @@ impl fmt::Display for ForwardReport {
 
 /// Runs `mep forward` on the backend `args.device` names.
 pub fn forward(args: &ForwardArgs) -> Result<ForwardReport> {
-    crate::on_device!(args.device, |b| forward_on(b, args))
+    crate::on_device!(args.device, |b| forward_with(b, args))
 }
 
 /// Runs `mep forward` on backend `b`.
-pub fn forward_on<B: Backend>(b: &B, args: &ForwardArgs) -> Result<ForwardReport> {
+pub fn forward_with<B: Backend>(b: &B, args: &ForwardArgs) -> Result<ForwardReport> {
     let arch: Arch = args.arch.parse()?;
     let model = ResNet::load(b, arch, &args.weights)?;
     let width = model.width;

@@ -407,7 +407,7 @@ fn load_images<B: Backend>(b: &B, split: &Split, transform: &Transform, idx: &[u
 pub fn connect(args: &ConnectArgs) -> Result<ConnectReport> {
     args.validate()?;
     let data = open_dataset(&args.data)?;
-    crate::on_device!(args.device, |b| connect_on(b, args, &data))
+    crate::on_device!(args.device, |b| connect_with(b, args, &data))
 }
 
 fn sha256_of(path: &Path) -> Result<String> {
@@ -456,149 +456,218 @@ fn check_memory<B: Backend>(
 }
 
 /// As [`connect`], on backend `b` and a dataset already in hand (`args.data` is then only
-/// recorded).
-pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Result<ConnectReport> {
+/// recorded). The steps: [`Model::load`] (network, spaces, settings), the memory check,
+/// [`open_study`] (the manifest, with the pairs planned by [`plan_pairs`] in a new folder),
+/// [`resume`] (the results already there), [`Run::pair`] for each pair of the shard, and
+/// [`Run::finish`].
+pub fn connect_with<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Result<ConnectReport> {
     let started = Instant::now();
     args.validate()?;
-    let arch: Arch = args.arch.parse()?;
-    let cuts = parse_spaces(&args.spaces, arch)?;
-    let spaces: Vec<String> = cuts.iter().map(|c| c.to_string()).collect();
-    let ck = Checkpoint::load(&args.weights)?;
-    let recorded = transform_from_metadata(ck.metadata());
-    let model = ResNet::from_checkpoint(b, arch, ck)?;
-    let width = model.width;
-    let net = Network::fold(b, &model)?;
-    drop(model);
-    let split = &data.test;
-    let transform = resolve_transform(recorded, args.size, split)?;
-    if net.num_classes != data.classes.len() {
-        return Err(MepError::Usage(format!(
-            "{}: the model has {} classes but the dataset {} has {}",
-            args.weights.display(),
-            net.num_classes,
-            data.name,
-            data.classes.len()
-        )));
-    }
-    let class_filter = pairs::parse_classes(&args.classes, &data.classes)?;
-    let settings = Settings {
-        arch: arch.name().to_string(),
-        weights_sha256: sha256_of(&args.weights)?,
-        dataset: data.name.clone(),
-        classes: data.classes.clone(),
-        test_images: split.len(),
-        input_size: transform.size,
-        mean: transform.mean,
-        std: transform.std,
-        spaces: spaces.clone(),
-        pairs: match (&args.pairs_file, args.pairs) {
-            (Some(_), _) => None,
-            (None, p) => Some(p.unwrap_or(DEFAULT_PAIRS)),
-        },
-        pairs_file_sha256: args.pairs_file.as_deref().map(sha256_of).transpose()?,
-        class_filter: class_filter.clone(),
-        allow_misclassified: args.allow_misclassified,
-        seed: args.seed,
-        pivots: args.pivots,
-        sub_points: args.sub_points,
-        optimizer: args.optimizer.to_string(),
-        step: args.step,
-        momentum: args.momentum,
-        spring: args.spring,
-        climbing_after: args.climbing_after,
-        fmax: args.fmax,
-        check_every: args.check_every,
-        insert_threshold: args.insert_threshold,
-        max_pivots: args.insert_threshold.map(|_| args.most_pivots()),
-        max_steps: args.max_steps,
-    };
-
-    let size = crate::data::image_size(split, transform.size)?;
-    check_memory(b, args, arch, width, &net, &cuts, size)?;
+    let model = Model::load(b, args, data)?;
+    let size = crate::data::image_size(&data.test, model.transform.size)?;
+    check_memory(b, args, model.arch, model.width, &model.net, &model.cuts, size)?;
     let out = &args.out;
     // Held to the end of the run: a second `mep connect` on this folder is refused.
     let _lock = crate::lock::FolderLock::acquire(out, "mep connect")?;
-    let manifest = match Manifest::read(out)? {
-        Some(m) => {
-            let mut differences = m.settings.differences(&settings);
-            if m.shard != args.shard {
-                let show = |s: Option<Shard>| s.map_or("none".to_string(), |s| s.to_string());
-                differences.push(format!("shard: {} → {}", show(m.shard), show(args.shard)));
-            }
-            if !differences.is_empty() {
-                return Err(MepError::ConfigMismatch {
-                    manifest: out.join(MANIFEST),
-                    differences,
-                });
-            }
-            m
-        }
-        None => {
-            if out.join(RESULTS).exists() {
-                return Err(MepError::Results {
-                    path: out.join(RESULTS),
-                    msg: format!("results without a {MANIFEST}: not a study folder of `mep connect`"),
-                });
-            }
-            let mut classify = |idx: &[usize]| -> Result<Vec<bool>> {
-                let x = load_images(b, split, &transform, idx)?;
-                let logits = net.head(b, &x, Cut::Input)?.to_vec(b)?;
-                // An endpoint whose logits are not finite is misclassified.
-                Ok(class_rows(&logits, net.num_classes)
-                    .into_iter()
-                    .zip(idx)
-                    .map(|(p, &i)| p == Some(split.labels[i]))
-                    .collect())
-            };
-            let check: Option<&mut pairs::Classify<'_>> = (!args.allow_misclassified).then_some(&mut classify);
-            let selection = match &args.pairs_file {
-                Some(file) => {
-                    let listed = pairs::read_pairs_file(file, &split.labels, &data.classes)?;
-                    match check {
-                        Some(c) => pairs::keep_correct(listed, c, args.batch)?,
-                        None => pairs::Selection {
-                            pairs: listed,
-                            skipped: 0,
-                        },
-                    }
-                }
-                None => pairs::draw_pairs(
-                    &split.labels,
-                    &data.classes,
-                    &class_filter,
-                    args.pairs.unwrap_or(DEFAULT_PAIRS),
-                    args.seed,
-                    check,
-                    args.batch,
-                )?,
-            };
-            if selection.pairs.is_empty() {
-                return Err(MepError::Usage(format!(
-                    "no pair left to study: the model misclassifies an endpoint of all {} (pass --allow-misclassified to keep them)",
-                    selection.skipped
-                )));
-            }
-            let m = Manifest {
-                tool: format!("mep {}", env!("CARGO_PKG_VERSION")),
-                settings,
-                weights: args.weights.clone(),
-                data: args.data.clone(),
-                shard: args.shard,
-                batch: args.batch,
-                pair_list: selection.pairs,
-                skipped: selection.skipped,
-                merged_from: Vec::new(),
-            };
-            m.write(out)?;
-            m
-        }
-    };
-
+    let manifest = open_study(b, args, data, &model)?;
     let mine: Vec<&Pair> = manifest
         .pair_list
         .iter()
         .filter(|p| args.shard.is_none_or(|s| s.contains(p.pair)))
         .collect();
+    let resumed = resume(args, &manifest, &model.spaces)?;
+    study::paths_dir(out)?;
+    study::write_tables(out, &model.spaces, &resumed.results, mine.len())?;
+    let mut run = Run::start(b, args, data, &model, resumed, &mine)?;
+    for p in &mine {
+        if !run.pair(p)? {
+            break;
+        }
+    }
+    run.finish(&manifest, &mine, started)
+}
+
+/// The network of a study, its spaces and input transform, and the settings they make.
+struct Model<B: Backend> {
+    arch: Arch,
+    width: usize,
+    net: Network<B>,
+    cuts: Vec<Cut>,
+    spaces: Vec<String>,
+    transform: Transform,
+    class_filter: Vec<usize>,
+    settings: Settings,
+}
+
+impl<B: Backend> Model<B> {
+    /// Loads and folds the checkpoint, resolves the spaces, the transform and `--class`, and
+    /// records every setting that changes results; refuses a model whose classes are not
+    /// the dataset's.
+    fn load(b: &B, args: &ConnectArgs, data: &Dataset) -> Result<Self> {
+        let arch: Arch = args.arch.parse()?;
+        let cuts = parse_spaces(&args.spaces, arch)?;
+        let spaces: Vec<String> = cuts.iter().map(|c| c.to_string()).collect();
+        let ck = Checkpoint::load(&args.weights)?;
+        let recorded = transform_from_metadata(ck.metadata());
+        let model = ResNet::from_checkpoint(b, arch, ck)?;
+        let width = model.width;
+        let net = Network::fold(b, &model)?;
+        drop(model);
+        let split = &data.test;
+        let transform = resolve_transform(recorded, args.size, split)?;
+        if net.num_classes != data.classes.len() {
+            return Err(MepError::Usage(format!(
+                "{}: the model has {} classes but the dataset {} has {}",
+                args.weights.display(),
+                net.num_classes,
+                data.name,
+                data.classes.len()
+            )));
+        }
+        let class_filter = pairs::parse_classes(&args.classes, &data.classes)?;
+        let settings = Settings {
+            arch: arch.name().to_string(),
+            weights_sha256: sha256_of(&args.weights)?,
+            dataset: data.name.clone(),
+            classes: data.classes.clone(),
+            test_images: split.len(),
+            input_size: transform.size,
+            mean: transform.mean,
+            std: transform.std,
+            spaces: spaces.clone(),
+            pairs: match (&args.pairs_file, args.pairs) {
+                (Some(_), _) => None,
+                (None, p) => Some(p.unwrap_or(DEFAULT_PAIRS)),
+            },
+            pairs_file_sha256: args.pairs_file.as_deref().map(sha256_of).transpose()?,
+            class_filter: class_filter.clone(),
+            allow_misclassified: args.allow_misclassified,
+            seed: args.seed,
+            pivots: args.pivots,
+            sub_points: args.sub_points,
+            optimizer: args.optimizer.to_string(),
+            step: args.step,
+            momentum: args.momentum,
+            spring: args.spring,
+            climbing_after: args.climbing_after,
+            fmax: args.fmax,
+            check_every: args.check_every,
+            insert_threshold: args.insert_threshold,
+            max_pivots: args.insert_threshold.map(|_| args.most_pivots()),
+            max_steps: args.max_steps,
+        };
+        Ok(Model {
+            arch,
+            width,
+            net,
+            cuts,
+            spaces,
+            transform,
+            class_filter,
+            settings,
+        })
+    }
+}
+
+/// The manifest of `args.out`: the one there, when its settings and shard are these; else,
+/// in a folder without results, a new one with the pairs of [`plan_pairs`], written.
+fn open_study<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset, model: &Model<B>) -> Result<Manifest> {
+    let out = &args.out;
+    if let Some(m) = Manifest::read(out)? {
+        let mut differences = m.settings.differences(&model.settings);
+        if m.shard != args.shard {
+            let show = |s: Option<Shard>| s.map_or("none".to_string(), |s| s.to_string());
+            differences.push(format!("shard: {} → {}", show(m.shard), show(args.shard)));
+        }
+        if !differences.is_empty() {
+            return Err(MepError::ConfigMismatch {
+                manifest: out.join(MANIFEST),
+                differences,
+            });
+        }
+        return Ok(m);
+    }
+    if out.join(RESULTS).exists() {
+        return Err(MepError::Results {
+            path: out.join(RESULTS),
+            msg: format!("results without a {MANIFEST}: not a study folder of `mep connect`"),
+        });
+    }
+    let selection = plan_pairs(b, args, data, model)?;
+    let m = Manifest {
+        tool: format!("mep {}", env!("CARGO_PKG_VERSION")),
+        settings: model.settings.clone(),
+        weights: args.weights.clone(),
+        data: args.data.clone(),
+        shard: args.shard,
+        batch: args.batch,
+        pair_list: selection.pairs,
+        skipped: selection.skipped,
+        merged_from: Vec::new(),
+    };
+    m.write(out)?;
+    Ok(m)
+}
+
+/// The pairs of a new study: those of `--pairs-file`, or a seeded draw; without
+/// `--allow-misclassified`, only pairs whose endpoints the model classifies correctly.
+fn plan_pairs<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset, model: &Model<B>) -> Result<pairs::Selection> {
+    let split = &data.test;
+    let net = &model.net;
+    let mut classify = |idx: &[usize]| -> Result<Vec<bool>> {
+        let x = load_images(b, split, &model.transform, idx)?;
+        let logits = net.head(b, &x, Cut::Input)?.to_vec(b)?;
+        // An endpoint whose logits are not finite is misclassified.
+        Ok(class_rows(&logits, net.num_classes)
+            .into_iter()
+            .zip(idx)
+            .map(|(p, &i)| p == Some(split.labels[i]))
+            .collect())
+    };
+    let check: Option<&mut pairs::Classify<'_>> = (!args.allow_misclassified).then_some(&mut classify);
+    let selection = match &args.pairs_file {
+        Some(file) => {
+            let listed = pairs::read_pairs_file(file, &split.labels, &data.classes)?;
+            match check {
+                Some(c) => pairs::keep_correct(listed, c, args.batch)?,
+                None => pairs::Selection {
+                    pairs: listed,
+                    skipped: 0,
+                },
+            }
+        }
+        None => pairs::draw_pairs(
+            &split.labels,
+            &data.classes,
+            &model.class_filter,
+            args.pairs.unwrap_or(DEFAULT_PAIRS),
+            args.seed,
+            check,
+            args.batch,
+        )?,
+    };
+    if selection.pairs.is_empty() {
+        return Err(MepError::Usage(format!(
+            "no pair left to study: the model misclassifies an endpoint of all {} (pass --allow-misclassified to keep them)",
+            selection.skipped
+        )));
+    }
+    Ok(selection)
+}
+
+/// The results a study folder already holds, its results file open for appending, and
+/// which (pair, space) they cover.
+struct Resumed {
+    file: study::JsonlFile,
+    results: Vec<PairResult>,
+    done: HashSet<(usize, String)>,
+}
+
+/// Reads the results already in `args.out`, refusing one that is not of this study (or of
+/// this shard) or appears twice; a result whose path file was deleted is dropped (with its
+/// certificate), to be computed again.
+fn resume(args: &ConnectArgs, manifest: &Manifest, spaces: &[String]) -> Result<Resumed> {
+    let out = &args.out;
     let (mut file, mut results) = study::open_results(out)?;
     let mut done: HashSet<(usize, String)> = HashSet::new();
     for r in &results {
@@ -619,7 +688,6 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
             });
         }
     }
-    // A result whose path file was deleted is computed again (with its certificate).
     let gone: std::collections::BTreeSet<(usize, String)> = results
         .iter()
         .filter(|r| r.path_file.as_ref().is_some_and(|f| !out.join(f).is_file()))
@@ -639,98 +707,162 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
         file = study::rewrite_results(out, &results)?;
         study::forget_certificates(out, &gone)?;
     }
-    let resumed = results.len();
-    study::paths_dir(out)?;
-    study::write_tables(out, &spaces, &results, mine.len())?;
+    Ok(Resumed { file, results, done })
+}
 
-    let bar = if args.quiet || !std::io::stderr().is_terminal() {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::with_draw_target(Some(mine.len() as u64), ProgressDrawTarget::stderr())
-    };
-    bar.set_style(
-        ProgressStyle::with_template("pairs [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let finished =
-        |p: &Pair, done: &HashSet<(usize, String)>| spaces.iter().all(|s| done.contains(&(p.pair, s.clone())));
-    bar.set_position(mine.iter().filter(|p| finished(p, &done)).count() as u64);
+/// A study under way: the search, the results so far, the progress bar and, with
+/// `--certify`, the certification.
+struct Run<'a, B: Backend> {
+    args: &'a ConnectArgs,
+    data: &'a Dataset,
+    model: &'a Model<B>,
+    search: search::Search<'a, B>,
+    certification: Option<crate::certify::Certification>,
+    file: study::JsonlFile,
+    results: Vec<PairResult>,
+    done: HashSet<(usize, String)>,
+    /// Pairs of this shard (the tables' count).
+    shard_pairs: usize,
+    resumed: usize,
+    computed: usize,
+    certified: usize,
+    stopped: bool,
+    bar: ProgressBar,
+}
 
-    let search = search::Search {
-        b,
-        net: &net,
-        arch,
-        args,
-        out,
-    };
-    // Opened once: the network is converted to f64 once for the whole study.
-    let mut certification = args
-        .certify
-        .as_ref()
-        .map(|c| {
-            crate::certify::Certification::open(&crate::certify::CertifyArgs {
-                dir: out.clone(),
-                quiet: true,
-                ..c.clone()
+impl<'a, B: Backend> Run<'a, B> {
+    /// Starts the progress bar over the pairs of this shard, `mine`, and, with `--certify`,
+    /// opens the certification and certifies the resumed results that lack a certificate.
+    fn start(
+        b: &'a B,
+        args: &'a ConnectArgs,
+        data: &'a Dataset,
+        model: &'a Model<B>,
+        resumed: Resumed,
+        mine: &[&Pair],
+    ) -> Result<Self> {
+        let shard_pairs = mine.len();
+        let bar = if args.quiet || !std::io::stderr().is_terminal() {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::with_draw_target(Some(shard_pairs as u64), ProgressDrawTarget::stderr())
+        };
+        bar.set_style(
+            ProgressStyle::with_template("pairs [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let search = search::Search {
+            b,
+            net: &model.net,
+            arch: model.arch,
+            args,
+            out: &args.out,
+        };
+        // Opened once: the network is converted to f64 once for the whole study.
+        let certification = args
+            .certify
+            .as_ref()
+            .map(|c| {
+                crate::certify::Certification::open(&crate::certify::CertifyArgs {
+                    dir: args.out.clone(),
+                    quiet: true,
+                    ..c.clone()
+                })
             })
-        })
-        .transpose()?;
-    let mut certified = 0usize;
-    // Results resumed from an earlier run (with or without --certify) that lack a certificate.
-    if let Some(c) = certification.as_mut() {
-        bar.set_message("certifying resumed paths");
-        let n = c.certify_pending(&results)?;
-        if n > 0 {
-            certified += n;
-            study::write_tables(out, &spaces, &results, mine.len())?;
+            .transpose()?;
+        let mut run = Run {
+            args,
+            data,
+            model,
+            search,
+            certification,
+            resumed: resumed.results.len(),
+            file: resumed.file,
+            results: resumed.results,
+            done: resumed.done,
+            shard_pairs,
+            computed: 0,
+            certified: 0,
+            stopped: false,
+            bar,
+        };
+        run.bar
+            .set_position(mine.iter().filter(|p| run.finished(p)).count() as u64);
+        // Results resumed from an earlier run (with or without --certify) that lack a certificate.
+        if let Some(c) = run.certification.as_mut() {
+            run.bar.set_message("certifying resumed paths");
+            let n = c.certify_pending(&run.results)?;
+            if n > 0 {
+                run.certified += n;
+                study::write_tables(&args.out, &model.spaces, &run.results, shard_pairs)?;
+            }
         }
+        Ok(run)
     }
-    let mut computed = 0usize;
-    let mut stopped = false;
-    'pairs: for p in &mine {
-        if finished(p, &done) {
-            continue;
+
+    /// Whether every space of `p` has its result.
+    fn finished(&self, p: &Pair) -> bool {
+        self.model
+            .spaces
+            .iter()
+            .all(|s| self.done.contains(&(p.pair, s.clone())))
+    }
+
+    /// Computes the results of `p` that are missing, each appended and the tables rewritten
+    /// after it, then (with `--certify`) certifies them. Returns false when `--stop-after`
+    /// stopped the run.
+    fn pair(&mut self, p: &Pair) -> Result<bool> {
+        if self.finished(p) {
+            return Ok(true);
         }
-        let x = load_images(b, split, &transform, &[p.i, p.j])?;
-        for (cut, space) in cuts.iter().zip(&spaces) {
-            if done.contains(&(p.pair, space.clone())) {
+        let (b, args, model, out) = (self.search.b, self.args, self.model, &self.args.out);
+        let x = load_images(b, &self.data.test, &model.transform, &[p.i, p.j])?;
+        for (cut, space) in model.cuts.iter().zip(&model.spaces) {
+            if self.done.contains(&(p.pair, space.clone())) {
                 continue;
             }
-            if args.stop_after.is_some_and(|n| computed >= n) {
-                stopped = true;
-                break 'pairs;
+            if args.stop_after.is_some_and(|n| self.computed >= n) {
+                self.stopped = true;
+                return Ok(false);
             }
-            bar.set_message(format!("pair {} {space}", p.pair));
-            let r = search.run(p, *cut, &x, &mut |step, max_loss| {
+            self.bar.set_message(format!("pair {} {space}", p.pair));
+            let bar = &self.bar;
+            let r = self.search.run(p, *cut, &x, &mut |step, max_loss| {
                 bar.set_message(format!("pair {} {space} step {step} max loss {max_loss:.3}", p.pair));
             })?;
-            file.append(&r)?;
-            done.insert((p.pair, space.clone()));
-            results.push(r);
-            computed += 1;
-            study::write_tables(out, &spaces, &results, mine.len())?;
+            self.file.append(&r)?;
+            self.done.insert((p.pair, space.clone()));
+            self.results.push(r);
+            self.computed += 1;
+            study::write_tables(out, &model.spaces, &self.results, self.shard_pairs)?;
         }
-        if let Some(c) = certification.as_mut() {
-            bar.set_message(format!("pair {} certifying", p.pair));
-            certified += c.certify_pending(&results)?;
-            study::write_tables(out, &spaces, &results, mine.len())?;
+        if let Some(c) = self.certification.as_mut() {
+            self.bar.set_message(format!("pair {} certifying", p.pair));
+            self.certified += c.certify_pending(&self.results)?;
+            study::write_tables(out, &model.spaces, &self.results, self.shard_pairs)?;
         }
-        bar.inc(1);
+        self.bar.inc(1);
+        Ok(true)
     }
-    bar.finish_and_clear();
-    let complete = !stopped && mine.iter().all(|p| finished(p, &done));
-    Ok(ConnectReport {
-        out: out.clone(),
-        spaces: spaces.clone(),
-        pairs: manifest.pair_list.len(),
-        shard_pairs: mine.len(),
-        shard: args.shard,
-        skipped: manifest.skipped,
-        resumed,
-        computed,
-        certified: args.certify.as_ref().map(|_| certified),
-        complete,
-        counts: study::count(&spaces, &results),
-        seconds: started.elapsed().as_secs_f64(),
-    })
+
+    /// Clears the progress bar and reports what the run did.
+    fn finish(self, manifest: &Manifest, mine: &[&Pair], started: Instant) -> Result<ConnectReport> {
+        self.bar.finish_and_clear();
+        let complete = !self.stopped && mine.iter().all(|p| self.finished(p));
+        let spaces = &self.model.spaces;
+        Ok(ConnectReport {
+            out: self.args.out.clone(),
+            spaces: spaces.clone(),
+            pairs: manifest.pair_list.len(),
+            shard_pairs: mine.len(),
+            shard: self.args.shard,
+            skipped: manifest.skipped,
+            resumed: self.resumed,
+            computed: self.computed,
+            certified: self.args.certify.as_ref().map(|_| self.certified),
+            complete,
+            counts: study::count(spaces, &self.results),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
 }
