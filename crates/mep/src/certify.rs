@@ -53,16 +53,19 @@ impl CertifyArgs {
     /// before any work.
     pub fn validate(&self) -> Result<()> {
         if self.max_pieces == 0 {
-            return Err(MepError::Usage(
-                "--max-pieces 0: a segment needs at least 1 piece to be certified".into(),
+            return Err(MepError::option(
+                "--max-pieces",
+                0,
+                "a segment needs at least 1 piece to be certified",
             ));
         }
         // A margin within tol · max |logit| of zero is undecided: from 1 up, every one is.
         if !(0.0..1.0).contains(&self.tol) {
-            return Err(MepError::Usage(format!(
-                "--tol {:e}: must be in [0, 1) (a relative tolerance such as 1e-9)",
-                self.tol
-            )));
+            return Err(MepError::option(
+                "--tol",
+                format!("{:e}", self.tol),
+                "must be in [0, 1) (a relative tolerance such as 1e-9)",
+            ));
         }
         Ok(())
     }
@@ -158,17 +161,14 @@ impl Certification {
             .iter()
             .find(|c| c.max_pieces != opts.max_pieces || c.tol != opts.tol)
         {
-            return Err(MepError::Usage(format!(
-                "{}: pair {} in {} was certified with --max-pieces {} --tol {}, not {} and {}; use the same \
+            return Err(MepError::Conflict {
+                path: args.dir.join(CERTIFICATES),
+                reason: format!(
+                    "pair {} in {} was certified with --max-pieces {} --tol {}, not {} and {}; use the same \
                  settings, or remove the file to certify afresh",
-                args.dir.join(CERTIFICATES).display(),
-                c.pair,
-                c.space,
-                c.max_pieces,
-                c.tol,
-                opts.max_pieces,
-                opts.tol
-            )));
+                    c.pair, c.space, c.max_pieces, c.tol, opts.max_pieces, opts.tol
+                ),
+            });
         }
         Ok(Certification {
             resumed: done.len(),

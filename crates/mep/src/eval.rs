@@ -95,10 +95,12 @@ pub fn evaluate<B: Backend>(
 ) -> Result<EvalReport> {
     let k = classes.len();
     if net.num_classes != k {
-        return Err(MepError::Usage(format!(
-            "the model has {} classes but the dataset has {k}",
-            net.num_classes
-        )));
+        return Err(MepError::ClassMismatch {
+            model: "the model".into(),
+            model_classes: net.num_classes,
+            data: "the dataset".into(),
+            data_classes: k,
+        });
     }
     let mut correct = vec![0usize; k];
     let mut total = vec![0usize; k];
@@ -152,7 +154,7 @@ impl EvalArgs {
     pub fn validate(&self) -> Result<Arch> {
         let arch: Arch = self.arch.parse()?;
         if self.batch_size == 0 {
-            return Err(MepError::Usage("--batch-size 0: must be at least 1".into()));
+            return Err(MepError::option("--batch-size", 0, "must be at least 1"));
         }
         crate::data::check_size(self.size)?;
         Ok(arch)

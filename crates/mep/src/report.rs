@@ -41,27 +41,29 @@ fn read_json(path: &Path) -> Option<serde_json::Value> {
 ///
 /// Errors when `dir` is not a study folder of `mep connect` or holds no result yet.
 pub fn report(dir: &Path) -> Result<ReportFiles> {
-    let manifest = Manifest::read(dir)?.ok_or_else(|| {
-        MepError::Usage(format!(
-            "{}: no manifest.json here; `mep report` needs a folder that `mep connect --out` wrote",
-            dir.display()
-        ))
+    let manifest = Manifest::read(dir)?.ok_or_else(|| MepError::Missing {
+        path: dir.to_path_buf(),
+        what: "no manifest.json here".into(),
+        hint: Some("`mep report` needs a folder that `mep connect --out` wrote".into()),
     })?;
     let _lock = crate::lock::FolderLock::acquire(dir, "mep report")?;
     let (results, _) = read_results(&dir.join(RESULTS), true)?;
     if results.is_empty() {
-        return Err(MepError::Usage(format!(
-            "{}: no results yet in {RESULTS}; run `mep connect` first (or let it finish a pair)",
-            dir.display()
-        )));
+        return Err(MepError::Missing {
+            path: dir.to_path_buf(),
+            what: format!("no results yet in {RESULTS}"),
+            hint: Some("run `mep connect` first (or let it finish a pair)".into()),
+        });
     }
     if !results.iter().any(|r| r.path_file.is_some()) {
-        return Err(MepError::Usage(format!(
-            "{}: none of the {} results has a saved path (paths/), so there is nothing to draw; \
-             rerun `mep connect` into this folder",
-            dir.display(),
-            results.len()
-        )));
+        return Err(MepError::Missing {
+            path: dir.to_path_buf(),
+            what: format!(
+                "none of the {} results has a saved path (paths/), so there is nothing to draw",
+                results.len()
+            ),
+            hint: Some("rerun `mep connect` into this folder".into()),
+        });
     }
     let missing: Vec<String> = results
         .iter()

@@ -189,15 +189,12 @@ impl ConnectArgs {
     }
 
     fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(MepError::Usage(m));
+        let bad = |option: &str, value: &dyn fmt::Display, reason: &str| Err(MepError::option(option, value, reason));
         if self.pivots < 2 {
-            return bad(format!(
-                "--pivots {}: a path needs at least 2 (its endpoints)",
-                self.pivots
-            ));
+            return bad("--pivots", &self.pivots, "a path needs at least 2 (its endpoints)");
         }
         if self.sub_points == 0 {
-            return bad("--sub-points must be at least 1".into());
+            return bad("--sub-points", &0, "must be at least 1");
         }
         // The dense line has (N−1)·S+1 points; the NEB may grow N to --max-pivots.
         let most_pivots = self.most_pivots();
@@ -215,66 +212,82 @@ impl ConnectArgs {
             } else {
                 String::new()
             };
-            return bad(format!(
-                "{option} {value} with --sub-points {}{growth}: the dense path would have more than \
-                 {MAX_DENSE_POINTS} points; lower {option} or --sub-points",
-                self.sub_points
-            ));
+            return bad(
+                option,
+                &format!("{value} with --sub-points {}{growth}", self.sub_points),
+                &format!(
+                    "the dense path would have more than {MAX_DENSE_POINTS} points; lower {option} or --sub-points"
+                ),
+            );
         }
         if !(self.step.is_finite() && self.step > 0.0) {
-            return bad(format!("--step {}: must be positive", self.step));
+            return bad("--step", &self.step, "must be positive");
         }
         if !(0.0..1.0).contains(&self.momentum) {
-            return bad(format!("--momentum {}: must be in [0, 1)", self.momentum));
+            return bad("--momentum", &self.momentum, "must be in [0, 1)");
         }
         if let Some(k) = self.spring {
             if !(k.is_finite() && k >= 0.0) {
-                return bad(format!("--spring {k}: must be a non-negative number or `inf`"));
+                return bad("--spring", &k, "must be a non-negative number or `inf`");
             }
         }
         if let Some(c) = self.climbing_after {
             if !(0.0..=1.0).contains(&c) {
-                return bad(format!("--climbing-after {c}: must be a fraction in [0, 1]"));
+                return bad("--climbing-after", &c, "must be a fraction in [0, 1]");
             }
         }
         if let Some(f) = self.fmax {
             if !(f.is_finite() && f >= 0.0) {
-                return bad(format!("--fmax {f}: must be a finite non-negative number"));
+                return bad("--fmax", &f, "must be a finite non-negative number");
             }
         }
         if self.check_every == 0 {
-            return bad("--check-every must be at least 1".into());
+            return bad("--check-every", &0, "must be at least 1");
         }
         if let Some(t) = self.insert_threshold {
             if !(t.is_finite() && t >= 0.0) {
-                return bad(format!("--insert-threshold {t}: must be a finite non-negative number"));
+                return bad("--insert-threshold", &t, "must be a finite non-negative number");
             }
         }
         if let Some(m) = self.max_pivots {
             if self.insert_threshold.is_none() {
-                return bad("--max-pivots needs --insert-threshold (it bounds pivot insertion)".into());
+                return bad(
+                    "--max-pivots",
+                    &m,
+                    "needs --insert-threshold (it bounds pivot insertion)",
+                );
             }
             if m < self.pivots {
-                return bad(format!("--max-pivots {m}: must be at least --pivots {}", self.pivots));
+                return bad(
+                    "--max-pivots",
+                    &m,
+                    &format!("must be at least --pivots {}", self.pivots),
+                );
             }
         }
         if self.size == Some(0) {
-            return bad("--size 0: images need at least 1 pixel a side".into());
+            return bad("--size", &0, "images need at least 1 pixel a side");
         }
         if self.batch == 0 {
-            return bad("--batch must be at least 1".into());
+            return bad("--batch", &0, "must be at least 1");
         }
         if self.pairs == Some(0) {
-            return bad("--pairs must be at least 1".into());
+            return bad("--pairs", &0, "must be at least 1");
         }
         if self.pairs_file.is_some() && self.pairs.is_some() {
-            return bad("give --pairs or --pairs-file, not both".into());
+            return Err(MepError::option_unset(
+                "--pairs-file",
+                "give --pairs or --pairs-file, not both",
+            ));
         }
         if self.pairs_file.is_some() && !self.classes.is_empty() {
-            return bad("--class restricts random pairs; it does not apply to --pairs-file".into());
+            return Err(MepError::option_unset(
+                "--class",
+                "restricts random pairs; it does not apply to --pairs-file",
+            ));
         }
         if self.stop_after == Some(0) {
-            return bad("--stop-after must be at least 1".into());
+            return bad("--stop-after", &0, "must be at least 1");
         }
         if let Some(c) = &self.certify {
             c.validate()?;
@@ -287,10 +300,10 @@ impl ConnectArgs {
 pub fn parse_spaces(names: &[String], arch: Arch) -> Result<Vec<Cut>> {
     let cuts = || arch.cuts().iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
     if names.is_empty() {
-        return Err(MepError::Usage(format!(
-            "--space: name at least one space ({})",
-            cuts()
-        )));
+        return Err(MepError::option_unset(
+            "--space",
+            format!("name at least one space ({})", cuts()),
+        ));
     }
     let mut out = Vec::new();
     for name in names {
@@ -298,14 +311,14 @@ pub fn parse_spaces(names: &[String], arch: Arch) -> Result<Vec<Cut>> {
             .ok()
             .filter(|c| arch.position(*c).is_ok())
             .ok_or_else(|| {
-                MepError::Usage(format!(
-                    "--space {name}: {} has no such cut; its cuts are {}",
-                    arch.name(),
-                    cuts()
-                ))
+                MepError::option(
+                    "--space",
+                    name,
+                    format!("{} has no such cut; its cuts are {}", arch.name(), cuts()),
+                )
             })?;
         if out.contains(&cut) {
-            return Err(MepError::Usage(format!("--space {name}: named twice")));
+            return Err(MepError::option("--space", name, "named twice"));
         }
         out.push(cut);
     }
@@ -390,10 +403,10 @@ fn load_images<B: Backend>(b: &B, split: &Split, transform: &Transform, idx: &[u
         let img = split.image(i)?;
         let (h, w) = transform.output_hw(&img);
         if *hw.get_or_insert((h, w)) != (h, w) {
-            return Err(MepError::Usage(format!(
-                "test image {i} is {h}x{w} after the transform, others {:?}; pass --size to resize all images",
-                hw
-            )));
+            return Err(MepError::unusable(
+                format!("test image {i}"),
+                format!("{h}x{w} after the transform, others {hw:?}; pass --size to resize all images"),
+            ));
         }
         let start = data.len();
         data.resize(start + 3 * h * w, 0.0);
@@ -516,13 +529,12 @@ impl<B: Backend> Model<B> {
         let split = &data.test;
         let transform = resolve_transform(recorded, args.size, split)?;
         if net.num_classes != data.classes.len() {
-            return Err(MepError::Usage(format!(
-                "{}: the model has {} classes but the dataset {} has {}",
-                args.weights.display(),
-                net.num_classes,
-                data.name,
-                data.classes.len()
-            )));
+            return Err(MepError::ClassMismatch {
+                model: format!("{}: the model", args.weights.display()),
+                model_classes: net.num_classes,
+                data: format!("the dataset {}", data.name),
+                data_classes: data.classes.len(),
+            });
         }
         let class_filter = pairs::parse_classes(&args.classes, &data.classes)?;
         let settings = Settings {
@@ -647,10 +659,13 @@ fn plan_pairs<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset, model: &Mod
         )?,
     };
     if selection.pairs.is_empty() {
-        return Err(MepError::Usage(format!(
-            "no pair left to study: the model misclassifies an endpoint of all {} (pass --allow-misclassified to keep them)",
-            selection.skipped
-        )));
+        return Err(MepError::unusable(
+            "no pair left to study",
+            format!(
+                "the model misclassifies an endpoint of all {} (pass --allow-misclassified to keep them)",
+                selection.skipped
+            ),
+        ));
     }
     Ok(selection)
 }

@@ -42,9 +42,10 @@ pub mod palette {
 /// The embedded font.
 pub fn font() -> Result<FontRef<'static>> {
     FontRef::try_from_slice(FONT_BYTES).map_err(|e| {
-        MepError::Usage(format!(
-            "the font embedded from crates/mep/assets/DejaVuSans.ttf does not parse: {e}"
-        ))
+        MepError::unusable(
+            "the font embedded from crates/mep/assets/DejaVuSans.ttf",
+            format!("does not parse: {e}"),
+        )
     })
 }
 

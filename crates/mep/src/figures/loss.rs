@@ -90,8 +90,9 @@ pub fn loss_plot<B: Backend>(
 ) -> Result<LossPlot> {
     let s = sub_points.unwrap_or(ctx.manifest.settings.sub_points);
     if s == 0 {
-        return Err(MepError::Usage(
-            "a loss plot needs at least 1 sub-point per segment".into(),
+        return Err(MepError::unusable(
+            "a loss plot",
+            "needs at least 1 sub-point per segment",
         ));
     }
     let path = ctx.read_path(result)?;

@@ -144,10 +144,7 @@ impl<B: Backend> FigureContext<B> {
             input_size: self.input_size()?,
             in_shape: self.point_shape(cut)?,
         };
-        decoder
-            .config
-            .check_source(Path::new("the decoder given"), &want)
-            .map_err(|e| MepError::Usage(e.to_string()))?;
+        decoder.config.check_source(Path::new("the decoder given"), &want)?;
         self.decoders.insert(cut, decoder);
         Ok(())
     }
@@ -194,9 +191,10 @@ impl<B: Backend> FigureContext<B> {
         let n = points.len() / dim.max(1);
         if cut == Cut::Input {
             let [3, h, w] = shape[..] else {
-                return Err(MepError::Usage(format!(
-                    "an input point has shape {shape:?}, not [3, H, W]"
-                )));
+                return Err(MepError::unusable(
+                    "an input point",
+                    format!("shape {shape:?}, not [3, H, W]"),
+                ));
             };
             let s = &self.manifest.settings;
             return Ok(Some(
@@ -354,10 +352,11 @@ pub const RECONSTRUCTIONS_FIGURE: &str = "reconstructions.png";
 pub fn render_study<B: Backend>(ctx: &FigureContext<B>, opts: &FigureOptions) -> Result<Vec<RenderedFigure>> {
     let results = ctx.results()?;
     if results.is_empty() {
-        return Err(MepError::Usage(format!(
-            "{}: no results yet in {RESULTS}; run `mep connect` first",
-            ctx.dir.display()
-        )));
+        return Err(MepError::Missing {
+            path: ctx.dir.clone(),
+            what: format!("no results yet in {RESULTS}"),
+            hint: Some("run `mep connect` first".into()),
+        });
     }
     let dir = ctx.dir.join(FIGURES);
     let mut out = Vec::new();

@@ -128,9 +128,10 @@ pub fn pair_figure<B: Backend>(
     out: &Path,
 ) -> Result<PairFigure> {
     if k < 2 {
-        return Err(MepError::Usage(format!(
-            "a pair figure needs at least 2 points per path (k = {k})"
-        )));
+        return Err(MepError::unusable(
+            "a pair figure",
+            format!("needs at least 2 points per path (k = {k})"),
+        ));
     }
     let path: PathPivots = ctx.read_path(result)?;
     let classes = &ctx.manifest.settings.classes;

@@ -69,11 +69,10 @@ impl Study<CpuBackend> {
     /// the recorded SHA-256). The dataset (the manifest's `data`) is opened when first
     /// needed.
     pub fn open(dir: &Path) -> Result<Self> {
-        let manifest = Manifest::read(dir)?.ok_or_else(|| {
-            MepError::Usage(format!(
-                "{}: no manifest.json here; figures need a folder that `mep connect --out` wrote",
-                dir.display()
-            ))
+        let manifest = Manifest::read(dir)?.ok_or_else(|| MepError::Missing {
+            path: dir.to_path_buf(),
+            what: "no manifest.json here".into(),
+            hint: Some("figures need a folder that `mep connect --out` wrote".into()),
         })?;
         let arch: Arch = manifest.settings.arch.parse()?;
         let weights = find_weights(dir, &manifest)?;
@@ -95,27 +94,32 @@ fn find_weights(dir: &Path, m: &Manifest) -> Result<PathBuf> {
         candidates.push(dir.join(name));
         candidates.push(dir.join("model").join(name));
     }
-    let found = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
-        MepError::Usage(format!(
-            "{}: the study's checkpoint {} is not there; looked at {}",
-            dir.join(MANIFEST).display(),
-            m.weights.display(),
-            candidates
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
+    let found = candidates
+        .iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| MepError::Missing {
+            path: dir.join(MANIFEST),
+            what: format!("the study's checkpoint {} is not there", m.weights.display()),
+            hint: Some(format!(
+                "looked at {}",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        })?;
     let sha = mep_fetch::Checksum::of_file(found, mep_fetch::Algorithm::Sha256)?;
     if sha.hex() != m.settings.weights_sha256 {
-        return Err(MepError::Usage(format!(
-            "{}: SHA-256 {} but the study was run with a checkpoint of SHA-256 {} (recorded in {})",
-            found.display(),
-            sha.hex(),
-            m.settings.weights_sha256,
-            dir.join(MANIFEST).display()
-        )));
+        return Err(MepError::Conflict {
+            path: found.clone(),
+            reason: format!(
+                "SHA-256 {} but the study was run with a checkpoint of SHA-256 {} (recorded in {})",
+                sha.hex(),
+                m.settings.weights_sha256,
+                dir.join(MANIFEST).display()
+            ),
+        });
     }
     Ok(found.clone())
 }
@@ -128,21 +132,22 @@ impl<B: Backend> Study<B> {
         let dir = dir.into();
         let s = &manifest.settings;
         if net.arch.name() != s.arch {
-            return Err(MepError::Usage(format!(
-                "the network is a {} but the study in {} was run with a {}",
-                net.arch.name(),
-                dir.display(),
-                s.arch
-            )));
+            return Err(MepError::Conflict {
+                path: dir,
+                reason: format!(
+                    "the network is a {} but the study here was run with a {}",
+                    net.arch.name(),
+                    s.arch
+                ),
+            });
         }
         if net.num_classes != s.classes.len() {
-            return Err(MepError::Usage(format!(
-                "the network has {} classes but the study in {} has {} ({})",
-                net.num_classes,
-                dir.display(),
-                s.classes.len(),
-                s.classes.join(", ")
-            )));
+            return Err(MepError::ClassMismatch {
+                model: "the network".into(),
+                model_classes: net.num_classes,
+                data: format!("the study in {} ({})", dir.display(), s.classes.join(", ")),
+                data_classes: s.classes.len(),
+            });
         }
         Ok(Study {
             backend,
@@ -165,15 +170,18 @@ impl<B: Backend> Study<B> {
     fn check_dataset(&self, d: &Dataset, what: &str) -> Result<()> {
         let s = &self.manifest.settings;
         if d.classes != s.classes || d.test.len() != s.test_images {
-            return Err(MepError::Usage(format!(
-                "{what} ({}: {} classes, {} test images) is not the study's ({}: {} classes, {} test images)",
-                d.name,
-                d.classes.len(),
-                d.test.len(),
-                s.dataset,
-                s.classes.len(),
-                s.test_images
-            )));
+            return Err(MepError::Conflict {
+                path: self.dir.clone(),
+                reason: format!(
+                    "{what} ({}: {} classes, {} test images) is not the study's ({}: {} classes, {} test images)",
+                    d.name,
+                    d.classes.len(),
+                    d.test.len(),
+                    s.dataset,
+                    s.classes.len(),
+                    s.test_images
+                ),
+            });
         }
         Ok(())
     }
@@ -312,18 +320,22 @@ impl<B: Backend> Study<B> {
         let mut hw = None;
         for &i in indices {
             if i >= split.len() {
-                return Err(MepError::Usage(format!(
-                    "test image {i} is out of range: the test split of {} has {} images",
-                    self.manifest.settings.dataset,
-                    split.len()
-                )));
+                return Err(MepError::unusable(
+                    format!("test image {i}"),
+                    format!(
+                        "out of range: the test split of {} has {} images",
+                        self.manifest.settings.dataset,
+                        split.len()
+                    ),
+                ));
             }
             let img = split.image(i)?;
             let (h, w) = transform.output_hw(&img);
             if *hw.get_or_insert((h, w)) != (h, w) {
-                return Err(MepError::Usage(format!(
-                    "test image {i} is {h}x{w} after the transform, the others {hw:?}"
-                )));
+                return Err(MepError::unusable(
+                    format!("test image {i}"),
+                    format!("{h}x{w} after the transform, the others {hw:?}"),
+                ));
             }
             let start = data.len();
             data.resize(start + 3 * h * w, 0.0);

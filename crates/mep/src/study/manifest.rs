@@ -70,7 +70,7 @@ impl Shard {
 impl FromStr for Shard {
     type Err = MepError;
     fn from_str(s: &str) -> Result<Self> {
-        let bad = |why: &str| MepError::Usage(format!("--shard {s}: {why}"));
+        let bad = |why: &str| MepError::option("--shard", s, why);
         let (i, n) = s.split_once('/').ok_or_else(|| bad("expected i/n, e.g. 0/4"))?;
         let (index, count): (usize, usize) = match (i.trim().parse(), n.trim().parse()) {
             (Ok(i), Ok(n)) => (i, n),

@@ -43,16 +43,18 @@ pub const CERTIFICATES: &str = "certificates.jsonl";
 /// Refuses, for `command`, a folder that is not a study folder of `mep connect`.
 pub fn check_folder(dir: &Path, command: &str) -> Result<()> {
     if !dir.is_dir() {
-        return Err(MepError::Usage(format!(
-            "{}: no such folder; `{command}` needs the folder of a study (`mep connect --out`)",
-            dir.display()
-        )));
+        return Err(MepError::Missing {
+            path: dir.to_path_buf(),
+            what: "no such folder".into(),
+            hint: Some(format!("`{command}` needs the folder of a study (`mep connect --out`)")),
+        });
     }
     if !dir.join(MANIFEST).is_file() {
-        return Err(MepError::Usage(format!(
-            "{}: not a study folder (no {MANIFEST}); `{command}` needs the folder that `mep connect --out` wrote",
-            dir.display(),
-        )));
+        return Err(MepError::Missing {
+            path: dir.to_path_buf(),
+            what: format!("not a study folder (no {MANIFEST})"),
+            hint: Some(format!("`{command}` needs the folder that `mep connect --out` wrote")),
+        });
     }
     Ok(())
 }
