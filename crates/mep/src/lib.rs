@@ -173,6 +173,11 @@ pub enum MepError {
 
 impl MepError {
     /// [`MepError::Option`]: `option` set to `value` is wrong because of `reason`.
+    ///
+    /// ```
+    /// let e = mep::MepError::option("--pivots", 1, "a path needs at least 2 (its endpoints)");
+    /// assert_eq!(e.to_string(), "--pivots 1: a path needs at least 2 (its endpoints)");
+    /// ```
     pub fn option(option: impl Into<String>, value: impl std::fmt::Display, reason: impl Into<String>) -> Self {
         MepError::Option {
             option: option.into(),

@@ -469,10 +469,10 @@ fn check_memory<B: Backend>(
 }
 
 /// As [`connect`], on backend `b` and a dataset already in hand (`args.data` is then only
-/// recorded). The steps: [`Model::load`] (network, spaces, settings), the memory check,
-/// [`open_study`] (the manifest, with the pairs planned by [`plan_pairs`] in a new folder),
-/// [`resume`] (the results already there), [`Run::pair`] for each pair of the shard, and
-/// [`Run::finish`].
+/// recorded). The steps: `Model::load` (network, spaces, settings), the memory check,
+/// `open_study` (the manifest, with the pairs planned by `plan_pairs` in a new folder),
+/// `resume` (the results already there), `Run::pair` for each pair of the shard, and
+/// `Run::finish`.
 pub fn connect_with<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Result<ConnectReport> {
     let started = Instant::now();
     args.validate()?;

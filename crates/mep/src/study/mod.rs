@@ -10,6 +10,16 @@
 //! `connect` and `merge` write a study through this module, `certify` reads and extends it,
 //! the figures and the report read it ([`Study::open`]). It depends on nothing above it
 //! (only on `data` and the error type): the commands depend on it, never the reverse.
+//!
+//! ```no_run
+//! use mep::study::{read_certificates, Study};
+//! let study = Study::open("runs/study".as_ref())?;
+//! for r in study.results()? {
+//!     println!("pair {} in {}: {}", r.pair, r.space, r.category);
+//! }
+//! println!("{} certificates", read_certificates(&study.dir)?.len());
+//! # Ok::<(), mep::MepError>(())
+//! ```
 
 mod certificates;
 mod loader;
