@@ -9,7 +9,7 @@ use mep_resnet::{Arch, Checkpoint, Cut, Network, ResNet};
 use mep_tensor::{Backend, Tensor};
 use serde::Serialize;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Correct and total counts of one class.
@@ -167,15 +167,24 @@ pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
     crate::on_device!(args.device, |b| eval_with(b, args))
 }
 
+/// The classifier in `weights` (of `arch`) with its batch norms folded, its width, and the
+/// input transform its metadata records: what eval and connect run.
+pub(crate) fn load_folded<B: Backend>(
+    b: &B,
+    arch: Arch,
+    weights: &Path,
+) -> Result<(Network<B>, usize, Option<Transform>)> {
+    let ck = Checkpoint::load(weights)?;
+    let recorded = transform_from_metadata(ck.metadata());
+    let model = ResNet::from_checkpoint(b, arch, ck)?;
+    let net = Network::fold(b, &model)?;
+    Ok((net, model.width, recorded))
+}
+
 /// Runs `mep eval` on backend `b`.
 pub fn eval_with<B: Backend>(b: &B, args: &EvalArgs) -> Result<EvalReport> {
     let arch = args.validate()?;
-    let ck = Checkpoint::load(&args.weights)?;
-    let recorded = transform_from_metadata(ck.metadata());
-    let model = ResNet::from_checkpoint(b, arch, ck)?;
-    let width = model.width;
-    let net = Network::fold(b, &model)?;
-    drop(model);
+    let (net, width, recorded) = load_folded(b, arch, &args.weights)?;
     let data = open_dataset(&args.data)?;
     let split = Arc::new(data.split(&args.split)?.clone());
     let transform = resolve_transform(recorded, args.size, &split)?;

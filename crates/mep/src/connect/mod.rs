@@ -23,13 +23,13 @@ pub use crate::study::{
     Shard, SpaceCounts, MANIFEST, PATHS, RESULTS,
 };
 
-use crate::data::{open_dataset, resolve_transform, transform_from_metadata};
+use crate::data::{open_dataset, resolve_transform};
 use crate::eval::class_rows;
 use crate::study;
 use crate::{MepError, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mep_data::{Dataset, Split, Transform};
-use mep_resnet::{Arch, Checkpoint, Cut, Network, ResNet};
+use mep_resnet::{Arch, Cut, Network};
 use mep_tensor::{Backend, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -520,12 +520,7 @@ impl<B: Backend> Model<B> {
         let arch: Arch = args.arch.parse()?;
         let cuts = parse_spaces(&args.spaces, arch)?;
         let spaces: Vec<String> = cuts.iter().map(|c| c.to_string()).collect();
-        let ck = Checkpoint::load(&args.weights)?;
-        let recorded = transform_from_metadata(ck.metadata());
-        let model = ResNet::from_checkpoint(b, arch, ck)?;
-        let width = model.width;
-        let net = Network::fold(b, &model)?;
-        drop(model);
+        let (net, width, recorded) = crate::eval::load_folded(b, arch, &args.weights)?;
         let split = &data.test;
         let transform = resolve_transform(recorded, args.size, split)?;
         if net.num_classes != data.classes.len() {
