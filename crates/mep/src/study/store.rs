@@ -7,23 +7,13 @@ use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Writes `bytes` to `path` through `path.tmp`, synced, then renamed over `path`: a reader
-/// sees the old file or the new one, never a half-written one.
+/// Writes `bytes` to `path` atomically ([`mep_fs::write_atomic`]): a reader sees the old file
+/// or the new one, never a half-written one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    let tmp = path.with_file_name(name);
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| MepError::Io { path: p, source }
-    };
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    };
-    write().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    mep_fs::write_atomic(path, bytes).map_err(|e| MepError::Io {
+        path: e.path,
+        source: e.source,
+    })
 }
 
 /// The records of type `T`, one JSON object per line, in the file `path` (none if it does
