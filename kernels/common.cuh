@@ -1,5 +1,5 @@
 // common.cuh: device helpers shared by the kernel families (indices, alignment tests, warp
-// and block reductions). Included by each .cu; real CUDA C++ that NVRTC compiles.
+// and block reductions, the activations). Included by each .cu; real CUDA C++ that NVRTC compiles.
 //
 // Block reductions assume blockDim.x is a multiple of 32 (at most 1024) and that every
 // thread of the block calls them; they sum the warps' partials in warp order, so a result
@@ -81,4 +81,29 @@ __device__ __forceinline__ float block_max(float v) {
     for (int w = 1; w < nwarps; ++w) v = (sm[w] > v || sm[w] != sm[w]) ? sm[w] : v;
     __syncthreads();
     return v;
+}
+
+// The activations of the kernels' `int act, float slope` parameters (elementwise.cu's
+// act_fwd/act_bwd and the fused ones of conv.cu and batch_norm.cu), as the host encodes them
+// (crates/mep-kernels/src/ops/pointwise.rs, act_args); slope is leaky relu's.
+enum ActCode { ACT_IDENTITY = 0, ACT_RELU = 1, ACT_LEAKY_RELU = 2, ACT_SIGMOID = 3 };
+
+// act(v), the CPU backend's expressions; relu propagates NaN like PyTorch.
+__device__ __forceinline__ float act_apply(int act, float slope, float v) {
+    switch (act) {
+    case ACT_RELU: return v < 0.0f ? 0.0f : v;
+    case ACT_LEAKY_RELU: return v > 0.0f ? v : slope * v;
+    case ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
+    default: return v;
+    }
+}
+
+// g · act'(·), the derivative read off the output y.
+__device__ __forceinline__ float act_grad(int act, float slope, float y, float g) {
+    switch (act) {
+    case ACT_RELU: return y <= 0.0f ? 0.0f : g; // PyTorch's threshold_backward: NaN passes dy
+    case ACT_LEAKY_RELU: return y > 0.0f ? g : slope * g;
+    case ACT_SIGMOID: return g * y * (1.0f - y);
+    default: return g;
+    }
 }

@@ -3,8 +3,8 @@
 //
 //   conv2d_fwd         y = act(conv(x, w) + bias + residual); x [n, c_in, ih, iw],
 //                      w [c_out, c_in, kh, kw], y [n, c_out, oh, ow]; bias [c_out] and
-//                      residual (y's shape) are optional (null); act as in elementwise.cu:
-//                      0 identity, 1 relu, 2 leaky relu (slope), 3 sigmoid
+//                      residual (y's shape) are optional (null); act: act_apply of
+//                      common.cuh (identity, relu, leaky relu with slope, sigmoid)
 //   conv2d_bwd_input   dx = the input gradient of conv2d given dy, plus an optional bias[c_in]
 //                      per channel (which makes it conv_transpose2d's forward)
 //   conv2d_bwd_weight  dw[o, c, ki, kj] = Σ_{img, oy, ox} dy[img, o, oy, ox] · x[img, c, iy, ix]
@@ -46,15 +46,6 @@
 #define CONV_GEOM_PARAMS                                                                              \
     int n, int c_in, int ih, int iw, int c_out, int kh, int kw, int stride, int pad, int oh, int ow
 
-__device__ __forceinline__ float conv_act(int act, float slope, float v) {
-    switch (act) {
-    case 1: return v < 0.0f ? 0.0f : v;
-    case 2: return v > 0.0f ? v : slope * v;
-    case 3: return 1.0f / (1.0f + expf(-v));
-    default: return v;
-    }
-}
-
 // ---- v1: one thread per output --------------------------------------------------------
 
 extern "C" __global__ void conv2d_fwd_f32_v1(CONV_GEOM_PARAMS, const float* __restrict__ x,
@@ -77,7 +68,7 @@ extern "C" __global__ void conv2d_fwd_f32_v1(CONV_GEOM_PARAMS, const float* __re
     float v = (float)acc;
     if (bias) v += bias[o];
     if (residual) v += residual[i];
-    y[i] = conv_act(act, slope, v);
+    y[i] = act_apply(act, slope, v);
 }
 
 extern "C" __global__ void conv2d_bwd_input_f32_v1(CONV_GEOM_PARAMS, const float* __restrict__ dy,
@@ -371,7 +362,7 @@ __device__ __forceinline__ void conv_store_planes(const float (&acc)[4][4], int 
                 float v = acc[i][j];
                 if (bias) v += bias[m];
                 if (residual) v += residual[idx];
-                out[idx] = conv_act(act, slope, v);
+                out[idx] = act_apply(act, slope, v);
             }
         }
         conv_advance(px, one, 1, plane);

@@ -1,7 +1,8 @@
 // elementwise.cu: pointwise ops on flat f32 buffers of n elements (any layout).
 //
-//   act_fwd_f32    y = act(x)               act: 0 identity, 1 relu, 2 leaky relu (slope),
-//                                           3 sigmoid; relu propagates NaN like PyTorch
+//   act_fwd_f32    y = act(x)               act: an ActCode of common.cuh (identity, relu,
+//                                           leaky relu with slope, sigmoid); relu propagates
+//                                           NaN like PyTorch
 //   act_bwd_f32    dx = dy · act'(·), the derivative read off the output y: relu y <= 0 ? 0 : 1
 //                  (PyTorch's threshold_backward, so a NaN y passes dy),
 //                  leaky relu y > 0 ? 1 : slope, sigmoid y (1 − y)
@@ -17,29 +18,6 @@
 // Both compute each element with the same expression as the CPU backend
 // (crates/mep-tensor/src/cpu/ops.rs).
 #include "common.cuh"
-
-#define ACT_IDENTITY 0
-#define ACT_RELU 1
-#define ACT_LEAKY_RELU 2
-#define ACT_SIGMOID 3
-
-__device__ __forceinline__ float act_apply(int act, float slope, float v) {
-    switch (act) {
-    case ACT_RELU: return v < 0.0f ? 0.0f : v;
-    case ACT_LEAKY_RELU: return v > 0.0f ? v : slope * v;
-    case ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
-    default: return v;
-    }
-}
-
-__device__ __forceinline__ float act_grad(int act, float slope, float y, float g) {
-    switch (act) {
-    case ACT_RELU: return y <= 0.0f ? 0.0f : g; // PyTorch's threshold_backward: NaN passes dy
-    case ACT_LEAKY_RELU: return y > 0.0f ? g : slope * g;
-    case ACT_SIGMOID: return g * y * (1.0f - y);
-    default: return g;
-    }
-}
 
 // y[i] = f(a[i], b[i]) over a grid-stride loop, float4 where aligned (a, b may alias y).
 template <class F>

@@ -1,4 +1,4 @@
-// tile.cuh: the 64×64 SIMT tile loop that conv.cu (implicit GEMM) and gemm.cu (SGEMM) share:
+// tile.cuh: the 64×64 SIMT tile loop that conv.cu (implicit GEMM) and linear.cu (SGEMM) share:
 // C[64×64] += A[64×K]·B[K×64] with 16-deep K slices, 256 threads each computing a 4×4
 // register tile, operands staged through double-buffered static shared memory. The loaders
 // (how A and B are read from global memory) are the callers'. Pasted into each family by

@@ -1,7 +1,8 @@
 // cuda_emu.h: the CUDA execution model on the CPU, for the subset of CUDA C++ that
 // kernels/*.cu use, so that the same .cu source runs under `cargo test` without a GPU
-// (crates/mep-kernels-emu compiles kernels/emu/*.cpp, each of which includes this header
-// and one kernels/<family>.cu, with g++ -std=c++20).
+// (crates/mep-kernels-emu's build.rs generates one translation unit per kernels/<family>.cu
+// that includes this header, the .cu and the EMU_TABLE of its kernels, and compiles it with
+// g++ -std=c++20).
 //
 // What it emulates:
 // - `__global__`, `__device__`, `__host__`, `__forceinline__`, `__launch_bounds__(...)`
@@ -268,15 +269,6 @@ inline int emu_launch(dim3 grid, dim3 block, void (*kernel)(KArgs...), Args... a
     for (auto& th : threads) th.join();
     return status;
 }
-
-/// `EMU_ENTRY(name, (params...), (args...))` defines the C host wrapper
-/// `int emu_<name>(unsigned grid, unsigned block, params...)` that launches kernel `name` on a
-/// 1-D grid and returns an `EmuStatus`.
-#define EMU_UNPACK(...) __VA_ARGS__
-#define EMU_ENTRY(name, PARAMS, ARGS)                                                        \
-    extern "C" int emu_##name(unsigned int grid, unsigned int block, EMU_UNPACK PARAMS) {   \
-        return emu_launch(dim3(grid), dim3(block), name, EMU_UNPACK ARGS);                  \
-    }
 
 // ---- the packed entry points ------------------------------------------------------------
 //

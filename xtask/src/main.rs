@@ -15,8 +15,9 @@
 //! - `cargo xtask gpu-check [--out DIR] [--budget SECS] [--only STEP,...]`: on a machine with
 //!   an NVIDIA GPU, the whole GPU side in one run of under 8 minutes: build, conformance
 //!   suite, kernels-check, the speed table against PyTorch, a `mep connect --device cuda`
-//!   smoke run and compute-sanitizer; writes `target/gpu-check/summary.md`; see `gpu_check.rs`.
+//!   smoke run and compute-sanitizer; writes `target/gpu-check/summary.md`; see `gpu_check/mod.rs`.
 
+mod clock;
 mod gpu_bundle;
 mod gpu_check;
 mod nvrtc;

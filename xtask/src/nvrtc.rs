@@ -1,4 +1,5 @@
-//! Finding libnvrtc for `kernels-check` and `gpu-check`, installing it from PyPI when absent.
+//! Finding libnvrtc for `kernels-check` and `gpu-check` where the CUDA backend looks for it,
+//! installing it from PyPI when absent.
 //!
 //! The CUDA backend loads libnvrtc with dlopen, which reads `LD_LIBRARY_PATH` when the
 //! process starts: so xtask finds the folder and runs the binaries as child processes with it
@@ -7,14 +8,16 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The library the CUDA backend's cudarc (`cuda-13000`) loads.
-pub const LIB: &str = "libnvrtc.so.13";
+// The places the CUDA backend itself looks in, shared with mep-cuda by source: depending on
+// mep-cuda would make every xtask command build mep-kernels' tensor and network crates first.
+#[path = "../../crates/mep-cuda/src/nvrtc/search.rs"]
+#[allow(dead_code)] // libs_in: the backend loads the library, xtask only finds its folder
+mod search;
+use search::WHEEL_LIB;
+pub use search::{LIB, LIB_DIR_ENV as ENV};
+
 /// The PyPI requirement that provides it (NVIDIA's wheel, about 140 MB unpacked).
 pub const REQUIREMENT: &str = "nvidia-cuda-nvrtc==13.*";
-/// Where NVIDIA's CUDA 13 wheels put their libraries, below a site-packages folder.
-const WHEEL_LIB: &str = "nvidia/cu13/lib";
-/// Set to a folder holding libnvrtc.so.13 to use that one.
-pub const ENV: &str = "MEP_NVRTC_LIB_DIR";
 
 /// Where a libnvrtc was found, and how.
 #[derive(Debug, PartialEq)]
@@ -23,10 +26,12 @@ pub struct Found {
     pub how: String,
 }
 
-/// Finds the folder holding libnvrtc.so.13, in order: `$MEP_NVRTC_LIB_DIR`; python3's
-/// site-packages (`nvidia/cu13/lib`, NVIDIA's wheel); an earlier install into
-/// `<repo>/target/nvrtc`; a CUDA toolkit (`$CUDA_HOME/lib64`, `/usr/local/cuda/lib64`).
-/// With `install`, when none has it, installs the wheel into `<repo>/target/nvrtc` with
+/// Finds the folder holding libnvrtc.so.13: `$MEP_NVRTC_LIB_DIR` if set (an error if it
+/// lacks the library); else the first of the places the CUDA backend looks in
+/// (`mep_cuda::nvrtc::search::candidate_dirs`: the CUDA toolkit, the Python environments on
+/// PATH), python3's `sys.path` (its user site and PYTHONPATH too) and an earlier install
+/// into `<repo>/target/nvrtc`, below each of the last two in `nvidia/cu13/lib`. With
+/// `install`, when none has it, installs the wheel into `<repo>/target/nvrtc` with
 /// `python3 -m pip`.
 pub fn locate(root: &Path, install: bool) -> Result<Found, String> {
     if let Some(dir) = std::env::var_os(ENV) {
@@ -40,37 +45,23 @@ pub fn locate(root: &Path, install: bool) -> Result<Found, String> {
             Err(format!("${ENV} is {}, which holds no {LIB}", dir.display()))
         };
     }
-    if let Some(dir) = python_site_dirs()
-        .into_iter()
-        .map(|d| d.join(WHEEL_LIB))
-        .find(|d| d.join(LIB).exists())
-    {
-        return Ok(Found {
-            dir,
-            how: "python3's site-packages".into(),
-        });
-    }
     let ours = install_dir(root).join(WHEEL_LIB);
-    if ours.join(LIB).exists() {
-        return Ok(Found {
-            dir: ours,
-            how: "installed earlier by xtask".into(),
-        });
-    }
-    let toolkits = std::env::var_os("CUDA_HOME")
-        .or_else(|| std::env::var_os("CUDA_PATH"))
-        .map(|h| PathBuf::from(h).join("lib64"))
+    let candidates = search::candidate_dirs()
         .into_iter()
-        .chain([PathBuf::from("/usr/local/cuda/lib64")]);
-    if let Some(dir) = toolkits.into_iter().find(|d| d.join(LIB).exists()) {
-        return Ok(Found {
-            dir,
-            how: "the CUDA toolkit".into(),
-        });
+        .map(|(dir, how)| (dir, how.to_string()))
+        .chain(
+            python_site_dirs()
+                .into_iter()
+                .map(|d| (d.join(WHEEL_LIB), "python3's site-packages".to_string())),
+        )
+        .chain([(ours.clone(), "installed earlier by xtask".to_string())]);
+    if let Some((dir, how)) = candidates.into_iter().find(|(d, _)| d.join(LIB).exists()) {
+        return Ok(Found { dir, how });
     }
     if !install {
         return Err(format!(
-            "no {LIB} found (looked in ${ENV}, python3's site-packages/{WHEEL_LIB}, {}, the CUDA toolkit)",
+            "no {LIB} found (looked in ${ENV}, the CUDA toolkit, the Python environments on PATH, python3's \
+             site-packages/{WHEEL_LIB}, {})",
             ours.display()
         ));
     }

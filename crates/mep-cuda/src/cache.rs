@@ -11,9 +11,8 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -85,7 +84,7 @@ impl KernelCache {
     /// never a partial file). A failure is reported once on stderr and otherwise ignored.
     pub fn write(&self, name: &str, cubin: &[u8]) {
         let Some(dir) = &self.dir else { return };
-        if let Err(e) = write_atomic(&dir.join(name), &wrap_entry(cubin)) {
+        if let Err(e) = mep_fs::write_atomic(&dir.join(name), &wrap_entry(cubin)) {
             warn_once(
                 &WRITE_WARNED,
                 &format!("mep-cuda: cannot write to the kernel cache {} ({e})", dir.display()),
@@ -163,32 +162,6 @@ fn unwrap_entry(mut bytes: Vec<u8>) -> Option<Vec<u8>> {
     }
     bytes.truncate(body);
     Some(bytes)
-}
-
-/// Writes `bytes` to a temporary file beside `path` and renames it over `path`, so that
-/// concurrent processes never read a partial entry.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

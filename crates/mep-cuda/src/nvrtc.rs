@@ -13,15 +13,15 @@ use mep_kernels::{KernelError, Result};
 
 use crate::cache::{entry_name, KernelCache};
 
+pub mod search;
+pub use search::LIB_DIR_ENV;
+
 /// Options every compilation gets, before the arch and any extra options.
 pub const BASE_OPTIONS: &[&str] = &["-std=c++17"];
 
 /// How to get libnvrtc, for messages.
 pub const INSTALL_HINT: &str = "install it (`pip install nvidia-cuda-nvrtc`, or the CUDA toolkit) and put the \
      directory holding libnvrtc.so on LD_LIBRARY_PATH or in MEP_NVRTC_LIB_DIR";
-
-/// A directory to load libnvrtc from when the dynamic loader's search path lacks it.
-pub const LIB_DIR_ENV: &str = "MEP_NVRTC_LIB_DIR";
 
 /// A compiled family.
 #[derive(Clone, Debug)]
@@ -142,57 +142,12 @@ mod imp {
         })
     }
 
-    /// Directories where libnvrtc usually is but the loader may not look: `$MEP_NVRTC_LIB_DIR`,
-    /// the CUDA toolkit's (`$CUDA_PATH`, `$CUDA_HOME`, /usr/local/cuda), and pip's wheel in the
-    /// Python environments on PATH.
-    fn candidate_dirs() -> Vec<std::path::PathBuf> {
-        let mut dirs: Vec<std::path::PathBuf> = Vec::new();
-        if let Some(d) = std::env::var_os(super::LIB_DIR_ENV) {
-            dirs.push(d.into());
-        }
-        for var in ["CUDA_PATH", "CUDA_HOME"] {
-            if let Some(d) = std::env::var_os(var) {
-                dirs.push(std::path::PathBuf::from(d).join("lib64"));
-            }
-        }
-        dirs.push("/usr/local/cuda/lib64".into());
-        dirs.push("/usr/local/cuda/targets/x86_64-linux/lib".into());
-        // NVIDIA's `nvidia-cuda-nvrtc` wheel (PyTorch installs it) in the Python environments
-        // on PATH and in $VIRTUAL_ENV: <prefix>/lib/python3.*/site-packages/nvidia/cu13/lib.
-        let mut prefixes: Vec<std::path::PathBuf> =
-            std::env::var_os("VIRTUAL_ENV").map(Into::into).into_iter().collect();
-        if let Some(path) = std::env::var_os("PATH") {
-            for bin in std::env::split_paths(&path).filter(|d| d.join("python3").exists()) {
-                prefixes.extend(bin.parent().map(std::path::Path::to_path_buf));
-            }
-        }
-        for lib in prefixes.iter().map(|p| p.join("lib")) {
-            for entry in std::fs::read_dir(&lib).into_iter().flatten().flatten() {
-                if entry.file_name().to_string_lossy().starts_with("python3") {
-                    dirs.push(entry.path().join("site-packages/nvidia/cu13/lib"));
-                }
-            }
-        }
-        dirs
-    }
-
-    /// Loads libnvrtc by full path from [`candidate_dirs`] and keeps it loaded: cudarc then
-    /// finds it by name, since the dynamic loader matches an already loaded library's soname.
+    /// Loads libnvrtc by full path from [`super::search::candidate_dirs`] and keeps it loaded:
+    /// cudarc then finds it by name, since the dynamic loader matches an already loaded
+    /// library's soname.
     fn preload() -> bool {
-        for dir in candidate_dirs() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            let mut libs: Vec<std::path::PathBuf> = entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("libnvrtc.so") && !n.contains("builtins"))
-                })
-                .collect();
-            // The versioned name first (libnvrtc.so.13), as cudarc asks for it.
-            libs.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
-            for lib in libs {
+        for (dir, _) in super::search::candidate_dirs() {
+            for lib in super::search::libs_in(&dir) {
                 // SAFETY: loading NVRTC runs only its initialisers; it stays loaded for the life
                 // of the process, as cudarc's own handle does.
                 if let Ok(l) = unsafe { libloading::Library::new(&lib) } {

@@ -17,8 +17,8 @@
 //! centroid, softmax regression) and mean colour stay at chance (about 10 %), which the
 //! test suite checks so the task cannot silently become linear or colour-coded.
 
-use crate::transform::{self, mix};
 use crate::{Dataset, Samples, Split};
+use mep_rng::{mix, SplitMix64};
 use rayon::prelude::*;
 use std::f32::consts::{PI, TAU};
 
@@ -134,16 +134,16 @@ fn make_split(seed: u64, split: u64, count: usize) -> Split {
     }
 }
 
-/// The crate's SplitMix64 generator with the draws the drawing needs; seekable by hashing
+/// The workspace's SplitMix64 generator with the draws the drawing needs; seekable by hashing
 /// the image's coordinates into the starting state.
-struct Rng(transform::Rng);
+struct Rng(SplitMix64);
 
 impl Rng {
     fn for_image(seed: u64, split: u64, index: u64) -> Self {
         let mut s = mix(seed ^ 0x6d65_705f_7379_6e74);
         s = mix(s ^ split);
         s = mix(s ^ index);
-        Rng(transform::Rng::new(s))
+        Rng(SplitMix64::new(s))
     }
 
     fn next_u64(&mut self) -> u64 {
@@ -152,7 +152,7 @@ impl Rng {
 
     /// Uniform in `[0, 1)`.
     fn f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 * (1.0 / (1u64 << 24) as f32)
+        self.0.unit_f32()
     }
 
     fn range(&mut self, lo: f32, hi: f32) -> f32 {

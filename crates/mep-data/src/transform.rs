@@ -2,6 +2,7 @@
 //! training augmentation, as torchvision's transforms do it.
 
 use crate::{DataError, Image, Result};
+use mep_rng::SplitMix64;
 
 /// The ImageNet channel means torchvision's pretrained models expect.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -214,53 +215,33 @@ fn linear_taps(input: usize, output: usize) -> Vec<(usize, usize, f32, f32)> {
         .collect()
 }
 
-/// SplitMix64's output function: a bijective scramble of 64 bits, also used to hash
-/// coordinates (seed, split, index) into independent starting states.
-pub(crate) fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// A small, fast, seedable generator (SplitMix64) for augmentation and shuffling. Not
 /// PyTorch's generator: a seed gives the same order every run here, not the same order as
 /// a PyTorch script.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
     /// A generator whose sequence is fixed by `seed`.
     pub fn new(seed: u64) -> Self {
-        Self(seed)
+        Self(SplitMix64::new(seed))
     }
 
     /// A generator for one of many independent streams: mixing the parts keeps streams for
     /// neighbouring `(seed, epoch, index)` triples unrelated.
     pub fn from_parts(parts: &[u64]) -> Self {
-        let mut r = Rng::new(0x6d65_702d_6461_7461);
-        for &p in parts {
-            r.0 ^= p;
-            r.0 = r.next_u64();
-        }
-        r
+        // Each part is xored into the state and the state replaced by the next draw.
+        let state = parts.iter().fold(0x6d65_702d_6461_7461, |s, &p| mep_rng::hash(s ^ p));
+        Rng::new(state)
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        mix(self.0)
+        self.0.next_u64()
     }
 
     /// A uniform integer in `0..n` (`n > 0`), without modulo bias.
     pub fn below(&mut self, n: u64) -> u64 {
-        debug_assert!(n > 0);
-        // Lemire's multiply-shift with rejection of the short zone.
-        let threshold = n.wrapping_neg() % n;
-        loop {
-            let m = (self.next_u64() as u128) * (n as u128);
-            if (m as u64) >= threshold {
-                return (m >> 64) as u64;
-            }
-        }
+        self.0.below_unbiased(n)
     }
 }

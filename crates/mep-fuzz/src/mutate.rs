@@ -7,28 +7,26 @@
 //! integers anywhere, decimal numbers in text (JSON fields, pair indices, tar's octal sizes)
 //! replaced by boundary values, and JSON punctuation swapped.
 
-/// SplitMix64: tiny, fast, and the same everywhere.
+use mep_rng::SplitMix64;
+
+/// The workspace's SplitMix64 with the draws the mutator needs: the same everywhere.
 #[derive(Clone, Debug)]
-pub struct SplitMix(u64);
+pub struct SplitMix(SplitMix64);
 
 impl SplitMix {
     /// A generator started at `seed`.
     pub fn new(seed: u64) -> Self {
-        SplitMix(seed)
+        SplitMix(SplitMix64::new(seed))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `0..n` (`n > 0`; the modulo bias is irrelevant here).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
+        self.0.below(n as u64) as usize
     }
 
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {

@@ -10,36 +10,17 @@ use std::os::raw::{c_char, c_int, c_uint};
 #[repr(C)]
 struct Entry {
     name: *const c_char,
-    launch: Option<unsafe extern "C" fn(c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, *mut *mut c_void) -> c_int>,
+    launch: Option<PackedFn>,
 }
 
 type PackedFn = unsafe extern "C" fn(c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, *mut *mut c_void) -> c_int;
 
-macro_rules! tables {
-    ($($fam:ident),*) => {
-        mod table_ffi {
-            extern "C" {
-                $(pub fn $fam(n: *mut std::os::raw::c_int) -> *const super::Entry;)*
-            }
-        }
-        /// Every family's `emu_table_<family>` (kernels/emu/<family>.cpp).
-        fn family_tables() -> Vec<(&'static str, unsafe extern "C" fn(*mut c_int) -> *const Entry)> {
-            vec![$((stringify!($fam), table_ffi::$fam as unsafe extern "C" fn(*mut c_int) -> *const Entry)),*]
-        }
-    };
-}
+/// A family's `emu_table_<family>`: its kernels, `n` of them.
+type TableFn = unsafe extern "C" fn(n: *mut c_int) -> *const Entry;
 
-tables!(
-    emu_table_elementwise,
-    emu_table_reduce,
-    emu_table_optim,
-    emu_table_softmax,
-    emu_table_neb,
-    emu_table_conv,
-    emu_table_gemm,
-    emu_table_bn,
-    emu_table_pool
-);
+// `table_ffi` and `FAMILY_TABLES`: one `emu_table_<family>` per kernels/<family>.cu, generated
+// with the C++ tables by build.rs.
+include!(concat!(env!("OUT_DIR"), "/tables.rs"));
 
 /// One allocation of emulated device memory: 16-byte aligned host memory that kernels write
 /// through raw pointers (hence the cells).
@@ -86,7 +67,7 @@ impl EmuLauncher {
     /// The launcher, with every kernel of every family.
     pub fn new() -> EmuLauncher {
         let mut kernels = HashMap::new();
-        for (_, table) in family_tables() {
+        for &(_, table) in FAMILY_TABLES {
             let mut n: c_int = 0;
             // SAFETY: the table functions return a static array of n entries (plus a sentinel).
             let entries = unsafe { std::slice::from_raw_parts(table(&mut n), n.max(0) as usize) };
@@ -122,8 +103,19 @@ impl Default for EmuLauncher {
     }
 }
 
+/// What cuda_emu.h's `EmuStatus` `code` means; `None` for `EMU_OK`.
+fn refusal(code: c_int) -> Option<&'static str> {
+    match code {
+        0 => None,
+        1 => Some("the grid is empty or too large"),
+        2 => Some("the block is empty or has more than 1024 threads"),
+        3 => Some("the operating system could not start the block's threads"),
+        _ => Some("unknown status"),
+    }
+}
+
 fn status(kernel: &str, grid: Dims, block: Dims, code: c_int) -> mep_kernels::Result<()> {
-    let Some(reason) = crate::refusal(code) else {
+    let Some(reason) = refusal(code) else {
         return Ok(());
     };
     Err(KernelError::Launch {

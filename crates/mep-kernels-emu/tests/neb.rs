@@ -1,16 +1,18 @@
-//! neb.cu through the CPU emulation, against `mep_tensor::CpuBackend`. The reference numbers
-//! are the CPU backend's outputs (Henkelman & Jónsson 2000, eqs. 8–12) on the same paths.
+//! neb.cu through the CPU emulation, each kernel version on launch shapes the backend never
+//! picks, against `mep_tensor::CpuBackend`. The reference numbers are the CPU backend's
+//! outputs (Henkelman & Jónsson 2000, eqs. 8–12) on the same paths.
 
 mod common;
 
-use common::{assert_close, data, launches};
-use mep_kernels_emu::{self as emu, Launch, Version};
+use common::{assert_close, data, i64_arg, launches, Dev, Launch, Version};
+use mep_kernels::Arg;
+use mep_kernels_emu::EmuLauncher;
 use mep_tensor::prelude::*;
 use mep_tensor::{CpuBackend, Lerp, NebForceParams};
 
 #[test]
 fn lerp_rows_and_copy_rows_match_cpu() {
-    let cpu = CpuBackend::new();
+    let (cpu, d) = (CpuBackend::new(), Dev::new());
     for dim in [1usize, 37, 300] {
         let src = data(5 * dim, 41, -2.0, 2.0);
         let plan = [
@@ -25,9 +27,22 @@ fn lerp_rows_and_copy_rows_match_cpu() {
         let mut db = cpu.alloc(plan.len() * dim).unwrap();
         cpu.lerp_rows(dim, &cpu.upload(&src).unwrap(), &lp, &mut db).unwrap();
         let want = cpu.download(&db).unwrap();
+        let srcm = d.upload(&src);
+        let ab: Vec<i32> = plan.iter().flat_map(|&(a, b, _)| [a as i32, b as i32]).collect();
+        let t: Vec<f32> = plan.iter().map(|p| p.2).collect();
+        let (abm, tm) = (d.upload(&ab), d.upload(&t));
         for l in launches(Version::V1, plan.len() * dim) {
-            let mut dst = vec![f32::NAN; plan.len() * dim];
-            emu::lerp_rows(l, dim, &src, &plan, &mut dst).unwrap();
+            let dstm = d.upload(&vec![f32::NAN; plan.len() * dim]);
+            let args = [
+                i64_arg(plan.len()),
+                i64_arg(dim),
+                d.ptr(&srcm),
+                d.ptr(&abm),
+                d.ptr(&tm),
+                d.ptr(&dstm),
+            ];
+            d.run("lerp_rows_f32_v1", l, &args).unwrap();
+            let dst: Vec<f32> = d.download(&dstm, plan.len() * dim);
             // Same f64 expression rounded once: bitwise equal; t = 0, 1 copy exactly.
             assert_close(&format!("lerp_rows {l:?} dim={dim}"), &dst, &want, 0.0, 0.0);
         }
@@ -37,13 +52,22 @@ fn lerp_rows_and_copy_rows_match_cpu() {
             .unwrap();
         let want = cpu.download(&db).unwrap();
         for l in launches(Version::V1, 3 * dim) {
-            let mut dst = dst0.clone();
-            emu::copy_rows(l, dim, &src, 1, &mut dst, 2, 3).unwrap();
+            let dstm = d.upload(&dst0);
+            // Rows 1..4 of src into rows 2..5 of dst.
+            let args = [
+                i64_arg(3 * dim),
+                d.ptr_at::<f32>(&srcm, dim),
+                d.ptr_at::<f32>(&dstm, 2 * dim),
+            ];
+            d.run("copy_rows_f32_v1", l, &args).unwrap();
+            let dst: Vec<f32> = d.download(&dstm, 6 * dim);
             assert_close(&format!("copy_rows {l:?} dim={dim}"), &dst, &want, 0.0, 0.0);
         }
-        let mut dst = dst0.clone();
+        // Checked by the backend, before the kernel could copy past the end.
+        let b = EmuLauncher::backend();
+        let mut dst = b.upload(&dst0).unwrap();
         assert!(
-            emu::copy_rows(Launch::new(1, 32), dim, &src, 3, &mut dst, 0, 3).is_err(),
+            b.copy_rows(dim, &b.upload(&src).unwrap(), 3, &mut dst, 0, 3).is_err(),
             "rows past src's end"
         );
     }
@@ -51,7 +75,7 @@ fn lerp_rows_and_copy_rows_match_cpu() {
 
 #[test]
 fn row_distances_match_cpu() {
-    let cpu = CpuBackend::new();
+    let (cpu, d) = (CpuBackend::new(), Dev::new());
     for (rows, dim) in [(1usize, 5usize), (2, 1), (7, 37), (4, 3000)] {
         let mut x = data(rows * dim, 43, -1.0, 1.0);
         if rows > 3 {
@@ -59,13 +83,23 @@ fn row_distances_match_cpu() {
             b[..dim].copy_from_slice(&a[dim..]); // a zero-length segment
         }
         let want = cpu.row_distances(dim, rows, &cpu.upload(&x).unwrap()).unwrap();
+        let xm = d.upload(&x);
         for v in Version::ALL {
+            let pairs = rows - 1;
             let ls = match v {
                 Version::V1 => vec![Launch::cover(rows, 32), Launch::cover(rows, 2)],
-                Version::V2 => vec![Launch::new(0, 32), Launch::new(0, 256)],
+                // A block per pair.
+                Version::V2 => vec![Launch::new(pairs as u32, 32), Launch::new(pairs as u32, 256)],
             };
             for l in ls {
-                let got = emu::row_distances(v, l, dim, rows, &x).unwrap();
+                let got: Vec<f64> = if pairs == 0 {
+                    Vec::new() // nothing to launch: the grid would be empty
+                } else {
+                    let out = d.upload(&vec![f64::NAN; pairs]);
+                    let args = [i64_arg(rows), i64_arg(dim), d.ptr(&xm), d.ptr(&out)];
+                    d.run(&v.of("row_distances_f32"), l, &args).unwrap();
+                    d.download(&out, pairs)
+                };
                 assert_close(
                     &format!("row_distances {v:?} {l:?} rows={rows} dim={dim}"),
                     &got,
@@ -92,7 +126,7 @@ fn path(p: usize, dim: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
 
 #[test]
 fn neb_forces_match_cpu_on_every_tangent_case() {
-    let cpu = CpuBackend::new();
+    let (cpu, d) = (CpuBackend::new(), Dev::new());
     // Energies over 7 pivots: up then down (maximum at 3, eqs. 9–11 on both sides), monotone
     // up (eq. 8), monotone down, flat (ties: the bisector), and a minimum with equal neighbours.
     let energies: [[f64; 7]; 5] = [
@@ -128,8 +162,23 @@ fn neb_forces_match_cpu_on_every_tangent_case() {
                         .unwrap();
                     let want = cpu.download(&fb).unwrap();
                     {
-                        let mut f = vec![f32::NAN; 7 * dim];
-                        let norms = emu::neb_forces(block, 7, dim, &x, &g, e, spring, climbing, &mut f).unwrap();
+                        let (xm, gm, em) = (d.upload(&x), d.upload(&g), d.upload(e));
+                        let (fm, nm) = (d.upload(&vec![f32::NAN; 7 * dim]), d.upload(&[f64::NAN; 7]));
+                        let args = [
+                            i64_arg(7),
+                            i64_arg(dim),
+                            d.ptr(&xm),
+                            d.ptr(&gm),
+                            d.ptr(&em),
+                            Arg::I32(spring.is_some() as i32),
+                            Arg::F32(spring.unwrap_or(0.0)),
+                            Arg::I32(climbing.map_or(-1, |c| c as i32)),
+                            d.ptr(&fm),
+                            d.ptr(&nm),
+                        ];
+                        // One block of `block` threads per pivot.
+                        d.run("neb_forces_f32_v1", Launch::new(7, block), &args).unwrap();
+                        let (f, norms): (Vec<f32>, Vec<f64>) = (d.download(&fm, 7 * dim), d.download(&nm, 7));
                         let tag = format!("energies #{ci} fold={fold} spring={spring:?} climbing={climbing:?} dim={dim} block={block}");
                         assert_close(&format!("forces {tag}"), &f, &want, 1e-6, 1e-5);
                         assert_close(&format!("norms {tag}"), &norms, &want_norms, 1e-9, 1e-9);
@@ -142,23 +191,29 @@ fn neb_forces_match_cpu_on_every_tangent_case() {
 
 #[test]
 fn neb_forces_reject_bad_arguments() {
+    // Checked by the backend, before the kernel runs.
+    let b = EmuLauncher::backend();
     let (x, g) = path(3, 4, 60);
-    let mut f = vec![0.0f32; 12];
+    let (x, g) = (b.upload(&x).unwrap(), b.upload(&g).unwrap());
+    let mut f = b.alloc(12).unwrap();
     let e = [0.0, 1.0, 0.0];
+    let p = |spring, climbing| NebForceParams {
+        pivots: 3,
+        dim: 4,
+        spring,
+        climbing,
+    };
     assert!(
-        emu::neb_forces(32, 3, 4, &x, &g, &e, Some(1.0), Some(0), &mut f).is_err(),
+        b.neb_forces(&p(Some(1.0), Some(0)), &x, &g, &e, &mut f).is_err(),
         "climbing endpoint"
     );
     assert!(
-        emu::neb_forces(32, 3, 4, &x, &g, &[0.0, f64::NAN, 0.0], None, None, &mut f).is_err(),
+        b.neb_forces(&p(None, None), &x, &g, &[0.0, f64::NAN, 0.0], &mut f)
+            .is_err(),
         "NaN energy"
     );
     assert!(
-        emu::neb_forces(32, 3, 4, &x, &g, &e, Some(-1.0), None, &mut f).is_err(),
+        b.neb_forces(&p(Some(-1.0), None), &x, &g, &e, &mut f).is_err(),
         "negative spring"
-    );
-    assert!(
-        emu::neb_forces(40, 3, 4, &x, &g, &e, None, None, &mut f).is_err(),
-        "partial warp"
     );
 }

@@ -1,32 +1,66 @@
-//! elementwise.cu and reduce.cu through the CPU emulation, against `mep_tensor::CpuBackend`.
-//! The reference numbers are the CPU backend's outputs on the same inputs.
+//! elementwise.cu and reduce.cu through the CPU emulation, each kernel version on launch
+//! shapes the backend never picks (tiny grid-stride grids, partial blocks), against
+//! `mep_tensor::CpuBackend`. The reference numbers are the CPU backend's outputs on the same
+//! inputs.
 
 mod common;
 
-use common::{assert_close, data, launches, SIZES};
-use mep_kernels_emu::{self as emu, Activation, EmuError, Launch, Version};
+use common::{assert_close, data, i64_arg, launches, Dev, Launch, Version, SIZES};
+use mep_kernels::{Arg, KernelError};
+use mep_kernels_emu::EmuLauncher;
 use mep_tensor::prelude::*;
 use mep_tensor::{Act, CpuBackend};
 
-const ACTS: [(Act, Activation); 4] = [
-    (Act::Identity, Activation::Identity),
-    (Act::Relu, Activation::Relu),
-    (Act::LeakyRelu(0.1), Activation::LeakyRelu(0.1)),
-    (Act::Sigmoid, Activation::Sigmoid),
+/// Each activation as the kernels' `(int act, float slope)` (common.cuh's `ActCode`; the codes of
+/// `act_args` in crates/mep-kernels/src/ops/pointwise.rs, which is not public).
+const ACTS: [(Act, i32, f32); 4] = [
+    (Act::Identity, 0, 0.0),
+    (Act::Relu, 1, 0.0),
+    (Act::LeakyRelu(0.1), 2, 0.1),
+    (Act::Sigmoid, 3, 0.0),
 ];
 
 /// Same expression, correctly rounded operations: agreement to an ulp or two (expf differs).
 const ATOL: f64 = 1e-7;
 const RTOL: f64 = 1e-6;
 
+/// `y = act(x)` by `act_fwd_f32_v1/v2`.
+fn act_fwd(d: &Dev, v: Version, l: Launch, (code, slope): (i32, f32), x: &[f32]) -> Vec<f32> {
+    let (xm, ym) = (d.upload(x), d.upload(&vec![f32::NAN; x.len()]));
+    let args = [
+        i64_arg(x.len()),
+        Arg::I32(code),
+        Arg::F32(slope),
+        d.ptr(&xm),
+        d.ptr(&ym),
+    ];
+    d.run(&v.of("act_fwd_f32"), l, &args).unwrap();
+    d.download(&ym, x.len())
+}
+
+/// `dx = dy · act'(y)` by `act_bwd_f32_v1/v2`.
+fn act_bwd(d: &Dev, v: Version, l: Launch, (code, slope): (i32, f32), y: &[f32], dy: &[f32]) -> Vec<f32> {
+    let (ym, dym, dxm) = (d.upload(y), d.upload(dy), d.upload(&vec![f32::NAN; y.len()]));
+    let args = [
+        i64_arg(y.len()),
+        Arg::I32(code),
+        Arg::F32(slope),
+        d.ptr(&ym),
+        d.ptr(&dym),
+        d.ptr(&dxm),
+    ];
+    d.run(&v.of("act_bwd_f32"), l, &args).unwrap();
+    d.download(&dxm, y.len())
+}
+
 #[test]
 fn activations_forward_and_backward_match_cpu() {
-    let cpu = CpuBackend::new();
+    let (cpu, d) = (CpuBackend::new(), Dev::new());
     for n in SIZES {
         let mut x = data(n, 1, -4.0, 4.0);
         x[0] = 0.0; // the kink of relu and leaky relu
         let dy = data(n, 2, -1.0, 1.0);
-        for (act, code) in ACTS {
+        for (act, code, slope) in ACTS {
             let xb = cpu.upload(&x).unwrap();
             let mut yb = cpu.alloc(n).unwrap();
             cpu.activation(act, &xb, &mut yb).unwrap();
@@ -38,11 +72,9 @@ fn activations_forward_and_backward_match_cpu() {
             for v in Version::ALL {
                 for l in launches(v, n) {
                     let what = format!("act_fwd {act:?} {v:?} {l:?} n={n}");
-                    let mut y = vec![f32::NAN; n];
-                    emu::act_fwd(v, l, code, &x, &mut y).unwrap();
+                    let y = act_fwd(&d, v, l, (code, slope), &x);
                     assert_close(&what, &y, &want_y, ATOL, RTOL);
-                    let mut dx = vec![f32::NAN; n];
-                    emu::act_bwd(v, l, code, &want_y, &dy, &mut dx).unwrap();
+                    let dx = act_bwd(&d, v, l, (code, slope), &want_y, &dy);
                     assert_close(&format!("act_bwd {act:?} {v:?} {l:?} n={n}"), &dx, &want_dx, ATOL, RTOL);
                 }
             }
@@ -52,10 +84,10 @@ fn activations_forward_and_backward_match_cpu() {
 
 #[test]
 fn relu_propagates_nan_like_the_cpu() {
+    let d = Dev::new();
     let x = [f32::NAN, -1.0, 2.0];
     for v in Version::ALL {
-        let mut y = [0.0f32; 3];
-        emu::act_fwd(v, Launch::new(1, 32), Activation::Relu, &x, &mut y).unwrap();
+        let y = act_fwd(&d, v, Launch::new(1, 32), (1, 0.0), &x);
         assert!(y[0].is_nan(), "{v:?}: relu(NaN) = {}", y[0]);
         assert_eq!(&y[1..], &[0.0, 2.0]);
     }
@@ -63,7 +95,7 @@ fn relu_propagates_nan_like_the_cpu() {
 
 #[test]
 fn add_axpy_scale_fill_match_cpu() {
-    let cpu = CpuBackend::new();
+    let (cpu, d) = (CpuBackend::new(), Dev::new());
     for n in SIZES {
         let a = data(n, 3, -2.0, 2.0);
         let b = data(n, 4, -2.0, 2.0);
@@ -83,24 +115,36 @@ fn add_axpy_scale_fill_match_cpu() {
         let mut fl = cpu.alloc(n).unwrap();
         cpu.fill(&mut fl, -2.5).unwrap();
         let want_fill = cpu.download(&fl).unwrap();
+        let nan = vec![f32::NAN; n];
         for v in Version::ALL {
             for l in launches(v, n) {
                 let tag = format!("{v:?} {l:?} n={n}");
-                let mut y = vec![f32::NAN; n];
-                emu::add(v, l, &a, &b, &mut y).unwrap();
-                assert_close(&format!("add {tag}"), &y, &want_add, 0.0, 0.0);
-                let mut y = a.clone();
-                emu::add_assign(v, l, &mut y, &b).unwrap();
-                assert_close(&format!("add_assign {tag}"), &y, &want_add_assign, 0.0, 0.0);
-                let mut y = b.clone();
-                emu::axpy(v, l, -0.7, &a, &mut y).unwrap();
-                assert_close(&format!("axpy {tag}"), &y, &want_axpy, ATOL, RTOL);
-                let mut y = a.clone();
-                emu::scale(v, l, 1.3, &mut y).unwrap();
-                assert_close(&format!("scale {tag}"), &y, &want_scale, 0.0, 0.0);
-                let mut y = vec![f32::NAN; n];
-                emu::fill(v, l, -2.5, &mut y).unwrap();
-                assert_close(&format!("fill {tag}"), &y, &want_fill, 0.0, 0.0);
+                let (am, bm, y) = (d.upload(&a), d.upload(&b), d.upload(&nan));
+                let args = [i64_arg(n), d.ptr(&am), d.ptr(&bm), d.ptr(&y)];
+                d.run(&v.of("add_f32"), l, &args).unwrap();
+                assert_close(&format!("add {tag}"), &d.download(&y, n), &want_add, 0.0, 0.0);
+                let y = d.upload(&a);
+                d.run(&v.of("add_assign_f32"), l, &[i64_arg(n), d.ptr(&y), d.ptr(&bm)])
+                    .unwrap();
+                assert_close(
+                    &format!("add_assign {tag}"),
+                    &d.download(&y, n),
+                    &want_add_assign,
+                    0.0,
+                    0.0,
+                );
+                let y = d.upload(&b);
+                let args = [i64_arg(n), Arg::F32(-0.7), d.ptr(&am), d.ptr(&y)];
+                d.run(&v.of("axpy_f32"), l, &args).unwrap();
+                assert_close(&format!("axpy {tag}"), &d.download(&y, n), &want_axpy, ATOL, RTOL);
+                let y = d.upload(&a);
+                d.run(&v.of("scale_f32"), l, &[i64_arg(n), Arg::F32(1.3), d.ptr(&y)])
+                    .unwrap();
+                assert_close(&format!("scale {tag}"), &d.download(&y, n), &want_scale, 0.0, 0.0);
+                let y = d.upload(&nan);
+                d.run(&v.of("fill_f32"), l, &[i64_arg(n), Arg::F32(-2.5), d.ptr(&y)])
+                    .unwrap();
+                assert_close(&format!("fill {tag}"), &d.download(&y, n), &want_fill, 0.0, 0.0);
             }
         }
     }
@@ -108,23 +152,47 @@ fn add_axpy_scale_fill_match_cpu() {
 
 #[test]
 fn v2_takes_the_scalar_path_on_misaligned_buffers() {
-    // Slices starting one element in are not 16-byte aligned: float4 must not be used.
-    let cpu = CpuBackend::new();
+    // Buffers starting one element in are not 16-byte aligned: float4 must not be used.
+    let (cpu, d) = (CpuBackend::new(), Dev::new());
     let n = 1001;
     let a = data(n + 1, 5, -1.0, 1.0);
     let b = data(n + 1, 6, -1.0, 1.0);
     let mut want = cpu.upload(&b[1..]).unwrap();
     cpu.axpy(2.0, &cpu.upload(&a[1..]).unwrap(), &mut want).unwrap();
     let want = cpu.download(&want).unwrap();
-    let mut y = b.clone();
-    emu::axpy(Version::V2, Launch::new(3, 64), 2.0, &a[1..], &mut y[1..]).unwrap();
+    let (am, y) = (d.upload(&a), d.upload(&b));
+    let args = [
+        i64_arg(n),
+        Arg::F32(2.0),
+        d.ptr_at::<f32>(&am, 1),
+        d.ptr_at::<f32>(&y, 1),
+    ];
+    d.run("axpy_f32_v2", Launch::new(3, 64), &args).unwrap();
+    let y: Vec<f32> = d.download(&y, n + 1);
     assert_close("axpy v2 misaligned", &y[1..], &want, ATOL, RTOL);
     assert_eq!(y[0], b[0], "element before the slice was written");
 }
 
+/// `Σ x_i y_i` (`dot_f32`) or, without `y`, `Σ x_i²` (`sumsq_f32`), in f64.
+fn reduce(d: &Dev, v: Version, l: Launch, x: &[f32], y: Option<&[f32]>) -> f64 {
+    let (xm, out) = (d.upload(x), d.upload(&[0.0f64]));
+    match y {
+        Some(y) => {
+            let ym = d.upload(y);
+            let args = [i64_arg(x.len()), d.ptr(&xm), d.ptr(&ym), d.ptr(&out)];
+            d.run(&v.of("dot_f32"), l, &args).unwrap();
+        }
+        None => {
+            let args = [i64_arg(x.len()), d.ptr(&xm), d.ptr(&out)];
+            d.run(&v.of("sumsq_f32"), l, &args).unwrap();
+        }
+    }
+    d.download(&out, 1)[0]
+}
+
 #[test]
 fn dot_and_norm_match_cpu() {
-    let cpu = CpuBackend::new();
+    let (cpu, d) = (CpuBackend::new(), Dev::new());
     for n in SIZES {
         let x = data(n, 7, -3.0, 3.0);
         let y = data(n, 8, -3.0, 3.0);
@@ -133,10 +201,10 @@ fn dot_and_norm_match_cpu() {
         let want_norm = cpu.norm(&xb).unwrap();
         for v in Version::ALL {
             for l in launches(v, n) {
-                let got = emu::dot(v, l, &x, &y).unwrap();
+                let got = reduce(&d, v, l, &x, Some(&y));
                 // Both sum f64 products of f32 inputs; only the order of the sum differs.
                 assert_close(&format!("dot {v:?} {l:?} n={n}"), &[got], &[want_dot], 1e-12, 1e-12);
-                let got = emu::norm(v, l, &x).unwrap();
+                let got = reduce(&d, v, l, &x, None).sqrt();
                 assert_close(&format!("norm {v:?} {l:?} n={n}"), &[got], &[want_norm], 1e-12, 1e-12);
             }
         }
@@ -145,28 +213,23 @@ fn dot_and_norm_match_cpu() {
 
 #[test]
 fn bad_arguments_are_errors_not_crashes() {
-    let x = [1.0f32; 10];
-    let mut y = [0.0f32; 9];
+    // Lengths are checked by the backend, before any launch.
+    let b = EmuLauncher::backend();
+    let x = b.upload(&[1.0f32; 10]).unwrap();
+    let mut y = b.upload(&[0.0f32; 9]).unwrap();
+    assert!(b.axpy(1.0, &x, &mut y).is_err(), "y of 9 elements for x of 10");
+    assert!(b.dot(&x, &y).is_err(), "dot of 10 and 9 elements");
+    // A block the harness cannot run is a launch error naming the kernel.
+    let d = Dev::new();
+    let (xm, ym) = (d.upload(&[1.0f32; 10]), d.upload(&[0.0f32; 10]));
+    let args = [i64_arg(10), Arg::F32(1.0), d.ptr(&xm), d.ptr(&ym)];
+    let r = d.run("axpy_f32_v1", Launch::new(1, 2048), &args);
+    assert!(
+        matches!(&r, Err(KernelError::Launch { kernel, msg }) if kernel == "axpy_f32_v1" && msg.contains("2048")),
+        "{r:?}"
+    );
     assert!(matches!(
-        emu::axpy(Version::V1, Launch::cover(10, 32), 1.0, &x, &mut y),
-        Err(EmuError::Len {
-            arg: "y",
-            expected: 10,
-            found: 9,
-            ..
-        })
-    ));
-    let mut y = [0.0f32; 10];
-    assert!(matches!(
-        emu::axpy(Version::V1, Launch::new(1, 2048), 1.0, &x, &mut y),
-        Err(EmuError::Launch {
-            grid: 1,
-            block: 2048,
-            ..
-        })
-    ));
-    assert!(matches!(
-        emu::dot(Version::V2, Launch::new(1, 48), &x, &x),
-        Err(EmuError::Invalid { .. })
+        d.run("axpy_f32_v3", Launch::new(1, 32), &args),
+        Err(KernelError::UnknownKernel(_))
     ));
 }

@@ -4,6 +4,9 @@
 //!
 //! Reads what the kernels of kernels/*.cu use: `__launch_bounds__(…)` between `void` and the
 //! name, and object-like macros standing for parameter lists (`CONV_GEOM_PARAMS`).
+//!
+//! crates/mep-kernels-emu/build.rs includes this file (`#[path]`) to list each family's kernels
+//! in the emulation's generated tables, so it uses the standard library only.
 
 use std::collections::HashMap;
 

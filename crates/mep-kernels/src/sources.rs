@@ -2,33 +2,18 @@
 //! with `common.cuh` pasted in place of its `#include` (NVRTC is given no include path, so a
 //! compiled kernel depends on nothing outside this binary).
 
-/// `(family, source)` for every kernels/<family>.cu, as written.
-pub const FAMILIES: &[(&str, &str)] = &[
-    ("elementwise", include_str!("../../../kernels/elementwise.cu")),
-    ("reduce", include_str!("../../../kernels/reduce.cu")),
-    ("optim", include_str!("../../../kernels/optim.cu")),
-    ("softmax", include_str!("../../../kernels/softmax.cu")),
-    ("neb", include_str!("../../../kernels/neb.cu")),
-    ("conv", include_str!("../../../kernels/conv.cu")),
-    ("gemm", include_str!("../../../kernels/gemm.cu")),
-    ("bn", include_str!("../../../kernels/bn.cu")),
-    ("pool", include_str!("../../../kernels/pool.cu")),
-];
+// FAMILIES and HEADERS: one entry per kernels/*.cu and kernels/*.cuh (see build.rs), so a
+// new family is a new .cu file.
+include!(concat!(env!("OUT_DIR"), "/sources.rs"));
 
 /// kernels/common.cuh.
 pub const COMMON: &str = include_str!("../../../kernels/common.cuh");
-
-/// The headers a family may include, by name: pasted in place of their `#include`.
-pub const HEADERS: &[(&str, &str)] = &[
-    ("common.cuh", COMMON),
-    ("tile.cuh", include_str!("../../../kernels/tile.cuh")),
-];
 
 /// The source of `family` ready for NVRTC (the [`HEADERS`] it includes pasted in), or `None`
 /// for an unknown family.
 ///
 /// ```
-/// let src = mep_kernels::sources::nvrtc_source("gemm").unwrap();
+/// let src = mep_kernels::sources::nvrtc_source("linear").unwrap();
 /// assert!(src.contains("block_sum") && src.contains("tile_mma") && !src.contains("#include"));
 /// ```
 pub fn nvrtc_source(family: &str) -> Option<String> {

@@ -8,9 +8,10 @@ pub enum NebError {
     /// A backend operation failed.
     #[error(transparent)]
     Tensor(#[from] TensorError),
-    /// The user's energy failed.
+    /// The user's energy failed; its own error is the source, and
+    /// [`NebError::energy_error`] gives it back with its type (e.g. mep's `ResNetError`).
     #[error("energy: {0}")]
-    Energy(Box<dyn std::error::Error + Send + Sync>),
+    Energy(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// An energy or gradient is NaN or infinite. `what` says which quantity ("energy",
     /// "gradient", "dense energy"), `index` the pivot or dense point, `step` the NEB step.
     #[error("non-finite {what} at point {index} in step {step}")]
@@ -29,6 +30,25 @@ pub enum NebError {
         expected: usize,
         found: usize,
     },
+}
+
+impl NebError {
+    /// The energy's error as its own type `E`, when this is an [`NebError::Energy`] holding
+    /// one: a caller can tell, say, a checkpoint problem from a bad path without parsing
+    /// messages.
+    ///
+    /// ```
+    /// use mep_neb::NebError;
+    /// let e = NebError::Energy(Box::new(std::io::Error::other("disk gone")));
+    /// assert!(e.energy_error::<std::io::Error>().is_some());
+    /// assert!(e.energy_error::<std::fmt::Error>().is_none());
+    /// ```
+    pub fn energy_error<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            NebError::Energy(e) => e.downcast_ref::<E>(),
+            _ => None,
+        }
+    }
 }
 
 /// Result alias of mep-neb.

@@ -204,13 +204,7 @@ pub struct Outcome<A> {
     pub last: Option<StepReport>,
 }
 
-/// SplitMix64's finaliser.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use mep_rng::hash as mix;
 
 /// The seed handed to [`Energy::reseed`] for call `chunk` of kind `kind` in step `step`.
 fn call_seed(seed: u64, step: usize, kind: u64, chunk: usize) -> u64 {

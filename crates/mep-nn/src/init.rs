@@ -1,26 +1,25 @@
 //! Deterministic initialisation (Kaiming normal as torchvision, uniform as PyTorch's
 //! `Linear`), from a seed, so that a training run is reproducible.
 
-/// A small deterministic generator (SplitMix64): reproducible across platforms.
+use mep_rng::SplitMix64;
+
+/// The workspace's SplitMix64 with the draws initialisation needs: reproducible across
+/// platforms.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
     /// A generator from a seed.
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(SplitMix64::new(seed))
     }
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     /// Uniform in [0, 1).
     pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.unit_f64()
     }
     /// Standard normal (Box–Muller).
     pub fn normal(&mut self) -> f64 {

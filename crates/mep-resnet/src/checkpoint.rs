@@ -34,7 +34,6 @@ use mep_tensor::Shape;
 use safetensors::tensor::{Dtype, SafeTensors, View};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The prefix `torch.nn.DataParallel` puts in front of every key; stripped on load.
@@ -347,9 +346,9 @@ impl View for OutView<'_> {
 /// Writes f32 tensors as a safetensors file with the given (PyTorch) key names and optional
 /// string metadata (e.g. `{"arch": "resnet50"}`).
 ///
-/// The write is atomic: the bytes go to `<path>.tmp` in the same directory, are synced, and the
-/// file is then renamed over `path`, so a crash never leaves a half-written file under the final
-/// name; an existing file is replaced. Errors: [`ResNetError::Shape`] if a tensor's value count
+/// The write is atomic ([`mep_fs::write_atomic`]): the bytes go to a temporary in the same
+/// directory, are synced, and the file is then renamed over `path`, so a crash never leaves a
+/// half-written file under the final name; an existing file is replaced. Errors: [`ResNetError::Shape`] if a tensor's value count
 /// does not match its shape, [`ResNetError::Config`] for a repeated key,
 /// [`ResNetError::Corrupt`] if serialization fails, [`ResNetError::Io`] (with the path) for I/O.
 pub fn save(
@@ -413,37 +412,8 @@ pub fn save_with_counters(
         msg: format!("cannot serialize: {e}"),
     })?;
 
-    let Some(file_name) = path.file_name() else {
-        return Err(ResNetError::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
-        });
-    };
-    let mut tmp_name = file_name.to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    let io_err = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| ResNetError::Io { path: p, source }
-    };
-    let write_tmp = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()
-    };
-    if let Err(e) = write_tmp() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_err(&tmp)(e));
-    }
-    if let Err(e) = std::fs::rename(&tmp, path) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_err(path)(e));
-    }
-    // Best effort: make the rename itself durable.
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    mep_fs::write_atomic(path, &bytes).map_err(|e| ResNetError::Io {
+        path: e.path,
+        source: e.source,
+    })
 }

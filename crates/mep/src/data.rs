@@ -18,7 +18,7 @@ pub fn open_dataset(spec: &str) -> Result<Dataset> {
         if let Some(seed) = spec.strip_prefix("synthetic:") {
             cfg.seed = seed
                 .parse()
-                .map_err(|_| MepError::Usage(format!("--data {spec}: the seed `{seed}` is not an integer")))?;
+                .map_err(|_| MepError::option("--data", spec, format!("the seed `{seed}` is not an integer")))?;
         }
         return Ok(mep_data::synthetic(&cfg));
     }
@@ -27,20 +27,26 @@ pub fn open_dataset(spec: &str) -> Result<Dataset> {
         let entry = manifest.get("cifar-10-binary")?;
         let path = mep_fetch::cache_dir().join(&entry.file);
         if !path.exists() {
-            return Err(MepError::Usage(format!(
-                "--data cifar10: {} is not in the cache yet; run `cargo xtask fetch cifar-10-binary` \
-                 (or download {} yourself and put it there)",
-                path.display(),
-                entry.url
-            )));
+            return Err(MepError::option(
+                "--data",
+                spec,
+                format!(
+                    "{} is not in the cache yet; run `cargo xtask fetch cifar-10-binary` \
+                     (or download {} yourself and put it there)",
+                    path.display(),
+                    entry.url
+                ),
+            ));
         }
         return Ok(mep_data::load_cifar10_archive(&path, true)?);
     }
     let path = Path::new(spec);
     if !path.exists() {
-        return Err(MepError::Usage(format!(
-            "--data {spec}: no such file or folder; {DATA_ACCEPTS}"
-        )));
+        return Err(MepError::option(
+            "--data",
+            spec,
+            format!("no such file or folder; {DATA_ACCEPTS}"),
+        ));
     }
     if path.is_file() {
         // The only file `--data` takes is the gzip'd CIFAR-10 archive: anything else (an
@@ -50,7 +56,7 @@ pub fn open_dataset(spec: &str) -> Result<Dataset> {
                 Some(kind) => format!("{kind} image, not a dataset"),
                 None => "not a dataset (the only file --data reads is a gzip'd CIFAR-10 archive)".to_string(),
             };
-            return Err(MepError::Usage(format!("--data {spec}: {what}; {DATA_ACCEPTS}")));
+            return Err(MepError::option("--data", spec, format!("{what}; {DATA_ACCEPTS}")));
         }
         return Ok(mep_data::load_cifar10_archive(path, true)?);
     }
@@ -103,7 +109,7 @@ fn sniff_image(path: &Path) -> Option<&'static str> {
 pub fn image_size(split: &Split, size: Option<usize>) -> Result<usize> {
     if let Some(s) = size {
         if s == 0 {
-            return Err(MepError::Usage("--size must be positive".into()));
+            return Err(MepError::option("--size", 0, "must be positive"));
         }
         return Ok(s);
     }
@@ -112,9 +118,10 @@ pub fn image_size(split: &Split, size: Option<usize>) -> Result<usize> {
         mep_data::Samples::Files(_) => mep_data::check_uniform_size(split)?,
     };
     if h != w {
-        return Err(MepError::Usage(format!(
-            "images are {h}x{w}, not square; pass --size to resize them"
-        )));
+        return Err(MepError::unusable(
+            "the dataset's images",
+            format!("{h}x{w}, not square; pass --size to resize them"),
+        ));
     }
     Ok(h)
 }
@@ -171,4 +178,19 @@ pub fn transform_from_metadata(meta: &BTreeMap<String, String>) -> Option<Transf
         std: triple(meta.get(META_STD)?)?,
         augment: None,
     })
+}
+
+/// The smallest input side a ResNet takes (`mep_resnet` refuses smaller).
+pub const MIN_SIZE: usize = 8;
+
+/// Refuses a `--size` below [`MIN_SIZE`] (train, eval and decoder train share the bound).
+pub(crate) fn check_size(size: Option<usize>) -> Result<()> {
+    match size.filter(|&s| s < MIN_SIZE) {
+        Some(s) => Err(MepError::option(
+            "--size",
+            s,
+            format!("the networks take inputs of at least {MIN_SIZE}×{MIN_SIZE}"),
+        )),
+        None => Ok(()),
+    }
 }

@@ -100,23 +100,19 @@ pub struct DecoderTrainReport {
 }
 
 /// The decoder's errors as the crate's: checkpoint, layer and backend errors keep their
-/// variant, the decoder's own become [`MepError::Usage`] with their message.
+/// variant, the decoder's own become [`MepError::Decoder`].
 fn dec_err(e: DecoderError) -> MepError {
     match e {
         DecoderError::Checkpoint(e) => MepError::ResNet(e),
         DecoderError::Nn(e) => MepError::Nn(e),
         DecoderError::Tensor(e) => MepError::Tensor(e),
-        other => MepError::Usage(other.to_string()),
+        other => MepError::Decoder(other),
     }
 }
 
-/// The shape of one point at `cut` of `net` fed `input_size`² images (`[F]` at `pool`,
-/// `[C, H, W]` elsewhere), found by encoding a blank image.
-pub fn point_shape<B: Backend>(b: &B, net: &Network<B>, cut: Cut, input_size: usize) -> Result<Vec<usize>> {
-    let probe = Tensor::zeros(b, [1, 3, input_size, input_size])?;
-    let z = net.encode(b, &probe, cut)?;
-    Ok(z.shape.dims()[1..].to_vec())
-}
+/// The shape of a point at a cut: a decoder's input (the study module owns it, as the shape
+/// a saved path's points must have).
+pub use crate::study::point_shape;
 
 /// Loads the decoder at `path`, refusing one made for another architecture, cut, input
 /// size or width of network than `net` at `cut` with `input_size`² inputs (the error names
@@ -175,8 +171,9 @@ fn paired_batches(
     Ok(x.epoch(epoch).zip(t.epoch(epoch)).map(|(x, t)| {
         let (x, t) = (x?, t?);
         if x.indices != t.indices {
-            return Err(MepError::Usage(
-                "the input and target loaders disagree on the order".into(),
+            return Err(MepError::unusable(
+                "the input and target loaders",
+                "disagree on the order",
             ));
         }
         Ok((x, t))
@@ -254,28 +251,33 @@ impl DecoderTrainArgs {
         let batch_size = self.batch_size.unwrap_or(paper.batch_size);
         let lr = self.lr.unwrap_or(paper.lr);
         if epochs == 0 {
-            return Err(MepError::Usage("--epochs 0: train at least one epoch".into()));
+            return Err(MepError::option("--epochs", 0, "train at least one epoch"));
         }
         if batch_size < 2 {
-            return Err(MepError::Usage(format!(
-                "--batch-size {batch_size}: must be at least 2, as the decoder's batch norm trains on batch statistics"
-            )));
-        }
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(MepError::Usage(format!("--lr {lr}: must be a positive number")));
-        }
-        if !(self.filters_scale.is_finite() && self.filters_scale > 0.0) {
-            return Err(MepError::Usage(format!(
-                "--filters-scale {}: must be a positive number (1 = the paper's widths)",
-                self.filters_scale
-            )));
-        }
-        if self.train_images == Some(0) {
-            return Err(MepError::Usage(
-                "--train-images 0: train on at least one batch of images".into(),
+            return Err(MepError::option(
+                "--batch-size",
+                batch_size,
+                "must be at least 2, as the decoder's batch norm trains on batch statistics",
             ));
         }
-        crate::train::check_size(self.size)?;
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(MepError::option("--lr", lr, "must be a positive number"));
+        }
+        if !(self.filters_scale.is_finite() && self.filters_scale > 0.0) {
+            return Err(MepError::option(
+                "--filters-scale",
+                self.filters_scale,
+                "must be a positive number (1 = the paper's widths)",
+            ));
+        }
+        if self.train_images == Some(0) {
+            return Err(MepError::option(
+                "--train-images",
+                0,
+                "train on at least one batch of images",
+            ));
+        }
+        crate::data::check_size(self.size)?;
         Ok(Hyper {
             arch,
             cut,
@@ -312,7 +314,7 @@ pub fn train_decoder_with<B: Backend>(b: &B, args: &DecoderTrainArgs, data: Data
     let train = data
         .train
         .as_ref()
-        .ok_or_else(|| MepError::Usage(format!("--data {}: the dataset has no train split", args.data)))?;
+        .ok_or_else(|| MepError::option("--data", &args.data, "the dataset has no train split"))?;
     let train = Arc::new(match args.train_images {
         Some(n) => train.head(n),
         None => train.clone(),
@@ -320,10 +322,11 @@ pub fn train_decoder_with<B: Backend>(b: &B, args: &DecoderTrainArgs, data: Data
     let test = Arc::new(data.test.clone());
     let ck = Checkpoint::load(&args.weights)?;
     if ck.metadata().contains_key(mep_decoder::config::META_DECODER) {
-        return Err(MepError::Usage(format!(
-            "{}: this is a decoder checkpoint; --weights takes the classifier whose points it decodes",
-            args.weights.display()
-        )));
+        return Err(MepError::option(
+            "--weights",
+            args.weights.display(),
+            "this is a decoder checkpoint; --weights takes the classifier whose points it decodes",
+        ));
     }
     let recorded = transform_from_metadata(ck.metadata());
     let classifier = ResNet::from_checkpoint(b, arch, ck)?;
@@ -416,10 +419,12 @@ pub fn train_decoder_with<B: Backend>(b: &B, args: &DecoderTrainArgs, data: Data
             let (y, tape) = decoder.forward(b, &z, Mode::Train).map_err(dec_err)?;
             let (mse, dy) = mse_loss(b, &y, &t).map_err(dec_err)?;
             if !mse.is_finite() {
-                return Err(MepError::Usage(format!(
-                    "the reconstruction loss became {mse} in epoch {}; lower --lr (now {lr})",
-                    epoch + 1
-                )));
+                return Err(MepError::Diverged {
+                    loss: "reconstruction loss",
+                    value: mse,
+                    epoch: epoch + 1,
+                    lr,
+                });
             }
             decoder.backward(b, tape, &dy, Grads::WEIGHTS).map_err(dec_err)?;
             adam.step(b, &mut decoder.params_mut())?;
@@ -477,8 +482,11 @@ pub fn train_decoder_with<B: Backend>(b: &B, args: &DecoderTrainArgs, data: Data
     // Beside the checkpoint, written last: its presence says the training finished (the
     // checkpoint itself is replaced after every epoch), and the report shows the MSE.
     let json_path = args.out.with_extension("json");
-    let json = serde_json::to_string_pretty(&report).map_err(|e| MepError::Usage(format!("decoder report: {e}")))?;
-    crate::connect::store::write_atomic(&json_path, (json + "\n").as_bytes())?;
+    let json = serde_json::to_string_pretty(&report).map_err(|source| MepError::Encode {
+        what: "decoder report".into(),
+        source,
+    })?;
+    crate::study::write_atomic(&json_path, (json + "\n").as_bytes())?;
     Ok(report)
 }
 

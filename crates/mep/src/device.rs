@@ -27,7 +27,7 @@ impl FromStr for Device {
             "cpu" => Ok(Device::Cpu),
             "cuda" | "gpu" => Ok(Device::Cuda),
             "auto" => Ok(Device::Auto),
-            _ => Err(MepError::Usage(format!("--device {s}: expected cpu, cuda or auto"))),
+            _ => Err(MepError::option("--device", s, "expected cpu, cuda or auto")),
         }
     }
 }
@@ -62,7 +62,7 @@ pub fn choose(device: Device) -> Result<Chosen> {
         Device::Cpu => Ok(Chosen::Cpu(mep_tensor::CpuBackend::new())),
         Device::Cuda => mep_cuda::cuda_backend(0)
             .map(|b| Chosen::Cuda(Box::new(b)))
-            .map_err(|e| MepError::Usage(format!("--device cuda: {e}"))),
+            .map_err(|e| MepError::option("--device", "cuda", e.to_string())),
         Device::Auto => match mep_cuda::cuda_backend(0) {
             Ok(b) => Ok(Chosen::Cuda(Box::new(b))),
             Err(e) => {
@@ -117,15 +117,18 @@ pub const MAX_THREADS_FLOOR: usize = 256;
 pub fn check_threads(requested: usize, cores: usize) -> Result<usize> {
     let most = MAX_THREADS_FLOOR.max(2 * cores);
     if requested == 0 {
-        return Err(MepError::Usage(
-            "--threads 0: give at least 1, or omit --threads to use every core".into(),
+        return Err(MepError::option(
+            "--threads",
+            0,
+            "give at least 1, or omit --threads to use every core",
         ));
     }
     if requested > most {
-        return Err(MepError::Usage(format!(
-            "--threads {requested}: at most {most} on this machine ({cores} cores); more threads than \
-             that only queue for the cores"
-        )));
+        return Err(MepError::option(
+            "--threads",
+            requested,
+            format!("at most {most} on this machine ({cores} cores); more threads than that only queue for the cores"),
+        ));
     }
     Ok(requested)
 }

@@ -9,7 +9,7 @@ use mep_resnet::{Arch, Checkpoint, Cut, Network, ResNet};
 use mep_tensor::{Backend, Tensor};
 use serde::Serialize;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Correct and total counts of one class.
@@ -95,10 +95,12 @@ pub fn evaluate<B: Backend>(
 ) -> Result<EvalReport> {
     let k = classes.len();
     if net.num_classes != k {
-        return Err(MepError::Usage(format!(
-            "the model has {} classes but the dataset has {k}",
-            net.num_classes
-        )));
+        return Err(MepError::ClassMismatch {
+            model: "the model".into(),
+            model_classes: net.num_classes,
+            data: "the dataset".into(),
+            data_classes: k,
+        });
     }
     let mut correct = vec![0usize; k];
     let mut total = vec![0usize; k];
@@ -152,9 +154,9 @@ impl EvalArgs {
     pub fn validate(&self) -> Result<Arch> {
         let arch: Arch = self.arch.parse()?;
         if self.batch_size == 0 {
-            return Err(MepError::Usage("--batch-size 0: must be at least 1".into()));
+            return Err(MepError::option("--batch-size", 0, "must be at least 1"));
         }
-        crate::train::check_size(self.size)?;
+        crate::data::check_size(self.size)?;
         Ok(arch)
     }
 }
@@ -162,18 +164,27 @@ impl EvalArgs {
 /// Runs `mep eval` on the backend `args.device` names.
 pub fn eval(args: &EvalArgs) -> Result<EvalReport> {
     args.validate()?;
-    crate::on_device!(args.device, |b| eval_on(b, args))
+    crate::on_device!(args.device, |b| eval_with(b, args))
+}
+
+/// The classifier in `weights` (of `arch`) with its batch norms folded, its width, and the
+/// input transform its metadata records: what eval and connect run.
+pub(crate) fn load_folded<B: Backend>(
+    b: &B,
+    arch: Arch,
+    weights: &Path,
+) -> Result<(Network<B>, usize, Option<Transform>)> {
+    let ck = Checkpoint::load(weights)?;
+    let recorded = transform_from_metadata(ck.metadata());
+    let model = ResNet::from_checkpoint(b, arch, ck)?;
+    let net = Network::fold(b, &model)?;
+    Ok((net, model.width, recorded))
 }
 
 /// Runs `mep eval` on backend `b`.
-pub fn eval_on<B: Backend>(b: &B, args: &EvalArgs) -> Result<EvalReport> {
+pub fn eval_with<B: Backend>(b: &B, args: &EvalArgs) -> Result<EvalReport> {
     let arch = args.validate()?;
-    let ck = Checkpoint::load(&args.weights)?;
-    let recorded = transform_from_metadata(ck.metadata());
-    let model = ResNet::from_checkpoint(b, arch, ck)?;
-    let width = model.width;
-    let net = Network::fold(b, &model)?;
-    drop(model);
+    let (net, width, recorded) = load_folded(b, arch, &args.weights)?;
     let data = open_dataset(&args.data)?;
     let split = Arc::new(data.split(&args.split)?.clone());
     let transform = resolve_transform(recorded, args.size, &split)?;

@@ -53,31 +53,31 @@ impl fmt::Display for ForwardReport {
 
 /// Runs `mep forward` on the backend `args.device` names.
 pub fn forward(args: &ForwardArgs) -> Result<ForwardReport> {
-    crate::on_device!(args.device, |b| forward_on(b, args))
+    crate::on_device!(args.device, |b| forward_with(b, args))
 }
 
 /// Runs `mep forward` on backend `b`.
-pub fn forward_on<B: Backend>(b: &B, args: &ForwardArgs) -> Result<ForwardReport> {
+pub fn forward_with<B: Backend>(b: &B, args: &ForwardArgs) -> Result<ForwardReport> {
     let arch: Arch = args.arch.parse()?;
     let model = ResNet::load(b, arch, &args.weights)?;
     let width = model.width;
     let net = Network::fold(b, &model)?;
     drop(model);
     let inputs = Checkpoint::load(&args.input)?;
-    let x = inputs.get("input").ok_or_else(|| {
-        MepError::Usage(format!(
-            "{}: no tensor `input` (found: {})",
-            args.input.display(),
+    let x = inputs.get("input").ok_or_else(|| MepError::Missing {
+        path: args.input.clone(),
+        what: format!(
+            "no tensor `input` (found: {})",
             inputs.keys().collect::<Vec<_>>().join(", ")
-        ))
+        ),
+        hint: None,
     })?;
     // Before the shape check of the network, whose "[N, 3, H, W]" would not say what is wrong.
     if x.shape.dims().first() == Some(&0) {
-        return Err(MepError::Usage(format!(
-            "{}: tensor `input` (shape {}) holds 0 images; need at least one",
-            args.input.display(),
-            x.shape
-        )));
+        return Err(MepError::unusable(
+            args.input.display().to_string(),
+            format!("tensor `input` (shape {}) holds 0 images; need at least one", x.shape),
+        ));
     }
     // Every cut's activation comes back to the host and into the output file, beside the
     // network's own working memory (and the input gradient's tape with --target).
@@ -114,9 +114,11 @@ pub fn forward_on<B: Backend>(b: &B, args: &ForwardArgs) -> Result<ForwardReport
     let mut loss = None;
     if let Some(target) = args.target {
         if target >= c {
-            return Err(MepError::Usage(format!(
-                "--target {target} is outside the model's {c} classes (0..{c})"
-            )));
+            return Err(MepError::option(
+                "--target",
+                target,
+                format!("outside the model's {c} classes (0..{c})"),
+            ));
         }
         let targets = vec![target; n];
         let hg = net.head_loss_grad(b, &x, Cut::Input, &targets, 1.0 / n as f32)?;

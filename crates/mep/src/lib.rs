@@ -11,6 +11,7 @@ pub mod forward;
 pub mod lock;
 pub mod memory;
 pub mod report;
+pub mod study;
 pub mod train;
 
 use mep_resnet::ResNetError;
@@ -40,9 +41,78 @@ pub enum MepError {
     /// The path search failed.
     #[error(transparent)]
     Neb(#[from] mep_neb::NebError),
-    /// The command line or an input file is wrong in a way the other variants don't cover.
-    #[error("{0}")]
-    Usage(String),
+    /// A command-line option (or an environment setting) has a value the command cannot
+    /// use: `--pivots 1: a path needs at least 2 (its endpoints)`.
+    #[error("{option}{}: {reason}", value.as_deref().map(|v| format!(" {v}")).unwrap_or_default())]
+    Option {
+        /// The option as typed (`--pivots`), or `NAME=value` for an environment setting.
+        option: String,
+        /// Its value, when the message shows it.
+        value: Option<String>,
+        /// What is wrong with it, and what to do.
+        reason: String,
+    },
+    /// A model and a dataset (or a study) disagree on the number of classes.
+    #[error("{model} has {model_classes} classes but {data} has {data_classes}")]
+    ClassMismatch {
+        /// The model, as the message names it (`model.safetensors: the model`).
+        model: String,
+        model_classes: usize,
+        /// The dataset or study, as the message names it (`the dataset synthetic`).
+        data: String,
+        data_classes: usize,
+    },
+    /// Something a command needs is not where it looks: a manifest, results, a decoder, a
+    /// tensor of a file, a training state.
+    #[error("{}: {what}{}", path.display(), hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
+    Missing {
+        /// Where it was looked for.
+        path: std::path::PathBuf,
+        /// What is missing.
+        what: String,
+        /// What to do about it.
+        hint: Option<String>,
+    },
+    /// What a folder or file already holds disagrees with what was asked: another run,
+    /// certificates made with other settings, another checkpoint or dataset.
+    #[error("{}: {reason}", path.display())]
+    Conflict {
+        /// The folder or file.
+        path: std::path::PathBuf,
+        /// What disagrees, and what to do.
+        reason: String,
+    },
+    /// An input cannot be used as given: images of unequal sizes, an empty tensor, a figure
+    /// asked with too few points, a pair list the model leaves empty.
+    #[error("{what}: {reason}")]
+    Unusable {
+        /// The input (`test image 7`, `a loss plot`).
+        what: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// Training left finite numbers: the loss became NaN or infinite.
+    #[error("the {loss} became {value} in epoch {epoch}; lower --lr (now {lr})")]
+    Diverged {
+        /// Which loss (`loss`, `reconstruction loss`).
+        loss: &'static str,
+        value: f64,
+        /// The epoch, counted from 1.
+        epoch: usize,
+        /// The learning rate it diverged at.
+        lr: f32,
+    },
+    /// A record could not be encoded as JSON.
+    #[error("{what}: {source}")]
+    Encode {
+        /// What was being encoded.
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A decoder was refused: made for another network, cut or input size, or malformed.
+    #[error(transparent)]
+    Decoder(#[from] mep_decoder::DecoderError),
     /// A file or folder of a study could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -99,6 +169,39 @@ pub enum MepError {
     /// Shards do not fit together: their manifests differ, or pairs are missing or repeated.
     #[error("mep merge: {0}")]
     Merge(String),
+}
+
+impl MepError {
+    /// [`MepError::Option`]: `option` set to `value` is wrong because of `reason`.
+    ///
+    /// ```
+    /// let e = mep::MepError::option("--pivots", 1, "a path needs at least 2 (its endpoints)");
+    /// assert_eq!(e.to_string(), "--pivots 1: a path needs at least 2 (its endpoints)");
+    /// ```
+    pub fn option(option: impl Into<String>, value: impl std::fmt::Display, reason: impl Into<String>) -> Self {
+        MepError::Option {
+            option: option.into(),
+            value: Some(value.to_string()),
+            reason: reason.into(),
+        }
+    }
+
+    /// [`MepError::Option`] whose message names the option without a value.
+    pub fn option_unset(option: impl Into<String>, reason: impl Into<String>) -> Self {
+        MepError::Option {
+            option: option.into(),
+            value: None,
+            reason: reason.into(),
+        }
+    }
+
+    /// [`MepError::Unusable`]: `what` cannot be used because of `reason`.
+    pub fn unusable(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        MepError::Unusable {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
 }
 
 /// Result alias of `mep`.

@@ -61,7 +61,7 @@ impl FolderLock {
     pub fn acquire_file(file: &Path, command: &str) -> Result<FolderLock> {
         let name = file
             .file_name()
-            .ok_or_else(|| MepError::Usage(format!("{}: not a file name", file.display())))?;
+            .ok_or_else(|| MepError::unusable(file.display().to_string(), "not a file name"))?;
         let parent = match file.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),

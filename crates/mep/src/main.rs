@@ -267,7 +267,7 @@ fn connect_args(c: ConnectCli, device: mep::device::Device) -> mep::Result<mep::
         "inf" | "infinity" | "∞" => None,
         k => Some(
             k.parse::<f64>()
-                .map_err(|_| mep::MepError::Usage(format!("--spring {k}: expected a number or `inf`")))?,
+                .map_err(|_| mep::MepError::option("--spring", k, "expected a number or `inf`"))?,
         ),
     };
     Ok(ConnectArgs {

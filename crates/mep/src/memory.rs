@@ -38,9 +38,12 @@ const LOADER_BATCHES: f64 = 4.0;
 /// `/proc/meminfo`; `None` where neither is known (then nothing is refused).
 pub fn available() -> Result<Option<u64>> {
     if let Ok(v) = std::env::var(LIMIT_ENV) {
-        return parse_bytes(&v)
-            .map(Some)
-            .ok_or_else(|| MepError::Usage(format!("{LIMIT_ENV}={v}: expected bytes, e.g. 8G, 512M or 1073741824")));
+        return parse_bytes(&v).map(Some).ok_or_else(|| {
+            MepError::option_unset(
+                format!("{LIMIT_ENV}={v}"),
+                "expected bytes, e.g. 8G, 512M or 1073741824",
+            )
+        });
     }
     Ok(std::fs::read_to_string("/proc/meminfo")
         .ok()

@@ -3,10 +3,8 @@
 //! when `cargo xtask reproduce` made the folder, which preset ran and how long each step
 //! took. Written as `DIR/report.md` and, from the same Markdown, `DIR/report.html`.
 
-use crate::connect::store::{read_results, Manifest, RESULTS};
-use crate::connect::tables;
-use crate::connect::{Category, PairResult};
 use crate::figures::{render_study, FigureContext, FigureKind, FigureOptions, RenderedFigure};
+use crate::study::{self, read_results, Category, Manifest, PairResult, RESULTS};
 use crate::{MepError, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -43,27 +41,29 @@ fn read_json(path: &Path) -> Option<serde_json::Value> {
 ///
 /// Errors when `dir` is not a study folder of `mep connect` or holds no result yet.
 pub fn report(dir: &Path) -> Result<ReportFiles> {
-    let manifest = Manifest::read(dir)?.ok_or_else(|| {
-        MepError::Usage(format!(
-            "{}: no manifest.json here; `mep report` needs a folder that `mep connect --out` wrote",
-            dir.display()
-        ))
+    let manifest = Manifest::read(dir)?.ok_or_else(|| MepError::Missing {
+        path: dir.to_path_buf(),
+        what: "no manifest.json here".into(),
+        hint: Some("`mep report` needs a folder that `mep connect --out` wrote".into()),
     })?;
     let _lock = crate::lock::FolderLock::acquire(dir, "mep report")?;
     let (results, _) = read_results(&dir.join(RESULTS), true)?;
     if results.is_empty() {
-        return Err(MepError::Usage(format!(
-            "{}: no results yet in {RESULTS}; run `mep connect` first (or let it finish a pair)",
-            dir.display()
-        )));
+        return Err(MepError::Missing {
+            path: dir.to_path_buf(),
+            what: format!("no results yet in {RESULTS}"),
+            hint: Some("run `mep connect` first (or let it finish a pair)".into()),
+        });
     }
     if !results.iter().any(|r| r.path_file.is_some()) {
-        return Err(MepError::Usage(format!(
-            "{}: none of the {} results has a saved path (paths/), so there is nothing to draw; \
-             rerun `mep connect` into this folder",
-            dir.display(),
-            results.len()
-        )));
+        return Err(MepError::Missing {
+            path: dir.to_path_buf(),
+            what: format!(
+                "none of the {} results has a saved path (paths/), so there is nothing to draw",
+                results.len()
+            ),
+            hint: Some("rerun `mep connect` into this folder".into()),
+        });
     }
     let missing: Vec<String> = results
         .iter()
@@ -95,8 +95,8 @@ pub fn report(dir: &Path) -> Result<ReportFiles> {
         markdown: dir.join("report.md"),
         html: dir.join("report.html"),
     };
-    crate::connect::store::write_atomic(&files.markdown, md.as_bytes())?;
-    crate::connect::store::write_atomic(&files.html, html(&md).as_bytes())?;
+    study::write_atomic(&files.markdown, md.as_bytes())?;
+    study::write_atomic(&files.html, html(&md).as_bytes())?;
     Ok(files)
 }
 
@@ -126,7 +126,7 @@ fn markdown(dir: &Path, m: &Manifest, results: &[PairResult], figures: &[Rendere
     );
 
     // Table 1 beside the paper's.
-    let counts = tables::count(&s.spaces, results);
+    let counts = study::count(&s.spaces, results);
     let _ = writeln!(out, "## Table 1: ours beside the paper's\n");
     let _ = writeln!(
         out,
@@ -141,7 +141,7 @@ fn markdown(dir: &Path, m: &Manifest, results: &[PairResult], figures: &[Rendere
     );
     let _ = writeln!(out, "| path | {} |", s.spaces.join(" | "));
     let _ = writeln!(out, "|---|{}", "---:|".repeat(s.spaces.len()));
-    type Pick = fn(&tables::SpaceCounts) -> usize;
+    type Pick = fn(&study::SpaceCounts) -> usize;
     let rows: [(&str, Pick, usize); 3] = [
         ("linear", |c| c.linear, 0),
         ("nonlinear", |c| c.nonlinear, 1),
@@ -163,9 +163,9 @@ fn markdown(dir: &Path, m: &Manifest, results: &[PairResult], figures: &[Rendere
     }
     let _ = writeln!(out);
 
-    let certs = crate::certify::read_certificates(dir).unwrap_or_default();
-    let _ = write!(out, "{}", tables::certified_markdown(&s.spaces, &certs));
-    if certs.iter().any(|c| c.exact == crate::certify::Exact::Undecided) {
+    let certs = study::read_certificates(dir).unwrap_or_default();
+    let _ = write!(out, "{}", study::certified_markdown(&s.spaces, &certs));
+    if certs.iter().any(|c| c.exact == study::Exact::Undecided) {
         let budget = certs.iter().map(|c| c.max_pieces).max().unwrap_or(0);
         let _ = writeln!(
             out,
@@ -174,7 +174,7 @@ fn markdown(dir: &Path, m: &Manifest, results: &[PairResult], figures: &[Rendere
              `mep certify DIR --max-pieces N` with a larger N to decide more.\n"
         );
     }
-    for c in certs.iter().filter(|c| c.exact == crate::certify::Exact::Refuted) {
+    for c in certs.iter().filter(|c| c.exact == study::Exact::Refuted) {
         let iv: Vec<String> = c.refuted.iter().map(|(a, b)| format!("[{a:.6}, {b:.6}]")).collect();
         let _ = writeln!(
             out,
@@ -190,7 +190,7 @@ fn markdown(dir: &Path, m: &Manifest, results: &[PairResult], figures: &[Rendere
     let _ = writeln!(out);
 
     // The figures per space and category come from the same code as table1.md.
-    let tables_md = tables::markdown(&s.spaces, results, pairs);
+    let tables_md = study::markdown(&s.spaces, results, pairs);
     if let Some(i) = tables_md.find("## Figures") {
         let _ = writeln!(out, "{}", &tables_md[i..]);
     }

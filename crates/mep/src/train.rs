@@ -150,18 +150,9 @@ fn width_ok(arch: Arch, width: usize) -> bool {
     }
 }
 
-/// The smallest input side a ResNet takes (`mep_resnet` refuses smaller).
-pub const MIN_SIZE: usize = 8;
-
-/// Refuses a `--size` below [`MIN_SIZE`] (train, eval and decoder train share the bound).
-pub(crate) fn check_size(size: Option<usize>) -> Result<()> {
-    match size.filter(|&s| s < MIN_SIZE) {
-        Some(s) => Err(MepError::Usage(format!(
-            "--size {s}: the networks take inputs of at least {MIN_SIZE}×{MIN_SIZE}"
-        ))),
-        None => Ok(()),
-    }
-}
+// The `--size` bound lives with the input transform (eval and decoder train check it too).
+pub(crate) use crate::data::check_size;
+pub use crate::data::MIN_SIZE;
 
 /// Optimiser steps per epoch and in all for `n_train` images in batches of `batch_size`:
 /// refused when not one batch fits, or when the steps exceed the optimisers' u32 counter
@@ -169,18 +160,24 @@ pub(crate) fn check_size(size: Option<usize>) -> Result<()> {
 pub(crate) fn step_counts(n_train: usize, batch_size: usize, epochs: usize) -> Result<(usize, usize)> {
     let per_epoch = n_train / batch_size;
     if per_epoch == 0 {
-        return Err(MepError::Usage(format!(
-            "--batch-size {batch_size}: the train split has only {n_train} images, fewer than one batch"
-        )));
+        return Err(MepError::option(
+            "--batch-size",
+            batch_size,
+            format!("the train split has only {n_train} images, fewer than one batch"),
+        ));
     }
     let total = per_epoch
         .checked_mul(epochs)
         .filter(|&t| t <= u32::MAX as usize)
         .ok_or_else(|| {
-            MepError::Usage(format!(
-                "--epochs {epochs}: {per_epoch} steps per epoch make more steps than the optimiser counts ({})",
-                u32::MAX
-            ))
+            MepError::option(
+                "--epochs",
+                epochs,
+                format!(
+                    "{per_epoch} steps per epoch make more steps than the optimiser counts ({})",
+                    u32::MAX
+                ),
+            )
         })?;
     Ok((per_epoch, total))
 }
@@ -190,54 +187,64 @@ impl TrainArgs {
     /// together. [`train`] calls it before it reads anything.
     pub fn validate(&self) -> Result<Arch> {
         let arch: Arch = self.arch.parse()?;
-        let bad = |msg: String| Err(MepError::Usage(msg));
+        let bad =
+            |option: &str, value: &dyn std::fmt::Display, reason: &str| Err(MepError::option(option, value, reason));
         if self.epochs == 0 {
-            return bad("--epochs 0: train at least one epoch".into());
+            return bad("--epochs", &0, "train at least one epoch");
         }
         if self.batch_size < 2 {
-            return bad(format!(
-                "--batch-size {}: must be at least 2, as batch norm trains on batch statistics",
-                self.batch_size
-            ));
+            return bad(
+                "--batch-size",
+                &self.batch_size,
+                "must be at least 2, as batch norm trains on batch statistics",
+            );
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad(format!("--lr {}: must be a positive number", self.lr));
+            return bad("--lr", &self.lr, "must be a positive number");
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad(format!(
-                "--weight-decay {}: must be a number at least 0",
-                self.weight_decay
-            ));
+            return bad("--weight-decay", &self.weight_decay, "must be a number at least 0");
         }
         if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
-            return bad(format!("--momentum {}: must be in [0, 1)", self.momentum));
+            return bad("--momentum", &self.momentum, "must be in [0, 1)");
         }
         check_size(self.size)?;
         match (self.width, &self.init) {
-            (Some(_), Some(init)) => {
-                return bad(format!(
-                    "--width applies to a network trained from scratch; --init {} fixes the width",
-                    init.display()
-                ))
+            (Some(w), Some(init)) => {
+                return bad(
+                    "--width",
+                    &w,
+                    &format!(
+                        "applies to a network trained from scratch; --init {} fixes the width",
+                        init.display()
+                    ),
+                )
             }
             (Some(w), None) if !width_ok(arch, w) => {
-                return bad(if arch.is_cifar() {
-                    format!(
-                        "--width {w}: {} needs an even width of at least 2 (its shortcuts pad half the new \
-                         channels on each side when the channels double)",
-                        arch.name()
-                    )
-                } else {
-                    format!("--width {w}: must be at least 1")
-                })
+                return bad(
+                    "--width",
+                    &w,
+                    &if arch.is_cifar() {
+                        format!(
+                            "{} needs an even width of at least 2 (its shortcuts pad half the new channels on \
+                             each side when the channels double)",
+                            arch.name()
+                        )
+                    } else {
+                        "must be at least 1".to_string()
+                    },
+                )
             }
             _ => {}
         }
         if self.stop_after == Some(0) {
-            return bad("--stop-after 0: train at least one epoch in this run".into());
+            return bad("--stop-after", &0, "train at least one epoch in this run");
         }
         if self.resume && self.overwrite {
-            return bad("--resume continues the run in --out and --overwrite replaces it: pass one".into());
+            return Err(MepError::option_unset(
+                "--resume with --overwrite",
+                "the first continues the run in --out, the second replaces it: pass one",
+            ));
         }
         Ok(arch)
     }
@@ -288,12 +295,16 @@ fn read_state(path: &Path) -> Result<TrainState> {
     ck.metadata()
         .get(META_STATE)
         .and_then(|s| serde_json::from_str(s).ok())
-        .ok_or_else(|| {
-            MepError::Usage(format!(
-                "{}: not a checkpoint written by `mep train` (no training state in its metadata)",
-                path.display()
-            ))
-        })
+        .ok_or_else(|| no_state(path))
+}
+
+/// The error for a checkpoint at `path` without the training state `mep train` records.
+fn no_state(path: &Path) -> MepError {
+    MepError::Missing {
+        path: path.to_path_buf(),
+        what: "not a checkpoint written by `mep train` (no training state in its metadata)".into(),
+        hint: None,
+    }
 }
 
 /// What `--out` holds, checked against what the command asks: a folder with a run is
@@ -308,20 +319,25 @@ fn check_run_folder(args: &TrainArgs, now: impl FnOnce() -> Result<TrainSettings
         return Ok(false);
     }
     if !args.resume {
-        return Err(MepError::Usage(format!(
-            "{} already holds a run of `mep train` ({}); pass --resume to continue it, --overwrite to \
-             replace it, or choose another --out",
-            args.out.display(),
-            found.join(", ")
-        )));
+        return Err(MepError::Conflict {
+            path: args.out.clone(),
+            reason: format!(
+                "already holds a run of `mep train` ({}); pass --resume to continue it, --overwrite to \
+                 replace it, or choose another --out",
+                found.join(", ")
+            ),
+        });
     }
     let ck_path = args.out.join(CHECKPOINT);
     if !found.contains(&CHECKPOINT) {
-        return Err(MepError::Usage(format!(
-            "--resume: {} holds {} but no {CHECKPOINT} to continue from; pass --overwrite to replace the run",
-            args.out.display(),
-            found.join(", ")
-        )));
+        return Err(MepError::option_unset(
+            "--resume",
+            format!(
+                "{} holds {} but no {CHECKPOINT} to continue from; pass --overwrite to replace the run",
+                args.out.display(),
+                found.join(", ")
+            ),
+        ));
     }
     let state = read_state(&ck_path)?;
     let now = now()?;
@@ -331,7 +347,7 @@ fn check_run_folder(args: &TrainArgs, now: impl FnOnce() -> Result<TrainSettings
         Some(s) => s,
         None => state.args.settings_with(now.init_sha256.clone())?,
     };
-    let differences = crate::connect::store::differences(&recorded, &now);
+    let differences = crate::study::differences(&recorded, &now);
     if !differences.is_empty() {
         return Err(MepError::ConfigMismatch {
             manifest: ck_path,
@@ -390,7 +406,10 @@ fn save_checkpoint<B: Backend>(
     let mut meta = meta.clone();
     meta.insert(
         META_STATE.into(),
-        serde_json::to_string(state).map_err(|e| MepError::Usage(format!("cannot encode the training state: {e}")))?,
+        serde_json::to_string(state).map_err(|source| MepError::Encode {
+            what: "cannot encode the training state".into(),
+            source,
+        })?,
     );
     meta.insert("mep.optimizer_step".into(), os.step.to_string());
     model.save_with(b, path, &extra, &meta)?;
@@ -410,12 +429,7 @@ fn load_checkpoint<B: Backend>(
         .metadata()
         .get(META_STATE)
         .and_then(|s| serde_json::from_str(s).ok())
-        .ok_or_else(|| {
-            MepError::Usage(format!(
-                "{}: not a checkpoint written by `mep train` (no training state in its metadata)",
-                path.display()
-            ))
-        })?;
+        .ok_or_else(|| no_state(path))?;
     let step: u32 = ck
         .metadata()
         .get("mep.optimizer_step")
@@ -439,11 +453,10 @@ fn load_checkpoint<B: Backend>(
             let mut bufs = Vec::new();
             for i in 0..buffers_per_param {
                 let k = format!("{OPT_PREFIX}{i}.{key}");
-                bufs.push(opt_tensors.remove(&k).ok_or_else(|| {
-                    MepError::Usage(format!(
-                        "{}: optimiser state `{k}` is missing (was the run started with another --optimizer?)",
-                        path.display()
-                    ))
+                bufs.push(opt_tensors.remove(&k).ok_or_else(|| MepError::Missing {
+                    path: path.to_path_buf(),
+                    what: format!("optimiser state `{k}` is missing (was the run started with another --optimizer?)"),
+                    hint: None,
                 })?);
             }
             buffers.push(bufs);
@@ -512,16 +525,17 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
     let train_split = Arc::new(
         data.train
             .clone()
-            .ok_or_else(|| MepError::Usage(format!("--data {}: the dataset has no train split", args.data)))?,
+            .ok_or_else(|| MepError::option("--data", &args.data, "the dataset has no train split"))?,
     );
     let test_split = Arc::new(data.test.clone());
     let n_train = train_split.len();
     let (steps_per_epoch, total_steps) = step_counts(n_train, args.batch_size, args.epochs)?;
     let size = image_size(&train_split, args.size)?;
     if size < MIN_SIZE {
-        return Err(MepError::Usage(format!(
-            "the images are {size}×{size}; the networks take at least {MIN_SIZE}×{MIN_SIZE}: pass --size"
-        )));
+        return Err(MepError::unusable(
+            "the images",
+            format!("{size}×{size}; the networks take at least {MIN_SIZE}×{MIN_SIZE}: pass --size"),
+        ));
     }
     let k = data.classes.len();
     let mut opt = make_optimizer(args);
@@ -642,11 +656,12 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
 
             let batch_loss: f64 = b.download(&losses)?.iter().map(|&l| l as f64).sum();
             if !batch_loss.is_finite() {
-                return Err(MepError::Usage(format!(
-                    "the loss became {batch_loss} in epoch {}; lower --lr (now {})",
-                    epoch + 1,
-                    args.lr
-                )));
+                return Err(MepError::Diverged {
+                    loss: "loss",
+                    value: batch_loss,
+                    epoch: epoch + 1,
+                    lr: args.lr,
+                });
             }
             loss_sum += batch_loss;
             let preds = argmax_rows(&b.download(&probs)?, k);
@@ -706,10 +721,15 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
         seconds: started.elapsed().as_secs_f64(),
         settings,
     };
-    let json =
-        serde_json::to_string_pretty(&report).map_err(|e| MepError::Usage(format!("cannot encode the report: {e}")))?;
+    let json = serde_json::to_string_pretty(&report).map_err(|source| MepError::Encode {
+        what: "cannot encode the report".into(),
+        source,
+    })?;
     let report_path = args.out.join(REPORT);
-    std::fs::write(&report_path, json).map_err(|e| MepError::Usage(format!("{}: {e}", report_path.display())))?;
+    std::fs::write(&report_path, json).map_err(|source| MepError::Io {
+        path: report_path.clone(),
+        source,
+    })?;
     Ok(report)
 }
 

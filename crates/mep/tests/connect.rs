@@ -6,7 +6,7 @@
 //! randomly initialised one for the command-line runs on the ten-class synthetic set.
 
 use mep::connect::{
-    connect_on, merge, pairs, read_results, ConnectArgs, Manifest, MergeArgs, PairResult, Shard, MANIFEST, RESULTS,
+    connect_with, merge, pairs, read_results, ConnectArgs, Manifest, MergeArgs, PairResult, Shard, MANIFEST, RESULTS,
 };
 use mep::train::{train_on, OptimizerKind, TrainArgs};
 use mep::MepError;
@@ -121,7 +121,7 @@ fn small(out: &Path) -> ConnectArgs {
 }
 
 fn run(a: &ConnectArgs) -> mep::Result<mep::connect::ConnectReport> {
-    connect_on(&CpuBackend::new(), a, &three_classes())
+    connect_with(&CpuBackend::new(), a, &three_classes())
 }
 
 /// The results of a folder, wall times zeroed and ordered by (pair, space).
@@ -551,7 +551,7 @@ fn another_configuration_for_an_existing_folder_is_refused() {
 }
 
 fn err(a: &ConnectArgs, data: &Dataset) -> String {
-    connect_on(&CpuBackend::new(), a, data).unwrap_err().to_string()
+    connect_with(&CpuBackend::new(), a, data).unwrap_err().to_string()
 }
 
 #[test]
@@ -757,7 +757,7 @@ fn a_non_finite_energy_is_an_error_result_and_the_study_goes_on() {
         train_per_class: 0,
         test_per_class: 5,
     });
-    let rep = connect_on(&CpuBackend::new(), &a, &data).unwrap();
+    let rep = connect_with(&CpuBackend::new(), &a, &data).unwrap();
     assert!(rep.complete);
     assert_eq!(rep.counts.iter().map(|c| c.error).collect::<Vec<_>>(), vec![2, 2]);
     for r in results(&a.out) {
@@ -813,7 +813,7 @@ fn points_with_non_finite_logits_are_in_no_class_so_no_pair_is_linear() {
     a.sub_points = 4;
     a.max_steps = 4;
     a.quiet = true;
-    let e = connect_on(&b, &a, &data)
+    let e = connect_with(&b, &a, &data)
         .expect_err("every endpoint is misclassified")
         .to_string();
     assert!(
@@ -822,7 +822,7 @@ fn points_with_non_finite_logits_are_in_no_class_so_no_pair_is_linear() {
     );
 
     a.allow_misclassified = true;
-    let rep = connect_on(&b, &a, &data).unwrap();
+    let rep = connect_with(&b, &a, &data).unwrap();
     assert!(rep.complete);
     let rs = results(&a.out);
     assert_eq!(rs.len(), 4);
@@ -906,7 +906,7 @@ fn study_on_the_emulated_cuda_backend_matches_the_cpu() {
     a.allow_misclassified = true;
     a.spaces = vec!["input".into(), "layer1".into()];
     let emu = mep_kernels_emu::EmuLauncher::backend();
-    connect_on(&emu, &a, &three_classes()).unwrap();
+    connect_with(&emu, &a, &three_classes()).unwrap();
     let got = results(&a.out);
     a.out = root.join("cpu");
     run(&a).unwrap();

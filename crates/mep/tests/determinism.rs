@@ -3,7 +3,7 @@
 //! it is installed; `.ci/run` installs it). What the README promises under "What you can
 //! rely on: determinism".
 
-use mep::connect::{connect_on, read_results, ConnectArgs, RESULTS};
+use mep::connect::{connect_with, read_results, ConnectArgs, RESULTS};
 use mep::train::{train_on, OptimizerKind, TrainArgs};
 use mep_data::{synthetic, SyntheticConfig};
 use mep_resnet::Checkpoint;
@@ -99,7 +99,7 @@ fn study(dir: &Path) -> Vec<String> {
         max_pieces: 300,
         ..mep::certify::CertifyArgs::new(PathBuf::new())
     });
-    connect_on(&CpuBackend::new(), &a, &data()).unwrap();
+    connect_with(&CpuBackend::new(), &a, &data()).unwrap();
     let mut certs = mep::certify::read_certificates(&out).unwrap();
     assert!(!certs.is_empty());
     certs.sort_by(|x, y| (x.pair, &x.space).cmp(&(y.pair, &y.space)));

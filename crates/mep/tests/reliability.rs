@@ -7,7 +7,7 @@
 //! and certificate is immediate): what is tested is the folder's bookkeeping, not the
 //! model.
 
-use mep::connect::{connect_on, read_results, ConnectArgs, PairResult, RESULTS};
+use mep::connect::{connect_with, read_results, ConnectArgs, PairResult, RESULTS};
 use mep::lock::{FolderLock, LOCK_FILE};
 use mep::MepError;
 use mep_data::{synthetic, Dataset, SyntheticConfig};
@@ -58,7 +58,7 @@ fn study(out: &Path) -> ConnectArgs {
 }
 
 fn run(a: &ConnectArgs) -> mep::Result<mep::connect::ConnectReport> {
-    connect_on(&CpuBackend::new(), a, &data())
+    connect_with(&CpuBackend::new(), a, &data())
 }
 
 fn results(dir: &Path) -> Vec<PairResult> {

@@ -49,10 +49,10 @@ impl<'a, B: Backend> HeadEnergy<'a, B> {
     pub fn new(net: &'a Network<B>, cut: Cut, target: usize, point_shape: &[usize]) -> Result<Self> {
         net.arch.position(cut)?;
         if target >= net.num_classes {
-            return Err(MepError::Usage(format!(
-                "target class {target} is out of range: the network has {} classes",
-                net.num_classes
-            )));
+            return Err(MepError::unusable(
+                format!("target class {target}"),
+                format!("out of range: the network has {} classes", net.num_classes),
+            ));
         }
         let channels = net.channels(cut)?;
         let rank_ok = if cut == Cut::Pool {

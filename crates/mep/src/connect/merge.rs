@@ -1,10 +1,10 @@
 //! `mep merge`: joins the folders of a sharded study into one, after checking that they
 //! are shards of one study and that together they hold every (pair, space) exactly once.
 
-use super::store::{paths_dir, read_results, write_atomic, Manifest, MANIFEST, RESULTS};
-use super::tables::{count, write_tables, SpaceCounts};
-use super::PairResult;
 use crate::lock::FolderLock;
+use crate::study::{
+    count, paths_dir, read_results, write_atomic, write_tables, Manifest, PairResult, SpaceCounts, MANIFEST, RESULTS,
+};
 use crate::{MepError, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;

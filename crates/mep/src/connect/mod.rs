@@ -14,22 +14,22 @@ mod energy;
 mod merge;
 pub mod pairs;
 mod search;
-pub(crate) mod store;
-pub(crate) mod tables;
 
 pub use energy::{HeadAux, HeadEnergy};
 pub use merge::{merge, MergeArgs, MergeReport};
-pub use pairs::Pair;
-pub use store::{parse_jsonl, read_jsonl};
-pub use store::{read_results, Manifest, Settings, MANIFEST, PATHS, RESULTS};
-pub use tables::{count as count_categories, SpaceCounts};
+// The study folder's types and files, where users of `mep connect` have found them.
+pub use crate::study::{
+    count as count_categories, parse_jsonl, read_jsonl, read_results, Category, Manifest, Pair, PairResult, Settings,
+    Shard, SpaceCounts, MANIFEST, PATHS, RESULTS,
+};
 
-use crate::data::{open_dataset, resolve_transform, transform_from_metadata};
+use crate::data::{open_dataset, resolve_transform};
 use crate::eval::class_rows;
+use crate::study;
 use crate::{MepError, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mep_data::{Dataset, Split, Transform};
-use mep_resnet::{Arch, Checkpoint, Cut, Network, ResNet};
+use mep_resnet::{Arch, Cut, Network};
 use mep_tensor::{Backend, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -38,145 +38,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Instant;
-
-/// How a pair is joined in a space: a row of Table 1.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Category {
-    /// Every point of the densely sampled straight line is classified as the class.
-    #[serde(rename = "linear")]
-    Linear,
-    /// The line leaves the class, but the NEB found a path that does not.
-    #[serde(rename = "nonlinear")]
-    Nonlinear,
-    /// The line leaves the class and the NEB found no path within its budget.
-    #[serde(rename = "none")]
-    NoPath,
-    /// The search met a NaN or infinite energy (the message is recorded).
-    #[serde(rename = "error")]
-    Error,
-}
-
-impl fmt::Display for Category {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Category::Linear => "linear",
-            Category::Nonlinear => "nonlinear",
-            Category::NoPath => "none",
-            Category::Error => "error",
-        })
-    }
-}
-
-/// The result of one pair in one space: a line of `results.jsonl`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PairResult {
-    /// The pair's number in the study.
-    pub pair: usize,
-    /// Dataset index (test split) of the first endpoint.
-    pub i: usize,
-    /// Dataset index of the second endpoint.
-    pub j: usize,
-    /// The class of both endpoints: the target.
-    pub class: usize,
-    /// That class's name.
-    pub class_name: String,
-    /// The space: `input` or a cut.
-    pub space: String,
-    pub category: Category,
-    /// ‖z2 − z1‖ in the space.
-    pub distance: Option<f64>,
-    /// Largest loss along the densely sampled line.
-    pub line_max_loss: Option<f64>,
-    /// Smallest target probability along the densely sampled line.
-    pub line_min_prob: Option<f64>,
-    /// Largest loss along the final path, densely sampled (the line itself for `linear`).
-    pub path_max_loss: Option<f64>,
-    /// Smallest target probability along the final path.
-    pub path_min_prob: Option<f64>,
-    /// NEB steps taken (0 for `linear`).
-    pub steps: usize,
-    /// Pivots of the final path, endpoints included (2 for `linear`).
-    pub pivots: usize,
-    /// Length of the final path over ‖z2 − z1‖ (1 for the line).
-    pub length_ratio: Option<f64>,
-    /// Wall time of this pair in this space, seconds.
-    pub seconds: f64,
-    /// The path file, relative to the study folder (none for `error`).
-    pub path_file: Option<String>,
-    /// What went wrong, for `error`.
-    pub message: Option<String>,
-}
-
-/// `--shard i/n`: the pairs `k` with `k % n == i`.
-///
-/// Read from a manifest, `count` must be positive and `index` below it, as `--shard`
-/// insists (a manifest with `count: 0` would otherwise divide by zero).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "ShardFields")]
-pub struct Shard {
-    /// i, in `0..count`.
-    pub index: usize,
-    /// n, the number of shards.
-    pub count: usize,
-}
-
-/// A [`Shard`] as stored, before its fields are checked.
-#[derive(Deserialize)]
-struct ShardFields {
-    index: usize,
-    count: usize,
-}
-
-impl TryFrom<ShardFields> for Shard {
-    type Error = String;
-    fn try_from(f: ShardFields) -> std::result::Result<Self, String> {
-        if f.index >= f.count {
-            return Err(format!(
-                "shard {}/{}: the index must be below the count, and the count positive",
-                f.index, f.count
-            ));
-        }
-        Ok(Shard {
-            index: f.index,
-            count: f.count,
-        })
-    }
-}
-
-impl Shard {
-    /// Whether pair number `k` belongs to this shard.
-    pub fn contains(&self, k: usize) -> bool {
-        k % self.count == self.index
-    }
-}
-
-impl FromStr for Shard {
-    type Err = MepError;
-    fn from_str(s: &str) -> Result<Self> {
-        let bad = |why: &str| MepError::Usage(format!("--shard {s}: {why}"));
-        let (i, n) = s.split_once('/').ok_or_else(|| bad("expected i/n, e.g. 0/4"))?;
-        let (index, count): (usize, usize) = match (i.trim().parse(), n.trim().parse()) {
-            (Ok(i), Ok(n)) => (i, n),
-            _ => return Err(bad("expected two non-negative integers i/n, e.g. 0/4")),
-        };
-        if count == 0 {
-            return Err(bad("the shard count n must be positive"));
-        }
-        if index >= count {
-            return Err(bad(&format!(
-                "the shard index must be below the count (0 to {})",
-                count - 1
-            )));
-        }
-        Ok(Shard { index, count })
-    }
-}
-
-impl fmt::Display for Shard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
 
 /// The optimiser that moves the pivots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -328,15 +189,12 @@ impl ConnectArgs {
     }
 
     fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(MepError::Usage(m));
+        let bad = |option: &str, value: &dyn fmt::Display, reason: &str| Err(MepError::option(option, value, reason));
         if self.pivots < 2 {
-            return bad(format!(
-                "--pivots {}: a path needs at least 2 (its endpoints)",
-                self.pivots
-            ));
+            return bad("--pivots", &self.pivots, "a path needs at least 2 (its endpoints)");
         }
         if self.sub_points == 0 {
-            return bad("--sub-points must be at least 1".into());
+            return bad("--sub-points", &0, "must be at least 1");
         }
         // The dense line has (N−1)·S+1 points; the NEB may grow N to --max-pivots.
         let most_pivots = self.most_pivots();
@@ -354,66 +212,82 @@ impl ConnectArgs {
             } else {
                 String::new()
             };
-            return bad(format!(
-                "{option} {value} with --sub-points {}{growth}: the dense path would have more than \
-                 {MAX_DENSE_POINTS} points; lower {option} or --sub-points",
-                self.sub_points
-            ));
+            return bad(
+                option,
+                &format!("{value} with --sub-points {}{growth}", self.sub_points),
+                &format!(
+                    "the dense path would have more than {MAX_DENSE_POINTS} points; lower {option} or --sub-points"
+                ),
+            );
         }
         if !(self.step.is_finite() && self.step > 0.0) {
-            return bad(format!("--step {}: must be positive", self.step));
+            return bad("--step", &self.step, "must be positive");
         }
         if !(0.0..1.0).contains(&self.momentum) {
-            return bad(format!("--momentum {}: must be in [0, 1)", self.momentum));
+            return bad("--momentum", &self.momentum, "must be in [0, 1)");
         }
         if let Some(k) = self.spring {
             if !(k.is_finite() && k >= 0.0) {
-                return bad(format!("--spring {k}: must be a non-negative number or `inf`"));
+                return bad("--spring", &k, "must be a non-negative number or `inf`");
             }
         }
         if let Some(c) = self.climbing_after {
             if !(0.0..=1.0).contains(&c) {
-                return bad(format!("--climbing-after {c}: must be a fraction in [0, 1]"));
+                return bad("--climbing-after", &c, "must be a fraction in [0, 1]");
             }
         }
         if let Some(f) = self.fmax {
             if !(f.is_finite() && f >= 0.0) {
-                return bad(format!("--fmax {f}: must be a finite non-negative number"));
+                return bad("--fmax", &f, "must be a finite non-negative number");
             }
         }
         if self.check_every == 0 {
-            return bad("--check-every must be at least 1".into());
+            return bad("--check-every", &0, "must be at least 1");
         }
         if let Some(t) = self.insert_threshold {
             if !(t.is_finite() && t >= 0.0) {
-                return bad(format!("--insert-threshold {t}: must be a finite non-negative number"));
+                return bad("--insert-threshold", &t, "must be a finite non-negative number");
             }
         }
         if let Some(m) = self.max_pivots {
             if self.insert_threshold.is_none() {
-                return bad("--max-pivots needs --insert-threshold (it bounds pivot insertion)".into());
+                return bad(
+                    "--max-pivots",
+                    &m,
+                    "needs --insert-threshold (it bounds pivot insertion)",
+                );
             }
             if m < self.pivots {
-                return bad(format!("--max-pivots {m}: must be at least --pivots {}", self.pivots));
+                return bad(
+                    "--max-pivots",
+                    &m,
+                    &format!("must be at least --pivots {}", self.pivots),
+                );
             }
         }
         if self.size == Some(0) {
-            return bad("--size 0: images need at least 1 pixel a side".into());
+            return bad("--size", &0, "images need at least 1 pixel a side");
         }
         if self.batch == 0 {
-            return bad("--batch must be at least 1".into());
+            return bad("--batch", &0, "must be at least 1");
         }
         if self.pairs == Some(0) {
-            return bad("--pairs must be at least 1".into());
+            return bad("--pairs", &0, "must be at least 1");
         }
         if self.pairs_file.is_some() && self.pairs.is_some() {
-            return bad("give --pairs or --pairs-file, not both".into());
+            return Err(MepError::option_unset(
+                "--pairs-file",
+                "give --pairs or --pairs-file, not both",
+            ));
         }
         if self.pairs_file.is_some() && !self.classes.is_empty() {
-            return bad("--class restricts random pairs; it does not apply to --pairs-file".into());
+            return Err(MepError::option_unset(
+                "--class",
+                "restricts random pairs; it does not apply to --pairs-file",
+            ));
         }
         if self.stop_after == Some(0) {
-            return bad("--stop-after must be at least 1".into());
+            return bad("--stop-after", &0, "must be at least 1");
         }
         if let Some(c) = &self.certify {
             c.validate()?;
@@ -426,10 +300,10 @@ impl ConnectArgs {
 pub fn parse_spaces(names: &[String], arch: Arch) -> Result<Vec<Cut>> {
     let cuts = || arch.cuts().iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
     if names.is_empty() {
-        return Err(MepError::Usage(format!(
-            "--space: name at least one space ({})",
-            cuts()
-        )));
+        return Err(MepError::option_unset(
+            "--space",
+            format!("name at least one space ({})", cuts()),
+        ));
     }
     let mut out = Vec::new();
     for name in names {
@@ -437,14 +311,14 @@ pub fn parse_spaces(names: &[String], arch: Arch) -> Result<Vec<Cut>> {
             .ok()
             .filter(|c| arch.position(*c).is_ok())
             .ok_or_else(|| {
-                MepError::Usage(format!(
-                    "--space {name}: {} has no such cut; its cuts are {}",
-                    arch.name(),
-                    cuts()
-                ))
+                MepError::option(
+                    "--space",
+                    name,
+                    format!("{} has no such cut; its cuts are {}", arch.name(), cuts()),
+                )
             })?;
         if out.contains(&cut) {
-            return Err(MepError::Usage(format!("--space {name}: named twice")));
+            return Err(MepError::option("--space", name, "named twice"));
         }
         out.push(cut);
     }
@@ -529,10 +403,10 @@ fn load_images<B: Backend>(b: &B, split: &Split, transform: &Transform, idx: &[u
         let img = split.image(i)?;
         let (h, w) = transform.output_hw(&img);
         if *hw.get_or_insert((h, w)) != (h, w) {
-            return Err(MepError::Usage(format!(
-                "test image {i} is {h}x{w} after the transform, others {:?}; pass --size to resize all images",
-                hw
-            )));
+            return Err(MepError::unusable(
+                format!("test image {i}"),
+                format!("{h}x{w} after the transform, others {hw:?}; pass --size to resize all images"),
+            ));
         }
         let start = data.len();
         data.resize(start + 3 * h * w, 0.0);
@@ -546,7 +420,7 @@ fn load_images<B: Backend>(b: &B, split: &Split, transform: &Transform, idx: &[u
 pub fn connect(args: &ConnectArgs) -> Result<ConnectReport> {
     args.validate()?;
     let data = open_dataset(&args.data)?;
-    crate::on_device!(args.device, |b| connect_on(b, args, &data))
+    crate::on_device!(args.device, |b| connect_with(b, args, &data))
 }
 
 fn sha256_of(path: &Path) -> Result<String> {
@@ -595,150 +469,216 @@ fn check_memory<B: Backend>(
 }
 
 /// As [`connect`], on backend `b` and a dataset already in hand (`args.data` is then only
-/// recorded).
-pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Result<ConnectReport> {
+/// recorded). The steps: `Model::load` (network, spaces, settings), the memory check,
+/// `open_study` (the manifest, with the pairs planned by `plan_pairs` in a new folder),
+/// `resume` (the results already there), `Run::pair` for each pair of the shard, and
+/// `Run::finish`.
+pub fn connect_with<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Result<ConnectReport> {
     let started = Instant::now();
     args.validate()?;
-    let arch: Arch = args.arch.parse()?;
-    let cuts = parse_spaces(&args.spaces, arch)?;
-    let spaces: Vec<String> = cuts.iter().map(|c| c.to_string()).collect();
-    let ck = Checkpoint::load(&args.weights)?;
-    let recorded = transform_from_metadata(ck.metadata());
-    let model = ResNet::from_checkpoint(b, arch, ck)?;
-    let width = model.width;
-    let net = Network::fold(b, &model)?;
-    drop(model);
-    let split = &data.test;
-    let transform = resolve_transform(recorded, args.size, split)?;
-    if net.num_classes != data.classes.len() {
-        return Err(MepError::Usage(format!(
-            "{}: the model has {} classes but the dataset {} has {}",
-            args.weights.display(),
-            net.num_classes,
-            data.name,
-            data.classes.len()
-        )));
-    }
-    let class_filter = pairs::parse_classes(&args.classes, &data.classes)?;
-    let settings = Settings {
-        arch: arch.name().to_string(),
-        weights_sha256: sha256_of(&args.weights)?,
-        dataset: data.name.clone(),
-        classes: data.classes.clone(),
-        test_images: split.len(),
-        input_size: transform.size,
-        mean: transform.mean,
-        std: transform.std,
-        spaces: spaces.clone(),
-        pairs: match (&args.pairs_file, args.pairs) {
-            (Some(_), _) => None,
-            (None, p) => Some(p.unwrap_or(DEFAULT_PAIRS)),
-        },
-        pairs_file_sha256: args.pairs_file.as_deref().map(sha256_of).transpose()?,
-        class_filter: class_filter.clone(),
-        allow_misclassified: args.allow_misclassified,
-        seed: args.seed,
-        pivots: args.pivots,
-        sub_points: args.sub_points,
-        optimizer: args.optimizer.to_string(),
-        step: args.step,
-        momentum: args.momentum,
-        spring: args.spring,
-        climbing_after: args.climbing_after,
-        fmax: args.fmax,
-        check_every: args.check_every,
-        insert_threshold: args.insert_threshold,
-        max_pivots: args.insert_threshold.map(|_| args.most_pivots()),
-        max_steps: args.max_steps,
-    };
-
-    let size = crate::data::image_size(split, transform.size)?;
-    check_memory(b, args, arch, width, &net, &cuts, size)?;
+    let model = Model::load(b, args, data)?;
+    let size = crate::data::image_size(&data.test, model.transform.size)?;
+    check_memory(b, args, model.arch, model.width, &model.net, &model.cuts, size)?;
     let out = &args.out;
     // Held to the end of the run: a second `mep connect` on this folder is refused.
     let _lock = crate::lock::FolderLock::acquire(out, "mep connect")?;
-    let manifest = match Manifest::read(out)? {
-        Some(m) => {
-            let mut differences = m.settings.differences(&settings);
-            if m.shard != args.shard {
-                let show = |s: Option<Shard>| s.map_or("none".to_string(), |s| s.to_string());
-                differences.push(format!("shard: {} → {}", show(m.shard), show(args.shard)));
-            }
-            if !differences.is_empty() {
-                return Err(MepError::ConfigMismatch {
-                    manifest: out.join(MANIFEST),
-                    differences,
-                });
-            }
-            m
-        }
-        None => {
-            if out.join(RESULTS).exists() {
-                return Err(MepError::Results {
-                    path: out.join(RESULTS),
-                    msg: format!("results without a {MANIFEST}: not a study folder of `mep connect`"),
-                });
-            }
-            let mut classify = |idx: &[usize]| -> Result<Vec<bool>> {
-                let x = load_images(b, split, &transform, idx)?;
-                let logits = net.head(b, &x, Cut::Input)?.to_vec(b)?;
-                // An endpoint whose logits are not finite is misclassified.
-                Ok(class_rows(&logits, net.num_classes)
-                    .into_iter()
-                    .zip(idx)
-                    .map(|(p, &i)| p == Some(split.labels[i]))
-                    .collect())
-            };
-            let check: Option<&mut pairs::Classify<'_>> = (!args.allow_misclassified).then_some(&mut classify);
-            let selection = match &args.pairs_file {
-                Some(file) => {
-                    let listed = pairs::read_pairs_file(file, &split.labels, &data.classes)?;
-                    match check {
-                        Some(c) => pairs::keep_correct(listed, c, args.batch)?,
-                        None => pairs::Selection {
-                            pairs: listed,
-                            skipped: 0,
-                        },
-                    }
-                }
-                None => pairs::draw_pairs(
-                    &split.labels,
-                    &data.classes,
-                    &class_filter,
-                    args.pairs.unwrap_or(DEFAULT_PAIRS),
-                    args.seed,
-                    check,
-                    args.batch,
-                )?,
-            };
-            if selection.pairs.is_empty() {
-                return Err(MepError::Usage(format!(
-                    "no pair left to study: the model misclassifies an endpoint of all {} (pass --allow-misclassified to keep them)",
-                    selection.skipped
-                )));
-            }
-            let m = Manifest {
-                tool: format!("mep {}", env!("CARGO_PKG_VERSION")),
-                settings,
-                weights: args.weights.clone(),
-                data: args.data.clone(),
-                shard: args.shard,
-                batch: args.batch,
-                pair_list: selection.pairs,
-                skipped: selection.skipped,
-                merged_from: Vec::new(),
-            };
-            m.write(out)?;
-            m
-        }
-    };
-
+    let manifest = open_study(b, args, data, &model)?;
     let mine: Vec<&Pair> = manifest
         .pair_list
         .iter()
         .filter(|p| args.shard.is_none_or(|s| s.contains(p.pair)))
         .collect();
-    let (mut file, mut results) = store::ResultsFile::open(out)?;
+    let resumed = resume(args, &manifest, &model.spaces)?;
+    study::paths_dir(out)?;
+    study::write_tables(out, &model.spaces, &resumed.results, mine.len())?;
+    let mut run = Run::start(b, args, data, &model, resumed, &mine)?;
+    for p in &mine {
+        if !run.pair(p)? {
+            break;
+        }
+    }
+    run.finish(&manifest, &mine, started)
+}
+
+/// The network of a study, its spaces and input transform, and the settings they make.
+struct Model<B: Backend> {
+    arch: Arch,
+    width: usize,
+    net: Network<B>,
+    cuts: Vec<Cut>,
+    spaces: Vec<String>,
+    transform: Transform,
+    class_filter: Vec<usize>,
+    settings: Settings,
+}
+
+impl<B: Backend> Model<B> {
+    /// Loads and folds the checkpoint, resolves the spaces, the transform and `--class`, and
+    /// records every setting that changes results; refuses a model whose classes are not
+    /// the dataset's.
+    fn load(b: &B, args: &ConnectArgs, data: &Dataset) -> Result<Self> {
+        let arch: Arch = args.arch.parse()?;
+        let cuts = parse_spaces(&args.spaces, arch)?;
+        let spaces: Vec<String> = cuts.iter().map(|c| c.to_string()).collect();
+        let (net, width, recorded) = crate::eval::load_folded(b, arch, &args.weights)?;
+        let split = &data.test;
+        let transform = resolve_transform(recorded, args.size, split)?;
+        if net.num_classes != data.classes.len() {
+            return Err(MepError::ClassMismatch {
+                model: format!("{}: the model", args.weights.display()),
+                model_classes: net.num_classes,
+                data: format!("the dataset {}", data.name),
+                data_classes: data.classes.len(),
+            });
+        }
+        let class_filter = pairs::parse_classes(&args.classes, &data.classes)?;
+        let settings = Settings {
+            arch: arch.name().to_string(),
+            weights_sha256: sha256_of(&args.weights)?,
+            dataset: data.name.clone(),
+            classes: data.classes.clone(),
+            test_images: split.len(),
+            input_size: transform.size,
+            mean: transform.mean,
+            std: transform.std,
+            spaces: spaces.clone(),
+            pairs: match (&args.pairs_file, args.pairs) {
+                (Some(_), _) => None,
+                (None, p) => Some(p.unwrap_or(DEFAULT_PAIRS)),
+            },
+            pairs_file_sha256: args.pairs_file.as_deref().map(sha256_of).transpose()?,
+            class_filter: class_filter.clone(),
+            allow_misclassified: args.allow_misclassified,
+            seed: args.seed,
+            pivots: args.pivots,
+            sub_points: args.sub_points,
+            optimizer: args.optimizer.to_string(),
+            step: args.step,
+            momentum: args.momentum,
+            spring: args.spring,
+            climbing_after: args.climbing_after,
+            fmax: args.fmax,
+            check_every: args.check_every,
+            insert_threshold: args.insert_threshold,
+            max_pivots: args.insert_threshold.map(|_| args.most_pivots()),
+            max_steps: args.max_steps,
+        };
+        Ok(Model {
+            arch,
+            width,
+            net,
+            cuts,
+            spaces,
+            transform,
+            class_filter,
+            settings,
+        })
+    }
+}
+
+/// The manifest of `args.out`: the one there, when its settings and shard are these; else,
+/// in a folder without results, a new one with the pairs of [`plan_pairs`], written.
+fn open_study<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset, model: &Model<B>) -> Result<Manifest> {
+    let out = &args.out;
+    if let Some(m) = Manifest::read(out)? {
+        let mut differences = m.settings.differences(&model.settings);
+        if m.shard != args.shard {
+            let show = |s: Option<Shard>| s.map_or("none".to_string(), |s| s.to_string());
+            differences.push(format!("shard: {} → {}", show(m.shard), show(args.shard)));
+        }
+        if !differences.is_empty() {
+            return Err(MepError::ConfigMismatch {
+                manifest: out.join(MANIFEST),
+                differences,
+            });
+        }
+        return Ok(m);
+    }
+    if out.join(RESULTS).exists() {
+        return Err(MepError::Results {
+            path: out.join(RESULTS),
+            msg: format!("results without a {MANIFEST}: not a study folder of `mep connect`"),
+        });
+    }
+    let selection = plan_pairs(b, args, data, model)?;
+    let m = Manifest {
+        tool: format!("mep {}", env!("CARGO_PKG_VERSION")),
+        settings: model.settings.clone(),
+        weights: args.weights.clone(),
+        data: args.data.clone(),
+        shard: args.shard,
+        batch: args.batch,
+        pair_list: selection.pairs,
+        skipped: selection.skipped,
+        merged_from: Vec::new(),
+    };
+    m.write(out)?;
+    Ok(m)
+}
+
+/// The pairs of a new study: those of `--pairs-file`, or a seeded draw; without
+/// `--allow-misclassified`, only pairs whose endpoints the model classifies correctly.
+fn plan_pairs<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset, model: &Model<B>) -> Result<pairs::Selection> {
+    let split = &data.test;
+    let net = &model.net;
+    let mut classify = |idx: &[usize]| -> Result<Vec<bool>> {
+        let x = load_images(b, split, &model.transform, idx)?;
+        let logits = net.head(b, &x, Cut::Input)?.to_vec(b)?;
+        // An endpoint whose logits are not finite is misclassified.
+        Ok(class_rows(&logits, net.num_classes)
+            .into_iter()
+            .zip(idx)
+            .map(|(p, &i)| p == Some(split.labels[i]))
+            .collect())
+    };
+    let check: Option<&mut pairs::Classify<'_>> = (!args.allow_misclassified).then_some(&mut classify);
+    let selection = match &args.pairs_file {
+        Some(file) => {
+            let listed = pairs::read_pairs_file(file, &split.labels, &data.classes)?;
+            match check {
+                Some(c) => pairs::keep_correct(listed, c, args.batch)?,
+                None => pairs::Selection {
+                    pairs: listed,
+                    skipped: 0,
+                },
+            }
+        }
+        None => pairs::draw_pairs(
+            &split.labels,
+            &data.classes,
+            &model.class_filter,
+            args.pairs.unwrap_or(DEFAULT_PAIRS),
+            args.seed,
+            check,
+            args.batch,
+        )?,
+    };
+    if selection.pairs.is_empty() {
+        return Err(MepError::unusable(
+            "no pair left to study",
+            format!(
+                "the model misclassifies an endpoint of all {} (pass --allow-misclassified to keep them)",
+                selection.skipped
+            ),
+        ));
+    }
+    Ok(selection)
+}
+
+/// The results a study folder already holds, its results file open for appending, and
+/// which (pair, space) they cover.
+struct Resumed {
+    file: study::JsonlFile,
+    results: Vec<PairResult>,
+    done: HashSet<(usize, String)>,
+}
+
+/// Reads the results already in `args.out`, refusing one that is not of this study (or of
+/// this shard) or appears twice; a result whose path file was deleted is dropped (with its
+/// certificate), to be computed again.
+fn resume(args: &ConnectArgs, manifest: &Manifest, spaces: &[String]) -> Result<Resumed> {
+    let out = &args.out;
+    let (mut file, mut results) = study::open_results(out)?;
     let mut done: HashSet<(usize, String)> = HashSet::new();
     for r in &results {
         let fits = manifest.pair_list.get(r.pair).is_some_and(|p| p.i == r.i && p.j == r.j)
@@ -758,7 +698,6 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
             });
         }
     }
-    // A result whose path file was deleted is computed again (with its certificate).
     let gone: std::collections::BTreeSet<(usize, String)> = results
         .iter()
         .filter(|r| r.path_file.as_ref().is_some_and(|f| !out.join(f).is_file()))
@@ -769,107 +708,171 @@ pub fn connect_on<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Resu
             if !args.quiet {
                 eprintln!(
                     "note: the path file of pair {pair} in {space} ({}) is missing; computing that result again",
-                    store::path_file_name(*pair, space)
+                    study::path_file_name(*pair, space)
                 );
             }
             done.remove(&(*pair, space.clone()));
         }
         results.retain(|r| !gone.contains(&(r.pair, r.space.clone())));
-        file = store::ResultsFile::rewrite(&out.join(RESULTS), &results)?;
-        crate::certify::forget(out, &gone)?;
+        file = study::rewrite_results(out, &results)?;
+        study::forget_certificates(out, &gone)?;
     }
-    let resumed = results.len();
-    store::paths_dir(out)?;
-    tables::write_tables(out, &spaces, &results, mine.len())?;
+    Ok(Resumed { file, results, done })
+}
 
-    let bar = if args.quiet || !std::io::stderr().is_terminal() {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::with_draw_target(Some(mine.len() as u64), ProgressDrawTarget::stderr())
-    };
-    bar.set_style(
-        ProgressStyle::with_template("pairs [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let finished =
-        |p: &Pair, done: &HashSet<(usize, String)>| spaces.iter().all(|s| done.contains(&(p.pair, s.clone())));
-    bar.set_position(mine.iter().filter(|p| finished(p, &done)).count() as u64);
+/// A study under way: the search, the results so far, the progress bar and, with
+/// `--certify`, the certification.
+struct Run<'a, B: Backend> {
+    args: &'a ConnectArgs,
+    data: &'a Dataset,
+    model: &'a Model<B>,
+    search: search::Search<'a, B>,
+    certification: Option<crate::certify::Certification>,
+    file: study::JsonlFile,
+    results: Vec<PairResult>,
+    done: HashSet<(usize, String)>,
+    /// Pairs of this shard (the tables' count).
+    shard_pairs: usize,
+    resumed: usize,
+    computed: usize,
+    certified: usize,
+    stopped: bool,
+    bar: ProgressBar,
+}
 
-    let search = search::Search {
-        b,
-        net: &net,
-        arch,
-        args,
-        out,
-    };
-    // Opened once: the network is converted to f64 once for the whole study.
-    let mut certification = args
-        .certify
-        .as_ref()
-        .map(|c| {
-            crate::certify::Certification::open(&crate::certify::CertifyArgs {
-                dir: out.clone(),
-                quiet: true,
-                ..c.clone()
+impl<'a, B: Backend> Run<'a, B> {
+    /// Starts the progress bar over the pairs of this shard, `mine`, and, with `--certify`,
+    /// opens the certification and certifies the resumed results that lack a certificate.
+    fn start(
+        b: &'a B,
+        args: &'a ConnectArgs,
+        data: &'a Dataset,
+        model: &'a Model<B>,
+        resumed: Resumed,
+        mine: &[&Pair],
+    ) -> Result<Self> {
+        let shard_pairs = mine.len();
+        let bar = if args.quiet || !std::io::stderr().is_terminal() {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::with_draw_target(Some(shard_pairs as u64), ProgressDrawTarget::stderr())
+        };
+        bar.set_style(
+            ProgressStyle::with_template("pairs [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let search = search::Search {
+            b,
+            net: &model.net,
+            arch: model.arch,
+            args,
+            out: &args.out,
+        };
+        // Opened once: the network is converted to f64 once for the whole study.
+        let certification = args
+            .certify
+            .as_ref()
+            .map(|c| {
+                crate::certify::Certification::open(&crate::certify::CertifyArgs {
+                    dir: args.out.clone(),
+                    quiet: true,
+                    ..c.clone()
+                })
             })
-        })
-        .transpose()?;
-    let mut certified = 0usize;
-    // Results resumed from an earlier run (with or without --certify) that lack a certificate.
-    if let Some(c) = certification.as_mut() {
-        bar.set_message("certifying resumed paths");
-        let n = c.certify_pending(&results)?;
-        if n > 0 {
-            certified += n;
-            tables::write_tables(out, &spaces, &results, mine.len())?;
+            .transpose()?;
+        let mut run = Run {
+            args,
+            data,
+            model,
+            search,
+            certification,
+            resumed: resumed.results.len(),
+            file: resumed.file,
+            results: resumed.results,
+            done: resumed.done,
+            shard_pairs,
+            computed: 0,
+            certified: 0,
+            stopped: false,
+            bar,
+        };
+        run.bar
+            .set_position(mine.iter().filter(|p| run.finished(p)).count() as u64);
+        // Results resumed from an earlier run (with or without --certify) that lack a certificate.
+        if let Some(c) = run.certification.as_mut() {
+            run.bar.set_message("certifying resumed paths");
+            let n = c.certify_pending(&run.results)?;
+            if n > 0 {
+                run.certified += n;
+                study::write_tables(&args.out, &model.spaces, &run.results, shard_pairs)?;
+            }
         }
+        Ok(run)
     }
-    let mut computed = 0usize;
-    let mut stopped = false;
-    'pairs: for p in &mine {
-        if finished(p, &done) {
-            continue;
+
+    /// Whether every space of `p` has its result.
+    fn finished(&self, p: &Pair) -> bool {
+        self.model
+            .spaces
+            .iter()
+            .all(|s| self.done.contains(&(p.pair, s.clone())))
+    }
+
+    /// Computes the results of `p` that are missing, each appended and the tables rewritten
+    /// after it, then (with `--certify`) certifies them. Returns false when `--stop-after`
+    /// stopped the run.
+    fn pair(&mut self, p: &Pair) -> Result<bool> {
+        if self.finished(p) {
+            return Ok(true);
         }
-        let x = load_images(b, split, &transform, &[p.i, p.j])?;
-        for (cut, space) in cuts.iter().zip(&spaces) {
-            if done.contains(&(p.pair, space.clone())) {
+        let (b, args, model, out) = (self.search.b, self.args, self.model, &self.args.out);
+        let x = load_images(b, &self.data.test, &model.transform, &[p.i, p.j])?;
+        for (cut, space) in model.cuts.iter().zip(&model.spaces) {
+            if self.done.contains(&(p.pair, space.clone())) {
                 continue;
             }
-            if args.stop_after.is_some_and(|n| computed >= n) {
-                stopped = true;
-                break 'pairs;
+            if args.stop_after.is_some_and(|n| self.computed >= n) {
+                self.stopped = true;
+                return Ok(false);
             }
-            bar.set_message(format!("pair {} {space}", p.pair));
-            let r = search.run(p, *cut, &x, &mut |step, max_loss| {
+            self.bar.set_message(format!("pair {} {space}", p.pair));
+            let bar = &self.bar;
+            let r = self.search.run(p, *cut, &x, &mut |step, max_loss| {
                 bar.set_message(format!("pair {} {space} step {step} max loss {max_loss:.3}", p.pair));
             })?;
-            file.append(&r)?;
-            done.insert((p.pair, space.clone()));
-            results.push(r);
-            computed += 1;
-            tables::write_tables(out, &spaces, &results, mine.len())?;
+            self.file.append(&r)?;
+            self.done.insert((p.pair, space.clone()));
+            self.results.push(r);
+            self.computed += 1;
+            study::write_tables(out, &model.spaces, &self.results, self.shard_pairs)?;
         }
-        if let Some(c) = certification.as_mut() {
-            bar.set_message(format!("pair {} certifying", p.pair));
-            certified += c.certify_pending(&results)?;
-            tables::write_tables(out, &spaces, &results, mine.len())?;
+        if let Some(c) = self.certification.as_mut() {
+            self.bar.set_message(format!("pair {} certifying", p.pair));
+            self.certified += c.certify_pending(&self.results)?;
+            study::write_tables(out, &model.spaces, &self.results, self.shard_pairs)?;
         }
-        bar.inc(1);
+        self.bar.inc(1);
+        Ok(true)
     }
-    bar.finish_and_clear();
-    let complete = !stopped && mine.iter().all(|p| finished(p, &done));
-    Ok(ConnectReport {
-        out: out.clone(),
-        spaces: spaces.clone(),
-        pairs: manifest.pair_list.len(),
-        shard_pairs: mine.len(),
-        shard: args.shard,
-        skipped: manifest.skipped,
-        resumed,
-        computed,
-        certified: args.certify.as_ref().map(|_| certified),
-        complete,
-        counts: tables::count(&spaces, &results),
-        seconds: started.elapsed().as_secs_f64(),
-    })
+
+    /// Clears the progress bar and reports what the run did.
+    fn finish(self, manifest: &Manifest, mine: &[&Pair], started: Instant) -> Result<ConnectReport> {
+        self.bar.finish_and_clear();
+        let complete = !self.stopped && mine.iter().all(|p| self.finished(p));
+        let spaces = &self.model.spaces;
+        Ok(ConnectReport {
+            out: self.args.out.clone(),
+            spaces: spaces.clone(),
+            pairs: manifest.pair_list.len(),
+            shard_pairs: mine.len(),
+            shard: self.args.shard,
+            skipped: manifest.skipped,
+            resumed: self.resumed,
+            computed: self.computed,
+            certified: self.args.certify.as_ref().map(|_| self.certified),
+            complete,
+            counts: study::count(spaces, &self.results),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
 }

@@ -3,24 +3,10 @@
 
 use crate::{MepError, Result};
 use mep_data::Rng;
-use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-/// One pair of a study: two test images of one class.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pair {
-    /// Position in the study's pair list (what `--shard` partitions).
-    pub pair: usize,
-    /// Dataset index (in the test split) of the first endpoint.
-    pub i: usize,
-    /// Dataset index of the second endpoint.
-    pub j: usize,
-    /// The class both images have: the target of the path search.
-    pub class: usize,
-    /// That class's name.
-    pub class_name: String,
-}
+pub use crate::study::Pair;
 
 /// The pairs chosen, and how many candidates were passed over on the way.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,16 +30,20 @@ pub fn parse_classes(names: &[String], classes: &[String]) -> Result<Vec<usize>>
             None => match name.parse::<usize>() {
                 Ok(c) if c < classes.len() => c,
                 _ => {
-                    return Err(MepError::Usage(format!(
-                        "--class {name}: no such class; the dataset's classes are {} (or their numbers 0 to {})",
-                        classes.join(", "),
-                        classes.len().saturating_sub(1)
-                    )))
+                    return Err(MepError::option(
+                        "--class",
+                        name,
+                        format!(
+                            "no such class; the dataset's classes are {} (or their numbers 0 to {})",
+                            classes.join(", "),
+                            classes.len().saturating_sub(1)
+                        ),
+                    ))
                 }
             },
         };
         if out.contains(&c) {
-            return Err(MepError::Usage(format!("--class {name}: named twice")));
+            return Err(MepError::option("--class", name, "named twice"));
         }
         out.push(c);
     }
@@ -140,12 +130,15 @@ pub fn draw_pairs(
     } else {
         for &c in allowed {
             if members[c].len() < 2 {
-                return Err(MepError::Usage(format!(
-                    "--class {}: the test split has {} image(s) of class `{}`; a pair needs two",
-                    classes[c],
-                    members[c].len(),
-                    classes[c]
-                )));
+                return Err(MepError::option(
+                    "--class",
+                    &classes[c],
+                    format!(
+                        "the test split has {} image(s) of class `{}`; a pair needs two",
+                        members[c].len(),
+                        classes[c]
+                    ),
+                ));
             }
         }
         allowed.to_vec()
@@ -158,21 +151,25 @@ pub fn draw_pairs(
         ends.push(total);
     }
     if count as u64 > total {
-        return Err(MepError::Usage(format!(
-            "--pairs {count}: the test split has only {total} distinct same-class pairs{}",
-            if allowed.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " in the classes {}",
-                    allowed
-                        .iter()
-                        .map(|&c| classes[c].as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
-        )));
+        return Err(MepError::option(
+            "--pairs",
+            count,
+            format!(
+                "the test split has only {total} distinct same-class pairs{}",
+                if allowed.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " in the classes {}",
+                        allowed
+                            .iter()
+                            .map(|&c| classes[c].as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ),
+        ));
     }
     let candidate = |q: u64| -> (usize, usize, usize) {
         let slot = ends.partition_point(|&e| e <= q);
@@ -218,11 +215,13 @@ pub fn draw_pairs(
             pending.push(c);
         }
         if pending.is_empty() {
-            return Err(MepError::Usage(format!(
-                "only {} of the {total} same-class pairs have both images classified correctly by the \
-                 model ({skipped} skipped); ask for fewer --pairs or pass --allow-misclassified",
-                pairs.len()
-            )));
+            return Err(MepError::unusable(
+                format!("only {} of the {total} same-class pairs", pairs.len()),
+                format!(
+                    "have both images classified correctly by the model ({skipped} skipped); ask for fewer \
+                     --pairs or pass --allow-misclassified"
+                ),
+            ));
         }
         for chunk in unknown.chunks(batch) {
             let ok = classify(chunk)?;
@@ -321,7 +320,11 @@ pub fn parse_pairs_file(bytes: &[u8], path: &Path, labels: &[usize], classes: &[
         });
     }
     if pairs.is_empty() {
-        return Err(MepError::Usage(format!("{}: no pairs in the file", path.display())));
+        return Err(MepError::Missing {
+            path: path.to_path_buf(),
+            what: "no pairs in the file".into(),
+            hint: None,
+        });
     }
     Ok(pairs)
 }

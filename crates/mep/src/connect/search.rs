@@ -2,9 +2,8 @@
 //! class, the path saved, the figures recorded.
 
 use super::energy::{HeadAux, HeadEnergy};
-use super::pairs::Pair;
-use super::store::path_file_name;
-use super::{Category, ConnectArgs, PairResult, SearchOptimizer};
+use super::{ConnectArgs, SearchOptimizer};
+use crate::study::{path_file_name, Category, Pair, PairResult};
 use crate::{MepError, Result};
 use mep_data::Rng;
 use mep_neb::{Dense, FireParams, Insertion, Neb, NebConfig, NebError, OptimizerConfig, Path as NebPath, Spring};

@@ -3,7 +3,7 @@
 
 use super::draw::{font, palette, save_png, Align, Canvas, Rgb};
 use super::plot::{Axes, Scale};
-use crate::connect::{Category, PairResult};
+use crate::study::{Category, PairResult};
 use crate::{MepError, Result};
 use std::path::Path;
 
@@ -52,8 +52,9 @@ fn jitter(k: usize) -> f64 {
 /// Returns each space's summary. Errors: no space, or no result with a line maximum loss.
 pub fn max_loss_distribution(spaces: &[String], results: &[PairResult], out: &Path) -> Result<Vec<SpaceSummary>> {
     if spaces.is_empty() {
-        return Err(MepError::Usage(
-            "the distribution of line maximum losses needs at least one space".into(),
+        return Err(MepError::unusable(
+            "the distribution of line maximum losses",
+            "needs at least one space",
         ));
     }
     let per_space: Vec<Vec<&PairResult>> = spaces
@@ -82,10 +83,13 @@ pub fn max_loss_distribution(spaces: &[String], results: &[PairResult], out: &Pa
     }
     let all: Vec<f64> = per_space.iter().flatten().filter_map(|r| value(r)).collect();
     if all.is_empty() {
-        return Err(MepError::Usage(format!(
-            "no result of the spaces {} has a line maximum loss: nothing to plot",
-            spaces.join(", ")
-        )));
+        return Err(MepError::unusable(
+            "the distribution of line maximum losses",
+            format!(
+                "no result of the spaces {} has a line maximum loss: nothing to plot",
+                spaces.join(", ")
+            ),
+        ));
     }
     let max = all.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let min_pos = all.iter().copied().filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);

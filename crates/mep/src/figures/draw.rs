@@ -42,9 +42,10 @@ pub mod palette {
 /// The embedded font.
 pub fn font() -> Result<FontRef<'static>> {
     FontRef::try_from_slice(FONT_BYTES).map_err(|e| {
-        MepError::Usage(format!(
-            "the font embedded from crates/mep/assets/DejaVuSans.ttf does not parse: {e}"
-        ))
+        MepError::unusable(
+            "the font embedded from crates/mep/assets/DejaVuSans.ttf",
+            format!("does not parse: {e}"),
+        )
     })
 }
 
@@ -298,7 +299,7 @@ pub fn planar_to_rgb(data: &[f32], h: usize, w: usize) -> RgbImage {
     })
 }
 
-/// Encodes `img` as PNG and writes it to `out` atomically (through `out.tmp`), creating
+/// Encodes `img` as PNG and writes it to `out` atomically ([`crate::study::write_atomic`]), creating
 /// the parent folder.
 pub fn save_png(img: &RgbImage, out: &Path) -> Result<()> {
     let mut bytes = Vec::new();
@@ -314,17 +315,7 @@ pub fn save_png(img: &RgbImage, out: &Path) -> Result<()> {
             source,
         })?;
     }
-    let mut name = out.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    let tmp = out.with_file_name(name);
-    std::fs::write(&tmp, &bytes).map_err(|source| MepError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, out).map_err(|source| MepError::Io {
-        path: out.to_path_buf(),
-        source,
-    })
+    crate::study::write_atomic(out, &bytes)
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 use super::draw::{font, palette, save_png, Align, Canvas};
 use super::plot::{Axes, Scale};
 use super::{path_label, FigureContext};
-use crate::connect::{Category, HeadEnergy, PairResult};
+use crate::connect::HeadEnergy;
+use crate::study::{Category, PairResult};
 use crate::{MepError, Result};
 use mep_neb::{Neb, NebConfig, Path as NebPath};
 use mep_tensor::Backend;
@@ -89,8 +90,9 @@ pub fn loss_plot<B: Backend>(
 ) -> Result<LossPlot> {
     let s = sub_points.unwrap_or(ctx.manifest.settings.sub_points);
     if s == 0 {
-        return Err(MepError::Usage(
-            "a loss plot needs at least 1 sub-point per segment".into(),
+        return Err(MepError::unusable(
+            "a loss plot",
+            "needs at least 1 sub-point per segment",
         ));
     }
     let path = ctx.read_path(result)?;

@@ -12,9 +12,9 @@
 //! - [`reconstructions`]: test images beside `decode(encode(x, cut))` for each cut that
 //!   has a decoder.
 //!
-//! [`FigureContext::open`] reads a study folder of `mep connect` (its manifest, network,
-//! dataset and the decoders in `DIR/decoders/<cut>.safetensors`), and [`render_study`]
-//! draws every figure into `DIR/figures/`. Pictures are drawn with the `image` crate and
+//! [`FigureContext::open`] reads a study folder of `mep connect` through
+//! [`crate::study::Study`] (its manifest, network and dataset) with the decoders in
+//! `DIR/decoders/<cut>.safetensors`, and [`render_study`] draws every figure into `DIR/figures/`. Pictures are drawn with the `image` crate and
 //! text in DejaVu Sans, embedded in the binary (`assets/DejaVuSans.ttf`), so the figures
 //! look the same on a machine without fonts.
 //!
@@ -40,15 +40,14 @@ pub use loss::{loss_plot, LossPlot, Profile};
 pub use pair::{pair_figure, PairCell, PairFigure, PairRow};
 pub use recon::{default_indices, reconstructions, Reconstructions};
 
-use crate::connect::{read_results, Category, Manifest, PairResult, RESULTS};
-use crate::data::open_dataset;
+pub use crate::study::PathPivots;
+use crate::study::{Category, Manifest, PairResult, Study, RESULTS};
 use crate::{MepError, Result};
 use image::RgbImage;
-use mep_data::{Dataset, Rng, Split, Transform};
+use mep_data::Dataset;
 use mep_decoder::{Decoder, Source};
-use mep_resnet::{Arch, Checkpoint, Cut, Network};
+use mep_resnet::{Cut, Network};
 use mep_tensor::{Backend, CpuBackend, Tensor};
-use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -78,214 +77,53 @@ impl Rect {
     }
 }
 
-/// The final path of a (pair, space) as `mep connect` saved it: `pivots` points of
-/// `point_shape` (the space's own coordinates: the normalised image for `input`),
-/// endpoints included.
-#[derive(Clone, Debug)]
-pub struct PathPivots {
-    /// The path file.
-    pub file: PathBuf,
-    /// The space.
-    pub cut: Cut,
-    /// P, the number of points (2 for a `linear` result: the straight line's endpoints).
-    pub pivots: usize,
-    /// The shape of one point.
-    pub point_shape: Vec<usize>,
-    /// `pivots · dim` values, row-major.
-    pub data: Vec<f32>,
-}
-
-impl PathPivots {
-    /// D, the number of coordinates of a point.
-    pub fn dim(&self) -> usize {
-        self.point_shape.iter().product()
-    }
-
-    /// Point `p` of the path.
-    pub fn pivot(&self, p: usize) -> &[f32] {
-        let d = self.dim();
-        &self.data[p * d..(p + 1) * d]
-    }
-}
-
-/// What the figures of a study need: the backend, the folded network, the study's manifest
-/// and folder, the decoders by cut and (opened when first needed) the dataset.
+/// What the figures of a study need: the study, read through [`Study`] (its backend,
+/// network, manifest, folder and dataset, reached through `Deref`), and the decoders by cut.
 pub struct FigureContext<B: Backend> {
-    pub backend: B,
-    pub net: Network<B>,
-    pub manifest: Manifest,
-    /// The study folder (path files are relative to it).
-    pub dir: PathBuf,
+    /// The study the figures draw.
+    pub study: Study<B>,
     /// A decoder per latent cut; a cut without one gets placeholders in pair figures.
     pub decoders: BTreeMap<Cut, Decoder<B>>,
-    dataset: OnceCell<Dataset>,
-    shapes: RefCell<BTreeMap<Cut, Vec<usize>>>,
+}
+
+impl<B: Backend> std::ops::Deref for FigureContext<B> {
+    type Target = Study<B>;
+    fn deref(&self) -> &Study<B> {
+        &self.study
+    }
 }
 
 impl FigureContext<CpuBackend> {
-    /// Opens the study folder `dir` of `mep connect` on the CPU backend: its manifest, the
-    /// network (the manifest's checkpoint, as recorded or else in `dir`, checked against
-    /// the recorded SHA-256) and every decoder in `dir/decoders/<cut>.safetensors`. The
-    /// dataset (the manifest's `data`) is opened when a figure first needs it.
+    /// Opens the study folder `dir` of `mep connect` on the CPU backend ([`Study::open`])
+    /// and every decoder in `dir/decoders/<cut>.safetensors`.
     pub fn open(dir: &Path) -> Result<Self> {
-        let manifest = Manifest::read(dir)?.ok_or_else(|| {
-            MepError::Usage(format!(
-                "{}: no manifest.json here; figures need a folder that `mep connect --out` wrote",
-                dir.display()
-            ))
-        })?;
-        let arch: Arch = manifest.settings.arch.parse()?;
-        let weights = find_weights(dir, &manifest)?;
-        let b = CpuBackend::new();
-        let net = Network::load(&b, arch, &weights)?;
-        let mut ctx = FigureContext::new(b, net, manifest, dir)?;
+        let mut ctx = FigureContext::from_study(Study::open(dir)?);
         ctx.load_decoders()?;
         Ok(ctx)
     }
 }
 
-/// The study's checkpoint: the manifest's path as recorded (relative to the working
-/// folder), else relative to the study folder, else its file name in the study folder or
-/// its `model/`; its SHA-256 must be the recorded one.
-fn find_weights(dir: &Path, m: &Manifest) -> Result<PathBuf> {
-    let mut candidates = vec![m.weights.clone()];
-    if m.weights.is_relative() {
-        candidates.push(dir.join(&m.weights));
-    }
-    if let Some(name) = m.weights.file_name() {
-        candidates.push(dir.join(name));
-        candidates.push(dir.join("model").join(name));
-    }
-    let found = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
-        MepError::Usage(format!(
-            "{}: the study's checkpoint {} is not there; looked at {}",
-            dir.join(crate::connect::MANIFEST).display(),
-            m.weights.display(),
-            candidates
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
-    let sha = mep_fetch::Checksum::of_file(found, mep_fetch::Algorithm::Sha256)?;
-    if sha.hex() != m.settings.weights_sha256 {
-        return Err(MepError::Usage(format!(
-            "{}: SHA-256 {} but the study was run with a checkpoint of SHA-256 {} (recorded in {})",
-            found.display(),
-            sha.hex(),
-            m.settings.weights_sha256,
-            dir.join(crate::connect::MANIFEST).display()
-        )));
-    }
-    Ok(found.clone())
-}
-
 impl<B: Backend> FigureContext<B> {
     /// A context for the study in `dir` described by `manifest`, drawn with `net` on
-    /// `backend`; no decoders yet. Errors when the network is not the study's architecture
-    /// or has another number of classes.
+    /// `backend`; no decoders yet. Errors as [`Study::new`] does.
     pub fn new(backend: B, net: Network<B>, manifest: Manifest, dir: impl Into<PathBuf>) -> Result<Self> {
-        let dir = dir.into();
-        let s = &manifest.settings;
-        if net.arch.name() != s.arch {
-            return Err(MepError::Usage(format!(
-                "the network is a {} but the study in {} was run with a {}",
-                net.arch.name(),
-                dir.display(),
-                s.arch
-            )));
-        }
-        if net.num_classes != s.classes.len() {
-            return Err(MepError::Usage(format!(
-                "the network has {} classes but the study in {} has {} ({})",
-                net.num_classes,
-                dir.display(),
-                s.classes.len(),
-                s.classes.join(", ")
-            )));
-        }
-        Ok(FigureContext {
-            backend,
-            net,
-            manifest,
-            dir,
+        Ok(FigureContext::from_study(Study::new(backend, net, manifest, dir)?))
+    }
+
+    /// A context for `study`, without decoders yet.
+    pub fn from_study(study: Study<B>) -> Self {
+        FigureContext {
+            study,
             decoders: BTreeMap::new(),
-            dataset: OnceCell::new(),
-            shapes: RefCell::new(BTreeMap::new()),
-        })
+        }
     }
 
-    /// The same context with `data` as the study's dataset (instead of opening the
-    /// manifest's `data`). Errors when its classes or test split differ from the study's.
+    /// The same context with `data` as the study's dataset ([`Study::with_dataset`]).
     pub fn with_dataset(self, data: Dataset) -> Result<Self> {
-        self.check_dataset(&data, "the dataset given")?;
-        let _ = self.dataset.set(data);
-        Ok(self)
-    }
-
-    fn check_dataset(&self, d: &Dataset, what: &str) -> Result<()> {
-        let s = &self.manifest.settings;
-        if d.classes != s.classes || d.test.len() != s.test_images {
-            return Err(MepError::Usage(format!(
-                "{what} ({}: {} classes, {} test images) is not the study's ({}: {} classes, {} test images)",
-                d.name,
-                d.classes.len(),
-                d.test.len(),
-                s.dataset,
-                s.classes.len(),
-                s.test_images
-            )));
-        }
-        Ok(())
-    }
-
-    /// The study's dataset: the one given to [`FigureContext::with_dataset`], else the
-    /// manifest's `data` opened now.
-    pub fn dataset(&self) -> Result<&Dataset> {
-        if let Some(d) = self.dataset.get() {
-            return Ok(d);
-        }
-        let d = open_dataset(&self.manifest.data)?;
-        self.check_dataset(&d, &format!("--data {} (from {})", self.manifest.data, RESULTS))?;
-        Ok(self.dataset.get_or_init(|| d))
-    }
-
-    /// The study's test split.
-    pub fn test_split(&self) -> Result<&Split> {
-        Ok(&self.dataset()?.test)
-    }
-
-    /// The side of the images the network sees: the manifest's input size, else the
-    /// dataset's images'.
-    pub fn input_size(&self) -> Result<usize> {
-        match self.manifest.settings.input_size {
-            Some(s) => Ok(s),
-            None => crate::data::image_size(self.test_split()?, None),
-        }
-    }
-
-    /// The transform that makes a test image a network input.
-    pub fn transform(&self) -> Result<Transform> {
-        let s = &self.manifest.settings;
-        Ok(Transform::new(Some(self.input_size()?), s.mean, s.std))
-    }
-
-    /// The cut of a space of the study (`input` or a cut of the architecture).
-    pub fn space_cut(&self, space: &str) -> Result<Cut> {
-        let cut: Cut = space.parse()?;
-        self.net.arch.position(cut)?;
-        Ok(cut)
-    }
-
-    /// The shape of one point at `cut` (`[3, S, S]` at `input`).
-    pub fn point_shape(&self, cut: Cut) -> Result<Vec<usize>> {
-        if let Some(s) = self.shapes.borrow().get(&cut) {
-            return Ok(s.clone());
-        }
-        let s = crate::decoder::point_shape(&self.backend, &self.net, cut, self.input_size()?)?;
-        self.shapes.borrow_mut().insert(cut, s.clone());
-        Ok(s)
+        Ok(FigureContext {
+            study: self.study.with_dataset(data)?,
+            decoders: self.decoders,
+        })
     }
 
     /// Loads the decoder at `path` for `cut`; refused when it was made for another
@@ -306,10 +144,7 @@ impl<B: Backend> FigureContext<B> {
             input_size: self.input_size()?,
             in_shape: self.point_shape(cut)?,
         };
-        decoder
-            .config
-            .check_source(Path::new("the decoder given"), &want)
-            .map_err(|e| MepError::Usage(e.to_string()))?;
+        decoder.config.check_source(Path::new("the decoder given"), &want)?;
         self.decoders.insert(cut, decoder);
         Ok(())
     }
@@ -329,79 +164,6 @@ impl<B: Backend> FigureContext<B> {
             }
         }
         Ok(found)
-    }
-
-    /// The study's results (`dir/results.jsonl`).
-    pub fn results(&self) -> Result<Vec<PairResult>> {
-        Ok(read_results(&self.dir.join(RESULTS), true)?.0)
-    }
-
-    /// The final path of `result`, read from its path file and checked: the file exists,
-    /// holds a tensor `pivots` of shape `[P ≥ 2, …the space's point shape…]` with finite
-    /// values.
-    pub fn read_path(&self, result: &PairResult) -> Result<PathPivots> {
-        let cut = self.space_cut(&result.space)?;
-        let rel = result.path_file.as_ref().ok_or_else(|| MepError::Results {
-            path: self.dir.join(RESULTS),
-            msg: format!(
-                "pair {} in space {} has no path file (category {}{})",
-                result.pair,
-                result.space,
-                result.category,
-                result.message.as_deref().map_or(String::new(), |m| format!(": {m}"))
-            ),
-        })?;
-        let file = self.dir.join(rel);
-        if !file.is_file() {
-            return Err(MepError::Results {
-                path: file.clone(),
-                msg: format!(
-                    "the path file of pair {} in space {} is missing (named in {})",
-                    result.pair,
-                    result.space,
-                    self.dir.join(RESULTS).display()
-                ),
-            });
-        }
-        let mut ck = Checkpoint::load(&file)?;
-        let point_shape = self.point_shape(cut)?;
-        let t = ck.get("pivots").ok_or_else(|| MepError::Results {
-            path: file.clone(),
-            msg: format!(
-                "no tensor `pivots` (it has {})",
-                ck.keys().collect::<Vec<_>>().join(", ")
-            ),
-        })?;
-        let dims = t.shape.dims().to_vec();
-        if dims.len() != point_shape.len() + 1 || dims[0] < 2 || dims[1..] != point_shape[..] {
-            return Err(MepError::Results {
-                path: file.clone(),
-                msg: format!(
-                    "tensor `pivots` has shape {dims:?}; a path in space `{}` of this study is [P ≥ 2, {}]",
-                    result.space,
-                    point_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
-                ),
-            });
-        }
-        let pivots = dims[0];
-        let data = ck.take("pivots", &dims, &self.manifest.settings.arch)?.data;
-        if let Some(k) = data.iter().position(|v| !v.is_finite()) {
-            return Err(MepError::Results {
-                path: file.clone(),
-                msg: format!(
-                    "tensor `pivots` holds {} at point {} of {pivots}",
-                    data[k],
-                    k / point_shape.iter().product::<usize>()
-                ),
-            });
-        }
-        Ok(PathPivots {
-            file,
-            cut,
-            pivots,
-            point_shape,
-            data,
-        })
     }
 
     /// The softmax over the classes at each of the points (rows of `points`, of `shape`
@@ -429,9 +191,10 @@ impl<B: Backend> FigureContext<B> {
         let n = points.len() / dim.max(1);
         if cut == Cut::Input {
             let [3, h, w] = shape[..] else {
-                return Err(MepError::Usage(format!(
-                    "an input point has shape {shape:?}, not [3, H, W]"
-                )));
+                return Err(MepError::unusable(
+                    "an input point",
+                    format!("shape {shape:?}, not [3, H, W]"),
+                ));
             };
             let s = &self.manifest.settings;
             return Ok(Some(
@@ -465,40 +228,6 @@ impl<B: Backend> FigureContext<B> {
                 .map(|p| draw::planar_to_rgb(p, side, side))
                 .collect(),
         ))
-    }
-
-    /// Test images `indices` through the network's transform, as one `[n, 3, S, S]` batch.
-    pub fn test_inputs(&self, indices: &[usize]) -> Result<Tensor<B>> {
-        let t = self.transform()?;
-        self.test_images(indices, &t)
-    }
-
-    /// Test images `indices` through `transform`, as one `[n, 3, H, W]` batch.
-    pub fn test_images(&self, indices: &[usize], transform: &Transform) -> Result<Tensor<B>> {
-        let split = self.test_split()?;
-        let mut data = Vec::new();
-        let mut hw = None;
-        for &i in indices {
-            if i >= split.len() {
-                return Err(MepError::Usage(format!(
-                    "test image {i} is out of range: the test split of {} has {} images",
-                    self.manifest.settings.dataset,
-                    split.len()
-                )));
-            }
-            let img = split.image(i)?;
-            let (h, w) = transform.output_hw(&img);
-            if *hw.get_or_insert((h, w)) != (h, w) {
-                return Err(MepError::Usage(format!(
-                    "test image {i} is {h}x{w} after the transform, the others {hw:?}"
-                )));
-            }
-            let start = data.len();
-            data.resize(start + 3 * h * w, 0.0);
-            transform.apply(&img, &mut Rng::new(0), &mut data[start..])?;
-        }
-        let (h, w) = hw.unwrap_or((0, 0));
-        Ok(Tensor::from_vec(&self.backend, [indices.len(), 3, h, w], data)?)
     }
 }
 
@@ -623,10 +352,11 @@ pub const RECONSTRUCTIONS_FIGURE: &str = "reconstructions.png";
 pub fn render_study<B: Backend>(ctx: &FigureContext<B>, opts: &FigureOptions) -> Result<Vec<RenderedFigure>> {
     let results = ctx.results()?;
     if results.is_empty() {
-        return Err(MepError::Usage(format!(
-            "{}: no results yet in {RESULTS}; run `mep connect` first",
-            ctx.dir.display()
-        )));
+        return Err(MepError::Missing {
+            path: ctx.dir.clone(),
+            what: format!("no results yet in {RESULTS}"),
+            hint: Some("run `mep connect` first".into()),
+        });
     }
     let dir = ctx.dir.join(FIGURES);
     let mut out = Vec::new();
@@ -656,7 +386,7 @@ pub fn render_study<B: Backend>(ctx: &FigureContext<B>, opts: &FigureOptions) ->
         {
             continue;
         }
-        if r.category == crate::connect::Category::Linear {
+        if r.category == Category::Linear {
             let n = linear_drawn.entry(r.space.as_str()).or_default();
             if *n >= opts.linear_sample.unwrap_or(usize::MAX) {
                 continue;

@@ -3,7 +3,7 @@
 
 use super::draw::{font, palette, save_png, shorten, upscale, Align, Canvas};
 use super::{argmax, path_label, FigureContext, PathPivots, Rect, MIN_IMAGE_PX};
-use crate::connect::{Category, PairResult};
+use crate::study::{Category, PairResult};
 use crate::{MepError, Result};
 use image::RgbImage;
 use mep_resnet::Cut;
@@ -128,15 +128,16 @@ pub fn pair_figure<B: Backend>(
     out: &Path,
 ) -> Result<PairFigure> {
     if k < 2 {
-        return Err(MepError::Usage(format!(
-            "a pair figure needs at least 2 points per path (k = {k})"
-        )));
+        return Err(MepError::unusable(
+            "a pair figure",
+            format!("needs at least 2 points per path (k = {k})"),
+        ));
     }
     let path: PathPivots = ctx.read_path(result)?;
     let classes = &ctx.manifest.settings.classes;
     if result.class >= classes.len() {
         return Err(MepError::Results {
-            path: ctx.dir.join(crate::connect::RESULTS),
+            path: ctx.dir.join(crate::study::RESULTS),
             msg: format!(
                 "pair {} has class {}, but the study has {} classes",
                 result.pair,

@@ -62,8 +62,9 @@ pub fn reconstructions<B: Backend>(
     out: &Path,
 ) -> Result<Reconstructions> {
     if indices.is_empty() {
-        return Err(MepError::Usage(
-            "a reconstruction figure needs at least one test image".into(),
+        return Err(MepError::unusable(
+            "a reconstruction figure",
+            "needs at least one test image",
         ));
     }
     let cuts: Vec<Cut> = if cuts.is_empty() {
@@ -72,17 +73,22 @@ pub fn reconstructions<B: Backend>(
         cuts.to_vec()
     };
     if cuts.is_empty() {
-        return Err(MepError::Usage(format!(
-            "no decoder in this study: train one with `mep decoder train --cut pool --out {}/{DECODERS}/pool.safetensors`",
-            ctx.dir.display()
-        )));
+        return Err(MepError::Missing {
+            path: ctx.dir.join(DECODERS),
+            what: "no decoder in this study".into(),
+            hint: Some(format!(
+                "train one with `mep decoder train --cut pool --out {}/{DECODERS}/pool.safetensors`",
+                ctx.dir.display()
+            )),
+        });
     }
     for cut in &cuts {
         if !ctx.decoders.contains_key(cut) {
-            return Err(MepError::Usage(format!(
-                "no decoder for `{cut}`: expected one at {}",
-                ctx.dir.join(DECODERS).join(format!("{cut}.safetensors")).display()
-            )));
+            return Err(MepError::Missing {
+                path: ctx.dir.join(DECODERS).join(format!("{cut}.safetensors")),
+                what: format!("no decoder for `{cut}`"),
+                hint: None,
+            });
         }
     }
     let b = &ctx.backend;

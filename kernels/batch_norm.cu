@@ -1,10 +1,10 @@
-// bn.cu: batch normalisation of NCHW f32 tensors x[n, c, h, w], per channel. A channel's
+// batch_norm.cu: batch normalisation of NCHW f32 tensors x[n, c, h, w], per channel. A channel's
 // m = n·hw values are numbered k = i·hw + j (sample i, pixel j); they lie at offset
 // i·c·hw + j from the channel's first value x[ch·hw]. Every formula, and where it rounds to
 // f32, is the CPU backend's (crates/mep-tensor/src/cpu/ops.rs); sums are taken in double.
 //
 //   batch_norm_infer      y = act((x − mean)·s + β), s = γ / √(var + eps) rounded once;
-//                         act: 0 identity, 1 relu, 2 leaky relu (slope), 3 sigmoid
+//                         act: act_apply of common.cuh (identity, relu, leaky relu, sigmoid)
 //   batch_norm_infer_bwd  dx = dy·k, k = γ·(1/√(var + eps)); with the params kernel
 //                         dγ = Σ dy (x − mean) / √(var + eps), dβ = Σ dy (either may be null)
 //   batch_norm_train      batch mean μ and biased variance σ² from sums shifted by the
@@ -30,20 +30,6 @@
 // (part may be null when neither dγ nor dβ is wanted); batch_norm_infer_params_f32_v2
 // (one thread per channel) finishes them.
 #include "common.cuh"
-
-#define BN_ACT_RELU 1
-#define BN_ACT_LEAKY_RELU 2
-#define BN_ACT_SIGMOID 3
-
-// The fused activation, the same expressions as act_fwd_f32 (relu propagates NaN).
-__device__ __forceinline__ float bn_act(int act, float slope, float v) {
-    switch (act) {
-    case BN_ACT_RELU: return v < 0.0f ? 0.0f : v;
-    case BN_ACT_LEAKY_RELU: return v > 0.0f ? v : slope * v;
-    case BN_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
-    default: return v;
-    }
-}
 
 // Inference scale γ / √(var + eps), one division in double (the CPU's forward).
 __device__ __forceinline__ float bn_infer_scale(float gamma, float var, float eps) {
@@ -133,7 +119,7 @@ extern "C" __global__ void batch_norm_infer_f32_v1(long long n, long long c, lon
     if (i >= n * c * hw) return;
     long long ch = (i / hw) % c;
     float s = bn_infer_scale(gamma[ch], var[ch], eps);
-    y[i] = bn_act(act, slope, (x[i] - mean[ch]) * s + beta[ch]);
+    y[i] = act_apply(act, slope, (x[i] - mean[ch]) * s + beta[ch]);
 }
 
 extern "C" __global__ void batch_norm_infer_f32_v2(long long n, long long c, long long hw, int slices,
@@ -146,7 +132,7 @@ extern "C" __global__ void batch_norm_infer_f32_v2(long long n, long long c, lon
     float mu = mean[ch], s = bn_infer_scale(gamma[ch], var[ch], eps), b = beta[ch];
     const float* xc = x + ch * hw;
     float* yc = y + ch * hw;
-    bn_channel_for(k0, k1, hw, c * hw, [&](long long off) { yc[off] = bn_act(act, slope, (xc[off] - mu) * s + b); });
+    bn_channel_for(k0, k1, hw, c * hw, [&](long long off) { yc[off] = act_apply(act, slope, (xc[off] - mu) * s + b); });
 }
 
 // ---- inference backward ----------------------------------------------------------------
@@ -267,7 +253,7 @@ extern "C" __global__ void batch_norm_apply_f32_v1(long long n, long long c, lon
     long long i = global_index();
     if (i >= n * c * hw) return;
     long long ch = (i / hw) % c;
-    y[i] = bn_act(act, slope, (x[i] - mean[ch]) * scale[ch] + beta[ch]);
+    y[i] = act_apply(act, slope, (x[i] - mean[ch]) * scale[ch] + beta[ch]);
 }
 
 // The slice's Σ (x − shift), Σ (x − shift)², shift = the channel's first value (m ≥ 1).
@@ -316,7 +302,7 @@ extern "C" __global__ void batch_norm_train_apply_f32_v2(long long n, long long 
     float mu = (float)mean, a = (float)((double)gamma[ch] * invstd), b = beta[ch];
     float* yc = y + ch * hw;
     bn_slice(n * hw, s, slices, k0, k1);
-    bn_channel_for(k0, k1, hw, c * hw, [&](long long off) { yc[off] = bn_act(act, slope, (xc[off] - mu) * a + b); });
+    bn_channel_for(k0, k1, hw, c * hw, [&](long long off) { yc[off] = act_apply(act, slope, (xc[off] - mu) * a + b); });
 }
 
 // ---- training backward -----------------------------------------------------------------

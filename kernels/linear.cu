@@ -1,4 +1,4 @@
-// gemm.cu: linear (fully connected) layers, row-major, PyTorch's weight layout w [m, k].
+// linear.cu: linear (fully connected) layers, row-major, PyTorch's weight layout w [m, k].
 //
 //   linear             y[n, m] = x[n, k]·w[m, k]ᵀ + bias[m]   (bias optional: null)
 //   linear_bwd_input   dx[n, k] = dy[n, m]·w[m, k]

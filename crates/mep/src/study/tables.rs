@@ -2,9 +2,9 @@
 //! the straight line, by a non-linear path, or by neither, per space) and the mean ± std
 //! of each recorded figure per space and category. Rewritten atomically after every result.
 
+use super::certificates::{self, CertificateRecord};
 use super::store::write_atomic;
 use super::{Category, PairResult};
-use crate::certify::CertificateRecord;
 use crate::Result;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -263,7 +263,7 @@ pub fn certified_markdown(spaces: &[String], certs: &[CertificateRecord]) -> Str
     if certs.is_empty() {
         return String::new();
     }
-    let counts = crate::certify::count(spaces, certs);
+    let counts = certificates::count(spaces, certs);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -288,7 +288,7 @@ pub fn certified_markdown(spaces: &[String], certs: &[CertificateRecord]) -> Str
 /// Writes `table1.md`, `table1.csv` and `table1_stats.csv` into `dir`, each atomically,
 /// with the exact verdicts of `dir/certificates.jsonl` when there are any.
 pub fn write_tables(dir: &Path, spaces: &[String], results: &[PairResult], pairs: usize) -> Result<()> {
-    let certs = crate::certify::read_certificates(dir)?;
+    let certs = certificates::read_certificates(dir)?;
     let mut md = markdown(spaces, results, pairs);
     let mut csv = table1_csv(spaces, results);
     let exact = certified_markdown(spaces, &certs);
@@ -296,7 +296,7 @@ pub fn write_tables(dir: &Path, spaces: &[String], results: &[PairResult], pairs
         let at = md.find("\n## Figures").unwrap_or(md.len());
         md.insert_str(at, &exact);
         for (i, name) in ["certified", "refuted", "undecided"].iter().enumerate() {
-            let cells: Vec<String> = crate::certify::count(spaces, &certs)
+            let cells: Vec<String> = certificates::count(spaces, &certs)
                 .iter()
                 .map(|c| [c.1, c.2, c.3][i].to_string())
                 .collect();
