@@ -11,7 +11,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use mep::connect::HeadEnergy;
 use mep_neb::{Energy, Neb, NebConfig, Path};
-use mep_resnet::{Arch, Cut, Network, ResNet};
+use mep_resnet::{Arch, Cut, FoldedResNet, ResNet};
 use mep_tensor::prelude::*;
 use mep_tensor::{CpuBackend, NebForceParams, Tensor};
 
@@ -20,7 +20,7 @@ const PIVOTS: usize = 10;
 
 fn case(c: &mut Criterion, b: &CpuBackend, arch: Arch, cut: Cut) {
     let model = ResNet::init(b, arch, arch.default_width(), 10, 1).expect("init");
-    let net = Network::fold(b, &model).expect("fold");
+    let net = FoldedResNet::fold(b, &model).expect("fold");
     let mut rng = mep_nn::init::Rng::new(3);
     let x: Vec<f32> = (0..2 * 3 * 32 * 32).map(|_| rng.normal() as f32).collect();
     let x = Tensor::from_vec(b, [2, 3, 32, 32], x).expect("input");

@@ -3,7 +3,7 @@
 //! synchronisation, and the choice of the GPU or the CPU for the GPU benchmarks.
 
 use mep_kernels::Launcher;
-use mep_resnet::{Arch, Network, ResNet};
+use mep_resnet::{Arch, FoldedResNet, ResNet};
 use mep_tensor::{Backend, CpuBackend, Tensor};
 use std::time::Instant;
 
@@ -43,9 +43,9 @@ pub const ROWS: [Row; 3] = [
 ];
 
 /// A folded network with torchvision's initialisation and an N(0,1)-ish input for `row`.
-pub fn setup<B: Backend>(b: &B, row: &Row) -> (Network<B>, Tensor<B>, Vec<usize>) {
+pub fn setup<B: Backend>(b: &B, row: &Row) -> (FoldedResNet<B>, Tensor<B>, Vec<usize>) {
     let model = ResNet::init(b, row.arch, row.arch.default_width(), row.classes, 1).expect("init");
-    let net = Network::fold(b, &model).expect("fold");
+    let net = FoldedResNet::fold(b, &model).expect("fold");
     let x = Tensor::from_vec(
         b,
         [row.batch, 3, row.size, row.size],

@@ -5,8 +5,8 @@
 //!
 //! Cases, fp32, on a folded ResNet-50 (torchvision's initialisation, 10 classes) at 224×224,
 //! batch 32:
-//! - the forward (`Network::head` from the input);
-//! - forward + backward to the input (`Network::head_loss_grad`, mean cross-entropy);
+//! - the forward (`FoldedResNet::head` from the input);
+//! - forward + backward to the input (`FoldedResNet::head_loss_grad`, mean cross-entropy);
 //! - one NEB step (`Neb::step`, k = ∞ and Adam, the defaults) in `input` and in `layer1`:
 //!   a straight path of 34 pivots between two images, of which the 32 interior ones move and
 //!   are evaluated in one batch;
@@ -24,7 +24,7 @@
 use mep::connect::HeadEnergy;
 use mep_benches::{cuda_sync, median, normal_vec, time_ms, Device};
 use mep_neb::{Neb, NebConfig, Path};
-use mep_resnet::{Arch, Cut, Network, ResNet};
+use mep_resnet::{Arch, Cut, FoldedResNet, ResNet};
 use mep_tensor::{Backend, CpuBackend, Tensor};
 
 const CLASSES: usize = 10;
@@ -181,11 +181,11 @@ fn cases<B: Backend>(
     cfg: &Config,
     args: &Args,
     device: &str,
-) -> Result<(Network<B>, Tensor<B>, bool), String> {
+) -> Result<(FoldedResNet<B>, Tensor<B>, bool), String> {
     let wanted = |name: &str| args.cases.is_empty() || args.cases.iter().any(|c| name.contains(c.as_str()));
     let model = ResNet::init(b, Arch::ResNet50, Arch::ResNet50.default_width(), CLASSES, 1)
         .map_err(|e| format!("building the ResNet-50: {e}"))?;
-    let net = Network::fold(b, &model).map_err(|e| format!("folding the ResNet-50: {e}"))?;
+    let net = FoldedResNet::fold(b, &model).map_err(|e| format!("folding the ResNet-50: {e}"))?;
     drop(model);
     let (n, s) = (cfg.batch, cfg.size);
     let x = Tensor::from_vec(b, [n, 3, s, s], normal_vec(n * 3 * s * s, 2)).map_err(|e| e.to_string())?;
@@ -225,7 +225,7 @@ fn cases<B: Backend>(
 #[allow(clippy::type_complexity)]
 fn neb_step<'n, B: Backend>(
     b: &B,
-    net: &'n Network<B>,
+    net: &'n FoldedResNet<B>,
     cut: Cut,
     cfg: &Config,
 ) -> Result<(Neb<B>, HeadEnergy<'n, B>), String> {
@@ -255,7 +255,7 @@ fn neb_step<'n, B: Backend>(
 /// a capture may not) is `Unsupported`; wrong replayed logits are a failure.
 fn graph_case(
     b: &mep_cuda::CudaBackend,
-    net: &Network<mep_cuda::CudaBackend>,
+    net: &FoldedResNet<mep_cuda::CudaBackend>,
     x: &Tensor<mep_cuda::CudaBackend>,
     args: &Args,
 ) -> Result<Vec<f64>, CaseError> {

@@ -9,12 +9,12 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mep_certify::{Certifier, CertifyOptions, Verdict};
 use mep_nn::init::Rng;
-use mep_resnet::{Arch, Cut, Network, ResNet, Shortcut};
+use mep_resnet::{Arch, Cut, FoldedResNet, ResNet, Shortcut};
 use mep_tensor::{Conv2dGeom, CpuBackend, Nchw, Tensor};
 use std::time::{Duration, Instant};
 
 /// A freshly initialised network whose batch norms get random γ, β and statistics.
-fn network(cpu: &CpuBackend, arch: Arch, seed: u64) -> Network<CpuBackend> {
+fn network(cpu: &CpuBackend, arch: Arch, seed: u64) -> FoldedResNet<CpuBackend> {
     let mut m = ResNet::init(cpu, arch, arch.default_width(), 10, seed).unwrap();
     let mut rng = Rng::new(seed);
     let mut bns = vec![&mut m.stem.bn];
@@ -37,7 +37,7 @@ fn network(cpu: &CpuBackend, arch: Arch, seed: u64) -> Network<CpuBackend> {
         bn.running_mean = u(-0.3, 0.3);
         bn.running_var = u(0.5, 2.0);
     }
-    Network::fold(cpu, &m).unwrap()
+    FoldedResNet::fold(cpu, &m).unwrap()
 }
 
 fn image(seed: u64) -> Vec<f32> {

@@ -8,7 +8,7 @@
 use crate::error::{CertifyError, Result};
 use crate::exact::{self, CertifyOptions, Partition};
 use crate::net::{pool_out, pool_window, Batch, Net64, Op};
-use mep_resnet::{Cut, Network};
+use mep_resnet::{Cut, FoldedResNet};
 use mep_tensor::{Backend, CpuBackend};
 use std::time::Instant;
 
@@ -119,7 +119,7 @@ fn to_f64<T: Copy + Into<f64>>(what: &str, z: &[T], dim: usize) -> Result<Vec<f6
 
 impl Certifier {
     /// Copies the folded layers of `net` (on any backend) to f64.
-    pub fn new<B: Backend>(backend: &B, net: &Network<B>) -> Result<Self> {
+    pub fn new<B: Backend>(backend: &B, net: &FoldedResNet<B>) -> Result<Self> {
         Ok(Certifier {
             net: Net64::new(backend, net)?,
         })
@@ -445,7 +445,7 @@ fn refuted_intervals(p: &Partition, target: usize, margins: &[f64], scale: &dyn 
 /// [`Certifier::segment`] for a network on the CPU backend (copies it to f64 first; build a
 /// [`Certifier`] once to certify many segments).
 pub fn certify_segment<T: Copy + Into<f64>>(
-    net: &Network<CpuBackend>,
+    net: &FoldedResNet<CpuBackend>,
     cut: Cut,
     shape: &[usize],
     z_a: &[T],
@@ -458,7 +458,7 @@ pub fn certify_segment<T: Copy + Into<f64>>(
 
 /// [`Certifier::path`] for a network on the CPU backend.
 pub fn certify_path<T: Copy + Into<f64>>(
-    net: &Network<CpuBackend>,
+    net: &FoldedResNet<CpuBackend>,
     cut: Cut,
     shape: &[usize],
     pivots: &[T],

@@ -7,7 +7,7 @@
 
 use crate::conv;
 use crate::error::{CertifyError, Result};
-use mep_resnet::{Cut, FoldedConv, FoldedShortcut, Network};
+use mep_resnet::{Cut, FoldedConv, FoldedResNet, FoldedShortcut};
 use mep_tensor::float::{max_nan, relu};
 use mep_tensor::{Backend, Conv2dGeom, Nchw};
 use rayon::prelude::*;
@@ -162,7 +162,7 @@ pub(crate) struct Net64 {
 }
 
 impl Net64 {
-    pub fn new<B: Backend>(b: &B, net: &Network<B>) -> Result<Self> {
+    pub fn new<B: Backend>(b: &B, net: &FoldedResNet<B>) -> Result<Self> {
         let layers = net.layers();
         let mut convs = vec![Conv64::new(b, &layers.stem)?];
         let mut ops = vec![Op::Conv(0), Op::Relu];

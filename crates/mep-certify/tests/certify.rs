@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use mep_certify::{certify_path, Certifier, CertifyError, CertifyOptions, Verdict};
-use mep_resnet::{Arch, Cut, Network};
+use mep_resnet::{Arch, Cut, FoldedResNet};
 use mep_tensor::{CpuBackend, Tensor};
 
 /// The f64 margin of the segment `z_a → z_b` at `t`.
@@ -40,7 +40,7 @@ fn an_excursion_between_samples_is_refuted_with_its_interval() {
     let cpu = CpuBackend::new();
     for seed in 0..40u64 {
         let model = model(&cpu, Arch::ResNet20, 4, 100 + seed);
-        let net = Network::fold(&cpu, &model).unwrap();
+        let net = FoldedResNet::fold(&cpu, &model).unwrap();
         let c = Certifier::new(&cpu, &net).unwrap();
         let (a, b) = (to_f64(&image(200 + seed, 8, 8)), to_f64(&image(300 + seed, 8, 8)));
         let shape = [3, 8, 8];
@@ -70,7 +70,7 @@ fn an_excursion_between_samples_is_refuted_with_its_interval() {
         let mut bias = model.fc.bias.as_ref().unwrap().value.to_vec(&cpu).unwrap();
         bias[target] -= shift as f32;
         model.fc.bias.as_mut().unwrap().value = Tensor::from_vec(&cpu, [k], bias).unwrap();
-        let net = Network::fold(&cpu, &model).unwrap();
+        let net = FoldedResNet::fold(&cpu, &model).unwrap();
         let c = Certifier::new(&cpu, &net).unwrap();
 
         // Sampling at S sub-points (the f32 network, as the dense check runs it) passes.

@@ -210,7 +210,7 @@ fn piece_budget_leaves_the_segment_undecided_with_the_covered_part() {
 
 #[test]
 fn f64_logits_agree_with_the_f32_network_at_every_cut() {
-    // Reference: Network::head on the CPU backend (f32), to 1e-5 relative.
+    // Reference: FoldedResNet::head on the CPU backend (f32), to 1e-5 relative.
     for (arch, width, h) in [(Arch::ResNet20, 4, 16), (Arch::ResNet18, 2, 32)] {
         let (cpu, net, c) = network(arch, width, 5);
         let x: Vec<f32> = [image(50, h, h), image(51, h, h), image(52, h, h)].concat();

@@ -6,14 +6,14 @@
 use mep_data::{synthetic, Loader, SyntheticConfig, Transform};
 use mep_decoder::{mse_loss, Decoder, DecoderConfig, Mode, Source};
 use mep_nn::{Adam, Grads, Optimizer};
-use mep_resnet::{Arch, Cut, Network, ResNet};
+use mep_resnet::{Arch, Cut, FoldedResNet, ResNet};
 use mep_tensor::{AdamParams, CpuBackend, Tensor};
 use std::time::Instant;
 
 /// Points at `cut` and target images in [0, 1] for a whole split, in batches of `bs`.
 fn encode_split(
     b: &CpuBackend,
-    net: &Network<CpuBackend>,
+    net: &FoldedResNet<CpuBackend>,
     split: &mep_data::Split,
     cut: Cut,
     bs: usize,
@@ -91,7 +91,7 @@ fn loss_falls(cut: Cut, epochs: usize, frac: f64) {
         train_per_class: 32,
         test_per_class: 10,
     });
-    let net = Network::fold(&b, &ResNet::init(&b, Arch::ResNet20, 16, 10, 1).unwrap()).unwrap();
+    let net = FoldedResNet::fold(&b, &ResNet::init(&b, Arch::ResNet20, 16, 10, 1).unwrap()).unwrap();
     let bs = 32;
     let train = encode_split(&b, &net, data.train.as_ref().unwrap(), cut, bs);
     let test = encode_split(&b, &net, &data.test, cut, 25);

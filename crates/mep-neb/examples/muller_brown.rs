@@ -5,7 +5,7 @@
 //! `cargo run -p mep-neb --example muller_brown`
 
 use mep_neb::potentials::MullerBrown;
-use mep_neb::{FireParams, Neb, NebConfig, OptimizerConfig, Path, Spring};
+use mep_neb::{FireParams, Neb, NebConfig, Path, PathOptimizerConfig, Spring};
 use mep_tensor::prelude::*;
 use mep_tensor::CpuBackend;
 
@@ -14,15 +14,15 @@ fn main() -> mep_neb::Result<()> {
     let a = cpu.upload(&[-0.558224, 1.441726])?;
     let c = cpu.upload(&[-0.050011, 0.466694])?;
     let optimizers = [
-        ("Adam lr 2e-3", OptimizerConfig::adam(2e-3)),
+        ("Adam lr 2e-3", PathOptimizerConfig::adam(2e-3)),
         (
             "SGD lr 1e-4 m 0.9",
-            OptimizerConfig::Sgd {
+            PathOptimizerConfig::Sgd {
                 lr: 1e-4,
                 momentum: 0.9,
             },
         ),
-        ("FIRE (ASE defaults)", OptimizerConfig::Fire(FireParams::default())),
+        ("FIRE (ASE defaults)", PathOptimizerConfig::Fire(FireParams::default())),
     ];
     println!("| spring | optimiser | stop | steps | saddle (x, y) | E | max force |");
     println!("|---|---|---|---:|---|---:|---:|");

@@ -10,5 +10,5 @@ pub mod potentials;
 pub use energy::{Energy, Evaluation};
 pub use error::{NebError, Result};
 pub use neb::{forces, redistribution_plan, Dense, Insertion, Neb, NebConfig, Outcome, Spring, StepReport, StopReason};
-pub use optim::{Fire, FireParams, Optimizer, OptimizerConfig};
+pub use optim::{Fire, FireParams, PathOptimizer, PathOptimizerConfig};
 pub use path::Path;

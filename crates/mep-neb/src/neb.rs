@@ -3,7 +3,7 @@
 
 use crate::energy::{Energy, Evaluation};
 use crate::error::{NebError, Result};
-use crate::optim::{Optimizer, OptimizerConfig};
+use crate::optim::{PathOptimizer, PathOptimizerConfig};
 use crate::path::Path;
 use mep_tensor::{Backend, Lerp, NebForceParams};
 
@@ -38,7 +38,7 @@ pub struct NebConfig {
     /// The spring along the path.
     pub spring: Spring,
     /// The optimiser moving all pivots as one state.
-    pub optimizer: OptimizerConfig,
+    pub optimizer: PathOptimizerConfig,
     /// Switch the climbing image on after this fraction of `max_steps` (None = never).
     pub climbing_after: Option<f64>,
     /// The step budget (counted over the life of the [`Neb`]).
@@ -61,7 +61,7 @@ impl Default for NebConfig {
     fn default() -> Self {
         NebConfig {
             spring: Spring::Redistribute,
-            optimizer: OptimizerConfig::adam(1e-2),
+            optimizer: PathOptimizerConfig::adam(1e-2),
             climbing_after: None,
             max_steps: 100,
             fmax: None,
@@ -301,7 +301,7 @@ pub struct Neb<B: Backend> {
     path: Path<B>,
     grads: B::Buf,
     forces: B::Buf,
-    opt: Optimizer<B>,
+    opt: PathOptimizer<B>,
     steps: usize,
     end_energies: Option<(f64, f64)>,
     last_insertion: Option<usize>,
@@ -315,7 +315,7 @@ impl<B: Backend> Neb<B> {
         Ok(Neb {
             grads: b.zeros(len)?,
             forces: b.zeros(len)?,
-            opt: Optimizer::new(b, &config.optimizer, len)?,
+            opt: PathOptimizer::new(b, &config.optimizer, len)?,
             config,
             path,
             steps: 0,
@@ -600,7 +600,7 @@ impl<B: Backend> Neb<B> {
         let len = (p + 1) * d;
         self.grads = b.zeros(len)?;
         self.forces = b.zeros(len)?;
-        self.opt = Optimizer::new(b, &self.config.optimizer, len)?;
+        self.opt = PathOptimizer::new(b, &self.config.optimizer, len)?;
         self.last_insertion = Some(self.steps);
         Ok(Some(seg + 1))
     }

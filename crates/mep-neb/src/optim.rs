@@ -7,7 +7,7 @@ use mep_tensor::{AdamParams, Backend, SgdParams};
 
 /// Which optimiser moves the pivots, and its hyper-parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum OptimizerConfig {
+pub enum PathOptimizerConfig {
     /// SGD with momentum on the gradient `-force` (`torch.optim.SGD` semantics).
     Sgd { lr: f64, momentum: f64 },
     /// Adam on the gradient `-force` (`torch.optim.Adam` semantics).
@@ -16,10 +16,10 @@ pub enum OptimizerConfig {
     Fire(FireParams),
 }
 
-impl OptimizerConfig {
+impl PathOptimizerConfig {
     /// Adam with the learning rate `lr` and PyTorch's defaults otherwise.
     pub fn adam(lr: f64) -> Self {
-        OptimizerConfig::Adam {
+        PathOptimizerConfig::Adam {
             lr,
             beta1: 0.9,
             beta2: 0.999,
@@ -48,17 +48,17 @@ impl OptimizerConfig {
             }
         };
         match *self {
-            OptimizerConfig::Sgd { lr, momentum } => {
+            PathOptimizerConfig::Sgd { lr, momentum } => {
                 positive("optimizer.lr", lr)?;
                 unit("optimizer.momentum", momentum)
             }
-            OptimizerConfig::Adam { lr, beta1, beta2, eps } => {
+            PathOptimizerConfig::Adam { lr, beta1, beta2, eps } => {
                 positive("optimizer.lr", lr)?;
                 unit("optimizer.beta1", beta1)?;
                 unit("optimizer.beta2", beta2)?;
                 positive("optimizer.eps", eps)
             }
-            OptimizerConfig::Fire(f) => f.validate(),
+            PathOptimizerConfig::Fire(f) => f.validate(),
         }
     }
 }
@@ -202,7 +202,7 @@ impl<B: Backend> Fire<B> {
 }
 
 /// The state of the configured optimiser over one `[P, D]` buffer.
-pub enum Optimizer<B: Backend> {
+pub enum PathOptimizer<B: Backend> {
     /// SGD: the momentum buffer and the next step number.
     Sgd {
         lr: f64,
@@ -224,18 +224,18 @@ pub enum Optimizer<B: Backend> {
     Fire(Fire<B>),
 }
 
-impl<B: Backend> Optimizer<B> {
+impl<B: Backend> PathOptimizer<B> {
     /// A fresh state of `config` for a buffer of `len` values.
-    pub fn new(b: &B, config: &OptimizerConfig, len: usize) -> Result<Self> {
+    pub fn new(b: &B, config: &PathOptimizerConfig, len: usize) -> Result<Self> {
         config.validate()?;
         Ok(match *config {
-            OptimizerConfig::Sgd { lr, momentum } => Optimizer::Sgd {
+            PathOptimizerConfig::Sgd { lr, momentum } => PathOptimizer::Sgd {
                 lr,
                 momentum,
                 buf: b.zeros(len)?,
                 step: 1,
             },
-            OptimizerConfig::Adam { lr, beta1, beta2, eps } => Optimizer::Adam {
+            PathOptimizerConfig::Adam { lr, beta1, beta2, eps } => PathOptimizer::Adam {
                 lr,
                 beta1,
                 beta2,
@@ -244,7 +244,7 @@ impl<B: Backend> Optimizer<B> {
                 v: b.zeros(len)?,
                 step: 1,
             },
-            OptimizerConfig::Fire(p) => Optimizer::Fire(Fire::new(b, p, len)?),
+            PathOptimizerConfig::Fire(p) => PathOptimizer::Fire(Fire::new(b, p, len)?),
         })
     }
 
@@ -252,7 +252,7 @@ impl<B: Backend> Optimizer<B> {
     /// `force` is negated in place (its contents are unspecified afterwards).
     pub fn step(&mut self, b: &B, x: &mut B::Buf, force: &mut B::Buf) -> Result<()> {
         match self {
-            Optimizer::Sgd {
+            PathOptimizer::Sgd {
                 lr,
                 momentum,
                 buf,
@@ -269,7 +269,7 @@ impl<B: Backend> Optimizer<B> {
                 b.sgd_step(&h, x, force, buf)?;
                 *step = step.saturating_add(1);
             }
-            Optimizer::Adam {
+            PathOptimizer::Adam {
                 lr,
                 beta1,
                 beta2,
@@ -291,7 +291,7 @@ impl<B: Backend> Optimizer<B> {
                 b.adam_step(&h, x, force, m, v)?;
                 *step = step.saturating_add(1);
             }
-            Optimizer::Fire(fire) => {
+            PathOptimizer::Fire(fire) => {
                 fire.step(b, x, force)?;
             }
         }

@@ -84,7 +84,7 @@ fn bump(p: &[f32]) -> (f64, Vec<f64>) {
 }
 
 /// The climbing image from minimum A to minimum C: (reason, steps, climbing image, its energy).
-fn climb_a_to_c(spring: Spring, optimizer: OptimizerConfig) -> (StopReason, usize, [f64; 2], f64) {
+fn climb_a_to_c(spring: Spring, optimizer: PathOptimizerConfig) -> (StopReason, usize, [f64; 2], f64) {
     let cpu = CpuBackend::new();
     let config = NebConfig {
         spring,
@@ -108,7 +108,7 @@ fn climb_a_to_c(spring: Spring, optimizer: OptimizerConfig) -> (StopReason, usiz
 }
 
 #[track_caller]
-fn assert_saddle(spring: Spring, optimizer: OptimizerConfig) {
+fn assert_saddle(spring: Spring, optimizer: PathOptimizerConfig) {
     let (reason, _, z, e) = climb_a_to_c(spring, optimizer);
     assert_eq!(reason, StopReason::Converged);
     // The saddle between A and C: (-0.822002, 0.624313), E = -40.664844 (Müller & Brown 1979).
@@ -119,7 +119,7 @@ fn assert_saddle(spring: Spring, optimizer: OptimizerConfig) {
     );
 }
 
-const SGD: OptimizerConfig = OptimizerConfig::Sgd {
+const SGD: PathOptimizerConfig = PathOptimizerConfig::Sgd {
     lr: 1e-4,
     momentum: 0.9,
 };
@@ -128,12 +128,12 @@ const SGD: OptimizerConfig = OptimizerConfig::Sgd {
 
 #[test]
 fn muller_brown_saddle_adam_spring() {
-    assert_saddle(Spring::Constant(10.0), OptimizerConfig::adam(2e-3));
+    assert_saddle(Spring::Constant(10.0), PathOptimizerConfig::adam(2e-3));
 }
 
 #[test]
 fn muller_brown_saddle_adam_redistribute() {
-    assert_saddle(Spring::Redistribute, OptimizerConfig::adam(2e-3));
+    assert_saddle(Spring::Redistribute, PathOptimizerConfig::adam(2e-3));
 }
 
 #[test]
@@ -148,12 +148,12 @@ fn muller_brown_saddle_sgd_redistribute() {
 
 #[test]
 fn muller_brown_saddle_fire_spring() {
-    assert_saddle(Spring::Constant(10.0), OptimizerConfig::Fire(FireParams::default()));
+    assert_saddle(Spring::Constant(10.0), PathOptimizerConfig::Fire(FireParams::default()));
 }
 
 #[test]
 fn muller_brown_saddle_fire_redistribute() {
-    assert_saddle(Spring::Redistribute, OptimizerConfig::Fire(FireParams::default()));
+    assert_saddle(Spring::Redistribute, PathOptimizerConfig::Fire(FireParams::default()));
 }
 
 // ---- endpoints, redistribution ----------------------------------------------------------
@@ -162,12 +162,12 @@ fn muller_brown_saddle_fire_redistribute() {
 fn endpoints_never_move() {
     let cpu = CpuBackend::new();
     let optimizers = [
-        OptimizerConfig::adam(1e-2),
-        OptimizerConfig::Sgd {
+        PathOptimizerConfig::adam(1e-2),
+        PathOptimizerConfig::Sgd {
             lr: 1e-4,
             momentum: 0.9,
         },
-        OptimizerConfig::Fire(FireParams::default()),
+        PathOptimizerConfig::Fire(FireParams::default()),
     ];
     for optimizer in optimizers {
         for spring in [Spring::Constant(5.0), Spring::Redistribute] {
@@ -384,7 +384,7 @@ fn insertion_happens_at_most_once_per_every_steps_and_up_to_max_pivots() {
     let run = |every: usize, max_pivots: usize| {
         let config = NebConfig {
             spring: Spring::Constant(1.0),
-            optimizer: OptimizerConfig::Sgd {
+            optimizer: PathOptimizerConfig::Sgd {
                 lr: 1e-9,
                 momentum: 0.0,
             },
@@ -458,7 +458,7 @@ impl Energy<CpuBackend> for Noisy {
 #[test]
 fn same_config_and_seed_give_bit_identical_paths() {
     let cpu = CpuBackend::new();
-    let run = |seed: u64, optimizer: OptimizerConfig| {
+    let run = |seed: u64, optimizer: PathOptimizerConfig| {
         let config = NebConfig {
             spring: Spring::Constant(10.0),
             optimizer,
@@ -477,9 +477,9 @@ fn same_config_and_seed_give_bit_identical_paths() {
             .collect::<Vec<u32>>()
     };
     for optimizer in [
-        OptimizerConfig::adam(2e-3),
+        PathOptimizerConfig::adam(2e-3),
         SGD,
-        OptimizerConfig::Fire(FireParams::default()),
+        PathOptimizerConfig::Fire(FireParams::default()),
     ] {
         assert_eq!(run(7, optimizer), run(7, optimizer), "{optimizer:?}");
         assert_ne!(
@@ -662,12 +662,12 @@ fn bad_configs_and_mismatches_are_errors() {
     );
     assert_eq!(
         field(NebConfig {
-            optimizer: OptimizerConfig::adam(0.0),
+            optimizer: PathOptimizerConfig::adam(0.0),
             ..d()
         }),
         "optimizer.lr"
     );
-    let fire = OptimizerConfig::Fire(FireParams {
+    let fire = PathOptimizerConfig::Fire(FireParams {
         maxstep: 0.0,
         ..FireParams::default()
     });
@@ -743,7 +743,7 @@ fn insertion_resets_the_optimiser_state() {
     let new = || {
         let config = NebConfig {
             spring: Spring::Constant(10.0),
-            optimizer: OptimizerConfig::adam(lr),
+            optimizer: PathOptimizerConfig::adam(lr),
             insertion: Some(Insertion {
                 threshold: 0.0,
                 max_pivots: 10,

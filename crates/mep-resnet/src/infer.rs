@@ -9,7 +9,7 @@ use crate::model::{nchw_of, pool_geom, ConvBn, ResNet, Shortcut};
 use mep_tensor::{Act, Backend, Conv2dGeom, Nchw, Shape, Tensor};
 
 /// A convolution with batch norm folded in: `act(conv(x, w) + bias [+ residual])`.
-struct FusedConv<B: Backend> {
+struct FoldedConvWeights<B: Backend> {
     w: Tensor<B>,
     bias: Tensor<B>,
     c_in: usize,
@@ -19,7 +19,7 @@ struct FusedConv<B: Backend> {
     pad: usize,
 }
 
-impl<B: Backend> FusedConv<B> {
+impl<B: Backend> FoldedConvWeights<B> {
     // BN(conv(x)) = a ⊙ conv(x) + shift = conv_{a⊙w}(x) + shift, per output channel.
     fn fold(b: &B, u: &ConvBn<B>) -> Result<Self> {
         let (a, shift) = u.bn.affine(b)?;
@@ -31,7 +31,7 @@ impl<B: Backend> FusedConv<B> {
             .map(|(i, &v)| (v as f64 * a[i / per]) as f32)
             .collect();
         let bias: Vec<f32> = shift.iter().map(|&s| s as f32).collect();
-        Ok(FusedConv {
+        Ok(FoldedConvWeights {
             w: Tensor::from_vec(b, u.conv.weight.value.shape.clone(), wf)?,
             bias: Tensor::from_vec(b, [u.conv.c_out], bias)?,
             c_in: u.conv.c_in,
@@ -84,15 +84,15 @@ impl<B: Backend> FusedConv<B> {
     }
 }
 
-enum FShortcut<B: Backend> {
+enum FoldedShortcutWeights<B: Backend> {
     Identity,
-    Projection(FusedConv<B>),
+    Projection(FoldedConvWeights<B>),
     PadA { pad: usize, subsample: bool },
 }
 
-struct FBlock<B: Backend> {
-    convs: Vec<FusedConv<B>>,
-    shortcut: FShortcut<B>,
+struct FoldedBlockWeights<B: Backend> {
+    convs: Vec<FoldedConvWeights<B>>,
+    shortcut: FoldedShortcutWeights<B>,
 }
 
 /// What a taped forward keeps of one segment: its input's shape, its output, and the
@@ -120,26 +120,26 @@ pub type CutActivations<B> = Vec<(Cut, Tensor<B>)>;
 ///
 /// The segments, in order: the stem, each stage, the global average pool, the classifier.
 /// A cut sits between two segments (see [`Arch::position`]).
-pub struct Network<B: Backend> {
+pub struct FoldedResNet<B: Backend> {
     pub arch: Arch,
     pub num_classes: usize,
-    stem: FusedConv<B>,
+    stem: FoldedConvWeights<B>,
     maxpool: bool,
-    stages: Vec<Vec<FBlock<B>>>,
+    stages: Vec<Vec<FoldedBlockWeights<B>>>,
     fc_w: Tensor<B>,
     fc_b: Tensor<B>,
     features: usize,
 }
 
-fn stage_channels<B: Backend>(stage: &[FBlock<B>]) -> usize {
+fn stage_channels<B: Backend>(stage: &[FoldedBlockWeights<B>]) -> usize {
     stage.last().and_then(|b| b.convs.last()).map_or(0, |c| c.c_out)
 }
 
-impl<B: Backend> Network<B> {
+impl<B: Backend> FoldedResNet<B> {
     /// Folds a trained network's batch norms (with their running statistics) into its
     /// convolutions.
     pub fn fold(b: &B, model: &ResNet<B>) -> Result<Self> {
-        let stem = FusedConv::fold(b, &model.stem)?;
+        let stem = FoldedConvWeights::fold(b, &model.stem)?;
         let mut stages = Vec::new();
         for blocks in &model.stages {
             let mut fb = Vec::new();
@@ -147,14 +147,14 @@ impl<B: Backend> Network<B> {
                 let convs = block
                     .units
                     .iter()
-                    .map(|u| FusedConv::fold(b, u))
+                    .map(|u| FoldedConvWeights::fold(b, u))
                     .collect::<Result<Vec<_>>>()?;
                 let shortcut = match &block.shortcut {
-                    Shortcut::Identity => FShortcut::Identity,
-                    Shortcut::Projection(u) => FShortcut::Projection(FusedConv::fold(b, u)?),
-                    &Shortcut::PadA { pad, subsample } => FShortcut::PadA { pad, subsample },
+                    Shortcut::Identity => FoldedShortcutWeights::Identity,
+                    Shortcut::Projection(u) => FoldedShortcutWeights::Projection(FoldedConvWeights::fold(b, u)?),
+                    &Shortcut::PadA { pad, subsample } => FoldedShortcutWeights::PadA { pad, subsample },
                 };
-                fb.push(FBlock { convs, shortcut });
+                fb.push(FoldedBlockWeights { convs, shortcut });
             }
             stages.push(fb);
         }
@@ -162,7 +162,7 @@ impl<B: Backend> Network<B> {
             Some(p) => p.value.duplicate(b)?,
             None => Tensor::zeros(b, [model.num_classes])?,
         };
-        Ok(Network {
+        Ok(FoldedResNet {
             arch: model.arch,
             num_classes: model.num_classes,
             stem,
@@ -271,16 +271,22 @@ impl<B: Backend> Network<B> {
     }
 
     /// One block: its output and, with `keep`, the outputs of its non-final convolutions.
-    fn block_forward(&self, b: &B, blk: &FBlock<B>, x: &Tensor<B>, keep: bool) -> Result<(Tensor<B>, Vec<Tensor<B>>)> {
+    fn block_forward(
+        &self,
+        b: &B,
+        blk: &FoldedBlockWeights<B>,
+        x: &Tensor<B>,
+        keep: bool,
+    ) -> Result<(Tensor<B>, Vec<Tensor<B>>)> {
         let mut inner = Vec::new();
         let owned;
         let s = match &blk.shortcut {
-            FShortcut::Identity => x,
-            FShortcut::Projection(c) => {
+            FoldedShortcutWeights::Identity => x,
+            FoldedShortcutWeights::Projection(c) => {
                 owned = c.forward(b, x, None, Act::Identity)?;
                 &owned
             }
-            &FShortcut::PadA { pad, subsample } => {
+            &FoldedShortcutWeights::PadA { pad, subsample } => {
                 let sx = nchw_of(x)?;
                 let out = sx.shortcut_pad(subsample, pad);
                 let mut y = Tensor::alloc(b, out.shape())?;
@@ -462,12 +468,12 @@ impl<B: Backend> Network<B> {
                 }
                 let mut d = d.expect("a block has convolutions");
                 match &blk.shortcut {
-                    FShortcut::Identity => b.add_assign(&mut d.buf, &dpre.buf)?,
-                    FShortcut::Projection(c) => {
+                    FoldedShortcutWeights::Identity => b.add_assign(&mut d.buf, &dpre.buf)?,
+                    FoldedShortcutWeights::Projection(c) => {
                         let ds = c.backward_input(b, &x_shape, &dpre)?;
                         b.add_assign(&mut d.buf, &ds.buf)?;
                     }
-                    &FShortcut::PadA { pad, subsample } => {
+                    &FoldedShortcutWeights::PadA { pad, subsample } => {
                         let sx = x_shape.nchw("resnet shortcut")?;
                         let mut ds = Tensor::alloc(b, x_shape.clone())?;
                         b.shortcut_pad_bwd(&sx, subsample, pad, &dpre.buf, &mut ds.buf)?;
@@ -536,8 +542,8 @@ pub struct FoldedLayers<'a, B: Backend> {
     pub num_classes: usize,
 }
 
-impl<'a, B: Backend> From<&'a FusedConv<B>> for FoldedConv<'a, B> {
-    fn from(c: &'a FusedConv<B>) -> Self {
+impl<'a, B: Backend> From<&'a FoldedConvWeights<B>> for FoldedConv<'a, B> {
+    fn from(c: &'a FoldedConvWeights<B>) -> Self {
         FoldedConv {
             w: &c.w,
             bias: &c.bias,
@@ -550,7 +556,7 @@ impl<'a, B: Backend> From<&'a FusedConv<B>> for FoldedConv<'a, B> {
     }
 }
 
-impl<B: Backend> Network<B> {
+impl<B: Backend> FoldedResNet<B> {
     /// The folded layers, read-only: what an exact analysis of the network (such as
     /// mep-certify's linear restriction) needs to run it in its own arithmetic.
     pub fn layers(&self) -> FoldedLayers<'_, B> {
@@ -563,9 +569,9 @@ impl<B: Backend> Network<B> {
                     .map(|blk| FoldedBlock {
                         convs: blk.convs.iter().map(FoldedConv::from).collect(),
                         shortcut: match &blk.shortcut {
-                            FShortcut::Identity => FoldedShortcut::Identity,
-                            FShortcut::Projection(c) => FoldedShortcut::Projection(c.into()),
-                            &FShortcut::PadA { pad, subsample } => FoldedShortcut::PadA { pad, subsample },
+                            FoldedShortcutWeights::Identity => FoldedShortcut::Identity,
+                            FoldedShortcutWeights::Projection(c) => FoldedShortcut::Projection(c.into()),
+                            &FoldedShortcutWeights::PadA { pad, subsample } => FoldedShortcut::PadA { pad, subsample },
                         },
                     })
                     .collect()

@@ -9,5 +9,5 @@ mod model;
 pub use arch::{Arch, BlockKind, Cut};
 pub use checkpoint::{save, save_with_counters, Checkpoint, TensorData};
 pub use error::{ResNetError, Result};
-pub use infer::{CutActivations, FoldedBlock, FoldedConv, FoldedLayers, FoldedShortcut, HeadGrad, Network};
+pub use infer::{CutActivations, FoldedBlock, FoldedConv, FoldedLayers, FoldedResNet, FoldedShortcut, HeadGrad};
 pub use model::{Block, ConvBn, ResNet, Shortcut, Tape};

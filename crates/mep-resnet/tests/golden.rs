@@ -6,7 +6,7 @@
 //! activations, 5e-2 for gradients (ReLU and max-pool decisions can flip in f32).
 
 use mep_nn::{Adam, Grads, Optimizer};
-use mep_resnet::{Arch, Cut, Network, ResNet};
+use mep_resnet::{Arch, Cut, FoldedResNet, ResNet};
 use mep_tensor::prelude::*;
 use mep_tensor::{AdamParams, CpuBackend, Tensor};
 use safetensors::{Dtype, SafeTensors};
@@ -86,7 +86,7 @@ fn check(what: &str, ours: &[f32], theirs: &[f32], tol: f64) {
 fn eval_mode_matches(name: &str, arch: Arch) {
     let b = CpuBackend::new();
     let g = golden(name);
-    let net = Network::load(&b, arch, fixture(&format!("{name}.safetensors"))).unwrap();
+    let net = FoldedResNet::load(&b, arch, fixture(&format!("{name}.safetensors"))).unwrap();
     let x = g.tensor(&b, "input");
     let (logits, acts) = net.forward_all(&b, &x).unwrap();
     check("logits", &logits.to_vec(&b).unwrap(), &g.get("logits").1, ACT_TOL);

@@ -1,6 +1,6 @@
 //! Bad checkpoints and bad inputs give errors that name what was wrong, never a panic.
 
-use mep_resnet::{Arch, Checkpoint, Cut, Network, ResNet, ResNetError, TensorData};
+use mep_resnet::{Arch, Checkpoint, Cut, FoldedResNet, ResNet, ResNetError, TensorData};
 use mep_tensor::{CpuBackend, Shape, Tensor};
 use std::path::PathBuf;
 
@@ -104,7 +104,7 @@ fn truncated_and_corrupt_files_are_errors() {
     for cut in [0, 7, 100, bytes.len() / 2, bytes.len() - 1] {
         let p = dir.join(format!("cut{cut}.safetensors"));
         std::fs::write(&p, &bytes[..cut]).unwrap();
-        let err = Network::load(&CpuBackend::new(), Arch::ResNet20, &p)
+        let err = FoldedResNet::load(&CpuBackend::new(), Arch::ResNet20, &p)
             .err()
             .expect("must fail");
         assert!(matches!(err, ResNetError::Corrupt { .. }), "cut at {cut}: {err}");
@@ -113,7 +113,7 @@ fn truncated_and_corrupt_files_are_errors() {
             "message names the file: {err}"
         );
     }
-    let err = Network::load(&CpuBackend::new(), Arch::ResNet20, dir.join("absent.safetensors"))
+    let err = FoldedResNet::load(&CpuBackend::new(), Arch::ResNet20, dir.join("absent.safetensors"))
         .err()
         .expect("must fail");
     assert!(matches!(err, ResNetError::Io { .. }), "{err}");
@@ -148,8 +148,8 @@ fn module_prefix_and_half_precision_load() {
     let p = dir.join("f16.safetensors");
     safetensors::serialize_to_file(views, None, &p).unwrap();
     let b = CpuBackend::new();
-    let net16 = Network::load(&b, Arch::ResNet20, &p).unwrap();
-    let net32 = Network::load(&b, Arch::ResNet20, fixture("resnet20.safetensors")).unwrap();
+    let net16 = FoldedResNet::load(&b, Arch::ResNet20, &p).unwrap();
+    let net32 = FoldedResNet::load(&b, Arch::ResNet20, fixture("resnet20.safetensors")).unwrap();
     let x = Tensor::from_vec(
         &b,
         [1, 3, 32, 32],
@@ -166,7 +166,7 @@ fn module_prefix_and_half_precision_load() {
 #[test]
 fn inputs_of_the_wrong_shape_are_errors() {
     let b = CpuBackend::new();
-    let net = Network::load(&b, Arch::ResNet20, fixture("resnet20.safetensors")).unwrap();
+    let net = FoldedResNet::load(&b, Arch::ResNet20, fixture("resnet20.safetensors")).unwrap();
     let x = Tensor::zeros(&b, [2, 1, 32, 32]).unwrap();
     let err = net.encode(&b, &x, Cut::Layer(1)).err().expect("one channel must fail");
     assert!(matches!(err, ResNetError::Input { .. }), "{err}");
@@ -292,7 +292,7 @@ fn a_negative_running_variance_is_refused_at_load() {
     load(ck).unwrap();
 }
 
-/// The refusal holds through the file loaders `mep` uses (`ResNet::load`, `Network::load`).
+/// The refusal holds through the file loaders `mep` uses (`ResNet::load`, `FoldedResNet::load`).
 #[test]
 fn file_loaders_refuse_a_nan_checkpoint() {
     let dir = std::env::temp_dir().join(format!("mep-model-nan-{}", std::process::id()));
@@ -313,7 +313,7 @@ fn file_loaders_refuse_a_nan_checkpoint() {
         matches!(&err, ResNetError::NonFinite { key, index: 5, .. } if key == "layer3.0.conv2.weight"),
         "{err}"
     );
-    let err = Network::load(&b, Arch::ResNet20, &file).err().expect("must fail");
+    let err = FoldedResNet::load(&b, Arch::ResNet20, &file).err().expect("must fail");
     assert!(matches!(&err, ResNetError::NonFinite { .. }), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mep_data::{Dataset, Loader, Split, Transform};
 use mep_decoder::{mse_loss, Decoder, DecoderConfig, DecoderError, Mode, Source, TrainHyper};
 use mep_nn::{Adam, Grads, Optimizer};
-use mep_resnet::{Arch, Checkpoint, Cut, Network, ResNet};
+use mep_resnet::{Arch, Checkpoint, Cut, FoldedResNet, ResNet};
 use mep_tensor::{AdamParams, Backend, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -120,7 +120,7 @@ pub use crate::study::point_shape;
 pub fn load_decoder<B: Backend>(
     b: &B,
     path: impl AsRef<Path>,
-    net: &Network<B>,
+    net: &FoldedResNet<B>,
     cut: Cut,
     input_size: usize,
 ) -> Result<Decoder<B>> {
@@ -183,7 +183,7 @@ fn paired_batches(
 /// The reconstruction MSE on a whole split, batch norm in inference mode.
 fn held_out_mse<B: Backend>(
     b: &B,
-    net: &Network<B>,
+    net: &FoldedResNet<B>,
     decoder: &Decoder<B>,
     split: &Arc<Split>,
     input_t: &Transform,
@@ -331,7 +331,7 @@ pub fn train_decoder_with<B: Backend>(b: &B, args: &DecoderTrainArgs, data: Data
     let recorded = transform_from_metadata(ck.metadata());
     let classifier = ResNet::from_checkpoint(b, arch, ck)?;
     let width = classifier.width;
-    let net = Network::fold(b, &classifier)?;
+    let net = FoldedResNet::fold(b, &classifier)?;
     drop(classifier);
     let mut input_t = resolve_transform(recorded, args.size, &train)?;
     let input_size = crate::data::image_size(&train, input_t.size)?;

@@ -5,7 +5,7 @@ use crate::data::{open_dataset, resolve_transform, transform_from_metadata};
 use crate::device::Device;
 use crate::{MepError, Result};
 use mep_data::{Loader, Split, Transform};
-use mep_resnet::{Arch, Checkpoint, Cut, Network, ResNet};
+use mep_resnet::{Arch, Checkpoint, Cut, FoldedResNet, ResNet};
 use mep_tensor::{Backend, Tensor};
 use serde::Serialize;
 use std::fmt;
@@ -87,7 +87,7 @@ pub fn class_rows(logits: &[f32], c: usize) -> Vec<Option<usize>> {
 /// Scores `net` on every image of `split`, batch by batch, in index order.
 pub fn evaluate<B: Backend>(
     b: &B,
-    net: &Network<B>,
+    net: &FoldedResNet<B>,
     split: &Arc<Split>,
     transform: &Transform,
     classes: &[String],
@@ -173,11 +173,11 @@ pub(crate) fn load_folded<B: Backend>(
     b: &B,
     arch: Arch,
     weights: &Path,
-) -> Result<(Network<B>, usize, Option<Transform>)> {
+) -> Result<(FoldedResNet<B>, usize, Option<Transform>)> {
     let ck = Checkpoint::load(weights)?;
     let recorded = transform_from_metadata(ck.metadata());
     let model = ResNet::from_checkpoint(b, arch, ck)?;
-    let net = Network::fold(b, &model)?;
+    let net = FoldedResNet::fold(b, &model)?;
     Ok((net, model.width, recorded))
 }
 

@@ -5,7 +5,7 @@
 use crate::device::Device;
 use crate::eval::argmax_rows;
 use crate::{MepError, Result};
-use mep_resnet::{save, Arch, Checkpoint, Cut, Network, ResNet};
+use mep_resnet::{save, Arch, Checkpoint, Cut, FoldedResNet, ResNet};
 use mep_tensor::{Backend, Shape, Tensor};
 use std::fmt;
 use std::path::PathBuf;
@@ -61,7 +61,7 @@ pub fn forward_with<B: Backend>(b: &B, args: &ForwardArgs) -> Result<ForwardRepo
     let arch: Arch = args.arch.parse()?;
     let model = ResNet::load(b, arch, &args.weights)?;
     let width = model.width;
-    let net = Network::fold(b, &model)?;
+    let net = FoldedResNet::fold(b, &model)?;
     drop(model);
     let inputs = Checkpoint::load(&args.input)?;
     let x = inputs.get("input").ok_or_else(|| MepError::Missing {

@@ -229,7 +229,7 @@ pub fn decoder_footprint(seed: [usize; 3], filters: &[usize], blocks_per_group: 
 }
 
 /// Values of one point at `cut` of `arch` on `size`² inputs, whose activation there has
-/// `channels` channels (`Network::channels`): the dimension D of the path search's space.
+/// `channels` channels (`FoldedResNet::channels`): the dimension D of the path search's space.
 pub fn cut_numel(arch: Arch, size: usize, cut: Cut, channels: usize) -> f64 {
     let strided = |side: f64| ((side - 1.0) / 2.0).floor() + 1.0;
     let mut side = size as f64;

@@ -9,7 +9,7 @@ use crate::{MepError, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use mep_data::{Augment, Loader, Transform};
 use mep_nn::{Adam, Grads, Optimizer, OptimizerState, Sgd};
-use mep_resnet::{Arch, Checkpoint, Network, ResNet};
+use mep_resnet::{Arch, Checkpoint, FoldedResNet, ResNet};
 use mep_tensor::{AdamParams, Backend, SgdParams, Shape, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -677,7 +677,7 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
         }
         let train_seconds = t0.elapsed().as_secs_f64();
         bar.finish_and_clear();
-        let net = Network::fold(b, &model)?;
+        let net = FoldedResNet::fold(b, &model)?;
         let test = evaluate(b, &net, &test_split, &test_t, &data.classes, args.batch_size.max(64))?;
         let stats = EpochStats {
             epoch: epoch + 1,
@@ -704,7 +704,7 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
         model.save_with(b, &model_path, &[], &meta)?;
     }
 
-    let net = Network::fold(b, &model)?;
+    let net = FoldedResNet::fold(b, &model)?;
     let test = evaluate(b, &net, &test_split, &test_t, &data.classes, args.batch_size.max(64))?;
     let report = TrainReport {
         arch: arch.name().into(),

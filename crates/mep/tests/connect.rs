@@ -11,7 +11,7 @@ use mep::connect::{
 use mep::train::{train_on, OptimizerKind, TrainArgs};
 use mep::MepError;
 use mep_data::{synthetic, Dataset, Samples, Split, SyntheticConfig, Transform};
-use mep_resnet::{Arch, Checkpoint, Cut, Network, ResNet};
+use mep_resnet::{Arch, Checkpoint, Cut, FoldedResNet, ResNet};
 use mep_tensor::{CpuBackend, Tensor};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -179,7 +179,7 @@ fn a_study_selects_deterministic_pairs_and_its_tables_add_up() {
     // every test image says which to keep, and the skipped count is what was passed over.
     let data = three_classes();
     let b = CpuBackend::new();
-    let net = Network::load(&b, Arch::ResNet20, trained()).unwrap();
+    let net = FoldedResNet::load(&b, Arch::ResNet20, trained()).unwrap();
     let all: Vec<usize> = (0..data.test.len()).collect();
     let logits = net
         .head(&b, &images(&b, &data, &all), Cut::Input)
@@ -274,7 +274,7 @@ fn saved_paths_reload_with_their_endpoints_and_metadata() {
     assert_eq!(got, [linear, leaves]);
     let data = three_classes();
     let b = CpuBackend::new();
-    let net = Network::load(&b, Arch::ResNet20, trained()).unwrap();
+    let net = FoldedResNet::load(&b, Arch::ResNet20, trained()).unwrap();
     let all = results(&out);
     assert_eq!(all.len(), 2 * 3);
     for r in &all {
@@ -785,7 +785,7 @@ fn points_with_non_finite_logits_are_in_no_class_so_no_pair_is_linear() {
         test_per_class: 5,
     });
     let b = CpuBackend::new();
-    let net = Network::load(&b, Arch::ResNet20, &weights).unwrap();
+    let net = FoldedResNet::load(&b, Arch::ResNet20, &weights).unwrap();
     let idx: Vec<usize> = (0..data.test.len()).collect();
     let logits = net
         .head(&b, &images(&b, &data, &idx), Cut::Input)

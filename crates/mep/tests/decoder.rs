@@ -5,7 +5,7 @@
 use mep::data::{eval_transform, transform_metadata};
 use mep::decoder::{decode, load_decoder, point_shape, train_decoder_on, DecoderTrainArgs, DECODE_CHUNK};
 use mep_data::{synthetic, SyntheticConfig};
-use mep_resnet::{Arch, Cut, Network, ResNet};
+use mep_resnet::{Arch, Cut, FoldedResNet, ResNet};
 use mep_tensor::{CpuBackend, Tensor};
 use std::path::{Path, PathBuf};
 
@@ -82,7 +82,7 @@ fn trains_and_decodes(cut: Cut, epochs: usize) {
 
     // The checkpoint loads for this network and cut, and decodes points to images.
     let b = CpuBackend::new();
-    let net = Network::load(&b, Arch::ResNet20, &weights).unwrap();
+    let net = FoldedResNet::load(&b, Arch::ResNet20, &weights).unwrap();
     let dec = load_decoder(&b, &a.out, &net, cut, 32).unwrap();
     let shape = point_shape(&b, &net, cut, 32).unwrap();
     assert_eq!(shape, report.in_shape);
@@ -196,7 +196,7 @@ fn bad_arguments_are_refused_by_name() {
     assert!(e.contains("classifier.safetensors"), "{e}");
     // A decoder given as the classifier.
     let b = CpuBackend::new();
-    let net = Network::load(&b, Arch::ResNet20, &weights).unwrap();
+    let net = FoldedResNet::load(&b, Arch::ResNet20, &weights).unwrap();
     let src = mep_decoder::Source {
         arch: Arch::ResNet20,
         cut: Cut::Pool,

@@ -13,7 +13,7 @@ use mep::figures::{
     FigureContext, FigureKind, FigureOptions, PairFigure, DECODERS,
 };
 use mep_decoder::{Decoder, DecoderConfig, Source};
-use mep_resnet::{Arch, Cut, Network, ResNet};
+use mep_resnet::{Arch, Cut, FoldedResNet, ResNet};
 use mep_tensor::{CpuBackend, Tensor};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -53,7 +53,7 @@ fn biased_model(dir: &Path) -> PathBuf {
 }
 
 /// A random `pool` decoder of the paper's shape at 1/32 of its widths.
-fn random_decoder(net: &Network<CpuBackend>, cut: Cut, path: &Path) {
+fn random_decoder(net: &FoldedResNet<CpuBackend>, cut: Cut, path: &Path) {
     let b = CpuBackend::new();
     let src = Source {
         arch: Arch::ResNet20,
@@ -89,7 +89,7 @@ fn study() -> &'static Path {
         let report = connect(&a).unwrap();
         eprintln!("connect: {:.2} s\n{report}", t.elapsed().as_secs_f64());
         let b = CpuBackend::new();
-        let net = Network::load(&b, Arch::ResNet20, &weights).unwrap();
+        let net = FoldedResNet::load(&b, Arch::ResNet20, &weights).unwrap();
         std::fs::create_dir_all(a.out.join(DECODERS)).unwrap();
         random_decoder(&net, Cut::Pool, &a.out.join(DECODERS).join("pool.safetensors"));
         a.out

@@ -115,7 +115,7 @@ fn eval_reports_the_accuracy_training_reported() {
     let data = small_data();
     let split = std::sync::Arc::new(data.test.clone());
     let b = mep_tensor::CpuBackend::new();
-    let net = mep_resnet::Network::load(&b, mep_resnet::Arch::ResNet20, &report.model).unwrap();
+    let net = mep_resnet::FoldedResNet::load(&b, mep_resnet::Arch::ResNet20, &report.model).unwrap();
     let again = mep::eval::evaluate(&b, &net, &split, &mep::data::eval_transform(32), &data.classes, 64).unwrap();
     assert_eq!(again, report.test);
     // And through the command's own entry point, reading size and normalisation from the

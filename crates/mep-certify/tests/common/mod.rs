@@ -4,7 +4,7 @@
 use mep_certify::Certifier;
 use mep_nn::init::Rng;
 use mep_nn::BatchNorm2d;
-use mep_resnet::{Arch, Network, ResNet, Shortcut};
+use mep_resnet::{Arch, FoldedResNet, ResNet, Shortcut};
 use mep_tensor::{CpuBackend, Tensor};
 
 /// Sets a batch norm's γ, β and running statistics to random values, so that the folded
@@ -39,9 +39,9 @@ pub fn model(cpu: &CpuBackend, arch: Arch, width: usize, seed: u64) -> ResNet<Cp
 }
 
 /// The folded network and its f64 certifier.
-pub fn network(arch: Arch, width: usize, seed: u64) -> (CpuBackend, Network<CpuBackend>, Certifier) {
+pub fn network(arch: Arch, width: usize, seed: u64) -> (CpuBackend, FoldedResNet<CpuBackend>, Certifier) {
     let cpu = CpuBackend::new();
-    let net = Network::fold(&cpu, &model(&cpu, arch, width, seed)).unwrap();
+    let net = FoldedResNet::fold(&cpu, &model(&cpu, arch, width, seed)).unwrap();
     let c = Certifier::new(&cpu, &net).unwrap();
     (cpu, net, c)
 }

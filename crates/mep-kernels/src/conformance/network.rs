@@ -3,7 +3,7 @@
 //! the classifier, the loss) as `mep connect` and `mep train` use them, not each op alone.
 
 use mep_nn::Grads;
-use mep_resnet::{Arch, Cut, Network, ResNet};
+use mep_resnet::{Arch, Cut, FoldedResNet, ResNet};
 use mep_tensor::prelude::*;
 use mep_tensor::{CpuBackend, Tensor};
 
@@ -112,7 +112,7 @@ type Named = Vec<(String, Vec<f32>)>;
 /// Logits, every cut's activation, and the input gradient of the loss at `cut`.
 fn infer<B: Backend>(b: &B, arch: Arch, width: usize, size: usize, cut: Cut) -> mep_resnet::Result<Named> {
     let model = ResNet::init(b, arch, width, 10, 7)?;
-    let net = Network::fold(b, &model)?;
+    let net = FoldedResNet::fold(b, &model)?;
     let x = Tensor::from_vec(b, [2, 3, size, size], input(2 * 3 * size * size))?;
     let (logits, acts) = net.forward_all(b, &x)?;
     let mut out = vec![("logits".to_string(), logits.to_vec(b)?)];
@@ -128,7 +128,7 @@ fn infer<B: Backend>(b: &B, arch: Arch, width: usize, size: usize, cut: Cut) -> 
 /// The logits `[2, 10]` of two images, the first with one NaN pixel (channel 1, centre).
 fn nan_pixel_logits<B: Backend>(b: &B, arch: Arch, width: usize, size: usize) -> mep_resnet::Result<Vec<f32>> {
     let model = ResNet::init(b, arch, width, 10, 7)?;
-    let net = Network::fold(b, &model)?;
+    let net = FoldedResNet::fold(b, &model)?;
     let mut data = input(2 * 3 * size * size);
     data[size * size + (size / 2) * size + size / 2] = f32::NAN;
     let x = Tensor::from_vec(b, [2, 3, size, size], data)?;

@@ -4,7 +4,7 @@
 use crate::eval::{argmax_rows, class_rows};
 use crate::{MepError, Result};
 use mep_neb::{Energy, Evaluation, NebError};
-use mep_resnet::{Cut, Network, ResNetError};
+use mep_resnet::{Cut, FoldedResNet, ResNetError};
 use mep_tensor::{Backend, Shape, Tensor};
 
 /// What [`HeadEnergy`] reports about each point besides its energy.
@@ -31,10 +31,10 @@ impl HeadAux {
 /// `L(z) = cross-entropy(target, head(z, cut))` on the points `z` of a cut, whose shape
 /// (without the batch) is `point_shape`: the energy whose minimum energy paths the NEB
 /// looks for (Gu & Borovykh 2023, §3). One `evaluate` is one batched call of
-/// [`Network::head`] (or [`Network::head_loss_grad`] with scale 1 when gradients are asked
+/// [`FoldedResNet::head`] (or [`FoldedResNet::head_loss_grad`] with scale 1 when gradients are asked
 /// for): the per-row losses are the energies, the gradient rows their gradients.
 pub struct HeadEnergy<'a, B: Backend> {
-    net: &'a Network<B>,
+    net: &'a FoldedResNet<B>,
     cut: Cut,
     target: usize,
     point_shape: Vec<usize>,
@@ -46,7 +46,7 @@ impl<'a, B: Backend> HeadEnergy<'a, B> {
     /// The energy of class `target` at `cut`, for points of `point_shape` (e.g. `[16, 32, 32]`
     /// at `layer1` of a ResNet-20, `[64]` at `pool`: `encode(x, cut)`'s shape without its
     /// batch). At most 64 points per network call until [`HeadEnergy::with_max_batch`].
-    pub fn new(net: &'a Network<B>, cut: Cut, target: usize, point_shape: &[usize]) -> Result<Self> {
+    pub fn new(net: &'a FoldedResNet<B>, cut: Cut, target: usize, point_shape: &[usize]) -> Result<Self> {
         net.arch.position(cut)?;
         if target >= net.num_classes {
             return Err(MepError::unusable(

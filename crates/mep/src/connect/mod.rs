@@ -29,7 +29,7 @@ use crate::study;
 use crate::{MepError, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mep_data::{Dataset, Split, Transform};
-use mep_resnet::{Arch, Cut, Network};
+use mep_resnet::{Arch, Cut, FoldedResNet};
 use mep_tensor::{Backend, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -436,7 +436,7 @@ fn check_memory<B: Backend>(
     args: &ConnectArgs,
     arch: Arch,
     width: usize,
-    net: &Network<B>,
+    net: &FoldedResNet<B>,
     cuts: &[Cut],
     size: usize,
 ) -> Result<()> {
@@ -504,7 +504,7 @@ pub fn connect_with<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Re
 struct Model<B: Backend> {
     arch: Arch,
     width: usize,
-    net: Network<B>,
+    net: FoldedResNet<B>,
     cuts: Vec<Cut>,
     spaces: Vec<String>,
     transform: Transform,

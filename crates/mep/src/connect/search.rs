@@ -6,8 +6,8 @@ use super::{ConnectArgs, SearchOptimizer};
 use crate::study::{path_file_name, Category, Pair, PairResult};
 use crate::{MepError, Result};
 use mep_data::Rng;
-use mep_neb::{Dense, FireParams, Insertion, Neb, NebConfig, NebError, OptimizerConfig, Path as NebPath, Spring};
-use mep_resnet::{Arch, Cut, Network};
+use mep_neb::{Dense, FireParams, Insertion, Neb, NebConfig, NebError, Path as NebPath, PathOptimizerConfig, Spring};
+use mep_resnet::{Arch, Cut, FoldedResNet};
 use mep_tensor::{Backend, Shape, Tensor};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,7 +16,7 @@ use std::time::Instant;
 /// What the search of one (pair, space) needs besides the pair.
 pub(crate) struct Search<'a, B: Backend> {
     pub b: &'a B,
-    pub net: &'a Network<B>,
+    pub net: &'a FoldedResNet<B>,
     pub arch: Arch,
     pub args: &'a ConnectArgs,
     /// The study folder (path files go to its `paths/`).
@@ -30,12 +30,12 @@ pub(crate) struct Search<'a, B: Backend> {
 pub(crate) fn neb_config(args: &ConnectArgs, distance: f64, dim: usize, seed: u64) -> NebConfig {
     let lr = args.step * distance / (dim as f64).sqrt();
     let optimizer = match args.optimizer {
-        SearchOptimizer::Adam => OptimizerConfig::adam(lr),
-        SearchOptimizer::Sgd => OptimizerConfig::Sgd {
+        SearchOptimizer::Adam => PathOptimizerConfig::adam(lr),
+        SearchOptimizer::Sgd => PathOptimizerConfig::Sgd {
             lr,
             momentum: args.momentum,
         },
-        SearchOptimizer::Fire => OptimizerConfig::Fire(FireParams {
+        SearchOptimizer::Fire => PathOptimizerConfig::Fire(FireParams {
             maxstep: args.step * distance * ((args.pivots.max(3) - 2) as f64).sqrt(),
             ..FireParams::default()
         }),
@@ -98,7 +98,7 @@ impl<B: Backend> Search<'_, B> {
         if distance == 0.0 {
             // Identical endpoints: the line is one point and there is nothing to relax.
             config.max_steps = 0;
-            config.optimizer = OptimizerConfig::adam(1.0);
+            config.optimizer = PathOptimizerConfig::adam(1.0);
         }
         let line = NebPath::straight(b, &b.upload(z1)?, &b.upload(z2)?, dim, self.args.pivots)?;
         let mut neb = Neb::new(b, config, line)?;

@@ -46,7 +46,7 @@ use crate::{MepError, Result};
 use image::RgbImage;
 use mep_data::Dataset;
 use mep_decoder::{Decoder, Source};
-use mep_resnet::{Cut, Network};
+use mep_resnet::{Cut, FoldedResNet};
 use mep_tensor::{Backend, CpuBackend, Tensor};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -106,7 +106,7 @@ impl FigureContext<CpuBackend> {
 impl<B: Backend> FigureContext<B> {
     /// A context for the study in `dir` described by `manifest`, drawn with `net` on
     /// `backend`; no decoders yet. Errors as [`Study::new`] does.
-    pub fn new(backend: B, net: Network<B>, manifest: Manifest, dir: impl Into<PathBuf>) -> Result<Self> {
+    pub fn new(backend: B, net: FoldedResNet<B>, manifest: Manifest, dir: impl Into<PathBuf>) -> Result<Self> {
         Ok(FigureContext::from_study(Study::new(backend, net, manifest, dir)?))
     }
 

@@ -5,7 +5,7 @@ use super::{read_results, Manifest, PairResult, MANIFEST, RESULTS};
 use crate::data::open_dataset;
 use crate::{MepError, Result};
 use mep_data::{Dataset, Rng, Split, Transform};
-use mep_resnet::{Arch, Checkpoint, Cut, Network};
+use mep_resnet::{Arch, Checkpoint, Cut, FoldedResNet};
 use mep_tensor::{Backend, CpuBackend, Tensor};
 use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// The shape of one point at `cut` of `net` fed `input_size`² images (`[F]` at `pool`,
 /// `[C, H, W]` elsewhere), found by encoding a blank image: what a saved path's points and
 /// a decoder's inputs have.
-pub fn point_shape<B: Backend>(b: &B, net: &Network<B>, cut: Cut, input_size: usize) -> Result<Vec<usize>> {
+pub fn point_shape<B: Backend>(b: &B, net: &FoldedResNet<B>, cut: Cut, input_size: usize) -> Result<Vec<usize>> {
     let probe = Tensor::zeros(b, [1, 3, input_size, input_size])?;
     let z = net.encode(b, &probe, cut)?;
     Ok(z.shape.dims()[1..].to_vec())
@@ -55,7 +55,7 @@ impl PathPivots {
 /// read a study through; [`crate::figures::FigureContext`] adds the decoders.
 pub struct Study<B: Backend> {
     pub backend: B,
-    pub net: Network<B>,
+    pub net: FoldedResNet<B>,
     pub manifest: Manifest,
     /// The study folder (path files are relative to it).
     pub dir: PathBuf,
@@ -77,7 +77,7 @@ impl Study<CpuBackend> {
         let arch: Arch = manifest.settings.arch.parse()?;
         let weights = find_weights(dir, &manifest)?;
         let b = CpuBackend::new();
-        let net = Network::load(&b, arch, &weights)?;
+        let net = FoldedResNet::load(&b, arch, &weights)?;
         Study::new(b, net, manifest, dir)
     }
 }
@@ -128,7 +128,7 @@ impl<B: Backend> Study<B> {
     /// The study in `dir` described by `manifest`, drawn with `net` on
     /// `backend`; no decoders yet. Errors when the network is not the study's architecture
     /// or has another number of classes.
-    pub fn new(backend: B, net: Network<B>, manifest: Manifest, dir: impl Into<PathBuf>) -> Result<Self> {
+    pub fn new(backend: B, net: FoldedResNet<B>, manifest: Manifest, dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
         let s = &manifest.settings;
         if net.arch.name() != s.arch {
