@@ -85,7 +85,7 @@ __device__ __forceinline__ float block_max(float v) {
 
 // The activations of the kernels' `int act, float slope` parameters (elementwise.cu's
 // act_fwd/act_bwd and the fused ones of conv.cu and batch_norm.cu), as the host encodes them
-// (crates/mep-kernels/src/ops/pointwise.rs, act_args); slope is leaky relu's.
+// (crates/mep-kernels/src/ops/elementwise.rs, act_args); slope is leaky relu's.
 enum ActCode { ACT_IDENTITY = 0, ACT_RELU = 1, ACT_LEAKY_RELU = 2, ACT_SIGMOID = 3 };
 
 // act(v), the CPU backend's expressions; relu propagates NaN like PyTorch.

@@ -131,8 +131,19 @@ impl Launcher for EmuLauncher {
         "emu"
     }
     fn alloc(&self, bytes: usize) -> mep_kernels::Result<EmuMem> {
-        let words = (0..bytes.div_ceil(16)).map(|_| UnsafeCell::new(0u128)).collect();
-        Ok(EmuMem { words, bytes })
+        // A failed allocation is the emulated device's out-of-memory, as a GPU reports it,
+        // not an abort of the process.
+        let n = bytes.div_ceil(16);
+        let mut words = Vec::new();
+        words.try_reserve_exact(n).map_err(|e| KernelError::OutOfMemory {
+            bytes,
+            msg: format!("the emulation could not allocate {bytes} bytes ({e})"),
+        })?;
+        words.extend((0..n).map(|_| UnsafeCell::new(0u128)));
+        Ok(EmuMem {
+            words: words.into_boxed_slice(),
+            bytes,
+        })
     }
     fn write(&self, mem: &mut EmuMem, offset: usize, src: &[u8]) -> mep_kernels::Result<()> {
         mem.check(offset, src.len(), "write")?;

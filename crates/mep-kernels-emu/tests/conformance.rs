@@ -26,7 +26,8 @@ macro_rules! families {
 }
 
 families! {
-    pointwise_fast, pointwise_simple: Family::Pointwise;
+    elementwise_fast, elementwise_simple: Family::Elementwise;
+    reduce_fast, reduce_simple: Family::Reduce;
     optim_fast, optim_simple: Family::Optim;
     softmax_fast, softmax_simple: Family::Softmax;
     neb_fast, neb_simple: Family::Neb;
@@ -40,7 +41,7 @@ families! {
 /// Every family has its pair of tests above.
 #[test]
 fn every_family_is_run() {
-    assert_eq!(Family::ALL.len(), 9);
+    assert_eq!(Family::ALL.len(), 10);
 }
 
 /// Every kernel of kernels/*.cu is in the emulation's tables, and nothing else.

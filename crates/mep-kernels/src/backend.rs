@@ -169,7 +169,13 @@ impl<L: Launcher> Memory for KernelBackend<L> {
     }
 
     fn alloc(&self, len: usize) -> Result<Self::Buf> {
-        let mem = self.launcher.alloc(4 * len).map_err(|e| self.err(e))?;
+        let bytes = len.checked_mul(4).ok_or_else(|| {
+            self.err(KernelError::OutOfMemory {
+                bytes: usize::MAX,
+                msg: format!("{len} f32 values are more bytes than an address space holds"),
+            })
+        })?;
+        let mem = self.launcher.alloc(bytes).map_err(|e| self.err(e))?;
         Ok(DevBuf { mem, len })
     }
     fn zeros(&self, len: usize) -> Result<Self::Buf> {

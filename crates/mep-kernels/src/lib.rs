@@ -11,4 +11,5 @@ pub mod sources;
 pub use backend::{DevBuf, KernelBackend, Kernels};
 pub use error::{KernelError, Result};
 pub use launcher::{Arg, Dims, Launcher};
+pub use ops::elementwise::act_args;
 pub use ops::optim::AdamScalars;

@@ -14,7 +14,7 @@ use common::{assert_close, f64s, Rng};
 #[test]
 fn lerp_rows_matches_reference() {
     let cpu = CpuBackend::new();
-    let mut rng = Rng(1);
+    let mut rng = Rng::new(1);
     for &(rows, dim, n) in &[(2, 1, 5), (5, 3, 17), (9, 1000, 40), (3, 70_000, 3)] {
         let src = rng.vec(rows * dim, -2.0, 2.0);
         let plan: Vec<Lerp> = (0..n)
@@ -96,7 +96,7 @@ fn copy_rows_copies_and_checks_ranges() {
 #[test]
 fn row_distances_match_reference() {
     let cpu = CpuBackend::new();
-    let mut rng = Rng(2);
+    let mut rng = Rng::new(2);
     for &(rows, dim) in &[(1, 4), (2, 1), (7, 3), (33, 5000)] {
         let x = rng.vec(rows * dim, -1.0, 1.0);
         let got = cpu.row_distances(dim, rows, &cpu.upload(&x).unwrap()).unwrap();
@@ -122,7 +122,7 @@ fn forces(p: &NebForceParams, x: &[f32], g: &[f32], e: &[f64]) -> (Vec<f32>, Vec
 
 #[test]
 fn neb_forces_match_reference() {
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     for &(pivots, dim) in &[(2, 3), (3, 1), (7, 2), (9, 17), (6, 20_000)] {
         for case in 0..6 {
             let x = rng.vec(pivots * dim, -1.0, 1.0);

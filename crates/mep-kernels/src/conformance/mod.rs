@@ -6,15 +6,20 @@
 //! ```
 //! use mep_kernels::conformance::{run_family, Family};
 //! // The CPU backend against itself passes trivially; other backends are what this is for.
-//! run_family(&mep_tensor::CpuBackend::new(), Family::Pointwise).unwrap();
+//! run_family(&mep_tensor::CpuBackend::new(), Family::Elementwise).unwrap();
 //! ```
 
 mod batch_norm;
 mod conv;
+mod elementwise;
+mod linear;
+mod neb;
 mod network;
 mod nonfinite;
-mod pointwise;
+mod optim;
 mod pool;
+mod reduce;
+mod softmax;
 
 pub use network::{networks, NetScale};
 
@@ -29,8 +34,10 @@ pub(crate) fn nchw(n: usize, c: usize, h: usize, w: usize) -> Nchw {
 /// A group of operations, checked together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
-    /// Activations, add, axpy, scale, fill, copy, dot, norm.
-    Pointwise,
+    /// Activations, add, axpy, scale (and the memory ops fill, copy, zeros).
+    Elementwise,
+    /// Dot and norm.
+    Reduce,
     /// Adam and SGD steps.
     Optim,
     /// Softmax + cross-entropy and its backward.
@@ -52,8 +59,9 @@ pub enum Family {
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 9] = [
-        Family::Pointwise,
+    pub const ALL: [Family; 10] = [
+        Family::Elementwise,
+        Family::Reduce,
         Family::Optim,
         Family::Softmax,
         Family::Neb,
@@ -79,17 +87,37 @@ pub fn run_all<B: Backend>(b: &B) -> std::result::Result<(), String> {
 pub fn run_family<B: Backend>(b: &B, family: Family) -> std::result::Result<(), String> {
     let mut c = Checker::new(b);
     match family {
-        Family::Pointwise => pointwise::pointwise(&mut c),
-        Family::Optim => pointwise::optim(&mut c),
-        Family::Softmax => pointwise::softmax(&mut c),
-        Family::Neb => pointwise::neb(&mut c),
+        Family::Elementwise => elementwise::elementwise(&mut c),
+        Family::Reduce => reduce::reduce(&mut c),
+        Family::Optim => optim::optim(&mut c),
+        Family::Softmax => softmax::softmax(&mut c),
+        Family::Neb => neb::neb(&mut c),
         Family::Conv => conv::conv(&mut c),
-        Family::Linear => conv::linear(&mut c),
+        Family::Linear => linear::linear(&mut c),
         Family::BatchNorm => batch_norm::batch_norm(&mut c),
         Family::Pool => pool::pool(&mut c),
         Family::NonFinite => nonfinite::non_finite(&mut c),
     }
     c.finish(family)
+}
+
+/// [`Checker::rand_pair`] when `present`.
+pub(crate) fn rand_opt<B: Backend>(c: &mut Checker<B>, present: bool, len: usize) -> Result<Option<(B::Buf, CpuBuf)>> {
+    if present {
+        c.rand_pair(len).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+pub(crate) type Pair<B> = (<B as mep_tensor::Memory>::Buf, CpuBuf);
+
+pub(crate) fn under_test<B: Backend>(p: &Option<Pair<B>>) -> Option<&B::Buf> {
+    p.as_ref().map(|p| &p.0)
+}
+
+pub(crate) fn reference<B: Backend>(p: &Option<Pair<B>>) -> Option<&CpuBuf> {
+    p.as_ref().map(|p| &p.1)
 }
 
 /// Absolute and relative tolerance: `|got − want| ≤ atol + rtol·|want|`.
@@ -116,7 +144,7 @@ impl Tol {
 pub(crate) struct Checker<'a, B: Backend> {
     pub b: &'a B,
     pub cpu: CpuBackend,
-    rng: u64,
+    rng: mep_rng::SplitMix64,
     case: String,
     failures: Vec<String>,
     cases: usize,
@@ -127,7 +155,7 @@ impl<'a, B: Backend> Checker<'a, B> {
         Checker {
             b,
             cpu: CpuBackend::new(),
-            rng: 0x9E37_79B9_7F4A_7C15,
+            rng: mep_rng::SplitMix64::new(0x9E37_79B9_7F4A_7C15),
             case: String::new(),
             failures: Vec::new(),
             cases: 0,
@@ -177,19 +205,11 @@ impl<'a, B: Backend> Checker<'a, B> {
 
     /// A uniform integer in `0..n`.
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn next(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.rng.below(n as u64) as usize
     }
 
     fn uniform(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+        self.rng.unit_f32()
     }
 
     /// `data` on both backends.

@@ -24,8 +24,14 @@ pub(crate) fn launch_n<L: Launcher>(kb: &KernelBackend<L>, base: &str, n: usize,
     kb.launch(&name, Dims::x(grid), Dims::x(BLOCK), args)
 }
 
-/// `act` as the kernels' `(int act, float slope)` (elementwise.cu's codes).
-pub(crate) fn act_args(act: Act) -> [Arg; 2] {
+/// `act` as the kernels' `(int act, float slope)` arguments: the one Rust copy of
+/// common.cuh's `ActCode` (identity 0, relu 1, leaky relu 2, sigmoid 3).
+///
+/// ```
+/// use mep_kernels::{act_args, Arg};
+/// assert!(matches!(act_args(mep_tensor::Act::LeakyRelu(0.1)), [Arg::I32(2), Arg::F32(s)] if s == 0.1));
+/// ```
+pub fn act_args(act: Act) -> [Arg; 2] {
     let (code, slope) = match act {
         Act::Identity => (0, 0.0),
         Act::Relu => (1, 0.0),

@@ -40,11 +40,7 @@ fn category_color(c: Category) -> Rgb {
 /// A deterministic offset in [−1, 1] for pair `k` (so dots of equal loss do not hide each
 /// other, and the figure is the same on every run).
 fn jitter(k: usize) -> f64 {
-    let mut x = (k as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^= x >> 31;
-    (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    mep_rng::SplitMix64::new(k as u64).unit_f64() * 2.0 - 1.0
 }
 
 /// Draws, for each of `spaces` (in order), the `line_max_loss` of its `results` as a box and

@@ -6,49 +6,31 @@
 mod common;
 
 use common::{assert_close, data, i64_arg, launches, Dev, Launch, Version, SIZES};
-use mep_kernels::{Arg, KernelError};
+use mep_kernels::{act_args, Arg, KernelError};
 use mep_kernels_emu::EmuLauncher;
 use mep_tensor::prelude::*;
 use mep_tensor::{Act, CpuBackend};
 
-/// Each activation as the kernels' `(int act, float slope)` (common.cuh's `ActCode`; the codes of
-/// `act_args` in crates/mep-kernels/src/ops/pointwise.rs, which is not public).
-const ACTS: [(Act, i32, f32); 4] = [
-    (Act::Identity, 0, 0.0),
-    (Act::Relu, 1, 0.0),
-    (Act::LeakyRelu(0.1), 2, 0.1),
-    (Act::Sigmoid, 3, 0.0),
-];
+/// Every activation; the kernels get them as `mep_kernels::act_args` writes them (the one
+/// Rust copy of common.cuh's `ActCode`).
+const ACTS: [Act; 4] = [Act::Identity, Act::Relu, Act::LeakyRelu(0.1), Act::Sigmoid];
 
 /// Same expression, correctly rounded operations: agreement to an ulp or two (expf differs).
 const ATOL: f64 = 1e-7;
 const RTOL: f64 = 1e-6;
 
 /// `y = act(x)` by `act_fwd_f32_v1/v2`.
-fn act_fwd(d: &Dev, v: Version, l: Launch, (code, slope): (i32, f32), x: &[f32]) -> Vec<f32> {
+fn act_fwd(d: &Dev, v: Version, l: Launch, [code, slope]: [Arg; 2], x: &[f32]) -> Vec<f32> {
     let (xm, ym) = (d.upload(x), d.upload(&vec![f32::NAN; x.len()]));
-    let args = [
-        i64_arg(x.len()),
-        Arg::I32(code),
-        Arg::F32(slope),
-        d.ptr(&xm),
-        d.ptr(&ym),
-    ];
+    let args = [i64_arg(x.len()), code, slope, d.ptr(&xm), d.ptr(&ym)];
     d.run(&v.of("act_fwd_f32"), l, &args).unwrap();
     d.download(&ym, x.len())
 }
 
 /// `dx = dy · act'(y)` by `act_bwd_f32_v1/v2`.
-fn act_bwd(d: &Dev, v: Version, l: Launch, (code, slope): (i32, f32), y: &[f32], dy: &[f32]) -> Vec<f32> {
+fn act_bwd(d: &Dev, v: Version, l: Launch, [code, slope]: [Arg; 2], y: &[f32], dy: &[f32]) -> Vec<f32> {
     let (ym, dym, dxm) = (d.upload(y), d.upload(dy), d.upload(&vec![f32::NAN; y.len()]));
-    let args = [
-        i64_arg(y.len()),
-        Arg::I32(code),
-        Arg::F32(slope),
-        d.ptr(&ym),
-        d.ptr(&dym),
-        d.ptr(&dxm),
-    ];
+    let args = [i64_arg(y.len()), code, slope, d.ptr(&ym), d.ptr(&dym), d.ptr(&dxm)];
     d.run(&v.of("act_bwd_f32"), l, &args).unwrap();
     d.download(&dxm, y.len())
 }
@@ -60,7 +42,7 @@ fn activations_forward_and_backward_match_cpu() {
         let mut x = data(n, 1, -4.0, 4.0);
         x[0] = 0.0; // the kink of relu and leaky relu
         let dy = data(n, 2, -1.0, 1.0);
-        for (act, code, slope) in ACTS {
+        for act in ACTS {
             let xb = cpu.upload(&x).unwrap();
             let mut yb = cpu.alloc(n).unwrap();
             cpu.activation(act, &xb, &mut yb).unwrap();
@@ -72,9 +54,9 @@ fn activations_forward_and_backward_match_cpu() {
             for v in Version::ALL {
                 for l in launches(v, n) {
                     let what = format!("act_fwd {act:?} {v:?} {l:?} n={n}");
-                    let y = act_fwd(&d, v, l, (code, slope), &x);
+                    let y = act_fwd(&d, v, l, act_args(act), &x);
                     assert_close(&what, &y, &want_y, ATOL, RTOL);
-                    let dx = act_bwd(&d, v, l, (code, slope), &want_y, &dy);
+                    let dx = act_bwd(&d, v, l, act_args(act), &want_y, &dy);
                     assert_close(&format!("act_bwd {act:?} {v:?} {l:?} n={n}"), &dx, &want_dx, ATOL, RTOL);
                 }
             }
@@ -87,7 +69,7 @@ fn relu_propagates_nan_like_the_cpu() {
     let d = Dev::new();
     let x = [f32::NAN, -1.0, 2.0];
     for v in Version::ALL {
-        let y = act_fwd(&d, v, Launch::new(1, 32), (1, 0.0), &x);
+        let y = act_fwd(&d, v, Launch::new(1, 32), act_args(Act::Relu), &x);
         assert!(y[0].is_nan(), "{v:?}: relu(NaN) = {}", y[0]);
         assert_eq!(&y[1..], &[0.0, 2.0]);
     }
