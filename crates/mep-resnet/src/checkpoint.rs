@@ -343,6 +343,35 @@ impl View for OutView<'_> {
     }
 }
 
+/// `bytes` (a safetensors file) with its JSON header's keys in sorted order. safetensors
+/// writes `__metadata__` from a `HashMap`, so two saves of the same tensors and metadata
+/// would differ in the order of the metadata keys, and so in their bytes and SHA-256 (which
+/// a study's manifest records). serde_json's map is sorted; the data section is untouched
+/// and its offsets stay right, since they count from the end of the header.
+fn canonical_header(bytes: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+    let bad = |what: &str| format!("serialized file unreadable ({what})");
+    let size: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| bad("no header size"))?;
+    let end = usize::try_from(u64::from_le_bytes(size))
+        .ok()
+        .and_then(|n| n.checked_add(8))
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(|| bad("header size"))?;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..end]).map_err(|e| bad(&e.to_string()))?;
+    let mut text = serde_json::to_string(&header).map_err(|e| bad(&e.to_string()))?;
+    // safetensors pads the header with spaces so that the data starts 8-byte aligned.
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - end);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&bytes[end..]);
+    Ok(out)
+}
+
 /// Writes f32 tensors as a safetensors file with the given (PyTorch) key names and optional
 /// string metadata (e.g. `{"arch": "resnet50"}`).
 ///
@@ -410,6 +439,10 @@ pub fn save_with_counters(
     let bytes = safetensors::tensor::serialize(views, info).map_err(|e| ResNetError::Corrupt {
         path: path.to_path_buf(),
         msg: format!("cannot serialize: {e}"),
+    })?;
+    let bytes = canonical_header(bytes).map_err(|msg| ResNetError::Corrupt {
+        path: path.to_path_buf(),
+        msg,
     })?;
 
     mep_fs::write_atomic(path, &bytes).map_err(|e| ResNetError::Io {

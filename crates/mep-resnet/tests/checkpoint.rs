@@ -507,3 +507,29 @@ fn insert_replaces_and_get_contains_agree() {
     assert_eq!(ck.len(), 1);
     assert_eq!(ck.get("x").unwrap().shape.dims(), [2]);
 }
+
+#[test]
+fn saving_the_same_tensors_and_metadata_twice_gives_the_same_bytes() {
+    // safetensors keeps metadata in a HashMap; the header is written sorted, so a study's
+    // weights_sha256 does not change from one save to the next.
+    let dir = TempDir::new("canonical");
+    let meta: BTreeMap<String, String> = (0..20).map(|i| (format!("key{i}"), format!("value {i}"))).collect();
+    let shape = Shape::new([3]);
+    let (a, b) = (dir.file("a.safetensors"), dir.file("b.safetensors"));
+    save(
+        &a,
+        &[("w", &shape, &[1.0, 2.0, 3.0]), ("b", &shape, &[4.0, 5.0, 6.0])],
+        Some(&meta),
+    )
+    .unwrap();
+    save(
+        &b,
+        &[("w", &shape, &[1.0, 2.0, 3.0]), ("b", &shape, &[4.0, 5.0, 6.0])],
+        Some(&meta),
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let ck = Checkpoint::load(&a).unwrap();
+    assert_eq!(ck.metadata(), &meta);
+    assert_eq!(ck.get("b").unwrap().data, [4.0, 5.0, 6.0]);
+}
