@@ -8,65 +8,12 @@
 
 use mep_decoder::{mse_loss, Decoder, Mode};
 use mep_nn::{Adam, Grads, Optimizer};
-use mep_tensor::{AdamParams, CpuBackend, Tensor};
-use safetensors::{Dtype, SafeTensors};
+use mep_tensor::{AdamParams, CpuBackend};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-const ACT_TOL: f64 = 1e-4;
-const GRAD_TOL: f64 = 5e-2;
-const ADAM_TOL: f64 = 1e-3;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-struct Golden(BTreeMap<String, (Vec<usize>, Vec<f32>)>);
-
-fn golden(name: &str) -> Golden {
-    let bytes = std::fs::read(fixture(&format!("{name}.golden.safetensors"))).expect("fixture present");
-    let st = SafeTensors::deserialize(&bytes).expect("valid fixture");
-    let mut m = BTreeMap::new();
-    for (k, v) in st.tensors() {
-        assert_eq!(v.dtype(), Dtype::F32, "{k}");
-        let data = v
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        m.insert(k.to_string(), (v.shape().to_vec(), data));
-    }
-    Golden(m)
-}
-
-impl Golden {
-    fn get(&self, key: &str) -> &(Vec<usize>, Vec<f32>) {
-        self.0.get(key).unwrap_or_else(|| panic!("golden key {key} missing"))
-    }
-    fn tensor(&self, b: &CpuBackend, key: &str) -> Tensor<CpuBackend> {
-        let (s, d) = self.get(key);
-        Tensor::from_slice(b, s.as_slice(), d).unwrap()
-    }
-}
-
-fn rel_l2(ours: &[f32], theirs: &[f32]) -> f64 {
-    assert_eq!(ours.len(), theirs.len(), "length mismatch");
-    let num: f64 = ours
-        .iter()
-        .zip(theirs)
-        .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
-        .sum();
-    let den: f64 = theirs.iter().map(|b| (*b as f64).powi(2)).sum();
-    (num / den.max(1e-300)).sqrt()
-}
-
-fn check(what: &str, ours: &[f32], theirs: &[f32], tol: f64) {
-    let e = rel_l2(ours, theirs);
-    eprintln!("{what:<40} rel L2 {e:.2e}");
-    assert!(e <= tol, "{what}: relative L2 error {e:.3e} > {tol:.0e}");
-}
+#[path = "../../mep-resnet/tests/support/golden.rs"]
+mod golden_support;
+use golden_support::*;
 
 /// Outputs are sigmoids near ½: compare them centred, so the error is relative to their
 /// spread and not to ½.
@@ -132,7 +79,7 @@ fn train_mode_matches(name: &str) {
         *grad = g.tensor(&b, &format!("grad.{key}"));
         before.insert(key, p.value.to_vec(&b).unwrap());
     }
-    assert_eq!(before.len(), g.0.keys().filter(|k| k.starts_with("grad.")).count());
+    assert_eq!(before.len(), g.f32s.keys().filter(|k| k.starts_with("grad.")).count());
 
     let mut adam = Adam::new(AdamParams::default());
     adam.step(&b, &mut dec.params_mut()).unwrap();
@@ -149,7 +96,7 @@ fn train_mode_matches(name: &str) {
             check(&format!("after.{key}"), &ours, after, ACT_TOL);
         }
     }
-    assert_eq!(compared, g.0.keys().filter(|k| k.starts_with("after.")).count());
+    assert_eq!(compared, g.f32s.keys().filter(|k| k.starts_with("after.")).count());
     assert_eq!(dec.bn_steps, 1);
 }
 

@@ -9,79 +9,10 @@ use mep_nn::{Adam, Grads, Optimizer};
 use mep_resnet::{Arch, Cut, FoldedResNet, ResNet};
 use mep_tensor::prelude::*;
 use mep_tensor::{AdamParams, CpuBackend, Tensor};
-use safetensors::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-const ACT_TOL: f64 = 1e-4;
-const GRAD_TOL: f64 = 5e-2;
-const ADAM_TOL: f64 = 1e-3;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-struct Golden {
-    f32s: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
-    target: Vec<usize>,
-}
-
-fn golden(name: &str) -> Golden {
-    let bytes = std::fs::read(fixture(&format!("{name}.golden.safetensors"))).expect("fixture present");
-    let st = SafeTensors::deserialize(&bytes).expect("valid fixture");
-    let mut f32s = BTreeMap::new();
-    let mut target = Vec::new();
-    for (k, v) in st.tensors() {
-        match v.dtype() {
-            Dtype::F32 => {
-                let data = v
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                f32s.insert(k.to_string(), (v.shape().to_vec(), data));
-            }
-            Dtype::I64 if k == "target" => {
-                target = v
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as usize)
-                    .collect();
-            }
-            d => panic!("unexpected dtype {d:?} for {k}"),
-        }
-    }
-    Golden { f32s, target }
-}
-
-impl Golden {
-    fn get(&self, key: &str) -> &(Vec<usize>, Vec<f32>) {
-        self.f32s.get(key).unwrap_or_else(|| panic!("golden key {key} missing"))
-    }
-    fn tensor(&self, b: &CpuBackend, key: &str) -> Tensor<CpuBackend> {
-        let (s, d) = self.get(key);
-        Tensor::from_slice(b, s.as_slice(), d).unwrap()
-    }
-}
-
-fn rel_l2(ours: &[f32], theirs: &[f32]) -> f64 {
-    assert_eq!(ours.len(), theirs.len(), "length mismatch");
-    let num: f64 = ours
-        .iter()
-        .zip(theirs)
-        .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
-        .sum();
-    let den: f64 = theirs.iter().map(|b| (*b as f64).powi(2)).sum();
-    (num / den.max(1e-300)).sqrt()
-}
-
-fn check(what: &str, ours: &[f32], theirs: &[f32], tol: f64) {
-    let e = rel_l2(ours, theirs);
-    eprintln!("{what:<40} rel L2 {e:.2e}");
-    assert!(e <= tol, "{what}: relative L2 error {e:.3e} > {tol:.0e}");
-}
+mod support;
+use support::golden::*;
 
 fn eval_mode_matches(name: &str, arch: Arch) {
     let b = CpuBackend::new();
