@@ -1,6 +1,6 @@
 //! Elementwise ops: activations, sums, `axpy` and scaling.
 
-use super::{Checked, Memory};
+use super::Memory;
 use crate::error::{check_len, Result, TensorError};
 
 /// A pointwise non-linearity. Backward passes take the activation's *output*, from
@@ -39,58 +39,39 @@ pub(crate) fn check_act(op: &'static str, act: Act) -> Result<()> {
 /// Implementors provide the `run_*` methods, which may assume equal lengths and a valid
 /// activation; the checked methods are provided.
 pub trait Elementwise: Memory {
-    /// `y = act(x)`.
-    fn activation(&self, act: Act, x: &Self::Buf, y: &mut Self::Buf) -> Result<()> {
-        check_act("activation", act)?;
-        check_len("activation", "y", self.len(x), self.len(y))?;
-        self.run_activation(Checked::new(), act, x, y)
+    checked_ops! {
+        /// `y = act(x)`.
+        fn activation(&self, act: Act, x: &Self::Buf, y: &mut Self::Buf) -> Result<()> => run_activation {
+            check_act("activation", act)?;
+            check_len("activation", "y", self.len(x), self.len(y))?;
+        }
+        /// `dx = dy · act'(·)`, the derivative recovered from the activation's output `y`.
+        fn activation_bwd(
+            &self,
+            act: Act,
+            y: &Self::Buf,
+            dy: &Self::Buf,
+            dx: &mut Self::Buf,
+        ) -> Result<()> => run_activation_bwd {
+            const OP: &str = "activation_bwd";
+            check_act(OP, act)?;
+            check_len(OP, "dy", self.len(y), self.len(dy))?;
+            check_len(OP, "dx", self.len(y), self.len(dx))?;
+        }
+        /// `y = a + b`.
+        fn add(&self, a: &Self::Buf, b: &Self::Buf, y: &mut Self::Buf) -> Result<()> => run_add {
+            check_len("add", "b", self.len(a), self.len(b))?;
+            check_len("add", "y", self.len(a), self.len(y))?;
+        }
+        /// `y += x`.
+        fn add_assign(&self, y: &mut Self::Buf, x: &Self::Buf) -> Result<()> => run_add_assign {
+            check_len("add_assign", "x", self.len(y), self.len(x))?;
+        }
+        /// `y += alpha x`.
+        fn axpy(&self, alpha: f32, x: &Self::Buf, y: &mut Self::Buf) -> Result<()> => run_axpy {
+            check_len("axpy", "y", self.len(x), self.len(y))?;
+        }
+        /// `x *= alpha`.
+        fn scale(&self, alpha: f32, x: &mut Self::Buf) -> Result<()> => run_scale {}
     }
-    /// `dx = dy · act'(·)`, the derivative recovered from the activation's output `y`.
-    fn activation_bwd(&self, act: Act, y: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf) -> Result<()> {
-        const OP: &str = "activation_bwd";
-        check_act(OP, act)?;
-        check_len(OP, "dy", self.len(y), self.len(dy))?;
-        check_len(OP, "dx", self.len(y), self.len(dx))?;
-        self.run_activation_bwd(Checked::new(), act, y, dy, dx)
-    }
-    /// `y = a + b`.
-    fn add(&self, a: &Self::Buf, b: &Self::Buf, y: &mut Self::Buf) -> Result<()> {
-        check_len("add", "b", self.len(a), self.len(b))?;
-        check_len("add", "y", self.len(a), self.len(y))?;
-        self.run_add(Checked::new(), a, b, y)
-    }
-    /// `y += x`.
-    fn add_assign(&self, y: &mut Self::Buf, x: &Self::Buf) -> Result<()> {
-        check_len("add_assign", "x", self.len(y), self.len(x))?;
-        self.run_add_assign(Checked::new(), y, x)
-    }
-    /// `y += alpha x`.
-    fn axpy(&self, alpha: f32, x: &Self::Buf, y: &mut Self::Buf) -> Result<()> {
-        check_len("axpy", "y", self.len(x), self.len(y))?;
-        self.run_axpy(Checked::new(), alpha, x, y)
-    }
-    /// `x *= alpha`.
-    fn scale(&self, alpha: f32, x: &mut Self::Buf) -> Result<()> {
-        self.run_scale(Checked::new(), alpha, x)
-    }
-
-    /// [`Elementwise::activation`] on checked arguments.
-    fn run_activation(&self, checked: Checked, act: Act, x: &Self::Buf, y: &mut Self::Buf) -> Result<()>;
-    /// [`Elementwise::activation_bwd`] on checked arguments.
-    fn run_activation_bwd(
-        &self,
-        checked: Checked,
-        act: Act,
-        y: &Self::Buf,
-        dy: &Self::Buf,
-        dx: &mut Self::Buf,
-    ) -> Result<()>;
-    /// [`Elementwise::add`] on checked arguments.
-    fn run_add(&self, checked: Checked, a: &Self::Buf, b: &Self::Buf, y: &mut Self::Buf) -> Result<()>;
-    /// [`Elementwise::add_assign`] on checked arguments.
-    fn run_add_assign(&self, checked: Checked, y: &mut Self::Buf, x: &Self::Buf) -> Result<()>;
-    /// [`Elementwise::axpy`] on checked arguments.
-    fn run_axpy(&self, checked: Checked, alpha: f32, x: &Self::Buf, y: &mut Self::Buf) -> Result<()>;
-    /// [`Elementwise::scale`] (nothing to check).
-    fn run_scale(&self, checked: Checked, alpha: f32, x: &mut Self::Buf) -> Result<()>;
 }

@@ -1,6 +1,5 @@
 //! Buffers: allocation, host transfers, copies and fills.
 
-use super::Checked;
 use crate::error::{check_len, Result};
 
 /// Buffers of f32 owned by a backend; every other family builds on it.
@@ -21,16 +20,15 @@ pub trait Memory: Send + Sync + 'static {
     fn download(&self, buf: &Self::Buf) -> Result<Vec<f32>>;
     /// Number of elements in `buf`.
     fn len(&self, buf: &Self::Buf) -> usize;
-    /// `dst = src`; lengths must agree.
-    fn copy(&self, src: &Self::Buf, dst: &mut Self::Buf) -> Result<()> {
-        check_len("copy", "dst", self.len(src), self.len(dst))?;
-        self.run_copy(Checked::new(), src, dst)
-    }
     /// Every element of `buf` set to `value`.
     fn fill(&self, buf: &mut Self::Buf, value: f32) -> Result<()>;
 
-    /// [`Memory::copy`] on buffers of equal length.
-    fn run_copy(&self, checked: Checked, src: &Self::Buf, dst: &mut Self::Buf) -> Result<()>;
+    checked_ops! {
+        /// `dst = src`; lengths must agree.
+        fn copy(&self, src: &Self::Buf, dst: &mut Self::Buf) -> Result<()> => run_copy {
+            check_len("copy", "dst", self.len(src), self.len(dst))?;
+        }
+    }
 }
 
 /// [`check_len`] for an optional buffer: an absent one passes.

@@ -14,6 +14,58 @@
 //! [`Checked`] token that only this crate can make, so callers cannot skip the checks.
 //! [`Backend`] is the sum of the families; code generic over a backend bounds on it.
 
+/// Declares the checked operations of a family trait, each once.
+///
+/// Every operation is two methods: a provided one that callers use (`conv2d`), which checks
+/// its arguments, and a required one that backends implement (`run_conv2d`), which may
+/// assume them checked and takes a [`Checked`] token as proof. Both have the same parameter
+/// list, so written out by hand each list would stand twice; here it is written once:
+///
+/// ```text
+/// pub trait Elementwise: Memory {
+///     checked_ops! {
+///         /// `y += alpha x`.
+///         fn axpy(&self, alpha: f32, x: &Self::Buf, y: &mut Self::Buf) -> Result<()> => run_axpy {
+///             check_len("axpy", "y", self.len(x), self.len(y))?;
+///         }
+///         // ... the family's other ops
+///     }
+/// }
+/// ```
+///
+/// gives, for each declaration,
+/// - the provided method `axpy`, with the doc and attributes given; its body is the check
+///   block, then `self.run_axpy(Checked::new(), alpha, x, y)`;
+/// - the required method `fn run_axpy(&self, _: Checked, alpha: f32, x: &Self::Buf, y: &mut
+///   Self::Buf) -> Result<()>;`, with a short doc pointing at `axpy` and
+///   `#[allow(clippy::too_many_arguments)]` (it takes one argument more than `axpy`).
+///
+/// So each op's checks are written once for all backends, a backend implements only the
+/// `run_*` methods, and no caller reaches one without the checks. The receiver is written
+/// `&self` as usual; the macro takes the `self` from there, because macro hygiene would keep
+/// the check block from seeing a `self` the macro made up.
+macro_rules! checked_ops {
+    ($(
+        $(#[$attr:meta])*
+        fn $name:ident(&$self:ident $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty => $run:ident {
+            $($check:tt)*
+        }
+    )*) => {$(
+        $(#[$attr])*
+        fn $name(&$self $(, $arg: $ty)*) -> $ret {
+            $($check)*
+            $self.$run($crate::backend::Checked::new() $(, $arg)*)
+        }
+
+        #[doc = concat!(
+            "[`", stringify!($name), "`](Self::", stringify!($name),
+            ") on arguments it has already checked; backends implement this."
+        )]
+        #[allow(clippy::too_many_arguments)]
+        fn $run(&$self, _: $crate::backend::Checked $(, $arg: $ty)*) -> $ret;
+    )*};
+}
+
 pub mod batch_norm;
 pub mod conv;
 pub mod elementwise;

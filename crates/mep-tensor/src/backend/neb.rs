@@ -1,7 +1,7 @@
 //! Path ops of the nudged elastic band: gather-and-interpolate of rows, row copies,
 //! distances between consecutive rows and the NEB forces.
 
-use super::{Checked, Memory};
+use super::Memory;
 use crate::error::{check_len, Result, TensorError};
 
 /// One row of a gather-and-interpolate ([`Neb::lerp_rows`]):
@@ -145,90 +145,60 @@ fn check_neb_forces(
 /// range, lengths match, `t`, energies and the spring constant are finite and the climbing
 /// image is interior.
 pub trait Neb: Memory {
-    /// `dst` row r = `(1 - t) src[a] + t src[b]` with `(a, b, t) = plan[r]`; rows have `dim`
-    /// values, `src` holds whole rows and `dst` has `plan.len()` rows.
-    fn lerp_rows(&self, dim: usize, src: &Self::Buf, plan: &[Lerp], dst: &mut Self::Buf) -> Result<()> {
-        check_lerp_rows(dim, self.len(src), plan, self.len(dst))?;
-        self.run_lerp_rows(Checked::new(), dim, src, plan, dst)
+    checked_ops! {
+        /// `dst` row r = `(1 - t) src[a] + t src[b]` with `(a, b, t) = plan[r]`; rows have `dim`
+        /// values, `src` holds whole rows and `dst` has `plan.len()` rows.
+        fn lerp_rows(
+            &self,
+            dim: usize,
+            src: &Self::Buf,
+            plan: &[Lerp],
+            dst: &mut Self::Buf,
+        ) -> Result<()> => run_lerp_rows {
+            check_lerp_rows(dim, self.len(src), plan, self.len(dst))?;
+        }
+        /// Copies `rows` rows of `dim` values from `src` (starting at row `src_row`) into `dst`
+        /// (starting at row `dst_row`).
+        fn copy_rows(
+            &self,
+            dim: usize,
+            src: &Self::Buf,
+            src_row: usize,
+            dst: &mut Self::Buf,
+            dst_row: usize,
+            rows: usize,
+        ) -> Result<()> => run_copy_rows {
+            check_copy_rows(dim, self.len(src), src_row, self.len(dst), dst_row, rows)?;
+        }
+        /// Euclidean distances between consecutive rows, `|x[i+1] - x[i]|` for `i` in
+        /// `0..rows-1`, accumulated in f64.
+        fn row_distances(&self, dim: usize, rows: usize, x: &Self::Buf) -> Result<Vec<f64>> => run_row_distances {
+            check_row_distances(dim, rows, self.len(x))?;
+        }
+        /// NEB forces on every interior pivot (endpoint rows of `forces` set to 0), from the
+        /// `pivots`, the energy gradients at the pivots (`grads`, rows 0 and P-1 ignored) and the
+        /// `energies` at the pivots (host scalars, all finite).
+        ///
+        /// Improved tangent (Henkelman & Jónsson 2000, eqs. 8–11) from the raw neighbour vectors
+        /// `τ+ = R[i+1] - R[i]`, `τ- = R[i] - R[i-1]`; where `E[i+1] = E[i-1]` (ties, flat
+        /// energy) the bisector `τ+/|τ+| + τ-/|τ-|` instead, and where a tangent has zero length
+        /// to rounding (zero-length segments, a path folding back) the bisector, then `τ+` or
+        /// `τ-`, then no tangent at all (never NaN). The force is the perpendicular true force `-∇E + (∇E·τ̂)τ̂` plus the spring
+        /// force along the tangent `k(|τ+| - |τ-|)τ̂` (eq. 12); the climbing image gets
+        /// `-∇E + 2(∇E·τ̂)τ̂` and no spring.
+        ///
+        /// Returns, per pivot (0 for endpoints), the norm of the perpendicular true force; for the
+        /// climbing image the norm of its whole force (`|∇E|`), since it must also reach the
+        /// saddle along the tangent.
+        fn neb_forces(
+            &self,
+            p: &NebForceParams,
+            pivots: &Self::Buf,
+            grads: &Self::Buf,
+            energies: &[f64],
+            forces: &mut Self::Buf,
+        ) -> Result<Vec<f64>> => run_neb_forces {
+            check_neb_forces(p, self.len(pivots), self.len(grads), energies, self.len(forces))?;
+        }
     }
-    /// Copies `rows` rows of `dim` values from `src` (starting at row `src_row`) into `dst`
-    /// (starting at row `dst_row`).
-    fn copy_rows(
-        &self,
-        dim: usize,
-        src: &Self::Buf,
-        src_row: usize,
-        dst: &mut Self::Buf,
-        dst_row: usize,
-        rows: usize,
-    ) -> Result<()> {
-        check_copy_rows(dim, self.len(src), src_row, self.len(dst), dst_row, rows)?;
-        self.run_copy_rows(Checked::new(), dim, src, src_row, dst, dst_row, rows)
-    }
-    /// Euclidean distances between consecutive rows, `|x[i+1] - x[i]|` for `i` in
-    /// `0..rows-1`, accumulated in f64.
-    fn row_distances(&self, dim: usize, rows: usize, x: &Self::Buf) -> Result<Vec<f64>> {
-        check_row_distances(dim, rows, self.len(x))?;
-        self.run_row_distances(Checked::new(), dim, rows, x)
-    }
-    /// NEB forces on every interior pivot (endpoint rows of `forces` set to 0), from the
-    /// `pivots`, the energy gradients at the pivots (`grads`, rows 0 and P-1 ignored) and the
-    /// `energies` at the pivots (host scalars, all finite).
-    ///
-    /// Improved tangent (Henkelman & Jónsson 2000, eqs. 8–11) from the raw neighbour vectors
-    /// `τ+ = R[i+1] - R[i]`, `τ- = R[i] - R[i-1]`; where `E[i+1] = E[i-1]` (ties, flat
-    /// energy) the bisector `τ+/|τ+| + τ-/|τ-|` instead, and where a tangent has zero length
-    /// to rounding (zero-length segments, a path folding back) the bisector, then `τ+` or
-    /// `τ-`, then no tangent at all (never NaN). The force is the perpendicular true force `-∇E + (∇E·τ̂)τ̂` plus the spring
-    /// force along the tangent `k(|τ+| - |τ-|)τ̂` (eq. 12); the climbing image gets
-    /// `-∇E + 2(∇E·τ̂)τ̂` and no spring.
-    ///
-    /// Returns, per pivot (0 for endpoints), the norm of the perpendicular true force; for the
-    /// climbing image the norm of its whole force (`|∇E|`), since it must also reach the
-    /// saddle along the tangent.
-    fn neb_forces(
-        &self,
-        p: &NebForceParams,
-        pivots: &Self::Buf,
-        grads: &Self::Buf,
-        energies: &[f64],
-        forces: &mut Self::Buf,
-    ) -> Result<Vec<f64>> {
-        check_neb_forces(p, self.len(pivots), self.len(grads), energies, self.len(forces))?;
-        self.run_neb_forces(Checked::new(), p, pivots, grads, energies, forces)
-    }
-
-    /// [`Neb::lerp_rows`] on checked arguments.
-    fn run_lerp_rows(
-        &self,
-        checked: Checked,
-        dim: usize,
-        src: &Self::Buf,
-        plan: &[Lerp],
-        dst: &mut Self::Buf,
-    ) -> Result<()>;
-    /// [`Neb::copy_rows`] on checked arguments.
-    #[allow(clippy::too_many_arguments)]
-    fn run_copy_rows(
-        &self,
-        checked: Checked,
-        dim: usize,
-        src: &Self::Buf,
-        src_row: usize,
-        dst: &mut Self::Buf,
-        dst_row: usize,
-        rows: usize,
-    ) -> Result<()>;
-    /// [`Neb::row_distances`] on checked arguments.
-    fn run_row_distances(&self, checked: Checked, dim: usize, rows: usize, x: &Self::Buf) -> Result<Vec<f64>>;
-    /// [`Neb::neb_forces`] on checked arguments.
-    fn run_neb_forces(
-        &self,
-        checked: Checked,
-        p: &NebForceParams,
-        pivots: &Self::Buf,
-        grads: &Self::Buf,
-        energies: &[f64],
-        forces: &mut Self::Buf,
-    ) -> Result<Vec<f64>>;
 }

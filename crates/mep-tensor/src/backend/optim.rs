@@ -1,6 +1,6 @@
 //! Optimiser steps: Adam and SGD with momentum, PyTorch's semantics.
 
-use super::{Checked, Memory};
+use super::Memory;
 use crate::error::{check_len, Result, TensorError};
 
 /// Adam hyper-parameters and the 1-based step count, with PyTorch's semantics
@@ -59,48 +59,34 @@ fn check_step(op: &'static str, step: u32) -> Result<()> {
 /// Implementors provide the `run_*` methods, which may assume equal lengths and a step of
 /// at least 1.
 pub trait Optim: Memory {
-    /// One Adam step on `param` with gradient `grad` and moment buffers `m`, `v`.
-    fn adam_step(
-        &self,
-        h: &AdamParams,
-        param: &mut Self::Buf,
-        grad: &Self::Buf,
-        m: &mut Self::Buf,
-        v: &mut Self::Buf,
-    ) -> Result<()> {
-        let len = self.len(param);
-        check_len("adam_step", "grad", len, self.len(grad))?;
-        check_len("adam_step", "m", len, self.len(m))?;
-        check_len("adam_step", "v", len, self.len(v))?;
-        check_step("adam_step", h.step)?;
-        self.run_adam_step(Checked::new(), h, param, grad, m, v)
+    checked_ops! {
+        /// One Adam step on `param` with gradient `grad` and moment buffers `m`, `v`.
+        fn adam_step(
+            &self,
+            h: &AdamParams,
+            param: &mut Self::Buf,
+            grad: &Self::Buf,
+            m: &mut Self::Buf,
+            v: &mut Self::Buf,
+        ) -> Result<()> => run_adam_step {
+            let len = self.len(param);
+            check_len("adam_step", "grad", len, self.len(grad))?;
+            check_len("adam_step", "m", len, self.len(m))?;
+            check_len("adam_step", "v", len, self.len(v))?;
+            check_step("adam_step", h.step)?;
+        }
+        /// One SGD-with-momentum step on `param`, with momentum buffer `buf`.
+        fn sgd_step(
+            &self,
+            h: &SgdParams,
+            param: &mut Self::Buf,
+            grad: &Self::Buf,
+            buf: &mut Self::Buf,
+        ) -> Result<()> => run_sgd_step {
+            let len = self.len(param);
+            check_len("sgd_step", "grad", len, self.len(grad))?;
+            check_len("sgd_step", "buf", len, self.len(buf))?;
+            check_step("sgd_step", h.step)?;
+        }
     }
-    /// One SGD-with-momentum step on `param`, with momentum buffer `buf`.
-    fn sgd_step(&self, h: &SgdParams, param: &mut Self::Buf, grad: &Self::Buf, buf: &mut Self::Buf) -> Result<()> {
-        let len = self.len(param);
-        check_len("sgd_step", "grad", len, self.len(grad))?;
-        check_len("sgd_step", "buf", len, self.len(buf))?;
-        check_step("sgd_step", h.step)?;
-        self.run_sgd_step(Checked::new(), h, param, grad, buf)
-    }
-
-    /// [`Optim::adam_step`] on checked arguments.
-    fn run_adam_step(
-        &self,
-        checked: Checked,
-        h: &AdamParams,
-        param: &mut Self::Buf,
-        grad: &Self::Buf,
-        m: &mut Self::Buf,
-        v: &mut Self::Buf,
-    ) -> Result<()>;
-    /// [`Optim::sgd_step`] on checked arguments.
-    fn run_sgd_step(
-        &self,
-        checked: Checked,
-        h: &SgdParams,
-        param: &mut Self::Buf,
-        grad: &Self::Buf,
-        buf: &mut Self::Buf,
-    ) -> Result<()>;
 }

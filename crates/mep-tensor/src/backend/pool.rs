@@ -1,7 +1,7 @@
 //! Pooling and resampling: max pool, global average pool, nearest 2x upsampling and the
 //! option-A shortcut.
 
-use super::{Checked, Memory};
+use super::Memory;
 use crate::error::{check_len, Result};
 use crate::shape::{Nchw, Pool2dGeom};
 
@@ -10,109 +10,91 @@ use crate::shape::{Nchw, Pool2dGeom};
 /// Implementors provide the `run_*` methods, which may assume a valid geometry and buffers
 /// of the lengths the geometry gives.
 pub trait Pool: Memory {
-    /// Max pool; padding counts as -inf.
-    fn max_pool2d(&self, g: &Pool2dGeom, x: &Self::Buf, y: &mut Self::Buf) -> Result<()> {
-        const OP: &str = "max_pool2d";
-        g.validate(OP)?;
-        check_len(OP, "x", g.input.numel(), self.len(x))?;
-        check_len(OP, "y", g.output().numel(), self.len(y))?;
-        self.run_max_pool2d(Checked::new(), g, x, y)
+    checked_ops! {
+        /// Max pool; padding counts as -inf.
+        fn max_pool2d(&self, g: &Pool2dGeom, x: &Self::Buf, y: &mut Self::Buf) -> Result<()> => run_max_pool2d {
+            const OP: &str = "max_pool2d";
+            g.validate(OP)?;
+            check_len(OP, "x", g.input.numel(), self.len(x))?;
+            check_len(OP, "y", g.output().numel(), self.len(y))?;
+        }
+        /// Backward of max pool: each `dy` goes to the first maximum of its window (PyTorch's
+        /// tie rule), recomputed from `x`.
+        fn max_pool2d_bwd(
+            &self,
+            g: &Pool2dGeom,
+            x: &Self::Buf,
+            dy: &Self::Buf,
+            dx: &mut Self::Buf,
+        ) -> Result<()> => run_max_pool2d_bwd {
+            const OP: &str = "max_pool2d_bwd";
+            g.validate(OP)?;
+            check_len(OP, "x", g.input.numel(), self.len(x))?;
+            check_len(OP, "dy", g.output().numel(), self.len(dy))?;
+            check_len(OP, "dx", g.input.numel(), self.len(dx))?;
+        }
+        /// Mean over each channel plane: `[n, c, h, w] -> [n, c]`.
+        fn global_avg_pool(&self, s: &Nchw, x: &Self::Buf, y: &mut Self::Buf) -> Result<()> => run_global_avg_pool {
+            check_len("global_avg_pool", "x", s.numel(), self.len(x))?;
+            check_len("global_avg_pool", "y", s.n * s.c, self.len(y))?;
+        }
+        /// Backward of global average pool.
+        fn global_avg_pool_bwd(
+            &self,
+            s: &Nchw,
+            dy: &Self::Buf,
+            dx: &mut Self::Buf,
+        ) -> Result<()> => run_global_avg_pool_bwd {
+            check_len("global_avg_pool_bwd", "dy", s.n * s.c, self.len(dy))?;
+            check_len("global_avg_pool_bwd", "dx", s.numel(), self.len(dx))?;
+        }
+        /// Nearest-neighbour 2x upsampling: `[n, c, h, w] -> [n, c, 2h, 2w]`.
+        fn upsample_nearest2x(
+            &self,
+            s: &Nchw,
+            x: &Self::Buf,
+            y: &mut Self::Buf,
+        ) -> Result<()> => run_upsample_nearest2x {
+            check_len("upsample_nearest2x", "x", s.numel(), self.len(x))?;
+            check_len("upsample_nearest2x", "y", 4 * s.numel(), self.len(y))?;
+        }
+        /// Backward of nearest 2x upsampling (sum of each 2x2 block).
+        fn upsample_nearest2x_bwd(
+            &self,
+            s: &Nchw,
+            dy: &Self::Buf,
+            dx: &mut Self::Buf,
+        ) -> Result<()> => run_upsample_nearest2x_bwd {
+            check_len("upsample_nearest2x_bwd", "dy", 4 * s.numel(), self.len(dy))?;
+            check_len("upsample_nearest2x_bwd", "dx", s.numel(), self.len(dx))?;
+        }
+        /// The option-A shortcut of the CIFAR ResNets: `x[:, :, ::2, ::2]` (when `subsample`),
+        /// then `pad` zero channels before and after, giving `c + 2 pad` channels
+        /// ([`Nchw::shortcut_pad`] gives the output's shape).
+        fn shortcut_pad(
+            &self,
+            s: &Nchw,
+            subsample: bool,
+            pad: usize,
+            x: &Self::Buf,
+            y: &mut Self::Buf,
+        ) -> Result<()> => run_shortcut_pad {
+            let out = s.shortcut_pad(subsample, pad);
+            check_len("shortcut_pad", "x", s.numel(), self.len(x))?;
+            check_len("shortcut_pad", "y", out.numel(), self.len(y))?;
+        }
+        /// Backward of [`Pool::shortcut_pad`].
+        fn shortcut_pad_bwd(
+            &self,
+            s: &Nchw,
+            subsample: bool,
+            pad: usize,
+            dy: &Self::Buf,
+            dx: &mut Self::Buf,
+        ) -> Result<()> => run_shortcut_pad_bwd {
+            let out = s.shortcut_pad(subsample, pad);
+            check_len("shortcut_pad_bwd", "dy", out.numel(), self.len(dy))?;
+            check_len("shortcut_pad_bwd", "dx", s.numel(), self.len(dx))?;
+        }
     }
-    /// Backward of max pool: each `dy` goes to the first maximum of its window (PyTorch's
-    /// tie rule), recomputed from `x`.
-    fn max_pool2d_bwd(&self, g: &Pool2dGeom, x: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf) -> Result<()> {
-        const OP: &str = "max_pool2d_bwd";
-        g.validate(OP)?;
-        check_len(OP, "x", g.input.numel(), self.len(x))?;
-        check_len(OP, "dy", g.output().numel(), self.len(dy))?;
-        check_len(OP, "dx", g.input.numel(), self.len(dx))?;
-        self.run_max_pool2d_bwd(Checked::new(), g, x, dy, dx)
-    }
-    /// Mean over each channel plane: `[n, c, h, w] -> [n, c]`.
-    fn global_avg_pool(&self, s: &Nchw, x: &Self::Buf, y: &mut Self::Buf) -> Result<()> {
-        check_len("global_avg_pool", "x", s.numel(), self.len(x))?;
-        check_len("global_avg_pool", "y", s.n * s.c, self.len(y))?;
-        self.run_global_avg_pool(Checked::new(), s, x, y)
-    }
-    /// Backward of global average pool.
-    fn global_avg_pool_bwd(&self, s: &Nchw, dy: &Self::Buf, dx: &mut Self::Buf) -> Result<()> {
-        check_len("global_avg_pool_bwd", "dy", s.n * s.c, self.len(dy))?;
-        check_len("global_avg_pool_bwd", "dx", s.numel(), self.len(dx))?;
-        self.run_global_avg_pool_bwd(Checked::new(), s, dy, dx)
-    }
-    /// Nearest-neighbour 2x upsampling: `[n, c, h, w] -> [n, c, 2h, 2w]`.
-    fn upsample_nearest2x(&self, s: &Nchw, x: &Self::Buf, y: &mut Self::Buf) -> Result<()> {
-        check_len("upsample_nearest2x", "x", s.numel(), self.len(x))?;
-        check_len("upsample_nearest2x", "y", 4 * s.numel(), self.len(y))?;
-        self.run_upsample_nearest2x(Checked::new(), s, x, y)
-    }
-    /// Backward of nearest 2x upsampling (sum of each 2x2 block).
-    fn upsample_nearest2x_bwd(&self, s: &Nchw, dy: &Self::Buf, dx: &mut Self::Buf) -> Result<()> {
-        check_len("upsample_nearest2x_bwd", "dy", 4 * s.numel(), self.len(dy))?;
-        check_len("upsample_nearest2x_bwd", "dx", s.numel(), self.len(dx))?;
-        self.run_upsample_nearest2x_bwd(Checked::new(), s, dy, dx)
-    }
-    /// The option-A shortcut of the CIFAR ResNets: `x[:, :, ::2, ::2]` (when `subsample`),
-    /// then `pad` zero channels before and after, giving `c + 2 pad` channels
-    /// ([`Nchw::shortcut_pad`] gives the output's shape).
-    fn shortcut_pad(&self, s: &Nchw, subsample: bool, pad: usize, x: &Self::Buf, y: &mut Self::Buf) -> Result<()> {
-        let out = s.shortcut_pad(subsample, pad);
-        check_len("shortcut_pad", "x", s.numel(), self.len(x))?;
-        check_len("shortcut_pad", "y", out.numel(), self.len(y))?;
-        self.run_shortcut_pad(Checked::new(), s, subsample, pad, x, y)
-    }
-    /// Backward of [`Pool::shortcut_pad`].
-    fn shortcut_pad_bwd(
-        &self,
-        s: &Nchw,
-        subsample: bool,
-        pad: usize,
-        dy: &Self::Buf,
-        dx: &mut Self::Buf,
-    ) -> Result<()> {
-        let out = s.shortcut_pad(subsample, pad);
-        check_len("shortcut_pad_bwd", "dy", out.numel(), self.len(dy))?;
-        check_len("shortcut_pad_bwd", "dx", s.numel(), self.len(dx))?;
-        self.run_shortcut_pad_bwd(Checked::new(), s, subsample, pad, dy, dx)
-    }
-
-    /// [`Pool::max_pool2d`] on checked arguments.
-    fn run_max_pool2d(&self, checked: Checked, g: &Pool2dGeom, x: &Self::Buf, y: &mut Self::Buf) -> Result<()>;
-    /// [`Pool::max_pool2d_bwd`] on checked arguments.
-    fn run_max_pool2d_bwd(
-        &self,
-        checked: Checked,
-        g: &Pool2dGeom,
-        x: &Self::Buf,
-        dy: &Self::Buf,
-        dx: &mut Self::Buf,
-    ) -> Result<()>;
-    /// [`Pool::global_avg_pool`] on checked arguments.
-    fn run_global_avg_pool(&self, checked: Checked, s: &Nchw, x: &Self::Buf, y: &mut Self::Buf) -> Result<()>;
-    /// [`Pool::global_avg_pool_bwd`] on checked arguments.
-    fn run_global_avg_pool_bwd(&self, checked: Checked, s: &Nchw, dy: &Self::Buf, dx: &mut Self::Buf) -> Result<()>;
-    /// [`Pool::upsample_nearest2x`] on checked arguments.
-    fn run_upsample_nearest2x(&self, checked: Checked, s: &Nchw, x: &Self::Buf, y: &mut Self::Buf) -> Result<()>;
-    /// [`Pool::upsample_nearest2x_bwd`] on checked arguments.
-    fn run_upsample_nearest2x_bwd(&self, checked: Checked, s: &Nchw, dy: &Self::Buf, dx: &mut Self::Buf) -> Result<()>;
-    /// [`Pool::shortcut_pad`] on checked arguments.
-    fn run_shortcut_pad(
-        &self,
-        checked: Checked,
-        s: &Nchw,
-        subsample: bool,
-        pad: usize,
-        x: &Self::Buf,
-        y: &mut Self::Buf,
-    ) -> Result<()>;
-    /// [`Pool::shortcut_pad_bwd`] on checked arguments.
-    fn run_shortcut_pad_bwd(
-        &self,
-        checked: Checked,
-        s: &Nchw,
-        subsample: bool,
-        pad: usize,
-        dy: &Self::Buf,
-        dx: &mut Self::Buf,
-    ) -> Result<()>;
 }
