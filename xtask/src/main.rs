@@ -34,6 +34,24 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// `out` (relative to the workspace `root` unless absolute), created: the output folder of
+/// `reproduce` and `gpu-check`.
+fn out_dir(root: &std::path::Path, out: &std::path::Path) -> Result<PathBuf, String> {
+    let out = if out.is_absolute() {
+        out.to_path_buf()
+    } else {
+        root.join(out)
+    };
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(out)
+}
+
+/// Command-line words for the option parsers' tests.
+#[cfg(test)]
+fn words(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
 fn run(cmd: &mut Command) -> Result<(), String> {
     let shown = format!("{cmd:?}");
     eprintln!("xtask: {shown}");

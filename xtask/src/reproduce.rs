@@ -262,12 +262,7 @@ pub fn reproduce(
 ) -> Result<PathBuf, String> {
     let p = opts.preset;
     let started = Instant::now();
-    let out = if opts.out.is_absolute() {
-        opts.out.clone()
-    } else {
-        root.join(&opts.out)
-    };
-    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let out = crate::out_dir(root, &opts.out)?;
     eprintln!("xtask: preset `{}`: {}", p.name, p.about);
     eprintln!("xtask: run directory {}", out.display());
     let mut steps = Vec::new();
@@ -466,9 +461,7 @@ pub fn reproduce(
 mod tests {
     use super::*;
 
-    fn args(a: &[&str]) -> Vec<String> {
-        a.iter().map(|s| s.to_string()).collect()
-    }
+    use crate::words as args;
 
     #[test]
     fn the_default_is_the_offline_demo() {

@@ -194,12 +194,7 @@ pub(crate) fn failure_hint(log: &str) -> String {
 /// GPU was found (the summary is written either way).
 pub fn gpu_check(root: &Path, opts: &Options) -> Result<PathBuf, String> {
     let started = Instant::now();
-    let out = if opts.out.is_absolute() {
-        opts.out.clone()
-    } else {
-        root.join(&opts.out)
-    };
-    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let out = crate::out_dir(root, &opts.out)?;
     for entry in std::fs::read_dir(&out).into_iter().flatten().flatten() {
         if entry.path().extension().is_some_and(|e| e == "log") {
             let _ = std::fs::remove_file(entry.path());

@@ -93,9 +93,7 @@ pub(crate) fn help() -> String {
 mod tests {
     use super::*;
 
-    fn args(a: &[&str]) -> Vec<String> {
-        a.iter().map(|s| s.to_string()).collect()
-    }
+    use crate::words as args;
 
     #[test]
     fn options_parse_and_bad_ones_are_named() {
