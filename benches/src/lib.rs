@@ -144,4 +144,13 @@ impl TimingArgs {
             threads: arg("--threads").and_then(|s| s.parse().ok()).unwrap_or(2),
         }
     }
+
+    /// Sizes rayon's global pool to `--threads`, before any timing: both timing binaries
+    /// measure at a fixed thread count.
+    pub fn init_threads(&self) {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(self.threads)
+            .build_global()
+            .expect("thread pool");
+    }
 }

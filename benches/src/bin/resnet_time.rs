@@ -14,7 +14,9 @@ fn stats(mut ms: Vec<f64>) -> serde_json::Value {
 }
 
 fn main() {
-    let TimingArgs { row, iters, threads } = TimingArgs::from_env();
+    let args = TimingArgs::from_env();
+    args.init_threads();
+    let TimingArgs { row, iters, threads } = args;
     let Some(row_name) = row else {
         eprintln!("usage: resnet_time --row NAME [--iters N] [--threads T]; rows:");
         for r in ROWS {
@@ -26,10 +28,6 @@ fn main() {
         eprintln!("unknown row `{row_name}`");
         std::process::exit(2);
     };
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()
-        .expect("thread pool");
     let b = CpuBackend::new();
     let (net, x, targets) = setup(&b, row);
     let scale = 1.0 / row.batch as f32;

@@ -18,7 +18,9 @@ const TRAIN_ROWS: [(&str, Arch, usize, usize); 2] = [
 ];
 
 fn main() {
-    let TimingArgs { row, iters, threads } = TimingArgs::from_env();
+    let args = TimingArgs::from_env();
+    args.init_threads();
+    let TimingArgs { row, iters, threads } = args;
     let row_name = row.unwrap_or_default();
     let Some(&(name, arch, size, batch)) = TRAIN_ROWS.iter().find(|r| r.0 == row_name) else {
         eprintln!("usage: train_time --row NAME [--iters N] [--threads T]; rows:");
@@ -27,10 +29,6 @@ fn main() {
         }
         std::process::exit(2);
     };
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()
-        .expect("thread pool");
     let b = CpuBackend::new();
     let classes = 10;
     let mut model = ResNet::init(&b, arch, arch.default_width(), classes, 1).expect("init");
