@@ -8,20 +8,19 @@
 use mep::connect::{
     connect_with, merge, pairs, read_results, ConnectArgs, Manifest, MergeArgs, PairResult, Shard, MANIFEST, RESULTS,
 };
-use mep::train::{train_on, OptimizerKind, TrainArgs};
+use mep::train::{train_on, TrainArgs};
 use mep::MepError;
 use mep_data::{synthetic, Dataset, Samples, Split, SyntheticConfig, Transform};
-use mep_resnet::{Arch, Checkpoint, Cut, FoldedResNet, ResNet};
+use mep_resnet::{Arch, Checkpoint, Cut, FoldedResNet};
 use mep_tensor::{CpuBackend, Tensor};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+mod common;
+
 fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mep-connect-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmpdir("connect", tag)
 }
 
 /// The synthetic set restricted to three classes, relabelled 0, 1, 2.
@@ -31,34 +30,9 @@ fn three_classes() -> Dataset {
         train_per_class: 200,
         test_per_class: 20,
     });
-    let keep = ["circle", "stripes", "checkerboard"];
-    let map: Vec<Option<usize>> = d.classes.iter().map(|c| keep.iter().position(|k| k == c)).collect();
-    let pick = |s: &Split| {
-        let Samples::InMemory { height, width, data } = &s.samples else {
-            unreachable!("the synthetic set is in memory")
-        };
-        let px = height * width * 3;
-        let (mut out, mut labels) = (Vec::new(), Vec::new());
-        for (i, &l) in s.labels.iter().enumerate() {
-            if let Some(new) = map[l] {
-                out.extend_from_slice(&data[i * px..(i + 1) * px]);
-                labels.push(new);
-            }
-        }
-        Split {
-            samples: Samples::InMemory {
-                height: *height,
-                width: *width,
-                data: out,
-            },
-            labels,
-        }
-    };
     Dataset {
         name: "synthetic-3".into(),
-        classes: keep.iter().map(|s| s.to_string()).collect(),
-        train: d.train.as_ref().map(pick),
-        test: pick(&d.test),
+        ..common::subset(d, &["circle", "stripes", "checkerboard"])
     }
 }
 
@@ -67,27 +41,10 @@ fn three_classes() -> Dataset {
 fn trained() -> &'static Path {
     static MODEL: OnceLock<PathBuf> = OnceLock::new();
     MODEL.get_or_init(|| {
-        let out = tmpdir("model");
         let args = TrainArgs {
-            device: Default::default(),
-            arch: "resnet20".into(),
-            init: None,
-            data: "synthetic-3".into(),
-            size: None,
-            epochs: 3,
-            batch_size: 32,
-            optimizer: OptimizerKind::Adam,
             lr: 6e-3,
-            momentum: 0.9,
-            weight_decay: 0.0,
-            augment: false,
             width: Some(4),
-            seed: 1,
-            out,
-            resume: false,
-            overwrite: false,
-            stop_after: None,
-            quiet: true,
+            ..common::train_args("synthetic-3", tmpdir("model"), 3)
         };
         train_on(&args, three_classes()).unwrap().model
     })
@@ -96,32 +53,41 @@ fn trained() -> &'static Path {
 /// A randomly initialised width-4 ResNet-20 for the ten synthetic classes.
 fn random_init() -> &'static Path {
     static MODEL: OnceLock<PathBuf> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        let b = CpuBackend::new();
-        let p = tmpdir("random").join("model.safetensors");
-        ResNet::init(&b, Arch::ResNet20, 4, 10, 7)
-            .unwrap()
-            .save(&b, &p)
-            .unwrap();
-        p
-    })
+    MODEL.get_or_init(|| common::random_resnet20(tmpdir("random").join("model.safetensors")))
+}
+
+/// `mep connect --arch resnet20 --weights <random_init> --data synthetic <extra…>`.
+fn connect_cli(extra: &[&str]) -> Vec<String> {
+    let head = [
+        "connect",
+        "--arch",
+        "resnet20",
+        "--weights",
+        random_init().to_str().unwrap(),
+        "--data",
+        "synthetic",
+    ];
+    head.iter().chain(extra).map(|s| s.to_string()).collect()
 }
 
 /// A small, fast study of the trained model.
 fn small(out: &Path) -> ConnectArgs {
     let mut a = ConnectArgs::new("resnet20", trained(), "synthetic-3", out);
     a.pairs = Some(6);
-    a.pivots = 4;
-    a.sub_points = 4;
-    a.max_steps = 6;
-    a.step = 0.05;
-    a.seed = 11;
-    a.quiet = true;
+    common::short_search(&mut a, 4, 4, 6, 11);
     a
 }
 
 fn run(a: &ConnectArgs) -> mep::Result<mep::connect::ConnectReport> {
     connect_with(&CpuBackend::new(), a, &three_classes())
+}
+
+/// The [`small`] study in `out` with `edit` made, run to the end; returns its arguments.
+fn studied(out: &Path, edit: impl FnOnce(&mut ConnectArgs)) -> ConnectArgs {
+    let mut a = small(out);
+    edit(&mut a);
+    run(&a).unwrap();
+    a
 }
 
 /// The results of a folder, wall times zeroed and ordered by (pair, space).
@@ -152,6 +118,17 @@ fn images(b: &CpuBackend, data: &Dataset, idx: &[usize]) -> Tensor<CpuBackend> {
     Tensor::from_vec(b, [idx.len(), 3, 32, 32], x).unwrap()
 }
 
+/// The logits of the ResNet-20 `weights` at every test image of `data`, in order.
+fn test_logits(weights: &Path, data: &Dataset) -> Vec<f32> {
+    let b = CpuBackend::new();
+    let net = FoldedResNet::load(&b, Arch::ResNet20, weights).unwrap();
+    let all: Vec<usize> = (0..data.test.len()).collect();
+    net.head(&b, &images(&b, data, &all), Cut::Input)
+        .unwrap()
+        .to_vec(&b)
+        .unwrap()
+}
+
 #[test]
 fn a_study_selects_deterministic_pairs_and_its_tables_add_up() {
     let (a_dir, b_dir) = (tmpdir("det-a"), tmpdir("det-b"));
@@ -178,14 +155,8 @@ fn a_study_selects_deterministic_pairs_and_its_tables_add_up() {
     // out: the draw without the check gives the candidates, our own classification of
     // every test image says which to keep, and the skipped count is what was passed over.
     let data = three_classes();
-    let b = CpuBackend::new();
-    let net = FoldedResNet::load(&b, Arch::ResNet20, trained()).unwrap();
     let all: Vec<usize> = (0..data.test.len()).collect();
-    let logits = net
-        .head(&b, &images(&b, &data, &all), Cut::Input)
-        .unwrap()
-        .to_vec(&b)
-        .unwrap();
+    let logits = test_logits(trained(), &data);
     let correct: Vec<bool> = mep::eval::argmax_rows(&logits, 3)
         .iter()
         .zip(&data.test.labels)
@@ -246,10 +217,10 @@ fn saved_paths_reload_with_their_endpoints_and_metadata() {
     // the study's own line check; the study of those two then has both kinds of path file.
     let dir = tmpdir("paths");
     let scan_dir = dir.join("scan");
-    let mut scan = small(&scan_dir);
-    scan.spaces = vec!["input".into()];
-    scan.pairs = Some(24);
-    run(&scan).unwrap();
+    studied(&scan_dir, |scan| {
+        scan.spaces = vec!["input".into()];
+        scan.pairs = Some(24);
+    });
     let scanned = results(&scan_dir);
     let first = |want: &dyn Fn(Category) -> bool| scanned.iter().find(|r| want(r.category)).map(|r| (r.i, r.j));
     let categories: Vec<Category> = scanned.iter().map(|r| r.category).collect();
@@ -264,11 +235,11 @@ fn saved_paths_reload_with_their_endpoints_and_metadata() {
     .unwrap();
 
     let out = dir.join("study");
-    let mut a = small(&out);
-    a.spaces = vec!["input".into(), "layer2".into(), "pool".into()];
-    a.pairs = None;
-    a.pairs_file = Some(pairs_file);
-    run(&a).unwrap();
+    studied(&out, |a| {
+        a.spaces = vec!["input".into(), "layer2".into(), "pool".into()];
+        a.pairs = None;
+        a.pairs_file = Some(pairs_file);
+    });
     let m = manifest(&out);
     let got: Vec<(usize, usize)> = m.pair_list.iter().map(|p| (p.i, p.j)).collect();
     assert_eq!(got, [linear, leaves]);
@@ -328,10 +299,10 @@ fn saved_paths_reload_with_their_endpoints_and_metadata() {
 #[test]
 fn shards_partition_the_pairs_and_merge_into_the_unsharded_study() {
     let root = tmpdir("shards");
-    let mut a = small(&root.join("all"));
-    a.pairs = Some(5);
-    a.spaces = vec!["input".into(), "pool".into()];
-    run(&a).unwrap();
+    let a = studied(&root.join("all"), |a| {
+        a.pairs = Some(5);
+        a.spaces = vec!["input".into(), "pool".into()];
+    });
     let mut shard_dirs = Vec::new();
     for i in 0..3 {
         let mut s = a.clone();
@@ -402,9 +373,7 @@ fn shards_partition_the_pairs_and_merge_into_the_unsharded_study() {
 fn an_interrupted_study_resumes_without_losing_or_repeating_a_result() {
     let root = tmpdir("resume");
     let straight = root.join("straight");
-    let mut a = small(&straight);
-    a.pairs = Some(4);
-    run(&a).unwrap();
+    studied(&straight, |a| a.pairs = Some(4));
 
     let dir = root.join("interrupted");
     let mut first = small(&dir);
@@ -443,14 +412,7 @@ fn an_interrupted_study_resumes_without_losing_or_repeating_a_result() {
 fn the_command_killed_mid_study_resumes_to_the_uninterrupted_results() {
     let root = tmpdir("kill");
     let args = |out: &Path| -> Vec<String> {
-        [
-            "connect",
-            "--arch",
-            "resnet20",
-            "--weights",
-            random_init().to_str().unwrap(),
-            "--data",
-            "synthetic",
+        connect_cli(&[
             "--space",
             "input,layer1",
             "--pairs",
@@ -466,9 +428,7 @@ fn the_command_killed_mid_study_resumes_to_the_uninterrupted_results() {
             "5",
             "--out",
             out.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .to_vec()
+        ])
     };
     let mep = env!("CARGO_BIN_EXE_mep");
     let whole = root.join("whole");
@@ -523,10 +483,10 @@ fn the_command_killed_mid_study_resumes_to_the_uninterrupted_results() {
 #[test]
 fn another_configuration_for_an_existing_folder_is_refused() {
     let dir = tmpdir("mismatch");
-    let mut a = small(&dir);
-    a.pairs = Some(1);
-    a.spaces = vec!["pool".into()];
-    run(&a).unwrap();
+    let a = studied(&dir, |a| {
+        a.pairs = Some(1);
+        a.spaces = vec!["pool".into()];
+    });
     let mut b = a.clone();
     b.pivots = 5;
     b.optimizer = mep::connect::SearchOptimizer::Sgd;
@@ -729,16 +689,8 @@ fn overflowing_head(dir: &Path, class: usize, value: f32) -> PathBuf {
         t.data[class * row..(class + 1) * row].fill(value);
         ck.insert(key, t);
     }
-    let keys: Vec<String> = ck.keys().map(String::from).collect();
-    let tensors: Vec<(&str, &mep_tensor::Shape, &[f32])> = keys
-        .iter()
-        .map(|k| {
-            let t = ck.get(k).unwrap();
-            (k.as_str(), &t.shape, t.data.as_slice())
-        })
-        .collect();
     let weights = dir.join(format!("overflow-{class}.safetensors"));
-    mep_resnet::save(&weights, &tensors, None).unwrap();
+    common::save_checkpoint(&ck, &weights);
     weights
 }
 
@@ -785,13 +737,8 @@ fn points_with_non_finite_logits_are_in_no_class_so_no_pair_is_linear() {
         test_per_class: 5,
     });
     let b = CpuBackend::new();
-    let net = FoldedResNet::load(&b, Arch::ResNet20, &weights).unwrap();
     let idx: Vec<usize> = (0..data.test.len()).collect();
-    let logits = net
-        .head(&b, &images(&b, &data, &idx), Cut::Input)
-        .unwrap()
-        .to_vec(&b)
-        .unwrap();
+    let logits = test_logits(&weights, &data);
     assert!(logits
         .chunks(10)
         .all(|r| r[9] == f32::NEG_INFINITY && r[..9].iter().all(|v| v.is_finite())));
@@ -850,25 +797,16 @@ fn device_cuda_without_a_gpu_is_a_clear_error() {
     let mep = env!("CARGO_BIN_EXE_mep");
     let out = root.path().join("study");
     let args = |device: &str| {
-        let mut a: Vec<String> = [
-            "connect",
-            "--arch",
-            "resnet20",
-            "--weights",
-            random_init().to_str().unwrap(),
-            "--data",
-            "synthetic",
+        connect_cli(&[
             "--pairs",
             "1",
             "--allow-misclassified",
             "--out",
             out.to_str().unwrap(),
             "--quiet",
-        ]
-        .map(String::from)
-        .to_vec();
-        a.extend(["--device".to_string(), device.to_string()]);
-        a
+            "--device",
+            device,
+        ])
     };
     if mep_cuda::cuda_backend(0).is_err() {
         let st = Command::new(mep).args(args("cuda")).output().unwrap();

@@ -4,22 +4,21 @@
 //! rely on: determinism".
 
 use mep::connect::{connect_with, read_results, ConnectArgs, RESULTS};
-use mep::train::{train_on, OptimizerKind, TrainArgs};
+use mep::train::{train_on, TrainArgs};
 use mep_data::{synthetic, SyntheticConfig};
 use mep_resnet::Checkpoint;
 use mep_tensor::CpuBackend;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 /// Set in the child process: the folder it works in.
 const CHILD_ENV: &str = "MEP_DETERMINISM_CHILD_DIR";
 const DIGEST: &str = "DIGEST ";
 
 fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mep-determinism-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmpdir("determinism", tag)
 }
 
 /// FNV-1a over the bits of `v`: a short stand-in for the values in a comparison.
@@ -58,25 +57,12 @@ fn study(dir: &Path) -> Vec<String> {
         })
     };
     let train = TrainArgs {
-        device: Default::default(),
-        arch: "resnet20".into(),
-        init: None,
-        data: "synthetic".into(),
-        size: None,
-        epochs: 2,
         batch_size: 16,
-        optimizer: OptimizerKind::Adam,
         lr: 5e-3,
-        momentum: 0.9,
-        weight_decay: 0.0,
         augment: true,
         width: Some(4),
         seed: 3,
-        out: dir.join("train"),
-        resume: false,
-        overwrite: false,
-        stop_after: None,
-        quiet: true,
+        ..common::train_args("synthetic", dir.join("train"), 2)
     };
     let report = train_on(&train, data()).unwrap();
     let mut digest = tensors(&report.model);
@@ -88,12 +74,7 @@ fn study(dir: &Path) -> Vec<String> {
     a.spaces = vec!["input".into(), "layer2".into()];
     a.pairs = Some(2);
     a.allow_misclassified = true;
-    a.pivots = 4;
-    a.sub_points = 3;
-    a.max_steps = 4;
-    a.step = 0.05;
-    a.seed = 9;
-    a.quiet = true;
+    common::short_search(&mut a, 4, 3, 4, 9);
     // Certified as the study goes: ExactLine's f64 GEMMs take the same fixed-order path.
     a.certify = Some(mep::certify::CertifyArgs {
         max_pieces: 300,

@@ -5,6 +5,9 @@ use mep_tensor::Shape;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+use common::forward_args;
+
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../mep-resnet/tests/fixtures")
@@ -12,9 +15,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mep-cli-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmpdir("cli", tag)
 }
 
 /// The golden input and logits (the golden file also holds an int64 target, which
@@ -47,19 +48,8 @@ fn forward_writes_logits_cuts_loss_and_gradient_matching_pytorch() {
     let dir = tmpdir("ok");
     let input = write_input(&dir);
     let out = dir.join("out.safetensors");
-    let o = mep(&[
-        "forward",
-        "--arch",
-        "resnet20",
-        "--weights",
-        fixture("resnet20.safetensors").to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--target",
-        "2",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let w = fixture("resnet20.safetensors");
+    let o = mep(&forward_args("resnet20", &w, &input, &["--target", "2"], &out));
     assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
     let ck = Checkpoint::load(&out).unwrap();
     let keys: Vec<_> = ck.keys().collect();
@@ -116,71 +106,18 @@ fn forward_reports_bad_input_clearly() {
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
         err
     };
-    let (w, i, o) = (w.to_str().unwrap(), input.to_str().unwrap(), out.to_str().unwrap());
-    let e = run(&[
-        "forward",
-        "--arch",
-        "resnet21",
-        "--weights",
-        w,
-        "--input",
-        i,
-        "--out",
-        o,
-    ]);
+    let e = run(&forward_args("resnet21", &w, &input, &[], &out));
     assert!(e.contains("unknown architecture `resnet21`"), "{e}");
-    let e = run(&[
-        "forward",
-        "--arch",
-        "resnet20",
-        "--weights",
-        w,
-        "--input",
-        w,
-        "--out",
-        o,
-    ]);
+    let e = run(&forward_args("resnet20", &w, &w, &[], &out));
     assert!(e.contains("no tensor `input`"), "{e}");
-    let e = run(&[
-        "forward",
-        "--arch",
-        "resnet20",
-        "--weights",
-        w,
-        "--input",
-        i,
-        "--target",
-        "9",
-        "--out",
-        o,
-    ]);
+    let e = run(&forward_args("resnet20", &w, &input, &["--target", "9"], &out));
     assert!(e.contains("--target 9"), "{e}");
-    let e = run(&[
-        "forward",
-        "--arch",
-        "resnet50",
-        "--weights",
-        w,
-        "--input",
-        i,
-        "--out",
-        o,
-    ]);
+    let e = run(&forward_args("resnet50", &w, &input, &[], &out));
     assert!(e.contains("conv1.weight"), "{e}");
     // Issue 18: an input of N = 0 images was reported as not matching [N, 3, H, W].
     let empty = dir.join("empty.safetensors");
     save(&empty, &[("input", &Shape::new([0, 3, 32, 32]), &[])], None).unwrap();
-    let e = run(&[
-        "forward",
-        "--arch",
-        "resnet20",
-        "--weights",
-        w,
-        "--input",
-        empty.to_str().unwrap(),
-        "--out",
-        o,
-    ]);
+    let e = run(&forward_args("resnet20", &w, &empty, &[], &out));
     assert!(e.contains("holds 0 images; need at least one"), "{e}");
     assert!(e.contains("empty.safetensors"), "{e}");
     assert!(!out.exists(), "no output is written on failure");
@@ -200,17 +137,7 @@ fn a_nan_pixel_gives_nan_logits_and_a_nan_weight_is_refused() {
     save(&input, &[("input", &Shape::new(shape.clone()), &data)], None).unwrap();
     let out = dir.join("out.safetensors");
     let w = fixture("resnet20.safetensors");
-    let o = mep(&[
-        "forward",
-        "--arch",
-        "resnet20",
-        "--weights",
-        w.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = mep(&forward_args("resnet20", &w, &input, &[], &out));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got = Checkpoint::load(&out).unwrap();
     let logits = &got.get("logits").unwrap().data;
@@ -218,31 +145,10 @@ fn a_nan_pixel_gives_nan_logits_and_a_nan_weight_is_refused() {
     assert!(logits[..c].iter().all(|v| v.is_nan()), "image 0: {:?}", &logits[..c]);
     assert!(logits[c..].iter().all(|v| v.is_finite()), "{:?}", &logits[c..]);
 
-    let mut ck = Checkpoint::load(&w).unwrap();
-    let mut t = ck.get("layer1.0.conv1.weight").unwrap().clone();
-    t.data[17] = f32::NAN;
-    ck.insert("layer1.0.conv1.weight", t);
-    let keys: Vec<String> = ck.keys().map(String::from).collect();
-    let views: Vec<(&str, &Shape, &[f32])> = keys
-        .iter()
-        .map(|k| {
-            let t = ck.get(k).unwrap();
-            (k.as_str(), &t.shape, t.data.as_slice())
-        })
-        .collect();
     let bad = dir.join("nan-weights.safetensors");
-    save(&bad, &views, None).unwrap();
-    let o = mep(&[
-        "forward",
-        "--arch",
-        "resnet20",
-        "--weights",
-        bad.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--out",
-        dir.join("out2.safetensors").to_str().unwrap(),
-    ]);
+    common::save_with_nan(&w, "layer1.0.conv1.weight", 17, &bad);
+    let out2 = dir.join("out2.safetensors");
+    let o = mep(&forward_args("resnet20", &bad, &input, &[], &out2));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(

@@ -11,13 +11,12 @@ use mep_tensor::{CpuBackend, Shape};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
 const MAX: &str = "18446744073709551615";
 
 fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mep-limits-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmpdir("limits", tag)
 }
 
 fn mep(args: &[&str], memory: &str) -> Output {
@@ -38,6 +37,11 @@ fn classifier(dir: &Path) -> PathBuf {
         .save_with(&b, &path, &[], &transform_metadata(&eval_transform(32), &classes))
         .unwrap();
     path
+}
+
+/// `mep train --arch <arch> --quiet --out <out>`.
+fn train_cli<'a>(arch: &'a str, out: &'a Path) -> [&'a str; 6] {
+    ["train", "--arch", arch, "--quiet", "--out", out.to_str().unwrap()]
 }
 
 /// Runs `base` + `extra` and checks the refusal: exit code 1 or 2, `names` in the message,
@@ -62,62 +66,51 @@ fn refused(base: &[&str], extra: &[&str], names: &str, memory: &str) -> String {
     err
 }
 
+/// [`refused`] for every `value` of every `(option, values)` case, as `base option value`
+/// with 8 GiB, the message naming the option; then `after` with the extra arguments.
+fn refuses_each(base: &[&str], cases: &[(&str, &[&str])], after: impl Fn(&[&str])) {
+    for (option, values) in cases {
+        for value in *values {
+            let extra = [*option, *value];
+            refused(base, &extra, option, "8G");
+            after(&extra);
+        }
+    }
+}
+
+/// Numbers are checked before the dataset is read: with a dataset that is missing, the
+/// refusal of `option value` is the error, not the dataset.
+fn refused_before_reading_the_data(base: &[&str], option: &str, value: &str) {
+    let e = refused(base, &["--data", "/nonexistent/mep-data", option, value], option, "8G");
+    assert!(!e.contains("nonexistent"), "{e}");
+}
+
 #[test]
 fn train_refuses_every_extreme_numeric_option_by_name_before_creating_its_folder() {
     let dir = tmpdir("train");
     let out = dir.join("run");
-    let o = out.to_str().unwrap();
-    let base = ["train", "--arch", "resnet20", "--quiet", "--out", o];
-    let cases: &[(&[&str], &str)] = &[
-        (&["--epochs", "0"], "--epochs"),
-        (&["--epochs", "-1"], "--epochs"),
-        (&["--epochs", MAX], "--epochs"),
-        (&["--batch-size", "0"], "--batch-size"),
-        (&["--batch-size", "1"], "--batch-size"),
-        (&["--batch-size", MAX], "--batch-size"),
-        (&["--lr", "0"], "--lr"),
-        (&["--lr", "-0.1"], "--lr"),
-        (&["--lr", "NaN"], "--lr"),
-        (&["--lr", "inf"], "--lr"),
-        (&["--lr", "-inf"], "--lr"),
-        (&["--lr", "1e39"], "--lr"),
-        (&["--momentum", "-0.1"], "--momentum"),
-        (&["--momentum", "1"], "--momentum"),
-        (&["--momentum", "2"], "--momentum"),
-        (&["--momentum", "NaN"], "--momentum"),
-        (&["--momentum", "inf"], "--momentum"),
-        (&["--weight-decay", "-1"], "--weight-decay"),
-        (&["--weight-decay", "NaN"], "--weight-decay"),
-        (&["--weight-decay", "inf"], "--weight-decay"),
-        (&["--size", "0"], "--size"),
-        (&["--size", "1"], "--size"),
-        (&["--size", "7"], "--size"),
-        (&["--size", "100000"], "--size"),
-        (&["--size", MAX], "--size"),
-        (&["--width", "0"], "--width"),
-        (&["--width", "1"], "--width"),
-        (&["--width", "3"], "--width"),
-        (&["--width", MAX], "--width"),
-        // An even width the shortcuts take, too wide for any machine.
-        (&["--width", "4611686018427387904"], "--width"),
-        (&["--stop-after", "0"], "--stop-after"),
-        (&["--resume", "--overwrite"], "--overwrite"),
-        (&["--seed", "-1"], "--seed"),
+    let base = train_cli("resnet20", &out);
+    let not_created = |extra: &[&str]| assert!(!out.exists(), "{extra:?} created {}", out.display());
+    let cases: &[(&str, &[&str])] = &[
+        ("--epochs", &["0", "-1", MAX]),
+        ("--batch-size", &["0", "1", MAX]),
+        ("--lr", &["0", "-0.1", "NaN", "inf", "-inf", "1e39"]),
+        ("--momentum", &["-0.1", "1", "2", "NaN", "inf"]),
+        ("--weight-decay", &["-1", "NaN", "inf"]),
+        ("--size", &["0", "1", "7", "100000", MAX]),
+        // The last: an even width the shortcuts take, too wide for any machine.
+        ("--width", &["0", "1", "3", MAX, "4611686018427387904"]),
+        ("--stop-after", &["0"]),
+        ("--seed", &["-1"]),
     ];
-    for (extra, names) in cases {
-        refused(&base, extra, names, "8G");
-        assert!(!out.exists(), "{extra:?} created {}", out.display());
-    }
-    // Numbers are checked before the dataset is read: a missing one is not the error.
-    let e = refused(
-        &base,
-        &["--data", "/nonexistent/mep-data", "--lr", "-0.1"],
-        "--lr",
-        "8G",
-    );
-    assert!(!e.contains("nonexistent"), "{e}");
+    refuses_each(&base, cases, not_created);
+    // Two flags that cannot go together, the second named.
+    let extra = ["--resume", "--overwrite"];
+    refused(&base, &extra, "--overwrite", "8G");
+    not_created(&extra);
+    refused_before_reading_the_data(&base, "--lr", "-0.1");
     // The ImageNet ResNets take any width from 1; a huge one is refused by its memory.
-    let base18 = ["train", "--arch", "resnet18", "--quiet", "--out", o];
+    let base18 = train_cli("resnet18", &out);
     let e = refused(&base18, &["--width", MAX], "--width", "8G");
     assert!(e.contains("needs about") && e.contains("8.0 GiB available"), "{e}");
     refused(&base18, &["--width", "0"], "--width", "8G");
@@ -129,14 +122,9 @@ fn train_refuses_every_extreme_numeric_option_by_name_before_creating_its_folder
 fn a_configuration_beyond_the_memory_is_refused_saying_how_much_and_what_to_lower() {
     let dir = tmpdir("memory");
     let out = dir.join("run");
-    let o = out.to_str().unwrap();
+    let base = train_cli("resnet20", &out);
     // The case: --size 100000 aborted on allocation after the folder was made.
-    let e = refused(
-        &["train", "--arch", "resnet20", "--quiet", "--out", o],
-        &["--size", "100000"],
-        "--size",
-        "22G",
-    );
+    let e = refused(&base, &["--size", "100000"], "--size", "22G");
     assert!(
         e.contains("--batch-size 128 at --size 100000 needs about") && e.contains("PiB"),
         "{e}"
@@ -146,20 +134,10 @@ fn a_configuration_beyond_the_memory_is_refused_saying_how_much_and_what_to_lowe
         "{e}"
     );
     // The same default configuration fits 8 GiB and not 1 MiB: the limit decides.
-    let e = refused(
-        &["train", "--arch", "resnet20", "--quiet", "--out", o],
-        &[],
-        "--batch-size",
-        "1M",
-    );
+    let e = refused(&base, &[], "--batch-size", "1M");
     assert!(e.contains("1.0 MiB available"), "{e}");
     assert!(!out.exists());
-    let e = refused(
-        &["train", "--arch", "resnet20", "--quiet", "--out", o],
-        &[],
-        "MEP_MEMORY_LIMIT",
-        "lots",
-    );
+    let e = refused(&base, &[], "MEP_MEMORY_LIMIT", "lots");
     assert!(e.contains("expected bytes"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -169,17 +147,8 @@ fn eval_refuses_every_extreme_numeric_option_by_name() {
     let dir = tmpdir("eval");
     let w = classifier(&dir);
     let base = ["eval", "--arch", "resnet20", "--weights", w.to_str().unwrap()];
-    let cases: &[(&[&str], &str)] = &[
-        (&["--batch-size", "0"], "--batch-size"),
-        (&["--batch-size", "-1"], "--batch-size"),
-        (&["--size", "0"], "--size"),
-        (&["--size", "7"], "--size"),
-        (&["--size", "100000"], "--size"),
-        (&["--size", MAX], "--size"),
-    ];
-    for (extra, names) in cases {
-        refused(&base, extra, names, "8G");
-    }
+    let cases: &[(&str, &[&str])] = &[("--batch-size", &["0", "-1"]), ("--size", &["0", "7", "100000", MAX])];
+    refuses_each(&base, cases, |_| {});
     // usize::MAX as a batch is the whole split at once: it fits, so it runs.
     let o = mep(
         &[&base[..], &["--data", "synthetic:1", "--batch-size", MAX]].concat(),
@@ -207,42 +176,21 @@ fn decoder_train_refuses_every_extreme_numeric_option_by_name_before_writing() {
         "--out",
         out.to_str().unwrap(),
     ];
-    let cases: &[(&[&str], &str)] = &[
-        (&["--epochs", "0"], "--epochs"),
-        (&["--epochs", MAX], "--epochs"),
-        (&["--batch-size", "0"], "--batch-size"),
-        (&["--batch-size", "1"], "--batch-size"),
-        (&["--batch-size", MAX], "--batch-size"),
-        (&["--lr", "0"], "--lr"),
-        (&["--lr", "-1"], "--lr"),
-        (&["--lr", "NaN"], "--lr"),
-        (&["--lr", "inf"], "--lr"),
-        (&["--lr", "-inf"], "--lr"),
-        (&["--filters-scale", "0"], "--filters-scale"),
-        (&["--filters-scale", "-1"], "--filters-scale"),
-        (&["--filters-scale", "NaN"], "--filters-scale"),
-        (&["--filters-scale", "inf"], "--filters-scale"),
-        (&["--filters-scale", "1e30"], "--filters-scale"),
-        (&["--train-images", "0"], "--train-images"),
-        (&["--size", "0"], "--size"),
-        (&["--size", "7"], "--size"),
-        (&["--size", "100000"], "--size"),
-        (&["--size", MAX], "--size"),
+    let cases: &[(&str, &[&str])] = &[
+        ("--epochs", &["0", MAX]),
+        ("--batch-size", &["0", "1", MAX]),
+        ("--lr", &["0", "-1", "NaN", "inf", "-inf"]),
+        ("--filters-scale", &["0", "-1", "NaN", "inf", "1e30"]),
+        ("--train-images", &["0"]),
+        ("--size", &["0", "7", "100000", MAX]),
     ];
-    for (extra, names) in cases {
-        refused(&base, extra, names, "8G");
+    refuses_each(&base, cases, |extra| {
         assert!(
             !out.parent().unwrap().exists(),
             "{extra:?} created the decoder's folder"
-        );
-    }
-    let e = refused(
-        &base,
-        &["--data", "/nonexistent/mep-data", "--filters-scale", "0"],
-        "--filters-scale",
-        "8G",
-    );
-    assert!(!e.contains("nonexistent"), "{e}");
+        )
+    });
+    refused_before_reading_the_data(&base, "--filters-scale", "0");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -254,17 +202,7 @@ fn forward_refuses_an_extreme_target_and_an_input_beyond_the_memory() {
     let x = vec![0.5f32; 2 * 3 * 32 * 32];
     save(&input, &[("input", &Shape::new([2, 3, 32, 32]), &x)], None).unwrap();
     let out = dir.join("out.safetensors");
-    let base = [
-        "forward",
-        "--arch",
-        "resnet20",
-        "--weights",
-        w.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
+    let base = common::forward_args("resnet20", &w, &input, &[], &out);
     refused(&base, &["--target", MAX], "--target", "8G");
     refused(&base, &["--target", "-1"], "--target", "8G");
     let e = refused(&base, &[], "--input", "1K");

@@ -11,30 +11,20 @@ use mep::connect::{connect_with, read_results, ConnectArgs, PairResult, RESULTS}
 use mep::lock::{FolderLock, LOCK_FILE};
 use mep::MepError;
 use mep_data::{synthetic, Dataset, SyntheticConfig};
-use mep_resnet::{Arch, ResNet};
 use mep_tensor::CpuBackend;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+mod common;
+
 fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mep-reliability-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmpdir("reliability", tag)
 }
 
 fn model() -> &'static Path {
     static MODEL: OnceLock<PathBuf> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        let b = CpuBackend::new();
-        let p = tmpdir("model").join("model.safetensors");
-        ResNet::init(&b, Arch::ResNet20, 4, 10, 7)
-            .unwrap()
-            .save(&b, &p)
-            .unwrap();
-        p
-    })
+    MODEL.get_or_init(|| common::random_resnet20(tmpdir("model").join("model.safetensors")))
 }
 
 fn data() -> Dataset {

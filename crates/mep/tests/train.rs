@@ -5,11 +5,11 @@ use mep::train::{train_on, OptimizerKind, TrainArgs};
 use mep_data::{synthetic, SyntheticConfig};
 use std::path::PathBuf;
 
+mod common;
+use common::subset;
+
 fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mep-train-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmpdir("train", tag)
 }
 
 fn small_data() -> mep_data::Dataset {
@@ -20,61 +20,28 @@ fn small_data() -> mep_data::Dataset {
     })
 }
 
-/// The dataset restricted to the named classes, relabelled in the order given.
-fn subset(d: mep_data::Dataset, keep: &[&str]) -> mep_data::Dataset {
-    let map: Vec<Option<usize>> = d.classes.iter().map(|c| keep.iter().position(|k| k == c)).collect();
-    let pick = |s: &mep_data::Split| {
-        let mep_data::Samples::InMemory { height, width, data } = &s.samples else {
-            unreachable!("the synthetic set is in memory")
-        };
-        let px = height * width * 3;
-        let (mut out, mut labels) = (Vec::new(), Vec::new());
-        for (i, &l) in s.labels.iter().enumerate() {
-            if let Some(new) = map[l] {
-                out.extend_from_slice(&data[i * px..(i + 1) * px]);
-                labels.push(new);
-            }
-        }
-        mep_data::Split {
-            samples: mep_data::Samples::InMemory {
-                height: *height,
-                width: *width,
-                data: out,
-            },
-            labels,
-        }
-    };
-    mep_data::Dataset {
-        name: format!("{} ({})", d.name, keep.join(", ")),
-        classes: keep.iter().map(|s| s.to_string()).collect(),
-        train: d.train.as_ref().map(pick),
-        test: pick(&d.test),
+/// A narrow ResNet-20 on the synthetic set keeps these tests to seconds.
+fn args(out: PathBuf, epochs: usize) -> TrainArgs {
+    common::train_args("synthetic", out, epochs)
+}
+
+/// `mep eval` of the checkpoint `weights` as `arch`, on the test split of the synthetic set
+/// of seed 3, in batches of 50.
+fn eval_args(arch: &str, weights: PathBuf) -> EvalArgs {
+    EvalArgs {
+        device: Default::default(),
+        arch: arch.into(),
+        weights,
+        data: "synthetic:3".into(),
+        split: "test".into(),
+        size: None,
+        batch_size: 50,
     }
 }
 
-fn args(out: PathBuf, epochs: usize) -> TrainArgs {
-    TrainArgs {
-        device: Default::default(),
-        arch: "resnet20".into(),
-        init: None,
-        data: "synthetic".into(),
-        size: None,
-        epochs,
-        batch_size: 32,
-        optimizer: OptimizerKind::Adam,
-        lr: 3e-3,
-        momentum: 0.9,
-        weight_decay: 0.0,
-        augment: false,
-        // A narrow ResNet-20 keeps this test to seconds.
-        width: Some(8),
-        seed: 1,
-        out,
-        resume: false,
-        overwrite: false,
-        stop_after: None,
-        quiet: true,
-    }
+/// The error of a training that must be refused, `why` saying why (the panic message if not).
+fn refused(a: &TrainArgs, why: &str) -> String {
+    train_on(a, small_data()).expect_err(why).to_string()
 }
 
 #[test]
@@ -120,16 +87,7 @@ fn eval_reports_the_accuracy_training_reported() {
     assert_eq!(again, report.test);
     // And through the command's own entry point, reading size and normalisation from the
     // checkpoint's metadata, on the default synthetic set it names.
-    let e = eval(&EvalArgs {
-        device: Default::default(),
-        arch: "resnet20".into(),
-        weights: report.model.clone(),
-        data: "synthetic:3".into(),
-        split: "test".into(),
-        size: None,
-        batch_size: 50,
-    })
-    .unwrap();
+    let e = eval(&eval_args("resnet20", report.model.clone())).unwrap();
     assert_eq!(e.per_class.len(), 10);
     std::fs::remove_dir_all(&out).ok();
 }
@@ -165,17 +123,9 @@ fn an_interrupted_run_resumes_without_losing_an_epoch() {
 fn a_checkpoint_of_another_architecture_is_named_in_the_error() {
     let out = tmpdir("arch");
     let report = train_on(&args(out.clone(), 1), small_data()).unwrap();
-    let err = eval(&EvalArgs {
-        device: Default::default(),
-        arch: "resnet50".into(),
-        weights: report.model.clone(),
-        data: "synthetic:3".into(),
-        split: "test".into(),
-        size: None,
-        batch_size: 50,
-    })
-    .expect_err("resnet50 cannot read a resnet20 checkpoint")
-    .to_string();
+    let err = eval(&eval_args("resnet50", report.model.clone()))
+        .expect_err("resnet50 cannot read a resnet20 checkpoint")
+        .to_string();
     assert!(err.contains("model.safetensors"), "{err}");
     std::fs::remove_dir_all(&out).ok();
 }
@@ -188,9 +138,7 @@ fn a_finished_run_is_not_overwritten_without_resume_or_overwrite() {
     // The issue: the same command again trained afresh over the finished run.
     let mut again = args(out.clone(), 1);
     again.seed = 2;
-    let e = train_on(&again, small_data())
-        .expect_err("a folder holding a run is refused")
-        .to_string();
+    let e = refused(&again, "a folder holding a run is refused");
     assert!(
         e.contains("already holds a run") && e.contains("--resume") && e.contains("--overwrite"),
         "{e}"
@@ -199,15 +147,11 @@ fn a_finished_run_is_not_overwritten_without_resume_or_overwrite() {
     // Any one of the run's files is enough to refuse.
     std::fs::remove_file(out.join("checkpoint.safetensors")).unwrap();
     std::fs::remove_file(out.join("model.safetensors")).unwrap();
-    let e = train_on(&again, small_data())
-        .expect_err("report.json alone")
-        .to_string();
+    let e = refused(&again, "report.json alone");
     assert!(e.contains("report.json"), "{e}");
     // --resume cannot continue without a checkpoint; --overwrite replaces the run.
     again.resume = true;
-    let e = train_on(&again, small_data())
-        .expect_err("nothing to resume")
-        .to_string();
+    let e = refused(&again, "nothing to resume");
     assert!(
         e.contains("no checkpoint.safetensors") && e.contains("--overwrite"),
         "{e}"
@@ -241,7 +185,7 @@ fn resume_with_changed_settings_is_refused_listing_the_differences() {
     changed.resume = true;
     changed.lr = 1e-2;
     changed.weight_decay = 1e-4;
-    let e = train_on(&changed, small_data()).expect_err("another --lr").to_string();
+    let e = refused(&changed, "another --lr");
     assert!(e.contains("recorded → now"), "{e}");
     assert!(
         e.contains("lr: 0.003 → 0.01") && e.contains("weight_decay: 0.0 → 0.0001"),
@@ -262,7 +206,7 @@ fn resume_with_changed_settings_is_refused_listing_the_differences() {
         let mut a = args(out.clone(), 2);
         a.resume = true;
         edit(&mut a);
-        let e = train_on(&a, small_data()).expect_err(name).to_string();
+        let e = refused(&a, name);
         assert!(e.contains(&format!("{name}: ")), "{name}: {e}");
     }
     // Adam has no momentum: changing it changes nothing, so it is no difference.
@@ -281,7 +225,7 @@ fn stop_after_zero_is_refused_before_the_folder_is_made() {
     let out = tmpdir("zero").join("run");
     let mut a = args(out.clone(), 1);
     a.stop_after = Some(0);
-    let e = train_on(&a, small_data()).expect_err("no epoch to run").to_string();
+    let e = refused(&a, "no epoch to run");
     assert!(e.contains("--stop-after 0"), "{e}");
     assert!(!out.exists());
 }
@@ -290,8 +234,8 @@ fn stop_after_zero_is_refused_before_the_folder_is_made() {
 /// batch; it is refused at load, naming the file and the tensor.
 #[test]
 fn a_nan_init_is_refused_at_load_naming_the_tensor() {
-    use mep_resnet::{Arch, Checkpoint, ResNet};
-    use mep_tensor::{CpuBackend, Shape};
+    use mep_resnet::{Arch, ResNet};
+    use mep_tensor::CpuBackend;
     let dir = tmpdir("nan-init");
     let b = CpuBackend::new();
     let good = dir.join("good.safetensors");
@@ -299,27 +243,13 @@ fn a_nan_init_is_refused_at_load_naming_the_tensor() {
         .unwrap()
         .save(&b, &good)
         .unwrap();
-    let mut ck = Checkpoint::load(&good).unwrap();
-    let mut t = ck.get("layer2.1.conv2.weight").unwrap().clone();
-    t.data[100] = f32::NAN;
-    ck.insert("layer2.1.conv2.weight", t);
-    let keys: Vec<String> = ck.keys().map(String::from).collect();
-    let views: Vec<(&str, &Shape, &[f32])> = keys
-        .iter()
-        .map(|k| {
-            let t = ck.get(k).unwrap();
-            (k.as_str(), &t.shape, t.data.as_slice())
-        })
-        .collect();
     let bad = dir.join("nan.safetensors");
-    mep_resnet::save(&bad, &views, None).unwrap();
+    common::save_with_nan(&good, "layer2.1.conv2.weight", 100, &bad);
     let mut a = args(dir.join("run"), 1);
     a.init = Some(bad);
     // The init fixes the width.
     a.width = None;
-    let e = train_on(&a, small_data())
-        .expect_err("a NaN init must be refused")
-        .to_string();
+    let e = refused(&a, "a NaN init must be refused");
     assert!(
         e.contains("nan.safetensors") && e.contains("`layer2.1.conv2.weight` holds NaN at index 100"),
         "{e}"
