@@ -104,6 +104,11 @@ impl Nchw {
     }
 }
 
+/// `[n, c, h, w]` as an [`Nchw`].
+fn nchw(n: usize, c: usize, h: usize, w: usize) -> Nchw {
+    Nchw { n, c, h, w }
+}
+
 /// Convolution geometry: input `[n, c_in, h, w]`, weight `[c_out, c_in, kh, kw]`
 /// (PyTorch's layout), output `[n, c_out, out_h, out_w]`; no groups, no dilation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -148,21 +153,11 @@ impl Conv2dGeom {
     }
     /// The input as NCHW.
     pub fn input(&self) -> Nchw {
-        Nchw {
-            n: self.n,
-            c: self.c_in,
-            h: self.h,
-            w: self.w,
-        }
+        nchw(self.n, self.c_in, self.h, self.w)
     }
     /// The output as NCHW.
     pub fn output(&self) -> Nchw {
-        Nchw {
-            n: self.n,
-            c: self.c_out,
-            h: self.out_h(),
-            w: self.out_w(),
-        }
+        nchw(self.n, self.c_out, self.out_h(), self.out_w())
     }
     /// Elements of the weight.
     pub fn weight_len(&self) -> usize {
@@ -225,27 +220,17 @@ impl ConvT2dGeom {
     pub fn out_w(&self) -> usize {
         (self.w - 1) * self.stride + self.kw + self.output_padding - 2 * self.pad
     }
-    /// The input as NCHW.
-    pub fn input(&self) -> Nchw {
-        Nchw {
-            n: self.n,
-            c: self.c_in,
-            h: self.h,
-            w: self.w,
-        }
-    }
-    /// The output as NCHW.
-    pub fn output(&self) -> Nchw {
-        Nchw {
-            n: self.n,
-            c: self.c_out,
-            h: self.out_h(),
-            w: self.out_w(),
-        }
-    }
     /// Elements of the weight.
     pub fn weight_len(&self) -> usize {
         self.c_in * self.c_out * self.kh * self.kw
+    }
+    /// The input as NCHW.
+    pub fn input(&self) -> Nchw {
+        nchw(self.n, self.c_in, self.h, self.w)
+    }
+    /// The output as NCHW.
+    pub fn output(&self) -> Nchw {
+        nchw(self.n, self.c_out, self.out_h(), self.out_w())
     }
     /// The convolution whose input gradient this transposed convolution is: its input is our
     /// output and its output is our input.

@@ -7,6 +7,7 @@
 use crate::backend::{blocks_for, i32_of, i64_of, DevBuf, KernelBackend};
 use crate::launcher::{Arg, Dims, Launcher};
 use crate::ops::elementwise::{act_args, BLOCK};
+use crate::ops::{launch_per_element, opt_ptr, ptrs};
 use mep_tensor::{Act, BatchNorm, Checked, Memory, Nchw, Result};
 
 type B<L> = DevBuf<<L as Launcher>::Mem>;
@@ -48,19 +49,9 @@ fn partials<L: Launcher>(kb: &KernelBackend<L>, s: &Nchw, sp: &Split) -> Result<
     Memory::alloc(kb, 4 * s.c * sp.slices as usize)
 }
 
-/// The address of an optional buffer, null when absent.
-fn opt_ptr<L: Launcher>(kb: &KernelBackend<L>, b: Option<&B<L>>) -> Arg {
-    b.map_or(Arg::Ptr(0), |b| kb.ptr(b))
-}
-
 /// `(n, c, hw)` as the kernels' leading arguments.
 fn dims(s: &Nchw) -> [Arg; 3] {
     [i64_of(s.n), i64_of(s.c), i64_of(s.hw())]
-}
-
-/// One thread per element of `s`.
-fn per_element(s: &Nchw) -> Dims {
-    Dims::x(blocks_for(s.numel(), BLOCK))
 }
 
 /// One thread per channel of `s`: (grid, block), the block no larger than the channel count
@@ -90,25 +81,15 @@ impl<L: Launcher> BatchNorm for KernelBackend<L> {
         }
         let [code, slope] = act_args(act);
         let [n, c, hw] = dims(s);
-        let bufs = [
-            self.ptr(x),
-            self.ptr(gamma),
-            self.ptr(beta),
-            self.ptr(mean),
-            self.ptr(var),
-        ];
+        let bufs = ptrs(self, [x, gamma, beta, mean, var]);
         let tail = [Arg::F32(eps), code, slope, self.ptr(y)];
         if self.fast() {
             let sp = split(OP, s)?;
-            let args: Vec<Arg> = [n, c, hw, Arg::I32(sp.slices as i32)]
-                .into_iter()
-                .chain(bufs)
-                .chain(tail)
-                .collect();
+            let args = [&[n, c, hw, Arg::I32(sp.slices as i32)][..], &bufs, &tail].concat();
             self.launch("batch_norm_infer_f32_v2", sp.grid, sp.block, &args)
         } else {
-            let args: Vec<Arg> = [n, c, hw].into_iter().chain(bufs).chain(tail).collect();
-            self.launch("batch_norm_infer_f32_v1", per_element(s), Dims::x(BLOCK), &args)
+            let args = [&[n, c, hw][..], &bufs, &tail].concat();
+            launch_per_element(self, "batch_norm_infer_f32_v1", s.numel(), &args)
         }
     }
 
@@ -139,20 +120,8 @@ impl<L: Launcher> BatchNorm for KernelBackend<L> {
             let part = if params { Some(partials(self, s, &sp)?) } else { None };
             let part_ptr = opt_ptr(self, part.as_ref());
             let slices = Arg::I32(sp.slices as i32);
-            let args = [
-                n,
-                c,
-                hw,
-                slices,
-                self.ptr(x),
-                self.ptr(dy),
-                self.ptr(gamma),
-                self.ptr(mean),
-                self.ptr(var),
-                Arg::F32(eps),
-                self.ptr(dx),
-                part_ptr,
-            ];
+            let bufs = ptrs(self, [x, dy, gamma, mean, var]);
+            let args = [&[n, c, hw, slices][..], &bufs, &[Arg::F32(eps), self.ptr(dx), part_ptr]].concat();
             self.launch("batch_norm_infer_bwd_f32_v2", sp.grid, sp.block, &args)?;
             if params {
                 let args = [c, slices, part_ptr, self.ptr(var), Arg::F32(eps), dg, db];
@@ -161,31 +130,13 @@ impl<L: Launcher> BatchNorm for KernelBackend<L> {
             }
         } else {
             if s.numel() > 0 {
-                let args = [
-                    n,
-                    c,
-                    hw,
-                    self.ptr(dy),
-                    self.ptr(gamma),
-                    self.ptr(var),
-                    Arg::F32(eps),
-                    self.ptr(dx),
-                ];
-                self.launch("batch_norm_infer_bwd_f32_v1", per_element(s), Dims::x(BLOCK), &args)?;
+                let bufs = ptrs(self, [dy, gamma, var]);
+                let args = [&[n, c, hw][..], &bufs, &[Arg::F32(eps), self.ptr(dx)]].concat();
+                launch_per_element(self, "batch_norm_infer_bwd_f32_v1", s.numel(), &args)?;
             }
             if params {
-                let args = [
-                    n,
-                    c,
-                    hw,
-                    self.ptr(x),
-                    self.ptr(dy),
-                    self.ptr(mean),
-                    self.ptr(var),
-                    Arg::F32(eps),
-                    dg,
-                    db,
-                ];
+                let bufs = ptrs(self, [x, dy, mean, var]);
+                let args = [&[n, c, hw][..], &bufs, &[Arg::F32(eps), dg, db]].concat();
                 let (grid, block) = per_channel(s);
                 self.launch("batch_norm_infer_params_f32_v1", grid, block, &args)?;
             }
@@ -222,57 +173,19 @@ impl<L: Launcher> BatchNorm for KernelBackend<L> {
             let slices = Arg::I32(sp.slices as i32);
             let args = [n, c, hw, slices, self.ptr(x), self.ptr(&part)];
             self.launch("batch_norm_train_partial_f32_v2", sp.grid, sp.block, &args)?;
-            let args = [
-                n,
-                c,
-                hw,
-                slices,
-                self.ptr(x),
-                self.ptr(&part),
-                self.ptr(gamma),
-                self.ptr(beta),
-                mom,
-                eps,
-                code,
-                slope,
-                self.ptr(running_mean),
-                self.ptr(running_var),
-                self.ptr(save_mean),
-                self.ptr(save_invstd),
-                self.ptr(y),
-            ];
+            let outs = ptrs(self, [running_mean, running_var, save_mean, save_invstd, y]);
+            let ins = ptrs(self, [x, &part, gamma, beta]);
+            let args = [&[n, c, hw, slices][..], &ins, &[mom, eps, code, slope], &outs].concat();
             self.launch("batch_norm_train_apply_f32_v2", sp.grid, sp.block, &args)
         } else {
             let scale = Memory::alloc(self, s.c)?;
-            let args = [
-                n,
-                c,
-                hw,
-                self.ptr(x),
-                self.ptr(gamma),
-                mom,
-                eps,
-                self.ptr(running_mean),
-                self.ptr(running_var),
-                self.ptr(save_mean),
-                self.ptr(save_invstd),
-                self.ptr(&scale),
-            ];
+            let outs = ptrs(self, [running_mean, running_var, save_mean, save_invstd, &scale]);
+            let args = [&[n, c, hw][..], &ptrs(self, [x, gamma]), &[mom, eps], &outs].concat();
             let (grid, block) = per_channel(s);
             self.launch("batch_norm_train_stats_f32_v1", grid, block, &args)?;
-            let args = [
-                n,
-                c,
-                hw,
-                self.ptr(x),
-                self.ptr(save_mean),
-                self.ptr(&scale),
-                self.ptr(beta),
-                code,
-                slope,
-                self.ptr(y),
-            ];
-            self.launch("batch_norm_apply_f32_v1", per_element(s), Dims::x(BLOCK), &args)
+            let bufs = ptrs(self, [x, save_mean, &scale, beta]);
+            let args = [&[n, c, hw][..], &bufs, &[code, slope, self.ptr(y)]].concat();
+            launch_per_element(self, "batch_norm_apply_f32_v1", s.numel(), &args)
         }
     }
 
@@ -298,64 +211,22 @@ impl<L: Launcher> BatchNorm for KernelBackend<L> {
             let sp = split(OP, s)?;
             let part = partials(self, s, &sp)?;
             let slices = Arg::I32(sp.slices as i32);
-            let args = [
-                n,
-                c,
-                hw,
-                slices,
-                self.ptr(x),
-                self.ptr(dy),
-                self.ptr(save_mean),
-                self.ptr(&part),
-            ];
+            let args = [&[n, c, hw, slices][..], &ptrs(self, [x, dy, save_mean, &part])].concat();
             self.launch("batch_norm_grad_partial_f32_v2", sp.grid, sp.block, &args)?;
-            let args = [
-                n,
-                c,
-                hw,
-                slices,
-                self.ptr(x),
-                self.ptr(dy),
-                self.ptr(gamma),
-                self.ptr(save_mean),
-                self.ptr(save_invstd),
-                self.ptr(&part),
-                self.ptr(dx),
-                self.ptr(dgamma),
-                self.ptr(dbeta),
-            ];
+            let bufs = ptrs(self, [x, dy, gamma, save_mean, save_invstd, &part, dx, dgamma, dbeta]);
+            let args = [&[n, c, hw, slices][..], &bufs].concat();
             self.launch("batch_norm_train_bwd_f32_v2", sp.grid, sp.block, &args)
         } else {
             let coef = Memory::alloc(self, 3 * s.c)?;
-            let args = [
-                n,
-                c,
-                hw,
-                self.ptr(x),
-                self.ptr(dy),
-                self.ptr(gamma),
-                self.ptr(save_mean),
-                self.ptr(save_invstd),
-                self.ptr(dgamma),
-                self.ptr(dbeta),
-                self.ptr(&coef),
-            ];
+            let bufs = ptrs(self, [x, dy, gamma, save_mean, save_invstd, dgamma, dbeta, &coef]);
+            let args = [&[n, c, hw][..], &bufs].concat();
             let (grid, block) = per_channel(s);
             self.launch("batch_norm_train_bwd_sums_f32_v1", grid, block, &args)?;
             if s.numel() == 0 {
                 return Ok(());
             }
-            let args = [
-                n,
-                c,
-                hw,
-                self.ptr(x),
-                self.ptr(dy),
-                self.ptr(save_mean),
-                self.ptr(&coef),
-                self.ptr(dx),
-            ];
-            self.launch("batch_norm_train_bwd_dx_f32_v1", per_element(s), Dims::x(BLOCK), &args)
+            let args = [&[n, c, hw][..], &ptrs(self, [x, dy, save_mean, &coef, dx])].concat();
+            launch_per_element(self, "batch_norm_train_bwd_dx_f32_v1", s.numel(), &args)
         }
     }
 }

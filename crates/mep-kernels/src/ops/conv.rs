@@ -5,9 +5,10 @@
 //! kernel's epilogue), its input gradient that conv's forward, and its weight gradient that
 //! conv's weight gradient with `x` and `dy` swapped.
 
-use crate::backend::{blocks_for, i32_of, i64_of, DevBuf, KernelBackend};
+use crate::backend::{i32_of, i64_of, DevBuf, KernelBackend};
 use crate::launcher::{Arg, Dims, Launcher};
-use crate::ops::elementwise::{act_args, BLOCK};
+use crate::ops::elementwise::act_args;
+use crate::ops::{launch_per_element, opt_ptr};
 use mep_tensor::{Act, Checked, Conv, Conv2dGeom, ConvT2dGeom, Memory, Result, TensorError};
 
 type B<L> = DevBuf<<L as Launcher>::Mem>;
@@ -36,11 +37,6 @@ pub(crate) fn tile_grid(op: &'static str, rows: usize, cols: usize, splits: usiz
         });
     }
     Ok(Dims::xyz(tx.max(1) as u32, ty.max(1) as u32, splits.max(1) as u32))
-}
-
-/// The device address of an optional buffer; null when absent.
-pub(crate) fn opt_ptr<L: Launcher>(kb: &KernelBackend<L>, b: Option<&B<L>>) -> Arg {
-    b.map_or(Arg::Ptr(0), |b| kb.ptr(b))
 }
 
 /// The 11 geometry arguments every conv kernel starts with, once every extent and every
@@ -123,7 +119,7 @@ fn launch_tiled<L: Launcher>(
     if kb.fast() {
         kb.launch(fast, tile_grid(op, rows, cols, 1)?, Dims::x(TILE_THREADS), args)
     } else {
-        kb.launch(simple, Dims::x(blocks_for(outputs, BLOCK)), Dims::x(BLOCK), args)
+        launch_per_element(kb, simple, outputs, args)
     }
 }
 
@@ -168,12 +164,7 @@ fn backward_weight<L: Launcher>(
     if !kb.fast() {
         let mut args = geom;
         args.extend([kb.ptr(x), kb.ptr(dy), kb.ptr(dw)]);
-        return kb.launch(
-            "conv2d_bwd_weight_f32_v1",
-            Dims::x(blocks_for(wl, BLOCK)),
-            Dims::x(BLOCK),
-            &args,
-        );
+        return launch_per_element(kb, "conv2d_bwd_weight_f32_v1", wl, &args);
     }
     let (cols, depth) = (g.c_in * g.kh * g.kw, g.n * g.out_h() * g.out_w());
     let slices = depth.div_ceil(TILE_K);
@@ -197,15 +188,11 @@ fn backward_weight<L: Launcher>(
     let part = kb.alloc(splits * wl)?;
     launch(kb.ptr(&part))?;
     let args = [i64_of(wl), Arg::I32(splits as i32), kb.ptr(&part), kb.ptr(dw)];
-    kb.launch(
-        "conv2d_bwd_weight_sum_f32_v2",
-        Dims::x(blocks_for(wl, BLOCK)),
-        Dims::x(BLOCK),
-        &args,
-    )
+    launch_per_element(kb, "conv2d_bwd_weight_sum_f32_v2", wl, &args)
 }
 
-/// `out[ch] = Σ_{img, p} t[img, ch, p]` over an NCHW tensor of `c` channels of `hw` pixels.
+/// `out[ch] = Σ_{img, p} t[img, ch, p]` over an NCHW tensor of `c` channels of `hw` pixels,
+/// when there is an `out` (a bias gradient).
 fn channel_sums<L: Launcher>(
     kb: &KernelBackend<L>,
     op: &'static str,
@@ -213,8 +200,9 @@ fn channel_sums<L: Launcher>(
     c: usize,
     hw: usize,
     t: &B<L>,
-    out: &mut B<L>,
+    out: Option<&mut B<L>>,
 ) -> Result<()> {
+    let Some(out) = out else { return Ok(()) };
     if c == 0 {
         return Ok(());
     }
@@ -228,12 +216,7 @@ fn channel_sums<L: Launcher>(
     if kb.fast() {
         kb.launch("channel_sum_f32_v2", Dims::x(c as u32), Dims::x(TILE_THREADS), &args)
     } else {
-        kb.launch(
-            "channel_sum_f32_v1",
-            Dims::x(blocks_for(c, BLOCK)),
-            Dims::x(BLOCK),
-            &args,
-        )
+        launch_per_element(kb, "channel_sum_f32_v1", c, &args)
     }
 }
 
@@ -265,10 +248,7 @@ impl<L: Launcher> Conv for KernelBackend<L> {
     ) -> Result<()> {
         const OP: &str = "conv2d_bwd_weight";
         backward_weight(self, OP, g, x, dy, dw)?;
-        match db {
-            Some(db) => channel_sums(self, OP, g.n, g.c_out, g.out_h() * g.out_w(), dy, db),
-            None => Ok(()),
-        }
+        channel_sums(self, OP, g.n, g.c_out, g.out_h() * g.out_w(), dy, db)
     }
     fn run_conv_transpose2d(
         &self,
@@ -304,9 +284,6 @@ impl<L: Launcher> Conv for KernelBackend<L> {
         const OP: &str = "conv_transpose2d_bwd_weight";
         // In the adjoint conv, dy is the input and x the output gradient.
         backward_weight(self, OP, &g.as_conv(), dy, x, dw)?;
-        match db {
-            Some(db) => channel_sums(self, OP, g.n, g.c_out, g.out_h() * g.out_w(), dy, db),
-            None => Ok(()),
-        }
+        channel_sums(self, OP, g.n, g.c_out, g.out_h() * g.out_w(), dy, db)
     }
 }

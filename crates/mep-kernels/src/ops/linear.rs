@@ -1,10 +1,10 @@
 //! linear.cu: linear layers, `y = x·wᵀ + b` and its gradients, on the tiled SGEMM (v2) or one
 //! thread per output (v1).
 
-use crate::backend::{blocks_for, i32_of, DevBuf, KernelBackend};
+use crate::backend::{i32_of, DevBuf, KernelBackend};
 use crate::launcher::{Arg, Dims, Launcher};
-use crate::ops::conv::{opt_ptr, tile_grid, TILE_THREADS};
-use crate::ops::elementwise::BLOCK;
+use crate::ops::conv::{tile_grid, TILE_THREADS};
+use crate::ops::{launch_per_element, opt_ptr, ptrs};
 use mep_tensor::{Checked, Linear, Result};
 
 type B<L> = DevBuf<<L as Launcher>::Mem>;
@@ -38,6 +38,13 @@ fn gemm<L: Launcher>(
     kb.launch(name, tile_grid(op, rows, cols, 1)?, Dims::x(TILE_THREADS), &args)
 }
 
+/// The v1 kernel `name`, one thread per element of `out`, on `d` (`n`, `k`, `m`), `ins` and
+/// `out`'s address.
+fn simple<L: Launcher>(kb: &KernelBackend<L>, name: &str, d: [Arg; 3], ins: &[Arg], out: &B<L>) -> Result<()> {
+    let args = [&d[..], ins, &[kb.ptr(out)]].concat();
+    launch_per_element(kb, name, out.len, &args)
+}
+
 impl<L: Launcher> Linear for KernelBackend<L> {
     fn run_linear(
         &self,
@@ -58,20 +65,12 @@ impl<L: Launcher> Linear for KernelBackend<L> {
         if self.fast() {
             return gemm(self, OP, "gemm_nt_f32_v2", (n, m, k), x, w, bias, y);
         }
-        let args = [
-            d[0],
-            d[1],
-            d[2],
-            self.ptr(x),
-            self.ptr(w),
-            opt_ptr(self, bias),
-            self.ptr(y),
-        ];
-        self.launch(
+        simple(
+            self,
             "linear_f32_v1",
-            Dims::x(blocks_for(y.len, BLOCK)),
-            Dims::x(BLOCK),
-            &args,
+            d,
+            &[self.ptr(x), self.ptr(w), opt_ptr(self, bias)],
+            y,
         )
     }
 
@@ -93,13 +92,7 @@ impl<L: Launcher> Linear for KernelBackend<L> {
         if self.fast() {
             return gemm(self, OP, "gemm_nn_f32_v2", (n, k, m), dy, w, None, dx);
         }
-        let args = [d[0], d[1], d[2], self.ptr(dy), self.ptr(w), self.ptr(dx)];
-        self.launch(
-            "linear_bwd_input_f32_v1",
-            Dims::x(blocks_for(dx.len, BLOCK)),
-            Dims::x(BLOCK),
-            &args,
-        )
+        simple(self, "linear_bwd_input_f32_v1", d, &ptrs(self, [dy, w]), dx)
     }
 
     fn run_linear_bwd_weight(
@@ -119,13 +112,7 @@ impl<L: Launcher> Linear for KernelBackend<L> {
             if self.fast() {
                 gemm(self, OP, "gemm_tn_f32_v2", (m, k, n), dy, x, None, dw)?;
             } else {
-                let args = [d[0], d[1], d[2], self.ptr(x), self.ptr(dy), self.ptr(dw)];
-                self.launch(
-                    "linear_bwd_weight_f32_v1",
-                    Dims::x(blocks_for(dw.len, BLOCK)),
-                    Dims::x(BLOCK),
-                    &args,
-                )?;
+                simple(self, "linear_bwd_weight_f32_v1", d, &ptrs(self, [x, dy]), dw)?;
             }
         }
         let Some(db) = db else { return Ok(()) };
@@ -142,7 +129,7 @@ impl<L: Launcher> Linear for KernelBackend<L> {
                 &args,
             )
         } else {
-            self.launch("col_sum_f32_v1", Dims::x(blocks_for(m, BLOCK)), Dims::x(BLOCK), &args)
+            launch_per_element(self, "col_sum_f32_v1", m, &args)
         }
     }
 }

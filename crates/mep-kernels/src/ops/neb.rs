@@ -3,6 +3,7 @@
 use crate::backend::{blocks_for, i64_of, DevBuf, KernelBackend};
 use crate::launcher::{Arg, Dims, Launcher};
 use crate::ops::elementwise::BLOCK;
+use crate::ops::launch_per_element;
 use mep_tensor::{Checked, Lerp, Neb, NebForceParams, Result};
 
 impl<L: Launcher> Neb for KernelBackend<L> {
@@ -33,7 +34,7 @@ impl<L: Launcher> Neb for KernelBackend<L> {
             self.ptr(dst),
         ];
         let n = plan.len() * dim;
-        self.launch("lerp_rows_f32_v1", Dims::x(blocks_for(n, BLOCK)), Dims::x(BLOCK), &args)
+        launch_per_element(self, "lerp_rows_f32_v1", n, &args)
     }
 
     fn run_copy_rows(
@@ -55,7 +56,7 @@ impl<L: Launcher> Neb for KernelBackend<L> {
             self.ptr_at(src, src_row * dim),
             self.ptr_at(dst, dst_row * dim),
         ];
-        self.launch("copy_rows_f32_v1", Dims::x(blocks_for(n, BLOCK)), Dims::x(BLOCK), &args)
+        launch_per_element(self, "copy_rows_f32_v1", n, &args)
     }
 
     fn run_row_distances(&self, _: Checked, dim: usize, rows: usize, x: &DevBuf<L::Mem>) -> Result<Vec<f64>> {
@@ -73,12 +74,7 @@ impl<L: Launcher> Neb for KernelBackend<L> {
                 &args,
             )?;
         } else {
-            self.launch(
-                "row_distances_f32_v1",
-                Dims::x(blocks_for(pairs, BLOCK)),
-                Dims::x(BLOCK),
-                &args,
-            )?;
+            launch_per_element(self, "row_distances_f32_v1", pairs, &args)?;
         }
         self.read_f64(&out, pairs)
     }

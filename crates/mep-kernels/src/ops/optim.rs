@@ -3,6 +3,7 @@
 use crate::backend::{i64_of, DevBuf, KernelBackend};
 use crate::launcher::{Arg, Launcher};
 use crate::ops::elementwise::launch_n;
+use crate::ops::ptrs;
 use mep_tensor::{AdamParams, Checked, Optim, Result, SgdParams};
 
 /// The f32 scalars of one Adam step, computed by the host as PyTorch computes them (in f64,
@@ -54,6 +55,22 @@ impl AdamScalars {
         }
     }
 
+    /// The scalars as `adam_step_f32_*` takes them, all nine in its argument order.
+    pub fn args(&self) -> [Arg; 9] {
+        let AdamScalars {
+            beta1,
+            beta2,
+            c1,
+            c2,
+            eps,
+            step_size,
+            bc2_sqrt,
+            l2,
+            decay,
+        } = *self;
+        [beta1, beta2, c1, c2, eps, step_size, bc2_sqrt, l2, decay].map(Arg::F32)
+    }
+
     /// The scalars of the Backend's [`AdamParams`].
     pub fn of(h: &AdamParams) -> Self {
         AdamScalars::new(h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.decoupled, h.step)
@@ -72,22 +89,7 @@ impl<L: Launcher> Optim for KernelBackend<L> {
     ) -> Result<()> {
         let len = param.len;
         let s = AdamScalars::of(h);
-        let args = [
-            i64_of(len),
-            Arg::F32(s.beta1),
-            Arg::F32(s.beta2),
-            Arg::F32(s.c1),
-            Arg::F32(s.c2),
-            Arg::F32(s.eps),
-            Arg::F32(s.step_size),
-            Arg::F32(s.bc2_sqrt),
-            Arg::F32(s.l2),
-            Arg::F32(s.decay),
-            self.ptr(param),
-            self.ptr(grad),
-            self.ptr(m),
-            self.ptr(v),
-        ];
+        let args = [&[i64_of(len)][..], &s.args(), &ptrs(self, [param, grad, m, v])].concat();
         launch_n(self, "adam_step_f32", len, &args)
     }
 
@@ -100,17 +102,9 @@ impl<L: Launcher> Optim for KernelBackend<L> {
         buf: &mut DevBuf<L::Mem>,
     ) -> Result<()> {
         let len = param.len;
-        let args = [
-            i64_of(len),
-            Arg::F32(h.lr),
-            Arg::F32(h.momentum),
-            Arg::F32(h.weight_decay),
-            Arg::I32(h.nesterov as i32),
-            Arg::I32((h.step == 1) as i32),
-            self.ptr(param),
-            self.ptr(grad),
-            self.ptr(buf),
-        ];
+        let scalars = [h.lr, h.momentum, h.weight_decay].map(Arg::F32);
+        let flags = [h.nesterov, h.step == 1].map(|b| Arg::I32(b as i32));
+        let args = [&[i64_of(len)][..], &scalars, &flags, &ptrs(self, [param, grad, buf])].concat();
         launch_n(self, "sgd_step_f32", len, &args)
     }
 }

@@ -3,6 +3,7 @@
 use crate::backend::{blocks_for, i32_of, i64_of, DevBuf, KernelBackend};
 use crate::launcher::{Arg, Dims, Launcher};
 use crate::ops::elementwise::BLOCK;
+use crate::ops::{launch_per_element, ptrs};
 use mep_tensor::{Checked, Memory, Nchw, Pool, Pool2dGeom, Result};
 
 type B<L> = DevBuf<<L as Launcher>::Mem>;
@@ -14,11 +15,6 @@ const TILE_W: usize = 32;
 const TILE_CAPACITY: usize = 4096;
 /// Planes per block of `global_avg_pool_f32_v2` (one warp each).
 const GAP_PLANES_PER_BLOCK: usize = BLOCK as usize / 32;
-
-/// One thread per element of `n` (`n` > 0).
-fn per_element(n: usize) -> Dims {
-    Dims::x(blocks_for(n, BLOCK))
-}
 
 /// `(planes, h, w, k, stride, pad, oh, ow)`, the leading arguments of the max-pool kernels.
 fn pool_args(op: &'static str, g: &Pool2dGeom) -> Result<[Arg; 8]> {
@@ -61,6 +57,22 @@ fn shortcut_args(s: &Nchw, subsample: bool, pad: usize) -> [Arg; 8] {
     ]
 }
 
+/// Launches `kernel`, one thread per element of `dst`, on `head` and the addresses of `src` and
+/// `dst`; nothing when `dst` is empty.
+fn per_output<L: Launcher>(
+    kb: &KernelBackend<L>,
+    kernel: &str,
+    head: &[Arg],
+    src: &B<L>,
+    dst: &mut B<L>,
+) -> Result<()> {
+    if dst.len == 0 {
+        return Ok(());
+    }
+    let args = [head, &ptrs(kb, [src, dst])].concat();
+    launch_per_element(kb, kernel, dst.len, &args)
+}
+
 impl<L: Launcher> Pool for KernelBackend<L> {
     fn run_max_pool2d(&self, _: Checked, g: &Pool2dGeom, x: &B<L>, y: &mut B<L>) -> Result<()> {
         const OP: &str = "max_pool2d";
@@ -71,7 +83,7 @@ impl<L: Launcher> Pool for KernelBackend<L> {
         args.extend([self.ptr(x), self.ptr(y)]);
         match tiled_grid(g).filter(|_| self.fast()) {
             Some(grid) => self.launch("max_pool2d_f32_v2", grid, Dims::x((TILE_H * TILE_W) as u32), &args),
-            None => self.launch("max_pool2d_f32_v1", per_element(y.len), Dims::x(BLOCK), &args),
+            None => launch_per_element(self, "max_pool2d_f32_v1", y.len, &args),
         }
     }
 
@@ -84,19 +96,13 @@ impl<L: Launcher> Pool for KernelBackend<L> {
         // The argmaxes are ints within a plane.
         if self.fast() && g.input.hw() <= i32::MAX as usize {
             let arg = Memory::alloc(self, dy.len)?;
-            let args: Vec<Arg> = head.into_iter().chain([self.ptr(x), self.ptr(&arg)]).collect();
-            self.launch("max_pool2d_argmax_f32_v2", per_element(dy.len), Dims::x(BLOCK), &args)?;
-            let args: Vec<Arg> = head
-                .into_iter()
-                .chain([self.ptr(&arg), self.ptr(dy), self.ptr(dx)])
-                .collect();
-            self.launch("max_pool2d_bwd_f32_v2", per_element(dx.len), Dims::x(BLOCK), &args)
+            let args = [&head[..], &ptrs(self, [x, &arg])].concat();
+            launch_per_element(self, "max_pool2d_argmax_f32_v2", dy.len, &args)?;
+            let args = [&head[..], &ptrs(self, [&arg, dy, dx])].concat();
+            launch_per_element(self, "max_pool2d_bwd_f32_v2", dx.len, &args)
         } else {
-            let args: Vec<Arg> = head
-                .into_iter()
-                .chain([self.ptr(x), self.ptr(dy), self.ptr(dx)])
-                .collect();
-            self.launch("max_pool2d_bwd_f32_v1", per_element(dx.len), Dims::x(BLOCK), &args)
+            let args = [&head[..], &ptrs(self, [x, dy, dx])].concat();
+            launch_per_element(self, "max_pool2d_bwd_f32_v1", dx.len, &args)
         }
     }
 
@@ -110,37 +116,28 @@ impl<L: Launcher> Pool for KernelBackend<L> {
             let grid = Dims::x(blocks_for(planes, GAP_PLANES_PER_BLOCK as u32));
             self.launch("global_avg_pool_f32_v2", grid, Dims::x(BLOCK), &args)
         } else {
-            self.launch("global_avg_pool_f32_v1", per_element(planes), Dims::x(BLOCK), &args)
+            launch_per_element(self, "global_avg_pool_f32_v1", planes, &args)
         }
     }
 
     fn run_global_avg_pool_bwd(&self, _: Checked, s: &Nchw, dy: &B<L>, dx: &mut B<L>) -> Result<()> {
-        if dx.len == 0 {
-            return Ok(());
-        }
-        let args = [i64_of(s.n * s.c), i64_of(s.hw()), self.ptr(dy), self.ptr(dx)];
-        self.launch("global_avg_pool_bwd_f32_v1", per_element(dx.len), Dims::x(BLOCK), &args)
+        per_output(
+            self,
+            "global_avg_pool_bwd_f32_v1",
+            &[i64_of(s.n * s.c), i64_of(s.hw())],
+            dy,
+            dx,
+        )
     }
 
     fn run_upsample_nearest2x(&self, _: Checked, s: &Nchw, x: &B<L>, y: &mut B<L>) -> Result<()> {
-        if y.len == 0 {
-            return Ok(());
-        }
-        let args = [i64_of(s.n * s.c), i64_of(s.h), i64_of(s.w), self.ptr(x), self.ptr(y)];
-        self.launch("upsample_nearest2x_f32_v1", per_element(y.len), Dims::x(BLOCK), &args)
+        let head = [i64_of(s.n * s.c), i64_of(s.h), i64_of(s.w)];
+        per_output(self, "upsample_nearest2x_f32_v1", &head, x, y)
     }
 
     fn run_upsample_nearest2x_bwd(&self, _: Checked, s: &Nchw, dy: &B<L>, dx: &mut B<L>) -> Result<()> {
-        if dx.len == 0 {
-            return Ok(());
-        }
-        let args = [i64_of(s.n * s.c), i64_of(s.h), i64_of(s.w), self.ptr(dy), self.ptr(dx)];
-        self.launch(
-            "upsample_nearest2x_bwd_f32_v1",
-            per_element(dx.len),
-            Dims::x(BLOCK),
-            &args,
-        )
+        let head = [i64_of(s.n * s.c), i64_of(s.h), i64_of(s.w)];
+        per_output(self, "upsample_nearest2x_bwd_f32_v1", &head, dy, dx)
     }
 
     fn run_shortcut_pad(
@@ -152,14 +149,7 @@ impl<L: Launcher> Pool for KernelBackend<L> {
         x: &B<L>,
         y: &mut B<L>,
     ) -> Result<()> {
-        if y.len == 0 {
-            return Ok(());
-        }
-        let args: Vec<Arg> = shortcut_args(s, subsample, pad)
-            .into_iter()
-            .chain([self.ptr(x), self.ptr(y)])
-            .collect();
-        self.launch("shortcut_pad_f32_v1", per_element(y.len), Dims::x(BLOCK), &args)
+        per_output(self, "shortcut_pad_f32_v1", &shortcut_args(s, subsample, pad), x, y)
     }
 
     fn run_shortcut_pad_bwd(
@@ -171,13 +161,12 @@ impl<L: Launcher> Pool for KernelBackend<L> {
         dy: &B<L>,
         dx: &mut B<L>,
     ) -> Result<()> {
-        if dx.len == 0 {
-            return Ok(());
-        }
-        let args: Vec<Arg> = shortcut_args(s, subsample, pad)
-            .into_iter()
-            .chain([self.ptr(dy), self.ptr(dx)])
-            .collect();
-        self.launch("shortcut_pad_bwd_f32_v1", per_element(dx.len), Dims::x(BLOCK), &args)
+        per_output(
+            self,
+            "shortcut_pad_bwd_f32_v1",
+            &shortcut_args(s, subsample, pad),
+            dy,
+            dx,
+        )
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::backend::{blocks_for, i32_of, i64_of, DevBuf, KernelBackend};
 use crate::launcher::{Arg, Dims, Launcher};
-use crate::ops::elementwise::BLOCK;
+use crate::ops::launch_per_element;
 use mep_tensor::{Checked, Result, Softmax};
 
 /// Targets (checked to be in `0..c`) as the kernels' `int`, on the device.
@@ -46,12 +46,7 @@ impl<L: Launcher> Softmax for KernelBackend<L> {
             let block = if c > 256 { 256 } else { 32 };
             self.launch("softmax_xent_f32_v2", Dims::x(blocks_for(n, 1)), Dims::x(block), &args)
         } else {
-            self.launch(
-                "softmax_xent_f32_v1",
-                Dims::x(blocks_for(n, BLOCK)),
-                Dims::x(BLOCK),
-                &args,
-            )
+            launch_per_element(self, "softmax_xent_f32_v1", n, &args)
         }
     }
 
@@ -78,11 +73,6 @@ impl<L: Launcher> Softmax for KernelBackend<L> {
             Arg::F32(scale),
             self.ptr(dlogits),
         ];
-        self.launch(
-            "softmax_xent_bwd_f32_v1",
-            Dims::x(blocks_for(n * c, BLOCK)),
-            Dims::x(BLOCK),
-            &args,
-        )
+        launch_per_element(self, "softmax_xent_bwd_f32_v1", n * c, &args)
     }
 }

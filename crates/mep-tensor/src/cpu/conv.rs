@@ -23,7 +23,7 @@
 //!
 //! Callers ([`CpuBackend`](super::CpuBackend)) have checked every length.
 
-use super::gemm::{gemm_fixed_order, sgemm, Scratch, SharedMut, Workspace};
+use super::gemm::{gemm_fixed_order, sgemm, sgemm_into, Scratch, SharedMut, Workspace};
 use crate::backend::Act;
 use crate::shape::{Conv2dGeom, ConvT2dGeom};
 use gemm::Parallelism;
@@ -84,6 +84,16 @@ impl Plan {
             blocks,
             parallel_units: nt > 1 && n * blocks >= nt,
         }
+    }
+
+    /// Runs `f(img, j0, j1)` for each block `j0..j1` of the `cols` columns of each of `n`
+    /// images: the plan's units, in parallel when it says so.
+    fn for_each_block(&self, n: usize, cols: usize, f: impl Fn(usize, usize, usize) + Sync + Send) {
+        for_units(n * self.blocks, self.parallel_units, |u| {
+            let (img, blk) = (u / self.blocks, u % self.blocks);
+            let j0 = blk * self.block;
+            f(img, j0, cols.min(j0 + self.block));
+        });
     }
 
     fn gemm_par(&self) -> Parallelism {
@@ -248,6 +258,11 @@ pub(super) fn channel_sums(n: usize, c: usize, hw: usize, t: &[f32], out: &mut [
     });
 }
 
+/// The operands of a forward convolution other than its output, `(x, w, bias, residual, act)`
+/// as [`conv2d`] takes them, for the strategies it picks from.
+#[derive(Clone, Copy)]
+struct Forward<'a>(&'a [f32], &'a [f32], Option<&'a [f32]>, Option<&'a [f32]>, Act);
+
 /// `y = act(conv2d(x, w) + bias + residual)`, NCHW, weight `[c_out, c_in, kh, kw]`.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
@@ -261,11 +276,12 @@ pub fn conv2d(
     y: &mut [f32],
 ) {
     let direct = is_direct(g);
+    let f = Forward(x, w, bias, residual, act);
     if use_batched(g) {
-        return conv2d_batched(ws, g, x, w, bias, residual, act, y);
+        return conv2d_batched(ws, g, &f, y);
     }
     if g.stride == 1 && !direct {
-        return conv2d_wide(ws, g, x, w, bias, residual, act, y);
+        return conv2d_wide(ws, g, &f, y);
     }
     let (ohw, kk, co) = (g.out_h() * g.out_w(), g.c_in * g.kh * g.kw, g.c_out);
     let in_img = g.c_in * g.h * g.w;
@@ -274,10 +290,7 @@ pub fn conv2d(
     let plan = Plan::new(g.n, ohw, max_block);
     let par = plan.gemm_par();
     let yp = SharedMut(y.as_mut_ptr());
-    for_units(g.n * plan.blocks, plan.parallel_units, |u| {
-        let (img, blk) = (u / plan.blocks, u % plan.blocks);
-        let j0 = blk * plan.block;
-        let j1 = ohw.min(j0 + plan.block);
+    plan.for_each_block(g.n, ohw, |img, j0, j1| {
         let bl = j1 - j0;
         let x_img = &x[img * in_img..(img + 1) * in_img];
         let y_off = img * co * ohw;
@@ -294,18 +307,11 @@ pub fn conv2d(
         // lhs is `co×kk` row-major and rhs `kk×bl` at row stride `rhs_rs`, both in bounds.
         unsafe {
             sgemm(
-                co,
-                bl,
-                kk,
-                yp.get().add(y_off + j0),
-                ohw,
+                (co, bl, kk),
+                (yp.get().add(y_off + j0), ohw),
                 false,
-                w.as_ptr(),
-                kk,
-                1,
-                rhs,
-                rhs_rs,
-                1,
+                (w.as_ptr(), kk, 1),
+                (rhs, rhs_rs, 1),
                 par,
             );
         }
@@ -327,17 +333,8 @@ pub fn conv2d(
 /// (`P[c][j + ki·wp + kj]` for wide pixel `j`), so building the columns is one `memcpy` per
 /// row instead of one per output row segment with zero fills, which dominated layers with
 /// few output channels.
-#[allow(clippy::too_many_arguments)]
-fn conv2d_wide(
-    ws: &Workspace,
-    g: &Conv2dGeom,
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    residual: Option<&[f32]>,
-    act: Act,
-    y: &mut [f32],
-) {
+fn conv2d_wide(ws: &Workspace, g: &Conv2dGeom, f: &Forward<'_>, y: &mut [f32]) {
+    let Forward(x, w, bias, residual, act) = *f;
     let (oh, ow, kk, co, ci) = (g.out_h(), g.out_w(), g.c_in * g.kh * g.kw, g.c_out, g.c_in);
     let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
     // The last wide pixel of the last tap reads `hp·wp + kw - 2`; the slack keeps it in the plane.
@@ -362,10 +359,7 @@ fn conv2d_wide(
     let plan = Plan::new(g.n, wide, COL_BLOCK_FLOATS / (kk + co).max(1));
     let par = plan.gemm_par();
     let yp = SharedMut(y.as_mut_ptr());
-    for_units(g.n * plan.blocks, plan.parallel_units, |u| {
-        let (img, blk) = (u / plan.blocks, u % plan.blocks);
-        let j0 = blk * plan.block;
-        let j1 = wide.min(j0 + plan.block);
+    plan.for_each_block(g.n, wide, |img, j0, j1| {
         let bl = j1 - j0;
         let p_img = &padded[img * pad_img..(img + 1) * pad_img];
         let mut col = ws.take(kk * bl);
@@ -381,24 +375,7 @@ fn conv2d_wide(
             }
         }
         let mut out = ws.take(co * bl);
-        // SAFETY: `out` is `co×bl`, w is `co×kk` row-major and col is `kk×bl` row-major.
-        unsafe {
-            sgemm(
-                co,
-                bl,
-                kk,
-                out.as_mut_ptr(),
-                bl,
-                false,
-                w.as_ptr(),
-                kk,
-                1,
-                col.as_ptr(),
-                bl,
-                1,
-                par,
-            );
-        }
+        sgemm_into((co, bl, kk), &mut out, (w, kk, 1), (&col[..], bl, 1), par);
         drop(col);
         let y_off = img * co * ohw;
         for (o, out_row) in out.chunks_exact(bl).enumerate() {
@@ -506,17 +483,8 @@ fn batch_plan(n: usize, ohw: usize) -> (usize, usize, Parallelism) {
 /// The forward for small output planes: the im2col columns of several images side by side
 /// (`col[K, m·ohw]`) so one GEMM covers them, then a scatter to NCHW that applies the
 /// epilogue while each row is in cache. Chunks of images run in parallel.
-#[allow(clippy::too_many_arguments)]
-fn conv2d_batched(
-    ws: &Workspace,
-    g: &Conv2dGeom,
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    residual: Option<&[f32]>,
-    act: Act,
-    y: &mut [f32],
-) {
+fn conv2d_batched(ws: &Workspace, g: &Conv2dGeom, f: &Forward<'_>, y: &mut [f32]) {
+    let Forward(x, w, bias, residual, act) = *f;
     let (ohw, kk, co) = (g.out_h() * g.out_w(), g.c_in * g.kh * g.kw, g.c_out);
     let in_img = g.c_in * g.h * g.w;
     let (nb, chunks, par) = batch_plan(g.n, ohw);
@@ -538,24 +506,7 @@ fn conv2d_batched(
             }
         }
         let mut out = ws.take(co * cols);
-        // SAFETY: out is `co×cols`, w is `co×kk` row-major, col is `kk×cols`; all in bounds.
-        unsafe {
-            sgemm(
-                co,
-                cols,
-                kk,
-                out.as_mut_ptr(),
-                cols,
-                false,
-                w.as_ptr(),
-                kk,
-                1,
-                col.as_ptr(),
-                cols,
-                1,
-                par,
-            );
-        }
+        sgemm_into((co, cols, kk), &mut out, (w, kk, 1), (&col[..], cols, 1), par);
         let base = i0 * co * ohw;
         match residual {
             // Bias and activation on the GEMM's long rows, where they vectorise; the
@@ -613,24 +564,8 @@ fn conv2d_bwd_input_batched(ws: &Workspace, g: &Conv2dGeom, dy: &[f32], w: &[f32
             }
         }
         let mut col = ws.take(kk * cols);
-        // SAFETY: col is `kk×cols`; lhs is wᵀ (`kk×co`, strides 1 and kk); rhs is `co×cols`.
-        unsafe {
-            sgemm(
-                kk,
-                cols,
-                co,
-                col.as_mut_ptr(),
-                cols,
-                false,
-                w.as_ptr(),
-                1,
-                kk,
-                dyb.as_ptr(),
-                cols,
-                1,
-                par,
-            );
-        }
+        // wᵀ is read as `kk×co` (strides 1 and kk).
+        sgemm_into((kk, cols, co), &mut col, (w, 1, kk), (&dyb[..], cols, 1), par);
         for (j, dx_img) in dx_chunk.chunks_exact_mut(in_img).enumerate() {
             col2im_table(g, &table, &col[j * ohw..], dx_img, cols);
         }
@@ -708,27 +643,18 @@ fn conv2d_bwd_input_direct(g: &Conv2dGeom, dy: &[f32], w: &[f32], dx: &mut [f32]
     let plan = Plan::new(g.n, hw, COL_BLOCK_FLOATS / (ci + co).max(1));
     let par = plan.gemm_par();
     let dxp = SharedMut(dx.as_mut_ptr());
-    for_units(g.n * plan.blocks, plan.parallel_units, |u| {
-        let (img, blk) = (u / plan.blocks, u % plan.blocks);
-        let j0 = blk * plan.block;
-        let bl = hw.min(j0 + plan.block) - j0;
+    plan.for_each_block(g.n, hw, |img, j0, j1| {
+        let bl = j1 - j0;
         // SAFETY: the unit writes columns `[j0, j0 + bl)` of image `img`'s `ci×hw` gradient,
         // disjoint from other units; lhs is wᵀ (`ci×co`, strides 1 and ci); rhs is the `co×bl`
         // block of dy at row stride hw; all in bounds.
         unsafe {
             sgemm(
-                ci,
-                bl,
-                co,
-                dxp.get().add(img * ci * hw + j0),
-                hw,
+                (ci, bl, co),
+                (dxp.get().add(img * ci * hw + j0), hw),
                 false,
-                w.as_ptr(),
-                1,
-                ci,
-                dy.as_ptr().add(img * co * hw + j0),
-                hw,
-                1,
+                (w.as_ptr(), 1, ci),
+                (dy.as_ptr().add(img * co * hw + j0), hw, 1),
                 par,
             );
         }
@@ -760,25 +686,8 @@ fn conv2d_bwd_input_col2im(ws: &Workspace, g: &Conv2dGeom, dy: &[f32], w: &[f32]
         while j0 < ohw {
             let j1 = ohw.min(j0 + block);
             let bl = j1 - j0;
-            // SAFETY: dst is the `kk×bl` buffer, lhs is wᵀ (`kk×co`, strides 1 and kk), rhs the
-            // `co×bl` block of dy at row stride ohw; all in bounds.
-            unsafe {
-                sgemm(
-                    kk,
-                    bl,
-                    co,
-                    col.as_mut_ptr(),
-                    bl,
-                    false,
-                    w.as_ptr(),
-                    1,
-                    kk,
-                    dy_img.as_ptr().wrapping_add(j0),
-                    ohw,
-                    1,
-                    par,
-                );
-            }
+            // wᵀ is read as `kk×co` (strides 1 and kk), the block of dy at row stride ohw.
+            sgemm_into((kk, bl, co), &mut col, (w, 1, kk), (&dy_img[j0..], ohw, 1), par);
             col2im_add(g, &col[..kk * bl], j0, j1, dx_img, bl);
             j0 = j1;
         }
@@ -920,13 +829,7 @@ pub fn conv2d_bwd_weight(
             // (strided reads of every partial would cost as much as the GEMMs).
             let (first, rest) = partials.split_first_mut().expect("at least one chunk");
             let rest: Vec<&[f32]> = rest.iter().map(|p| &p[..]).collect();
-            first.par_chunks_mut(4096).enumerate().for_each(|(i, d)| {
-                for p in &rest {
-                    for (a, b) in d.iter_mut().zip(&p[i * 4096..]) {
-                        *a += *b;
-                    }
-                }
-            });
+            add_in_order(first, &rest);
             let sum = &first[..];
             dw.par_chunks_mut(kk).enumerate().for_each(|(o, row)| {
                 for (i, d) in row.iter_mut().enumerate() {
@@ -935,18 +838,24 @@ pub fn conv2d_bwd_weight(
             });
         } else {
             let parts: Vec<&[f32]> = partials.iter().map(|p| &p[..]).collect();
-            dw.par_chunks_mut(4096).enumerate().for_each(|(i, d)| {
-                for p in &parts {
-                    for (a, b) in d.iter_mut().zip(&p[i * 4096..]) {
-                        *a += *b;
-                    }
-                }
-            });
+            add_in_order(dw, &parts);
         }
     }
     if let Some(db) = db {
         channel_sums(g.n, g.c_out, g.out_h() * g.out_w(), dy, db);
     }
+}
+
+/// `dst += parts[0] + parts[1] + …`, each element summed in that order (so the result does
+/// not depend on the threads), in parallel over chunks of 4096.
+fn add_in_order(dst: &mut [f32], parts: &[&[f32]]) {
+    dst.par_chunks_mut(4096).enumerate().for_each(|(i, d)| {
+        for p in parts {
+            for (a, b) in d.iter_mut().zip(&p[i * 4096..]) {
+                *a += *b;
+            }
+        }
+    });
 }
 
 /// `y = conv_transpose2d(x, w) + bias`: the input gradient of [`ConvT2dGeom::as_conv`], whose

@@ -21,12 +21,7 @@ impl Workspace {
         let mut v = {
             let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
             // Prefer the smallest buffer that fits, else grow the largest (fewest reallocations).
-            let fit = free
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| v.len() >= len)
-                .min_by_key(|(_, v)| v.len())
-                .map(|(i, _)| i);
+            let fit = best_fit(&free, len, Vec::len);
             let pick = fit.or_else(|| free.iter().enumerate().max_by_key(|(_, v)| v.len()).map(|(i, _)| i));
             pick.map(|i| free.swap_remove(i)).unwrap_or_default()
         };
@@ -37,6 +32,15 @@ impl Workspace {
         }
         Scratch { ws: self, v, len }
     }
+}
+
+/// The index of the smallest of the `free` buffers whose `size` is at least `len`, if any.
+pub(super) fn best_fit(free: &[Vec<f32>], len: usize, size: fn(&Vec<f32>) -> usize) -> Option<usize> {
+    free.iter()
+        .enumerate()
+        .filter(|(_, v)| size(v) >= len)
+        .min_by_key(|(_, v)| size(v))
+        .map(|(i, _)| i)
 }
 
 /// A workspace buffer on loan; derefs to its first `len` floats.
@@ -87,25 +91,51 @@ impl SharedMut {
 ///
 /// # Safety
 /// As [`gemm_fixed_order`].
-#[allow(clippy::too_many_arguments)]
+/// `dst` is `(pointer, row stride)`, `lhs` and `rhs` `(pointer, row stride, column stride)`.
 pub(super) unsafe fn sgemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_rs: usize,
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_rs): (*mut f32, usize),
     accumulate: bool,
-    lhs: *const f32,
-    lhs_rs: usize,
-    lhs_cs: usize,
-    rhs: *const f32,
-    rhs_rs: usize,
-    rhs_cs: usize,
+    (lhs, lhs_rs, lhs_cs): (*const f32, usize, usize),
+    (rhs, rhs_rs, rhs_cs): (*const f32, usize, usize),
     par: Parallelism,
 ) {
     gemm_fixed_order(
         m, n, k, dst, dst_rs, 1, accumulate, lhs, lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs, par,
     );
+}
+
+/// [`sgemm`] on slices: `dst[rows×cols] = a·b` with `dst` row-major and each operand
+/// `(values, row stride, column stride)`, `rows×depth` and `depth×cols`.
+///
+/// # Panics
+/// When a matrix does not lie inside its slice.
+pub(super) fn sgemm_into(
+    (rows, cols, depth): (usize, usize, usize),
+    dst: &mut [f32],
+    (a, a_rs, a_cs): (&[f32], usize, usize),
+    (b, b_rs, b_cs): (&[f32], usize, usize),
+    par: Parallelism,
+) {
+    assert!(
+        dst.len() >= rows * cols && inside(a, (rows, depth), (a_rs, a_cs)) && inside(b, (depth, cols), (b_rs, b_cs))
+    );
+    // SAFETY: both operands lie inside their slices (asserted), and `dst` is borrowed mutably.
+    unsafe {
+        sgemm(
+            (rows, cols, depth),
+            (dst.as_mut_ptr(), cols),
+            false,
+            (a.as_ptr(), a_rs, a_cs),
+            (b.as_ptr(), b_rs, b_cs),
+            par,
+        );
+    }
+}
+
+/// Whether an `r×c` matrix at strides `(rs, cs)` lies inside `v` (an empty one always does).
+fn inside(v: &[f32], (r, c): (usize, usize), (rs, cs): (usize, usize)) -> bool {
+    r == 0 || c == 0 || v.len() > (r - 1) * rs + (c - 1) * cs
 }
 
 /// The most depth one call to gemm gets: gemm blocks its depth by `kc`, which it derives from
@@ -127,9 +157,9 @@ const GEMM_HORIZONTAL_MAX_OUTPUTS: usize = 16 * 16;
 /// of fused multiply-adds in depth order. gemm's main micro-kernel computes exactly that per
 /// output whatever its register tile and however it splits m and n over threads; only its
 /// depth blocking and its dot-product, matrix-vector and depth ≤ 2 special cases round
-/// differently by machine. So the depth is cut here ([`GEMM_MAX_DEPTH`]), and the shapes that
+/// differently by machine. So the depth is cut here (`GEMM_MAX_DEPTH`), and the shapes that
 /// would reach a special case (`m ≤ 1`, `n ≤ 1`, `k ≤ 2`, or both operands contiguous along
-/// the depth with at most [`GEMM_HORIZONTAL_MAX_OUTPUTS`] outputs) run [`sgemm_small`]
+/// the depth with at most `GEMM_HORIZONTAL_MAX_OUTPUTS` outputs) run `sgemm_small`
 /// instead: small products, where the portable loop costs little.
 ///
 /// # Safety
@@ -177,7 +207,13 @@ pub unsafe fn gemm_fixed_order<T: FixedOrderScalar>(
         let (l, r) = (lhs.wrapping_add(p0 * lhs_cs), rhs.wrapping_add(p0 * rhs_rs));
         let special = m <= 1 || n <= 1 || kb <= 2 || (dot_layout && m * n <= GEMM_HORIZONTAL_MAX_OUTPUTS);
         if special {
-            sgemm_small(m, n, kb, dst, dst_rs, dst_cs, acc, l, lhs_rs, lhs_cs, r, rhs_rs, rhs_cs);
+            sgemm_small(
+                (m, n, kb),
+                (dst, dst_rs, dst_cs),
+                acc,
+                (l, lhs_rs, lhs_cs),
+                (r, rhs_rs, rhs_cs),
+            );
         } else {
             gemm::gemm(
                 m,
@@ -207,25 +243,17 @@ pub unsafe fn gemm_fixed_order<T: FixedOrderScalar>(
 
 /// [`gemm_fixed_order`] as plain loops, for the shapes where gemm's own kernels would round by
 /// machine: per output a fused multiply-add chain in depth order from zero, then added to
-/// `dst` (as gemm's main micro-kernel does, so both paths agree to the bit).
+/// `dst` (as gemm's main micro-kernel does, so both paths agree to the bit). Each matrix is
+/// `(pointer, row stride, column stride)`.
 ///
 /// # Safety
 /// As [`gemm_fixed_order`].
-#[allow(clippy::too_many_arguments)]
 unsafe fn sgemm_small<T: FixedOrderScalar>(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut T,
-    dst_rs: usize,
-    dst_cs: usize,
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_rs, dst_cs): (*mut T, usize, usize),
     accumulate: bool,
-    lhs: *const T,
-    lhs_rs: usize,
-    lhs_cs: usize,
-    rhs: *const T,
-    rhs_rs: usize,
-    rhs_cs: usize,
+    (lhs, lhs_rs, lhs_cs): (*const T, usize, usize),
+    (rhs, rhs_rs, rhs_cs): (*const T, usize, usize),
 ) {
     for i in 0..m {
         for j in 0..n {

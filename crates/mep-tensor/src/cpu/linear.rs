@@ -3,29 +3,12 @@
 //! Callers ([`CpuBackend`](super::CpuBackend)) have checked every length.
 
 use super::conv::channel_sums;
-use super::gemm::sgemm;
+use super::gemm::sgemm_into;
 use gemm::Parallelism;
 
 /// `y[n, m] = x[n, k]·w[m, k]ᵀ + bias`.
 pub fn linear(n: usize, k: usize, m: usize, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-    // SAFETY: x is `n×k`, wᵀ is read as `k×m` (row stride 1, column stride k), y is `n×m`.
-    unsafe {
-        sgemm(
-            n,
-            m,
-            k,
-            y.as_mut_ptr(),
-            m,
-            false,
-            x.as_ptr(),
-            k,
-            1,
-            w.as_ptr(),
-            1,
-            k,
-            Parallelism::Rayon(0),
-        );
-    }
+    sgemm_into((n, m, k), y, (x, k, 1), (w, 1, k), Parallelism::Rayon(0));
     if let (Some(b), true) = (bias, m > 0) {
         for row in y.chunks_exact_mut(m) {
             row.iter_mut().zip(b).for_each(|(v, b)| *v += *b);
@@ -35,46 +18,12 @@ pub fn linear(n: usize, k: usize, m: usize, x: &[f32], w: &[f32], bias: Option<&
 
 /// `dx[n, k] = dy[n, m]·w[m, k]`.
 pub fn linear_bwd_input(n: usize, k: usize, m: usize, dy: &[f32], w: &[f32], dx: &mut [f32]) {
-    // SAFETY: dy is `n×m`, w is `m×k`, dx is `n×k`, all row-major.
-    unsafe {
-        sgemm(
-            n,
-            k,
-            m,
-            dx.as_mut_ptr(),
-            k,
-            false,
-            dy.as_ptr(),
-            m,
-            1,
-            w.as_ptr(),
-            k,
-            1,
-            Parallelism::Rayon(0),
-        );
-    }
+    sgemm_into((n, k, m), dx, (dy, m, 1), (w, k, 1), Parallelism::Rayon(0));
 }
 
 /// `dw[m, k] = dy[n, m]ᵀ·x[n, k]` and, when given, `db = Σ_n dy`.
 pub fn linear_bwd_weight(n: usize, k: usize, m: usize, x: &[f32], dy: &[f32], dw: &mut [f32], db: Option<&mut [f32]>) {
-    // SAFETY: dyᵀ is read as `m×n` (row stride 1, column stride m), x is `n×k`, dw is `m×k`.
-    unsafe {
-        sgemm(
-            m,
-            k,
-            n,
-            dw.as_mut_ptr(),
-            k,
-            false,
-            dy.as_ptr(),
-            1,
-            m,
-            x.as_ptr(),
-            k,
-            1,
-            Parallelism::Rayon(0),
-        );
-    }
+    sgemm_into((m, k, n), dw, (dy, 1, m), (x, k, 1), Parallelism::Rayon(0));
     if let Some(db) = db {
         channel_sums(n, m, 1, dy, db);
     }

@@ -33,12 +33,7 @@ impl Pool {
     fn take(&self, len: usize) -> Vec<f32> {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         // Best fit: the smallest free buffer that is large enough.
-        let best = free
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.capacity() >= len)
-            .min_by_key(|(_, v)| v.capacity())
-            .map(|(i, _)| i);
+        let best = gemm::best_fit(&free, len, Vec::capacity);
         match best {
             Some(i) if free[i].capacity() <= 2 * len.max(1024) => {
                 let mut v = free.swap_remove(i);

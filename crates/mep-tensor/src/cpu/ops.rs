@@ -3,8 +3,8 @@
 //!
 //! Every kernel here is memory-bound, so each streams its buffers once where the maths
 //! allows, with contiguous inner loops the compiler can vectorise. Work is split over
-//! rayon's global pool by (n, c) planes or by chunks of [`CHUNK`] elements, and stays on the
-//! calling thread below [`PAR_MIN`] elements so that the many tiny calls of a small network
+//! rayon's global pool by (n, c) planes or by chunks of `CHUNK` elements, and stays on the
+//! calling thread below `PAR_MIN` elements so that the many tiny calls of a small network
 //! pay no scheduling cost. Reductions accumulate in f64 and are combined in a fixed order,
 //! so results do not depend on how rayon splits the work.
 //!
@@ -264,6 +264,13 @@ pub fn batch_norm_infer(
             (mean[ch], a as f32, beta[ch])
         })
         .collect();
+    normalize(hw, &coef, act, x, y);
+}
+
+/// `y = act((x − mean)·a + b)` with `(mean, a, b) = coef[channel]`, over NCHW planes of `hw`
+/// pixels: the map of both batch-norm forwards.
+fn normalize(hw: usize, coef: &[(f32, f32, f32)], act: Act, x: &[f32], y: &mut [f32]) {
+    let c = coef.len();
     with_act!(act, f => for_each_plane(y, hw, 2 * x.len(), |p, yp| {
         let (mu, a, b) = coef[p % c];
         for (y, &x) in yp.iter_mut().zip(&x[p * hw..(p + 1) * hw]) {
@@ -361,12 +368,7 @@ pub fn batch_norm_train(
         running_var[ch] = ((1.0 - mom) * running_var[ch] as f64 + mom * unbiased) as f32;
         coef.push((mean as f32, (gamma[ch] as f64 * invstd) as f32, beta[ch]));
     }
-    with_act!(act, f => for_each_plane(y, hw, 2 * x.len(), |p, yp| {
-        let (mu, a, b) = coef[p % c];
-        for (y, &x) in yp.iter_mut().zip(&x[p * hw..(p + 1) * hw]) {
-            *y = f((x - mu) * a + b);
-        }
-    }))
+    normalize(hw, &coef, act, x, y);
 }
 
 /// `dx = γ·invstd/m · (m·dy − Σdy − x̂·Σ(dy·x̂))`, `dγ = Σ dy·x̂`, `dβ = Σ dy`, with
