@@ -5,15 +5,11 @@
 use mep_kernels::{Arg, Dims, Launcher};
 use mep_kernels_emu::{EmuLauncher, EmuMem};
 
-/// Deterministic values in `[lo, hi)` (a 64-bit LCG, Knuth's MMIX constants).
+/// Deterministic values in `[lo, hi)` from the workspace's generator (mep-rng), one stream
+/// per `seed`.
 pub fn data(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            lo + (hi - lo) * ((s >> 40) as f32 / (1u64 << 24) as f32)
-        })
-        .collect()
+    let mut rng = mep_rng::SplitMix64::new(seed);
+    (0..n).map(|_| lo + (hi - lo) * rng.unit_f32()).collect()
 }
 
 /// Sizes that are not multiples of the block sizes, plus a one-element buffer.
