@@ -204,11 +204,11 @@ pub struct Outcome<A> {
     pub last: Option<StepReport>,
 }
 
-use mep_rng::hash as mix;
+use mep_rng::hash;
 
 /// The seed handed to [`Energy::reseed`] for call `chunk` of kind `kind` in step `step`.
 fn call_seed(seed: u64, step: usize, kind: u64, chunk: usize) -> u64 {
-    mix(mix(mix(seed) ^ step as u64) ^ (kind << 48) ^ chunk as u64)
+    hash(hash(hash(seed) ^ step as u64) ^ (kind << 48) ^ chunk as u64)
 }
 
 const CALL_ENDPOINTS: u64 = 1;

@@ -11,7 +11,7 @@
 //! 2. The convolutions and the weight gradients give the same bits for 1, 2, 3 and 5 threads.
 
 use mep_tensor::cpu::{conv, gemm, linear};
-use mep_tensor::Conv2dGeom;
+use mep_tensor::{Conv2dGeom, Nchw};
 
 mod common;
 use common::Rng;
@@ -122,17 +122,7 @@ fn linear_backwards_are_the_portable_fixed_order_sum() {
 
 #[allow(clippy::too_many_arguments)]
 fn geom(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, k: usize, stride: usize, pad: usize) -> Conv2dGeom {
-    Conv2dGeom {
-        n,
-        c_in,
-        h,
-        w,
-        c_out,
-        kh: k,
-        kw: k,
-        stride,
-        pad,
-    }
+    Conv2dGeom::square("determinism", Nchw { n, c: c_in, h, w }, c_out, k, stride, pad).unwrap()
 }
 
 /// The three convolution kernels of `g` on seeded data, run in a pool of `threads`.

@@ -183,17 +183,13 @@ fn pointwise<B: Backend>(c: &mut Checker<B>) {
 }
 
 fn geom(n: usize, c_in: usize, h: usize, c_out: usize, k: usize, stride: usize, pad: usize) -> Conv2dGeom {
-    Conv2dGeom {
+    let input = Nchw {
         n,
-        c_in,
+        c: c_in,
         h,
         w: h + 1,
-        c_out,
-        kh: k,
-        kw: k,
-        stride,
-        pad,
-    }
+    };
+    Conv2dGeom::square("non-finite conv case", input, c_out, k, stride, pad).expect("a valid geometry")
 }
 
 /// Geometries reaching the CPU's 1×1, im2col, strided and stem paths.
