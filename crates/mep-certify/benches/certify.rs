@@ -7,11 +7,19 @@
 //! its pieces, seconds and pieces per second.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mep_certify::{Certifier, CertifyOptions, Verdict};
+use mep_certify::{Certifier, CertifyOptions, Method, Verdict};
 use mep_nn::init::Rng;
 use mep_resnet::{Arch, Cut, FoldedResNet, ResNet, Shortcut};
 use mep_tensor::{Conv2dGeom, CpuBackend, Nchw, Tensor};
 use std::time::{Duration, Instant};
+
+/// ExactLine alone: these checks are about its partition.
+fn exact() -> CertifyOptions {
+    CertifyOptions {
+        method: Method::Exact,
+        ..CertifyOptions::default()
+    }
+}
 
 /// A freshly initialised network whose batch norms get random γ, β and statistics.
 fn network(cpu: &CpuBackend, arch: Arch, seed: u64) -> FoldedResNet<CpuBackend> {
@@ -49,9 +57,7 @@ fn image(seed: u64) -> Vec<f32> {
 fn once(cert: &Certifier, a: &[f32], b: &[f32], target: usize, frac: f32) -> (usize, f64, String) {
     let b: Vec<f32> = a.iter().zip(b).map(|(x, y)| x + frac * (y - x)).collect();
     let t0 = Instant::now();
-    let s = cert
-        .segment(Cut::Input, &[3, 32, 32], a, &b, target, &CertifyOptions::default())
-        .unwrap();
+    let s = cert.segment(Cut::Input, &[3, 32, 32], a, &b, target, &exact()).unwrap();
     let verdict = match &s.verdict {
         Verdict::Certified => "certified".to_string(),
         Verdict::Refuted { intervals } => format!("refuted on {} intervals", intervals.len()),

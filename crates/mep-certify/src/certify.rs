@@ -6,8 +6,9 @@
 //! piece's ends. The segment stays in the class iff the margin is positive at every breakpoint.
 
 use crate::error::{CertifyError, Result};
-use crate::exact::{self, CertifyOptions, Partition};
+use crate::exact::{self, CertifyOptions, Method, Partition};
 use crate::net::{pool_out, pool_window, Batch, Net64, Op};
+use crate::search::{certify_segments, SegmentJob};
 use mep_resnet::{Cut, FoldedResNet};
 use mep_tensor::{Backend, CpuBackend};
 use std::time::Instant;
@@ -17,8 +18,10 @@ use std::time::Instant;
 pub enum Verdict {
     /// The network predicts the target class at every point, with margin above the tolerance.
     Certified,
-    /// The class is left: the maximal intervals of the parameter on which the margin is
-    /// negative (each holding a breakpoint where it is below `−tol · scale`), increasing.
+    /// The class is left. ExactLine gives the maximal intervals of the parameter on which the
+    /// margin is negative (each holding a breakpoint where it is below `−tol · scale`),
+    /// increasing; the bounds give the point where they found the margin below `−tol · scale`,
+    /// as an interval of width 0.
     Refuted { intervals: Vec<(f64, f64)> },
     /// Neither could be shown: the piece budget ran out, or a margin is within tolerance of 0.
     Undecided { reason: String },
@@ -28,17 +31,30 @@ pub enum Verdict {
 #[derive(Clone, Debug)]
 pub struct SegmentCertificate {
     pub verdict: Verdict,
-    /// Pieces on which the logits are affine (of the covered part).
+    /// Pieces on which the logits are affine that ExactLine computed: of the whole segment
+    /// with [`Method::Exact`], of the intervals the bounds left over with [`Method::Auto`].
     pub pieces: usize,
-    /// The partition's breakpoints, 0 … `covered`.
+    /// ExactLine's breakpoints (over the part it partitioned).
     pub breakpoints: Vec<f64>,
-    /// The smallest margin on the covered part (attained at a breakpoint), and where.
+    /// The smallest margin seen and where: at a breakpoint of ExactLine (the minimum over
+    /// what it partitioned), or at a point the bisection evaluated.
     pub min_margin: f64,
     pub min_margin_t: f64,
-    /// The partition is exact on `[0, covered]`; 1 unless the piece budget ran out.
+    /// ExactLine: the partition is exact on `[0, covered]`, 1 unless the piece budget ran out.
+    /// Bounds: `[0, covered]` is certified.
     pub covered: f64,
     /// Wall-clock seconds.
     pub seconds: f64,
+    /// The method asked for.
+    pub method: Method,
+    /// Intervals whose bounds were computed (0 with [`Method::Exact`]).
+    pub intervals: usize,
+    /// For a refutation: a point `t` where the margin is below `−tol · max|logit|`, and the f64
+    /// margin there.
+    pub counterexample: Option<(f64, f64)>,
+    /// The smallest lower bound of the margin the bounds proved on the intervals they
+    /// certified (none if they certified none).
+    pub margin_bound: Option<f64>,
 }
 
 /// The certificate of a path through pivots `p_0 … p_{P−1}`: its segments in order, and the
@@ -55,6 +71,12 @@ pub struct PathCertificate {
     pub min_margin: f64,
     pub min_margin_u: f64,
     pub seconds: f64,
+    /// The method asked for.
+    pub method: Method,
+    /// Intervals whose bounds were computed, over all segments.
+    pub intervals: usize,
+    /// For a refutation: the first counterexample along the path, as (u, f64 margin).
+    pub counterexample: Option<(f64, f64)>,
 }
 
 /// The activation pattern of points: for each ReLU neuron of the head whether its
@@ -170,13 +192,27 @@ impl Certifier {
     ) -> Result<SegmentCertificate> {
         let start = Instant::now();
         self.check_target(target)?;
-        let p = self.partition(cut, shape, z_a, z_b, opts)?;
-        Ok(certificate(&p, target, opts.tol, start))
+        if opts.method == Method::Exact {
+            let p = self.partition(cut, shape, z_a, z_b, opts)?;
+            return Ok(certificate(&p, target, opts.tol, start));
+        }
+        let (op, dims) = self.net.start(cut, shape)?;
+        let dim = dims.iter().product();
+        let job = SegmentJob {
+            path: 0,
+            a: to_f64("z_a", z_a, dim)?,
+            b: to_f64("z_b", z_b, dim)?,
+            target,
+        };
+        let mut c = certify_segments(&self.net, op, dims, &[job], opts)?;
+        let mut c = c.pop().expect("one certificate per segment");
+        c.seconds = start.elapsed().as_secs_f64();
+        Ok(c)
     }
 
     /// Certifies the path through `pivots` (`shape = [P, …one point's shape at cut…]`, P ≥ 2,
-    /// row-major as the `pivots` tensor of a saved path): each segment between consecutive
-    /// pivots in turn, each with its own piece budget.
+    /// row-major as the `pivots` tensor of a saved path): every segment between consecutive
+    /// pivots, by `opts.method` ([`Certifier::paths`] for several paths at once).
     pub fn path<T: Copy + Into<f64>>(
         &self,
         cut: Cut,
@@ -185,65 +221,81 @@ impl Certifier {
         target: usize,
         opts: &CertifyOptions,
     ) -> Result<PathCertificate> {
-        let start = Instant::now();
-        self.check_target(target)?;
         let (&p, point) = shape.split_first().ok_or_else(|| CertifyError::Shape {
             what: "pivots".into(),
             expected: "[P, …point shape…]".into(),
             found: "[]".into(),
         })?;
-        let dim: usize = point.iter().product();
-        if p < 2 || pivots.len() != p * dim {
-            return Err(CertifyError::Shape {
-                what: "pivots".into(),
-                expected: format!("at least 2 rows, {} values for shape {shape:?}", p * dim),
-                found: format!("{p} rows, {} values", pivots.len()),
-            });
-        }
-        let segments = (0..p - 1)
-            .map(|k| {
-                let row = |i: usize| &pivots[i * dim..(i + 1) * dim];
-                self.segment(cut, point, row(k), row(k + 1), target, opts)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let u = |k: usize, t: f64| (k as f64 + t) / (p - 1) as f64;
-        let mut intervals: Vec<(f64, f64)> = Vec::new();
-        let mut undecided = None;
-        for (k, s) in segments.iter().enumerate() {
-            match &s.verdict {
-                Verdict::Refuted { intervals: iv } => {
-                    for &(lo, hi) in iv {
-                        let (lo, hi) = (u(k, lo), u(k, hi));
-                        match intervals.last_mut() {
-                            Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
-                            _ => intervals.push((lo, hi)),
-                        }
-                    }
-                }
-                Verdict::Undecided { reason } if undecided.is_none() => {
-                    undecided = Some(format!("segment {k}: {reason}"));
-                }
-                _ => {}
+        let mut out = self.paths(
+            cut,
+            point,
+            &[PathInput {
+                pivots,
+                rows: p,
+                target,
+            }],
+            opts,
+        )?;
+        Ok(out.pop().expect("one certificate per path"))
+    }
+
+    /// Certifies several paths at the same cut (`point` one point's shape there). With the
+    /// bounds (`auto`, `bounds`) the intervals of all their segments go through the network
+    /// together; with `exact` each segment is partitioned in turn. Certificates in order.
+    pub fn paths<T: Copy + Into<f64>>(
+        &self,
+        cut: Cut,
+        point: &[usize],
+        inputs: &[PathInput<'_, T>],
+        opts: &CertifyOptions,
+    ) -> Result<Vec<PathCertificate>> {
+        let start = Instant::now();
+        opts.validate()?;
+        let (op, dims) = self.net.start(cut, point)?;
+        let dim: usize = dims.iter().product();
+        let mut jobs = Vec::new();
+        for (k, x) in inputs.iter().enumerate() {
+            self.check_target(x.target)?;
+            let p = x.rows;
+            if p < 2 || x.pivots.len() != p * dim {
+                return Err(CertifyError::Shape {
+                    what: format!("pivots of path {k}"),
+                    expected: format!("at least 2 rows, {} values for point shape {point:?}", p * dim),
+                    found: format!("{p} rows, {} values", x.pivots.len()),
+                });
+            }
+            let rows = (0..p)
+                .map(|i| to_f64("pivots", &x.pivots[i * dim..(i + 1) * dim], dim))
+                .collect::<Result<Vec<_>>>()?;
+            for i in 0..p - 1 {
+                jobs.push(SegmentJob {
+                    path: k,
+                    a: rows[i].clone(),
+                    b: rows[i + 1].clone(),
+                    target: x.target,
+                });
             }
         }
-        let verdict = match (intervals.is_empty(), undecided) {
-            (false, _) => Verdict::Refuted { intervals },
-            (true, Some(reason)) => Verdict::Undecided { reason },
-            (true, None) => Verdict::Certified,
+        let certs = if opts.method == Method::Exact {
+            jobs.iter()
+                .map(|j| self.segment(cut, point, &j.a, &j.b, j.target, opts))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            certify_segments(&self.net, op, dims, &jobs, opts)?
         };
-        let (k_min, s_min) = segments
+        let mut certs = certs.into_iter();
+        let seconds = start.elapsed().as_secs_f64() / inputs.len().max(1) as f64;
+        Ok(inputs
             .iter()
-            .enumerate()
-            .min_by(|a, b| a.1.min_margin.total_cmp(&b.1.min_margin))
-            .expect("at least one segment");
-        Ok(PathCertificate {
-            verdict,
-            pieces: segments.iter().map(|s| s.pieces).sum(),
-            min_margin: s_min.min_margin,
-            min_margin_u: u(k_min, s_min.min_margin_t),
-            segments,
-            seconds: start.elapsed().as_secs_f64(),
-        })
+            .map(|x| {
+                let segments: Vec<SegmentCertificate> = certs.by_ref().take(x.rows - 1).collect();
+                let mut c = assemble(segments, opts.method);
+                if opts.method != Method::Exact {
+                    c.seconds = seconds;
+                }
+                c
+            })
+            .collect())
     }
 
     /// `head(z, cut)` in f64 for the points `z` (`n × dim`, `shape` one point's shape):
@@ -336,19 +388,81 @@ impl Certifier {
     }
 }
 
-/// The certificate of a segment from its partition.
-fn certificate(p: &Partition, target: usize, tol: f64, start: Instant) -> SegmentCertificate {
-    let n = p.breakpoints.len();
-    let margin = |i: usize| {
-        let l = p.logits_at(i);
-        let other = l
-            .iter()
-            .enumerate()
-            .filter(|&(j, _)| j != target)
-            .map(|(_, &v)| v)
-            .fold(f64::NEG_INFINITY, f64::max);
-        l[target] - other
+/// One path for [`Certifier::paths`]: `rows` pivots (row-major, one point's shape each) and
+/// the class every point of it should have.
+#[derive(Clone, Copy, Debug)]
+pub struct PathInput<'a, T> {
+    pub pivots: &'a [T],
+    pub rows: usize,
+    pub target: usize,
+}
+
+/// The path's certificate from its segments' (at least one), in the path's parameter
+/// `u = (k + t)/(P − 1)`.
+fn assemble(segments: Vec<SegmentCertificate>, method: Method) -> PathCertificate {
+    let p = segments.len() + 1;
+    let u = |k: usize, t: f64| (k as f64 + t) / (p - 1) as f64;
+    let mut intervals: Vec<(f64, f64)> = Vec::new();
+    let mut undecided = None;
+    let mut counterexample = None;
+    for (k, s) in segments.iter().enumerate() {
+        match &s.verdict {
+            Verdict::Refuted { intervals: iv } => {
+                for &(lo, hi) in iv {
+                    let (lo, hi) = (u(k, lo), u(k, hi));
+                    match intervals.last_mut() {
+                        Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
+                        _ => intervals.push((lo, hi)),
+                    }
+                }
+                if counterexample.is_none() {
+                    counterexample = s.counterexample.map(|(t, m)| (u(k, t), m));
+                }
+            }
+            Verdict::Undecided { reason } if undecided.is_none() => {
+                undecided = Some(format!("segment {k}: {reason}"));
+            }
+            _ => {}
+        }
+    }
+    let verdict = match (intervals.is_empty(), undecided) {
+        (false, _) => Verdict::Refuted { intervals },
+        (true, Some(reason)) => Verdict::Undecided { reason },
+        (true, None) => Verdict::Certified,
     };
+    let (k_min, s_min) = segments
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.min_margin.total_cmp(&b.1.min_margin))
+        .expect("at least one segment");
+    PathCertificate {
+        verdict,
+        pieces: segments.iter().map(|s| s.pieces).sum(),
+        min_margin: s_min.min_margin,
+        min_margin_u: u(k_min, s_min.min_margin_t),
+        seconds: segments.iter().map(|s| s.seconds).sum(),
+        method,
+        intervals: segments.iter().map(|s| s.intervals).sum(),
+        counterexample,
+        segments,
+    }
+}
+
+/// `logit_target − max_{j≠target} logit_j`.
+pub(crate) fn margin_of(logits: &[f64], target: usize) -> f64 {
+    let other = logits
+        .iter()
+        .enumerate()
+        .filter(|&(j, _)| j != target)
+        .map(|(_, &v)| v)
+        .fold(f64::NEG_INFINITY, f64::max);
+    logits[target] - other
+}
+
+/// The certificate of a segment from its partition (ExactLine).
+pub(crate) fn certificate(p: &Partition, target: usize, tol: f64, start: Instant) -> SegmentCertificate {
+    let n = p.breakpoints.len();
+    let margin = |i: usize| margin_of(p.logits_at(i), target);
     let scale = |i: usize| tol * p.logits_at(i).iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let margins: Vec<f64> = (0..n).map(margin).collect();
     let (mut min_margin, mut min_margin_t) = (f64::INFINITY, 0.0);
@@ -396,7 +510,19 @@ fn certificate(p: &Partition, target: usize, tol: f64, start: Instant) -> Segmen
         min_margin_t,
         covered: p.covered(),
         seconds: start.elapsed().as_secs_f64(),
+        method: Method::Exact,
+        intervals: 0,
+        counterexample: refuted_at(&margins, &scale, p),
+        margin_bound: None,
     }
+}
+
+/// The breakpoint of smallest margin, if it is below `−tol · scale`, with that margin.
+fn refuted_at(margins: &[f64], scale: &dyn Fn(usize) -> f64, p: &Partition) -> Option<(f64, f64)> {
+    (0..margins.len())
+        .filter(|&i| margins[i] < -scale(i))
+        .min_by(|&i, &j| margins[i].total_cmp(&margins[j]))
+        .map(|i| (p.breakpoints[i], margins[i]))
 }
 
 // On a piece, logit_target − logit_j is affine: negative on [0, a/(a−b)) or (a/(a−b), 1].

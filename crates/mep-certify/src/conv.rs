@@ -204,6 +204,90 @@ pub fn conv2d(g: &Conv2dGeom, x: &[f64], w: &[f64], bias: &[f64], y: &mut [f64])
     }
 }
 
+/// The transposed convolution: `dx = Wᵀ dy` for the `g.n` images of `dy: [n, c_out, oh, ow]`
+/// into `dx: [n, c_in, h, w]`, the input gradient of [`conv2d`] (no bias). One GEMM
+/// `Col[K, oh·ow] = Wᵀ[K, c_out] · dY[c_out, oh·ow]` per image, then col2im, images in parallel.
+///
+/// The caller has checked the lengths: `dy.len() = g.output().numel()`, `w.len() = g.weight_len()`,
+/// `dx.len() = g.input().numel()`.
+pub fn conv2d_bwd_input(g: &Conv2dGeom, dy: &[f64], w: &[f64], dx: &mut [f64]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let ohw = oh * ow;
+    let kk = g.c_in * g.kh * g.kw;
+    let in_img = g.c_in * g.h * g.w;
+    let out_img = g.c_out * ohw;
+    if g.n == 0 || in_img == 0 {
+        return;
+    }
+    let direct = g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0;
+    let outer = g.n >= rayon::current_num_threads();
+    let par = if outer {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(0)
+    };
+    // `dst (K×ohw) = Wᵀ dyi`, Wᵀ being K×c_out (row stride 1, column stride K).
+    let wt_times = |dst: &mut [f64], dyi: &[f64]| {
+        debug_assert!(dst.len() >= kk * ohw && dyi.len() == g.c_out * ohw);
+        // SAFETY: dst holds K×ohw, w c_out×K, dyi c_out×ohw, all in bounds and disjoint.
+        unsafe {
+            mep_tensor::cpu::gemm::gemm_fixed_order(
+                kk,
+                ohw,
+                g.c_out,
+                dst.as_mut_ptr(),
+                ohw,
+                1,
+                false,
+                w.as_ptr(),
+                1,
+                kk,
+                dyi.as_ptr(),
+                ohw,
+                1,
+                par,
+            )
+        };
+    };
+    let run = |col: &mut Vec<f64>, (img, dxi): (usize, &mut [f64])| {
+        let dyi = &dy[img * out_img..(img + 1) * out_img];
+        if direct {
+            // K = c_in and ohw = h·w: the product is the input gradient itself.
+            wt_times(dxi, dyi);
+            return;
+        }
+        col.resize(kk * ohw, 0.0);
+        wt_times(col, dyi);
+        dxi.fill(0.0);
+        for ci in 0..g.c_in {
+            let plane = &mut dxi[ci * g.h * g.w..][..g.h * g.w];
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let row = &col[((ci * g.kh + ky) * g.kw + kx) * ohw..][..ohw];
+                    for oy in 0..oh {
+                        let iy = (oy * g.stride + ky).wrapping_sub(g.pad);
+                        if iy >= g.h {
+                            continue;
+                        }
+                        for ox in 0..ow {
+                            let ix = (ox * g.stride + kx).wrapping_sub(g.pad);
+                            if ix < g.w {
+                                plane[iy * g.w + ix] += row[oy * ow + ox];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if outer {
+        dx.par_chunks_mut(in_img).enumerate().for_each_init(Vec::new, run);
+    } else {
+        let mut col = Vec::new();
+        dx.chunks_mut(in_img).enumerate().for_each(|x| run(&mut col, x));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +331,16 @@ mod tests {
                 assert!(
                     (a - r).abs() <= 1e-12 * (1.0 + r.abs()),
                     "case {i} {g:?}: y[{j}] = {a}, reference {r}"
+                );
+            }
+            let dy = lcg(3 * i as u64 + 7, g.output().numel());
+            let want = reference::conv2d_bwd_input(&g, &dy, &wt);
+            let mut got = vec![f64::NAN; g.input().numel()];
+            conv2d_bwd_input(&g, &dy, &wt, &mut got);
+            for (j, (a, r)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (a - r).abs() <= 1e-12 * (1.0 + r.abs()),
+                    "case {i} {g:?}: dx[{j}] = {a}, reference {r}"
                 );
             }
         }

@@ -24,9 +24,64 @@ use rayon::prelude::*;
 /// below the tolerance at which a margin is called undecided.
 const STRUCTURE: f64 = 1.0 / 64.0;
 
+/// How a segment is certified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Method {
+    /// Bound propagation with bisection over `t`; the intervals it leaves undecided (at
+    /// [`CertifyOptions::min_width`] or past [`CertifyOptions::max_intervals`]) go to ExactLine.
+    Auto,
+    /// Bound propagation with bisection alone: what it cannot decide stays undecided.
+    Bounds,
+    /// ExactLine alone: the whole partition of each segment. The default: on a trained
+    /// ResNet-20 it is about 1.5× faster than the bounds on segments of up to ~10^5 pieces,
+    /// though the bounds decide larger ones it cannot (BENCHMARKS.md, "Bounds vs ExactLine").
+    #[default]
+    Exact,
+}
+
+impl Method {
+    /// The name the command line and the certificates use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Auto => "auto",
+            Method::Bounds => "bounds",
+            Method::Exact => "exact",
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(Method::Auto),
+            "bounds" => Ok(Method::Bounds),
+            "exact" => Ok(Method::Exact),
+            _ => Err(format!("unknown method `{s}`: expected auto, bounds or exact")),
+        }
+    }
+}
+
 /// How far and how carefully to go.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CertifyOptions {
+    /// Bounds with bisection, ExactLine, or the first with the second on what is left.
+    pub method: Method,
+    /// The most intervals the bound propagation examines for one path (all its segments
+    /// together) before it stops bisecting.
+    pub max_intervals: usize,
+    /// Intervals of `t` narrower than this are not bisected further: `auto` hands them to
+    /// ExactLine, `bounds` leaves them undecided.
+    pub min_width: f64,
+    /// Intervals whose bounds go through the network at once (memory grows as `bound_batch ×`
+    /// the widest activation × 8 bytes × about 10).
+    pub bound_batch: usize,
     /// The most pieces one segment may be cut into; past it the segment is undecided.
     pub max_pieces: usize,
     /// Relative tolerance. A margin within `tol · max_j |logit_j|` of zero at a breakpoint is
@@ -43,6 +98,10 @@ pub struct CertifyOptions {
 impl Default for CertifyOptions {
     fn default() -> Self {
         CertifyOptions {
+            method: Method::Exact,
+            max_intervals: 20_000,
+            min_width: 1.0 / 4096.0,
+            bound_batch: 32,
             max_pieces: 1_000_000,
             tol: 1e-9,
             batch: 256,
@@ -64,6 +123,27 @@ impl CertifyOptions {
                 name: "batch",
                 value: self.batch.to_string(),
                 msg: "must be at least 4",
+            });
+        }
+        if !(self.min_width > 0.0 && self.min_width <= 1.0) {
+            return Err(CertifyError::Options {
+                name: "min_width",
+                value: self.min_width.to_string(),
+                msg: "must be in (0, 1]",
+            });
+        }
+        if self.max_intervals == 0 {
+            return Err(CertifyError::Options {
+                name: "max_intervals",
+                value: "0".into(),
+                msg: "must be positive",
+            });
+        }
+        if self.bound_batch == 0 {
+            return Err(CertifyError::Options {
+                name: "bound_batch",
+                value: "0".into(),
+                msg: "must be positive",
             });
         }
         if self.max_pieces == 0 {

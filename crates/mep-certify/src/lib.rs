@@ -1,17 +1,20 @@
 #![doc = include_str!("../README.md")]
 
+mod bounds;
 mod certify;
 mod conv;
 pub mod error;
 mod exact;
 mod net;
+mod search;
+mod zonotope;
 
 pub use certify::{
-    certify_path, certify_segment, piece_count, ActivationPattern, Certifier, PathCertificate, SegmentCertificate,
-    Verdict,
+    certify_path, certify_segment, piece_count, ActivationPattern, Certifier, PathCertificate, PathInput,
+    SegmentCertificate, Verdict,
 };
 pub use error::{CertifyError, Result};
-pub use exact::{CertifyOptions, Partition};
+pub use exact::{CertifyOptions, Method, Partition};
 
 /// The f64 convolution the exact analysis runs (im2col + gemm), exposed for benches.
 pub mod kernels {

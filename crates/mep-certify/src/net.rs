@@ -33,10 +33,12 @@ impl Batch {
 /// A folded convolution in f64.
 pub(crate) struct Conv64 {
     w: Vec<f64>,
-    bias: Vec<f64>,
-    c_in: usize,
+    pub bias: Vec<f64>,
+    /// `|w|`, made on first use by the bound propagation (the exact analysis never needs it).
+    abs_w: std::sync::OnceLock<Vec<f64>>,
+    pub c_in: usize,
     c_out: usize,
-    k: usize,
+    pub k: usize,
     stride: usize,
     pad: usize,
 }
@@ -61,6 +63,7 @@ impl Conv64 {
         Ok(Conv64 {
             w,
             bias,
+            abs_w: std::sync::OnceLock::new(),
             c_in: c.c_in,
             c_out: c.c_out,
             k: c.k,
@@ -69,7 +72,7 @@ impl Conv64 {
         })
     }
 
-    fn geom(&self, n: usize, dims: [usize; 3]) -> Result<Conv2dGeom> {
+    pub fn geom(&self, n: usize, dims: [usize; 3]) -> Result<Conv2dGeom> {
         let [c, h, w] = dims;
         if c != self.c_in {
             return Err(CertifyError::Shape {
@@ -94,14 +97,42 @@ impl Conv64 {
     }
 
     fn forward(&self, x: &Batch) -> Result<Batch> {
+        self.forward_with(x, &self.w, &self.bias)
+    }
+
+    /// The convolution of `x` with weights `w` (this layer's geometry) and bias `bias`.
+    fn forward_with(&self, x: &Batch, w: &[f64], bias: &[f64]) -> Result<Batch> {
         let g = self.geom(x.n, x.dims)?;
         let mut data = vec![0.0; g.output().numel()];
-        conv::conv2d(&g, &x.data, &self.w, &self.bias, &mut data);
+        conv::conv2d(&g, &x.data, w, bias, &mut data);
         Ok(Batch {
             n: x.n,
             dims: [g.c_out, g.out_h(), g.out_w()],
             data,
         })
+    }
+
+    /// `W x` without the bias.
+    pub fn linear_part(&self, x: &Batch) -> Result<Batch> {
+        self.forward_with(x, &self.w, &vec![0.0; self.c_out])
+    }
+
+    /// `Wᵀ y` for a batch `y` of this layer's outputs whose inputs have shape `in_dims`.
+    pub fn transpose(&self, y: &Batch, in_dims: [usize; 3]) -> Result<Batch> {
+        let g = self.geom(y.n, in_dims)?;
+        let mut data = vec![0.0; g.input().numel()];
+        conv::conv2d_bwd_input(&g, &y.data, &self.w, &mut data);
+        Ok(Batch {
+            n: y.n,
+            dims: in_dims,
+            data,
+        })
+    }
+
+    /// `|W| x`, the magnitude a bound's radius and the rounding error grow by.
+    pub fn abs_part(&self, x: &Batch) -> Result<Batch> {
+        let abs = self.abs_w.get_or_init(|| self.w.iter().map(|v| v.abs()).collect());
+        self.forward_with(x, abs, &vec![0.0; self.c_out])
     }
 }
 
@@ -148,12 +179,12 @@ pub(crate) fn pool_out(n: usize) -> usize {
 
 /// The folded network in f64.
 pub(crate) struct Net64 {
-    convs: Vec<Conv64>,
+    pub convs: Vec<Conv64>,
     pub ops: Vec<Op>,
     /// The first op of each segment: the stem, each stage, the average pool, the classifier.
     seg_start: Vec<usize>,
-    fc_w: Vec<f64>,
-    fc_b: Vec<f64>,
+    pub fc_w: Vec<f64>,
+    pub fc_b: Vec<f64>,
     pub features: usize,
     pub classes: usize,
     arch: mep_resnet::Arch,
@@ -407,7 +438,7 @@ fn add_assign(y: &mut [f64], x: &[f64]) {
 }
 
 /// `y[p, pad + c, i, j] += x[p, c, s·i, s·j]` (s = 2 when subsampling): option A's shortcut.
-fn pad_a_add(x: &Batch, pad: usize, subsample: bool, y: &mut Batch) {
+pub(crate) fn pad_a_add(x: &Batch, pad: usize, subsample: bool, y: &mut Batch) {
     let [c, h, w] = x.dims;
     let [_, oh, ow] = y.dims;
     let s = if subsample { 2 } else { 1 };

@@ -4,9 +4,17 @@
 mod common;
 
 use common::*;
-use mep_certify::{certify_path, Certifier, CertifyError, CertifyOptions, Verdict};
+use mep_certify::{certify_path, Certifier, CertifyError, CertifyOptions, Method, Verdict};
 use mep_resnet::{Arch, Cut, FoldedResNet};
 use mep_tensor::{CpuBackend, Tensor};
+
+/// ExactLine alone: these checks are about its partition.
+fn exact() -> CertifyOptions {
+    CertifyOptions {
+        method: Method::Exact,
+        ..CertifyOptions::default()
+    }
+}
 
 /// The f64 margin of the segment `z_a → z_b` at `t`.
 fn margin_at(c: &Certifier, cut: Cut, shape: &[usize], z_a: &[f64], z_b: &[f64], target: usize, t: f64) -> f64 {
@@ -85,9 +93,7 @@ fn an_excursion_between_samples_is_refuted_with_its_interval() {
             assert_eq!(argmax(&row), target, "sample {i} keeps the class");
         }
 
-        let cert = c
-            .segment(Cut::Input, &shape, &a, &b, target, &CertifyOptions::default())
-            .unwrap();
+        let cert = c.segment(Cut::Input, &shape, &a, &b, target, &exact()).unwrap();
         let Verdict::Refuted { intervals } = &cert.verdict else {
             panic!("seed {seed}: expected a refutation, got {:?}", cert.verdict);
         };
@@ -146,7 +152,7 @@ fn a_path_with_an_affine_head_is_one_piece_per_segment_decided_by_its_endpoints(
     let k = c.classes();
     let classes: Vec<usize> = (0..p).map(|i| argmax(&logits[i * k..(i + 1) * k])).collect();
     let target = classes[0];
-    let cert = certify_path(&net, Cut::Pool, &[p, f], &pivots, target, &CertifyOptions::default()).unwrap();
+    let cert = certify_path(&net, Cut::Pool, &[p, f], &pivots, target, &exact()).unwrap();
     assert_eq!(cert.pieces, p - 1);
     let mut refuted = 0;
     for (s, seg) in cert.segments.iter().enumerate() {
@@ -220,9 +226,7 @@ fn every_cut_of_a_resnet20_is_certified_consistently_with_sampling() {
         let (za, zb) = z.split_at(z.len() / 2);
         let k = c.classes();
         let target = argmax(&c.head(cut, &shape, za).unwrap());
-        let cert = c
-            .segment(cut, &shape, za, zb, target, &CertifyOptions::default())
-            .unwrap();
+        let cert = c.segment(cut, &shape, za, zb, target, &exact()).unwrap();
         let after_last_relu = matches!(cut, Cut::Layer(3) | Cut::Pool);
         assert_eq!(cert.pieces == 1, after_last_relu, "{cut}: {} pieces", cert.pieces);
         let intervals = match &cert.verdict {

@@ -238,6 +238,13 @@ fn study(out: &Path) -> Result<(), Error> {
         },
         reason: (exact == Exact::Undecided).then(|| "the piece budget ran out".to_string()),
         max_pieces: 100_000,
+        method: "exact".into(),
+        intervals: 0,
+        counterexample_u: None,
+        counterexample_margin: None,
+        margin_bound: None,
+        max_intervals: 0,
+        min_width: 0.0,
         tol: 1e-9,
         seconds: 0.125,
     };

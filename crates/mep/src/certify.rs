@@ -1,17 +1,20 @@
-//! `mep certify DIR`: exact verdicts on the paths a study saved.
+//! `mep certify DIR`: proofs about the paths a study saved.
 //!
 //! `mep connect` calls a path connected when (N−1)·S+1 sampled points are all classified
 //! as the class; a sample is not the path. For the ResNets here (convolutions, folded batch
 //! norm, ReLU, max-pool, average pool, linear, residual adds: all piecewise linear) the
-//! question has an exact answer: `mep-certify` cuts each straight segment of a path into
-//! the pieces on which the logits are affine (ExactLine, Sotoudeh & Thakur 2019) and
-//! checks the class margin at every piece end. Each certificate goes, as one JSON line, into
-//! `DIR/certificates.jsonl` beside the results; the tables gain a `certified` row.
+//! question has an exact answer. `--method bounds` bounds the class margin on whole intervals
+//! of each straight segment (linear bounds in the path parameter, CROWN) and bisects where the
+//! bound is not enough; `--method exact` cuts each segment into the pieces on which the
+//! logits are affine (ExactLine, Sotoudeh & Thakur 2019) and checks the margin at every piece
+//! end; `auto` (the default) runs the bounds and hands the few short intervals they leave to
+//! ExactLine. Each certificate goes, as one JSON line, into `DIR/certificates.jsonl` beside
+//! the results; the tables gain a `certified` row.
 
 use crate::study::{self, JsonlFile, PairResult, Study};
 use crate::{MepError, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use mep_certify::{Certifier, CertifyOptions, PathCertificate, Verdict};
+use mep_certify::{Certifier, CertifyOptions, Method, PathCertificate, PathInput, Verdict};
 use mep_tensor::CpuBackend;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -34,6 +37,12 @@ pub struct CertifyArgs {
     pub max_pieces: usize,
     /// Relative tolerance of the margin (see `mep_certify::CertifyOptions`).
     pub tol: f64,
+    /// Bounds with bisection, ExactLine, or both (`auto`).
+    pub method: Method,
+    /// The most intervals the bounds examine per path.
+    pub max_intervals: usize,
+    /// Intervals of the segment parameter narrower than this are not bisected further.
+    pub min_width: f64,
     pub quiet: bool,
 }
 
@@ -45,6 +54,9 @@ impl CertifyArgs {
             dir: dir.into(),
             max_pieces: 100_000,
             tol: d.tol,
+            method: d.method,
+            max_intervals: d.max_intervals,
+            min_width: d.min_width,
             quiet: false,
         }
     }
@@ -67,6 +79,20 @@ impl CertifyArgs {
                 "must be in [0, 1) (a relative tolerance such as 1e-9)",
             ));
         }
+        if self.max_intervals == 0 {
+            return Err(MepError::option(
+                "--max-intervals",
+                0,
+                "the bounds need at least 1 interval per path",
+            ));
+        }
+        if !(self.min_width > 0.0 && self.min_width <= 1.0) {
+            return Err(MepError::option(
+                "--min-width",
+                format!("{:e}", self.min_width),
+                "must be in (0, 1] (a width of the segment parameter t, such as 2.44e-4)",
+            ));
+        }
         Ok(())
     }
 
@@ -74,8 +100,22 @@ impl CertifyArgs {
         CertifyOptions {
             max_pieces: self.max_pieces,
             tol: self.tol,
+            method: self.method,
+            max_intervals: self.max_intervals,
+            min_width: self.min_width,
             ..CertifyOptions::default()
         }
+    }
+
+    /// The settings a certificate records, for comparing with those of an earlier run.
+    fn settings(&self) -> (String, usize, f64, usize, f64) {
+        let o = self.options();
+        let (mi, mw) = if o.method == Method::Exact {
+            (0, 0.0)
+        } else {
+            (o.max_intervals, o.min_width)
+        };
+        (o.method.name().into(), o.max_pieces, o.tol, mi, mw)
     }
 }
 
@@ -95,7 +135,7 @@ impl fmt::Display for CertifyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} saved paths checked exactly in {:.1} s ({} from an earlier run)",
+            "{} saved paths certified in {:.1} s ({} from an earlier run)",
             self.computed, self.seconds, self.resumed
         )?;
         writeln!(
@@ -117,6 +157,7 @@ pub fn record(result: &PairResult, cert: &PathCertificate, opts: &CertifyOptions
         Verdict::Refuted { intervals } => (Exact::Refuted, intervals.clone(), None),
         Verdict::Undecided { reason } => (Exact::Undecided, Vec::new(), Some(reason.clone())),
     };
+    let bounds = opts.method != Method::Exact;
     CertificateRecord {
         pair: result.pair,
         space: result.space.clone(),
@@ -133,8 +174,24 @@ pub fn record(result: &PairResult, cert: &PathCertificate, opts: &CertifyOptions
         max_pieces: opts.max_pieces,
         tol: opts.tol,
         seconds: cert.seconds,
+        method: opts.method.name().into(),
+        intervals: cert.intervals,
+        counterexample_u: cert.counterexample.map(|c| c.0),
+        counterexample_margin: cert.counterexample.map(|c| c.1),
+        margin_bound: cert
+            .segments
+            .iter()
+            .map(|s| s.margin_bound)
+            .try_fold(f64::INFINITY, |m, b| b.map(|b| m.min(b)))
+            .filter(|m| m.is_finite()),
+        max_intervals: if bounds { opts.max_intervals } else { 0 },
+        min_width: if bounds { opts.min_width } else { 0.0 },
     }
 }
+
+/// Paths certified together: the bounds send their intervals through the network in one
+/// batch (more would hold more activations in memory at once).
+const PATHS_AT_ONCE: usize = 8;
 
 /// A study folder open for certification: its network converted to f64 once, its
 /// certificates file open for appending, and which (pair, space) are done. `mep certify`
@@ -157,16 +214,24 @@ impl Certification {
         let study = Study::open(&args.dir)?;
         let certifier = Certifier::new(&study.backend, &study.net)?;
         let (file, done) = study::open_certificates(&args.dir)?;
-        if let Some(c) = done
-            .iter()
-            .find(|c| c.max_pieces != opts.max_pieces || c.tol != opts.tol)
-        {
+        let settings = args.settings();
+        let of = |c: &CertificateRecord| (c.method.clone(), c.max_pieces, c.tol, c.max_intervals, c.min_width);
+        if let Some(c) = done.iter().find(|c| of(c) != settings) {
+            let show = |s: &(String, usize, f64, usize, f64)| {
+                format!(
+                    "--method {} --max-pieces {} --tol {} --max-intervals {} --min-width {}",
+                    s.0, s.1, s.2, s.3, s.4
+                )
+            };
             return Err(MepError::Conflict {
                 path: args.dir.join(CERTIFICATES),
                 reason: format!(
-                    "pair {} in {} was certified with --max-pieces {} --tol {}, not {} and {}; use the same \
-                 settings, or remove the file to certify afresh",
-                    c.pair, c.space, c.max_pieces, c.tol, opts.max_pieces, opts.tol
+                    "pair {} in {} was certified with {}, not {}; use the same settings, or remove the \
+                 file to certify afresh",
+                    c.pair,
+                    c.space,
+                    show(&of(c)),
+                    show(&settings)
                 ),
             });
         }
@@ -191,23 +256,73 @@ impl Certification {
     /// Certifies every result of [`Certification::pending`] in order; returns how many.
     pub fn certify_pending(&mut self, results: &[PairResult]) -> Result<usize> {
         let pending = self.pending(results);
-        for r in &pending {
-            self.certify(r)?;
+        for chunk in batches(&pending) {
+            self.certify_many(chunk)?;
         }
         Ok(pending.len())
     }
 
     /// Certifies the saved path of `r` and appends the certificate (synced) to the file.
     pub fn certify(&mut self, r: &PairResult) -> Result<CertificateRecord> {
-        let path = self.study.read_path(r)?;
-        let mut shape = vec![path.pivots];
-        shape.extend_from_slice(&path.point_shape);
-        let cert = self.certifier.path(path.cut, &shape, &path.data, r.class, &self.opts)?;
-        let rec = record(r, &cert, &self.opts);
-        self.file.append(&rec)?;
-        self.done.insert((r.pair, r.space.clone()));
-        Ok(rec)
+        Ok(self.certify_many(&[r])?.pop().expect("one certificate per result"))
     }
+
+    /// Certifies the saved paths of `rs` (all in one space) together and appends each
+    /// certificate (synced) to the file, in order.
+    pub fn certify_many(&mut self, rs: &[&PairResult]) -> Result<Vec<CertificateRecord>> {
+        let paths = rs.iter().map(|r| self.study.read_path(r)).collect::<Result<Vec<_>>>()?;
+        let Some(first) = paths.first() else {
+            return Ok(Vec::new());
+        };
+        if let Some((r, p)) = rs
+            .iter()
+            .zip(&paths)
+            .find(|(_, p)| p.cut != first.cut || p.point_shape != first.point_shape)
+        {
+            return Err(MepError::unusable(
+                format!("the saved path of pair {} in {}", r.pair, r.space),
+                format!(
+                    "its points are {:?} at `{}`, but other paths of that space are {:?} at `{}`",
+                    p.point_shape, p.cut, first.point_shape, first.cut
+                ),
+            ));
+        }
+        let inputs: Vec<PathInput<'_, f32>> = rs
+            .iter()
+            .zip(&paths)
+            .map(|(r, p)| PathInput {
+                pivots: &p.data,
+                rows: p.pivots,
+                target: r.class,
+            })
+            .collect();
+        let certs = self
+            .certifier
+            .paths(first.cut, &first.point_shape, &inputs, &self.opts)?;
+        let mut out = Vec::with_capacity(rs.len());
+        for (r, cert) in rs.iter().zip(&certs) {
+            let rec = record(r, cert, &self.opts);
+            self.file.append(&rec)?;
+            self.done.insert((r.pair, r.space.clone()));
+            out.push(rec);
+        }
+        Ok(out)
+    }
+}
+
+/// `pending` in runs of at most [`PATHS_AT_ONCE`] results of one space, in order.
+fn batches<'a, 'r>(pending: &'a [&'r PairResult]) -> Vec<&'a [&'r PairResult]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=pending.len() {
+        if i == pending.len() || i - start == PATHS_AT_ONCE || pending[i].space != pending[start].space {
+            if i > start {
+                out.push(&pending[start..i]);
+            }
+            start = i;
+        }
+    }
+    out
 }
 
 /// Certifies every saved path of the study in `args.dir` that has no certificate yet
@@ -232,11 +347,16 @@ pub fn certify(args: &CertifyArgs) -> Result<CertifyReport> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut computed = 0;
-    for r in todo {
-        bar.set_message(format!("pair {} in {}", r.pair, r.space));
-        run.certify(r)?;
-        computed += 1;
-        bar.inc(1);
+    for chunk in batches(&todo) {
+        bar.set_message(format!(
+            "pairs {}..{} in {}",
+            chunk[0].pair,
+            chunk[chunk.len() - 1].pair,
+            chunk[0].space
+        ));
+        run.certify_many(chunk)?;
+        computed += chunk.len();
+        bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
     let certs = read_certificates(&args.dir)?;

@@ -138,14 +138,25 @@ enum Command {
         #[command(subcommand)]
         command: DecoderCommand,
     },
-    /// Certify exactly, for every path a study saved, whether all its points stay in the
-    /// class (ExactLine); writes DIR/certificates.jsonl and a certified row in the tables.
+    /// Prove, for every path a study saved, whether all its points stay in the class
+    /// (bounds with bisection, ExactLine, or both); writes DIR/certificates.jsonl and a
+    /// certified row in the tables.
     Certify {
         /// The study folder (`mep connect --out`).
         dir: PathBuf,
-        /// The most linear pieces per segment before the segment is undecided.
+        /// `bounds`: bound propagation with bisection over the path; `exact`: ExactLine's
+        /// partition into affine pieces; `auto`: bounds, then ExactLine on what they leave.
+        #[arg(long, default_value = "exact")]
+        method: mep_certify::Method,
+        /// The most linear pieces per segment (ExactLine) before the segment is undecided.
         #[arg(long, default_value_t = CERTIFY_MAX_PIECES)]
         max_pieces: usize,
+        /// The most intervals the bounds examine per path.
+        #[arg(long, default_value_t = mep_certify::CertifyOptions::default().max_intervals)]
+        max_intervals: usize,
+        /// Intervals of a segment's parameter t narrower than this are not bisected further.
+        #[arg(long, default_value_t = mep_certify::CertifyOptions::default().min_width)]
+        min_width: f64,
         /// Relative tolerance: a margin within tol · max |logit| of zero is undecided.
         #[arg(long, default_value_t = 1e-9)]
         tol: f64,
@@ -247,6 +258,9 @@ struct ConnectCli {
     /// With --certify: the most linear pieces per segment before it is undecided.
     #[arg(long, default_value_t = CERTIFY_MAX_PIECES)]
     max_pieces: usize,
+    /// With --certify: how (as `mep certify --method`).
+    #[arg(long, default_value = "exact")]
+    certify_method: mep_certify::Method,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -304,6 +318,7 @@ fn connect_args(c: ConnectCli, device: mep::device::Device) -> mep::Result<mep::
         stop_after: c.stop_after,
         certify: c.certify.then(|| mep::certify::CertifyArgs {
             max_pieces: c.max_pieces,
+            method: c.certify_method,
             ..mep::certify::CertifyArgs::new(PathBuf::new())
         }),
         device,
@@ -360,6 +375,7 @@ enum Opt {
 }
 
 fn main() -> ExitCode {
+    mep::memory::keep_freed_memory();
     let cli = Cli::parse();
     if let Some(t) = cli.threads {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -501,13 +517,19 @@ fn main() -> ExitCode {
         .map(|r| print!("{r}")),
         Command::Certify {
             dir,
+            method,
             max_pieces,
+            max_intervals,
+            min_width,
             tol,
             quiet,
         } => mep::certify::certify(&mep::certify::CertifyArgs {
             dir,
             max_pieces,
             tol,
+            method,
+            max_intervals,
+            min_width,
             quiet,
         })
         .map(|r| print!("{r}")),

@@ -292,6 +292,32 @@ impl Footprint {
     }
 }
 
+/// Asks glibc's allocator to keep freed memory instead of returning every large block to the
+/// system. The f64 certifier allocates and frees activation-sized buffers (megabytes) at every
+/// layer of every interval; with glibc's defaults each becomes an `mmap`/`munmap` pair and
+/// its pages fault in again, which measured 257 of 446 s as system time on one input-space
+/// path (BENCHMARKS.md, "Bounds vs ExactLine"). Elsewhere (musl, macOS, Windows) nothing is
+/// changed. Call once, at start-up, before threads allocate.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // glibc's mallopt parameters (malloc.h): M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD.
+        const M_TRIM_THRESHOLD: i32 = -1;
+        const M_TOP_PAD: i32 = -2;
+        const M_MMAP_THRESHOLD: i32 = -3;
+        extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        // SAFETY: mallopt only sets allocator parameters; glibc documents these three and
+        // accepts any non-negative value (the mmap threshold is capped at 32 MiB on 64-bit).
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, 32 << 20);
+            mallopt(M_TRIM_THRESHOLD, i32::MAX);
+            mallopt(M_TOP_PAD, 256 << 20);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

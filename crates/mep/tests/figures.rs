@@ -537,5 +537,44 @@ fn certify_checks_every_saved_path_resumes_and_fills_the_tables() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("--max-pieces") && e.contains("certificates.jsonl"), "{e}");
+    let e = certify(&CertifyArgs {
+        method: mep_certify::Method::Auto,
+        ..args.clone()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("--method exact") && e.contains("--method auto"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+
+    // The bounds (with ExactLine on what they leave) give the same verdicts where ExactLine
+    // decided, and record how they got there.
+    let dir = copy_study("certify-auto");
+    // Budgets that keep the test short: what they leave is undecided, and only decided
+    // verdicts are compared.
+    let auto = CertifyArgs {
+        method: mep_certify::Method::Auto,
+        max_intervals: 8,
+        max_pieces: 300,
+        quiet: true,
+        ..CertifyArgs::new(&dir)
+    };
+    certify(&auto).unwrap();
+    let by_bounds = read_certificates(&dir).unwrap();
+    assert_eq!(by_bounds.len(), certs.len());
+    for c in &by_bounds {
+        assert_eq!(c.method, "auto");
+        // Only a path refuted at a pivot is decided before any interval is bounded.
+        assert!(c.intervals >= 1 || c.exact == Exact::Refuted, "{c:?}");
+        let e = certs.iter().find(|e| e.pair == c.pair && e.space == c.space).unwrap();
+        if e.exact != Exact::Undecided && c.exact != Exact::Undecided {
+            assert_eq!(c.exact, e.exact, "{c:?} vs {e:?}");
+        }
+        if c.exact == Exact::Refuted {
+            assert!(
+                c.counterexample_u.is_some() && c.counterexample_margin.unwrap() < 0.0,
+                "{c:?}"
+            );
+        }
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -44,7 +44,8 @@ pub struct CertificateRecord {
     /// What the sampled check said (`linear`, `nonlinear`, `none`).
     pub category: Category,
     pub exact: Exact,
-    /// Pieces on which the logits are affine, over all segments of the path.
+    /// Pieces on which the logits are affine that ExactLine computed, over all segments of the
+    /// path (the whole of each segment with `exact`, the intervals the bounds left with `auto`).
     pub pieces: usize,
     /// The smallest margin `logit_class − max_other` along the part of the path that was
     /// partitioned, and where, as the path's parameter u ∈ [0, 1] (segment k, position t:
@@ -59,6 +60,31 @@ pub struct CertificateRecord {
     pub max_pieces: usize,
     pub tol: f64,
     pub seconds: f64,
+    /// How it was made: `auto`, `bounds` or `exact` (a file written before the bounds existed
+    /// holds exact certificates).
+    #[serde(default = "exact_method")]
+    pub method: String,
+    /// Intervals of the path's parameter whose bounds were computed (0 with `exact`).
+    #[serde(default)]
+    pub intervals: usize,
+    /// For a refutation: a point u of the path where the f64 margin is below the tolerance,
+    /// and that margin (the network misclassifies the point).
+    #[serde(default)]
+    pub counterexample_u: Option<f64>,
+    #[serde(default)]
+    pub counterexample_margin: Option<f64>,
+    /// The smallest margin the bounds proved on the stretches they certified.
+    #[serde(default)]
+    pub margin_bound: Option<f64>,
+    /// The bounds' settings (0 with `exact`).
+    #[serde(default)]
+    pub max_intervals: usize,
+    #[serde(default)]
+    pub min_width: f64,
+}
+
+fn exact_method() -> String {
+    "exact".into()
 }
 
 /// Reads the certificates already in `dir/certificates.jsonl` and opens it for appending (a

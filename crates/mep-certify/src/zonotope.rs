@@ -1,0 +1,461 @@
+//! The forward pass of the bounds: zonotopes in the path parameter (DeepZ, Singh et al. 2018).
+//!
+//! On one interval, every neuron of the head is written
+//!
+//! ```text
+//! x = c0 + s·c1 + Σ_i e_i ε_i ± r,    s ∈ [0, 1], ε_i ∈ [−1, 1],
+//! ```
+//!
+//! with one noise symbol `ε_i` per ReLU the interval makes unstable (its relaxation's error)
+//! and a box radius `r ≥ 0` for rounding and for symbols past the budget. Affine layers map
+//! the centre, slope and every symbol's coefficients through the signed weights, so the
+//! correlations a residual sum or the classifier relies on survive (carrying `[lower, upper]`
+//! lines forward instead pays `|W|` at every layer, which is what made the first bounds too
+//! loose on a trained ResNet-20). A ReLU with concrete bounds `l < 0 < u` becomes
+//! `λ x + μ + μ ε_new`, `λ = u/(u − l)`; a max-pool window whose winner is not certain becomes a
+//! box. The concrete bounds found here choose the relaxations of the backward (CROWN) pass.
+//!
+//! The zonotope is computed in f64 without outward rounding. A rigorous rounding box would
+//! have to go through `|W|` at every layer, which multiplies it by the layer's `‖|W|‖`
+//! (about 8 on a trained ResNet-20: 10⁻¹⁴ at the input became 10³ at the classifier). The
+//! f64 error itself stays near 10⁻¹³ relative, so it is covered instead by the tolerance
+//! a margin must clear (see [`crate::bounds`]).
+
+use crate::bounds::{gamma, Record, U};
+use crate::error::Result;
+use crate::net::{pad_a_add, pool_out, pool_window, Batch, Net64, Op, Shortcut64};
+use rayon::prelude::*;
+
+/// One interval's zonotope on one tensor: `pts` holds `2 + e` rows (centre, slope, then one
+/// per symbol) of the tensor's shape.
+#[derive(Clone, Debug)]
+pub(crate) struct Zono {
+    pub pts: Batch,
+    pub r: Vec<f64>,
+}
+
+/// Bytes one zonotope tensor may take: the symbol budget of a layer is this over its size.
+const TENSOR_BYTES: usize = 32 << 20;
+
+impl Zono {
+    /// The segment stretch `c0 + s c1` with rounding radius `r`.
+    pub fn new(dims: [usize; 3], c0: &[f64], c1: &[f64], r: &[f64]) -> Zono {
+        let mut data = c0.to_vec();
+        data.extend_from_slice(c1);
+        Zono {
+            pts: Batch { n: 2, dims, data },
+            r: r.to_vec(),
+        }
+    }
+
+    fn d(&self) -> usize {
+        self.pts.dim()
+    }
+
+    /// Zero, with no symbols: what an interval given up on carries.
+    fn empty(dims: [usize; 3]) -> Zono {
+        let d: usize = dims.iter().product();
+        Zono {
+            pts: Batch {
+                n: 2,
+                dims,
+                data: vec![0.0; 2 * d],
+            },
+            r: vec![0.0; d],
+        }
+    }
+
+    fn row(&self, i: usize) -> &[f64] {
+        self.pts.row(i)
+    }
+
+    /// The most symbols a tensor of this shape may carry.
+    fn budget(&self) -> usize {
+        (TENSOR_BYTES / 8 / self.d().max(1)).saturating_sub(2).clamp(16, 512)
+    }
+
+    /// Per neuron: `Σ_i |e_i|`, and the magnitude bound `|c0| + |c1| + Σ|e_i| + r`.
+    fn spread(&self) -> (Vec<f64>, Vec<f64>) {
+        let d = self.d();
+        let mut sum = vec![0.0; d];
+        for i in 2..self.pts.n {
+            sum.iter_mut().zip(self.row(i)).for_each(|(a, v)| *a += v.abs());
+        }
+        let g = (0..d)
+            .map(|k| self.pts.data[k].abs() + self.pts.data[d + k].abs() + sum[k] + self.r[k])
+            .collect();
+        (sum, g)
+    }
+
+    fn magnitude(&self) -> Batch {
+        Batch {
+            n: 1,
+            dims: self.pts.dims,
+            data: self.spread().1,
+        }
+    }
+
+    /// Concrete bounds `(l, u)` of every neuron on `s ∈ [0, 1]`, widened by their rounding.
+    fn concrete(&self) -> (Vec<f64>, Vec<f64>) {
+        let d = self.d();
+        let (sum, g) = self.spread();
+        (0..d)
+            .map(|k| {
+                let (c0, c1) = (self.pts.data[k], self.pts.data[d + k]);
+                let w = sum[k] + self.r[k] + 8.0 * U * g[k];
+                (c0.min(c0 + c1) - w, c0.max(c0 + c1) + w)
+            })
+            .unzip()
+    }
+}
+
+/// The ReLU; `None` when the interval makes more neurons unstable than the symbol budget
+/// holds: its bound would be far too loose to certify anything, so it is split instead.
+fn relu(x: Zono, lo: &[f64], hi: &[f64]) -> Option<Zono> {
+    let d = x.d();
+    let mut z = x;
+    let n = z.pts.n;
+    // (neuron, μ) of each new symbol.
+    let mut fresh: Vec<(usize, f64)> = Vec::new();
+    for k in 0..d {
+        let (l, u) = (lo[k], hi[k]);
+        if l >= 0.0 {
+            continue;
+        }
+        if u <= 0.0 {
+            for i in 0..n {
+                z.pts.data[i * d + k] = 0.0;
+            }
+            z.r[k] = 0.0;
+            continue;
+        }
+        // relu(x) − λx lies in [0, max(−λl, u(1 − λ))] on [l, u] for any λ in [0, 1]: the
+        // rounded λ is as sound as the exact one.
+        let lambda = (u / (u - l)).clamp(0.0, 1.0);
+        let mu = 0.5 * (-lambda * l).max(u * (1.0 - lambda)) * (1.0 + 8.0 * U);
+        for i in 0..n {
+            z.pts.data[i * d + k] *= lambda;
+        }
+        z.pts.data[k] += mu;
+        z.r[k] *= lambda;
+        fresh.push((k, mu));
+    }
+    if fresh.len() > z.budget().saturating_sub(n - 2) {
+        return None;
+    }
+    z.pts.data.reserve(fresh.len() * d);
+    for &(k, mu) in &fresh {
+        let start = z.pts.data.len();
+        z.pts.data.resize(start + d, 0.0);
+        z.pts.data[start + k] = mu;
+    }
+    z.pts.n += fresh.len();
+    Some(z)
+}
+
+/// The max-pool, with the same choice per window as CROWN's record: the input of largest
+/// lower bound is copied when it beats every other's upper bound, else the window is a box.
+fn max_pool(x: &Zono, lo: &[f64], hi: &[f64]) -> (Zono, Vec<(usize, bool, f64)>) {
+    let [c, h, w] = x.pts.dims;
+    let (oh, ow) = (pool_out(h), pool_out(w));
+    let (din, dout) = (c * h * w, c * oh * ow);
+    let n = x.pts.n;
+    let mut data = vec![0.0; n * dout];
+    let mut r = vec![0.0; dout];
+    let mut choice = Vec::with_capacity(dout);
+    let mut win = Vec::with_capacity(9);
+    for ch in 0..c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                pool_window(h, w, oy, ox, &mut win);
+                let base = ch * h * w;
+                let best = (0..win.len())
+                    .max_by(|&a, &b| lo[base + win[a]].total_cmp(&lo[base + win[b]]))
+                    .expect("a window holds at least one input");
+                let others = (0..win.len())
+                    .filter(|&q| q != best)
+                    .map(|q| hi[base + win[q]])
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let top = win.iter().map(|&q| hi[base + q]).fold(f64::NEG_INFINITY, f64::max);
+                let (o, src) = ((ch * oh + oy) * ow + ox, base + win[best]);
+                let alone = lo[src] >= others;
+                if alone {
+                    for i in 0..n {
+                        data[i * dout + o] = x.pts.data[i * din + src];
+                    }
+                    r[o] = x.r[src];
+                } else {
+                    let l = lo[src];
+                    data[o] = 0.5 * (l + top);
+                    r[o] = 0.5 * (top - l);
+                }
+                choice.push((win[best], alone, top));
+            }
+        }
+    }
+    (
+        Zono {
+            pts: Batch {
+                n,
+                dims: [c, oh, ow],
+                data,
+            },
+            r,
+        },
+        choice,
+    )
+}
+
+/// `y ← y + x`, `x` carrying the first symbols of `y` (it was saved before `y` made more).
+fn add(y: &mut Zono, x: &Zono) {
+    let len = x.pts.data.len();
+    y.pts.data[..len]
+        .par_iter_mut()
+        .zip(x.pts.data.par_iter())
+        .for_each(|(a, b)| *a += b);
+    y.r.iter_mut().zip(&x.r).for_each(|(a, b)| *a += b);
+}
+
+fn avg_pool(x: &Zono) -> Zono {
+    let [c, h, w] = x.pts.dims;
+    let hw = (h * w).max(1);
+    let mean = |v: &[f64]| -> Vec<f64> { v.chunks(hw).map(|p| p.iter().sum::<f64>() / hw as f64).collect() };
+    let r = mean(&x.r);
+    Zono {
+        pts: Batch {
+            n: x.pts.n,
+            dims: [c, 1, 1],
+            data: mean(&x.pts.data),
+        },
+        r,
+    }
+}
+
+/// The lower bound of `min_{j ≠ target} (logit_target − logit_j)` on the interval.
+fn margins(net: &Net64, x: &Zono, target: usize) -> f64 {
+    let (f, k) = (net.features, net.classes);
+    let g = x.spread().1;
+    let gam = 2.0 * gamma(f + 4);
+    let wc = &net.fc_w[target * f..(target + 1) * f];
+    (0..k)
+        .filter(|&j| j != target)
+        .map(|j| {
+            let wj = &net.fc_w[j * f..(j + 1) * f];
+            let dw: Vec<f64> = wc.iter().zip(wj).map(|(a, b)| a - b).collect();
+            let dot = |row: &[f64]| dw.iter().zip(row).map(|(a, b)| a * b).sum::<f64>();
+            let db = net.fc_b[target] - net.fc_b[j];
+            let (a0, a1) = (dot(x.row(0)), dot(x.row(1)));
+            let noise: f64 = (2..x.pts.n).map(|i| dot(x.row(i)).abs()).sum();
+            let boxed: f64 = dw.iter().zip(&x.r).map(|(a, r)| a.abs() * r).sum();
+            let err: f64 = wc
+                .iter()
+                .zip(wj)
+                .zip(&g)
+                .map(|((a, b), g)| (a.abs() + b.abs()) * g)
+                .sum::<f64>()
+                + net.fc_b[target].abs()
+                + net.fc_b[j].abs();
+            (a0 + db).min(a0 + a1 + db) - noise - boxed - gam * (1.0 + x.pts.n as f64 * 4.0 * U) * err
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Convolution `i` of every interval's zonotope, as one batch of all their rows (the
+/// convolution is row by row, and one wide GEMM beats many narrow ones).
+fn conv_many(net: &Net64, i: usize, xs: &[&Zono]) -> Result<Vec<Zono>> {
+    let c = &net.convs[i];
+    let Some(first) = xs.first() else {
+        return Ok(Vec::new());
+    };
+    let dims = first.pts.dims;
+    let rows: Vec<usize> = xs.iter().map(|z| z.pts.n).collect();
+    let mut data = Vec::with_capacity(rows.iter().sum::<usize>() * first.d());
+    for z in xs {
+        data.extend_from_slice(&z.pts.data);
+    }
+    let all = c.linear_part(&Batch {
+        n: rows.iter().sum(),
+        dims,
+        data,
+    })?;
+    let d = all.dim();
+    let plane = all.dims[1] * all.dims[2];
+    // The box only holds relaxation errors past the symbol budget: most layers have none.
+    let boxed: Vec<usize> = (0..xs.len()).filter(|&k| xs[k].r.iter().any(|&v| v != 0.0)).collect();
+    let mut rs: Vec<Vec<f64>> = vec![vec![0.0; d]; xs.len()];
+    if !boxed.is_empty() {
+        let mut data = Vec::with_capacity(boxed.len() * first.d());
+        for &k in &boxed {
+            data.extend_from_slice(&xs[k].r);
+        }
+        let out = c.abs_part(&Batch {
+            n: boxed.len(),
+            dims,
+            data,
+        })?;
+        for (q, &k) in boxed.iter().enumerate() {
+            rs[k] = out.data[q * d..(q + 1) * d].to_vec();
+        }
+    }
+    let mut start = 0;
+    let mut out = Vec::with_capacity(xs.len());
+    for (n, r) in rows.into_iter().zip(rs) {
+        let mut data = all.data[start * d..(start + n) * d].to_vec();
+        for (k, v) in data[..d].iter_mut().enumerate() {
+            *v += c.bias[k / plane.max(1)];
+        }
+        start += n;
+        out.push(Zono {
+            pts: Batch {
+                n,
+                dims: all.dims,
+                data,
+            },
+            r,
+        });
+    }
+    Ok(out)
+}
+
+/// Option A's shortcut of a saved zonotope, in the shape of the sum `like`.
+fn pad_a(saved: &Zono, like: &Zono, pad: usize, subsample: bool) -> Zono {
+    let mut pts = Batch {
+        n: saved.pts.n,
+        dims: like.pts.dims,
+        data: vec![0.0; saved.pts.n * like.d()],
+    };
+    pad_a_add(&saved.pts, pad, subsample, &mut pts);
+    let mut r = Batch {
+        n: 1,
+        dims: like.pts.dims,
+        data: vec![0.0; like.d()],
+    };
+    let saved_r = Batch {
+        n: 1,
+        dims: saved.pts.dims,
+        data: saved.r.clone(),
+    };
+    pad_a_add(&saved_r, pad, subsample, &mut r);
+    Zono { pts, r: r.data }
+}
+
+/// Runs the intervals' zonotopes from op `op0` through the head together: for each, the
+/// margin lower bound and the record of every op for the backward pass.
+pub(crate) fn forward(net: &Net64, op0: usize, xs: Vec<Zono>, targets: &[usize]) -> Result<Vec<(f64, Vec<Record>)>> {
+    let n = xs.len();
+    let mut records: Vec<Vec<Record>> = (0..n).map(|_| Vec::with_capacity(net.ops.len() - op0)).collect();
+    // Intervals given up on (see `relu`): they go on as empty zonotopes, at no cost.
+    let mut dead = vec![false; n];
+    let mut stack = vec![xs];
+    for op in op0..net.ops.len() {
+        let top = stack.pop().expect("the program keeps a top");
+        let mag = |z: &Zono| Record::Mag(z.pts.dims, z.magnitude());
+        let out: Vec<Zono> = match net.ops[op] {
+            Op::Conv(i) => {
+                for (rec, z) in records.iter_mut().zip(&top) {
+                    rec.push(mag(z));
+                }
+                conv_many(net, i, &top.iter().collect::<Vec<_>>())?
+            }
+            Op::Relu => {
+                let dims: Vec<[usize; 3]> = top.iter().map(|z| z.pts.dims).collect();
+                let done: Vec<(Option<Zono>, Record)> = top
+                    .into_par_iter()
+                    .map(|z| {
+                        let (lo, hi) = z.concrete();
+                        (relu(z, &lo, &hi), Record::Relu { lo, hi })
+                    })
+                    .collect();
+                let mut out = Vec::with_capacity(n);
+                for (k, (z, r)) in done.into_iter().enumerate() {
+                    records[k].push(r);
+                    match z {
+                        Some(z) => out.push(z),
+                        None => {
+                            dead[k] = true;
+                            out.push(Zono::empty(dims[k]));
+                            for level in stack.iter_mut() {
+                                let d = level[k].pts.dims;
+                                level[k] = Zono::empty(d);
+                            }
+                        }
+                    }
+                }
+                out
+            }
+            Op::MaxPool => {
+                let done: Vec<(Zono, Record)> = top
+                    .par_iter()
+                    .map(|z| {
+                        let (lo, hi) = z.concrete();
+                        let (out, choice) = max_pool(z, &lo, &hi);
+                        (
+                            out,
+                            Record::Pool {
+                                dims: z.pts.dims,
+                                mag: z.magnitude(),
+                                choice,
+                            },
+                        )
+                    })
+                    .collect();
+                done.into_iter()
+                    .zip(records.iter_mut())
+                    .map(|((z, r), rec)| {
+                        rec.push(r);
+                        z
+                    })
+                    .collect()
+            }
+            Op::Save => {
+                for (rec, z) in records.iter_mut().zip(&top) {
+                    rec.push(mag(z));
+                }
+                stack.push(top.clone());
+                top
+            }
+            Op::AddShortcut(sc) => {
+                let saved = stack.pop().expect("a saved block input");
+                for (rec, z) in records.iter_mut().zip(&saved) {
+                    rec.push(mag(z));
+                }
+                let shares: Vec<Zono> = match sc {
+                    Shortcut64::Identity => saved,
+                    Shortcut64::Projection(i) => conv_many(net, i, &saved.iter().collect::<Vec<_>>())?,
+                    Shortcut64::PadA { pad, subsample } => saved
+                        .iter()
+                        .zip(&top)
+                        .map(|(s, t)| pad_a(s, t, pad, subsample))
+                        .collect(),
+                };
+                let mut top = top;
+                top.par_iter_mut().zip(shares.par_iter()).for_each(|(t, s)| add(t, s));
+                top
+            }
+            Op::AvgPool => {
+                for (rec, z) in records.iter_mut().zip(&top) {
+                    rec.push(mag(z));
+                }
+                top.par_iter().map(avg_pool).collect()
+            }
+            Op::Linear => {
+                for (rec, z) in records.iter_mut().zip(&top) {
+                    rec.push(mag(z));
+                }
+                let lbs: Vec<f64> = top
+                    .par_iter()
+                    .zip(targets.par_iter())
+                    .zip(dead.par_iter())
+                    .map(|((z, &t), &dead)| if dead { f64::NEG_INFINITY } else { margins(net, z, t) })
+                    .collect();
+                return Ok(lbs.into_iter().zip(records).collect());
+            }
+        };
+        stack.push(out);
+    }
+    Err(crate::error::CertifyError::Shape {
+        what: "the network's program".into(),
+        expected: "a classifier at its end".into(),
+        found: "none".into(),
+    })
+}
