@@ -79,8 +79,8 @@ pub struct CertifyOptions {
     /// Intervals of `t` narrower than this are not bisected further: `auto` hands them to
     /// ExactLine, `bounds` leaves them undecided.
     pub min_width: f64,
-    /// Intervals whose bounds go through the network at once (memory grows as `bound_batch ×`
-    /// the widest activation × 8 bytes × about 10).
+    /// The most intervals whose bounds go through the network at once; fewer when their
+    /// records would take more than about 4 GiB (a ResNet-50 at 224×224 goes one at a time).
     pub bound_batch: usize,
     /// The most pieces one segment may be cut into; past it the segment is undecided.
     pub max_pieces: usize,

@@ -22,6 +22,9 @@ use std::time::Instant;
 /// A margin bound below `−HOPELESS · max|logit|` splits its interval in 8 instead of 2.
 const HOPELESS: f64 = 100.0;
 
+/// Memory a round of intervals may take for the bounds' records (an estimate).
+const ROUND_BYTES: usize = 4 << 30;
+
 /// One segment to certify: `a → b` (f64 rows of the point shape), its path and class.
 pub(crate) struct SegmentJob {
     pub path: usize,
@@ -173,9 +176,15 @@ pub(crate) fn certify_segments(
     }
 
     if opts.method != Method::Exact {
+        // Each interval keeps, for the backward pass, about three values per neuron of every
+        // op after the cut (concrete bounds, magnitudes) besides its zonotope: a ResNet-50 at
+        // 224×224 holds gigabytes per interval, so the round shrinks to what fits.
+        let d: usize = dims.iter().product();
+        let per_interval = (net.ops.len() - op0) * d * 8 * 4;
+        let round = opts.bound_batch.min((ROUND_BYTES / per_interval.max(1)).max(1));
         loop {
-            let mut batch = Vec::with_capacity(opts.bound_batch);
-            while batch.len() < opts.bound_batch {
+            let mut batch = Vec::with_capacity(round);
+            while batch.len() < round {
                 let Some(iv) = queue.pop_front() else { break };
                 let path = jobs[iv.seg].path;
                 if path_refuted[path] {
