@@ -26,7 +26,7 @@
 //! exact arithmetic, within that tolerance.
 
 use crate::error::Result;
-use crate::net::{pool_out, Batch, Net64, Op, Shortcut64};
+use crate::net::{add_assign, pool_out, Batch, Net64, Op, Shortcut64};
 use crate::zonotope::{self, Zono};
 use rayon::prelude::*;
 
@@ -37,68 +37,6 @@ pub(crate) const U: f64 = f64::EPSILON / 2.0;
 pub(crate) fn gamma(n: usize) -> f64 {
     let nu = n as f64 * U;
     nu / (1.0 - nu)
-}
-
-/// Bounds of `n` intervals on one tensor of per-interval shape `dims` (see the module doc).
-#[derive(Clone, Debug)]
-pub(crate) struct Bounds {
-    pub m0: Batch,
-    pub m1: Batch,
-    pub r0: Batch,
-    pub r1: Batch,
-}
-
-impl Bounds {
-    fn n(&self) -> usize {
-        self.m0.n
-    }
-
-    /// The interval `[t0, t1]` of each segment `a + t d` (f64 rows of `dims`): `M` exact up to
-    /// rounding, `R` that rounding.
-    pub fn segments(dims: [usize; 3], rows: &[(&[f64], &[f64], f64, f64)]) -> Bounds {
-        let d: usize = dims.iter().product();
-        let n = rows.len();
-        let mut m0 = vec![0.0; n * d];
-        let mut m1 = vec![0.0; n * d];
-        let mut r0 = vec![0.0; n * d];
-        m0.par_chunks_mut(d.max(1))
-            .zip(m1.par_chunks_mut(d.max(1)))
-            .zip(r0.par_chunks_mut(d.max(1)))
-            .zip(rows.par_iter())
-            .for_each(|(((m0, m1), r0), &(a, dir, t0, t1))| {
-                // t0 and t1 are dyadic (ends of bisections of [0, 1]): their difference is exact.
-                let w = t1 - t0;
-                for k in 0..d {
-                    m0[k] = a[k] + t0 * dir[k];
-                    m1[k] = w * dir[k];
-                    // The rounding of m0 and m1 (a few units of 10⁻¹⁶ relative) is left to the
-                    // tolerance, as in the zonotope.
-                    r0[k] = 0.0;
-                }
-            });
-        let batch = |data| Batch { n, dims, data };
-        Bounds {
-            m0: batch(m0),
-            m1: batch(m1),
-            r0: batch(r0),
-            r1: batch(vec![0.0; n * d]),
-        }
-    }
-
-    /// `|m0| + |m1| + |r0| + |r1|` per neuron: a bound on every magnitude a rounding error is
-    /// relative to on `s ∈ [0, 1]`.
-    fn magnitude(&self) -> Batch {
-        let mut data = self.m0.data.clone();
-        data.par_iter_mut()
-            .zip(self.m1.data.par_iter())
-            .zip(self.r0.data.par_iter().zip(self.r1.data.par_iter()))
-            .for_each(|((g, m1), (r0, r1))| *g = g.abs() + m1.abs() + r0.abs() + r1.abs());
-        Batch {
-            n: self.n(),
-            dims: self.m0.dims,
-            data,
-        }
-    }
 }
 
 /// What the backward pass needs of each op of the forward one.
@@ -136,12 +74,14 @@ fn add_scaled(acc: &mut [f64], by: f64, v: &[f64]) {
 }
 
 /// CROWN (Zhang et al. 2018): the margins `logit_c − logit_j` back-substituted through the
-/// relaxations the forward pass chose, down to the one-dimensional input. `records[o − op0]`
-/// belongs to op `o`, the last to the classifier; `input` is the bounds of the points at `op0`.
-fn crown(net: &Net64, op0: usize, records: &[Record], input: &Bounds, targets: &[usize]) -> Result<Vec<f64>> {
+/// relaxations the forward pass chose, down to the one-dimensional input, for one interval.
+/// `records[o − op0]` belongs to op `o`, the last to the classifier; `input` is the interval's
+/// stretch of the segment at `op0` (a zonotope without symbols).
+fn crown(net: &Net64, op0: usize, records: &[Record], input: &Zono, target: usize) -> Result<f64> {
     let (f, k) = (net.features, net.classes);
     let j = k - 1;
-    let n = input.n();
+    let n = 1;
+    let targets = [target];
     let lin = op0 + records.len() - 1;
     // Λ: one row per (interval, objective), bias and accumulated rounding per row.
     let mut lam = Batch {
@@ -286,40 +226,26 @@ fn crown(net: &Net64, op0: usize, records: &[Record], input: &Bounds, targets: &
             }
         };
     }
-    // At the input: Λ·(m0 + s m1) + bias − |Λ|·(r0 + s r1), smallest at s = 0 or 1.
+    // At the input: Λ·(c0 + s c1) + bias − |Λ|·r, smallest at s = 0 or 1.
     let d = lam.dim();
     let gam = 2.0 * gamma(d + 4);
+    let (c0, c1, r) = (input.row(0), input.row(1), &input.r);
     let g = input.magnitude();
-    let lbs: Vec<f64> = lam
+    Ok(lam
         .data
         .par_chunks(d.max(1))
         .enumerate()
-        .map(|(pj, row)| {
-            let p = pj / j;
-            let (m0, m1, r0, r1, gp) = (
-                &input.m0.data[p * d..(p + 1) * d],
-                &input.m1.data[p * d..(p + 1) * d],
-                &input.r0.data[p * d..(p + 1) * d],
-                &input.r1.data[p * d..(p + 1) * d],
-                &g.data[p * d..(p + 1) * d],
-            );
-            let (mut a0, mut a1, mut e) = (bias[pj], bias[pj], err[pj] + bias[pj].abs() * gam);
-            for q in 0..d {
-                let v = row[q];
-                a0 += v * m0[q] - v.abs() * r0[q];
-                a1 += v * (m0[q] + m1[q]) - v.abs() * (r0[q] + r1[q]);
-                e += gam * v.abs() * gp[q];
+        .map(|(q, row)| {
+            let (mut a0, mut a1, mut e) = (bias[q], bias[q], err[q] + bias[q].abs() * gam);
+            for i in 0..d {
+                let v = row[i];
+                a0 += v * c0[i] - v.abs() * r[i];
+                a1 += v * (c0[i] + c1[i]) - v.abs() * r[i];
+                e += gam * v.abs() * g.data[i];
             }
             a0.min(a1) - e
         })
-        .collect();
-    Ok((0..n)
-        .map(|p| lbs[p * j..(p + 1) * j].iter().copied().fold(f64::INFINITY, f64::min))
-        .collect())
-}
-
-fn add_assign(y: &mut [f64], x: &[f64]) {
-    y.par_iter_mut().zip(x.par_iter()).for_each(|(a, b)| *a += b);
+        .reduce(|| f64::INFINITY, f64::min))
 }
 
 /// Λ through convolution `i` (input shape `dims`, input magnitude `mag`): `Wᵀ Λ`, the bias
@@ -385,43 +311,26 @@ fn pad_a_back(lam: &Batch, dims: [usize; 3], pad: usize, subsample: bool) -> Bat
     Batch { n: lam.n, dims, data }
 }
 
-/// Lower bounds of the class margin of each interval in `x` (entering the program at `op0`),
-/// `targets[p]` the class of interval `p`.
+/// Lower bounds of the class margin of each interval (`xs`, its stretch of the segment
+/// entering the program at `op0`), `targets[p]` the class of interval `p`.
 ///
 /// The bound of an interval is the larger of two sound ones: the zonotope's at the classifier
-/// ([`crate::zonotope`]), and CROWN's back-substitution of the margins through the relaxations
-/// the zonotope's concrete bounds chose. Intervals go one at a time; each layer's convolutions
-/// run over the zonotope's rows (centre, slope, symbols) or CROWN's nine objectives at once.
-pub(crate) fn margin_bounds(net: &Net64, op0: usize, x: Bounds, targets: &[usize]) -> Result<Vec<f64>> {
-    let dims = x.m0.dims;
-    let d = x.m0.dim();
-    let row = |b: &Batch, p: usize| b.data[p * d..(p + 1) * d].to_vec();
-    let zs = (0..x.n())
-        .map(|p| Zono::new(dims, &row(&x.m0, p), &row(&x.m1, p), &row(&x.r0, p)))
-        .collect();
-    let forward = zonotope::forward(net, op0, zs, targets)?;
+/// ([`crate::zonotope`], all intervals through each convolution together), and CROWN's
+/// back-substitution of the margins through the relaxations the zonotope's concrete bounds
+/// chose (one interval at a time, its nine objectives through each convolution together).
+pub(crate) fn margin_bounds(net: &Net64, op0: usize, xs: Vec<Zono>, targets: &[usize]) -> Result<Vec<f64>> {
+    let inputs = xs.clone();
+    let forward = zonotope::forward(net, op0, xs, targets)?;
     forward
         .into_iter()
-        .enumerate()
-        .map(|(p, (zono, records))| {
+        .zip(inputs.iter().zip(targets))
+        .map(|((zono, records), (input, &target))| {
             // CROWN costs nine backward passes: only where the zonotope alone is not enough.
             // An interval the zonotope gave up on (−∞) has no valid records past that point.
             if zono > 0.0 || zono == f64::NEG_INFINITY {
                 return Ok(zono);
             }
-            let one = |b: &Batch| Batch {
-                n: 1,
-                dims,
-                data: row(b, p),
-            };
-            let input = Bounds {
-                m0: one(&x.m0),
-                m1: one(&x.m1),
-                r0: one(&x.r0),
-                r1: one(&x.r1),
-            };
-            let back = crown(net, op0, &records, &input, &targets[p..p + 1])?;
-            Ok(zono.max(back[0]))
+            Ok(zono.max(crown(net, op0, &records, input, target)?))
         })
         .collect()
 }

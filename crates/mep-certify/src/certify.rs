@@ -277,8 +277,13 @@ impl Certifier {
             }
         }
         let certs = if opts.method == Method::Exact {
-            jobs.iter()
-                .map(|j| self.segment(cut, point, &j.a, &j.b, j.target, opts))
+            // The pivots are checked and in f64 already: each segment goes to ExactLine as is.
+            jobs.into_iter()
+                .map(|j| {
+                    let started = Instant::now();
+                    let p = exact::partition(&self.net, op, dims, j.a, j.b, opts)?;
+                    Ok(certificate(&p, j.target, opts.tol, started))
+                })
                 .collect::<Result<Vec<_>>>()?
         } else {
             certify_segments(&self.net, op, dims, &jobs, opts)?

@@ -433,7 +433,7 @@ fn bad_shape(cut: Cut, shape: &[usize], expected: String) -> CertifyError {
     }
 }
 
-fn add_assign(y: &mut [f64], x: &[f64]) {
+pub(crate) fn add_assign(y: &mut [f64], x: &[f64]) {
     y.par_iter_mut().zip(x.par_iter()).for_each(|(a, b)| *a += b);
 }
 

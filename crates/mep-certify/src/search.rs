@@ -4,18 +4,20 @@
 //! Every segment starts as one interval `[0, 1]`. A round takes up to
 //! [`CertifyOptions::bound_batch`] intervals of any segments and paths and sends them through
 //! the network together ([`crate::bounds`]). An interval whose margin lower bound is above the
-//! tolerance is certified. Every other interval has its midpoint evaluated exactly (the f64
+//! tolerance is certified. Every other interval is split, in 2 or, when its bound is hopeless
+//! (below `−100 · max|logit|`), in 8, and the split points are evaluated exactly (the f64
 //! forward pass, batched too): a margin below `−tol · max|logit|` there refutes the path, with
-//! that point as the counterexample; otherwise the interval is bisected at that midpoint, or,
-//! once narrower than [`CertifyOptions::min_width`] or past the path's
-//! [`CertifyOptions::max_intervals`], left over. `auto` runs ExactLine on each leftover
+//! that point as the counterexample; otherwise the parts are queued, or the interval is left
+//! over once its parts would be narrower than [`CertifyOptions::min_width`] or the path has
+//! used its [`CertifyOptions::max_intervals`]. `auto` runs ExactLine on each leftover
 //! interval (short intervals have few pieces); `bounds` reports them undecided.
 
-use crate::bounds::{margin_bounds, Bounds};
+use crate::bounds::margin_bounds;
 use crate::certify::{certificate, margin_of, SegmentCertificate, Verdict};
 use crate::error::Result;
 use crate::exact::{self, CertifyOptions, Method};
 use crate::net::{Batch, Net64};
+use crate::zonotope::{point, Zono};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -76,18 +78,22 @@ struct State {
     undecided: Option<String>,
 }
 
-/// Evaluates the points `rows` (each `a + t d` of its segment) exactly.
-fn evaluate(net: &Net64, op0: usize, dims: [usize; 3], jobs: &[SegmentJob], pts: &[(usize, f64)]) -> Result<Vec<Eval>> {
+/// Evaluates the points `(segment, t)` exactly (`dirs[s] = b − a` of segment `s`).
+fn evaluate(
+    net: &Net64,
+    op0: usize,
+    dims: [usize; 3],
+    jobs: &[SegmentJob],
+    dirs: &[Vec<f64>],
+    pts: &[(usize, f64)],
+) -> Result<Vec<Eval>> {
     if pts.is_empty() {
         return Ok(Vec::new());
     }
     let d: usize = dims.iter().product();
     let mut data = Vec::with_capacity(pts.len() * d);
     for &(seg, t) in pts {
-        let j = &jobs[seg];
-        // The same formula as the bounds use for a segment's centre (a + t (b − a)), so the
-        // point evaluated is the point the bounds speak of up to one rounding.
-        data.extend(j.a.iter().zip(&j.b).map(|(a, b)| a + t * (b - a)));
+        data.extend(point(&jobs[seg].a, &dirs[seg], t));
     }
     let logits = net.forward(
         op0,
@@ -158,7 +164,7 @@ pub(crate) fn certify_segments(
 
     // The ends of every segment first: a misclassified pivot refutes at once.
     let ends: Vec<(usize, f64)> = (0..jobs.len()).flat_map(|s| [(s, 0.0), (s, 1.0)]).collect();
-    let end_evals = evaluate(net, op0, dims, jobs, &ends)?;
+    let end_evals = evaluate(net, op0, dims, jobs, &dirs, &ends)?;
     let mut queue = VecDeque::new();
     for (s, job) in jobs.iter().enumerate() {
         let (lo, hi) = (end_evals[2 * s], end_evals[2 * s + 1]);
@@ -200,12 +206,12 @@ pub(crate) fn certify_segments(
             if batch.is_empty() {
                 break;
             }
-            let rows: Vec<(&[f64], &[f64], f64, f64)> = batch
+            let stretches = batch
                 .iter()
-                .map(|iv| (jobs[iv.seg].a.as_slice(), dirs[iv.seg].as_slice(), iv.t0, iv.t1))
+                .map(|iv| Zono::stretch(dims, &jobs[iv.seg].a, &dirs[iv.seg], iv.t0, iv.t1))
                 .collect();
             let targets: Vec<usize> = batch.iter().map(|iv| jobs[iv.seg].target).collect();
-            let lbs = margin_bounds(net, op0, Bounds::segments(dims, &rows), &targets)?;
+            let lbs = margin_bounds(net, op0, stretches, &targets)?;
             let mut open = Vec::new();
             for (iv, lb) in batch.into_iter().zip(lbs) {
                 let st = &mut states[iv.seg];
@@ -231,7 +237,7 @@ pub(crate) fn certify_segments(
                     (1..parts).map(move |q| (iv.seg, iv.t0 + (iv.t1 - iv.t0) * q as f64 / parts as f64))
                 })
                 .collect();
-            let mut evals = evaluate(net, op0, dims, jobs, &points)?.into_iter();
+            let mut evals = evaluate(net, op0, dims, jobs, &dirs, &points)?.into_iter();
             let mut points = points.into_iter();
             for (iv, parts) in open {
                 let path = jobs[iv.seg].path;
@@ -309,7 +315,7 @@ pub(crate) fn certify_segments(
                 max_pieces: left,
                 ..opts.clone()
             };
-            let at = |t: f64| job.a.iter().zip(&dirs[s]).map(|(a, d)| a + t * d).collect::<Vec<f64>>();
+            let at = |t: f64| point(&job.a, &dirs[s], t).collect::<Vec<f64>>();
             let p = exact::partition(net, op0, dims, at(iv.t0), at(iv.t1), &budget)?;
             let c = certificate(&p, job.target, opts.tol, started);
             let map = |x: f64| iv.t0 + x * (iv.t1 - iv.t0);

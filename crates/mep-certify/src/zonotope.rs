@@ -37,14 +37,24 @@ pub(crate) struct Zono {
 /// Bytes one zonotope tensor may take: the symbol budget of a layer is this over its size.
 const TENSOR_BYTES: usize = 32 << 20;
 
+/// The point `a + t·dir`: the one formula the search's evaluations, the bounds' stretches and
+/// ExactLine's sub-segments use, so that they speak of the same points.
+pub(crate) fn point<'a>(a: &'a [f64], dir: &'a [f64], t: f64) -> impl Iterator<Item = f64> + 'a {
+    a.iter().zip(dir).map(move |(a, d)| a + t * d)
+}
+
 impl Zono {
-    /// The segment stretch `c0 + s c1` with rounding radius `r`.
-    pub fn new(dims: [usize; 3], c0: &[f64], c1: &[f64], r: &[f64]) -> Zono {
-        let mut data = c0.to_vec();
-        data.extend_from_slice(c1);
+    /// The stretch `t ∈ [t0, t1]` of the segment `a + t·dir` (rows of shape `dims`), as
+    /// `c0 + s c1` with `c0 = a + t0·dir`, `c1 = (t1 − t0)·dir`, `s ∈ [0, 1]`. Their rounding
+    /// (a few units of 10⁻¹⁶ relative) is left to the tolerance, as the zonotope's is.
+    pub fn stretch(dims: [usize; 3], a: &[f64], dir: &[f64], t0: f64, t1: f64) -> Zono {
+        // t0 and t1 are dyadic (ends of bisections of [0, 1]): their difference is exact.
+        let w = t1 - t0;
+        let mut data: Vec<f64> = point(a, dir, t0).collect();
+        data.extend(dir.iter().map(|d| w * d));
         Zono {
             pts: Batch { n: 2, dims, data },
-            r: r.to_vec(),
+            r: vec![0.0; a.len()],
         }
     }
 
@@ -65,7 +75,7 @@ impl Zono {
         }
     }
 
-    fn row(&self, i: usize) -> &[f64] {
+    pub fn row(&self, i: usize) -> &[f64] {
         self.pts.row(i)
     }
 
@@ -87,7 +97,7 @@ impl Zono {
         (sum, g)
     }
 
-    fn magnitude(&self) -> Batch {
+    pub fn magnitude(&self) -> Batch {
         Batch {
             n: 1,
             dims: self.pts.dims,

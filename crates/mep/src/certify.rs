@@ -3,12 +3,12 @@
 //! `mep connect` calls a path connected when (N−1)·S+1 sampled points are all classified
 //! as the class; a sample is not the path. For the ResNets here (convolutions, folded batch
 //! norm, ReLU, max-pool, average pool, linear, residual adds: all piecewise linear) the
-//! question has an exact answer. `--method bounds` bounds the class margin on whole intervals
-//! of each straight segment (linear bounds in the path parameter, CROWN) and bisects where the
-//! bound is not enough; `--method exact` cuts each segment into the pieces on which the
-//! logits are affine (ExactLine, Sotoudeh & Thakur 2019) and checks the margin at every piece
-//! end; `auto` (the default) runs the bounds and hands the few short intervals they leave to
-//! ExactLine. Each certificate goes, as one JSON line, into `DIR/certificates.jsonl` beside
+//! question has an exact answer. `--method exact` (the default) cuts each straight segment
+//! of a path into the pieces on which the logits are affine (ExactLine, Sotoudeh & Thakur
+//! 2019) and checks the margin at every piece end; `--method bounds` bounds the class margin
+//! on whole intervals of each segment (a zonotope in the path parameter, then CROWN) and
+//! splits where the bound is not enough; `auto` runs the bounds and hands the few short
+//! intervals they leave to ExactLine. Each certificate goes, as one JSON line, into `DIR/certificates.jsonl` beside
 //! the results; the tables gain a `certified` row.
 
 use crate::study::{self, JsonlFile, PairResult, Study};
@@ -257,7 +257,7 @@ impl Certification {
     pub fn certify_pending(&mut self, results: &[PairResult]) -> Result<usize> {
         let pending = self.pending(results);
         for chunk in batches(&pending) {
-            self.certify_many(chunk)?;
+            self.certify_many(&chunk)?;
         }
         Ok(pending.len())
     }
@@ -310,19 +310,23 @@ impl Certification {
     }
 }
 
-/// `pending` in runs of at most [`PATHS_AT_ONCE`] results of one space, in order.
-fn batches<'a, 'r>(pending: &'a [&'r PairResult]) -> Vec<&'a [&'r PairResult]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for i in 1..=pending.len() {
-        if i == pending.len() || i - start == PATHS_AT_ONCE || pending[i].space != pending[start].space {
-            if i > start {
-                out.push(&pending[start..i]);
-            }
-            start = i;
+/// `pending` in runs of at most [`PATHS_AT_ONCE`] results of one space: spaces in the order
+/// they first appear, results in order within each. results.jsonl interleaves the spaces (a
+/// pair's spaces follow one another), so runs of consecutive results would hold one path each.
+fn batches<'r>(pending: &[&'r PairResult]) -> Vec<Vec<&'r PairResult>> {
+    let mut spaces: Vec<&str> = Vec::new();
+    for r in pending {
+        if !spaces.contains(&r.space.as_str()) {
+            spaces.push(&r.space);
         }
     }
-    out
+    spaces
+        .iter()
+        .flat_map(|s| {
+            let mine: Vec<&'r PairResult> = pending.iter().copied().filter(|r| r.space == *s).collect();
+            mine.chunks(PATHS_AT_ONCE).map(<[_]>::to_vec).collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Certifies every saved path of the study in `args.dir` that has no certificate yet
@@ -354,7 +358,7 @@ pub fn certify(args: &CertifyArgs) -> Result<CertifyReport> {
             chunk[chunk.len() - 1].pair,
             chunk[0].space
         ));
-        run.certify_many(chunk)?;
+        run.certify_many(&chunk)?;
         computed += chunk.len();
         bar.inc(chunk.len() as u64);
     }
