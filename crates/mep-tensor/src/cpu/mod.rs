@@ -7,6 +7,7 @@
 //! everything else is parallel over rayon.
 
 pub mod conv;
+pub mod direct;
 pub mod gemm;
 pub mod linear;
 pub mod neb;
