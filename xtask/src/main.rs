@@ -7,7 +7,10 @@
 //!   none is named) into the cache (`$MEP_CACHE`, else `~/.cache/mep`), checksummed and
 //!   resumable; prints each file's path.
 //! - `cargo xtask reproduce [--preset demo|cifar|paper]`: the whole study end to end
-//!   (train, path search, report) into `runs/reproduce/PRESET`; see `reproduce.rs`.
+//!   (train, path search, report) into `runs/reproduce/PRESET`; see `reproduce.rs`. The demo
+//!   uses the model shipped in `weights/demo` unless `--retrain` is given.
+//! - `cargo xtask demo-weights`: retrains that model with the demo's recipe and rewrites the
+//!   shipped files; see `shipped.rs`.
 //! - `cargo xtask kernels-check [ARGS]`: compiles every kernel family with NVRTC for sm_80 and
 //!   sm_90 and prints registers, shared memory and spills (`mep-kernels-check`; no GPU
 //!   needed). Finds libnvrtc.so.13, installing NVIDIA's wheel into `target/nvrtc` with pip
@@ -23,6 +26,7 @@ mod gpu_check;
 mod nvrtc;
 mod proc;
 mod reproduce;
+mod shipped;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -112,7 +116,10 @@ fn kernels_check(args: &[String]) -> Result<ExitCode, String> {
 }
 
 const USAGE: &str = "usage: cargo xtask <command>
-  reproduce [--preset demo|cifar|paper] [--out DIR] [--pairs N] [--threads N] [--device cpu|cuda|auto] [--quiet]
+  reproduce [--preset demo|cifar|paper] [--out DIR] [--pairs N] [--threads N] [--device cpu|cuda|auto] [--retrain] [--quiet]
+                                                the demo uses the shipped weights/demo model unless --retrain
+  demo-weights                                  retrain the demo's shipped model with its recipe and
+                                                rewrite weights/demo/resnet20-synthetic.{safetensors,json}
   bench [--threads N --iters N --rounds N]      mep vs PyTorch on the CPU (benches/compare.py)
   fixtures                                      regenerate the golden fixtures
   fetch [NAME ...]                              download weights/data of weights/manifest.json
@@ -144,6 +151,14 @@ fn main() -> ExitCode {
             reproduce::Options::parse(&args[1..])
                 .and_then(|opts| reproduce::reproduce(&root(), &opts, run))
                 .map(|dir| println!("{}", dir.display())),
+        ),
+        Some("demo-weights") => done(
+            run(Command::new("cargo").args(["build", "--release", "-p", "mep"]))
+                .and_then(|_| {
+                    let recipe = reproduce::train_command(&reproduce::PRESETS[0]);
+                    shipped::make(&root(), recipe, &reproduce::mep_binary(&root()), run)
+                })
+                .map(|p| println!("{}", p.display())),
         ),
         Some("kernels-check") => kernels_check(&args[1..]),
         Some("gpu-check") => done(gpu_check::Options::parse(&args[1..]).and_then(|opts| {

@@ -31,6 +31,9 @@ pub struct Preset {
     pub decoders: &'static [(&'static str, &'static [&'static str])],
     /// `mep certify --max-pieces`: the affine pieces per segment before a path is undecided.
     pub certify_max_pieces: usize,
+    /// The model is shipped in the repository ([`crate::shipped`]) and trained only with
+    /// `--retrain` or when the files are missing.
+    pub shipped: bool,
 }
 
 /// CPU-sized decoders (1/8 of the paper's filters) on part of the training split: enough
@@ -81,6 +84,7 @@ pub const PRESETS: &[Preset] = &[
         // Input-space segments of a ResNet-20 have 10^4-10^5 pieces: a small budget keeps the
         // demo in minutes (those paths come out undecided; `pool` is certified at once).
         certify_max_pieces: 500,
+        shipped: true,
     },
     Preset {
         name: "cifar",
@@ -107,6 +111,7 @@ pub const PRESETS: &[Preset] = &[
             ("pool", &["--filters-scale", "0.125", "--epochs", "2", "--batch-size", "32"]),
         ],
         certify_max_pieces: 2000,
+        shipped: false,
     },
     Preset {
         name: "paper",
@@ -133,6 +138,7 @@ pub const PRESETS: &[Preset] = &[
         // The paper's decoders (Tables 2-4), at full width.
         decoders: &[("layer1", &[]), ("pool", &[])],
         certify_max_pieces: 100_000,
+        shipped: false,
     },
 ];
 
@@ -145,10 +151,12 @@ pub struct Options {
     pub quiet: bool,
     /// `mep --device`: cpu (default), cuda or auto.
     pub device: String,
+    /// Train the model even where the preset ships one.
+    pub retrain: bool,
 }
 
 pub const USAGE: &str =
-    "cargo xtask reproduce [--preset demo|cifar|paper] [--out DIR] [--pairs N] [--threads N] [--device cpu|cuda|auto] [--quiet]";
+    "cargo xtask reproduce [--preset demo|cifar|paper] [--out DIR] [--pairs N] [--threads N] [--device cpu|cuda|auto] [--retrain] [--quiet]";
 
 impl Options {
     /// Parses the arguments after `reproduce`.
@@ -158,6 +166,7 @@ impl Options {
         let mut threads = None;
         let mut pairs = None;
         let mut quiet = false;
+        let mut retrain = false;
         let mut device = "cpu".to_string();
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -178,6 +187,7 @@ impl Options {
                 "--threads" => threads = Some(parse_count("--threads", &value("--threads")?)?),
                 "--pairs" => pairs = Some(parse_count("--pairs", &value("--pairs")?)?),
                 "--quiet" => quiet = true,
+                "--retrain" => retrain = true,
                 "--device" => {
                     device = value("--device")?;
                     if !["cpu", "cuda", "auto"].contains(&device.as_str()) {
@@ -196,6 +206,7 @@ impl Options {
             pairs,
             quiet,
             device,
+            retrain,
         })
     }
 }
@@ -216,7 +227,7 @@ fn help() -> String {
 }
 
 /// The `mep` binary that `cargo build --release -p mep` produces.
-fn mep_binary(root: &Path) -> PathBuf {
+pub fn mep_binary(root: &Path) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .map(|t| if t.is_absolute() { t } else { root.join(t) })
@@ -243,6 +254,16 @@ fn flag_value<'a>(args: &'a [&str], flag: &str) -> Option<&'a str> {
         .position(|a| *a == flag)
         .and_then(|i| args.get(i + 1))
         .copied()
+}
+
+/// `mep train` with the preset's recipe, without `--init`, `--out` and the run's options:
+/// what the shipped demo weights record as their recipe.
+pub fn train_command(p: &Preset) -> Vec<String> {
+    ["train", "--arch", p.arch, "--data", p.data]
+        .iter()
+        .chain(p.train)
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// One step of the run, as recorded in `reproduce.json`.
@@ -306,24 +327,46 @@ pub fn reproduce(
     let epochs: usize = flag_value(p.train, "--epochs")
         .and_then(|e| e.parse().ok())
         .unwrap_or(10);
-    let mut train: Vec<String> = ["train", "--arch", p.arch, "--data", p.data]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut train = train_command(p);
     if let Some(init) = p.init {
         let manifest = mep_fetch::Manifest::builtin();
         let entry = manifest.get(init).map_err(|e| e.to_string())?;
         train.push("--init".into());
         train.push(mep_fetch::cache_dir().join(&entry.file).display().to_string());
     }
-    train.extend(p.train.iter().map(|s| s.to_string()));
     train.extend(["--out".to_string(), model_dir.display().to_string(), "--resume".into()]);
     if opts.quiet {
         train.push("--quiet".into());
     }
     let t = Instant::now();
-    let cached = training_finished(&model_dir, epochs);
-    if cached {
+    if opts.retrain && model_dir.join(crate::shipped::MARKER).exists() {
+        // Decoders and results made with the shipped model would not match a retrained one.
+        let others = std::fs::read_dir(&out)
+            .map_err(|e| format!("{}: {e}", out.display()))?
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name() != "model");
+        if others {
+            return Err(format!(
+                "--retrain: {} holds a study of the shipped model; pass a new --out",
+                out.display()
+            ));
+        }
+        crate::shipped::uninstall(&model_dir)?;
+    }
+    let mut cached = training_finished(&model_dir, epochs);
+    let mut shipped = None;
+    if !cached && p.shipped && !opts.retrain {
+        shipped = crate::shipped::install(root, &model_dir)?;
+        cached = shipped.is_some();
+    }
+    if let Some(r) = &shipped {
+        eprintln!(
+            "xtask: using the shipped {} (made by `mep {}` at {}); --retrain trains it here",
+            crate::shipped::STEM,
+            r.recipe.join(" "),
+            r.commit
+        );
+    } else if cached {
         eprintln!(
             "xtask: {} is trained already ({epochs} epochs); skipping",
             model_dir.display()
@@ -333,7 +376,15 @@ pub fn reproduce(
     }
     steps.push(Step {
         name: "train".into(),
-        command: format!("mep {}", train.join(" ")),
+        command: match &shipped {
+            Some(r) => format!(
+                "shipped {}.safetensors, made by `mep {}` at {}",
+                crate::shipped::STEM,
+                r.recipe.join(" "),
+                r.commit
+            ),
+            None => format!("mep {}", train.join(" ")),
+        },
         seconds: t.elapsed().as_secs_f64(),
         cached,
     });
@@ -486,12 +537,14 @@ mod tests {
             "--device",
             "auto",
             "--quiet",
+            "--retrain",
         ]))
         .unwrap();
         assert_eq!(
-            (o.preset.name, o.pairs, o.threads, o.quiet, o.device.as_str()),
-            ("paper", Some(5), Some(2), true, "auto")
+            (o.preset.name, o.pairs, o.threads, o.quiet, o.device.as_str(), o.retrain),
+            ("paper", Some(5), Some(2), true, "auto", true)
         );
+        assert!(!Options::parse(&[]).unwrap().retrain);
         assert!(Options::parse(&args(&["--device", "tpu"])).is_err());
         // The paper's set-up: ResNet-50 from ImageNet weights, input, layer1 and pool.
         assert_eq!(o.preset.arch, "resnet50");

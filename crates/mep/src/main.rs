@@ -98,6 +98,11 @@ enum Command {
         /// later with --resume. For time-limited jobs.
         #[arg(long)]
         stop_after: Option<usize>,
+        /// Stop after N optimizer steps, inside an epoch if need be, saving nothing: checks
+        /// that a recipe reproduces a run's first steps (compare the losses it prints with
+        /// first_step_losses in the run's report.json).
+        #[arg(long)]
+        stop_after_steps: Option<usize>,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
@@ -432,6 +437,7 @@ fn main() -> ExitCode {
             resume,
             overwrite,
             stop_after,
+            stop_after_steps,
             quiet,
         } => mep::train::train(&mep::train::TrainArgs {
             arch,
@@ -454,6 +460,7 @@ fn main() -> ExitCode {
             resume,
             overwrite,
             stop_after,
+            stop_after_steps,
             quiet,
             device,
         })

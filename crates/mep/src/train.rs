@@ -59,6 +59,12 @@ pub struct TrainArgs {
     /// `resume`). The schedule still spans `epochs`.
     #[serde(default)]
     pub stop_after: Option<usize>,
+    /// Stop after this many optimizer steps in this run, inside an epoch if need be: for
+    /// checking that a recipe reproduces a run's first steps ([`TrainReport::first_step_losses`]).
+    /// A stop inside an epoch saves nothing (no checkpoint, model or report), because a run
+    /// resumes only from a whole epoch.
+    #[serde(default)]
+    pub stop_after_steps: Option<usize>,
     /// No progress bar.
     pub quiet: bool,
     /// Where it computes (not part of the run's identity: a run may resume on another device).
@@ -95,7 +101,18 @@ pub struct TrainReport {
     pub seconds: f64,
     /// The settings the run was trained with (what `--resume` compares).
     pub settings: TrainSettings,
+    /// The mean cross-entropy of each of the run's first [`FIRST_STEPS`] batches, as
+    /// computed (f32 losses summed in f64): training is bit-identical on every CPU, so a
+    /// recipe is checked by retraining these few steps and comparing them exactly.
+    #[serde(default)]
+    pub first_step_losses: Vec<f64>,
+    /// Stopped inside an epoch by [`TrainArgs::stop_after_steps`]: nothing was saved.
+    #[serde(default)]
+    pub stopped_inside_epoch: bool,
 }
+
+/// How many of a run's first batch losses its report keeps ([`TrainReport::first_step_losses`]).
+pub const FIRST_STEPS: usize = 16;
 
 /// What a checkpoint records besides the weights, to resume exactly.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -107,6 +124,9 @@ struct TrainState {
     /// What `--resume` must find again (absent in checkpoints of earlier versions).
     #[serde(default)]
     settings: Option<TrainSettings>,
+    /// See [`TrainReport::first_step_losses`] (absent in checkpoints of earlier versions).
+    #[serde(default)]
+    first_step_losses: Vec<f64>,
 }
 
 /// Every setting that changes a run's results. `--resume` continues a run only with the
@@ -239,6 +259,9 @@ impl TrainArgs {
         }
         if self.stop_after == Some(0) {
             return bad("--stop-after", &0, "train at least one epoch in this run");
+        }
+        if self.stop_after_steps == Some(0) {
+            return bad("--stop-after-steps", &0, "train at least one step in this run");
         }
         if self.resume && self.overwrite {
             return Err(MepError::option_unset(
@@ -605,11 +628,14 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
             history: Vec::new(),
             args: args.clone(),
             settings: Some(settings.clone()),
+            first_step_losses: Vec::new(),
         };
         (model, state)
     };
     let params = model.num_params();
 
+    let mut steps_left = args.stop_after_steps.unwrap_or(usize::MAX);
+    let mut stopped_inside = false;
     let last_epoch = match args.stop_after {
         Some(n) => state.epochs_done.saturating_add(n).min(args.epochs),
         None => args.epochs,
@@ -639,6 +665,10 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let mut lr = args.lr;
         for batch in loader.epoch(epoch as u64) {
+            if steps_left == 0 {
+                break;
+            }
+            steps_left -= 1;
             let batch = batch?;
             let n = batch.labels.len();
             lr = cosine_lr(args.lr, state.steps_done, total_steps);
@@ -664,6 +694,9 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
                 });
             }
             loss_sum += batch_loss;
+            if state.steps_done <= FIRST_STEPS {
+                state.first_step_losses.push(batch_loss / n as f64);
+            }
             let preds = argmax_rows(&b.download(&probs)?, k);
             correct += preds.iter().zip(&batch.labels).filter(|(p, l)| p == l).count();
             seen += n;
@@ -677,6 +710,12 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
         }
         let train_seconds = t0.elapsed().as_secs_f64();
         bar.finish_and_clear();
+        if seen < steps_per_epoch * args.batch_size {
+            // Stopped inside the epoch by `stop_after_steps`: a run resumes only from a
+            // whole epoch, so nothing is saved.
+            stopped_inside = true;
+            break;
+        }
         let net = FoldedResNet::fold(b, &model)?;
         let test = evaluate(b, &net, &test_split, &test_t, &data.classes, args.batch_size.max(64))?;
         let stats = EpochStats {
@@ -720,7 +759,12 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
         model: model_path,
         seconds: started.elapsed().as_secs_f64(),
         settings,
+        first_step_losses: state.first_step_losses.clone(),
+        stopped_inside_epoch: stopped_inside,
     };
+    if stopped_inside {
+        return Ok(report);
+    }
     let json = serde_json::to_string_pretty(&report).map_err(|source| MepError::Encode {
         what: "cannot encode the report".into(),
         source,
@@ -760,6 +804,15 @@ impl std::fmt::Display for TrainReport {
             )?;
         }
         write!(f, "final test {}", self.test)?;
-        writeln!(f, "model: {}", self.model.display())
+        if !self.first_step_losses.is_empty() {
+            // Every digit, so that two runs can be compared exactly.
+            let losses: Vec<String> = self.first_step_losses.iter().map(f64::to_string).collect();
+            writeln!(f, "first step losses: {}", losses.join(" "))?;
+        }
+        if self.stopped_inside_epoch {
+            writeln!(f, "stopped inside an epoch (--stop-after-steps): nothing saved")
+        } else {
+            writeln!(f, "model: {}", self.model.display())
+        }
     }
 }

@@ -228,6 +228,31 @@ fn stop_after_zero_is_refused_before_the_folder_is_made() {
     let e = refused(&a, "no epoch to run");
     assert!(e.contains("--stop-after 0"), "{e}");
     assert!(!out.exists());
+    let mut a = args(out.clone(), 1);
+    a.stop_after_steps = Some(0);
+    let e = refused(&a, "no step to run");
+    assert!(e.contains("--stop-after-steps 0"), "{e}");
+    assert!(!out.exists());
+}
+
+/// A stop inside an epoch saves nothing (a run resumes only from whole epochs) and keeps the
+/// losses of the steps it took; the same steps of a whole run have the same losses.
+#[test]
+fn stop_after_steps_saves_nothing_and_keeps_the_first_losses() {
+    let dir = tmpdir("steps");
+    let mut a = args(dir.join("part"), 1);
+    a.stop_after_steps = Some(3);
+    let part = train_on(&a, small_data()).unwrap();
+    assert!(part.stopped_inside_epoch && part.epochs.is_empty());
+    assert_eq!(part.first_step_losses.len(), 3);
+    for f in ["checkpoint.safetensors", "model.safetensors", "report.json"] {
+        assert!(!dir.join("part").join(f).exists(), "{f} saved");
+    }
+    assert!(part.to_string().contains("nothing saved"), "{part}");
+    let whole = train_on(&args(dir.join("whole"), 1), small_data()).unwrap();
+    assert!(!whole.stopped_inside_epoch && whole.first_step_losses.len() >= 3);
+    assert_eq!(whole.first_step_losses[..3], part.first_step_losses[..]);
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Issue 18: training from an `--init` holding NaN was blamed on `--lr` after the first

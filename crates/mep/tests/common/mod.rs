@@ -73,6 +73,7 @@ pub fn train_args(data: &str, out: PathBuf, epochs: usize) -> TrainArgs {
         resume: false,
         overwrite: false,
         stop_after: None,
+        stop_after_steps: None,
         quiet: true,
     }
 }
