@@ -64,7 +64,7 @@ pub fn supports(op: ConvOp, g: &Conv2dGeom) -> bool {
 /// `--no-default-features`, so that gemm runs its AVX2 kernels too):
 /// see the table filled in below.
 pub fn choose(op: ConvOp, g: &Conv2dGeom) -> bool {
-    supports(op, g) && g.c_in.min(g.c_out) <= 64
+    supports(op, g) && g.c_in.min(g.c_out) <= 64 && g.out_w() >= 8
 }
 
 /// Whether `path` sends `op` on `g` to the direct kernels.
@@ -298,23 +298,29 @@ unsafe fn run_block<S: Simd, const CO_B: usize, const NT: usize>(b: &Block<NT>) 
     }
 }
 
-/// The output channels per block of each ISA: as many accumulators as its registers hold
-/// beside the loaded pixels (AVX2 needs two registers per 16 lanes).
-fn co_block(isa: Isa) -> usize {
+/// The output channels per block for `n` output channels on `isa`: as many accumulators as
+/// its registers hold beside the loaded pixels (AVX2 needs two registers per 16 lanes), fewer
+/// where that wastes less on a partial block (the stem's 3-channel input gradient).
+fn co_block(isa: Isa, n: usize) -> usize {
     match isa {
-        Isa::Avx512 => 8,
+        Isa::Avx512 => [16, 8, 4].into_iter().min_by_key(|&b| n.div_ceil(b) * b).unwrap_or(16),
         Isa::Avx2 | Isa::Portable => 4,
     }
 }
 
-/// Runs `b` with the kernels of `isa`, whose [`co_block`] the weights were packed for.
-fn run<const NT: usize>(isa: Isa, b: &Block<NT>) {
+/// Runs `b` with the kernels of `isa` and blocks of `cob` channels ([`co_block`], which
+/// the weights were packed for).
+fn run<const NT: usize>(isa: Isa, cob: usize, b: &Block<NT>) {
     // SAFETY: `isa` is available (Isa::available / current), and the callers built `b`
     // inside the buffers it points into.
     unsafe {
         match isa {
             #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-            Isa::Avx512 => run_avx512(b),
+            Isa::Avx512 => match cob {
+                16 => run_avx512::<16, NT>(b),
+                8 => run_avx512::<8, NT>(b),
+                _ => run_avx512::<4, NT>(b),
+            },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => run_avx2(b),
             _ => run_block::<Portable, 4, NT>(b),
@@ -324,8 +330,8 @@ fn run<const NT: usize>(isa: Isa, b: &Block<NT>) {
 
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
 #[target_feature(enable = "avx512f")]
-unsafe fn run_avx512<const NT: usize>(b: &Block<NT>) {
-    run_block::<x86::Avx512, 8, NT>(b)
+unsafe fn run_avx512<const CO_B: usize, const NT: usize>(b: &Block<NT>) {
+    run_block::<x86::Avx512, CO_B, NT>(b)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -371,23 +377,26 @@ pub(crate) fn conv2d(
     let l = padded_row(ow, 2);
     let (row, hp) = (s * l, g.h + 2);
     let plane = hp * row;
-    let mut padded = ws.take(g.n * ci * plane);
-    padded.par_chunks_mut(plane).enumerate().for_each(|(p, dst)| {
-        dst.fill(0.0);
-        let src = &x[p * hw..][..hw];
-        for (iy, src_row) in src.chunks_exact(g.w).enumerate() {
-            let drow = &mut dst[(iy + 1) * row..][..row];
-            if s == 1 {
-                drow[1..1 + g.w].copy_from_slice(src_row);
-            } else {
-                // Padded column `ix + 1` goes to sub-row `(ix + 1) % 2`, position `(ix + 1) / 2`.
-                for (ix, &v) in src_row.iter().enumerate() {
-                    drow[((ix + 1) % 2) * l + (ix + 1) / 2] = v;
+    // Padded per unit, in a scratch that stays in cache for the unit's blocks, rather than
+    // for the whole batch up front (which doubled the memory traffic of 16-channel layers).
+    let pad_image = |img: usize, dst: &mut [f32]| {
+        for (c, dst) in dst.chunks_exact_mut(plane).enumerate() {
+            dst.fill(0.0);
+            let src = &x[(img * ci + c) * hw..][..hw];
+            for (iy, src_row) in src.chunks_exact(g.w).enumerate() {
+                let drow = &mut dst[(iy + 1) * row..][..row];
+                if s == 1 {
+                    drow[1..1 + g.w].copy_from_slice(src_row);
+                } else {
+                    // Padded column `ix + 1` goes to sub-row `(ix + 1) % 2`, position `(ix + 1) / 2`.
+                    for (ix, &v) in src_row.iter().enumerate() {
+                        drow[((ix + 1) % 2) * l + (ix + 1) / 2] = v;
+                    }
                 }
             }
         }
-    });
-    let cob = co_block(isa);
+    };
+    let cob = co_block(isa, co);
     let blocks = co.div_ceil(cob);
     let mut wp = ws.take(blocks * ci * 9 * cob);
     wp.par_chunks_mut(ci * 9 * cob).enumerate().for_each(|(bi, dst)| {
@@ -404,45 +413,61 @@ pub(crate) fn conv2d(
         let (ky, kx) = (t / 3, t % 3);
         ky * row + (kx % s) * l + kx / s
     });
-    let (padded, wp) = (&padded[..], &wp[..]);
+    let wp = &wp[..];
     let ohw = oh * ow;
     let yp = SharedMut(y.as_mut_ptr());
-    (0..g.n * blocks).into_par_iter().for_each(|u| {
-        let (img, bi) = (u / blocks, u % blocks);
-        let o0 = bi * cob;
-        let co_valid = cob.min(co - o0);
-        let y0 = (img * co + o0) * ohw;
-        let b = Block {
-            src: padded[img * ci * plane..].as_ptr(),
-            ci_stride: plane,
-            c_in: ci,
-            taps,
-            w: wp[bi * ci * 9 * cob..].as_ptr(),
-            src_row: s * row,
-            rows: oh,
-            cols: ow,
-            dst: yp.get().wrapping_add(y0),
-            co_stride: ohw,
-            dst_row: ow,
-            dst_col: 1,
-            co_valid,
-        };
-        run(isa, &b);
-        if bias.is_some() || residual.is_some() || act != Act::Identity {
-            for c in 0..co_valid {
-                let start = y0 + c * ohw;
-                // SAFETY: the planes of channels `o0..o0 + co_valid` of image `img` belong to
-                // this unit alone.
-                let plane = unsafe { std::slice::from_raw_parts_mut(yp.get().add(start), ohw) };
-                epilogue(
-                    plane,
-                    bias.map(|b| b[o0 + c]),
-                    residual.map(|r| &r[start..start + ohw]),
-                    act,
-                );
+    let (chunks, per) = unit_split(g.n, blocks);
+    (0..g.n * chunks).into_par_iter().for_each(|u| {
+        let (img, chunk) = (u / chunks, u % chunks);
+        let mut padded = ws.take(ci * plane);
+        pad_image(img, &mut padded);
+        for bi in chunk * per..blocks.min((chunk + 1) * per) {
+            let o0 = bi * cob;
+            let co_valid = cob.min(co - o0);
+            let y0 = (img * co + o0) * ohw;
+            let b = Block {
+                src: padded.as_ptr(),
+                ci_stride: plane,
+                c_in: ci,
+                taps,
+                w: wp[bi * ci * 9 * cob..].as_ptr(),
+                src_row: s * row,
+                rows: oh,
+                cols: ow,
+                dst: yp.get().wrapping_add(y0),
+                co_stride: ohw,
+                dst_row: ow,
+                dst_col: 1,
+                co_valid,
+            };
+            run(isa, cob, &b);
+            if bias.is_some() || residual.is_some() || act != Act::Identity {
+                for c in 0..co_valid {
+                    let start = y0 + c * ohw;
+                    // SAFETY: the planes of channels `o0..o0 + co_valid` of image `img` belong to
+                    // this unit alone.
+                    let plane = unsafe { std::slice::from_raw_parts_mut(yp.get().add(start), ohw) };
+                    epilogue(
+                        plane,
+                        bias.map(|b| b[o0 + c]),
+                        residual.map(|r| &r[start..start + ohw]),
+                        act,
+                    );
+                }
             }
         }
     });
+}
+
+/// How the blocks of each image are grouped into parallel units: `(groups per image, blocks
+/// per group)`. One group per image when the batch alone gives every thread a few units
+/// (each group pads its own copy of the image); it only decides who computes an output.
+fn unit_split(n: usize, blocks: usize) -> (usize, usize) {
+    let want = (4 * rayon::current_num_threads())
+        .div_ceil(n.max(1))
+        .clamp(1, blocks.max(1));
+    let per = blocks.max(1).div_ceil(want);
+    (blocks.max(1).div_ceil(per), per)
 }
 
 /// The input gradient of a 3×3, stride-2, padding-1 convolution directly.
@@ -457,14 +482,15 @@ pub(crate) fn conv2d_bwd_input_s2(ws: &Workspace, isa: Isa, g: &Conv2dGeom, dy: 
     let (oh, ow, hw) = (g.out_h(), g.out_w(), g.h * g.w);
     let l = padded_row(g.w.div_ceil(2), 1);
     let plane = (oh + 1) * l;
-    let mut padded = ws.take(g.n * co * plane);
-    padded.par_chunks_mut(plane).enumerate().for_each(|(p, dst)| {
-        dst.fill(0.0);
-        for (oy, src_row) in dy[p * oh * ow..][..oh * ow].chunks_exact(ow).enumerate() {
-            dst[oy * l..][..ow].copy_from_slice(src_row);
+    let pad_image = |img: usize, dst: &mut [f32]| {
+        for (o, dst) in dst.chunks_exact_mut(plane).enumerate() {
+            dst.fill(0.0);
+            for (oy, src_row) in dy[(img * co + o) * oh * ow..][..oh * ow].chunks_exact(ow).enumerate() {
+                dst[oy * l..][..ow].copy_from_slice(src_row);
+            }
         }
-    });
-    let cob = co_block(isa);
+    };
+    let cob = co_block(isa, ci);
     let blocks = ci.div_ceil(cob);
     // Per phase `py·2 + px`: its taps (ky, kx) in sum order, each with the dy offset it reads.
     let phase_taps = |py: usize, px: usize| -> Vec<(usize, usize, usize)> {
@@ -502,46 +528,51 @@ pub(crate) fn conv2d_bwd_input_s2(ws: &Workspace, isa: Isa, g: &Conv2dGeom, dy: 
             };
         }
     }
-    let (padded, wp) = (&padded[..], &wp[..]);
+    let wp = &wp[..];
     let dxp = SharedMut(dx.as_mut_ptr());
-    (0..g.n * blocks).into_par_iter().for_each(|u| {
-        let (img, bi) = (u / blocks, u % blocks);
-        let i0 = bi * cob;
-        let src = padded[img * co * plane..].as_ptr();
-        let dst0 = dxp.get().wrapping_add((img * ci + i0) * hw);
-        for (ph, taps) in phases.iter().enumerate() {
-            let (py, px) = (ph / 2, ph % 2);
-            let (rows, cols) = ((g.h - py).div_ceil(2), (g.w - px).div_ceil(2));
-            if rows == 0 || cols == 0 {
-                continue;
-            }
-            let nt = taps.len();
-            let wblk = wp[starts[ph] + bi * co * nt * cob..].as_ptr();
-            let offs: Vec<usize> = taps.iter().map(|t| t.2).collect();
-            macro_rules! go {
-                ($nt:literal) => {{
-                    let b = Block::<$nt> {
-                        src,
-                        ci_stride: plane,
-                        c_in: co,
-                        taps: offs[..].try_into().expect("phase tap count"),
-                        w: wblk,
-                        src_row: l,
-                        rows,
-                        cols,
-                        dst: dst0.wrapping_add(py * g.w + px),
-                        co_stride: hw,
-                        dst_row: 2 * g.w,
-                        dst_col: 2,
-                        co_valid: cob.min(ci - i0),
-                    };
-                    run(isa, &b)
-                }};
-            }
-            match nt {
-                1 => go!(1),
-                2 => go!(2),
-                _ => go!(4),
+    let (chunks, per) = unit_split(g.n, blocks);
+    (0..g.n * chunks).into_par_iter().for_each(|u| {
+        let (img, chunk) = (u / chunks, u % chunks);
+        let mut padded = ws.take(co * plane);
+        pad_image(img, &mut padded);
+        let src = padded.as_ptr();
+        for bi in chunk * per..blocks.min((chunk + 1) * per) {
+            let i0 = bi * cob;
+            let dst0 = dxp.get().wrapping_add((img * ci + i0) * hw);
+            for (ph, taps) in phases.iter().enumerate() {
+                let (py, px) = (ph / 2, ph % 2);
+                let (rows, cols) = ((g.h - py).div_ceil(2), (g.w - px).div_ceil(2));
+                if rows == 0 || cols == 0 {
+                    continue;
+                }
+                let nt = taps.len();
+                let wblk = wp[starts[ph] + bi * co * nt * cob..].as_ptr();
+                let offs: Vec<usize> = taps.iter().map(|t| t.2).collect();
+                macro_rules! go {
+                    ($nt:literal) => {{
+                        let b = Block::<$nt> {
+                            src,
+                            ci_stride: plane,
+                            c_in: co,
+                            taps: offs[..].try_into().expect("phase tap count"),
+                            w: wblk,
+                            src_row: l,
+                            rows,
+                            cols,
+                            dst: dst0.wrapping_add(py * g.w + px),
+                            co_stride: hw,
+                            dst_row: 2 * g.w,
+                            dst_col: 2,
+                            co_valid: cob.min(ci - i0),
+                        };
+                        run(isa, cob, &b)
+                    }};
+                }
+                match nt {
+                    1 => go!(1),
+                    2 => go!(2),
+                    _ => go!(4),
+                }
             }
         }
     });
