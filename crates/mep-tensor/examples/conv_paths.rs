@@ -73,6 +73,14 @@ fn main() {
         ("64->64 8x8", geom(64, 8, 64, 1)),
         ("64->128 8x8 s2", geom(64, 8, 128, 2)),
         ("128->128 8x8", geom(128, 8, 128, 1)),
+        // ResNet-50's layer1 3×3 at 224×224, batch 8: inside the "≤ 64 channels" rule too.
+        (
+            "r50 64->64 56x56",
+            Conv2dGeom {
+                n: 8,
+                ..geom(64, 56, 64, 1)
+            },
+        ),
     ];
     println!(
         "isa {:?}, threads {}",

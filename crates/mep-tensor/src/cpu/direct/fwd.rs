@@ -55,14 +55,43 @@ pub fn supports(op: ConvOp, g: &Conv2dGeom) -> bool {
 /// It depends on the shape only, never on the [`Isa`]: the two paths round differently, so
 /// an ISA-dependent choice would give AVX2 and AVX-512 machines different bits.
 ///
-/// Direct where one side has at most 64 channels (ResNet-20's layers and ResNet-50's first
-/// stages at small inputs); the GEMM path where both are wider, since gemm's micro-kernel is
-/// then busy and the im2col share of the time small.
+/// Direct for supported shapes where one side has at most 64 channels and output rows are at
+/// least 8 pixels wide (one lane group); GEMM otherwise. Narrower outputs (4×4 planes) waste
+/// half of every tile while the GEMM path batches several images per GEMM there, and lost
+/// (64→128 8×8 s2 below). Both sides above 64 stay on GEMM because only one such shape was
+/// measured (128→128 8×8, where direct still won); ResNet-50 at 224 was not measured beyond
+/// its layer1 3×3.
 ///
-/// Measured (median ms, batch 128, `RAYON_NUM_THREADS=2`, AMD EPYC with AVX-512;
-/// "AVX2" is the same CPU with `MEP_CPU_ISA=avx2` and mep-tensor built with
-/// `--no-default-features`, so that gemm runs its AVX2 kernels too):
-/// see the table filled in below.
+/// Measured 2026-12-04 with `examples/conv_paths.rs` (batch 128 unless noted,
+/// `RAYON_NUM_THREADS=2`, median of 9 wall-clock ms, AMD EPYC with AVX-512 shared with other
+/// jobs). The AVX2 columns are the same CPU with `MEP_CPU_ISA=avx2` and mep-tensor built with
+/// `--no-default-features`, so that gemm runs its AVX2 kernels too:
+///
+/// | layer                 | fwd direct | fwd GEMM | dx direct | dx GEMM | ISA     |
+/// |-----------------------|-----------:|---------:|----------:|--------:|---------|
+/// | stem 3→16 32×32       |  2.3 |  2.8 |  2.2 |  3.6 | AVX-512 |
+/// |                       |  2.5 |  3.0 |  2.3 |  4.2 | AVX2    |
+/// | 16→16 32×32           |  7.5 | 10.1 |  7.2 |  9.2 | AVX-512 |
+/// |                       |  9.4 | 10.9 |  7.6 | 10.2 | AVX2    |
+/// | 16→32 32×32 s2        |  5.1 |  7.4 |  4.5 |  8.6 | AVX-512 |
+/// |                       |  5.5 |  7.8 |  5.0 |  8.8 | AVX2    |
+/// | 32→32 16×16           |  6.5 | 10.0 |  6.6 |  8.4 | AVX-512 |
+/// |                       |  6.9 |  9.3 |  6.7 |  9.1 | AVX2    |
+/// | 32→64 16×16 s2        |  3.8 |  6.2 |  4.0 |  6.3 | AVX-512 |
+/// |                       |  4.6 |  6.3 |  4.2 |  6.8 | AVX2    |
+/// | 64→64 8×8             |  5.9 |  9.0 |  5.9 |  9.0 | AVX-512 |
+/// |                       |  7.1 |  9.2 |  7.2 |  9.1 | AVX2    |
+/// | 64→128 8×8 s2 (GEMM)  |  6.1 |  3.9 |  6.9 |  4.3 | AVX-512 |
+/// |                       |  8.2 |  4.2 |  7.5 |  4.1 | AVX2    |
+/// | 128→128 8×8 (GEMM)    | 22.4 | 31.6 | 22.4 | 31.9 | AVX-512 |
+/// |                       | 28.0 | 32.7 | 27.9 | 32.2 | AVX2    |
+/// | ResNet-50 64→64 56×56, batch 8 | 17.9 | 23.7 | 18.6 | 24.1 | AVX-512 |
+/// |                       | 23.1 | 23.4 | 22.8 | 23.7 | AVX2    |
+///
+/// The whole ResNet-20 (`resnet_time --row "resnet20 32x32 b128" --threads 2 --iters 10`,
+/// the fastest iteration of three interleaved runs, since the medians swung up to 2× with
+/// the machine's load) went from 152 to 140 ms forward and 353 to 285 ms forward+backward on
+/// AVX-512, from 179 to 141 and 369 to 299 ms on AVX2.
 pub fn choose(op: ConvOp, g: &Conv2dGeom) -> bool {
     supports(op, g) && g.c_in.min(g.c_out) <= 64 && g.out_w() >= 8
 }
@@ -311,6 +340,8 @@ fn co_block(isa: Isa, n: usize) -> usize {
 /// Runs `b` with the kernels of `isa` and blocks of `cob` channels ([`co_block`], which
 /// the weights were packed for).
 fn run<const NT: usize>(isa: Isa, cob: usize, b: &Block<NT>) {
+    // Only AVX-512 has several block sizes; builds without it ignore `cob`.
+    let _ = cob;
     // SAFETY: `isa` is available (Isa::available / current), and the callers built `b`
     // inside the buffers it points into.
     unsafe {
@@ -389,8 +420,8 @@ pub(crate) fn conv2d(
                     drow[1..1 + g.w].copy_from_slice(src_row);
                 } else {
                     // Padded column `ix + 1` goes to sub-row `(ix + 1) % 2`, position `(ix + 1) / 2`.
-                    for (ix, &v) in src_row.iter().enumerate() {
-                        drow[((ix + 1) % 2) * l + (ix + 1) / 2] = v;
+                    for (c, &v) in (1..).zip(src_row) {
+                        drow[(c % 2) * l + c / 2] = v;
                     }
                 }
             }
