@@ -44,10 +44,12 @@ pub enum ConvOp {
     BwdInput,
 }
 
-/// Whether the direct kernels can run `op` on `g`: 3×3, padding 1, stride 1 or 2, non-empty.
+/// Whether the direct kernels can run `op` on `g`: 3×3, padding 1, stride 1 or 2, no empty
+/// dimension (both ops accept the same shapes).
 pub fn supports(op: ConvOp, g: &Conv2dGeom) -> bool {
     let _ = op;
-    g.kh == 3 && g.kw == 3 && g.pad == 1 && (g.stride == 1 || g.stride == 2) && g.n * g.c_in * g.c_out * g.h * g.w > 0
+    let nonempty = [g.n, g.c_in, g.c_out, g.h, g.w].iter().all(|&d| d > 0);
+    g.kh == 3 && g.kw == 3 && g.pad == 1 && (g.stride == 1 || g.stride == 2) && nonempty
 }
 
 /// The dispatch table: whether [`ConvPath::Auto`] runs `op` on `g` directly.
