@@ -302,7 +302,7 @@ unsafe fn run_block<S: Simd, const CO_B: usize, const NT: usize>(b: &Block<NT>) 
     let per_row = b.cols.div_ceil(GROUP);
     let groups = b.rows * per_row;
     let at = |gi: usize| (gi / per_row, (gi % per_row) * GROUP);
-    let mut out = [0.0f32; LANES];
+    let mut out = [[0.0f32; LANES]; CO_B];
     for t in 0..groups.div_ceil(2) {
         let (r0, c0) = at(2 * t);
         let second = (2 * t + 1 < groups).then(|| at(2 * t + 1));
@@ -314,15 +314,23 @@ unsafe fn run_block<S: Simd, const CO_B: usize, const NT: usize>(b: &Block<NT>) 
         } else {
             tile::<S, CO_B, NT, true>(b, off0, off1)
         };
+        // All sums leave the registers first: scattering straight from them made LLVM spill
+        // the 16 accumulators of the AVX-512 tile inside the FMA loop.
+        for (o, v) in out.iter_mut().zip(acc) {
+            S::store(v, o);
+        }
         let n0 = GROUP.min(b.cols - c0);
         let n1 = if second.is_some() { GROUP.min(b.cols - c1) } else { 0 };
-        for (c, v) in acc.iter().enumerate().take(b.co_valid) {
-            S::store(*v, &mut out);
+        for (c, o) in out.iter().enumerate().take(b.co_valid) {
             let dst = b.dst.add(c * b.co_stride);
             for (lanes, (r, col, n)) in [(0, (r0, c0, n0)), (GROUP, (r1, c1, n1))] {
                 let d = dst.add(r * b.dst_row + col * b.dst_col);
-                for (i, &val) in out[lanes..lanes + n].iter().enumerate() {
-                    *d.add(i * b.dst_col) = val;
+                if b.dst_col == 1 {
+                    std::ptr::copy_nonoverlapping(o[lanes..].as_ptr(), d, n);
+                } else {
+                    for (i, &val) in o[lanes..lanes + n].iter().enumerate() {
+                        *d.add(i * b.dst_col) = val;
+                    }
                 }
             }
         }
