@@ -64,36 +64,38 @@ pub fn supports(op: ConvOp, g: &Conv2dGeom) -> bool {
 /// measured (128→128 8×8, where direct still won); ResNet-50 at 224 was not measured beyond
 /// its layer1 3×3.
 ///
-/// Measured 2026-12-04 with `examples/conv_paths.rs` (batch 128 unless noted,
-/// `RAYON_NUM_THREADS=2`, median of 9 wall-clock ms, AMD EPYC with AVX-512 shared with other
-/// jobs). The AVX2 columns are the same CPU with `MEP_CPU_ISA=avx2` and mep-tensor built with
+/// Measured 2026-12-04 with `examples/conv_paths.rs` (`RAYON_NUM_THREADS=2`, batch 128
+/// unless noted, median of 11 runs) on an AMD EPYC with AVX-512 shared with other jobs, in
+/// on-CPU ms summed over the threads (the machine's load swung wall times by up to 2×). The
+/// AVX2 rows are the same CPU with `MEP_CPU_ISA=avx2` and mep-tensor built with
 /// `--no-default-features`, so that gemm runs its AVX2 kernels too:
 ///
-/// | layer                 | fwd direct | fwd GEMM | dx direct | dx GEMM | ISA     |
-/// |-----------------------|-----------:|---------:|----------:|--------:|---------|
-/// | stem 3→16 32×32       |  2.3 |  2.8 |  2.2 |  3.6 | AVX-512 |
-/// |                       |  2.5 |  3.0 |  2.3 |  4.2 | AVX2    |
-/// | 16→16 32×32           |  7.5 | 10.1 |  7.2 |  9.2 | AVX-512 |
-/// |                       |  9.4 | 10.9 |  7.6 | 10.2 | AVX2    |
-/// | 16→32 32×32 s2        |  5.1 |  7.4 |  4.5 |  8.6 | AVX-512 |
-/// |                       |  5.5 |  7.8 |  5.0 |  8.8 | AVX2    |
-/// | 32→32 16×16           |  6.5 | 10.0 |  6.6 |  8.4 | AVX-512 |
-/// |                       |  6.9 |  9.3 |  6.7 |  9.1 | AVX2    |
-/// | 32→64 16×16 s2        |  3.8 |  6.2 |  4.0 |  6.3 | AVX-512 |
-/// |                       |  4.6 |  6.3 |  4.2 |  6.8 | AVX2    |
-/// | 64→64 8×8             |  5.9 |  9.0 |  5.9 |  9.0 | AVX-512 |
-/// |                       |  7.1 |  9.2 |  7.2 |  9.1 | AVX2    |
-/// | 64→128 8×8 s2 (GEMM)  |  6.1 |  3.9 |  6.9 |  4.3 | AVX-512 |
-/// |                       |  8.2 |  4.2 |  7.5 |  4.1 | AVX2    |
-/// | 128→128 8×8 (GEMM)    | 22.4 | 31.6 | 22.4 | 31.9 | AVX-512 |
-/// |                       | 28.0 | 32.7 | 27.9 | 32.2 | AVX2    |
-/// | ResNet-50 64→64 56×56, batch 8 | 17.9 | 23.7 | 18.6 | 24.1 | AVX-512 |
-/// |                       | 23.1 | 23.4 | 22.8 | 23.7 | AVX2    |
+/// | layer                          | ISA     | fwd direct | fwd GEMM | dx direct | dx GEMM |
+/// |--------------------------------|---------|-----------:|---------:|----------:|--------:|
+/// | stem 3→16 32×32                | AVX-512 |  2.2 |  2.7 |  2.4 |  3.7 |
+/// |                                | AVX2    |  2.2 |  3.2 |  2.4 |  4.6 |
+/// | 16→16 32×32                    | AVX-512 |  7.6 |  9.9 |  7.1 |  9.4 |
+/// |                                | AVX2    |  7.7 | 11.1 |  7.5 | 10.8 |
+/// | 16→32 32×32 s2                 | AVX-512 |  4.8 |  7.5 |  4.4 |  8.7 |
+/// |                                | AVX2    |  5.4 |  7.7 |  5.3 |  9.1 |
+/// | 32→32 16×16                    | AVX-512 |  6.4 |  8.4 |  6.1 |  8.1 |
+/// |                                | AVX2    |  7.0 |  9.5 |  7.0 |  9.1 |
+/// | 32→64 16×16 s2                 | AVX-512 |  3.8 |  6.2 |  3.6 |  6.4 |
+/// |                                | AVX2    |  4.7 |  6.3 |  4.3 |  6.7 |
+/// | 64→64 8×8                      | AVX-512 |  6.0 |  9.0 |  5.8 |  9.0 |
+/// |                                | AVX2    |  7.4 |  9.4 |  7.4 |  9.3 |
+/// | 64→128 8×8 s2 (→ GEMM)         | AVX-512 |  6.1 |  3.9 |  6.7 |  4.2 |
+/// |                                | AVX2    |  8.4 |  4.3 |  7.4 |  4.9 |
+/// | 128→128 8×8 (→ GEMM)           | AVX-512 | 22.5 | 31.4 | 22.7 | 31.2 |
+/// |                                | AVX2    | 28.7 | 32.6 | 28.6 | 32.6 |
+/// | ResNet-50 64→64 56×56, batch 8 | AVX-512 | 17.9 | 22.4 | 17.7 | 23.7 |
+/// |                                | AVX2    | 20.9 | 24.2 | 21.0 | 23.8 |
 ///
-/// The whole ResNet-20 (`resnet_time --row "resnet20 32x32 b128" --threads 2 --iters 10`,
-/// the fastest iteration of three interleaved runs, since the medians swung up to 2× with
-/// the machine's load) went from 152 to 140 ms forward and 353 to 285 ms forward+backward on
-/// AVX-512, from 179 to 141 and 369 to 299 ms on AVX2.
+/// The whole ResNet-20 (`resnet_time --row "resnet20 32x32 b128" --threads 1 --iters 10`,
+/// medians of two runs; the weight gradients still on GEMM) went from 164–173 to 133–136 ms
+/// forward and 341–353 to 280–286 ms forward+backward on AVX-512, and from 184 to 137–140 and
+/// 380–386 to 277–287 ms on AVX2 (`--threads 2` gave the same, the machine's other jobs
+/// leaving about one core).
 pub fn choose(op: ConvOp, g: &Conv2dGeom) -> bool {
     supports(op, g) && g.c_in.min(g.c_out) <= 64 && g.out_w() >= 8
 }
