@@ -2,12 +2,13 @@
 //! and the input gradient (stride 1 as a forward with the flipped, transposed weight, stride
 //! 2 split into the four parity phases of `dx`).
 //!
-//! The input is copied once into a zero-padded plane per channel whose rows are padded to
-//! whole 8-lane groups (for stride 2 each padded row is split into its even and odd
-//! columns, so a stride-2 tap reads a contiguous run again). A register tile is `CO_B`
-//! output channels × 16 output pixels, the 16 pixels being two groups of 8 that are either
-//! one run of a row (rows of 16 and more) or two rows (8-pixel rows). Every tap of every
-//! input channel is then one (or two) unaligned loads and `CO_B` broadcast FMAs.
+//! Each parallel unit (an image and a run of output-channel blocks) copies its image into a
+//! zero-padded plane per channel whose rows are padded to whole 8-lane groups (for stride 2
+//! each padded row is split into its even and odd columns, so a stride-2 tap reads a
+//! contiguous run again); the copy stays in cache for the unit's blocks. A register tile is
+//! `CO_B` output channels × 16 output pixels, the 16 pixels being two groups of 8 that are
+//! either one run of a row (rows of 16 and more) or two rows (8-pixel rows). Every tap of
+//! every input channel is then one (or two) unaligned loads and `CO_B` broadcast FMAs.
 //!
 //! Each output element is `acc = 0; for ci { for ky { for kx { acc = fma(w, x, acc) } } }`
 //! (for the stride-2 input gradient: `for co { for the phase's taps in (ky, kx) order }`),
