@@ -7,6 +7,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gemm::Parallelism;
 use mep_tensor::prelude::*;
+use mep_tensor::cpu::ConvPath;
 use mep_tensor::{Act, Conv2dGeom, CpuBackend};
 use std::time::Duration;
 
@@ -150,5 +151,44 @@ fn conv2d_bwd_weight(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sgemm, conv2d_fwd, conv2d_bwd_input, conv2d_bwd_weight);
+/// ResNet-20's 3×3 layers at batch 128 (and two wider ones) on each forced path: the
+/// numbers behind `cpu::direct::fwd::choose`. `<layer>/<op>_<path>`; run with
+/// `RAYON_NUM_THREADS=2 cargo bench -p mep-tensor --bench ops -- conv_paths`.
+fn conv_paths(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conv_paths");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    let layers = [
+        ("r20_stem_3to16_32", geom(128, 3, 32, 16, 3, 1, 1)),
+        ("r20_16to16_32", geom(128, 16, 32, 16, 3, 1, 1)),
+        ("r20_16to32_32s2", geom(128, 16, 32, 32, 3, 2, 1)),
+        ("r20_32to32_16", geom(128, 32, 16, 32, 3, 1, 1)),
+        ("r20_32to64_16s2", geom(128, 32, 16, 64, 3, 2, 1)),
+        ("r20_64to64_8", geom(128, 64, 8, 64, 3, 1, 1)),
+        ("c64to128_8s2", geom(128, 64, 8, 128, 3, 2, 1)),
+        ("c128to128_8", geom(128, 128, 8, 128, 3, 1, 1)),
+    ];
+    for (name, g) in layers {
+        group.throughput(flops(&g));
+        for (pname, path) in [("direct", ConvPath::Direct), ("gemm", ConvPath::Gemm)] {
+            let cpu = CpuBackend::new().with_conv_path(path);
+            let x = cpu.upload(&filled(g.input().numel(), 1)).unwrap();
+            let w = cpu.upload(&filled(g.weight_len(), 2)).unwrap();
+            let b = cpu.upload(&filled(g.c_out, 3)).unwrap();
+            let mut y = cpu.alloc(g.output().numel()).unwrap();
+            group.bench_function(BenchmarkId::new(name, format!("fwd_{pname}")), |bench| {
+                bench.iter(|| cpu.conv2d(&g, &x, &w, Some(&b), None, Act::Relu, &mut y).unwrap())
+            });
+            let mut dx = cpu.alloc(g.input().numel()).unwrap();
+            group.bench_function(BenchmarkId::new(name, format!("dgrad_{pname}")), |bench| {
+                bench.iter(|| cpu.conv2d_bwd_input(&g, &y, &w, &mut dx).unwrap())
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, sgemm, conv2d_fwd, conv2d_bwd_input, conv2d_bwd_weight, conv_paths);
 criterion_main!(benches);

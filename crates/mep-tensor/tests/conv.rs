@@ -2,6 +2,7 @@
 //! against the f64 reference, and the reference backwards against finite differences.
 
 use mep_tensor::cpu::reference::conv as r;
+use mep_tensor::cpu::ConvPath;
 use mep_tensor::prelude::*;
 use mep_tensor::{Act, Conv2dGeom, ConvT2dGeom, CpuBackend, TensorError};
 
@@ -528,4 +529,71 @@ fn conv2d_large_batch_runs_parallel_units_and_matches_reference() {
             RTOL,
         );
     }
+}
+
+/// ResNet-20's 3×3 layers (16, 32 and 64 channels, stride 1 and the two stride-2 entries to
+/// layer2 and layer3) at small batches, and odd planes whose rows are not whole 8-pixel
+/// groups of the direct kernels.
+fn resnet20_geoms() -> Vec<Conv2dGeom> {
+    vec![
+        geom(1, 3, 8, 8, 16, 3, 1, 1),
+        geom(3, 16, 8, 8, 16, 3, 1, 1),
+        geom(1, 16, 16, 16, 32, 3, 2, 1),
+        geom(3, 32, 8, 8, 32, 3, 1, 1),
+        geom(1, 32, 8, 8, 64, 3, 2, 1),
+        geom(3, 64, 8, 8, 64, 3, 1, 1),
+        geom(3, 16, 7, 5, 32, 3, 2, 1),
+        geom(1, 32, 7, 5, 16, 3, 1, 1),
+        geom(3, 16, 5, 7, 16, 3, 1, 1),
+        geom(1, 16, 9, 11, 32, 3, 2, 1),
+        geom(3, 6, 20, 18, 10, 3, 1, 1),
+        geom(1, 5, 1, 1, 3, 3, 2, 1),
+        geom(2, 4, 2, 3, 7, 3, 2, 1),
+    ]
+}
+
+/// Forward (bias, residual, relu) and input gradient on `path` against the reference.
+fn check_path(path: ConvPath, geoms: Vec<Conv2dGeom>, seed: u64) {
+    let cpu = CpuBackend::new().with_conv_path(path);
+    let mut rng = Rng::new(seed);
+    for (gi, g) in geoms.into_iter().enumerate() {
+        let x = rng.vec(g.input().numel());
+        let w = rng.vec(g.weight_len());
+        let b = rng.vec(g.c_out);
+        let res = rng.vec(g.output().numel());
+        let dy = rng.vec(g.output().numel());
+        let up = |v: &[f64]| cpu.upload(&f32s(v)).unwrap();
+        let (xb, wb, bb, rb, dyb) = (up(&x), up(&w), up(&b), up(&res), up(&dy));
+        let act = [Act::Relu, Act::Identity, Act::Sigmoid][gi % 3];
+        let with_res = gi % 2 == 0;
+        let want = r::conv2d_fused(&g, &x, &w, Some(&b), with_res.then_some(&res[..]), act);
+        let mut y = cpu.upload(&vec![f32::NAN; g.output().numel()]).unwrap();
+        cpu.conv2d(&g, &xb, &wb, Some(&bb), with_res.then_some(&rb), act, &mut y)
+            .unwrap();
+        let what = format!("{path:?} conv2d {g:?} {act:?} residual={with_res}");
+        assert_close(&what, &cpu.download(&y).unwrap(), &want, ATOL, RTOL);
+        let mut dx = cpu.upload(&vec![f32::NAN; g.input().numel()]).unwrap();
+        cpu.conv2d_bwd_input(&g, &dyb, &wb, &mut dx).unwrap();
+        let what = format!("{path:?} conv2d_bwd_input {g:?}");
+        assert_close(
+            &what,
+            &cpu.download(&dx).unwrap(),
+            &r::conv2d_bwd_input(&g, &dy, &w),
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
+#[test]
+fn direct_and_gemm_paths_match_reference_on_resnet20_shapes() {
+    check_path(ConvPath::Direct, resnet20_geoms(), 11);
+    check_path(ConvPath::Gemm, resnet20_geoms(), 12);
+    check_path(ConvPath::Auto, resnet20_geoms(), 13);
+}
+
+#[test]
+fn forced_direct_falls_back_to_gemm_on_shapes_it_lacks() {
+    // 1×1, 7×7, padding 0 or 2, non-square kernels: all must run (on GEMM) and be right.
+    check_path(ConvPath::Direct, conv_geoms(), 14);
 }

@@ -156,6 +156,10 @@ fn convolutions_are_bit_identical_across_thread_counts() {
         geom(12, 6, 6, 6, 40, 1, 1, 0),
         geom(40, 2, 8, 8, 24, 1, 1, 0),
         geom(3, 3, 16, 16, 4, 3, 1, 1),
+        // The direct kernels (3×3, pad 1, rows of ≥ 8 pixels): stride 2 with odd planes, and
+        // more images than threads with several channel blocks.
+        geom(9, 8, 17, 15, 12, 3, 2, 1),
+        geom(5, 16, 16, 16, 40, 3, 1, 1),
     ];
     for g in &geoms {
         let one = conv_all(g, 1);

@@ -23,6 +23,8 @@
 //!
 //! Callers ([`CpuBackend`](super::CpuBackend)) have checked every length.
 
+use super::direct::fwd::{self as direct, ConvOp, ConvPath};
+use super::direct::Isa;
 use super::gemm::{gemm_fixed_order, sgemm, sgemm_into, Scratch, SharedMut, Workspace};
 use crate::backend::Act;
 use crate::shape::{Conv2dGeom, ConvT2dGeom};
@@ -222,7 +224,7 @@ fn col2im_add(g: &Conv2dGeom, col: &[f32], j0: usize, j1: usize, dx_img: &mut [f
 }
 
 /// `row = act(row + b + res)` on one output row segment.
-fn epilogue(row: &mut [f32], b: Option<f32>, res: Option<&[f32]>, act: Act) {
+pub(crate) fn epilogue(row: &mut [f32], b: Option<f32>, res: Option<&[f32]>, act: Act) {
     if let Some(b) = b {
         row.iter_mut().for_each(|v| *v += b);
     }
@@ -263,7 +265,8 @@ pub(super) fn channel_sums(n: usize, c: usize, hw: usize, t: &[f32], out: &mut [
 #[derive(Clone, Copy)]
 struct Forward<'a>(&'a [f32], &'a [f32], Option<&'a [f32]>, Option<&'a [f32]>, Act);
 
-/// `y = act(conv2d(x, w) + bias + residual)`, NCHW, weight `[c_out, c_in, kh, kw]`.
+/// `y = act(conv2d(x, w) + bias + residual)`, NCHW, weight `[c_out, c_in, kh, kw]`, on the
+/// path [`direct::choose`] picks for the shape.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     ws: &Workspace,
@@ -275,6 +278,25 @@ pub fn conv2d(
     act: Act,
     y: &mut [f32],
 ) {
+    conv2d_on(ConvPath::Auto, ws, g, x, w, bias, residual, act, y);
+}
+
+/// [`conv2d`] on the given path (a forced path the shape does not support falls back to GEMM).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_on(
+    path: ConvPath,
+    ws: &Workspace,
+    g: &Conv2dGeom,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    act: Act,
+    y: &mut [f32],
+) {
+    if direct::use_direct(path, ConvOp::Forward, g) {
+        return direct::conv2d(ws, Isa::current(), g, x, w, bias, residual, act, y);
+    }
     let direct = is_direct(g);
     let f = Forward(x, w, bias, residual, act);
     if use_batched(g) {
@@ -605,9 +627,19 @@ fn flip_transpose(g: &Conv2dGeom, w: &[f32], out: &mut [f32]) {
     });
 }
 
-/// Gradient of `conv2d` with respect to its input.
+/// Gradient of `conv2d` with respect to its input, on the path [`direct::choose`] picks.
 pub fn conv2d_bwd_input(ws: &Workspace, g: &Conv2dGeom, dy: &[f32], w: &[f32], dx: &mut [f32]) {
-    if use_batched(g) {
+    conv2d_bwd_input_on(ConvPath::Auto, ws, g, dy, w, dx);
+}
+
+/// [`conv2d_bwd_input`] on the given path (a forced path the shape does not support falls
+/// back to GEMM).
+pub fn conv2d_bwd_input_on(path: ConvPath, ws: &Workspace, g: &Conv2dGeom, dy: &[f32], w: &[f32], dx: &mut [f32]) {
+    let direct = direct::use_direct(path, ConvOp::BwdInput, g);
+    if direct && g.stride == 2 {
+        return direct::conv2d_bwd_input_s2(ws, Isa::current(), g, dy, w, dx);
+    }
+    if use_batched(g) && !direct {
         // Wᵀ through the GEMM's strides: no flipped weight to build.
         return conv2d_bwd_input_batched(ws, g, dy, w, dx);
     }
@@ -630,7 +662,12 @@ pub fn conv2d_bwd_input(ws: &Workspace, g: &Conv2dGeom, dy: &[f32], w: &[f32], d
         };
         let mut wt = ws.take(g.weight_len());
         flip_transpose(g, w, &mut wt);
-        conv2d(ws, &gt, dy, &wt, None, None, Act::Identity, dx);
+        if direct {
+            direct::conv2d(ws, Isa::current(), &gt, dy, &wt, None, None, Act::Identity, dx);
+        } else {
+            // The choice was made for the gradient's shape; the forward's table must not redo it.
+            conv2d_on(ConvPath::Gemm, ws, &gt, dy, &wt, None, None, Act::Identity, dx);
+        }
         return;
     }
     conv2d_bwd_input_col2im(ws, g, dy, w, dx);

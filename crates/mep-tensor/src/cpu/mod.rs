@@ -14,6 +14,8 @@ pub mod neb;
 pub mod ops;
 pub mod reference;
 
+pub use direct::fwd::ConvPath;
+
 use crate::backend::{
     Act, AdamParams, BatchNorm, Checked, Conv, Elementwise, Lerp, Linear, Memory, Neb, NebForceParams, Optim, Reduce,
     SgdParams, Softmax,
@@ -104,12 +106,25 @@ impl std::fmt::Debug for CpuBuf {
 pub struct CpuBackend {
     pool: Arc<Pool>,
     ws: Arc<gemm::Workspace>,
+    conv_path: ConvPath,
 }
 
 impl CpuBackend {
     /// A CPU backend using rayon's global thread pool (`RAYON_NUM_THREADS` sets its size).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// This backend with its convolutions (forward and input gradient) held to `path`, for
+    /// tests and benchmarks of each path; [`ConvPath::Auto`] (the default) picks by shape.
+    pub fn with_conv_path(mut self, path: ConvPath) -> Self {
+        self.conv_path = path;
+        self
+    }
+
+    /// The convolution path this backend was built with.
+    pub fn conv_path(&self) -> ConvPath {
+        self.conv_path
     }
 
     fn wrap(&self, data: Vec<f32>) -> CpuBuf {
@@ -214,7 +229,8 @@ impl Conv for CpuBackend {
         act: Act,
         y: &mut CpuBuf,
     ) -> Result<()> {
-        conv::conv2d(
+        conv::conv2d_on(
+            self.conv_path,
             &self.ws,
             g,
             &x.data,
@@ -227,7 +243,7 @@ impl Conv for CpuBackend {
         Ok(())
     }
     fn run_conv2d_bwd_input(&self, _: Checked, g: &Conv2dGeom, dy: &CpuBuf, w: &CpuBuf, dx: &mut CpuBuf) -> Result<()> {
-        conv::conv2d_bwd_input(&self.ws, g, &dy.data, &w.data, &mut dx.data);
+        conv::conv2d_bwd_input_on(self.conv_path, &self.ws, g, &dy.data, &w.data, &mut dx.data);
         Ok(())
     }
     fn run_conv2d_bwd_weight(

@@ -14,6 +14,7 @@
 //! [`isa`] picks the instruction set once per process; `MEP_CPU_ISA=avx512|avx2|portable`
 //! lowers it (for benchmarks and tests), never raises it above what the CPU has.
 
+pub mod fwd;
 pub mod isa;
 
 pub use isa::Isa;

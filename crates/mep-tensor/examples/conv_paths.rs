@@ -1,0 +1,117 @@
+//! Times ResNet-20's 3×3 convolutions (batch 128) on the direct and the GEMM path, in
+//! on-CPU time (the sum of every thread's run time from `/proc/self/task/*/schedstat`),
+//! which a loaded, shared machine skews far less than wall time. Medians of `--reps`.
+//!
+//! `RAYON_NUM_THREADS=2 cargo run --release -p mep-tensor --example conv_paths [-- --reps 15]`
+
+use mep_tensor::cpu::ConvPath;
+use mep_tensor::prelude::*;
+use mep_tensor::{Act, Conv2dGeom, CpuBackend};
+use std::time::Instant;
+
+fn cpu_ns() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn filled(len: usize, seed: u32) -> Vec<f32> {
+    (0..len)
+        .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / (1u32 << 24) as f32 - 0.5)
+        .collect()
+}
+
+fn geom(c_in: usize, hw: usize, c_out: usize, stride: usize) -> Conv2dGeom {
+    Conv2dGeom {
+        n: 128,
+        c_in,
+        h: hw,
+        w: hw,
+        c_out,
+        kh: 3,
+        kw: 3,
+        stride,
+        pad: 1,
+    }
+}
+
+/// Median (on-CPU ms, wall ms) of `reps` runs of `f` after two warm-ups.
+fn time(reps: usize, f: &mut dyn FnMut()) -> (f64, f64) {
+    f();
+    f();
+    let (mut cpu, mut wall) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let (c0, t0) = (cpu_ns(), Instant::now());
+        f();
+        wall.push(t0.elapsed().as_secs_f64() * 1e3);
+        cpu.push((cpu_ns() - c0) as f64 / 1e6);
+    }
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (med(cpu), med(wall))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let reps = args
+        .iter()
+        .position(|a| a == "--reps")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(11);
+    let layers = [
+        ("stem 3->16 32x32", geom(3, 32, 16, 1)),
+        ("16->16 32x32", geom(16, 32, 16, 1)),
+        ("16->32 32x32 s2", geom(16, 32, 32, 2)),
+        ("32->32 16x16", geom(32, 16, 32, 1)),
+        ("32->64 16x16 s2", geom(32, 16, 64, 2)),
+        ("64->64 8x8", geom(64, 8, 64, 1)),
+        ("64->128 8x8 s2", geom(64, 8, 128, 2)),
+        ("128->128 8x8", geom(128, 8, 128, 1)),
+        // ResNet-50's layer1 3×3 at 224×224, batch 8: inside the "≤ 64 channels" rule too.
+        (
+            "r50 64->64 56x56",
+            Conv2dGeom {
+                n: 8,
+                ..geom(64, 56, 64, 1)
+            },
+        ),
+    ];
+    println!(
+        "isa {:?}, threads {}",
+        mep_tensor::cpu::direct::Isa::current(),
+        rayon::current_num_threads()
+    );
+    println!(
+        "{:<18} {:>8} {:>8} {:>8} {:>8}   (on-CPU ms; wall ms in brackets)",
+        "layer", "fwd dir", "fwd gemm", "dx dir", "dx gemm"
+    );
+    for (name, g) in layers {
+        let mut cells = Vec::new();
+        for op in 0..2 {
+            for path in [ConvPath::Direct, ConvPath::Gemm] {
+                let cpu = CpuBackend::new().with_conv_path(path);
+                let x = cpu.upload(&filled(g.input().numel(), 1)).unwrap();
+                let w = cpu.upload(&filled(g.weight_len(), 2)).unwrap();
+                let b = cpu.upload(&filled(g.c_out, 3)).unwrap();
+                let mut y = cpu.upload(&filled(g.output().numel(), 4)).unwrap();
+                let mut dx = cpu.alloc(g.input().numel()).unwrap();
+                let (c, t) = if op == 0 {
+                    time(reps, &mut || {
+                        cpu.conv2d(&g, &x, &w, Some(&b), None, Act::Relu, &mut y).unwrap()
+                    })
+                } else {
+                    let dy = cpu.upload(&filled(g.output().numel(), 5)).unwrap();
+                    time(reps, &mut || cpu.conv2d_bwd_input(&g, &dy, &w, &mut dx).unwrap())
+                };
+                cells.push(format!("{c:6.2} [{t:5.1}]"));
+            }
+        }
+        println!("{name:<18} {}", cells.join(" "));
+    }
+}
