@@ -15,5 +15,6 @@
 //! lowers it (for benchmarks and tests), never raises it above what the CPU has.
 
 pub mod isa;
+pub mod wgrad;
 
 pub use isa::Isa;

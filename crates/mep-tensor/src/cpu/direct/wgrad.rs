@@ -1,0 +1,468 @@
+//! The weight gradient of a 3×3 convolution with few channels, without im2col or GEMM.
+//!
+//! `dW[o,i,ky,kx] = Σ_{n,oy,ox} dY[n,o,oy,ox] · Xpad[n,i,oy·s+ky,ox·s+kx]`. For ResNet-20's
+//! layers the GEMM path spends its time writing 9× copies of the input (im2col) and running
+//! GEMMs whose inner dimension is one image's pixels but whose other two are only 16–64, so
+//! the micro-kernel never reaches its peak. Here the reduction over pixels is the vector
+//! dimension instead: each output pixel `p = oy·ow + ox` of the plane (a flat index, so that
+//! an 8×8 plane still fills 16 lanes) goes to lane `p mod 16`, and a register block of
+//! `CB` output channels × the 3 taps of a kernel row accumulates 16-lane partial sums.
+//!
+//! **Order of every sum.** Lane `l` of `dW[o,i,ky,kx]` is one chain of fused multiply-adds
+//! over the images in order and, within an image, over the pixels `p ≡ l (mod 16)` in
+//! increasing order; the 16 lanes are then added in a fixed tree ([`reduce16`]). Nothing in
+//! that depends on the ISA (AVX-512 holds the 16 lanes in one register, AVX2 and the portable
+//! build walk them as two groups of 8, which is the same chains in a different interleaving),
+//! on the thread count (threads own whole `(output-channel block, input channel)` units) or
+//! on the image chunks (a lane's running sum is stored between chunks and continued, not
+//! restarted), so every ISA and every thread count gives the same bits.
+
+use super::Isa;
+use crate::cpu::gemm::Workspace;
+use crate::shape::Conv2dGeom;
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// The partial sums kept per `dW` element, the same on every ISA (see the module docs).
+const LANES: usize = 16;
+
+/// Images per chunk are sized so that a chunk's shifted input copy and its `dY` stay within
+/// about this many bytes, i.e. in a core's L2, while every unit walks over them.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// The largest channel counts sent here: with more channels the GEMM path's operands are
+/// large enough for its micro-kernel, and the per-unit state here grows as `c_in · c_out`.
+const MAX_CHANNELS: usize = 64;
+
+/// Whether [`conv2d_bwd_weight_direct`] computes this geometry: 3×3 kernels, stride 1 or 2,
+/// padding up to 2, at most 64 input and output channels, a multiple of 4 output channels.
+pub fn supports(g: &Conv2dGeom) -> bool {
+    g.kh == 3
+        && g.kw == 3
+        && (g.stride == 1 || g.stride == 2)
+        && g.pad <= 2
+        && g.h + 2 * g.pad >= 3
+        && g.w + 2 * g.pad >= 3
+        && (1..=MAX_CHANNELS).contains(&g.c_in)
+        && (4..=MAX_CHANNELS).contains(&g.c_out)
+        && g.c_out % 4 == 0
+        && g.n > 0
+}
+
+/// `dW` (`[c_out, c_in, 3, 3]`, overwritten) of a convolution from its input `x`
+/// (`[n, c_in, h, w]`) and output gradient `dy` (`[n, c_out, out_h, out_w]`), with the ISA
+/// of [`Isa::current`]. Returns `false`, leaving `dw` untouched, when the geometry is not one
+/// that [`supports`] accepts or a buffer's length does not match it, so that the caller can
+/// take the GEMM path. The bias gradient is not computed here.
+pub fn conv2d_bwd_weight_direct(ws: &Workspace, g: &Conv2dGeom, x: &[f32], dy: &[f32], dw: &mut [f32]) -> bool {
+    conv2d_bwd_weight_direct_isa(Isa::current(), ws, g, x, dy, dw)
+}
+
+/// [`conv2d_bwd_weight_direct`] with a given ISA (for tests and benchmarks), which must be one
+/// of [`Isa::available`] (else `false`). Every ISA gives the same bits.
+pub fn conv2d_bwd_weight_direct_isa(
+    isa: Isa,
+    ws: &Workspace,
+    g: &Conv2dGeom,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+) -> bool {
+    if !supports(g)
+        || x.len() != g.input().numel()
+        || dy.len() != g.output().numel()
+        || dw.len() != g.weight_len()
+        || !Isa::available().contains(&isa)
+    {
+        return false;
+    }
+    let p = Plan::new(g, isa);
+    let units = g.c_out / p.cb * g.c_in;
+    let unit_len = p.cb * 9 * LANES;
+    let mut lanes = ws.take(units * unit_len);
+    lanes.fill(0.0);
+    let per = p.images_per_chunk(g);
+    let mut xs = ws.take(per.min(g.n) * g.c_in * 3 * p.blk);
+    let mut start = 0;
+    while start < g.n {
+        let imgs = start..g.n.min(start + per);
+        let xs = &mut xs[..imgs.len() * g.c_in * 3 * p.blk];
+        shift_input(g, &p, x, imgs.clone(), xs);
+        let xs = &*xs;
+        lanes.par_chunks_mut(unit_len).enumerate().for_each(|(u, st)| {
+            let (co0, ci) = (u / g.c_in * p.cb, u % g.c_in);
+            run_unit(isa, &p, g, co0, ci, imgs.clone(), xs, dy, st);
+        });
+        start = imgs.end;
+    }
+    dw.par_chunks_mut(g.c_in * 9).enumerate().for_each(|(co, row)| {
+        let (cb, c) = (co / p.cb, co % p.cb);
+        for (ci, taps) in row.chunks_exact_mut(9).enumerate() {
+            let st = &lanes[(cb * g.c_in + ci) * unit_len..][..unit_len];
+            for (t, d) in taps.iter_mut().enumerate() {
+                *d = reduce16(st[(c * 9 + t) * LANES..][..LANES].try_into().expect("16 lanes"));
+            }
+        }
+    });
+    true
+}
+
+/// The 16 lanes of one `dW` element added in a fixed tree (halves, then quarters, …), the
+/// same on every ISA.
+fn reduce16(l: &[f32; LANES]) -> f32 {
+    let mut v = *l;
+    let mut half = LANES / 2;
+    while half > 0 {
+        for i in 0..half {
+            v[i] += v[i + half];
+        }
+        half /= 2;
+    }
+    v[0]
+}
+
+/// The sizes derived from a geometry that the kernel and the input copy share.
+struct Plan {
+    /// Output channels per register block.
+    cb: usize,
+    /// Output pixels per image plane, and per row.
+    ohw: usize,
+    ow: usize,
+    /// Rows of one stride class (`r mod s`) in the shifted copy.
+    rpc: usize,
+    /// Floats of the shifted copy for one (image, input channel, kx).
+    blk: usize,
+}
+
+impl Plan {
+    fn new(g: &Conv2dGeom, isa: Isa) -> Plan {
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let rpc = (g.h + 2 * g.pad).div_ceil(g.stride);
+        // AVX-512 has the 32 registers for 8 channels × 3 taps of accumulators.
+        let cb = if isa == Isa::Avx512 && g.c_out % 8 == 0 { 8 } else { 4 };
+        Plan {
+            cb,
+            ohw: oh * ow,
+            ow,
+            rpc,
+            blk: g.stride * rpc * ow,
+        }
+    }
+
+    fn images_per_chunk(&self, g: &Conv2dGeom) -> usize {
+        let bytes = 4 * (g.c_out * self.ohw + g.c_in * 3 * self.blk);
+        (CHUNK_BYTES / bytes.max(1)).clamp(1, g.n)
+    }
+
+    /// Where tap row `ky`'s rows start in a (image, channel, kx) block of the shifted copy:
+    /// padded row `oy·s + ky` is row `oy + ky / s` of stride class `ky mod s`.
+    fn row_offset(&self, ky: usize, stride: usize) -> usize {
+        ((ky % stride) * self.rpc + ky / stride) * self.ow
+    }
+}
+
+/// Copies images `imgs` of `x` into `xs` as, per (image, input channel, kx), the padded
+/// input's columns `ox·s + kx` for every padded row, rows grouped by their class mod `s`.
+/// Then tap `(ky, kx)` of all output pixels, in the flat order `oy·ow + ox`, is one
+/// contiguous run of `xs`, so the kernel's loads are plain vector loads and padding is
+/// zeros rather than branches; it costs 3 copies of the input where im2col makes 9.
+fn shift_input(g: &Conv2dGeom, p: &Plan, x: &[f32], imgs: Range<usize>, xs: &mut [f32]) {
+    let (h, w, s, pad, ow) = (g.h, g.w, g.stride, g.pad, p.ow);
+    let first = imgs.start * g.c_in;
+    xs.par_chunks_mut(3 * p.blk).enumerate().for_each(|(j, dst)| {
+        let plane = &x[(first + j) * h * w..][..h * w];
+        for (kx, block) in dst.chunks_exact_mut(p.blk).enumerate() {
+            for (r, row) in block.chunks_exact_mut(ow).enumerate() {
+                // Row `r` of the block is padded row `k·s + class`.
+                let (class, k) = (r / p.rpc, r % p.rpc);
+                let pr = k * s + class;
+                if pr < pad || pr >= h + pad {
+                    row.fill(0.0);
+                    continue;
+                }
+                let src = &plane[(pr - pad) * w..][..w];
+                for (ox, d) in row.iter_mut().enumerate() {
+                    let col = ox * s + kx;
+                    *d = if col >= pad && col < w + pad {
+                        src[col - pad]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    });
+}
+
+/// One unit of work: output channels `co0..co0 + cb` against input channel `ci`, over
+/// images `imgs` (whose shifted copies are `xs`), continuing the lanes in `st`
+/// (`[cb][ky][kx][16]`). Each call runs under the ISA's target features; a rayon closure
+/// would not inherit them, so the dispatch is here rather than around the parallel loop.
+#[allow(clippy::too_many_arguments)]
+fn run_unit(
+    isa: Isa,
+    p: &Plan,
+    g: &Conv2dGeom,
+    co0: usize,
+    ci: usize,
+    imgs: Range<usize>,
+    xs: &[f32],
+    dy: &[f32],
+    st: &mut [f32],
+) {
+    let a = Args {
+        p,
+        g,
+        co0,
+        ci,
+        imgs,
+        xs,
+        dy,
+    };
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    if isa == Isa::Avx512 {
+        // SAFETY: the caller checked that `isa` is in `Isa::available()`, which detected avx512f.
+        unsafe { unit_avx512(&a, st) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2 {
+        // SAFETY: the caller checked that `isa` is in `Isa::available()`, which detected avx2 and fma.
+        unsafe { unit_avx2(&a, st) };
+        return;
+    }
+    let _ = isa;
+    unit::<4, 8>(&a, st);
+}
+
+struct Args<'a> {
+    p: &'a Plan,
+    g: &'a Conv2dGeom,
+    co0: usize,
+    ci: usize,
+    imgs: Range<usize>,
+    xs: &'a [f32],
+    dy: &'a [f32],
+}
+
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+#[target_feature(enable = "avx512f")]
+unsafe fn unit_avx512(a: &Args<'_>, st: &mut [f32]) {
+    if a.p.cb == 8 {
+        unit::<8, 16>(a, st)
+    } else {
+        unit::<4, 16>(a, st)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn unit_avx2(a: &Args<'_>, st: &mut [f32]) {
+    // 4 channels × 3 taps × 8 lanes is 12 of AVX2's 16 registers, leaving the 3 input
+    // vectors and one dY vector; 16 lanes at once would spill.
+    unit::<4, 8>(a, st)
+}
+
+/// The kernel, written once and compiled per ISA: `CB` output channels, `W` lanes at a time
+/// (the 16 lanes in `16 / W` passes; a lane's chain is the same whatever `W` is).
+#[inline(always)]
+fn unit<const CB: usize, const W: usize>(a: &Args<'_>, st: &mut [f32]) {
+    let (p, g) = (a.p, a.g);
+    debug_assert_eq!(st.len(), CB * 9 * LANES);
+    debug_assert_eq!(p.cb, CB);
+    let ohw = p.ohw;
+    let full = ohw / LANES;
+    let rem = ohw % LANES;
+    for ky in 0..3 {
+        let row_off = p.row_offset(ky, g.stride);
+        for lg in 0..LANES / W {
+            let mut acc = [[[0.0f32; W]; 3]; CB];
+            for (c, ac) in acc.iter_mut().enumerate() {
+                for (kx, ak) in ac.iter_mut().enumerate() {
+                    ak.copy_from_slice(&st[((c * 3 + ky) * 3 + kx) * LANES + lg * W..][..W]);
+                }
+            }
+            for (nl, n) in a.imgs.clone().enumerate() {
+                let dys: [&[f32]; CB] = std::array::from_fn(|c| &a.dy[(n * g.c_out + a.co0 + c) * ohw..][..ohw]);
+                let xb = (nl * g.c_in + a.ci) * 3 * p.blk + row_off;
+                let xk: [&[f32]; 3] = std::array::from_fn(|kx| &a.xs[xb + kx * p.blk..][..ohw]);
+                for chunk in 0..full {
+                    let at = chunk * LANES + lg * W;
+                    // SAFETY: `at + W <= full · 16 <= ohw`, the length of every slice read.
+                    unsafe {
+                        let xv: [[f32; W]; 3] = std::array::from_fn(|k| load::<W>(xk[k], at));
+                        for c in 0..CB {
+                            let d = load::<W>(dys[c], at);
+                            for k in 0..3 {
+                                for l in 0..W {
+                                    acc[c][k][l] = d[l].mul_add(xv[k][l], acc[c][k][l]);
+                                }
+                            }
+                        }
+                    }
+                }
+                if rem > lg * W {
+                    // The last, partial chunk: lanes past the plane multiply zeros, so that
+                    // no input outside this tap (possibly non-finite) enters the sum.
+                    let at = full * LANES + lg * W;
+                    let valid = (rem - lg * W).min(W);
+                    let part = |s: &[f32]| {
+                        let mut v = [0.0f32; W];
+                        v[..valid].copy_from_slice(&s[at..at + valid]);
+                        v
+                    };
+                    let xv: [[f32; W]; 3] = std::array::from_fn(|k| part(xk[k]));
+                    for c in 0..CB {
+                        let d = part(dys[c]);
+                        for k in 0..3 {
+                            for l in 0..W {
+                                acc[c][k][l] = d[l].mul_add(xv[k][l], acc[c][k][l]);
+                            }
+                        }
+                    }
+                }
+            }
+            for (c, ac) in acc.iter().enumerate() {
+                for (kx, ak) in ac.iter().enumerate() {
+                    st[((c * 3 + ky) * 3 + kx) * LANES + lg * W..][..W].copy_from_slice(ak);
+                }
+            }
+        }
+    }
+}
+
+/// `W` floats of `s` from `at`, without a bounds check.
+///
+/// # Safety
+/// `at + W <= s.len()`.
+#[inline(always)]
+unsafe fn load<const W: usize>(s: &[f32], at: usize) -> [f32; W] {
+    debug_assert!(at + W <= s.len());
+    // SAFETY: in bounds by the caller's contract; `[f32; W]` has no alignment beyond f32's
+    // but read_unaligned does not need even that.
+    unsafe { std::ptr::read_unaligned(s.as_ptr().add(at) as *const [f32; W]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::reference::conv as r;
+
+    fn geom(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, stride: usize, pad: usize) -> Conv2dGeom {
+        Conv2dGeom {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh: 3,
+            kw: 3,
+            stride,
+            pad,
+        }
+    }
+
+    /// Values in [−1, 1) from a hash of the index, exact in f32.
+    fn filled(len: usize, seed: u64) -> Vec<f32> {
+        let mut rng = mep_rng::SplitMix64::new(seed);
+        (0..len).map(|_| (rng.unit_f64() * 2.0 - 1.0) as f32).collect()
+    }
+
+    /// ResNet-20's weight-gradient shapes at small batches, and odd planes whose pixel
+    /// count is not a multiple of 16 (partial chunks), stride 2 on odd sizes, no padding.
+    fn geoms() -> Vec<Conv2dGeom> {
+        vec![
+            geom(1, 16, 32, 32, 16, 1, 1),
+            geom(3, 16, 32, 32, 32, 2, 1),
+            geom(3, 32, 16, 16, 32, 1, 1),
+            geom(1, 32, 16, 16, 64, 2, 1),
+            geom(3, 64, 8, 8, 64, 1, 1),
+            geom(3, 3, 7, 5, 4, 1, 1),
+            geom(1, 5, 7, 5, 8, 2, 1),
+            geom(3, 2, 9, 11, 12, 2, 1),
+            geom(2, 3, 6, 7, 8, 1, 0),
+            geom(2, 3, 7, 6, 4, 2, 2),
+            geom(1, 1, 1, 1, 4, 1, 1),
+        ]
+    }
+
+    #[test]
+    fn matches_the_f64_reference_within_the_rounding_of_its_sums() {
+        let ws = Workspace::default();
+        for g in geoms() {
+            assert!(supports(&g), "{g:?}");
+            let x = filled(g.input().numel(), 1);
+            let dy = filled(g.output().numel(), 2);
+            let mut dw = vec![f32::NAN; g.weight_len()];
+            assert!(conv2d_bwd_weight_direct(&ws, &g, &x, &dy, &mut dw));
+            let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
+            let abs = |v: &[f32]| v.iter().map(|&a| a.abs() as f64).collect::<Vec<_>>();
+            let want = r::conv2d_bwd_weight(&g, &f64s(&x), &f64s(&dy));
+            let mag = r::conv2d_bwd_weight(&g, &abs(&x), &abs(&dy));
+            // Each lane rounds once per term of its chain, the tree 4 more times.
+            let chain = g.n * (g.out_h() * g.out_w()).div_ceil(LANES);
+            let eps = f32::EPSILON as f64 / 2.0;
+            for (i, ((&got, &w), &m)) in dw.iter().zip(&want).zip(&mag).enumerate() {
+                let tol = (chain + 4) as f64 * eps * m + 1e-30;
+                assert!((got as f64 - w).abs() <= tol, "{g:?} dw[{i}] = {got}, want {w} ± {tol}");
+            }
+        }
+    }
+
+    #[test]
+    fn same_bits_on_every_isa_and_thread_count() {
+        let ws = Workspace::default();
+        for g in geoms() {
+            let x = filled(g.input().numel(), 3);
+            let dy = filled(g.output().numel(), 4);
+            let run = |isa: Isa, threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("a rayon pool");
+                let mut dw = vec![0.0f32; g.weight_len()];
+                assert!(pool.install(|| conv2d_bwd_weight_direct_isa(isa, &ws, &g, &x, &dy, &mut dw)));
+                dw.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            let want = run(Isa::Portable, 1);
+            for isa in Isa::available() {
+                for threads in [1, 2, 3] {
+                    assert!(
+                        run(isa, threads) == want,
+                        "{g:?}: {isa:?} with {threads} threads differs"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn declines_what_it_does_not_compute() {
+        let ws = Workspace::default();
+        let mut dw = vec![7.0f32; 2 * 4 * 9];
+        for g in [
+            Conv2dGeom {
+                kh: 1,
+                kw: 1,
+                ..geom(1, 4, 8, 8, 4, 1, 0)
+            },
+            geom(1, 4, 8, 8, 6, 1, 1),
+            geom(1, 4, 8, 8, 4, 3, 1),
+            geom(1, 128, 8, 8, 4, 1, 1),
+        ] {
+            assert!(!supports(&g));
+            let (x, dy) = (vec![0.0; g.input().numel()], vec![0.0; g.output().numel()]);
+            assert!(!conv2d_bwd_weight_direct(&ws, &g, &x, &dy, &mut dw));
+        }
+        // A supported geometry with a wrong buffer length is declined, not a panic.
+        let g = geom(1, 2, 8, 8, 4, 1, 1);
+        assert!(!conv2d_bwd_weight_direct(
+            &ws,
+            &g,
+            &[0.0; 3],
+            &vec![0.0; g.output().numel()],
+            &mut dw[..72]
+        ));
+        assert!(dw.iter().all(|&v| v == 7.0));
+    }
+}
