@@ -82,16 +82,19 @@ pub fn conv2d_bwd_weight_direct_isa(
     let mut lanes = ws.take(units * unit_len);
     lanes.fill(0.0);
     let per = p.images_per_chunk(g);
-    let mut xs = ws.take(per.min(g.n) * g.c_in * 3 * p.blk);
+    let mut xs = ws.take(per * g.c_in * 3 * p.blk);
+    let mut dyp = ws.take(per * g.c_out * p.chunks * LANES);
     let mut start = 0;
     while start < g.n {
         let imgs = start..g.n.min(start + per);
         let xs = &mut xs[..imgs.len() * g.c_in * 3 * p.blk];
         shift_input(g, &p, x, imgs.clone(), xs);
-        let xs = &*xs;
+        let dyp = &mut dyp[..imgs.len() * g.c_out * p.chunks * LANES];
+        pack_dy(g, &p, dy, imgs.start, dyp);
+        let (xs, dyp) = (&*xs, &*dyp);
         lanes.par_chunks_mut(unit_len).enumerate().for_each(|(u, st)| {
             let (co0, ci) = (u / g.c_in * p.cb, u % g.c_in);
-            run_unit(isa, &p, g, co0, ci, imgs.clone(), xs, dy, st);
+            run_unit(isa, &p, g, co0, ci, imgs.clone(), xs, dyp, st);
         });
         start = imgs.end;
     }
@@ -125,8 +128,9 @@ fn reduce16(l: &[f32; LANES]) -> f32 {
 struct Plan {
     /// Output channels per register block.
     cb: usize,
-    /// Output pixels per image plane, and per row.
+    /// Output pixels per image plane, the 16-pixel chunks they make, and pixels per row.
     ohw: usize,
+    chunks: usize,
     ow: usize,
     /// Rows of one stride class (`r mod s`) in the shifted copy.
     rpc: usize,
@@ -143,6 +147,7 @@ impl Plan {
         Plan {
             cb,
             ohw: oh * ow,
+            chunks: (oh * ow).div_ceil(LANES),
             ow,
             rpc,
             blk: g.stride * rpc * ow,
@@ -150,7 +155,7 @@ impl Plan {
     }
 
     fn images_per_chunk(&self, g: &Conv2dGeom) -> usize {
-        let bytes = 4 * (g.c_out * self.ohw + g.c_in * 3 * self.blk);
+        let bytes = 4 * (g.c_out * self.chunks * LANES + g.c_in * 3 * self.blk);
         (CHUNK_BYTES / bytes.max(1)).clamp(1, g.n)
     }
 
@@ -168,34 +173,77 @@ impl Plan {
 /// zeros rather than branches; it costs 3 copies of the input where im2col makes 9.
 fn shift_input(g: &Conv2dGeom, p: &Plan, x: &[f32], imgs: Range<usize>, xs: &mut [f32]) {
     let (h, w, s, pad, ow) = (g.h, g.w, g.stride, g.pad, p.ow);
+    let wp = w + 2 * pad;
     let first = imgs.start * g.c_in;
-    xs.par_chunks_mut(3 * p.blk).enumerate().for_each(|(j, dst)| {
-        let plane = &x[(first + j) * h * w..][..h * w];
-        for (kx, block) in dst.chunks_exact_mut(p.blk).enumerate() {
-            for (r, row) in block.chunks_exact_mut(ow).enumerate() {
-                // Row `r` of the block is padded row `k·s + class`.
+    // Per task: one padded row, and for stride 2 its even and odd columns, from which every
+    // kx is a plain copy (kx = 2 is the even columns from the second on) instead of a
+    // strided gather per kx.
+    let scratch = || (vec![0.0f32; wp], vec![0.0f32; wp.div_ceil(2)], vec![0.0f32; wp / 2]);
+    xs.par_chunks_mut(3 * p.blk)
+        .enumerate()
+        .for_each_init(scratch, |(prow, even, odd), (j, dst)| {
+            let plane = &x[(first + j) * h * w..][..h * w];
+            for r in 0..s * p.rpc {
+                // Row `r` of each kx block is padded row `k·s + class`.
                 let (class, k) = (r / p.rpc, r % p.rpc);
                 let pr = k * s + class;
+                let rows = dst.chunks_exact_mut(p.blk).map(|block| &mut block[r * ow..][..ow]);
                 if pr < pad || pr >= h + pad {
-                    row.fill(0.0);
+                    rows.for_each(|row| row.fill(0.0));
                     continue;
                 }
-                let src = &plane[(pr - pad) * w..][..w];
-                for (ox, d) in row.iter_mut().enumerate() {
-                    let col = ox * s + kx;
-                    *d = if col >= pad && col < w + pad {
-                        src[col - pad]
-                    } else {
-                        0.0
-                    };
+                prow[pad..pad + w].copy_from_slice(&plane[(pr - pad) * w..][..w]);
+                if s == 1 {
+                    for (kx, row) in rows.enumerate() {
+                        row.copy_from_slice(&prow[kx..kx + ow]);
+                    }
+                } else {
+                    for (pair, (e, o)) in prow.chunks_exact(2).zip(even.iter_mut().zip(odd.iter_mut())) {
+                        (*e, *o) = (pair[0], pair[1]);
+                    }
+                    if wp % 2 == 1 {
+                        even[wp / 2] = prow[wp - 1];
+                    }
+                    for (kx, row) in rows.enumerate() {
+                        let src = if kx % 2 == 0 { &even[kx / 2..] } else { &odd[..] };
+                        row.copy_from_slice(&src[..ow]);
+                    }
                 }
             }
-        }
-    });
+        });
+}
+
+/// Copies `dy` of images `first..` into `dyp` as, per (image, block of `cb` output
+/// channels), `[chunk][channel][16]` with zeros past the plane. The kernel then reads one
+/// stream instead of `cb` planes whose distance (4 KiB for a 32×32 plane) maps them all
+/// to the same L1 sets.
+fn pack_dy(g: &Conv2dGeom, p: &Plan, dy: &[f32], first: usize, dyp: &mut [f32]) {
+    let (ncb, ohw) = (g.c_out / p.cb, p.ohw);
+    dyp.par_chunks_mut(p.cb * p.chunks * LANES)
+        .enumerate()
+        .for_each(|(j, dst)| {
+            let (n, co0) = (first + j / ncb, j % ncb * p.cb);
+            for c in 0..p.cb {
+                let src = &dy[(n * g.c_out + co0 + c) * ohw..][..ohw];
+                let mut parts = dst.chunks_exact_mut(LANES).skip(c).step_by(p.cb);
+                // Whole chunks as fixed 64-byte copies (inlined, where a copy of a run-time
+                // length is a memcpy call), then the partial one padded with zeros.
+                let whole = src.chunks_exact(LANES);
+                let rest = whole.remainder();
+                // `whole` first: zip advances its left side before it sees the right one end.
+                for (v, d) in whole.zip(&mut parts) {
+                    d.copy_from_slice(v);
+                }
+                if let Some(d) = parts.next() {
+                    d[..rest.len()].copy_from_slice(rest);
+                    d[rest.len()..].fill(0.0);
+                }
+            }
+        });
 }
 
 /// One unit of work: output channels `co0..co0 + cb` against input channel `ci`, over
-/// images `imgs` (whose shifted copies are `xs`), continuing the lanes in `st`
+/// images `imgs` (whose shifted copies are `xs` and packed gradients `dyp`), continuing the lanes in `st`
 /// (`[cb][ky][kx][16]`). Each call runs under the ISA's target features; a rayon closure
 /// would not inherit them, so the dispatch is here rather than around the parallel loop.
 #[allow(clippy::too_many_arguments)]
@@ -207,7 +255,7 @@ fn run_unit(
     ci: usize,
     imgs: Range<usize>,
     xs: &[f32],
-    dy: &[f32],
+    dyp: &[f32],
     st: &mut [f32],
 ) {
     let a = Args {
@@ -217,7 +265,7 @@ fn run_unit(
         ci,
         imgs,
         xs,
-        dy,
+        dyp,
     };
     #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
     if isa == Isa::Avx512 {
@@ -242,7 +290,7 @@ struct Args<'a> {
     ci: usize,
     imgs: Range<usize>,
     xs: &'a [f32],
-    dy: &'a [f32],
+    dyp: &'a [f32],
 }
 
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
@@ -282,17 +330,18 @@ fn unit<const CB: usize, const W: usize>(a: &Args<'_>, st: &mut [f32]) {
                     ak.copy_from_slice(&st[((c * 3 + ky) * 3 + kx) * LANES + lg * W..][..W]);
                 }
             }
-            for (nl, n) in a.imgs.clone().enumerate() {
-                let dys: [&[f32]; CB] = std::array::from_fn(|c| &a.dy[(n * g.c_out + a.co0 + c) * ohw..][..ohw]);
+            for nl in 0..a.imgs.len() {
+                let dys = &a.dyp[(nl * (g.c_out / CB) + a.co0 / CB) * p.chunks * CB * LANES..][..p.chunks * CB * LANES];
                 let xb = (nl * g.c_in + a.ci) * 3 * p.blk + row_off;
                 let xk: [&[f32]; 3] = std::array::from_fn(|kx| &a.xs[xb + kx * p.blk..][..ohw]);
                 for chunk in 0..full {
                     let at = chunk * LANES + lg * W;
-                    // SAFETY: `at + W <= full · 16 <= ohw`, the length of every slice read.
+                    // SAFETY: `at + W <= full · 16 <= ohw`, the length of the `xk`, and `dys` holds
+                    // `chunks · CB` vectors of 16.
                     unsafe {
                         let xv: [[f32; W]; 3] = std::array::from_fn(|k| load::<W>(xk[k], at));
                         for c in 0..CB {
-                            let d = load::<W>(dys[c], at);
+                            let d = load::<W>(dys, (chunk * CB + c) * LANES + lg * W);
                             for k in 0..3 {
                                 for l in 0..W {
                                     acc[c][k][l] = d[l].mul_add(xv[k][l], acc[c][k][l]);
@@ -302,8 +351,9 @@ fn unit<const CB: usize, const W: usize>(a: &Args<'_>, st: &mut [f32]) {
                     }
                 }
                 if rem > lg * W {
-                    // The last, partial chunk: lanes past the plane multiply zeros, so that
-                    // no input outside this tap (possibly non-finite) enters the sum.
+                    // The last, partial chunk: lanes past the plane multiply zeros (dY is packed
+                    // with them), so that no input outside this tap (possibly non-finite)
+                    // enters the sum.
                     let at = full * LANES + lg * W;
                     let valid = (rem - lg * W).min(W);
                     let part = |s: &[f32]| {
@@ -313,7 +363,9 @@ fn unit<const CB: usize, const W: usize>(a: &Args<'_>, st: &mut [f32]) {
                     };
                     let xv: [[f32; W]; 3] = std::array::from_fn(|k| part(xk[k]));
                     for c in 0..CB {
-                        let d = part(dys[c]);
+                        let d: [f32; W] = dys[(full * CB + c) * LANES + lg * W..][..W]
+                            .try_into()
+                            .expect("W lanes");
                         for k in 0..3 {
                             for l in 0..W {
                                 acc[c][k][l] = d[l].mul_add(xv[k][l], acc[c][k][l]);
