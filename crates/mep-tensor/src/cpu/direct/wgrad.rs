@@ -467,7 +467,8 @@ mod tests {
     }
 
     /// ResNet-20's weight-gradient shapes at small batches, and odd planes whose pixel
-    /// count is not a multiple of 16 (partial chunks), stride 2 on odd sizes, no padding.
+    /// count is not a multiple of 16 (partial chunks), stride 2 on odd sizes, no padding, and
+    /// the kernel's tilings.
     fn geoms() -> Vec<Conv2dGeom> {
         vec![
             geom(1, 16, 32, 32, 16, 1, 1),
@@ -481,6 +482,12 @@ mod tests {
             geom(2, 3, 6, 7, 8, 1, 0),
             geom(2, 3, 7, 6, 4, 2, 2),
             geom(1, 1, 1, 1, 4, 1, 1),
+            // Planes cut into several tiles with a partial chunk in the last, and images
+            // grouped into several tiles.
+            geom(2, 4, 31, 29, 8, 1, 1),
+            geom(12, 2, 8, 8, 4, 1, 1),
+            // More images than one image chunk holds (the lanes continue across chunks).
+            geom(5, 16, 32, 32, 16, 1, 1),
         ]
     }
 
