@@ -1,12 +1,12 @@
 //! The weight gradient of a 3×3 convolution with few channels, without im2col or GEMM.
 //!
 //! `dW[o,i,ky,kx] = Σ_{n,oy,ox} dY[n,o,oy,ox] · Xpad[n,i,oy·s+ky,ox·s+kx]`. For ResNet-20's
-//! layers the GEMM path spends its time writing 9× copies of the input (im2col) and running
-//! GEMMs whose inner dimension is one image's pixels but whose other two are only 16–64, so
-//! the micro-kernel never reaches its peak. Here the reduction over pixels is the vector
-//! dimension instead: each output pixel `p = oy·ow + ox` of the plane (a flat index, so that
-//! an 8×8 plane still fills 16 lanes) goes to lane `p mod 16`, and a register block of
-//! `CB` output channels × the 3 taps of a kernel row accumulates 16-lane partial sums.
+//! layers the GEMM path writes 9 copies of the input (im2col) and runs GEMMs whose inner
+//! dimension is one image's pixels but whose other two are only 16–64. Here the reduction
+//! over pixels is the vector dimension instead: each output pixel `p = oy·ow + ox` of the
+//! plane (a flat index, so that an 8×8 plane still fills 16 lanes) goes to lane `p mod 16`,
+//! and a register block of `CB` output channels × the 3 taps of a kernel row accumulates
+//! 16-lane partial sums.
 //!
 //! **Order of every sum.** Lane `l` of `dW[o,i,ky,kx]` is one chain of fused multiply-adds
 //! over the images in order and, within an image, over the pixels `p ≡ l (mod 16)` in
@@ -40,6 +40,10 @@ const MAX_CHANNELS: usize = 64;
 
 /// Whether [`conv2d_bwd_weight_direct`] computes this geometry: 3×3 kernels, stride 1 or 2,
 /// padding up to 2, at most 64 input and output channels, a multiple of 4 output channels.
+///
+/// This path and the GEMM path round differently, so a caller must choose between them by
+/// the geometry alone (never by the ISA or the thread count), or the same training run would
+/// give different bits on AVX2 and AVX-512 machines.
 pub fn supports(g: &Conv2dGeom) -> bool {
     g.kh == 3
         && g.kw == 3
