@@ -369,6 +369,21 @@ fn tile<const CB: usize, const W: usize>(a: &Args<'_>, st: &mut [f32], ims: Rang
     let rem = ohw % LANES;
     let whole = cs.start..cs.end.min(full);
     let partial = cs.end > full && rem > 0;
+    // Images are `x_img` floats apart in `xs` and `d_img` in `dyp`; this unit's blocks start
+    // `x0` and `d0` into each. Tap row `ky` of kx block 2 reads up to `row_off + ohw <= blk`
+    // past its start, so every read of the tile lies below the bounds checked here once,
+    // which lets the loop over images compute offsets instead of slicing (whose checks cost
+    // as much as the 4 chunks of an 8×8 plane).
+    let (x_img, d_img) = (g.c_in * 3 * p.blk, g.c_out * p.chunks * LANES);
+    let (x0, d0) = (a.ci * 3 * p.blk, a.co0 * p.chunks * LANES);
+    assert!(
+        !ims.is_empty()
+            && (ims.end - 1) * x_img + x0 + 3 * p.blk <= a.xs.len()
+            && (ims.end - 1) * d_img + d0 + p.chunks * CB * LANES <= a.dyp.len(),
+        "wgrad tile {ims:?} outside the shifted input ({}) or packed dY ({})",
+        a.xs.len(),
+        a.dyp.len()
+    );
     for ky in 0..3 {
         let row_off = p.row_offset(ky, g.stride);
         for lg in 0..LANES / W {
@@ -379,17 +394,16 @@ fn tile<const CB: usize, const W: usize>(a: &Args<'_>, st: &mut [f32], ims: Rang
                 }
             }
             for nl in ims.clone() {
-                let dys = &a.dyp[(nl * (g.c_out / CB) + a.co0 / CB) * p.chunks * CB * LANES..][..p.chunks * CB * LANES];
-                let xb = (nl * g.c_in + a.ci) * 3 * p.blk + row_off;
-                let xk: [&[f32]; 3] = std::array::from_fn(|kx| &a.xs[xb + kx * p.blk..][..ohw]);
+                let xb = nl * x_img + x0 + row_off;
+                let db = nl * d_img + d0;
                 for chunk in whole.clone() {
                     let at = chunk * LANES + lg * W;
-                    // SAFETY: `at + W <= full · 16 <= ohw`, the length of the `xk`, and `dys` holds
-                    // `chunks · CB` vectors of 16.
-                    let xv: [[f32; W]; 3] = std::array::from_fn(|k| unsafe { load::<W>(xk[k], at) });
+                    // SAFETY: `at + W <= full · 16 <= ohw`, so these reads are within the
+                    // bounds asserted above.
+                    let xv: [[f32; W]; 3] = std::array::from_fn(|k| unsafe { load::<W>(a.xs, xb + k * p.blk + at) });
                     for (c, ac) in acc.iter_mut().enumerate() {
-                        // SAFETY: as above.
-                        let d = unsafe { load::<W>(dys, (chunk * CB + c) * LANES + lg * W) };
+                        // SAFETY: chunk < chunks, so within the bounds asserted above.
+                        let d = unsafe { load::<W>(a.dyp, db + (chunk * CB + c) * LANES + lg * W) };
                         fma_taps(ac, &d, &xv);
                     }
                 }
@@ -404,9 +418,9 @@ fn tile<const CB: usize, const W: usize>(a: &Args<'_>, st: &mut [f32], ims: Rang
                         v[..valid].copy_from_slice(&s[at..at + valid]);
                         v
                     };
-                    let xv: [[f32; W]; 3] = std::array::from_fn(|k| part(xk[k]));
+                    let xv: [[f32; W]; 3] = std::array::from_fn(|k| part(&a.xs[xb + k * p.blk..]));
                     for (c, ac) in acc.iter_mut().enumerate() {
-                        let d: [f32; W] = dys[(full * CB + c) * LANES + lg * W..][..W]
+                        let d: [f32; W] = a.dyp[db + (full * CB + c) * LANES + lg * W..][..W]
                             .try_into()
                             .expect("W lanes");
                         fma_taps(ac, &d, &xv);
