@@ -10,12 +10,14 @@
 //!
 //! **Order of every sum.** Lane `l` of `dW[o,i,ky,kx]` is one chain of fused multiply-adds
 //! over the images in order and, within an image, over the pixels `p ≡ l (mod 16)` in
-//! increasing order; the 16 lanes are then added in a fixed tree ([`reduce16`]). Nothing in
-//! that depends on the ISA (AVX-512 holds the 16 lanes in one register, AVX2 and the portable
-//! build walk them as two groups of 8, which is the same chains in a different interleaving),
-//! on the thread count (threads own whole `(output-channel block, input channel)` units) or
-//! on the image chunks (a lane's running sum is stored between chunks and continued, not
-//! restarted), so every ISA and every thread count gives the same bits.
+//! increasing order; the 16 lanes are then added in a fixed tree ([`reduce16`]). The images
+//! are split into at most 16 groups by the batch size alone, each with its own lanes, and
+//! the groups' sums are added in group order. Nothing in that depends on the ISA (AVX-512
+//! holds the 16 lanes in one register, AVX2 and the portable build walk them as two groups
+//! of 8, which is the same chains in a different interleaving), on the thread count (a
+//! thread computes whole groups) or on how a group is cut into chunks and tiles for the
+//! caches (a lane's running sum is stored between them and continued, not restarted), so
+//! every ISA and every thread count gives the same bits.
 
 use super::Isa;
 use crate::cpu::gemm::Workspace;
@@ -29,6 +31,10 @@ const LANES: usize = 16;
 /// Images per chunk are sized so that a chunk's shifted input copy and its `dY` stay within
 /// about this many bytes, i.e. in a core's L2, while every unit walks over them.
 const CHUNK_BYTES: usize = 1 << 20;
+
+/// The most image groups (see [`conv2d_bwd_weight_direct_isa`]); a fixed number, so that
+/// the sums do not depend on the thread count, and enough for 16 threads.
+const GROUPS: usize = 16;
 
 /// A tile of the kernel's loop (see [`unit`]) reads about this many bytes, half of a 32 KiB
 /// L1, which leaves room for the lane state and the next tile's prefetches.
@@ -87,31 +93,50 @@ pub fn conv2d_bwd_weight_direct_isa(
     let p = Plan::new(g, isa);
     let units = g.c_out / p.cb * g.c_in;
     let unit_len = p.cb * 9 * LANES;
-    let mut lanes = ws.take(units * unit_len);
-    lanes.fill(0.0);
-    let per = p.images_per_chunk(g);
-    let mut xs = ws.take(per * g.c_in * 3 * p.blk);
-    let mut dyp = ws.take(per * g.c_out * p.chunks * LANES);
-    let mut start = 0;
-    while start < g.n {
-        let imgs = start..g.n.min(start + per);
-        let xs = &mut xs[..imgs.len() * g.c_in * 3 * p.blk];
-        shift_input(g, &p, x, imgs.clone(), xs);
-        let dyp = &mut dyp[..imgs.len() * g.c_out * p.chunks * LANES];
-        pack_dy(g, &p, dy, imgs.start, dyp);
-        let (xs, dyp) = (&*xs, &*dyp);
-        lanes.par_chunks_mut(unit_len).enumerate().for_each(|(u, st)| {
-            let (co0, ci) = (u / g.c_in * p.cb, u % g.c_in);
-            run_unit(isa, &p, g, co0, ci, imgs.clone(), xs, dyp, st);
-        });
-        start = imgs.end;
-    }
-    dw.par_chunks_mut(g.c_in * 9).enumerate().for_each(|(co, row)| {
-        let (cb, c) = (co / p.cb, co % p.cb);
-        for (ci, taps) in row.chunks_exact_mut(9).enumerate() {
-            let st = &lanes[(cb * g.c_in + ci) * unit_len..][..unit_len];
-            for (t, d) in taps.iter_mut().enumerate() {
-                *d = reduce16(st[(c * 9 + t) * LANES..][..LANES].try_into().expect("16 lanes"));
+    let wl = g.weight_len();
+    // The images are cut into at most GROUPS groups by the batch size alone; a thread takes a
+    // whole group (shifting, packing and every unit of it), so that its data stays in its
+    // core's caches and no barrier separates the steps. Each group's lanes are reduced to a
+    // partial dW and the partials are added in group order.
+    let per_group = g.n.div_ceil(GROUPS);
+    let groups = g.n.div_ceil(per_group);
+    let per = p.images_per_chunk(g).min(per_group);
+    let mut partials = ws.take(groups * wl);
+    partials.par_chunks_mut(wl).enumerate().for_each(|(gi, part)| {
+        let group = gi * per_group..g.n.min((gi + 1) * per_group);
+        let mut lanes = ws.take(units * unit_len);
+        lanes.fill(0.0);
+        let mut xs = ws.take(per * g.c_in * 3 * p.blk);
+        let mut dyp = ws.take(per * g.c_out * p.chunks * LANES);
+        let mut start = group.start;
+        while start < group.end {
+            let imgs = start..group.end.min(start + per);
+            let xs = &mut xs[..imgs.len() * g.c_in * 3 * p.blk];
+            shift_input(g, &p, x, imgs.clone(), xs);
+            let dyp = &mut dyp[..imgs.len() * g.c_out * p.chunks * LANES];
+            pack_dy(g, &p, dy, imgs.start, dyp);
+            for (u, st) in lanes.chunks_mut(unit_len).enumerate() {
+                let (co0, ci) = (u / g.c_in * p.cb, u % g.c_in);
+                run_unit(isa, &p, g, co0, ci, imgs.clone(), xs, dyp, st);
+            }
+            start = imgs.end;
+        }
+        for (co, row) in part.chunks_exact_mut(g.c_in * 9).enumerate() {
+            let (cb, c) = (co / p.cb, co % p.cb);
+            for (ci, taps) in row.chunks_exact_mut(9).enumerate() {
+                let st = &lanes[(cb * g.c_in + ci) * unit_len..][..unit_len];
+                for (t, d) in taps.iter_mut().enumerate() {
+                    *d = reduce16(st[(c * 9 + t) * LANES..][..LANES].try_into().expect("16 lanes"));
+                }
+            }
+        }
+    });
+    let partials = &partials[..];
+    dw.par_chunks_mut(4096).enumerate().for_each(|(i, d)| {
+        d.copy_from_slice(&partials[i * 4096..][..d.len()]);
+        for part in partials.chunks_exact(wl).skip(1) {
+            for (a, b) in d.iter_mut().zip(&part[i * 4096..]) {
+                *a += *b;
             }
         }
     });
@@ -187,42 +212,40 @@ fn shift_input(g: &Conv2dGeom, p: &Plan, x: &[f32], imgs: Range<usize>, xs: &mut
     let (h, w, s, pad, ow) = (g.h, g.w, g.stride, g.pad, p.ow);
     let wp = w + 2 * pad;
     let first = imgs.start * g.c_in;
-    // Per task: one padded row, and for stride 2 its even and odd columns, from which every
-    // kx is a plain copy (kx = 2 is the even columns from the second on) instead of a
-    // strided gather per kx.
-    let scratch = || (vec![0.0f32; wp], vec![0.0f32; wp.div_ceil(2)], vec![0.0f32; wp / 2]);
-    xs.par_chunks_mut(3 * p.blk)
-        .enumerate()
-        .for_each_init(scratch, |(prow, even, odd), (j, dst)| {
-            let plane = &x[(first + j) * h * w..][..h * w];
-            for r in 0..s * p.rpc {
-                // Row `r` of each kx block is padded row `k·s + class`.
-                let (class, k) = (r / p.rpc, r % p.rpc);
-                let pr = k * s + class;
-                let rows = dst.chunks_exact_mut(p.blk).map(|block| &mut block[r * ow..][..ow]);
-                if pr < pad || pr >= h + pad {
-                    rows.for_each(|row| row.fill(0.0));
-                    continue;
+    // One padded row, and for stride 2 its even and odd columns, from which every kx is a
+    // plain copy (kx = 2 is the even columns from the second on) instead of a strided gather
+    // per kx.
+    let (prow, even, odd) = &mut (vec![0.0f32; wp], vec![0.0f32; wp.div_ceil(2)], vec![0.0f32; wp / 2]);
+    xs.chunks_mut(3 * p.blk).enumerate().for_each(|(j, dst)| {
+        let plane = &x[(first + j) * h * w..][..h * w];
+        for r in 0..s * p.rpc {
+            // Row `r` of each kx block is padded row `k·s + class`.
+            let (class, k) = (r / p.rpc, r % p.rpc);
+            let pr = k * s + class;
+            let rows = dst.chunks_exact_mut(p.blk).map(|block| &mut block[r * ow..][..ow]);
+            if pr < pad || pr >= h + pad {
+                rows.for_each(|row| row.fill(0.0));
+                continue;
+            }
+            prow[pad..pad + w].copy_from_slice(&plane[(pr - pad) * w..][..w]);
+            if s == 1 {
+                for (kx, row) in rows.enumerate() {
+                    row.copy_from_slice(&prow[kx..kx + ow]);
                 }
-                prow[pad..pad + w].copy_from_slice(&plane[(pr - pad) * w..][..w]);
-                if s == 1 {
-                    for (kx, row) in rows.enumerate() {
-                        row.copy_from_slice(&prow[kx..kx + ow]);
-                    }
-                } else {
-                    for (pair, (e, o)) in prow.chunks_exact(2).zip(even.iter_mut().zip(odd.iter_mut())) {
-                        (*e, *o) = (pair[0], pair[1]);
-                    }
-                    if wp % 2 == 1 {
-                        even[wp / 2] = prow[wp - 1];
-                    }
-                    for (kx, row) in rows.enumerate() {
-                        let src = if kx % 2 == 0 { &even[kx / 2..] } else { &odd[..] };
-                        row.copy_from_slice(&src[..ow]);
-                    }
+            } else {
+                for (pair, (e, o)) in prow.chunks_exact(2).zip(even.iter_mut().zip(odd.iter_mut())) {
+                    (*e, *o) = (pair[0], pair[1]);
+                }
+                if wp % 2 == 1 {
+                    even[wp / 2] = prow[wp - 1];
+                }
+                for (kx, row) in rows.enumerate() {
+                    let src = if kx % 2 == 0 { &even[kx / 2..] } else { &odd[..] };
+                    row.copy_from_slice(&src[..ow]);
                 }
             }
-        });
+        }
+    });
 }
 
 /// Copies `dy` of images `first..` into `dyp` as, per (image, block of `cb` output
@@ -231,7 +254,7 @@ fn shift_input(g: &Conv2dGeom, p: &Plan, x: &[f32], imgs: Range<usize>, xs: &mut
 /// to the same L1 sets.
 fn pack_dy(g: &Conv2dGeom, p: &Plan, dy: &[f32], first: usize, dyp: &mut [f32]) {
     let (ncb, ohw) = (g.c_out / p.cb, p.ohw);
-    dyp.par_chunks_mut(p.cb * p.chunks * LANES)
+    dyp.chunks_mut(p.cb * p.chunks * LANES)
         .enumerate()
         .for_each(|(j, dst)| {
             let (n, co0) = (first + j / ncb, j % ncb * p.cb);
@@ -522,7 +545,8 @@ mod tests {
             let abs = |v: &[f32]| v.iter().map(|&a| a.abs() as f64).collect::<Vec<_>>();
             let want = r::conv2d_bwd_weight(&g, &f64s(&x), &f64s(&dy));
             let mag = r::conv2d_bwd_weight(&g, &abs(&x), &abs(&dy));
-            // Each lane rounds once per term of its chain, the tree 4 more times.
+            // Each lane rounds once per term of its chain, the tree 4 more times, the sum over
+            // the image groups once per group: at most n·chunks + 4 roundings in all.
             let chain = g.n * (g.out_h() * g.out_w()).div_ceil(LANES);
             let eps = f32::EPSILON as f64 / 2.0;
             for (i, ((&got, &w), &m)) in dw.iter().zip(&want).zip(&mag).enumerate() {
