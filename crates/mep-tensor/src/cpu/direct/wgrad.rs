@@ -278,9 +278,10 @@ fn pack_dy(g: &Conv2dGeom, p: &Plan, dy: &[f32], first: usize, dyp: &mut [f32]) 
 }
 
 /// One unit of work: output channels `co0..co0 + cb` against input channel `ci`, over
-/// images `imgs` (whose shifted copies are `xs` and packed gradients `dyp`), continuing the lanes in `st`
-/// (`[cb][ky][kx][16]`). Each call runs under the ISA's target features; a rayon closure
-/// would not inherit them, so the dispatch is here rather than around the parallel loop.
+/// images `imgs` (whose shifted copies are `xs` and packed gradients `dyp`), continuing the
+/// lanes in `st` (`[cb][ky][kx][16]`). Each call runs under the ISA's target features; a
+/// rayon closure would not inherit them, so the dispatch is here rather than around the
+/// parallel loop.
 #[allow(clippy::too_many_arguments)]
 fn run_unit(
     isa: Isa,
