@@ -104,31 +104,43 @@ pub fn conv2d_bwd_weight_direct_isa(
     let mut partials = ws.take(groups * wl);
     partials.par_chunks_mut(wl).enumerate().for_each(|(gi, part)| {
         let group = gi * per_group..g.n.min((gi + 1) * per_group);
+        // Not zeroed: a unit's first call starts its lanes at zero instead of loading them,
+        // and its last call reduces them into `part` while they are in cache (zeroing and
+        // re-reading a 64×64 layer's 2.4 MB of lanes per group cost as much as its kernels).
         let mut lanes = ws.take(units * unit_len);
-        lanes.fill(0.0);
         let mut xs = ws.take(per * g.c_in * 3 * p.blk);
         let mut dyp = ws.take(per * g.c_out * p.chunks * LANES);
         let mut start = group.start;
         while start < group.end {
             let imgs = start..group.end.min(start + per);
+            let (fresh, last) = (start == group.start, imgs.end == group.end);
             let xs = &mut xs[..imgs.len() * g.c_in * 3 * p.blk];
             shift_input(g, &p, x, imgs.clone(), xs);
             let dyp = &mut dyp[..imgs.len() * g.c_out * p.chunks * LANES];
             pack_dy(g, &p, dy, imgs.start, dyp);
             for (u, st) in lanes.chunks_mut(unit_len).enumerate() {
                 let (co0, ci) = (u / g.c_in * p.cb, u % g.c_in);
-                run_unit(isa, &p, g, co0, ci, imgs.clone(), xs, dyp, st);
-            }
-            start = imgs.end;
-        }
-        for (co, row) in part.chunks_exact_mut(g.c_in * 9).enumerate() {
-            let (cb, c) = (co / p.cb, co % p.cb);
-            for (ci, taps) in row.chunks_exact_mut(9).enumerate() {
-                let st = &lanes[(cb * g.c_in + ci) * unit_len..][..unit_len];
-                for (t, d) in taps.iter_mut().enumerate() {
-                    *d = reduce16(st[(c * 9 + t) * LANES..][..LANES].try_into().expect("16 lanes"));
+                let a = Args {
+                    p: &p,
+                    g,
+                    co0,
+                    ci,
+                    imgs: imgs.clone(),
+                    fresh,
+                    xs,
+                    dyp,
+                };
+                run_unit(isa, &a, st);
+                if last {
+                    for c in 0..p.cb {
+                        let taps = &mut part[((co0 + c) * g.c_in + ci) * 9..][..9];
+                        for (t, d) in taps.iter_mut().enumerate() {
+                            *d = reduce16(st[(c * 9 + t) * LANES..][..LANES].try_into().expect("16 lanes"));
+                        }
+                    }
                 }
             }
+            start = imgs.end;
         }
     });
     let partials = &partials[..];
@@ -277,54 +289,36 @@ fn pack_dy(g: &Conv2dGeom, p: &Plan, dy: &[f32], first: usize, dyp: &mut [f32]) 
         });
 }
 
-/// One unit of work: output channels `co0..co0 + cb` against input channel `ci`, over
-/// images `imgs` (whose shifted copies are `xs` and packed gradients `dyp`), continuing the
-/// lanes in `st` (`[cb][ky][kx][16]`). Each call runs under the ISA's target features; a
-/// rayon closure would not inherit them, so the dispatch is here rather than around the
-/// parallel loop.
-#[allow(clippy::too_many_arguments)]
-fn run_unit(
-    isa: Isa,
-    p: &Plan,
-    g: &Conv2dGeom,
-    co0: usize,
-    ci: usize,
-    imgs: Range<usize>,
-    xs: &[f32],
-    dyp: &[f32],
-    st: &mut [f32],
-) {
-    let a = Args {
-        p,
-        g,
-        co0,
-        ci,
-        imgs,
-        xs,
-        dyp,
-    };
+/// Runs one unit (see [`Args`]) under the ISA's target features, continuing the lanes in
+/// `st` (`[cb][ky][kx][16]`). The dispatch is per unit because a rayon closure would not
+/// inherit target features.
+fn run_unit(isa: Isa, a: &Args<'_>, st: &mut [f32]) {
     #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
     if isa == Isa::Avx512 {
         // SAFETY: the caller checked that `isa` is in `Isa::available()`, which detected avx512f.
-        unsafe { unit_avx512(&a, st) };
+        unsafe { unit_avx512(a, st) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx2 {
         // SAFETY: the caller checked that `isa` is in `Isa::available()`, which detected avx2 and fma.
-        unsafe { unit_avx2(&a, st) };
+        unsafe { unit_avx2(a, st) };
         return;
     }
     let _ = isa;
-    unit::<4, 8>(&a, st);
+    unit::<4, 8>(a, st);
 }
 
+/// One unit of work: output channels `co0..co0 + cb` against input channel `ci`, over
+/// images `imgs` (whose shifted copies are `xs` and packed gradients `dyp`); `fresh` when
+/// these are the first images of the group, so that the lanes start at zero.
 struct Args<'a> {
     p: &'a Plan,
     g: &'a Conv2dGeom,
     co0: usize,
     ci: usize,
     imgs: Range<usize>,
+    fresh: bool,
     xs: &'a [f32],
     dyp: &'a [f32],
 }
@@ -364,13 +358,14 @@ fn unit<const CB: usize, const W: usize>(a: &Args<'_>, st: &mut [f32]) {
     let per_chunk = (CB + 3) * LANES * std::mem::size_of::<f32>();
     let ct = (TILE_BYTES / per_chunk).max(1);
     let nimg = a.imgs.len();
+    let mut fresh = a.fresh;
     if p.chunks >= ct {
         for nl in 0..nimg {
             let mut c0 = 0;
             while c0 < p.chunks {
                 let c1 = p.chunks.min(c0 + ct);
-                tile::<CB, W>(a, st, nl..nl + 1, c0..c1);
-                c0 = c1;
+                tile::<CB, W>(a, st, nl..nl + 1, c0..c1, fresh);
+                (c0, fresh) = (c1, false);
             }
         }
     } else {
@@ -378,15 +373,22 @@ fn unit<const CB: usize, const W: usize>(a: &Args<'_>, st: &mut [f32]) {
         let mut n0 = 0;
         while n0 < nimg {
             let n1 = nimg.min(n0 + ti);
-            tile::<CB, W>(a, st, n0..n1, 0..p.chunks);
-            n0 = n1;
+            tile::<CB, W>(a, st, n0..n1, 0..p.chunks, fresh);
+            (n0, fresh) = (n1, false);
         }
     }
 }
 
-/// Chunks `cs` of the images `ims` (indices into the unit's image chunk) for every tap.
+/// Chunks `cs` of the images `ims` (indices into the unit's image chunk) for every tap,
+/// starting the lanes at zero if `fresh`, else where `st` left them.
 #[inline(always)]
-fn tile<const CB: usize, const W: usize>(a: &Args<'_>, st: &mut [f32], ims: Range<usize>, cs: Range<usize>) {
+fn tile<const CB: usize, const W: usize>(
+    a: &Args<'_>,
+    st: &mut [f32],
+    ims: Range<usize>,
+    cs: Range<usize>,
+    fresh: bool,
+) {
     let (p, g) = (a.p, a.g);
     let ohw = p.ohw;
     let full = ohw / LANES;
@@ -412,7 +414,7 @@ fn tile<const CB: usize, const W: usize>(a: &Args<'_>, st: &mut [f32], ims: Rang
         let row_off = p.row_offset(ky, g.stride);
         for lg in 0..LANES / W {
             let mut acc = [[[0.0f32; W]; 3]; CB];
-            for (c, ac) in acc.iter_mut().enumerate() {
+            for (c, ac) in acc.iter_mut().enumerate().filter(|_| !fresh) {
                 for (kx, ak) in ac.iter_mut().enumerate() {
                     ak.copy_from_slice(&st[((c * 3 + ky) * 3 + kx) * LANES + lg * W..][..W]);
                 }
