@@ -239,10 +239,10 @@ fn shift_input(g: &Conv2dGeom, p: &Plan, x: &[f32], imgs: Range<usize>, xs: &mut
                 rows.for_each(|row| row.fill(0.0));
                 continue;
             }
-            prow[pad..pad + w].copy_from_slice(&plane[(pr - pad) * w..][..w]);
+            copy_short(&mut prow[pad..pad + w], &plane[(pr - pad) * w..][..w]);
             if s == 1 {
                 for (kx, row) in rows.enumerate() {
-                    row.copy_from_slice(&prow[kx..kx + ow]);
+                    copy_short(row, &prow[kx..kx + ow]);
                 }
             } else {
                 for (pair, (e, o)) in prow.chunks_exact(2).zip(even.iter_mut().zip(odd.iter_mut())) {
@@ -253,11 +253,28 @@ fn shift_input(g: &Conv2dGeom, p: &Plan, x: &[f32], imgs: Range<usize>, xs: &mut
                 }
                 for (kx, row) in rows.enumerate() {
                     let src = if kx % 2 == 0 { &even[kx / 2..] } else { &odd[..] };
-                    row.copy_from_slice(&src[..ow]);
+                    copy_short(row, &src[..ow]);
                 }
             }
         }
     });
+}
+
+/// `dst.copy_from_slice(src)` in inlined blocks of 8: the rows copied here are 8 to 64
+/// floats, for which a memcpy call per row costs more than the copying.
+#[inline]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    assert_eq!(dst.len(), src.len(), "copy_short: lengths differ");
+    let mut d = dst.chunks_exact_mut(8);
+    for (d, s) in (&mut d).zip(src.chunks_exact(8)) {
+        if let (Ok(d), Ok(s)) = (<&mut [f32; 8]>::try_from(d), <&[f32; 8]>::try_from(s)) {
+            *d = *s;
+        }
+    }
+    let done = src.len() / 8 * 8;
+    for (d, s) in d.into_remainder().iter_mut().zip(&src[done..]) {
+        *d = *s;
+    }
 }
 
 /// Copies `dy` of images `first..` into `dyp` as, per (image, block of `cb` output
