@@ -107,9 +107,12 @@ pub fn conv2d_bwd_weight_direct_isa(
         // Not zeroed: a unit's first call starts its lanes at zero instead of loading them,
         // and its last call reduces them into `part` while they are in cache (zeroing and
         // re-reading a 64×64 layer's 2.4 MB of lanes per group cost as much as its kernels).
-        let mut lanes = ws.take(units * unit_len);
-        let mut xs = ws.take(per * g.c_in * 3 * p.blk);
-        let mut dyp = ws.take(per * g.c_out * p.chunks * LANES);
+        let (mut lanes, mut xs, mut dyp) = (
+            ws.take(units * unit_len + ALIGN),
+            ws.take(per * g.c_in * 3 * p.blk + ALIGN),
+            ws.take(per * g.c_out * p.chunks * LANES + ALIGN),
+        );
+        let (lanes, xs, dyp) = (aligned(&mut lanes), aligned(&mut xs), aligned(&mut dyp));
         let mut start = group.start;
         while start < group.end {
             let imgs = start..group.end.min(start + per);
@@ -118,7 +121,7 @@ pub fn conv2d_bwd_weight_direct_isa(
             shift_input(g, &p, x, imgs.clone(), xs);
             let dyp = &mut dyp[..imgs.len() * g.c_out * p.chunks * LANES];
             pack_dy(g, &p, dy, imgs.start, dyp);
-            for (u, st) in lanes.chunks_mut(unit_len).enumerate() {
+            for (u, st) in lanes[..units * unit_len].chunks_exact_mut(unit_len).enumerate() {
                 let (co0, ci) = (u / g.c_in * p.cb, u % g.c_in);
                 let a = Args {
                     p: &p,
@@ -153,6 +156,17 @@ pub fn conv2d_bwd_weight_direct_isa(
         }
     });
     true
+}
+
+/// Floats of slack a buffer needs for [`aligned`].
+const ALIGN: usize = 16;
+
+/// `s` from its first 64-byte boundary on (`ALIGN` floats shorter at most): the allocator
+/// gives 16-byte alignment, and then most vector loads of the kernel straddle two cache
+/// lines, which halves what L1 delivers.
+fn aligned(s: &mut [f32]) -> &mut [f32] {
+    let off = s.as_ptr().align_offset(64).min(ALIGN);
+    &mut s[off..]
 }
 
 /// The 16 lanes of one `dW` element added in a fixed tree (halves, then quarters, …), the
