@@ -16,5 +16,6 @@
 
 pub mod fwd;
 pub mod isa;
+pub mod wgrad;
 
 pub use isa::Isa;
