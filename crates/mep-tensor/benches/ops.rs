@@ -6,8 +6,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gemm::Parallelism;
-use mep_tensor::prelude::*;
 use mep_tensor::cpu::ConvPath;
+use mep_tensor::prelude::*;
 use mep_tensor::{Act, Conv2dGeom, CpuBackend};
 use std::time::Duration;
 
@@ -152,7 +152,7 @@ fn conv2d_bwd_weight(c: &mut Criterion) {
 }
 
 /// ResNet-20's 3×3 layers at batch 128 (and two wider ones) on each forced path: the
-/// numbers behind `cpu::direct::fwd::choose`. `<layer>/<op>_<path>`; run with
+/// numbers behind `cpu::direct::choose`. `<layer>/<op>_<path>`; run with
 /// `RAYON_NUM_THREADS=2 cargo bench -p mep-tensor --bench ops -- conv_paths`.
 fn conv_paths(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv_paths");
@@ -190,5 +190,12 @@ fn conv_paths(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sgemm, conv2d_fwd, conv2d_bwd_input, conv2d_bwd_weight, conv_paths);
+criterion_group!(
+    benches,
+    sgemm,
+    conv2d_fwd,
+    conv2d_bwd_input,
+    conv2d_bwd_weight,
+    conv_paths
+);
 criterion_main!(benches);

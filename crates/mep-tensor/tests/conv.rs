@@ -552,7 +552,8 @@ fn resnet20_geoms() -> Vec<Conv2dGeom> {
     ]
 }
 
-/// Forward (bias, residual, relu) and input gradient on `path` against the reference.
+/// Forward (bias, residual, relu), input gradient and weight and bias gradients on `path`
+/// against the reference.
 fn check_path(path: ConvPath, geoms: Vec<Conv2dGeom>, seed: u64) {
     let cpu = CpuBackend::new().with_conv_path(path);
     let mut rng = Rng::new(seed);
@@ -581,6 +582,78 @@ fn check_path(path: ConvPath, geoms: Vec<Conv2dGeom>, seed: u64) {
             &r::conv2d_bwd_input(&g, &dy, &w),
             ATOL,
             RTOL,
+        );
+        let mut dw = cpu.upload(&vec![f32::NAN; g.weight_len()]).unwrap();
+        let mut db = cpu.upload(&vec![f32::NAN; g.c_out]).unwrap();
+        cpu.conv2d_bwd_weight(&g, &xb, &dyb, &mut dw, Some(&mut db)).unwrap();
+        let what = format!("{path:?} conv2d_bwd_weight {g:?}");
+        assert_close(
+            &what,
+            &cpu.download(&dw).unwrap(),
+            &r::conv2d_bwd_weight(&g, &x, &dy),
+            ATOL,
+            RTOL,
+        );
+        let want_db: Vec<f64> = (0..g.c_out)
+            .map(|c| {
+                (0..g.n)
+                    .flat_map(|n| {
+                        let hw = g.out_h() * g.out_w();
+                        dy[(n * g.c_out + c) * hw..(n * g.c_out + c + 1) * hw].iter().copied()
+                    })
+                    .sum()
+            })
+            .collect();
+        assert_close(
+            &format!("{what} bias"),
+            &cpu.download(&db).unwrap(),
+            &want_db,
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
+/// The forced paths really run different kernels: a test that passed with both forced paths
+/// running the same code would prove nothing. 64 channels make the GEMMs' depth (576) exceed
+/// one fixed-order block of 512, so their sums are grouped unlike the direct kernels' single
+/// chains (below 512 the forward's two paths can give the same bits, one chain in one order).
+#[test]
+fn forced_paths_run_different_kernels() {
+    use mep_tensor::cpu::direct::{supports, ConvOp};
+    let g = geom(3, 64, 16, 16, 64, 3, 1, 1);
+    for op in [ConvOp::Forward, ConvOp::BwdInput, ConvOp::BwdWeight] {
+        assert!(supports(op, &g), "{op:?}");
+    }
+    let mut rng = Rng::new(21);
+    let (x, w, dy) = (
+        f32s(&rng.vec(g.input().numel())),
+        f32s(&rng.vec(g.weight_len())),
+        f32s(&rng.vec(g.output().numel())),
+    );
+    let run = |path: ConvPath| {
+        let cpu = CpuBackend::new().with_conv_path(path);
+        let (xb, wb, dyb) = (
+            cpu.upload(&x).unwrap(),
+            cpu.upload(&w).unwrap(),
+            cpu.upload(&dy).unwrap(),
+        );
+        let mut y = cpu.alloc(g.output().numel()).unwrap();
+        cpu.conv2d(&g, &xb, &wb, None, None, Act::Identity, &mut y).unwrap();
+        let mut dx = cpu.alloc(g.input().numel()).unwrap();
+        cpu.conv2d_bwd_input(&g, &dyb, &wb, &mut dx).unwrap();
+        let mut dw = cpu.alloc(g.weight_len()).unwrap();
+        cpu.conv2d_bwd_weight(&g, &xb, &dyb, &mut dw, None).unwrap();
+        [y, dx, dw].map(|b| cpu.download(&b).unwrap())
+    };
+    let (direct, gemm) = (run(ConvPath::Direct), run(ConvPath::Gemm));
+    for (name, (a, b)) in ["forward", "input gradient", "weight gradient"]
+        .iter()
+        .zip(direct.iter().zip(&gemm))
+    {
+        assert!(
+            a != b,
+            "{name}: the forced paths gave the same bits; is one of them not taken?"
         );
     }
 }

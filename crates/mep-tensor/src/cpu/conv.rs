@@ -23,8 +23,8 @@
 //!
 //! Callers ([`CpuBackend`](super::CpuBackend)) have checked every length.
 
-use super::direct::fwd::{self as direct, ConvOp, ConvPath};
 use super::direct::Isa;
+use super::direct::{self, fwd, wgrad, ConvOp, ConvPath};
 use super::gemm::{gemm_fixed_order, sgemm, sgemm_into, Scratch, SharedMut, Workspace};
 use crate::backend::Act;
 use crate::shape::{Conv2dGeom, ConvT2dGeom};
@@ -295,7 +295,7 @@ pub fn conv2d_on(
     y: &mut [f32],
 ) {
     if direct::use_direct(path, ConvOp::Forward, g) {
-        return direct::conv2d(ws, Isa::current(), g, x, w, bias, residual, act, y);
+        return fwd::conv2d(ws, Isa::current(), g, x, w, bias, residual, act, y);
     }
     let direct = is_direct(g);
     let f = Forward(x, w, bias, residual, act);
@@ -637,7 +637,7 @@ pub fn conv2d_bwd_input(ws: &Workspace, g: &Conv2dGeom, dy: &[f32], w: &[f32], d
 pub fn conv2d_bwd_input_on(path: ConvPath, ws: &Workspace, g: &Conv2dGeom, dy: &[f32], w: &[f32], dx: &mut [f32]) {
     let direct = direct::use_direct(path, ConvOp::BwdInput, g);
     if direct && g.stride == 2 {
-        return direct::conv2d_bwd_input_s2(ws, Isa::current(), g, dy, w, dx);
+        return fwd::conv2d_bwd_input_s2(ws, Isa::current(), g, dy, w, dx);
     }
     if use_batched(g) && !direct {
         // Wᵀ through the GEMM's strides: no flipped weight to build.
@@ -663,7 +663,7 @@ pub fn conv2d_bwd_input_on(path: ConvPath, ws: &Workspace, g: &Conv2dGeom, dy: &
         let mut wt = ws.take(g.weight_len());
         flip_transpose(g, w, &mut wt);
         if direct {
-            direct::conv2d(ws, Isa::current(), &gt, dy, &wt, None, None, Act::Identity, dx);
+            fwd::conv2d(ws, Isa::current(), &gt, dy, &wt, None, None, Act::Identity, dx);
         } else {
             // The choice was made for the gradient's shape; the forward's table must not redo it.
             conv2d_on(ConvPath::Gemm, ws, &gt, dy, &wt, None, None, Act::Identity, dx);
@@ -811,7 +811,8 @@ fn wgrad_images(
     }
 }
 
-/// Gradients of `conv2d` with respect to the weight and, when given, the bias.
+/// Gradients of `conv2d` with respect to the weight and, when given, the bias, on the path
+/// [`direct::choose`] picks.
 pub fn conv2d_bwd_weight(
     ws: &Workspace,
     g: &Conv2dGeom,
@@ -820,6 +821,27 @@ pub fn conv2d_bwd_weight(
     dw: &mut [f32],
     db: Option<&mut [f32]>,
 ) {
+    conv2d_bwd_weight_on(ConvPath::Auto, ws, g, x, dy, dw, db);
+}
+
+/// [`conv2d_bwd_weight`] on the given path (a forced path the shape does not support falls
+/// back to GEMM).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_bwd_weight_on(
+    path: ConvPath,
+    ws: &Workspace,
+    g: &Conv2dGeom,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) {
+    if direct::use_direct(path, ConvOp::BwdWeight, g) && wgrad::conv2d_bwd_weight_direct(ws, g, x, dy, dw) {
+        if let Some(db) = db {
+            channel_sums(g.n, g.c_out, g.out_h() * g.out_w(), dy, db);
+        }
+        return;
+    }
     let nt = threads();
     let (wl, kk, co) = (g.weight_len(), g.c_in * g.kh * g.kw, g.c_out);
     // Both operands are contiguous along the pixels they are summed over, so gemm must

@@ -14,7 +14,7 @@ pub mod neb;
 pub mod ops;
 pub mod reference;
 
-pub use direct::fwd::ConvPath;
+pub use direct::ConvPath;
 
 use crate::backend::{
     Act, AdamParams, BatchNorm, Checked, Conv, Elementwise, Lerp, Linear, Memory, Neb, NebForceParams, Optim, Reduce,
@@ -115,7 +115,7 @@ impl CpuBackend {
         Self::default()
     }
 
-    /// This backend with its convolutions (forward and input gradient) held to `path`, for
+    /// This backend with its convolutions (forward, input and weight gradients) held to `path`, for
     /// tests and benchmarks of each path; [`ConvPath::Auto`] (the default) picks by shape.
     pub fn with_conv_path(mut self, path: ConvPath) -> Self {
         self.conv_path = path;
@@ -255,7 +255,15 @@ impl Conv for CpuBackend {
         dw: &mut CpuBuf,
         db: Option<&mut CpuBuf>,
     ) -> Result<()> {
-        conv::conv2d_bwd_weight(&self.ws, g, &x.data, &dy.data, &mut dw.data, opt_mut(db));
+        conv::conv2d_bwd_weight_on(
+            self.conv_path,
+            &self.ws,
+            g,
+            &x.data,
+            &dy.data,
+            &mut dw.data,
+            opt_mut(db),
+        );
         Ok(())
     }
     fn run_conv_transpose2d(

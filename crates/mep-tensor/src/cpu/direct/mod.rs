@@ -14,8 +14,10 @@
 //! [`isa`] picks the instruction set once per process; `MEP_CPU_ISA=avx512|avx2|portable`
 //! lowers it (for benchmarks and tests), never raises it above what the CPU has.
 
+pub mod dispatch;
 pub mod fwd;
 pub mod isa;
 pub mod wgrad;
 
+pub use dispatch::{choose, supports, use_direct, ConvOp, ConvPath};
 pub use isa::Isa;
