@@ -145,6 +145,8 @@ pub fn make(
     mep: &Path,
     run: impl Fn(&mut Command) -> Result<(), String>,
 ) -> Result<PathBuf, String> {
+    // Before training: the files this writes would make the tree look dirty afterwards.
+    let made_at = commit(root);
     let dir = root.join("target").join("demo-weights");
     let mut cmd = Command::new(mep);
     cmd.args(&recipe)
@@ -174,7 +176,7 @@ pub fn make(
     }
     let record = Record {
         recipe,
-        commit: commit(root),
+        commit: made_at,
         made: crate::clock::utc_now(),
         cpu: cpu_name(),
         sha256: Checksum::of_file(&model, Algorithm::Sha256).map_err(|e| e.to_string())?,
