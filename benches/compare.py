@@ -6,11 +6,10 @@
 
 Needs `cargo build --release -p mep-benches` first (`cargo xtask bench` does both).
 `--isa avx2` runs both sides on their AVX2 code on any x86-64 CPU: PyTorch with
-ATEN_CPU_CAPABILITY=avx2, mep with MEP_CPU_ISA=avx2 and the timing binaries of a build
-without AVX-512 gemm kernels, e.g.
+ATEN_CPU_CAPABILITY=avx2 and ONEDNN_MAX_CPU_ISA=AVX2, mep with MEP_CPU_ISA=avx2 and the
+timing binaries of a build without AVX-512 gemm kernels, e.g.
 `CARGO_TARGET_DIR=target/avx2 cargo build --release -p mep-benches --no-default-features --features cuda`
-and `--mep-bin-dir target/avx2/release` (oneDNN may still use AVX-512 in places it
-dispatches itself). `--train` adds the training-step rows (train_time vs pytorch_train.py).
+and `--mep-bin-dir target/avx2/release`. `--train` adds the training-step rows (train_time vs pytorch_train.py).
 For each row and round, our timing binary and the PyTorch script each run in a fresh
 process (so peak memory is the row's own), alternating so that load on a shared machine
 hits both alike. Reports the median over all timed iterations of all rounds, the ratio
@@ -52,6 +51,8 @@ def main():
     if a.isa == "avx2":
         env["MEP_CPU_ISA"] = "avx2"
         env["ATEN_CPU_CAPABILITY"] = "avx2"
+        # PyTorch's convolutions are oneDNN's, which picks its ISA itself.
+        env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
     mep_bin = os.path.join(a.mep_bin_dir, "resnet_time")
     if not os.path.exists(mep_bin):
         sys.exit(f"{mep_bin} is missing: run `cargo build --release -p mep-benches` first")
