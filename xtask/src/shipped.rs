@@ -24,7 +24,7 @@ pub const MARKER: &str = "shipped.json";
 pub struct Record {
     /// The `mep train` arguments (after `mep`), with `--out DIR` left out.
     pub recipe: Vec<String>,
-    /// `git rev-parse --short HEAD` where it was made (with `-dirty` when the tree was).
+    /// `git rev-parse --short HEAD` where it was made (and whether the tree had changes).
     pub commit: String,
     pub made: String,
     /// The CPU's model name and whether it had AVX-512 (the bits are the same on AVX2).
@@ -92,30 +92,6 @@ pub fn uninstall(model_dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The short commit of `root`'s checkout, `-dirty` when it has changes, `unknown` without git.
-fn commit(root: &Path) -> String {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .args(args)
-            .current_dir(root)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match git(&["rev-parse", "--short", "HEAD"]) {
-        Some(c) => {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-            if dirty {
-                format!("{c}-dirty")
-            } else {
-                c
-            }
-        }
-        None => "unknown".into(),
-    }
-}
-
 fn cpu_name() -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -146,7 +122,7 @@ pub fn make(
     run: impl Fn(&mut Command) -> Result<(), String>,
 ) -> Result<PathBuf, String> {
     // Before training: the files this writes would make the tree look dirty afterwards.
-    let made_at = commit(root);
+    let made_at = crate::gpu_check::commit(root);
     let dir = root.join("target").join("demo-weights");
     let mut cmd = Command::new(mep);
     cmd.args(&recipe)

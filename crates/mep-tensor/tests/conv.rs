@@ -4,7 +4,7 @@
 use mep_tensor::cpu::reference::conv as r;
 use mep_tensor::cpu::ConvPath;
 use mep_tensor::prelude::*;
-use mep_tensor::{Act, Conv2dGeom, ConvT2dGeom, CpuBackend, TensorError};
+use mep_tensor::{Act, Conv2dGeom, ConvT2dGeom, CpuBackend, CpuBuf, TensorError};
 
 mod common;
 use common::assert_close;
@@ -151,47 +151,40 @@ fn conv2d_backward_input_weight_and_bias_match_reference() {
             cpu.upload(&f32s(&w)).unwrap(),
             cpu.upload(&f32s(&dy)).unwrap(),
         );
-        // NaN-filled outputs prove every element is overwritten, not accumulated.
-        let mut dx = cpu.upload(&vec![f32::NAN; g.input().numel()]).unwrap();
-        cpu.conv2d_bwd_input(&g, &dyb, &wb, &mut dx).unwrap();
-        assert_close(
-            &format!("conv2d_bwd_input {g:?}"),
-            &cpu.download(&dx).unwrap(),
-            &r::conv2d_bwd_input(&g, &dy, &w),
-            ATOL,
-            RTOL,
-        );
-
-        let mut dw = cpu.upload(&vec![f32::NAN; g.weight_len()]).unwrap();
-        let mut db = cpu.upload(&vec![f32::NAN; g.c_out]).unwrap();
-        cpu.conv2d_bwd_weight(&g, &xb, &dyb, &mut dw, Some(&mut db)).unwrap();
-        let what = format!("conv2d_bwd_weight {g:?}");
-        assert_close(
-            &what,
-            &cpu.download(&dw).unwrap(),
-            &r::conv2d_bwd_weight(&g, &x, &dy),
-            ATOL,
-            RTOL,
-        );
-        let hw = g.out_h() * g.out_w();
-        assert_close(
-            &what,
-            &cpu.download(&db).unwrap(),
-            &r::channel_sums(g.n, g.c_out, hw, &dy),
-            ATOL,
-            RTOL,
-        );
-
-        // Without a bias gradient.
-        cpu.conv2d_bwd_weight(&g, &xb, &dyb, &mut dw, None).unwrap();
-        assert_close(
-            &what,
-            &cpu.download(&dw).unwrap(),
-            &r::conv2d_bwd_weight(&g, &x, &dy),
-            ATOL,
-            RTOL,
-        );
+        check_backward(&cpu, "", &g, (&x, &w, &dy), (&xb, &wb, &dyb));
     }
+}
+
+/// Input, weight and bias gradients of `g` on `cpu` against the reference (`label` names the
+/// path in messages). NaN-filled outputs prove every element is overwritten, not accumulated.
+fn check_backward(
+    cpu: &CpuBackend,
+    label: &str,
+    g: &Conv2dGeom,
+    (x, w, dy): (&[f64], &[f64], &[f64]),
+    (xb, wb, dyb): (&CpuBuf, &CpuBuf, &CpuBuf),
+) {
+    let mut dx = cpu.upload(&vec![f32::NAN; g.input().numel()]).unwrap();
+    cpu.conv2d_bwd_input(g, dyb, wb, &mut dx).unwrap();
+    assert_close(
+        &format!("{label}conv2d_bwd_input {g:?}"),
+        &cpu.download(&dx).unwrap(),
+        &r::conv2d_bwd_input(g, dy, w),
+        ATOL,
+        RTOL,
+    );
+    let mut dw = cpu.upload(&vec![f32::NAN; g.weight_len()]).unwrap();
+    let mut db = cpu.upload(&vec![f32::NAN; g.c_out]).unwrap();
+    cpu.conv2d_bwd_weight(g, xb, dyb, &mut dw, Some(&mut db)).unwrap();
+    let what = format!("{label}conv2d_bwd_weight {g:?}");
+    let want_dw = r::conv2d_bwd_weight(g, x, dy);
+    assert_close(&what, &cpu.download(&dw).unwrap(), &want_dw, ATOL, RTOL);
+    let hw = g.out_h() * g.out_w();
+    let want_db = r::channel_sums(g.n, g.c_out, hw, dy);
+    assert_close(&what, &cpu.download(&db).unwrap(), &want_db, ATOL, RTOL);
+    // Without a bias gradient.
+    cpu.conv2d_bwd_weight(g, xb, dyb, &mut dw, None).unwrap();
+    assert_close(&what, &cpu.download(&dw).unwrap(), &want_dw, ATOL, RTOL);
 }
 
 fn tgeoms() -> Vec<ConvT2dGeom> {
@@ -573,44 +566,7 @@ fn check_path(path: ConvPath, geoms: Vec<Conv2dGeom>, seed: u64) {
             .unwrap();
         let what = format!("{path:?} conv2d {g:?} {act:?} residual={with_res}");
         assert_close(&what, &cpu.download(&y).unwrap(), &want, ATOL, RTOL);
-        let mut dx = cpu.upload(&vec![f32::NAN; g.input().numel()]).unwrap();
-        cpu.conv2d_bwd_input(&g, &dyb, &wb, &mut dx).unwrap();
-        let what = format!("{path:?} conv2d_bwd_input {g:?}");
-        assert_close(
-            &what,
-            &cpu.download(&dx).unwrap(),
-            &r::conv2d_bwd_input(&g, &dy, &w),
-            ATOL,
-            RTOL,
-        );
-        let mut dw = cpu.upload(&vec![f32::NAN; g.weight_len()]).unwrap();
-        let mut db = cpu.upload(&vec![f32::NAN; g.c_out]).unwrap();
-        cpu.conv2d_bwd_weight(&g, &xb, &dyb, &mut dw, Some(&mut db)).unwrap();
-        let what = format!("{path:?} conv2d_bwd_weight {g:?}");
-        assert_close(
-            &what,
-            &cpu.download(&dw).unwrap(),
-            &r::conv2d_bwd_weight(&g, &x, &dy),
-            ATOL,
-            RTOL,
-        );
-        let want_db: Vec<f64> = (0..g.c_out)
-            .map(|c| {
-                (0..g.n)
-                    .flat_map(|n| {
-                        let hw = g.out_h() * g.out_w();
-                        dy[(n * g.c_out + c) * hw..(n * g.c_out + c + 1) * hw].iter().copied()
-                    })
-                    .sum()
-            })
-            .collect();
-        assert_close(
-            &format!("{what} bias"),
-            &cpu.download(&db).unwrap(),
-            &want_db,
-            ATOL,
-            RTOL,
-        );
+        check_backward(&cpu, &format!("{path:?} "), &g, (&x, &w, &dy), (&xb, &wb, &dyb));
     }
 }
 

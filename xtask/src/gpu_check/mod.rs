@@ -45,6 +45,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use steps::*;
+pub(crate) use summary::commit;
 use summary::*;
 
 pub const USAGE: &str = "cargo xtask gpu-check [--out DIR] [--budget SECS] [--iters N] [--only STEP,...] \
