@@ -2,7 +2,8 @@
 //! on-CPU time (the sum of every thread's run time from `/proc/self/task/*/schedstat`),
 //! which a loaded, shared machine skews far less than wall time. Medians of `--reps`.
 //!
-//! `RAYON_NUM_THREADS=2 cargo run --release -p mep-tensor --example conv_paths [-- --reps 15]`
+//! `RAYON_NUM_THREADS=2 cargo run --release -p mep-tensor --example conv_paths [-- --reps 15] [--r50]`
+//! (`--r50`: ResNet-50's wider 3×3 layers at 224×224, batch 8, instead).
 
 use mep_tensor::cpu::ConvPath;
 use mep_tensor::prelude::*;
@@ -64,6 +65,15 @@ fn main() {
         .position(|a| a == "--reps")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(11);
+    let b8 = |g: Conv2dGeom| Conv2dGeom { n: 8, ..g };
+    // `--r50`: ResNet-50's wider 3×3 layers at 224×224, batch 8 (outside the ≤ 64 rule).
+    let r50 = [
+        ("r50 128->128 56>28 s2", b8(geom(128, 56, 128, 2))),
+        ("r50 128->128 28x28", b8(geom(128, 28, 128, 1))),
+        ("r50 256->256 28>14 s2", b8(geom(256, 28, 256, 2))),
+        ("r50 256->256 14x14", b8(geom(256, 14, 256, 1))),
+        ("r50 512->512 14>7 s2", b8(geom(512, 14, 512, 2))),
+    ];
     let layers = [
         ("stem 3->16 32x32", geom(3, 32, 16, 1)),
         ("16->16 32x32", geom(16, 32, 16, 1)),
@@ -82,6 +92,11 @@ fn main() {
             },
         ),
     ];
+    let layers: Vec<(&str, Conv2dGeom)> = if args.iter().any(|a| a == "--r50") {
+        r50.to_vec()
+    } else {
+        layers.to_vec()
+    };
     println!(
         "isa {:?}, threads {}",
         mep_tensor::cpu::direct::Isa::current(),

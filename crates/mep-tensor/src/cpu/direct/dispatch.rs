@@ -43,9 +43,9 @@ pub fn supports(op: ConvOp, g: &Conv2dGeom) -> bool {
 /// **Forward and input gradient**: direct for supported shapes where one side has at most 64
 /// channels and output rows are at least 8 pixels wide (one lane group); GEMM otherwise. Narrower outputs (4×4 planes) waste
 /// half of every tile while the GEMM path batches several images per GEMM there, and lost
-/// (64→128 8×8 s2 below). Both sides above 64 stay on GEMM because only one such shape was
-/// measured (128→128 8×8, where direct still won); ResNet-50 at 224 was not measured beyond
-/// its layer1 3×3.
+/// (64→128 8×8 s2 below). Both sides above 64 stay on GEMM: there gemm runs near the FMA
+/// peak, and on ResNet-50's wider 3×3 layers at 224×224 the direct kernels tie or lose on
+/// AVX2 (the second table), although 128→128 8×8 at batch 128 won.
 ///
 /// Measured 2026-12-04 with `examples/conv_paths.rs` (`RAYON_NUM_THREADS=2`, batch 128
 /// unless noted, median of 11 runs) on an AMD EPYC with AVX-512 shared with other jobs, in
@@ -73,6 +73,22 @@ pub fn supports(op: ConvOp, g: &Conv2dGeom) -> bool {
 /// |                                | AVX2    | 28.7 | 32.6 | 28.6 | 32.6 |
 /// | ResNet-50 64→64 56×56, batch 8 | AVX-512 | 17.9 | 22.4 | 17.7 | 23.7 |
 /// |                                | AVX2    | 20.9 | 24.2 | 21.0 | 23.8 |
+///
+/// ResNet-50's wider 3×3 layers at 224×224, batch 8 (`conv_paths --r50 --reps 5`, same
+/// set-up), all left on GEMM:
+///
+/// | layer                 | ISA     | fwd direct | fwd GEMM | dx direct | dx GEMM |
+/// |-----------------------|---------|-----------:|---------:|----------:|--------:|
+/// | 128→128 56×56 s2      | AVX-512 | 23.5 | 23.6 | 23.2 | 26.8 |
+/// |                       | AVX2    | 28.2 | 23.4 | 29.2 | 26.8 |
+/// | 128→128 28×28         | AVX-512 | 20.1 | 23.8 | 20.4 | 23.9 |
+/// |                       | AVX2    | 21.6 | 21.7 | 21.5 | 21.4 |
+/// | 256→256 28×28 s2      | AVX-512 | 22.5 | 23.8 | 25.1 | 23.8 |
+/// |                       | AVX2    | 24.7 | 22.5 | 29.4 | 29.6 |
+/// | 256→256 14×14         | AVX-512 | 20.1 | 21.5 | 19.8 | 20.8 |
+/// |                       | AVX2    | 22.6 | 23.0 | 23.1 | 21.7 |
+/// | 512→512 14×14 s2      | AVX-512 | 23.9 | 24.9 | 45.4 | 24.8 |
+/// |                       | AVX2    | 34.7 | 25.6 | 71.7 | 38.6 |
 ///
 /// The whole ResNet-20 (`resnet_time --row "resnet20 32x32 b128" --threads 1 --iters 10`,
 /// medians of two runs; the weight gradients still on GEMM) went from 164–173 to 133–136 ms
