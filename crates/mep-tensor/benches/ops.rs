@@ -11,11 +11,8 @@ use mep_tensor::prelude::*;
 use mep_tensor::{Act, Conv2dGeom, CpuBackend};
 use std::time::Duration;
 
-fn filled(len: usize, seed: u32) -> Vec<f32> {
-    (0..len)
-        .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / (1u32 << 24) as f32 - 0.5)
-        .collect()
-}
+mod support;
+use support::filled;
 
 /// The raw GEMM peak that the convolutions are measured against.
 fn sgemm(c: &mut Criterion) {

@@ -14,11 +14,8 @@ use mep_tensor::cpu::gemm::Workspace;
 use mep_tensor::Conv2dGeom;
 use std::time::Duration;
 
-fn filled(len: usize, seed: u32) -> Vec<f32> {
-    (0..len)
-        .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / (1u32 << 24) as f32 - 0.5)
-        .collect()
-}
+mod support;
+use support::filled;
 
 /// ResNet-20's distinct 3×3 convolutions: each stage's body and the stride-2 first
 /// convolution of stages 2 and 3.

@@ -20,11 +20,9 @@ fn cpu_ns() -> u64 {
         .sum()
 }
 
-fn filled(len: usize, seed: u32) -> Vec<f32> {
-    (0..len)
-        .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / (1u32 << 24) as f32 - 0.5)
-        .collect()
-}
+#[path = "../benches/support/mod.rs"]
+mod support;
+use support::filled;
 
 fn geom(c_in: usize, hw: usize, c_out: usize, stride: usize) -> Conv2dGeom {
     Conv2dGeom {

@@ -23,8 +23,7 @@
 //!
 //! Callers ([`CpuBackend`](super::CpuBackend)) have checked every length.
 
-use super::direct::Isa;
-use super::direct::{self, fwd, wgrad, ConvOp, ConvPath};
+use super::direct::{self, fwd, wgrad, ConvOp, ConvPath, Isa};
 use super::gemm::{gemm_fixed_order, sgemm, sgemm_into, Scratch, SharedMut, Workspace};
 use crate::backend::Act;
 use crate::shape::{Conv2dGeom, ConvT2dGeom};
@@ -907,7 +906,7 @@ pub fn conv2d_bwd_weight_on(
 
 /// `dst += parts[0] + parts[1] + …`, each element summed in that order (so the result does
 /// not depend on the threads), in parallel over chunks of 4096.
-fn add_in_order(dst: &mut [f32], parts: &[&[f32]]) {
+pub(crate) fn add_in_order(dst: &mut [f32], parts: &[&[f32]]) {
     dst.par_chunks_mut(4096).enumerate().for_each(|(i, d)| {
         for p in parts {
             for (a, b) in d.iter_mut().zip(&p[i * 4096..]) {

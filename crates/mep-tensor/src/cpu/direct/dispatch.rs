@@ -8,7 +8,8 @@ pub enum ConvPath {
     /// [`choose`] decides from the layer's shape (the same on every machine).
     #[default]
     Auto,
-    /// The direct kernels of this module wherever they support the shape, else the GEMM path.
+    /// The direct kernels ([`fwd`](super::fwd), [`wgrad`](super::wgrad)) wherever they support
+    /// the shape, else the GEMM path.
     Direct,
     /// im2col (or its variants) and GEMM, as before the direct kernels existed.
     Gemm,

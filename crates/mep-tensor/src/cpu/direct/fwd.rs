@@ -462,6 +462,7 @@ pub(crate) fn conv2d_bwd_input_s2(ws: &Workspace, isa: Isa, g: &Conv2dGeom, dy: 
         v
     };
     let phases: Vec<_> = (0..4).map(|p| phase_taps(p / 2, p % 2)).collect();
+    let phase_offs: Vec<Vec<usize>> = phases.iter().map(|t| t.iter().map(|t| t.2).collect()).collect();
     // Packed weights, per phase `[block][co][tap][cob]`, the phases one after another.
     let starts: Vec<usize> = phases
         .iter()
@@ -497,15 +498,14 @@ pub(crate) fn conv2d_bwd_input_s2(ws: &Workspace, isa: Isa, g: &Conv2dGeom, dy: 
         for bi in chunk * per..blocks.min((chunk + 1) * per) {
             let i0 = bi * cob;
             let dst0 = dxp.get().wrapping_add((img * ci + i0) * hw);
-            for (ph, taps) in phases.iter().enumerate() {
+            for (ph, offs) in phase_offs.iter().enumerate() {
                 let (py, px) = (ph / 2, ph % 2);
                 let (rows, cols) = ((g.h - py).div_ceil(2), (g.w - px).div_ceil(2));
                 if rows == 0 || cols == 0 {
                     continue;
                 }
-                let nt = taps.len();
+                let nt = offs.len();
                 let wblk = wp[starts[ph] + bi * co * nt * cob..].as_ptr();
-                let offs: Vec<usize> = taps.iter().map(|t| t.2).collect();
                 macro_rules! go {
                     ($nt:literal) => {{
                         let b = Block::<$nt> {
@@ -539,6 +539,7 @@ pub(crate) fn conv2d_bwd_input_s2(ws: &Workspace, isa: Isa, g: &Conv2dGeom, dy: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::direct::test_data as data;
 
     fn geom(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, stride: usize) -> Conv2dGeom {
         Conv2dGeom {
@@ -552,17 +553,6 @@ mod tests {
             stride,
             pad: 1,
         }
-    }
-
-    fn data(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                let v = (i as u32)
-                    .wrapping_mul(2_654_435_761)
-                    .wrapping_add(seed.wrapping_mul(40_503));
-                (v >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-            })
-            .collect()
     }
 
     #[test]

@@ -21,3 +21,10 @@ pub mod wgrad;
 
 pub use dispatch::{choose, supports, use_direct, ConvOp, ConvPath};
 pub use isa::Isa;
+
+/// Test inputs in [−1, 1) from the workspace's seeded generator, exact in f32.
+#[cfg(test)]
+pub(crate) fn test_data(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = mep_rng::SplitMix64::new(seed);
+    (0..len).map(|_| (rng.unit_f64() * 2.0 - 1.0) as f32).collect()
+}

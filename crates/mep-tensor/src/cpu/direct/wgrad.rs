@@ -20,6 +20,7 @@
 //! every ISA and every thread count gives the same bits.
 
 use super::Isa;
+use crate::cpu::conv::add_in_order;
 use crate::cpu::gemm::Workspace;
 use crate::shape::Conv2dGeom;
 use rayon::prelude::*;
@@ -146,15 +147,9 @@ pub fn conv2d_bwd_weight_direct_isa(
             start = imgs.end;
         }
     });
-    let partials = &partials[..];
-    dw.par_chunks_mut(4096).enumerate().for_each(|(i, d)| {
-        d.copy_from_slice(&partials[i * 4096..][..d.len()]);
-        for part in partials.chunks_exact(wl).skip(1) {
-            for (a, b) in d.iter_mut().zip(&part[i * 4096..]) {
-                *a += *b;
-            }
-        }
-    });
+    let (first, rest) = partials.split_at(wl);
+    dw.copy_from_slice(first);
+    add_in_order(dw, &rest.chunks_exact(wl).collect::<Vec<_>>());
     true
 }
 
@@ -519,6 +514,7 @@ unsafe fn load<const W: usize>(s: &[f32], at: usize) -> [f32; W] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::direct::test_data as filled;
     use crate::cpu::reference::conv as r;
 
     fn geom(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, stride: usize, pad: usize) -> Conv2dGeom {
@@ -533,12 +529,6 @@ mod tests {
             stride,
             pad,
         }
-    }
-
-    /// Values in [−1, 1) from a hash of the index, exact in f32.
-    fn filled(len: usize, seed: u64) -> Vec<f32> {
-        let mut rng = mep_rng::SplitMix64::new(seed);
-        (0..len).map(|_| (rng.unit_f64() * 2.0 - 1.0) as f32).collect()
     }
 
     /// ResNet-20's weight-gradient shapes at small batches, and odd planes whose pixel
