@@ -354,18 +354,25 @@ pub fn reproduce(
         crate::shipped::uninstall(&model_dir)?;
     }
     let mut cached = training_finished(&model_dir, epochs);
-    let mut shipped = None;
     if !cached && p.shipped && !opts.retrain {
-        shipped = crate::shipped::install(root, &model_dir)?;
-        cached = shipped.is_some();
+        cached = crate::shipped::install(root, &model_dir)?.is_some();
     }
-    if let Some(r) = &shipped {
-        eprintln!(
-            "xtask: using the shipped {} (made by `mep {}` at {}); --retrain trains it here",
+    // Also on a rerun, whose model an earlier run installed.
+    let installed = if cached {
+        crate::shipped::installed(&model_dir)?
+    } else {
+        None
+    };
+    let shipped = installed.map(|r| {
+        format!(
+            "shipped {}.safetensors, made by `mep {}` at {}",
             crate::shipped::STEM,
             r.recipe.join(" "),
             r.commit
-        );
+        )
+    });
+    if let Some(s) = &shipped {
+        eprintln!("xtask: using the {s}; --retrain trains it here");
     } else if cached {
         eprintln!(
             "xtask: {} is trained already ({epochs} epochs); skipping",
@@ -376,15 +383,7 @@ pub fn reproduce(
     }
     steps.push(Step {
         name: "train".into(),
-        command: match &shipped {
-            Some(r) => format!(
-                "shipped {}.safetensors, made by `mep {}` at {}",
-                crate::shipped::STEM,
-                r.recipe.join(" "),
-                r.commit
-            ),
-            None => format!("mep {}", train.join(" ")),
-        },
+        command: shipped.unwrap_or_else(|| format!("mep {}", train.join(" "))),
         seconds: t.elapsed().as_secs_f64(),
         cached,
     });

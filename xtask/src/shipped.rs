@@ -66,14 +66,30 @@ pub fn install(root: &Path, model_dir: &Path) -> Result<Option<Record>, String> 
         ));
     }
     std::fs::create_dir_all(model_dir).map_err(|e| format!("{}: {e}", model_dir.display()))?;
-    let copy = |to: PathBuf, bytes: Vec<u8>| std::fs::write(&to, bytes).map_err(|e| format!("{}: {e}", to.display()));
-    let weights = std::fs::read(&model).map_err(|e| format!("{}: {e}", model.display()))?;
-    copy(model_dir.join("model.safetensors"), weights)?;
-    let report = serde_json::to_vec_pretty(&record.report).map_err(|e| e.to_string())?;
-    copy(model_dir.join("report.json"), report)?;
-    let marker = serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?;
-    copy(model_dir.join(MARKER), marker)?;
+    let write = |to: PathBuf, bytes: Vec<u8>| std::fs::write(&to, bytes).map_err(|e| format!("{}: {e}", to.display()));
+    // The marker first and report.json (what makes the run count as finished) last: an
+    // interrupted install is then redone by the next run, or removed by --retrain.
+    write(
+        model_dir.join(MARKER),
+        serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?,
+    )?;
+    let to = model_dir.join("model.safetensors");
+    std::fs::copy(&model, &to).map_err(|e| format!("{} -> {}: {e}", model.display(), to.display()))?;
+    write(
+        model_dir.join("report.json"),
+        serde_json::to_vec_pretty(&record.report).map_err(|e| e.to_string())?,
+    )?;
     Ok(Some(record))
+}
+
+/// The record of the shipped model installed in `model_dir`, if that is where its model came from.
+pub fn installed(model_dir: &Path) -> Result<Option<Record>, String> {
+    let marker = model_dir.join(MARKER);
+    if marker.exists() {
+        read_record(&marker).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 /// Removes a model that [`install`] put into `model_dir` (for `--retrain`); a model trained
@@ -211,7 +227,9 @@ mod tests {
         std::fs::write(&json, serde_json::to_string(&record).unwrap()).unwrap();
         assert_eq!(install(&fake_root, &dir).unwrap(), Some(record.clone()));
         assert_eq!(std::fs::read(dir.join("model.safetensors")).unwrap(), b"weights");
+        assert_eq!(installed(&dir).unwrap(), Some(record.clone()));
         uninstall(&dir).unwrap();
+        assert_eq!(installed(&dir).unwrap(), None);
         assert!(!dir.join("model.safetensors").exists() && !dir.join(MARKER).exists());
 
         // A model trained in the folder (no marker) survives --retrain.

@@ -641,6 +641,10 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
         None => args.epochs,
     };
     for epoch in state.epochs_done..last_epoch {
+        if steps_left == 0 {
+            // `stop_after_steps` ran out at the end of the last epoch, which was saved.
+            break;
+        }
         let t0 = Instant::now();
         let bar = if args.quiet {
             ProgressBar::hidden()

@@ -252,6 +252,14 @@ fn stop_after_steps_saves_nothing_and_keeps_the_first_losses() {
     let whole = train_on(&args(dir.join("whole"), 1), small_data()).unwrap();
     assert!(!whole.stopped_inside_epoch && whole.first_step_losses.len() >= 3);
     assert_eq!(whole.first_step_losses[..3], part.first_step_losses[..]);
+
+    // Steps that end exactly with an epoch: that epoch is saved and reported like --stop-after.
+    let per_epoch = 600 / 32; // small_data: 60 images × 10 classes, in batches of 32
+    let mut a = args(dir.join("boundary"), 2);
+    a.stop_after_steps = Some(per_epoch);
+    let r = train_on(&a, small_data()).unwrap();
+    assert!(!r.stopped_inside_epoch && r.epochs.len() == 1, "{r}");
+    assert!(dir.join("boundary").join("report.json").exists());
     std::fs::remove_dir_all(&dir).ok();
 }
 
