@@ -11,7 +11,7 @@ use mep_tensor::cpu::conv::conv2d_bwd_weight;
 use mep_tensor::cpu::direct::wgrad::conv2d_bwd_weight_direct;
 use mep_tensor::cpu::direct::Isa;
 use mep_tensor::cpu::gemm::Workspace;
-use mep_tensor::Conv2dGeom;
+use mep_tensor::{Conv2dGeom, Nchw};
 use std::time::Duration;
 
 mod support;
@@ -20,16 +20,14 @@ use support::filled;
 /// ResNet-20's distinct 3×3 convolutions: each stage's body and the stride-2 first
 /// convolution of stages 2 and 3.
 fn resnet20(n: usize) -> Vec<(&'static str, Conv2dGeom)> {
-    let g = |c_in, hw, c_out, stride| Conv2dGeom {
-        n,
-        c_in,
-        h: hw,
-        w: hw,
-        c_out,
-        kh: 3,
-        kw: 3,
-        stride,
-        pad: 1,
+    let g = |c_in, hw, c_out, stride| {
+        let input = Nchw {
+            n,
+            c: c_in,
+            h: hw,
+            w: hw,
+        };
+        Conv2dGeom::square("wgrad bench", input, c_out, 3, stride, 1).expect("a valid geometry")
     };
     vec![
         ("16-16_32x32_s1", g(16, 32, 16, 1)),

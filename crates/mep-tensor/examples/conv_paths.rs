@@ -7,7 +7,7 @@
 
 use mep_tensor::cpu::ConvPath;
 use mep_tensor::prelude::*;
-use mep_tensor::{Act, Conv2dGeom, CpuBackend};
+use mep_tensor::{Act, Conv2dGeom, CpuBackend, Nchw};
 use std::time::Instant;
 
 fn cpu_ns() -> u64 {
@@ -25,17 +25,13 @@ mod support;
 use support::filled;
 
 fn geom(c_in: usize, hw: usize, c_out: usize, stride: usize) -> Conv2dGeom {
-    Conv2dGeom {
+    let input = Nchw {
         n: 128,
-        c_in,
+        c: c_in,
         h: hw,
         w: hw,
-        c_out,
-        kh: 3,
-        kw: 3,
-        stride,
-        pad: 1,
-    }
+    };
+    Conv2dGeom::square("conv_paths", input, c_out, 3, stride, 1).expect("a valid geometry")
 }
 
 /// Median (on-CPU ms, wall ms) of `reps` runs of `f` after two warm-ups.

@@ -542,17 +542,8 @@ mod tests {
     use crate::cpu::direct::test_data as data;
 
     fn geom(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, stride: usize) -> Conv2dGeom {
-        Conv2dGeom {
-            n,
-            c_in,
-            h,
-            w,
-            c_out,
-            kh: 3,
-            kw: 3,
-            stride,
-            pad: 1,
-        }
+        let input = crate::shape::Nchw { n, c: c_in, h, w };
+        Conv2dGeom::square("direct test", input, c_out, 3, stride, 1).expect("a valid geometry")
     }
 
     #[test]

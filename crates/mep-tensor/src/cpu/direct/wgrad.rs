@@ -518,17 +518,8 @@ mod tests {
     use crate::cpu::reference::conv as r;
 
     fn geom(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, stride: usize, pad: usize) -> Conv2dGeom {
-        Conv2dGeom {
-            n,
-            c_in,
-            h,
-            w,
-            c_out,
-            kh: 3,
-            kw: 3,
-            stride,
-            pad,
-        }
+        let input = crate::shape::Nchw { n, c: c_in, h, w };
+        Conv2dGeom::square("wgrad test", input, c_out, 3, stride, pad).expect("a valid geometry")
     }
 
     /// ResNet-20's weight-gradient shapes at small batches, and odd planes whose pixel
