@@ -6,7 +6,7 @@
 //! rerun it when a format changes.
 
 use mep::certify::{CertificateRecord, Exact};
-use mep::connect::{Category, Manifest, Pair, PairResult, Settings, Shard};
+use mep::connect::{Category, Endpoints, Manifest, Pair, PairResult, Settings, Shard};
 use mep_resnet::{Arch, ResNet};
 use mep_tensor::{CpuBackend, Shape};
 use std::collections::BTreeMap;
@@ -128,6 +128,9 @@ fn study(out: &Path) -> Result<(), Error> {
             j: 3,
             class: 0,
             class_name: "cat".into(),
+            endpoints: Endpoints::Natural,
+            true_class: None,
+            predicted: None,
         },
         Pair {
             pair: 1,
@@ -135,6 +138,9 @@ fn study(out: &Path) -> Result<(), Error> {
             j: 4,
             class: 1,
             class_name: "dog".into(),
+            endpoints: Endpoints::MisclassifiedPredicted,
+            true_class: Some(2),
+            predicted: None,
         },
     ];
     let settings = Settings {
@@ -188,6 +194,9 @@ fn study(out: &Path) -> Result<(), Error> {
         j: pair + 3,
         class: pair,
         class_name: classes[pair].clone(),
+        endpoints: Endpoints::Natural,
+        true_class: None,
+        predicted: None,
         space: space.into(),
         category,
         distance: Some(12.5),

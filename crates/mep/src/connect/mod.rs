@@ -19,8 +19,8 @@ pub use energy::{HeadAux, HeadEnergy};
 pub use merge::{merge, MergeArgs, MergeReport};
 // The study folder's types and files, where users of `mep connect` have found them.
 pub use crate::study::{
-    count as count_categories, parse_jsonl, read_jsonl, read_results, Category, Manifest, Pair, PairResult, Settings,
-    Shard, SpaceCounts, MANIFEST, PATHS, RESULTS,
+    count as count_categories, parse_jsonl, read_jsonl, read_results, Category, Endpoints, Manifest, Pair, PairResult,
+    Settings, Shard, SpaceCounts, MANIFEST, PATHS, RESULTS,
 };
 
 use crate::data::{open_dataset, resolve_transform};

@@ -1,6 +1,7 @@
 //! Which pairs of same-class test images a study joins: seeded random draws, the same for
 //! every space and every shard, or the pairs a user lists in a file.
 
+use crate::study::Endpoints;
 use crate::{MepError, Result};
 use mep_data::Rng;
 use std::collections::{HashMap, HashSet};
@@ -185,6 +186,9 @@ pub fn draw_pairs(
         j,
         class,
         class_name: classes[class].clone(),
+        endpoints: Endpoints::Natural,
+        true_class: None,
+        predicted: None,
     };
     let mut pairs = Vec::with_capacity(count);
     let Some(classify) = classify.as_mut() else {
@@ -317,6 +321,9 @@ pub fn parse_pairs_file(bytes: &[u8], path: &Path, labels: &[usize], classes: &[
             j,
             class: ci,
             class_name: classes.get(ci).cloned().unwrap_or_else(|| ci.to_string()),
+            endpoints: Endpoints::Natural,
+            true_class: None,
+            predicted: None,
         });
     }
     if pairs.is_empty() {

@@ -22,6 +22,60 @@ pub struct Pair {
     pub class: usize,
     /// That class's name.
     pub class_name: String,
+    /// What the endpoints are; the paper's pairs (two correctly classified images) are
+    /// [`Endpoints::Natural`], which files leave out.
+    #[serde(default, skip_serializing_if = "Endpoints::is_natural")]
+    pub endpoints: Endpoints,
+    /// The dataset label of `i` when it is not `class`: a misclassified endpoint checked in
+    /// the class the model predicts for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub true_class: Option<usize>,
+    /// The model's class for `i` when it is not `class`: a misclassified endpoint checked in
+    /// its true class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted: Option<usize>,
+}
+
+/// What the two endpoints of a pair are, and so what `class` (the class the path must
+/// keep) means. In every kind `j` is an image the model puts in `class`; the kinds differ
+/// in `i`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Endpoints {
+    /// Two test images of `class` (the paper's pairs; with `--endpoints all` either may be
+    /// misclassified).
+    #[default]
+    Natural,
+    /// `i` is misclassified (label `true_class`), checked in the class the model predicts
+    /// for it, `class`.
+    MisclassifiedPredicted,
+    /// `i` is misclassified (the model predicts `predicted`), checked in its label, `class`.
+    MisclassifiedTrue,
+    /// `i` is an adversarial image (of `mep attack`) that the model puts in `class`.
+    Adversarial,
+}
+
+impl Endpoints {
+    /// Whether these are the paper's pairs (what files leave out).
+    pub fn is_natural(&self) -> bool {
+        *self == Endpoints::Natural
+    }
+
+    /// The name in files and tables.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Endpoints::Natural => "natural",
+            Endpoints::MisclassifiedPredicted => "misclassified-predicted",
+            Endpoints::MisclassifiedTrue => "misclassified-true",
+            Endpoints::Adversarial => "adversarial",
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// `--shard i/n`: the pairs `k` with `k % n == i`.

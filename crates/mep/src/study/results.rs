@@ -2,7 +2,7 @@
 //! found, and the `paths/` folder of the final paths they name.
 
 use super::store::{read_jsonl, JsonlFile};
-use super::{PATHS, RESULTS};
+use super::{Endpoints, PATHS, RESULTS};
 use crate::{MepError, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -49,6 +49,15 @@ pub struct PairResult {
     pub class: usize,
     /// That class's name.
     pub class_name: String,
+    /// What the endpoints are (the pair's; left out of the file when natural).
+    #[serde(default, skip_serializing_if = "Endpoints::is_natural")]
+    pub endpoints: Endpoints,
+    /// The pair's `true_class`: the label of `i` when it is not `class`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub true_class: Option<usize>,
+    /// The pair's `predicted`: the model's class for `i` when it is not `class`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted: Option<usize>,
     /// The space: `input` or a cut.
     pub space: String,
     pub category: Category,
