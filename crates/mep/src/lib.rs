@@ -8,6 +8,7 @@ pub mod device;
 pub mod eval;
 pub mod figures;
 pub mod forward;
+pub mod graph;
 pub mod lock;
 pub mod memory;
 pub mod report;

@@ -128,6 +128,10 @@ enum Command {
     /// straight line between them classified as their class in each space, or a path the
     /// nudged elastic band finds? Resumable; `--shard i/n` splits it over jobs.
     Connect(Box<ConnectCli>),
+    /// The connectivity of whole classes: join a class's test images, in each space, by
+    /// straight lines and, where the class still falls apart, NEB paths, until it is one
+    /// component or the budget is spent. Writes each graph as JSON and GraphML.
+    Graph(Box<GraphCli>),
     /// Join the folders of a sharded `mep connect` study into one.
     Merge {
         /// The merged study's folder.
@@ -206,6 +210,40 @@ struct ConnectCli {
     /// Keep pairs whose endpoints the model misclassifies.
     #[arg(long)]
     allow_misclassified: bool,
+    #[command(flatten)]
+    neb: NebCli,
+    /// Seed of the pair draw (the same pairs in every space and shard).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The most points per network call.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// The study folder (rerun the same command to resume).
+    #[arg(long)]
+    out: PathBuf,
+    /// Study the pairs k with k % n == i.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Stop after N new results (time-limited jobs); rerun to continue.
+    #[arg(long)]
+    stop_after: Option<usize>,
+    /// Certify each pair's saved paths exactly as the study goes (as `mep certify`).
+    #[arg(long)]
+    certify: bool,
+    /// With --certify: the most linear pieces per segment before it is undecided.
+    #[arg(long, default_value_t = CERTIFY_MAX_PIECES)]
+    max_pieces: usize,
+    /// With --certify: how (as `mep certify --method`).
+    #[arg(long, default_value = "exact")]
+    certify_method: mep_certify::Method,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// The settings of the nudged elastic band, shared by `connect` and `graph`.
+#[derive(clap::Args)]
+struct NebCli {
     /// Pivots N of a path, endpoints included.
     #[arg(long, default_value_t = 10)]
     pivots: usize,
@@ -242,33 +280,36 @@ struct ConnectCli {
     /// NEB step budget per pair and space.
     #[arg(long, default_value_t = 100)]
     max_steps: usize,
-    /// Seed of the pair draw (the same pairs in every space and shard).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// The most points per network call.
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
-    /// The study folder (rerun the same command to resume).
-    #[arg(long)]
-    out: PathBuf,
-    /// Study the pairs k with k % n == i.
-    #[arg(long)]
-    shard: Option<String>,
-    /// Stop after N new results (time-limited jobs); rerun to continue.
-    #[arg(long)]
-    stop_after: Option<usize>,
-    /// Certify each pair's saved paths exactly as the study goes (as `mep certify`).
-    #[arg(long)]
-    certify: bool,
-    /// With --certify: the most linear pieces per segment before it is undecided.
-    #[arg(long, default_value_t = CERTIFY_MAX_PIECES)]
-    max_pieces: usize,
-    /// With --certify: how (as `mep certify --method`).
-    #[arg(long, default_value = "exact")]
-    certify_method: mep_certify::Method,
-    /// No progress bar.
-    #[arg(long)]
-    quiet: bool,
+}
+
+impl NebCli {
+    /// Sets the NEB's fields of `a` (the rest untouched).
+    fn apply(self, a: &mut mep::connect::ConnectArgs) -> mep::Result<()> {
+        use mep::connect::SearchOptimizer;
+        a.spring = match self.spring.trim() {
+            "inf" | "infinity" | "∞" => None,
+            k => Some(
+                k.parse::<f64>()
+                    .map_err(|_| mep::MepError::option("--spring", k, "expected a number or `inf`"))?,
+            ),
+        };
+        a.pivots = self.pivots;
+        a.sub_points = self.sub_points;
+        a.optimizer = match self.optimizer {
+            SearchOpt::Adam => SearchOptimizer::Adam,
+            SearchOpt::Sgd => SearchOptimizer::Sgd,
+            SearchOpt::Fire => SearchOptimizer::Fire,
+        };
+        a.step = self.step;
+        a.momentum = self.momentum;
+        a.climbing_after = self.climbing_after;
+        a.fmax = self.fmax;
+        a.check_every = self.check_every;
+        a.insert_threshold = self.insert_threshold;
+        a.max_pivots = self.max_pivots;
+        a.max_steps = self.max_steps;
+        Ok(())
+    }
 }
 
 const CERTIFY_MAX_PIECES: usize = 100_000;
@@ -281,52 +322,109 @@ enum SearchOpt {
 }
 
 fn connect_args(c: ConnectCli, device: mep::device::Device) -> mep::Result<mep::connect::ConnectArgs> {
-    use mep::connect::{ConnectArgs, SearchOptimizer};
-    let spring = match c.spring.trim() {
-        "inf" | "infinity" | "∞" => None,
-        k => Some(
-            k.parse::<f64>()
-                .map_err(|_| mep::MepError::option("--spring", k, "expected a number or `inf`"))?,
-        ),
-    };
-    Ok(ConnectArgs {
-        arch: c.arch,
-        weights: c.weights,
-        data: c.data,
-        size: c.size,
-        spaces: c.spaces,
-        pairs: c.pairs,
-        pairs_file: c.pairs_file,
-        classes: c.classes,
-        allow_misclassified: c.allow_misclassified,
-        pivots: c.pivots,
-        sub_points: c.sub_points,
-        optimizer: match c.optimizer {
-            SearchOpt::Adam => SearchOptimizer::Adam,
-            SearchOpt::Sgd => SearchOptimizer::Sgd,
-            SearchOpt::Fire => SearchOptimizer::Fire,
-        },
-        step: c.step,
-        momentum: c.momentum,
-        spring,
-        climbing_after: c.climbing_after,
-        fmax: c.fmax,
-        check_every: c.check_every,
-        insert_threshold: c.insert_threshold,
-        max_pivots: c.max_pivots,
-        max_steps: c.max_steps,
-        seed: c.seed,
-        batch: c.batch,
-        out: c.out,
-        shard: c.shard.as_deref().map(str::parse).transpose()?,
-        quiet: c.quiet,
-        stop_after: c.stop_after,
-        certify: c.certify.then(|| mep::certify::CertifyArgs {
-            max_pieces: c.max_pieces,
-            method: c.certify_method,
-            ..mep::certify::CertifyArgs::new(PathBuf::new())
-        }),
-        device,
+    let mut a = mep::connect::ConnectArgs::new(c.arch, c.weights, c.data, c.out);
+    c.neb.apply(&mut a)?;
+    a.size = c.size;
+    a.spaces = c.spaces;
+    a.pairs = c.pairs;
+    a.pairs_file = c.pairs_file;
+    a.classes = c.classes;
+    a.allow_misclassified = c.allow_misclassified;
+    a.seed = c.seed;
+    a.batch = c.batch;
+    a.shard = c.shard.as_deref().map(str::parse).transpose()?;
+    a.quiet = c.quiet;
+    a.stop_after = c.stop_after;
+    a.certify = c.certify.then(|| mep::certify::CertifyArgs {
+        max_pieces: c.max_pieces,
+        method: c.certify_method,
+        ..mep::certify::CertifyArgs::new(PathBuf::new())
+    });
+    a.device = device;
+    Ok(a)
+}
+
+#[derive(clap::Args)]
+struct GraphCli {
+    /// resnet18, resnet34, resnet50, resnet101, resnet152, resnet20, resnet32, resnet44, resnet56, resnet110
+    #[arg(long)]
+    arch: String,
+    /// Checkpoint (safetensors with torchvision key names).
+    #[arg(long)]
+    weights: PathBuf,
+    /// `synthetic`, `cifar10`, a CIFAR-10 archive or folder, or an image folder; nodes come
+    /// from its test split.
+    #[arg(long, default_value = "synthetic")]
+    data: String,
+    /// Input size (default: the one `mep train` recorded, else the images' own).
+    #[arg(long)]
+    size: Option<usize>,
+    /// Spaces: `input` and/or cuts (stem, layer1 … layer4, pool), comma-separated.
+    #[arg(long = "space", value_delimiter = ',', default_value = "input,layer1,pool")]
+    spaces: Vec<String>,
+    /// Classes to graph (names or numbers), comma-separated [default: every class].
+    #[arg(long = "class", value_delimiter = ',')]
+    classes: Vec<String>,
+    /// Nodes per class: test images the model classifies correctly, in a seeded shuffle.
+    #[arg(long, default_value_t = 20)]
+    images: usize,
+    /// Keep misclassified images as nodes.
+    #[arg(long)]
+    include_misclassified: bool,
+    /// auto (all up to 10 nodes, else disconnected), all, disconnected or mst.
+    #[arg(long, default_value = "auto")]
+    strategy: String,
+    /// NEB runs per class and space [default: the number of nodes].
+    #[arg(long)]
+    max_searches: Option<usize>,
+    /// Lines tried between two components before their shortest failed link is searched.
+    #[arg(long, default_value_t = 3)]
+    lines_per_link: usize,
+    #[command(flatten)]
+    neb: NebCli,
+    /// Seed of the node draw and the searches.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The most points per network call.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// The graph folder (rerun the same command to resume).
+    #[arg(long)]
+    out: PathBuf,
+    /// Graph the (class, space) units k with k % n == i.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Stop once N new edges are examined (a batch of lines is examined whole, so a few
+    /// more may be); rerun to continue.
+    #[arg(long)]
+    stop_after: Option<usize>,
+    /// No progress output.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn graph_args(c: GraphCli, device: mep::device::Device) -> mep::Result<mep::graph::GraphArgs> {
+    let mut a = mep::connect::ConnectArgs::new(c.arch, c.weights, c.data, c.out);
+    c.neb.apply(&mut a)?;
+    a.size = c.size;
+    a.spaces = c.spaces;
+    a.classes = c.classes;
+    a.seed = c.seed;
+    a.batch = c.batch;
+    a.shard = c.shard.as_deref().map(str::parse).transpose()?;
+    a.quiet = c.quiet;
+    a.stop_after = c.stop_after;
+    a.device = device;
+    Ok(mep::graph::GraphArgs {
+        search: a,
+        images: c.images,
+        include_misclassified: c.include_misclassified,
+        strategy: c
+            .strategy
+            .parse()
+            .map_err(|why: String| mep::MepError::option("--strategy", &c.strategy, why))?,
+        max_searches: c.max_searches,
+        lines_per_link: c.lines_per_link,
     })
 }
 
@@ -484,6 +582,9 @@ fn main() -> ExitCode {
         .map(|r| print!("{r}")),
         Command::Connect(c) => connect_args(*c, device)
             .and_then(|a| mep::connect::connect(&a))
+            .map(|r| print!("{r}")),
+        Command::Graph(c) => graph_args(*c, device)
+            .and_then(|a| mep::graph::graph(&a))
             .map(|r| print!("{r}")),
         Command::Merge { out, shards } => {
             mep::connect::merge(&mep::connect::MergeArgs { out, shards }).map(|r| print!("{r}"))

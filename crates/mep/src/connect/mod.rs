@@ -15,6 +15,8 @@ mod merge;
 pub mod pairs;
 mod search;
 
+pub(crate) use search::Search;
+
 pub use energy::{HeadAux, HeadEnergy};
 pub use merge::{merge, MergeArgs, MergeReport};
 // The study folder's types and files, where users of `mep connect` have found them.
@@ -188,7 +190,7 @@ impl ConnectArgs {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let bad = |option: &str, value: &dyn fmt::Display, reason: &str| Err(MepError::option(option, value, reason));
         if self.pivots < 2 {
             return bad("--pivots", &self.pivots, "a path needs at least 2 (its endpoints)");
@@ -396,7 +398,7 @@ impl fmt::Display for ConnectReport {
 }
 
 /// `n` images of `split` through `transform`, as one `[n, 3, H, W]` batch.
-fn load_images<B: Backend>(b: &B, split: &Split, transform: &Transform, idx: &[usize]) -> Result<Tensor<B>> {
+pub(crate) fn load_images<B: Backend>(b: &B, split: &Split, transform: &Transform, idx: &[usize]) -> Result<Tensor<B>> {
     let mut data = Vec::new();
     let mut hw = None;
     for &i in idx {
@@ -501,22 +503,22 @@ pub fn connect_with<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Re
 }
 
 /// The network of a study, its spaces and input transform, and the settings they make.
-struct Model<B: Backend> {
-    arch: Arch,
-    width: usize,
-    net: FoldedResNet<B>,
-    cuts: Vec<Cut>,
-    spaces: Vec<String>,
-    transform: Transform,
-    class_filter: Vec<usize>,
-    settings: Settings,
+pub(crate) struct Model<B: Backend> {
+    pub arch: Arch,
+    pub width: usize,
+    pub net: FoldedResNet<B>,
+    pub cuts: Vec<Cut>,
+    pub spaces: Vec<String>,
+    pub transform: Transform,
+    pub class_filter: Vec<usize>,
+    pub settings: Settings,
 }
 
 impl<B: Backend> Model<B> {
     /// Loads and folds the checkpoint, resolves the spaces, the transform and `--class`, and
     /// records every setting that changes results; refuses a model whose classes are not
     /// the dataset's.
-    fn load(b: &B, args: &ConnectArgs, data: &Dataset) -> Result<Self> {
+    pub(crate) fn load(b: &B, args: &ConnectArgs, data: &Dataset) -> Result<Self> {
         let arch: Arch = args.arch.parse()?;
         let cuts = parse_spaces(&args.spaces, arch)?;
         let spaces: Vec<String> = cuts.iter().map(|c| c.to_string()).collect();

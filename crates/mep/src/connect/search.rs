@@ -77,6 +77,19 @@ impl<B: Backend> Search<'_, B> {
     /// `[2, 3, H, W]`. `on_step(step, max_loss)` follows the NEB. A NaN or infinite energy
     /// makes the result an `error` with the message; any other failure is returned.
     pub fn run(&self, pair: &Pair, cut: Cut, x: &Tensor<B>, on_step: &mut dyn FnMut(usize, f64)) -> Result<PairResult> {
+        self.run_to(pair, cut, x, &path_file_name(pair.pair, &cut.to_string()), on_step)
+    }
+
+    /// As [`Search::run`], saving the path as `file` (relative to the folder): for `mep
+    /// graph`, whose edges are named by their images.
+    pub fn run_to(
+        &self,
+        pair: &Pair,
+        cut: Cut,
+        x: &Tensor<B>,
+        file: &str,
+        on_step: &mut dyn FnMut(usize, f64),
+    ) -> Result<PairResult> {
         let started = Instant::now();
         let b = self.b;
         let space = cut.to_string();
@@ -215,7 +228,7 @@ impl<B: Backend> Search<'_, B> {
         } else {
             1.0
         });
-        let file = path_file_name(pair.pair, &space);
+        let file = file.to_string();
         let mut shape = vec![pivots];
         shape.extend_from_slice(&point_shape);
         let meta = BTreeMap::from([

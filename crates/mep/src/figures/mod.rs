@@ -29,6 +29,7 @@
 
 mod distribution;
 mod draw;
+mod graph;
 mod loss;
 mod pair;
 mod plot;
@@ -36,6 +37,7 @@ mod recon;
 
 pub use distribution::{max_loss_distribution, SpaceSummary};
 pub use draw::palette;
+pub use graph::{graph_figure, mds_layout};
 pub use loss::{loss_plot, LossPlot, Profile};
 pub use pair::{pair_figure, PairCell, PairFigure, PairRow};
 pub use recon::{default_indices, reconstructions, Reconstructions};

@@ -1,0 +1,264 @@
+//! The files of a class graph: `graphs/CLASS_SPACE.json` (what pandas and scripts read),
+//! `graphs/CLASS_SPACE.graphml` (what networkx, Gephi and yEd read) and
+//! `graph_summary.csv` (one row per class and space).
+
+use super::plan::{spanning_forest, Plan};
+use super::{ClassGraphSummary, ClassNodes, Edge, EdgeKind};
+use crate::study::write_atomic;
+use crate::{MepError, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// The folder of the per-graph files.
+pub const GRAPHS: &str = "graphs";
+/// The table of every graph in the folder.
+pub const SUMMARY: &str = "graph_summary.csv";
+
+/// A node of a class graph.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GraphNode {
+    /// The node's index in the class's node list.
+    pub node: usize,
+    /// Its dataset index (test split).
+    pub index: usize,
+    /// The model's class for it.
+    pub predicted: usize,
+    /// Its connected component (numbered by smallest node).
+    pub component: usize,
+}
+
+/// An edge of a class graph: the last record of each examined pair.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GraphEdge {
+    #[serde(flatten)]
+    pub edge: Edge,
+    /// Whether the edge is on the minimum spanning tree of barriers.
+    pub in_mst: bool,
+}
+
+/// One class in one space: what `graphs/CLASS_SPACE.json` holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassGraph {
+    pub class: usize,
+    pub class_name: String,
+    pub space: String,
+    pub strategy: super::Strategy,
+    pub nodes: Vec<GraphNode>,
+    pub edges: Vec<GraphEdge>,
+    /// The components of the graph of linear and nonlinear edges, node lists.
+    pub components: Vec<Vec<usize>>,
+    /// The minimum spanning tree (forest) of barriers over the examined edges: `(a, b,
+    /// barrier)`; its largest barrier is the lowest loss at which the whole class is one
+    /// component.
+    pub mst: Vec<(usize, usize, f64)>,
+}
+
+impl ClassGraph {
+    /// The graph of `nodes` in `space` from the edge records (later records of a pair
+    /// supersede earlier ones) and the plan's components.
+    pub(crate) fn build(nodes: &ClassNodes, space: &str, plan: &Plan, edges: &[Edge]) -> Self {
+        let mut last: BTreeMap<(usize, usize), &Edge> = BTreeMap::new();
+        for e in edges.iter().filter(|e| e.class == nodes.class && e.space == space) {
+            last.insert((e.a, e.b), e);
+        }
+        let weighted: Vec<(usize, usize, f64)> = last
+            .iter()
+            .filter_map(|(&(a, b), e)| e.barrier.map(|w| (a, b, w)))
+            .collect();
+        let mst = spanning_forest(nodes.nodes.len(), &weighted);
+        let components = plan.components().groups();
+        let mut component_of = vec![0; nodes.nodes.len()];
+        for (k, g) in components.iter().enumerate() {
+            for &a in g {
+                component_of[a] = k;
+            }
+        }
+        ClassGraph {
+            class: nodes.class,
+            class_name: nodes.class_name.clone(),
+            space: space.to_string(),
+            strategy: plan.strategy(),
+            nodes: nodes
+                .nodes
+                .iter()
+                .zip(&nodes.predicted)
+                .enumerate()
+                .map(|(k, (&index, &predicted))| GraphNode {
+                    node: k,
+                    index,
+                    predicted,
+                    component: component_of[k],
+                })
+                .collect(),
+            edges: last
+                .values()
+                .map(|&e| GraphEdge {
+                    edge: e.clone(),
+                    in_mst: mst.iter().any(|t| (t.0, t.1) == (e.a, e.b)),
+                })
+                .collect(),
+            components,
+            mst,
+        }
+    }
+
+    /// The file stem: `CLASS_SPACE`, the class name made safe for file names.
+    pub fn stem(&self) -> String {
+        let safe: String = self
+            .class_name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .collect();
+        format!("{:03}-{safe}_{}", self.class, self.space)
+    }
+
+    /// Its row of `graph_summary.csv`.
+    pub fn summary(&self) -> ClassGraphSummary {
+        let count = |k: EdgeKind| self.edges.iter().filter(|e| e.edge.kind == k).count();
+        ClassGraphSummary {
+            class: self.class,
+            class_name: self.class_name.clone(),
+            space: self.space.clone(),
+            strategy: self.strategy,
+            nodes: self.nodes.len(),
+            lines: self.edges.len(),
+            searches: self
+                .edges
+                .iter()
+                .filter(|e| matches!(e.edge.kind, EdgeKind::Nonlinear | EdgeKind::None | EdgeKind::Error))
+                .count(),
+            linear: count(EdgeKind::Linear),
+            nonlinear: count(EdgeKind::Nonlinear),
+            none: count(EdgeKind::None),
+            unsearched: count(EdgeKind::Unsearched),
+            error: count(EdgeKind::Error),
+            components: self.components.len(),
+            mst_max_barrier: self.mst.iter().map(|e| e.2).reduce(f64::max),
+            seconds: self.edges.iter().map(|e| e.edge.seconds).sum(),
+        }
+    }
+
+    /// GraphML: nodes with their dataset index, prediction and component; edges with
+    /// kind, barrier, distance, length ratio and whether they are on the spanning tree.
+    pub fn graphml(&self) -> String {
+        let mut s = String::new();
+        s.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        s.push_str("<graphml xmlns=\"http://graphml.graphdrawing.org/xmlns\">\n");
+        for (id, on, ty) in [
+            ("index", "node", "int"),
+            ("predicted", "node", "int"),
+            ("component", "node", "int"),
+            ("kind", "edge", "string"),
+            ("barrier", "edge", "double"),
+            ("distance", "edge", "double"),
+            ("length_ratio", "edge", "double"),
+            ("line_max_loss", "edge", "double"),
+            ("steps", "edge", "int"),
+            ("in_mst", "edge", "boolean"),
+        ] {
+            let _ = writeln!(
+                s,
+                "  <key id=\"{id}\" for=\"{on}\" attr.name=\"{id}\" attr.type=\"{ty}\"/>"
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  <graph id=\"{}\" edgedefault=\"undirected\">",
+            xml_escape(&format!("{} {}", self.class_name, self.space))
+        );
+        for n in &self.nodes {
+            let _ = writeln!(
+                s,
+                "    <node id=\"n{}\"><data key=\"index\">{}</data><data key=\"predicted\">{}</data><data key=\"component\">{}</data></node>",
+                n.node, n.index, n.predicted, n.component
+            );
+        }
+        for (k, e) in self.edges.iter().enumerate() {
+            let x = &e.edge;
+            let _ = write!(
+                s,
+                "    <edge id=\"e{k}\" source=\"n{}\" target=\"n{}\"><data key=\"kind\">{}</data>",
+                x.a, x.b, x.kind
+            );
+            // A missing or non-finite number is left out: GraphML has no NaN.
+            let mut num = |key: &str, v: Option<f64>| {
+                if let Some(v) = v.filter(|v| v.is_finite()) {
+                    let _ = write!(s, "<data key=\"{key}\">{v}</data>");
+                }
+            };
+            num("barrier", x.barrier);
+            num("distance", Some(x.distance));
+            num("length_ratio", x.length_ratio);
+            num("line_max_loss", x.line_max_loss);
+            let _ = writeln!(
+                s,
+                "<data key=\"steps\">{}</data><data key=\"in_mst\">{}</data></edge>",
+                x.steps, e.in_mst
+            );
+        }
+        s.push_str("  </graph>\n</graphml>\n");
+        s
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn io(path: PathBuf) -> impl FnOnce(serde_json::Error) -> MepError {
+    move |e| MepError::Results {
+        path,
+        msg: e.to_string(),
+    }
+}
+
+/// Writes `graphs/STEM.json` and `graphs/STEM.graphml` (atomically).
+pub(crate) fn write_graph(out: &Path, g: &ClassGraph) -> Result<()> {
+    let dir = out.join(GRAPHS);
+    let json = dir.join(format!("{}.json", g.stem()));
+    let text = serde_json::to_string_pretty(g).map_err(io(json.clone()))?;
+    write_atomic(&json, (text + "\n").as_bytes())?;
+    write_atomic(&dir.join(format!("{}.graphml", g.stem())), g.graphml().as_bytes())
+}
+
+/// Writes `graph_summary.csv` with one row per graph.
+pub(crate) fn write_summary(out: &Path, rows: &[ClassGraphSummary]) -> Result<()> {
+    let mut s = String::from(
+        "class,class_name,space,strategy,nodes,lines,searches,linear,nonlinear,none,unsearched,error,components,mst_max_barrier,seconds\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.3}",
+            r.class,
+            csv_field(&r.class_name),
+            r.space,
+            r.strategy,
+            r.nodes,
+            r.lines,
+            r.searches,
+            r.linear,
+            r.nonlinear,
+            r.none,
+            r.unsearched,
+            r.error,
+            r.components,
+            r.mst_max_barrier.map_or(String::new(), |b| b.to_string()),
+            r.seconds
+        );
+    }
+    write_atomic(&out.join(SUMMARY), s.as_bytes())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
