@@ -31,6 +31,9 @@ pub struct Preset {
     pub decoders: &'static [(&'static str, &'static [&'static str])],
     /// `mep certify --max-pieces`: the affine pieces per segment before a path is undecided.
     pub certify_max_pieces: usize,
+    /// Arguments of `mep graph` besides arch, weights, data and out: a small class graph
+    /// in DIR/graph that the report shows (none: no graph step).
+    pub graph: Option<&'static [&'static str]>,
     /// The model is shipped in the repository ([`crate::shipped`]) and trained only with
     /// `--retrain` or when the files are missing.
     pub shipped: bool,
@@ -84,6 +87,8 @@ pub const PRESETS: &[Preset] = &[
         // Input-space segments of a ResNet-20 have 10^4-10^5 pieces: a small budget keeps the
         // demo in minutes (those paths come out undecided; `pool` is certified at once).
         certify_max_pieces: 500,
+        // Twenty circles in three spaces: seconds on 2 cores.
+        graph: Some(&["--class", "0", "--images", "20", "--space", "input,layer1,pool"]),
         shipped: true,
     },
     Preset {
@@ -111,6 +116,7 @@ pub const PRESETS: &[Preset] = &[
             ("pool", &["--filters-scale", "0.125", "--epochs", "2", "--batch-size", "32"]),
         ],
         certify_max_pieces: 2000,
+        graph: Some(&["--class", "0", "--images", "20", "--space", "input,layer1,pool"]),
         shipped: false,
     },
     Preset {
@@ -138,6 +144,7 @@ pub const PRESETS: &[Preset] = &[
         // The paper's decoders (Tables 2-4), at full width.
         decoders: &[("layer1", &[]), ("pool", &[])],
         certify_max_pieces: 100_000,
+        graph: None,
         shipped: false,
     },
 ];
@@ -474,6 +481,36 @@ pub fn reproduce(
         seconds: t.elapsed().as_secs_f64(),
         cached: false,
     });
+
+    // A class graph in DIR/graph (resumes like connect); the report shows it.
+    if let Some(extra) = p.graph {
+        let mut graph: Vec<String> = [
+            "graph",
+            "--arch",
+            p.arch,
+            "--weights",
+            &weights.display().to_string(),
+            "--data",
+            p.data,
+            "--out",
+            &out.join("graph").display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        graph.extend(extra.iter().map(|s| s.to_string()));
+        if opts.quiet {
+            graph.push("--quiet".into());
+        }
+        let t = Instant::now();
+        run(&mut mep_cmd(&graph))?;
+        steps.push(Step {
+            name: "graph".into(),
+            command: format!("mep {}", graph.join(" ")),
+            seconds: t.elapsed().as_secs_f64(),
+            cached: false,
+        });
+    }
 
     // The report reads reproduce.json for the preset and the timings, so write it first
     // and again with the report's own time.

@@ -132,7 +132,7 @@ enum Command {
     /// straight lines and, where the class still falls apart, NEB paths, until it is one
     /// component or the budget is spent. Writes each graph as JSON and GraphML.
     Graph(Box<GraphCli>),
-    /// Join the folders of a sharded `mep connect` study into one.
+    /// Join the folders of a sharded `mep connect` study (or `mep graph` run) into one.
     Merge {
         /// The merged study's folder.
         #[arg(long)]
@@ -587,7 +587,15 @@ fn main() -> ExitCode {
             .and_then(|a| mep::graph::graph(&a))
             .map(|r| print!("{r}")),
         Command::Merge { out, shards } => {
-            mep::connect::merge(&mep::connect::MergeArgs { out, shards }).map(|r| print!("{r}"))
+            let args = mep::connect::MergeArgs { out, shards };
+            if args.shards[0].join(mep::graph::GRAPH_MANIFEST).exists() {
+                mep::graph::merge(&args).map(|rows| {
+                    println!("merged {} graph shards: {} graphs", args.shards.len(), rows.len());
+                    println!("wrote {}", args.out.display());
+                })
+            } else {
+                mep::connect::merge(&args).map(|r| print!("{r}"))
+            }
         }
         Command::Decoder {
             command:

@@ -180,6 +180,26 @@ fn shards_take_disjoint_units() {
     let spaces = |r: &mep::graph::GraphReport| r.graphs.iter().map(|g| g.space.clone()).collect::<Vec<_>>();
     assert_eq!(spaces(&rx), vec!["input"]);
     assert_eq!(spaces(&ry), vec!["pool"]);
+    // Merged, the folder is the unsharded run's: rerunning it examines nothing new.
+    let all = tmpdir("merged");
+    let rows = mep::graph::merge(&mep::connect::MergeArgs {
+        out: all.clone(),
+        shards: vec![a.clone(), b.clone()],
+    })
+    .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(edges(&all).len(), edges(&a).len() + edges(&b).len());
+    let mut z = args(&all, 4, Strategy::All);
+    z.search.shard = None;
+    let r = graph(&z).unwrap();
+    assert_eq!((r.computed, r.resumed, r.complete), (0, edges(&all).len(), true));
+    // A shard missing is refused.
+    let e = mep::graph::merge(&mep::connect::MergeArgs {
+        out: tmpdir("merged-half"),
+        shards: vec![a],
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("shard 1/2 is missing"), "{e}");
 }
 
 #[test]

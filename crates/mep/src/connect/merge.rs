@@ -71,7 +71,7 @@ fn listing(items: &[String], n: usize) -> String {
 }
 
 /// Makes `dst` the same file as `src`: a hard link where the file system allows, else a copy.
-fn link_or_copy(src: &Path, dst: &Path) -> Result<()> {
+pub(crate) fn link_or_copy(src: &Path, dst: &Path) -> Result<()> {
     let _ = std::fs::remove_file(dst);
     if std::fs::hard_link(src, dst).is_ok() {
         return Ok(());

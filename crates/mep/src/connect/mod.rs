@@ -18,6 +18,7 @@ mod search;
 pub(crate) use search::Search;
 
 pub use energy::{HeadAux, HeadEnergy};
+pub(crate) use merge::link_or_copy;
 pub use merge::{merge, MergeArgs, MergeReport};
 // The study folder's types and files, where users of `mep connect` have found them.
 pub use crate::study::{

@@ -12,10 +12,12 @@
 //! `graph_summary.csv`. `--shard i/n` takes every n-th (class, space).
 
 mod lines;
+mod merge;
 mod output;
 pub mod plan;
 
-pub use output::{ClassGraph, GraphEdge, GraphNode, GRAPHS, SUMMARY};
+pub use merge::merge;
+pub use output::{read_graphs, report_section, ClassGraph, GraphEdge, GraphNode, GRAPHS, SUMMARY};
 pub use plan::{Strategy, AUTO_ALL_NODES};
 
 use crate::connect::{ConnectArgs, Model, Search};
@@ -142,7 +144,7 @@ impl GraphManifest {
         })
     }
 
-    fn write(&self, dir: &Path) -> Result<()> {
+    pub(crate) fn write(&self, dir: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(|e| MepError::Results {
             path: dir.join(GRAPH_MANIFEST),
             msg: e.to_string(),

@@ -262,3 +262,84 @@ fn csv_field(s: &str) -> String {
         s.to_string()
     }
 }
+
+/// The graphs of the folder `dir` (each `graphs/*.json`), in file-name order.
+pub fn read_graphs(dir: &Path) -> Result<Vec<ClassGraph>> {
+    let g = dir.join(GRAPHS);
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&g) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(MepError::Io { path: g, source }),
+    };
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).map_err(|source| MepError::Io {
+                path: f.clone(),
+                source,
+            })?;
+            serde_json::from_str(&text).map_err(io(f))
+        })
+        .collect()
+}
+
+/// The report's section on the class graphs of the folder `dir` (whose path relative to
+/// the report is `rel`): one row per class and space and each graph's figure; `None`
+/// when `dir` holds no graph.
+pub fn report_section(dir: &Path, rel: &str) -> Result<Option<String>> {
+    let graphs = read_graphs(dir)?;
+    if graphs.is_empty() {
+        return Ok(None);
+    }
+    let mut s = String::from("## Class graphs (`mep graph`)\n\n");
+    s.push_str(
+        "Each class's images joined in each space: straight lines first, the NEB only where the \
+         class would otherwise fall apart. *Components* counts the connected components of the \
+         linear and nonlinear edges; *MST barrier* is the largest barrier (largest loss along \
+         the best known path) on the minimum spanning tree of barriers, the lowest loss at \
+         which the whole class is one component. *Unsearched* lines leave the class and were \
+         not needed.\n\n",
+    );
+    s.push_str("| class | space | strategy | nodes | edges | linear | nonlinear | none | unsearched | components | MST barrier |\n");
+    s.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for g in &graphs {
+        let r = g.summary();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.class_name,
+            r.space,
+            r.strategy,
+            r.nodes,
+            r.lines,
+            r.linear,
+            r.nonlinear,
+            r.none,
+            r.unsearched,
+            r.components,
+            r.mst_max_barrier.map_or("–".into(), |b| format!("{b:.3}"))
+        );
+    }
+    s.push('\n');
+    for g in &graphs {
+        let png = format!("{GRAPHS}/{}.png", g.stem());
+        if dir.join(&png).is_file() {
+            let _ = writeln!(
+                s,
+                "![class {} in {}]({}/{png})\n",
+                g.class_name,
+                g.space,
+                rel.trim_end_matches('/')
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "Files: `{rel}/graphs/*.json` and `*.graphml` (networkx: `nx.read_graphml(...)`), `{rel}/{SUMMARY}`, `{rel}/edges.jsonl`.\n"
+    );
+    Ok(Some(s))
+}
