@@ -193,17 +193,26 @@ struct ConnectCli {
     /// Spaces: `input` and/or cuts (stem, layer1 … layer4, pool), comma-separated.
     #[arg(long = "space", value_delimiter = ',', default_value = "input,layer1,pool")]
     spaces: Vec<String>,
-    /// Random same-class pairs to study [default: 25].
+    /// Random same-class pairs to study [default: 25]; with --endpoints misclassified,
+    /// misclassified images, each giving two pairs.
     #[arg(long)]
     pairs: Option<usize>,
     /// Study the pairs of this CSV file instead: dataset indices `i,j`, one pair a line,
     /// `#` comments allowed.
     #[arg(long)]
     pairs_file: Option<PathBuf>,
-    /// Draw pairs only from these classes (names or numbers), comma-separated.
+    /// Draw pairs only from these classes (names or numbers), comma-separated; with
+    /// --endpoints misclassified, the true classes of the misclassified images.
     #[arg(long = "class", value_delimiter = ',')]
     classes: Vec<String>,
-    /// Keep pairs whose endpoints the model misclassifies.
+    /// Which pairs: `correct` (two correctly classified images of a class), `all` (two
+    /// images of a class, whatever the model predicts) or `misclassified` (each misclassified
+    /// image with a correctly classified image of its predicted class, checked there, and
+    /// one of its true class, checked there with the misclassified endpoint itself exempt)
+    /// [default: correct].
+    #[arg(long, value_enum)]
+    endpoints: Option<EndpointsOpt>,
+    /// The same as --endpoints all (its older name).
     #[arg(long)]
     allow_misclassified: bool,
     /// Pivots N of a path, endpoints included.
@@ -274,6 +283,13 @@ struct ConnectCli {
 const CERTIFY_MAX_PIECES: usize = 100_000;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum EndpointsOpt {
+    Correct,
+    Misclassified,
+    All,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum SearchOpt {
     Adam,
     Sgd,
@@ -281,7 +297,7 @@ enum SearchOpt {
 }
 
 fn connect_args(c: ConnectCli, device: mep::device::Device) -> mep::Result<mep::connect::ConnectArgs> {
-    use mep::connect::{ConnectArgs, SearchOptimizer};
+    use mep::connect::{ConnectArgs, EndpointSelection, SearchOptimizer};
     let spring = match c.spring.trim() {
         "inf" | "infinity" | "∞" => None,
         k => Some(
@@ -289,6 +305,15 @@ fn connect_args(c: ConnectCli, device: mep::device::Device) -> mep::Result<mep::
                 .map_err(|_| mep::MepError::option("--spring", k, "expected a number or `inf`"))?,
         ),
     };
+    // The library reads `correct` with the flag as `all` (what the flag always meant); said
+    // outright on the command line, the two contradict each other.
+    if c.allow_misclassified && matches!(c.endpoints, Some(EndpointsOpt::Correct)) {
+        return Err(mep::MepError::option(
+            "--allow-misclassified",
+            "with --endpoints correct",
+            "--allow-misclassified is `--endpoints all`; give one of the two",
+        ));
+    }
     Ok(ConnectArgs {
         arch: c.arch,
         weights: c.weights,
@@ -298,6 +323,11 @@ fn connect_args(c: ConnectCli, device: mep::device::Device) -> mep::Result<mep::
         pairs: c.pairs,
         pairs_file: c.pairs_file,
         classes: c.classes,
+        endpoints: match c.endpoints {
+            None | Some(EndpointsOpt::Correct) => EndpointSelection::Correct,
+            Some(EndpointsOpt::Misclassified) => EndpointSelection::Misclassified,
+            Some(EndpointsOpt::All) => EndpointSelection::All,
+        },
         allow_misclassified: c.allow_misclassified,
         pivots: c.pivots,
         sub_points: c.sub_points,
