@@ -111,17 +111,19 @@ fn fake_split() -> (Vec<usize>, Vec<String>, impl Fn(usize) -> Option<usize>) {
 fn the_misclassified_draw_is_seeded_lazy_and_does_not_depend_on_the_batch() {
     let (labels, classes, truth) = fake_split();
     let draw = |batch: usize, allowed: &[usize], count: usize, seed: u64| {
-        let mut asked: Vec<usize> = Vec::new();
+        let mut asked: Vec<Vec<usize>> = Vec::new();
         let mut f = |xs: &[usize]| {
             assert!(xs.len() <= batch, "{} images in a batch of {batch}", xs.len());
-            asked.extend_from_slice(xs);
+            asked.push(xs.to_vec());
             Ok(xs.iter().map(|&x| truth(x)).collect())
         };
         let s = pairs::draw_misclassified(&labels, &classes, allowed, count, seed, &mut f, batch);
         (s, asked)
     };
-    let (a, asked_1) = draw(1, &[], 6, 3);
-    let (b, asked_64) = draw(64, &[], 6, 3);
+    let (a, calls_1) = draw(1, &[], 6, 3);
+    let (b, calls_16) = draw(16, &[], 6, 3);
+    let asked_1 = calls_1.concat();
+    let asked_16 = calls_16.concat();
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a, b, "the batch changes nothing drawn");
     let mut once = asked_1.clone();
@@ -134,7 +136,14 @@ fn the_misclassified_draw_is_seeded_lazy_and_does_not_depend_on_the_batch() {
         asked_1.len(),
         labels.len()
     );
-    assert!(asked_64.len() >= asked_1.len());
+    // Batched, the partners of a batch of images are predicted together: a few calls.
+    assert!(asked_16.len() >= asked_1.len());
+    assert!(
+        calls_16.len() * 4 < calls_1.len(),
+        "{} calls in batches of 16, {} one by one",
+        calls_16.len(),
+        calls_1.len()
+    );
     assert_ne!(a, draw(1, &[], 6, 4).0.unwrap(), "another seed, other pairs");
 
     // Each misclassified image m gives two pairs, m first: checked in the class the model
@@ -194,6 +203,27 @@ fn the_misclassified_draw_is_seeded_lazy_and_does_not_depend_on_the_batch() {
         only_b.pairs.iter().any(|p| p.class == 2),
         "checked in the predicted class too"
     );
+}
+
+#[test]
+fn a_few_misclassified_images_of_a_large_split_need_a_few_batches() {
+    // CIFAR-10's test split at 95 % accuracy: 25 misclassified images want about 500
+    // candidates and 50 partners, not 10 000 images.
+    let labels: Vec<usize> = (0..10_000).map(|i| i % 10).collect();
+    let classes: Vec<String> = (0..10).map(|c| c.to_string()).collect();
+    let wrong = |i: usize| (i.wrapping_mul(2_654_435_761) >> 7).is_multiple_of(20);
+    let mut asked = 0;
+    let mut f = |xs: &[usize]| {
+        asked += xs.len();
+        Ok(xs
+            .iter()
+            .map(|&x| Some(if wrong(x) { (labels[x] + 1) % 10 } else { labels[x] }))
+            .collect())
+    };
+    let s = pairs::draw_misclassified(&labels, &classes, &[], 25, 0, &mut f, 64).unwrap();
+    assert_eq!(s.pairs.len(), 50);
+    eprintln!("{asked} images predicted");
+    assert!(asked < 1_200, "{asked} images predicted");
 }
 
 #[test]

@@ -302,20 +302,32 @@ impl Partners {
         }
     }
 
+    /// The next `n` images of the class's order (fewer at its end), to be predicted and
+    /// then [`Partners::accept`]ed.
+    fn draw(&mut self, n: usize) -> Vec<usize> {
+        std::iter::from_fn(|| self.order.next())
+            .take(n)
+            .map(|q| self.members[q as usize])
+            .collect()
+    }
+
+    /// Keeps those of `drawn` (predicted, in the order drawn) that the model classifies
+    /// correctly.
+    fn accept(&mut self, drawn: Vec<usize>, known: &Predictions<'_, '_>) {
+        self.ready
+            .extend(drawn.into_iter().filter(|x| known.known[x] == Some(self.class)));
+    }
+
     /// The next correctly classified image of the class, predicting the next `batch` of its
     /// order as needed; `None` once there is none left.
     fn peek(&mut self, known: &mut Predictions<'_, '_>) -> Result<Option<usize>> {
         while self.ready.is_empty() {
-            let drawn: Vec<usize> = std::iter::from_fn(|| self.order.next())
-                .take(known.batch)
-                .map(|q| self.members[q as usize])
-                .collect();
+            let drawn = self.draw(known.batch);
             if drawn.is_empty() {
                 return Ok(None);
             }
             known.fill(&drawn)?;
-            self.ready
-                .extend(drawn.into_iter().filter(|x| known.known[x] == Some(self.class)));
+            self.accept(drawn, known);
         }
         Ok(self.ready.front().copied())
     }
@@ -396,6 +408,39 @@ pub fn draw_misclassified(
             ));
         }
         known.fill(&drawn)?;
+        // Predict the partners these images will want together, in as few calls as the
+        // batch allows; which partner each image gets is settled below, in draw order, so
+        // this changes only how many images are predicted, never the pairs.
+        let mut want: std::collections::BTreeMap<usize, usize> = Default::default();
+        let wrong = drawn.iter().filter_map(|&m| {
+            let p = known.known[&m].filter(|&p| p != labels[m] && p < k)?;
+            Some((p, labels[m]))
+        });
+        for (predicted, label) in wrong.take(count - pairs.len() / 2) {
+            *want.entry(predicted).or_default() += 1;
+            *want.entry(label).or_default() += 1;
+        }
+        loop {
+            let mut fetched: Vec<(usize, Vec<usize>)> = Vec::new();
+            for (&class, &n) in &want {
+                let q = partners
+                    .entry(class)
+                    .or_insert_with(|| Partners::new(class, members[class].clone(), seed));
+                let more = q.draw(n.saturating_sub(q.ready.len()));
+                if !more.is_empty() {
+                    fetched.push((class, more));
+                }
+            }
+            if fetched.is_empty() {
+                break;
+            }
+            known.fill(&fetched.iter().flat_map(|(_, v)| v.iter().copied()).collect::<Vec<_>>())?;
+            for (class, more) in fetched {
+                if let Some(q) = partners.get_mut(&class) {
+                    q.accept(more, &known);
+                }
+            }
+        }
         for m in drawn {
             if pairs.len() == 2 * count {
                 break;
