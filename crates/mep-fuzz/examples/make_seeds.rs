@@ -6,7 +6,7 @@
 //! rerun it when a format changes.
 
 use mep::certify::{CertificateRecord, Exact};
-use mep::connect::{Category, Endpoints, Manifest, Pair, PairResult, Settings, Shard};
+use mep::connect::{Category, EndpointSelection, Endpoints, Manifest, Pair, PairResult, Settings, Shard};
 use mep_resnet::{Arch, ResNet};
 use mep_tensor::{CpuBackend, Shape};
 use std::collections::BTreeMap;
@@ -157,6 +157,7 @@ fn study(out: &Path) -> Result<(), Error> {
         pairs_file_sha256: None,
         class_filter: vec![0, 1],
         allow_misclassified: false,
+        endpoints: EndpointSelection::Correct,
         seed: 0,
         pivots: 8,
         sub_points: 4,

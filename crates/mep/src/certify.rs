@@ -245,11 +245,18 @@ impl Certification {
         })
     }
 
-    /// The results among `results` that have a saved path and no certificate yet.
+    /// The results among `results` that have a saved path and no certificate yet. Paths of
+    /// [`Endpoints::MisclassifiedTrue`](crate::study::Endpoints) pairs are left out: their
+    /// first endpoint is outside the class by definition (the search exempts it), and a
+    /// certificate proves whole segments, t = 0 included, so it could only refute them there.
     pub fn pending<'r>(&self, results: &'r [PairResult]) -> Vec<&'r PairResult> {
         results
             .iter()
-            .filter(|r| r.path_file.is_some() && !self.done.contains(&(r.pair, r.space.clone())))
+            .filter(|r| {
+                r.path_file.is_some()
+                    && r.endpoints != crate::study::Endpoints::MisclassifiedTrue
+                    && !self.done.contains(&(r.pair, r.space.clone()))
+            })
             .collect()
     }
 

@@ -197,17 +197,26 @@ struct ConnectCli {
     /// Spaces: `input` and/or cuts (stem, layer1 … layer4, pool), comma-separated.
     #[arg(long = "space", value_delimiter = ',', default_value = "input,layer1,pool")]
     spaces: Vec<String>,
-    /// Random same-class pairs to study [default: 25].
+    /// Random same-class pairs to study [default: 25]; with --endpoints misclassified,
+    /// misclassified images, each giving two pairs.
     #[arg(long)]
     pairs: Option<usize>,
     /// Study the pairs of this CSV file instead: dataset indices `i,j`, one pair a line,
     /// `#` comments allowed.
     #[arg(long)]
     pairs_file: Option<PathBuf>,
-    /// Draw pairs only from these classes (names or numbers), comma-separated.
+    /// Draw pairs only from these classes (names or numbers), comma-separated; with
+    /// --endpoints misclassified, the true classes of the misclassified images.
     #[arg(long = "class", value_delimiter = ',')]
     classes: Vec<String>,
-    /// Keep pairs whose endpoints the model misclassifies.
+    /// Which pairs: `correct` (two correctly classified images of a class), `all` (two
+    /// images of a class, whatever the model predicts) or `misclassified` (each misclassified
+    /// image with a correctly classified image of its predicted class, checked there, and
+    /// one of its true class, checked there with the misclassified endpoint itself exempt)
+    /// [default: correct].
+    #[arg(long, value_enum)]
+    endpoints: Option<EndpointsOpt>,
+    /// The same as --endpoints all (its older name).
     #[arg(long)]
     allow_misclassified: bool,
     #[command(flatten)]
@@ -315,6 +324,13 @@ impl NebCli {
 const CERTIFY_MAX_PIECES: usize = 100_000;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum EndpointsOpt {
+    Correct,
+    Misclassified,
+    All,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum SearchOpt {
     Adam,
     Sgd,
@@ -322,6 +338,16 @@ enum SearchOpt {
 }
 
 fn connect_args(c: ConnectCli, device: mep::device::Device) -> mep::Result<mep::connect::ConnectArgs> {
+    use mep::connect::EndpointSelection;
+    // The library reads `correct` with the flag as `all` (what the flag always meant); said
+    // outright on the command line, the two contradict each other.
+    if c.allow_misclassified && matches!(c.endpoints, Some(EndpointsOpt::Correct)) {
+        return Err(mep::MepError::option(
+            "--allow-misclassified",
+            "with --endpoints correct",
+            "--allow-misclassified is `--endpoints all`; give one of the two",
+        ));
+    }
     let mut a = mep::connect::ConnectArgs::new(c.arch, c.weights, c.data, c.out);
     c.neb.apply(&mut a)?;
     a.size = c.size;
@@ -329,6 +355,11 @@ fn connect_args(c: ConnectCli, device: mep::device::Device) -> mep::Result<mep::
     a.pairs = c.pairs;
     a.pairs_file = c.pairs_file;
     a.classes = c.classes;
+    a.endpoints = match c.endpoints {
+        None | Some(EndpointsOpt::Correct) => EndpointSelection::Correct,
+        Some(EndpointsOpt::Misclassified) => EndpointSelection::Misclassified,
+        Some(EndpointsOpt::All) => EndpointSelection::All,
+    };
     a.allow_misclassified = c.allow_misclassified;
     a.seed = c.seed;
     a.batch = c.batch;

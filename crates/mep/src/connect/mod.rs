@@ -9,6 +9,11 @@
 //! each is found), `table1.md`/`table1.csv`/`table1_stats.csv` (rewritten after each
 //! result) and `paths/` (each final path as safetensors). Rerunning the same command
 //! resumes; `--shard i/n` studies every n-th pair and [`merge`] joins the shards.
+//!
+//! `--endpoints` says which pairs: `correct` (the paper's: both images classified
+//! correctly), `all` (both of one class, whatever the model predicts) or `misclassified`
+//! (a misclassified image with a correctly classified image of the class the model predicts
+//! for it, and with one of its own class: [`EndpointSelection`], [`pairs::draw_misclassified`]).
 
 mod energy;
 mod merge;
@@ -22,8 +27,8 @@ pub(crate) use merge::link_or_copy;
 pub use merge::{merge, MergeArgs, MergeReport};
 // The study folder's types and files, where users of `mep connect` have found them.
 pub use crate::study::{
-    count as count_categories, parse_jsonl, read_jsonl, read_results, Category, Endpoints, Manifest, Pair, PairResult,
-    Settings, Shard, SpaceCounts, MANIFEST, PATHS, RESULTS,
+    count as count_categories, parse_jsonl, read_jsonl, read_results, Category, EndpointSelection, Endpoints, Manifest,
+    Pair, PairResult, Settings, Shard, SpaceCounts, MANIFEST, PATHS, RESULTS,
 };
 
 use crate::data::{open_dataset, resolve_transform};
@@ -84,13 +89,20 @@ pub struct ConnectArgs {
     pub size: Option<usize>,
     /// The spaces: `input` or any cut of the architecture.
     pub spaces: Vec<String>,
-    /// Random pairs to draw (default [`DEFAULT_PAIRS`]); with `pairs_file`, none.
+    /// Random pairs to draw (default [`DEFAULT_PAIRS`]); with `pairs_file`, none. With
+    /// [`EndpointSelection::Misclassified`], misclassified images to draw, each giving two
+    /// pairs.
     pub pairs: Option<usize>,
     /// A CSV of dataset indices `i,j` to study instead of random pairs.
     pub pairs_file: Option<PathBuf>,
-    /// Draw only from these classes (names or numbers).
+    /// Draw only from these classes (names or numbers); with
+    /// [`EndpointSelection::Misclassified`], the true classes of the misclassified images.
     pub classes: Vec<String>,
-    /// Keep pairs whose endpoints the model misclassifies.
+    /// Which pairs to draw (`--endpoints`).
+    pub endpoints: EndpointSelection,
+    /// `--allow-misclassified`, the older name of [`EndpointSelection::All`]: with
+    /// `endpoints` left at `correct` it selects `all`; with `misclassified` it is refused
+    /// ([`ConnectArgs::endpoint_selection`]).
     pub allow_misclassified: bool,
     /// N: pivots of the path, endpoints included.
     pub pivots: usize,
@@ -155,6 +167,7 @@ impl ConnectArgs {
             pairs: None,
             pairs_file: None,
             classes: Vec::new(),
+            endpoints: EndpointSelection::Correct,
             allow_misclassified: false,
             pivots: 10,
             sub_points: 8,
@@ -191,8 +204,32 @@ impl ConnectArgs {
         }
     }
 
+    /// The pairs to draw: `endpoints`, with `--allow-misclassified` read as `all`; the
+    /// flag beside `--endpoints misclassified` is refused, as the two ask for different pairs.
+    pub fn endpoint_selection(&self) -> Result<EndpointSelection> {
+        match (self.endpoints, self.allow_misclassified) {
+            (e, false) => Ok(e),
+            (EndpointSelection::Correct | EndpointSelection::All, true) => Ok(EndpointSelection::All),
+            (EndpointSelection::Misclassified, true) => Err(MepError::option(
+                "--allow-misclassified",
+                "with --endpoints misclassified",
+                "--allow-misclassified is `--endpoints all` (pairs of one class, misclassified or not); \
+                 give one of the two",
+            )),
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         let bad = |option: &str, value: &dyn fmt::Display, reason: &str| Err(MepError::option(option, value, reason));
+        if self.endpoint_selection()? == EndpointSelection::Misclassified && self.pairs_file.is_some() {
+            return Err(MepError::option(
+                "--endpoints",
+                "misclassified",
+                "draws its own pairs (each misclassified image with a correctly classified image of its \
+                 predicted and of its true class); it does not apply to --pairs-file (use `all` to keep \
+                 the file's pairs whatever the model predicts)",
+            ));
+        }
         if self.pivots < 2 {
             return bad("--pivots", &self.pivots, "a path needs at least 2 (its endpoints)");
         }
@@ -341,7 +378,11 @@ pub struct ConnectReport {
     pub shard_pairs: usize,
     /// The shard studied.
     pub shard: Option<Shard>,
-    /// Candidate pairs skipped for a misclassified endpoint.
+    /// Which pairs the study draws.
+    pub endpoints: EndpointSelection,
+    /// Candidate pairs skipped for a misclassified endpoint; with `--endpoints
+    /// misclassified`, misclassified images passed over (no class predicted, or no
+    /// correctly classified image left to pair them with).
     pub skipped: usize,
     /// Results found in the folder from earlier runs.
     pub resumed: usize,
@@ -362,10 +403,17 @@ impl fmt::Display for ConnectReport {
         let shard = self
             .shard
             .map_or(String::new(), |s| format!(" (shard {s}: {} pairs)", self.shard_pairs));
+        let skipped = match self.endpoints {
+            EndpointSelection::Misclassified => format!(
+                "{} misclassified images passed over (no class predicted, or no partner left)",
+                self.skipped
+            ),
+            _ => format!("{} skipped for a misclassified endpoint", self.skipped),
+        };
         writeln!(
             f,
-            "{} pairs{shard}, {} skipped for a misclassified endpoint; {} results computed, {} resumed, in {:.1} s",
-            self.pairs, self.skipped, self.computed, self.resumed, self.seconds
+            "{} pairs{shard}, {skipped}; {} results computed, {} resumed, in {:.1} s",
+            self.pairs, self.computed, self.resumed, self.seconds
         )?;
         writeln!(
             f,
@@ -535,6 +583,7 @@ impl<B: Backend> Model<B> {
             });
         }
         let class_filter = pairs::parse_classes(&args.classes, &data.classes)?;
+        let endpoints = args.endpoint_selection()?;
         let settings = Settings {
             arch: arch.name().to_string(),
             weights_sha256: sha256_of(&args.weights)?,
@@ -551,7 +600,8 @@ impl<B: Backend> Model<B> {
             },
             pairs_file_sha256: args.pairs_file.as_deref().map(sha256_of).transpose()?,
             class_filter: class_filter.clone(),
-            allow_misclassified: args.allow_misclassified,
+            allow_misclassified: endpoints == EndpointSelection::All,
+            endpoints,
             seed: args.seed,
             pivots: args.pivots,
             sub_points: args.sub_points,
@@ -619,22 +669,40 @@ fn open_study<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset, model: &Mod
     Ok(m)
 }
 
-/// The pairs of a new study: those of `--pairs-file`, or a seeded draw; without
-/// `--allow-misclassified`, only pairs whose endpoints the model classifies correctly.
+/// The pairs of a new study (`model.settings.endpoints` says which): those of
+/// `--pairs-file`, or a seeded draw; with `correct`, only pairs whose endpoints the model
+/// classifies correctly; with `misclassified`, the pairs of [`pairs::draw_misclassified`].
 fn plan_pairs<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset, model: &Model<B>) -> Result<pairs::Selection> {
     let split = &data.test;
     let net = &model.net;
-    let mut classify = |idx: &[usize]| -> Result<Vec<bool>> {
+    let endpoints = model.settings.endpoints;
+    // An image whose logits are not finite is in no class.
+    let mut predict = |idx: &[usize]| -> Result<Vec<Option<usize>>> {
         let x = load_images(b, split, &model.transform, idx)?;
         let logits = net.head(b, &x, Cut::Input)?.to_vec(b)?;
-        // An endpoint whose logits are not finite is misclassified.
-        Ok(class_rows(&logits, net.num_classes)
+        Ok(class_rows(&logits, net.num_classes))
+    };
+    let count = args.pairs.unwrap_or(DEFAULT_PAIRS);
+    if endpoints == EndpointSelection::Misclassified {
+        // validate() refused --pairs-file with this selection.
+        return pairs::draw_misclassified(
+            &split.labels,
+            &data.classes,
+            &model.class_filter,
+            count,
+            args.seed,
+            &mut predict,
+            args.batch,
+        );
+    }
+    let mut classify = |idx: &[usize]| -> Result<Vec<bool>> {
+        Ok(predict(idx)?
             .into_iter()
             .zip(idx)
             .map(|(p, &i)| p == Some(split.labels[i]))
             .collect())
     };
-    let check: Option<&mut pairs::Classify<'_>> = (!args.allow_misclassified).then_some(&mut classify);
+    let check: Option<&mut pairs::Classify<'_>> = (endpoints == EndpointSelection::Correct).then_some(&mut classify);
     let selection = match &args.pairs_file {
         Some(file) => {
             let listed = pairs::read_pairs_file(file, &split.labels, &data.classes)?;
@@ -650,7 +718,7 @@ fn plan_pairs<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset, model: &Mod
             &split.labels,
             &data.classes,
             &model.class_filter,
-            args.pairs.unwrap_or(DEFAULT_PAIRS),
+            count,
             args.seed,
             check,
             args.batch,
@@ -660,7 +728,7 @@ fn plan_pairs<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset, model: &Mod
         return Err(MepError::unusable(
             "no pair left to study",
             format!(
-                "the model misclassifies an endpoint of all {} (pass --allow-misclassified to keep them)",
+                "the model misclassifies an endpoint of all {} (pass --endpoints all, or --allow-misclassified, to keep them)",
                 selection.skipped
             ),
         ));
@@ -869,6 +937,7 @@ impl<'a, B: Backend> Run<'a, B> {
             pairs: manifest.pair_list.len(),
             shard_pairs: mine.len(),
             shard: self.args.shard,
+            endpoints: manifest.settings.endpoints,
             skipped: manifest.skipped,
             resumed: self.resumed,
             computed: self.computed,

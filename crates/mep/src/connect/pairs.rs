@@ -51,6 +51,27 @@ pub fn parse_classes(names: &[String], classes: &[String]) -> Result<Vec<usize>>
     Ok(out)
 }
 
+/// The test images of each of `k` classes, by dataset index, in order.
+fn members_of(labels: &[usize], k: usize) -> Vec<Vec<usize>> {
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); k];
+    for (i, &l) in labels.iter().enumerate() {
+        if let Some(m) = members.get_mut(l) {
+            m.push(i);
+        }
+    }
+    members
+}
+
+/// `"{preposition} the classes a, b"` naming the `allowed` classes, or nothing when every
+/// class is allowed: what a message about a draw adds.
+fn among_classes(preposition: &str, allowed: &[usize], classes: &[String]) -> String {
+    if allowed.is_empty() {
+        return String::new();
+    }
+    let names: Vec<&str> = allowed.iter().map(|&c| classes[c].as_str()).collect();
+    format!("{preposition} the classes {}", names.join(", "))
+}
+
 /// The number of unordered pairs of `m` things.
 fn pairs_of(m: usize) -> u64 {
     let m = m as u64;
@@ -120,12 +141,7 @@ pub fn draw_pairs(
     batch: usize,
 ) -> Result<Selection> {
     let k = classes.len();
-    let mut members: Vec<Vec<usize>> = vec![Vec::new(); k];
-    for (i, &l) in labels.iter().enumerate() {
-        if let Some(m) = members.get_mut(l) {
-            m.push(i);
-        }
-    }
+    let members = members_of(labels, k);
     let eligible: Vec<usize> = if allowed.is_empty() {
         (0..k).filter(|&c| members[c].len() >= 2).collect()
     } else {
@@ -157,18 +173,7 @@ pub fn draw_pairs(
             count,
             format!(
                 "the test split has only {total} distinct same-class pairs{}",
-                if allowed.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " in the classes {}",
-                        allowed
-                            .iter()
-                            .map(|&c| classes[c].as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                }
+                among_classes(" in", allowed, classes)
             ),
         ));
     }
@@ -223,7 +228,7 @@ pub fn draw_pairs(
                 format!("only {} of the {total} same-class pairs", pairs.len()),
                 format!(
                     "have both images classified correctly by the model ({skipped} skipped); ask for fewer \
-                     --pairs or pass --allow-misclassified"
+                     --pairs or pass --endpoints all (--allow-misclassified)"
                 ),
             ));
         }
@@ -240,6 +245,256 @@ pub fn draw_pairs(
             } else {
                 skipped += 1;
             }
+        }
+    }
+    Ok(Selection { pairs, skipped })
+}
+
+/// Predicts images by dataset index: the model's class for each (`None` when its logits
+/// are not finite: in no class).
+pub type Predict<'a> = dyn FnMut(&[usize]) -> Result<Vec<Option<usize>>> + 'a;
+
+/// The predictions known so far, each image predicted once, `batch` at a time.
+struct Predictions<'p, 'a> {
+    known: HashMap<usize, Option<usize>>,
+    predict: &'p mut Predict<'a>,
+    batch: usize,
+}
+
+impl Predictions<'_, '_> {
+    /// Predicts those of `images` not yet known.
+    fn fill(&mut self, images: &[usize]) -> Result<()> {
+        let unknown: Vec<usize> = images.iter().copied().filter(|x| !self.known.contains_key(x)).collect();
+        for chunk in unknown.chunks(self.batch) {
+            let got = (self.predict)(chunk)?;
+            if got.len() != chunk.len() {
+                return Err(MepError::unusable(
+                    format!("a prediction of {} images", chunk.len()),
+                    format!("gave {} classes", got.len()),
+                ));
+            }
+            self.known.extend(chunk.iter().copied().zip(got));
+        }
+        Ok(())
+    }
+}
+
+/// The correctly classified images of one class, in the seeded order of that class, each
+/// handed out once.
+struct Partners {
+    class: usize,
+    members: Vec<usize>,
+    order: LazyPermutation,
+    ready: std::collections::VecDeque<usize>,
+}
+
+impl Partners {
+    fn new(class: usize, members: Vec<usize>, seed: u64) -> Self {
+        let order = LazyPermutation::new(
+            members.len() as u64,
+            Rng::from_parts(&[seed, 0x7061_7274_6e72_0001, class as u64]),
+        );
+        Partners {
+            class,
+            members,
+            order,
+            ready: Default::default(),
+        }
+    }
+
+    /// The next `n` images of the class's order (fewer at its end), to be predicted and
+    /// then [`Partners::accept`]ed.
+    fn draw(&mut self, n: usize) -> Vec<usize> {
+        std::iter::from_fn(|| self.order.next())
+            .take(n)
+            .map(|q| self.members[q as usize])
+            .collect()
+    }
+
+    /// Keeps those of `drawn` (predicted, in the order drawn) that the model classifies
+    /// correctly.
+    fn accept(&mut self, drawn: Vec<usize>, known: &Predictions<'_, '_>) {
+        self.ready
+            .extend(drawn.into_iter().filter(|x| known.known[x] == Some(self.class)));
+    }
+
+    /// The next correctly classified image of the class, predicting the next `batch` of its
+    /// order as needed; `None` once there is none left.
+    fn peek(&mut self, known: &mut Predictions<'_, '_>) -> Result<Option<usize>> {
+        while self.ready.is_empty() {
+            let drawn = self.draw(known.batch);
+            if drawn.is_empty() {
+                return Ok(None);
+            }
+            known.fill(&drawn)?;
+            self.accept(drawn, known);
+        }
+        Ok(self.ready.front().copied())
+    }
+}
+
+/// `--endpoints misclassified`: draws `count` misclassified test images m (label c, the
+/// model predicts c′ ≠ c), uniformly in an order fixed by `seed` among the images whose
+/// label is one of `allowed` (every class when empty), and makes two pairs of each, with m
+/// as `i`:
+///
+/// - (m, a correctly classified image of c′) in class c′: [`Endpoints::MisclassifiedPredicted`],
+///   `true_class` c;
+/// - (m, a correctly classified image of c) in class c: [`Endpoints::MisclassifiedTrue`],
+///   `predicted` c′.
+///
+/// Partners come from a seeded order of each class, each used once. Images are predicted
+/// lazily, `batch` at a time, only as the draw needs them; what is accepted follows the
+/// draw order alone, so the batch never changes the pairs. A misclassified image with no
+/// finite prediction, or with no correctly classified image of c or c′ left to pair it
+/// with, is passed over and counted in `skipped`. Fewer usable misclassified images than
+/// `count` is an error saying how many were found among how many examined.
+pub fn draw_misclassified(
+    labels: &[usize],
+    classes: &[String],
+    allowed: &[usize],
+    count: usize,
+    seed: u64,
+    predict: &mut Predict<'_>,
+    batch: usize,
+) -> Result<Selection> {
+    let k = classes.len();
+    let members = members_of(labels, k);
+    let candidates: Vec<usize> = (0..labels.len())
+        .filter(|&i| labels[i] < k && (allowed.is_empty() || allowed.contains(&labels[i])))
+        .collect();
+    let among = among_classes(" of", allowed, classes);
+    if count > candidates.len() {
+        return Err(MepError::option(
+            "--pairs",
+            count,
+            format!(
+                "asks for that many misclassified images, but the test split has only {} images{among}",
+                candidates.len()
+            ),
+        ));
+    }
+    let mut known = Predictions {
+        known: HashMap::new(),
+        predict,
+        batch: batch.max(1),
+    };
+    let mut order = LazyPermutation::new(candidates.len() as u64, Rng::from_parts(&[seed, 0x6d69_7363_6c73_0001]));
+    let mut partners: HashMap<usize, Partners> = HashMap::new();
+    let mut pairs = Vec::with_capacity(2 * count);
+    let (mut examined, mut misclassified, mut skipped) = (0usize, 0usize, 0usize);
+    while pairs.len() < 2 * count {
+        let drawn: Vec<usize> = std::iter::from_fn(|| order.next())
+            .take(known.batch)
+            .map(|q| candidates[q as usize])
+            .collect();
+        if drawn.is_empty() {
+            let what = if misclassified == 0 {
+                format!(
+                    "the model misclassifies none of the {examined} test images{among}; \
+                     --endpoints misclassified has nothing to study"
+                )
+            } else {
+                format!(
+                    "the model misclassifies {misclassified} of the {examined} test images{among}, \
+                     {} of them usable ({skipped} with no class predicted or no correctly classified \
+                     image of their true or predicted class to pair with); ask for fewer --pairs",
+                    pairs.len() / 2
+                )
+            };
+            return Err(MepError::unusable(
+                format!("{count} misclassified images (--pairs {count})"),
+                what,
+            ));
+        }
+        known.fill(&drawn)?;
+        // Predict the partners these images will want together, in as few calls as the
+        // batch allows; which partner each image gets is settled below, in draw order, so
+        // this changes only how many images are predicted, never the pairs.
+        let mut want: std::collections::BTreeMap<usize, usize> = Default::default();
+        let wrong = drawn.iter().filter_map(|&m| {
+            let p = known.known[&m].filter(|&p| p != labels[m] && p < k)?;
+            Some((p, labels[m]))
+        });
+        for (predicted, label) in wrong.take(count - pairs.len() / 2) {
+            *want.entry(predicted).or_default() += 1;
+            *want.entry(label).or_default() += 1;
+        }
+        loop {
+            let mut fetched: Vec<(usize, Vec<usize>)> = Vec::new();
+            for (&class, &n) in &want {
+                let q = partners
+                    .entry(class)
+                    .or_insert_with(|| Partners::new(class, members[class].clone(), seed));
+                let more = q.draw(n.saturating_sub(q.ready.len()));
+                if !more.is_empty() {
+                    fetched.push((class, more));
+                }
+            }
+            if fetched.is_empty() {
+                break;
+            }
+            known.fill(&fetched.iter().flat_map(|(_, v)| v.iter().copied()).collect::<Vec<_>>())?;
+            for (class, more) in fetched {
+                if let Some(q) = partners.get_mut(&class) {
+                    q.accept(more, &known);
+                }
+            }
+        }
+        for m in drawn {
+            if pairs.len() == 2 * count {
+                break;
+            }
+            examined += 1;
+            let c = labels[m];
+            let p = known.known[&m];
+            if p == Some(c) {
+                continue;
+            }
+            misclassified += 1;
+            let Some(p) = p.filter(|&p| p < k) else {
+                skipped += 1;
+                continue;
+            };
+            let mut peek = |class: usize, known: &mut Predictions<'_, '_>| {
+                partners
+                    .entry(class)
+                    .or_insert_with(|| Partners::new(class, members[class].clone(), seed))
+                    .peek(known)
+            };
+            let (Some(in_predicted), Some(in_true)) = (peek(p, &mut known)?, peek(c, &mut known)?) else {
+                skipped += 1;
+                continue;
+            };
+            for class in [p, c] {
+                partners.get_mut(&class).and_then(|q| q.ready.pop_front());
+            }
+            let pair = |pair: usize, j: usize, class: usize, endpoints, true_class, predicted| Pair {
+                pair,
+                i: m,
+                j,
+                class,
+                class_name: classes[class].clone(),
+                endpoints,
+                true_class,
+                predicted,
+            };
+            pairs.push(pair(
+                pairs.len(),
+                in_predicted,
+                p,
+                Endpoints::MisclassifiedPredicted,
+                Some(c),
+                None,
+            ));
+            pairs.push(pair(
+                pairs.len(),
+                in_true,
+                c,
+                Endpoints::MisclassifiedTrue,
+                None,
+                Some(p),
+            ));
         }
     }
     Ok(Selection { pairs, skipped })

@@ -1,9 +1,21 @@
 //! One pair in one space: the straight line first, the NEB where the line leaves the
 //! class, the path saved, the figures recorded.
+//!
+//! Which dense points must be in the class: every one, except for a pair whose endpoint
+//! `i` is a misclassified image checked in its true class ([`Endpoints::MisclassifiedTrue`]).
+//! That endpoint is, by definition, outside the class, so no path could keep every point
+//! in it; its one dense point (t = 0) is exempt, from the check of the line, from the
+//! check that stops the NEB and from the check of the final path, and from the loss and
+//! probability figures recorded (it would only repeat its own loss there). `linear` then
+//! means that the line from the misclassified image is in the class from the first dense
+//! point after it (t = 1/((N−1)·S)) to the end: it enters the class at once, as far as the
+//! samples see (the prediction, continuous in t, changes somewhere before that point, so
+//! a proof over the whole segment, t = 0 included, cannot hold). Both endpoints of the
+//! other kinds are in the class, so every point is checked.
 
 use super::energy::{HeadAux, HeadEnergy};
 use super::{ConnectArgs, SearchOptimizer};
-use crate::study::{path_file_name, Category, Pair, PairResult};
+use crate::study::{path_file_name, Category, Endpoints, Pair, PairResult};
 use crate::{MepError, Result};
 use mep_data::Rng;
 use mep_neb::{Dense, FireParams, Insertion, Neb, NebConfig, NebError, Path as NebPath, PathOptimizerConfig, Spring};
@@ -57,18 +69,35 @@ pub(crate) fn neb_config(args: &ConnectArgs, distance: f64, dim: usize, seed: u6
     }
 }
 
-/// Whether the network puts every dense point in class `target` (finite logits, argmax
-/// `target`).
-fn all_target(d: &Dense<HeadAux>, target: usize) -> bool {
-    d.aux.iter().all(|a| a.in_class(target))
+/// How many leading dense points of a path of `pair` are exempt from the class: 1 (the
+/// point t = 0, endpoint `i`) for [`Endpoints::MisclassifiedTrue`], whose `i` the model
+/// puts outside the class by definition; 0 for every other kind.
+pub(crate) fn exempt_points(pair: &Pair) -> usize {
+    usize::from(pair.endpoints == Endpoints::MisclassifiedTrue)
 }
 
-/// The largest loss and the smallest target probability along a dense path; the index of
-/// the first non-finite energy, if any.
-fn profile(d: &Dense<HeadAux>) -> (f64, f64, Option<usize>) {
+/// Whether the network puts every dense point but the first `exempt` in class `target`
+/// (finite logits, argmax `target`).
+fn all_target(d: &Dense<HeadAux>, target: usize, exempt: usize) -> bool {
+    d.aux.iter().skip(exempt).all(|a| a.in_class(target))
+}
+
+/// The largest loss and the smallest target probability along a dense path, the first
+/// `exempt` points left out; the index of the first non-finite energy (any point), if any.
+fn profile(d: &Dense<HeadAux>, exempt: usize) -> (f64, f64, Option<usize>) {
     let bad = d.energies.iter().position(|e| !e.is_finite());
-    let max = d.energies.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let min_p = d.aux.iter().map(|a| a.target_prob).fold(f64::INFINITY, f64::min);
+    let max = d
+        .energies
+        .iter()
+        .skip(exempt)
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
+    let min_p = d
+        .aux
+        .iter()
+        .skip(exempt)
+        .map(|a| a.target_prob)
+        .fold(f64::INFINITY, f64::min);
     (max, min_p, bad)
 }
 
@@ -145,11 +174,12 @@ impl<B: Backend> Search<'_, B> {
         let mut non_finite: Option<String> = None;
         let mut dense_checks = 0usize;
         let target = pair.class;
+        let exempt = exempt_points(pair);
         let outcome = neb.run(
             b,
             &mut energy,
             |d: &Dense<HeadAux>| {
-                let (max, min_p, bad) = profile(d);
+                let (max, min_p, bad) = profile(d, exempt);
                 if line_profile.is_none() {
                     line_profile = Some((max, min_p));
                 }
@@ -162,7 +192,7 @@ impl<B: Backend> Search<'_, B> {
                     return true;
                 }
                 dense_checks += 1;
-                all_target(d, target)
+                all_target(d, target, exempt)
             },
             |s| on_step(s.step, s.energies.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
         );
@@ -193,7 +223,7 @@ impl<B: Backend> Search<'_, B> {
                     NebPath::straight(b, &b.upload(z1)?, &b.upload(z2)?, dim, self.args.pivots)?,
                 )?;
                 let d = again.dense(b, &mut energy)?;
-                let (m, p, _) = profile(&d);
+                let (m, p, _) = profile(&d, exempt);
                 (m, p)
             }
         };
@@ -205,10 +235,10 @@ impl<B: Backend> Search<'_, B> {
             result.message = Some(msg);
             return finish(result);
         }
-        let (path_max, path_min_p, _) = profile(&outcome.dense);
+        let (path_max, path_min_p, _) = profile(&outcome.dense, exempt);
         result.path_max_loss = Some(path_max);
         result.path_min_prob = Some(path_min_p);
-        let joined = all_target(&outcome.dense, target);
+        let joined = all_target(&outcome.dense, target, exempt);
         let (category, pivots_data, pivots) = if joined && outcome.steps == 0 {
             // The straight line: saved as its two endpoints.
             (Category::Linear, zh.clone(), 2)
@@ -249,5 +279,65 @@ impl<B: Backend> Search<'_, B> {
         .map_err(MepError::from)?;
         result.path_file = Some(file);
         finish(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dense path of three points predicted `classes`, target probabilities `probs`.
+    fn dense(classes: [usize; 3], probs: [f64; 3]) -> Dense<HeadAux> {
+        Dense {
+            pivots: 2,
+            sub_points: 2,
+            t: vec![0.0, 0.5, 1.0],
+            energies: probs.iter().map(|p| -p.ln()).collect(),
+            aux: classes
+                .iter()
+                .zip(probs)
+                .map(|(&predicted, target_prob)| HeadAux {
+                    predicted,
+                    finite: true,
+                    target_prob,
+                })
+                .collect(),
+        }
+    }
+
+    fn pair(endpoints: Endpoints) -> Pair {
+        Pair {
+            pair: 0,
+            i: 0,
+            j: 1,
+            class: 1,
+            class_name: "b".into(),
+            endpoints,
+            true_class: None,
+            predicted: None,
+        }
+    }
+
+    #[test]
+    fn only_the_misclassified_endpoint_checked_in_its_true_class_is_exempt() {
+        let exempt: Vec<usize> = [
+            Endpoints::Natural,
+            Endpoints::MisclassifiedPredicted,
+            Endpoints::MisclassifiedTrue,
+            Endpoints::Adversarial,
+        ]
+        .map(|e| exempt_points(&pair(e)))
+        .to_vec();
+        assert_eq!(exempt, [0, 0, 1, 0]);
+        // m (t = 0) is predicted 0; the rest of the line is in class 1.
+        let enters = dense([0, 1, 1], [0.2, 0.6, 0.9]);
+        assert!(!all_target(&enters, 1, 0));
+        assert!(all_target(&enters, 1, 1));
+        let (max, min_p, bad) = profile(&enters, 1);
+        assert_eq!((min_p, bad), (0.6, None));
+        assert!((max - -(0.6f64).ln()).abs() < 1e-12);
+        assert_eq!(profile(&enters, 0).1, 0.2);
+        // Only t = 0 is exempt: a line that enters the class late is not in it.
+        assert!(!all_target(&dense([0, 0, 1], [0.2, 0.3, 0.9]), 1, 1));
     }
 }

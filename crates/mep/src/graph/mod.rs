@@ -319,6 +319,11 @@ pub fn graph_with<B: Backend>(b: &B, args: &GraphArgs, data: &Dataset) -> Result
     let mut model = Model::load(b, s, data)?;
     model.settings.pairs = None;
     model.settings.allow_misclassified = args.include_misclassified;
+    model.settings.endpoints = if args.include_misclassified {
+        study::EndpointSelection::All
+    } else {
+        study::EndpointSelection::Correct
+    };
     let out = &s.out;
     let _lock = crate::lock::FolderLock::acquire(out, "mep graph")?;
     if out.join(study::MANIFEST).exists() {

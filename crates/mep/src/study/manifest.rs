@@ -72,6 +72,41 @@ impl Endpoints {
     }
 }
 
+/// `mep connect --endpoints`: which pairs a study draws.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointSelection {
+    /// Pairs of two test images of one class that the model classifies correctly (the
+    /// paper's; the default).
+    #[default]
+    Correct,
+    /// For each of `--pairs` misclassified test images m (label c, predicted c′), two pairs:
+    /// m with a correctly classified image of c′, checked in c′
+    /// ([`Endpoints::MisclassifiedPredicted`]), and m with a correctly classified image of c,
+    /// checked in c ([`Endpoints::MisclassifiedTrue`]).
+    Misclassified,
+    /// Pairs of two test images of one class, whatever the model predicts for them (what
+    /// `--allow-misclassified` has always meant).
+    All,
+}
+
+impl EndpointSelection {
+    /// The name on the command line and in manifests.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EndpointSelection::Correct => "correct",
+            EndpointSelection::Misclassified => "misclassified",
+            EndpointSelection::All => "all",
+        }
+    }
+}
+
+impl fmt::Display for EndpointSelection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl std::fmt::Display for Endpoints {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -177,8 +212,13 @@ pub struct Settings {
     pub pairs_file_sha256: Option<String>,
     /// Classes `--class` restricted the draw to (empty: all).
     pub class_filter: Vec<usize>,
-    /// Whether pairs with a misclassified endpoint are kept.
+    /// Whether pairs with a misclassified endpoint are kept: `endpoints` is `all` (kept
+    /// beside it so manifests read the same by tools before `--endpoints`).
     pub allow_misclassified: bool,
+    /// Which pairs are drawn (`--endpoints`). Manifests written before it have none and
+    /// read as `all` when `allow_misclassified`, else `correct` ([`Manifest::parse`]).
+    #[serde(default)]
+    pub endpoints: EndpointSelection,
     /// The seed of the pair draw and the searches.
     pub seed: u64,
     /// N, pivots of a path (endpoints included).
@@ -244,7 +284,9 @@ pub struct Manifest {
     pub batch: usize,
     /// Every pair of the study, whatever the shard.
     pub pair_list: Vec<Pair>,
-    /// Candidate pairs skipped because an endpoint was misclassified.
+    /// Candidate pairs skipped because an endpoint was misclassified; with `endpoints`
+    /// `misclassified`, misclassified images passed over (no class predicted, or no correctly
+    /// classified image of their true or predicted class left to pair with).
     pub skipped: usize,
     /// The shard folders `mep merge` joined into this one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -264,11 +306,28 @@ impl Manifest {
     }
 
     /// Parses the bytes of a `manifest.json`; `path` names it in errors.
+    /// A manifest from before `--endpoints` records only `allow_misclassified`, and reads
+    /// as the selection that flag meant; one whose two fields disagree is refused.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Manifest> {
-        serde_json::from_slice(bytes).map_err(|e| MepError::Results {
+        let bad = |msg: String| MepError::Results {
             path: path.to_path_buf(),
-            msg: format!("not a manifest of `mep connect`: {e}"),
-        })
+            msg,
+        };
+        let mut m: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| bad(format!("not a manifest of `mep connect`: {e}")))?;
+        let s = &mut m.settings;
+        // The one disagreement an old manifest makes (no `endpoints`, read as the default).
+        if s.allow_misclassified && s.endpoints == EndpointSelection::Correct {
+            s.endpoints = EndpointSelection::All;
+        }
+        if s.allow_misclassified != (s.endpoints == EndpointSelection::All) {
+            return Err(bad(format!(
+                "settings.allow_misclassified is {} but settings.endpoints is `{}`; \
+                 allow_misclassified is true exactly when endpoints is `all`",
+                s.allow_misclassified, s.endpoints
+            )));
+        }
+        Ok(m)
     }
 
     /// Writes `dir/manifest.json` atomically.

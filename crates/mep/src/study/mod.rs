@@ -33,7 +33,7 @@ pub use certificates::{
     CertificateRecord, Exact,
 };
 pub use loader::{point_shape, PathPivots, Study};
-pub use manifest::{differences, Endpoints, Manifest, Pair, Settings, Shard};
+pub use manifest::{differences, EndpointSelection, Endpoints, Manifest, Pair, Settings, Shard};
 pub use results::{open_results, path_file_name, paths_dir, read_results, rewrite_results, Category, PairResult};
 pub use store::{parse_jsonl, read_jsonl, write_atomic, JsonlFile};
 pub use tables::{certified_markdown, count, markdown, stats_csv, table1_csv, write_tables, SpaceCounts};
