@@ -3,8 +3,7 @@
 //! edge a line coloured by how the pair is joined (the spanning tree of barriers drawn
 //! thicker).
 
-use super::draw::{font, palette, save_png, shorten, Align, Canvas, Rgb};
-use crate::graph::{ClassGraph, EdgeKind};
+use super::draw::{font, palette, save_png, Align, Canvas, Rgb};
 use crate::Result;
 use image::RgbImage;
 use std::path::Path;
@@ -65,22 +64,41 @@ pub fn mds_layout(n: usize, dist: impl Fn(usize, usize) -> f64) -> Vec<(f64, f64
     (0..n).map(|a| (axes[0][a], axes[1][a])).collect()
 }
 
-fn colour(kind: EdgeKind) -> Option<(Rgb, f64)> {
-    match kind {
-        EdgeKind::Linear => Some((palette::LINEAR, 1.5)),
-        EdgeKind::Nonlinear => Some((palette::NONLINEAR, 2.0)),
-        EdgeKind::None => Some((palette::NONE, 1.5)),
-        EdgeKind::Error => Some((palette::ERROR, 1.0)),
-        // Lines that leave the class and were never searched say little: left out.
-        EdgeKind::Unsearched => None,
+/// How an edge of a graph figure is drawn: the kinds of `mep graph`'s edges that are shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EdgeStyle {
+    Linear,
+    Nonlinear,
+    None,
+    Error,
+}
+
+impl EdgeStyle {
+    fn colour(self) -> (Rgb, f64) {
+        match self {
+            EdgeStyle::Linear => (palette::LINEAR, 1.5),
+            EdgeStyle::Nonlinear => (palette::NONLINEAR, 2.0),
+            EdgeStyle::None => (palette::NONE, 1.5),
+            EdgeStyle::Error => (palette::ERROR, 1.0),
+        }
     }
 }
 
-/// Draws `g` with `layout` (one point per node) and `thumbs` (each node's image) to `out`.
-pub fn graph_figure(g: &ClassGraph, layout: &[(f64, f64)], thumbs: &[RgbImage], out: &Path) -> Result<()> {
+/// What a graph figure shows besides its nodes.
+pub struct GraphPicture<'a> {
+    pub title: &'a str,
+    /// Legend entries: a style and its label (e.g. "linear (28)").
+    pub legend: &'a [(EdgeStyle, String)],
+    /// A grey note after the legend.
+    pub note: &'a str,
+    /// Edges `(a, b, style, thick)`: node indices, and whether to draw it thicker.
+    pub edges: &'a [(usize, usize, EdgeStyle, bool)],
+}
+
+/// Draws `pic` with `layout` (one point per node) and `thumbs` (each node's image) to `out`.
+pub fn graph_figure(pic: &GraphPicture<'_>, layout: &[(f64, f64)], thumbs: &[RgbImage], out: &Path) -> Result<()> {
     let font = font()?;
     let mut c = Canvas::new(SIDE, SIDE, &font);
-    let n = g.nodes.len();
     let thumb = thumbs.first().map_or(24, |t| t.width()) as f64;
     let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
     for &(x, y) in layout {
@@ -97,57 +115,24 @@ pub fn graph_figure(g: &ClassGraph, layout: &[(f64, f64)], thumbs: &[RgbImage], 
             TOP + thumb / 2.0 + (p.1 - y0) / span * (inner - (TOP - MARGIN)),
         )
     };
-    let count = |k: EdgeKind| g.edges.iter().filter(|e| e.edge.kind == k).count();
-    let title = format!(
-        "class {} in {}: {} images, {} component{}",
-        shorten(&g.class_name, 24),
-        g.space,
-        n,
-        g.components.len(),
-        if g.components.len() == 1 { "" } else { "s" }
-    );
-    c.text(MARGIN, 10.0, 18.0, palette::TEXT, &title, Align::Left);
+    c.text(MARGIN, 10.0, 18.0, palette::TEXT, pic.title, Align::Left);
     let mut x = MARGIN;
-    for (kind, label) in [
-        (EdgeKind::Linear, "linear"),
-        (EdgeKind::Nonlinear, "nonlinear"),
-        (EdgeKind::None, "none"),
-    ] {
-        let (col, _) = colour(kind).expect("drawn kinds have a colour");
+    for (style, label) in pic.legend {
+        let (col, _) = style.colour();
         c.line(x, 44.0, x + 22.0, 44.0, 3.0, col);
         x += 28.0;
-        x += c.text(
-            x,
-            36.0,
-            13.0,
-            palette::TEXT,
-            &format!("{label} ({})", count(kind)),
-            Align::Left,
-        ) + 18.0;
+        x += c.text(x, 36.0, 13.0, palette::TEXT, label, Align::Left) + 18.0;
     }
-    c.text(
-        x,
-        36.0,
-        13.0,
-        palette::MUTED,
-        &format!(
-            "{} lines not searched; thick: spanning tree of barriers",
-            count(EdgeKind::Unsearched)
-        ),
-        Align::Left,
-    );
-    for e in &g.edges {
-        let Some((col, w)) = colour(e.edge.kind) else {
+    c.text(x, 36.0, 13.0, palette::MUTED, pic.note, Align::Left);
+    for &(a, b, style, thick) in pic.edges {
+        let (Some(&pa), Some(&pb)) = (layout.get(a), layout.get(b)) else {
             continue;
         };
-        let (Some(&pa), Some(&pb)) = (layout.get(e.edge.a), layout.get(e.edge.b)) else {
-            continue;
-        };
+        let (col, w) = style.colour();
         let ((ax, ay), (bx, by)) = (px(pa), px(pb));
-        c.line(ax, ay, bx, by, if e.in_mst { w + 2.0 } else { w }, col);
+        c.line(ax, ay, bx, by, if thick { w + 2.0 } else { w }, col);
     }
-    for (k, t) in thumbs.iter().enumerate().take(n) {
-        let Some(&p) = layout.get(k) else { continue };
+    for (t, &p) in thumbs.iter().zip(layout) {
         let (cx, cy) = px(p);
         let (l, tp) = ((cx - thumb / 2.0).round() as i64, (cy - thumb / 2.0).round() as i64);
         c.fill_rect(

@@ -37,7 +37,7 @@ mod recon;
 
 pub use distribution::{max_loss_distribution, SpaceSummary};
 pub use draw::palette;
-pub use graph::{graph_figure, mds_layout};
+pub use graph::{graph_figure, mds_layout, EdgeStyle, GraphPicture};
 pub use loss::{loss_plot, LossPlot, Profile};
 pub use pair::{pair_figure, PairCell, PairFigure, PairRow};
 pub use recon::{default_indices, reconstructions, Reconstructions};

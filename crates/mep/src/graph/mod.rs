@@ -739,5 +739,50 @@ fn figure(out: &Path, g: &ClassGraph, plan: &Plan, data: &Dataset) -> Result<()>
         ));
     }
     let layout = crate::figures::mds_layout(n, |a, b| plan.distance(a, b));
-    crate::figures::graph_figure(g, &layout, &thumbs, &out.join(GRAPHS).join(format!("{}.png", g.stem())))
+    use crate::figures::{EdgeStyle, GraphPicture};
+    let style = |k: EdgeKind| match k {
+        EdgeKind::Linear => Some(EdgeStyle::Linear),
+        EdgeKind::Nonlinear => Some(EdgeStyle::Nonlinear),
+        EdgeKind::None => Some(EdgeStyle::None),
+        EdgeKind::Error => Some(EdgeStyle::Error),
+        // Lines that leave the class and were never searched say little: left out.
+        EdgeKind::Unsearched => None,
+    };
+    let edges: Vec<(usize, usize, EdgeStyle, bool)> = g
+        .edges
+        .iter()
+        .filter_map(|e| style(e.edge.kind).map(|s| (e.edge.a, e.edge.b, s, e.in_mst)))
+        .collect();
+    let count = |k: EdgeKind| g.edges.iter().filter(|e| e.edge.kind == k).count();
+    let legend = [
+        (EdgeStyle::Linear, format!("linear ({})", count(EdgeKind::Linear))),
+        (
+            EdgeStyle::Nonlinear,
+            format!("nonlinear ({})", count(EdgeKind::Nonlinear)),
+        ),
+        (EdgeStyle::None, format!("none ({})", count(EdgeKind::None))),
+    ];
+    let name: String = g.class_name.chars().take(24).collect();
+    let title = format!(
+        "class {name} in {}: {n} images, {} component{}",
+        g.space,
+        g.components.len(),
+        if g.components.len() == 1 { "" } else { "s" }
+    );
+    let note = format!(
+        "{} lines not searched; thick: spanning tree of barriers",
+        count(EdgeKind::Unsearched)
+    );
+    let pic = GraphPicture {
+        title: &title,
+        legend: &legend,
+        note: &note,
+        edges: &edges,
+    };
+    crate::figures::graph_figure(
+        &pic,
+        &layout,
+        &thumbs,
+        &out.join(GRAPHS).join(format!("{}.png", g.stem())),
+    )
 }
