@@ -123,11 +123,12 @@ pub fn report_with(dir: &Path, options: &ReportOptions) -> Result<ReportFiles> {
     let compared = match &options.compare {
         Some(other) => {
             let files = compare::write(dir, other, &manifest, &results)?;
-            let _ = writeln!(
-                md,
-                "\nCompared with the study in `{}`: [compare.md](compare.md), [compare.html](compare.html).",
+            let note = format!(
+                "Compared with the study in `{}`: [compare.md](compare.md), [compare.html](compare.html).\n\n",
                 other.display()
             );
+            let at = md.find("## Table 1").unwrap_or(md.len());
+            md.insert_str(at, &note);
             Some(files)
         }
         None => None,

@@ -427,3 +427,24 @@ fn compare_sets_two_studies_side_by_side_and_refuses_a_non_study() {
     assert!(e.contains("no such folder"), "{e}");
     std::fs::remove_dir_all(&root).ok();
 }
+
+#[test]
+fn the_command_line_refuses_a_compare_folder_that_is_not_a_study() {
+    let root = common::tmpdir("report-stats", "cli");
+    let a = study_folder(
+        root.join("a"),
+        &manifest("ab", "synthetic", 25),
+        &results([19, 14, 25], false),
+    );
+    let not = root.join("plain");
+    std::fs::create_dir_all(&not).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mep"))
+        .args(["report", a.to_str().unwrap(), "--compare", not.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("not a study folder") && err.contains("plain"), "{err}");
+    assert!(!a.join("report.md").exists() && !a.join("compare.md").exists());
+    std::fs::remove_dir_all(&root).ok();
+}

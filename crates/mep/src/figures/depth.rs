@@ -98,11 +98,15 @@ fn share_chart(
     for (k, label) in xlabels.iter().enumerate() {
         let xc = axes.px(k as f64 + 0.5);
         c.text(xc, bottom + 8.0, 13.0, palette::TEXT, label, Align::Center);
-        let ns_here: Vec<String> = series
+        let mut ns_here: Vec<String> = series
             .iter()
             .filter(|s| s.shares[k].1 > 0)
             .map(|s| s.shares[k].1.to_string())
             .collect();
+        // Series of one set of pairs (the depth figure's) share their n: say it once.
+        if ns_here.windows(2).all(|w| w[0] == w[1]) {
+            ns_here.truncate(1);
+        }
         if !ns_here.is_empty() {
             c.text(
                 xc,
