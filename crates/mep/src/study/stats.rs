@@ -13,8 +13,6 @@
 //! assert_eq!(roc_auc(&[2.0, 3.0], &[1.0, 2.0]), Some(0.875));
 //! ```
 
-use std::cmp::Ordering;
-
 /// The standard normal quantile of 0.975: a two-sided 95 % interval.
 pub const Z95: f64 = 1.959964;
 
@@ -166,11 +164,12 @@ pub fn roc_auc(positives: &[f64], negatives: &[f64]) -> Option<f64> {
         return None;
     }
     neg.sort_by(f64::total_cmp);
-    // For each positive: negatives below it (partition_point), and tied with it.
+    // For each positive: negatives below it (partition_point), and tied with it. `<` (not
+    // total_cmp) so that −0 and +0 tie.
     let mut wins = 0.0f64;
     for p in &pos {
-        let below = neg.partition_point(|x| x.total_cmp(p) == Ordering::Less);
-        let not_above = neg.partition_point(|x| x.total_cmp(p) != Ordering::Greater);
+        let below = neg.partition_point(|x| x < p);
+        let not_above = neg.partition_point(|x| x <= p);
         wins += below as f64 + 0.5 * (not_above - below) as f64;
     }
     Some(wins / (pos.len() as f64 * neg.len() as f64))
@@ -252,5 +251,6 @@ mod tests {
         }
         assert!(close(roc_auc(&pos, &neg).unwrap(), w / 25.0));
         assert_eq!(roc_auc(&[1.0], &[]), None);
+        assert_eq!(roc_auc(&[0.0], &[-0.0]), Some(0.5));
     }
 }
