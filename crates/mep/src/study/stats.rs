@@ -20,7 +20,9 @@ pub const Z95: f64 = 1.959964;
 pub const BOOTSTRAP_RESAMPLES: usize = 2000;
 
 /// The seed the tables and the report give [`median_ci`] (any fixed seed would do: what
-/// matters is that a file is the same on every rerun).
+/// matters is that a file is the same on every rerun). Every cell uses it, so cells of the
+/// same size resample the same ranks: each interval is valid on its own, but the intervals
+/// of two cells are not independent draws.
 pub const BOOTSTRAP_SEED: u64 = 0x6d65_7020_3136; // "mep 16"
 
 /// The 95 % Wilson score interval of the share `k / n` (Wilson 1927; Newcombe 1998,
