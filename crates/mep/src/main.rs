@@ -176,6 +176,10 @@ enum Command {
     Report {
         /// The study folder (`mep connect --out`).
         dir: PathBuf,
+        /// A second study folder: also writes DIR/compare.md and DIR/compare.html, the two
+        /// studies' Table 1 and medians side by side with their intervals.
+        #[arg(long, value_name = "OTHER")]
+        compare: Option<PathBuf>,
     },
 }
 
@@ -680,10 +684,15 @@ fn main() -> ExitCode {
             quiet,
         })
         .map(|r| print!("{r}")),
-        Command::Report { dir } => mep::report::report(&dir).map(|f| {
-            println!("wrote {}", f.markdown.display());
-            println!("wrote {}", f.html.display());
-        }),
+        Command::Report { dir, compare } => mep::report::report_with(&dir, &mep::report::ReportOptions { compare })
+            .map(|f| {
+                println!("wrote {}", f.markdown.display());
+                println!("wrote {}", f.html.display());
+                if let Some(c) = &f.compare {
+                    println!("wrote {}", c.markdown.display());
+                    println!("wrote {}", c.html.display());
+                }
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -369,6 +369,9 @@ fn render_study_draws_every_figure() {
     assert_eq!(count(FigureKind::Loss), 6);
     assert_eq!(count(FigureKind::MaxLossDistribution), 1);
     assert_eq!(count(FigureKind::Reconstructions), 1);
+    assert_eq!(count(FigureKind::Depth), 1);
+    // Natural endpoints only: no figure per kind of endpoints.
+    assert_eq!(count(FigureKind::Misclassified) + count(FigureKind::Adversarial), 0);
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -455,6 +458,9 @@ fn the_report_shows_the_table_and_figures_and_refuses_a_folder_without_paths() {
     // Table 1 beside the paper's (Gu & Borovykh 2023, Table 1: input 19/6/0).
     assert!(md.contains("Table 1: ours beside the paper's"), "{md}");
     assert!(md.contains("(19)") && md.contains("(6)"), "{md}");
+    // Shares with Wilson intervals, the figure by depth, medians with bootstrap intervals.
+    assert!(md.contains("Wilson 95 %") && md.contains("figures/depth.png"), "{md}");
+    assert!(md.contains("## Medians per space and category"), "{md}");
     // Every figure the Markdown links exists, and the HTML embeds the same ones.
     let links: Vec<&str> = md
         .split("](")

@@ -81,6 +81,12 @@ fn all_pairs_graph_writes_every_file_and_counts_agree() {
     }
     let csv = std::fs::read_to_string(out.join(SUMMARY)).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
+    // `mep report` on a graph folder: the table and the figures.
+    let files = mep::report::report(&out).unwrap();
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    assert!(md.contains("## Class graphs"), "{md}");
+    assert!(md.contains("graphs/000-circle_input.png"), "{md}");
+    assert!(files.html.is_file());
     let m = GraphManifest::read(&out).unwrap().unwrap();
     assert_eq!(m.classes[0].nodes.len(), 6);
     assert_eq!(m.classes[0].predicted, vec![0; 6], "only correctly classified nodes");

@@ -10,7 +10,10 @@
 //! - [`max_loss_distribution`]: the largest loss along the straight line, per space, over
 //!   all pairs of a study (`results.jsonl`'s `line_max_loss`);
 //! - [`reconstructions`]: test images beside `decode(encode(x, cut))` for each cut that
-//!   has a decoder.
+//!   has a decoder;
+//! - [`depth_figure`]: the linear and nonlinear shares per space in network order, with
+//!   Wilson 95 % intervals; [`endpoints_figure`]: the joined share per space for each kind
+//!   of endpoints (natural, misclassified, adversarial).
 //!
 //! [`FigureContext::open`] reads a study folder of `mep connect` through
 //! [`crate::study::Study`] (its manifest, network and dataset) with the decoders in
@@ -27,6 +30,7 @@
 //! # Ok::<(), mep::MepError>(())
 //! ```
 
+mod depth;
 mod distribution;
 mod draw;
 mod graph;
@@ -35,6 +39,9 @@ mod pair;
 mod plot;
 mod recon;
 
+pub use depth::{
+    depth_figure, endpoints_figure, network_order, ADVERSARIAL_FIGURE, DEPTH_FIGURE, MISCLASSIFIED_FIGURE,
+};
 pub use distribution::{max_loss_distribution, SpaceSummary};
 pub use draw::palette;
 pub use graph::{graph_figure, mds_layout, EdgeStyle, GraphPicture};
@@ -314,6 +321,12 @@ pub enum FigureKind {
     MaxLossDistribution,
     /// [`reconstructions`].
     Reconstructions,
+    /// [`depth_figure`].
+    Depth,
+    /// [`endpoints_figure`] of natural and misclassified endpoints.
+    Misclassified,
+    /// [`endpoints_figure`] of natural and adversarial endpoints.
+    Adversarial,
 }
 
 /// A figure [`render_study`] wrote.
@@ -349,8 +362,9 @@ pub const RECONSTRUCTIONS_FIGURE: &str = "reconstructions.png";
 
 /// Draws the figures of the study of `ctx` into `ctx.dir/figures/`: a pair figure and a
 /// loss plot per (pair, space) result that has a path (results of category `error` have
-/// none and are left out), the distribution of the line's maximum loss, and the decoder
-/// reconstructions when the study has decoders.
+/// none and are left out), the distribution of the line's maximum loss, the shares by
+/// depth, the joined shares per kind of endpoints when the study has misclassified or
+/// adversarial endpoints, and the decoder reconstructions when the study has decoders.
 pub fn render_study<B: Backend>(ctx: &FigureContext<B>, opts: &FigureOptions) -> Result<Vec<RenderedFigure>> {
     let results = ctx.results()?;
     if results.is_empty() {
@@ -417,6 +431,33 @@ pub fn render_study<B: Backend>(ctx: &FigureContext<B>, opts: &FigureOptions) ->
         MAX_LOSS_FIGURE.to_string(),
         &mut |p| max_loss_distribution(&ctx.manifest.settings.spaces, &results, p).map(|_| ()),
     )?;
+    let spaces = &ctx.manifest.settings.spaces;
+    timed(FigureKind::Depth, None, None, DEPTH_FIGURE.to_string(), &mut |p| {
+        depth_figure(spaces, &results, p).map(|_| ())
+    })?;
+    let has = |k: crate::study::Endpoints| results.iter().any(|r| r.endpoints == k);
+    use crate::study::Endpoints as E;
+    if has(E::MisclassifiedPredicted) || has(E::MisclassifiedTrue) {
+        timed(
+            FigureKind::Misclassified,
+            None,
+            None,
+            MISCLASSIFIED_FIGURE.to_string(),
+            &mut |p| {
+                let kinds = [E::Natural, E::MisclassifiedPredicted, E::MisclassifiedTrue];
+                endpoints_figure(spaces, &results, &kinds, p).map(|_| ())
+            },
+        )?;
+    }
+    if has(E::Adversarial) {
+        timed(
+            FigureKind::Adversarial,
+            None,
+            None,
+            ADVERSARIAL_FIGURE.to_string(),
+            &mut |p| endpoints_figure(spaces, &results, &[E::Natural, E::Adversarial], p).map(|_| ()),
+        )?;
+    }
     if !ctx.decoders.is_empty() && opts.reconstruction_images > 0 {
         let indices = default_indices(ctx, opts.reconstruction_images)?;
         timed(

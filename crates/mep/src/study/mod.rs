@@ -4,8 +4,9 @@
 //! - `results.jsonl` ([`PairResult`]): one line per pair and space, appended and synced;
 //! - `paths/` ([`path_file_name`]): each final path as safetensors;
 //! - `certificates.jsonl` ([`CertificateRecord`]): the exact verdicts of `mep certify`;
-//! - `table1.md`, `table1.csv`, `table1_stats.csv` ([`write_tables`]): rewritten after
-//!   each result or certificate.
+//! - `table1.md`, `table1.csv`, `table1_stats.csv`, `table1_endpoints.csv`
+//!   ([`write_tables`]): rewritten after each result or certificate, with the intervals of
+//!   [`stats`].
 //!
 //! `connect` and `merge` write a study through this module, `certify` reads and extends it,
 //! the figures and the report read it ([`Study::open`]). It depends on nothing above it
@@ -25,6 +26,7 @@ mod certificates;
 mod loader;
 mod manifest;
 mod results;
+pub mod stats;
 mod store;
 mod tables;
 
@@ -36,7 +38,12 @@ pub use loader::{point_shape, PathPivots, Study};
 pub use manifest::{differences, EndpointSelection, Endpoints, Manifest, Pair, Settings, Shard};
 pub use results::{open_results, path_file_name, paths_dir, read_results, rewrite_results, Category, PairResult};
 pub use store::{parse_jsonl, read_jsonl, write_atomic, JsonlFile};
-pub use tables::{certified_markdown, count, markdown, stats_csv, table1_csv, write_tables, SpaceCounts};
+pub(crate) use tables::totals;
+pub use tables::{
+    certified_markdown, count, counts_markdown, endpoints_csv, endpoints_note, markdown, median_cell, median_of,
+    medians_markdown, of_endpoints, other_endpoints, share_cell, stats_csv, table1_csv, write_tables, SpaceCounts,
+    MEDIAN_FIGURES,
+};
 
 use crate::{MepError, Result};
 use std::path::Path;

@@ -1,12 +1,18 @@
 //! The tables of a study: Table 1 of Gu & Borovykh (2023) (how many pairs are joined by
-//! the straight line, by a non-linear path, or by neither, per space) and the mean ± std
-//! of each recorded figure per space and category. Rewritten atomically after every result.
+//! the straight line, by a non-linear path, or by neither, per space), each share with its
+//! Wilson 95 % interval ([`stats::wilson`]), the mean ± std of each recorded figure per
+//! space and category, and the medians of the barrier heights and length ratios with
+//! bootstrap 95 % intervals ([`stats::median_ci`]). Table 1 counts the paper's pairs
+//! (natural endpoints) only; pairs with misclassified or adversarial endpoints get tables
+//! of their own. Rewritten atomically after every result.
 
 use super::certificates::{self, CertificateRecord};
+use super::stats;
 use super::store::write_atomic;
-use super::{Category, PairResult};
+use super::{Category, Endpoints, PairResult};
 use crate::Result;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -31,7 +37,18 @@ impl SpaceCounts {
         self.linear + self.nonlinear + self.none + self.error
     }
 
-    fn get(&self, c: Category) -> usize {
+    /// The share of category `c` in this column and its Wilson 95 % interval, `None` for
+    /// an empty column.
+    pub fn share(&self, c: Category) -> Option<(f64, f64, f64)> {
+        let (k, n) = (self.get(c), self.total());
+        (n > 0).then(|| {
+            let (lo, hi) = stats::wilson(k, n);
+            (k as f64 / n as f64, lo, hi)
+        })
+    }
+
+    /// The count of category `c`.
+    pub fn get(&self, c: Category) -> usize {
         match c {
             Category::Linear => self.linear,
             Category::Nonlinear => self.nonlinear,
@@ -64,6 +81,38 @@ pub fn count(spaces: &[String], results: &[PairResult]) -> Vec<SpaceCounts> {
             c
         })
         .collect()
+}
+
+/// The results whose endpoints are `kind`, in their order.
+pub fn of_endpoints(results: &[PairResult], kind: Endpoints) -> Vec<PairResult> {
+    results.iter().filter(|r| r.endpoints == kind).cloned().collect()
+}
+
+/// The endpoint kinds other than natural that `results` hold, in [`Endpoints`] order.
+pub fn other_endpoints(results: &[PairResult]) -> Vec<Endpoints> {
+    let mut kinds: Vec<Endpoints> = results
+        .iter()
+        .map(|r| r.endpoints)
+        .filter(|e| !e.is_natural())
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    kinds
+}
+
+/// A cell of Table 1: the count, its share and the share's Wilson 95 % interval, as
+/// `19 (76 %, 57–89 %)`; a bare `0` for an empty column.
+pub fn share_cell(k: usize, n: usize) -> String {
+    if n == 0 {
+        return "0".to_string();
+    }
+    let (lo, hi) = stats::wilson(k, n);
+    format!(
+        "{k} ({:.0} %, {:.0}–{:.0} %)",
+        100.0 * k as f64 / n as f64,
+        100.0 * lo,
+        100.0 * hi
+    )
 }
 
 /// The rows Table 1 shows: error only when some result is one.
@@ -129,7 +178,7 @@ fn mean_std(values: impl Iterator<Item = f64>) -> (usize, Option<f64>, Option<f6
     (n, Some(mean), std)
 }
 
-fn fmt_num(x: f64) -> String {
+pub(crate) fn fmt_num(x: f64) -> String {
     if x != 0.0 && (x.abs() >= 1e4 || x.abs() < 1e-3) {
         format!("{x:.3e}")
     } else {
@@ -137,47 +186,163 @@ fn fmt_num(x: f64) -> String {
     }
 }
 
-/// Table 1 as Markdown (counts with the share of each column) followed by the table of
-/// figures, mean ± std per space and category.
+/// The non-empty (space, category) groups of `results`, spaces in the order given and
+/// categories in Table 1's row order: the rows of the tables of figures.
+fn groups<'a>(spaces: &'a [String], results: &'a [PairResult]) -> Vec<(&'a str, Category, Vec<&'a PairResult>)> {
+    let counts = count(spaces, results);
+    let mut out = Vec::new();
+    for space in spaces {
+        for row in rows(&counts) {
+            let sel: Vec<&PairResult> = results
+                .iter()
+                .filter(|r| &r.space == space && r.category == row)
+                .collect();
+            if !sel.is_empty() {
+                out.push((space.as_str(), row, sel));
+            }
+        }
+    }
+    out
+}
+
+/// The columns' totals joined by `sep`: the total row of Table 1.
+pub(crate) fn totals(counts: &[SpaceCounts], sep: &str) -> String {
+    counts
+        .iter()
+        .map(|c| c.total().to_string())
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
+/// The figures whose medians the tables give with bootstrap intervals: the barrier heights
+/// (largest loss along the final path and along the line) and the length ratio.
+pub const MEDIAN_FIGURES: [&str; 3] = ["path_max_loss", "line_max_loss", "length_ratio"];
+
+fn median_figure(name: &str) -> fn(&PairResult) -> Option<f64> {
+    match name {
+        "path_max_loss" => |r| r.path_max_loss,
+        "line_max_loss" => |r| r.line_max_loss,
+        _ => |r| r.length_ratio,
+    }
+}
+
+/// The median of figure `name` (one of [`MEDIAN_FIGURES`]) over `results` with its
+/// bootstrap 95 % interval ([`stats::median_ci`], seeded with [`stats::BOOTSTRAP_SEED`]).
+pub fn median_of(name: &str, results: &[&PairResult]) -> Option<(f64, f64, f64)> {
+    let get = median_figure(name);
+    let v: Vec<f64> = results.iter().filter_map(|r| get(r)).collect();
+    stats::median_ci(&v, stats::BOOTSTRAP_SEED)
+}
+
+/// The medians of [`MEDIAN_FIGURES`] of one set of results per (space, category),
+/// bootstrapped once for all the tables that show them.
+struct Medians(HashMap<(String, Category), [MedianCi; 3]>);
+
+/// A median with its bootstrap interval, `(median, lo, hi)`, if there were values.
+type MedianCi = Option<(f64, f64, f64)>;
+
+impl Medians {
+    fn new(spaces: &[String], results: &[PairResult]) -> Self {
+        Medians(
+            groups(spaces, results)
+                .into_iter()
+                .map(|(space, row, sel)| ((space.to_string(), row), MEDIAN_FIGURES.map(|f| median_of(f, &sel))))
+                .collect(),
+        )
+    }
+
+    fn get(&self, space: &str, row: Category) -> [MedianCi; 3] {
+        self.0.get(&(space.to_string(), row)).copied().unwrap_or([None; 3])
+    }
+}
+
+/// A median with its interval as `1.234 [0.98, 1.50]`, or `—`.
+pub fn median_cell(m: Option<(f64, f64, f64)>) -> String {
+    m.map_or("—".to_string(), |(m, lo, hi)| {
+        format!("{} [{}, {}]", fmt_num(m), fmt_num(lo), fmt_num(hi))
+    })
+}
+
+/// Table 1 of `results` (all of one endpoint kind) as Markdown rows under a header of
+/// `spaces`: each cell the count with its share and Wilson interval, then a total row.
+pub fn counts_markdown(spaces: &[String], results: &[PairResult]) -> String {
+    let counts = count(spaces, results);
+    let mut s = String::new();
+    let _ = writeln!(s, "| path | {} |", spaces.join(" | "));
+    let _ = writeln!(s, "|---|{}", "---:|".repeat(spaces.len()));
+    for row in rows(&counts) {
+        let cells: Vec<String> = counts.iter().map(|c| share_cell(c.get(row), c.total())).collect();
+        let _ = writeln!(s, "| {row} | {} |", cells.join(" | "));
+    }
+    let _ = writeln!(s, "| total | {} |", totals(&counts, " | "));
+    s
+}
+
+/// The medians of [`MEDIAN_FIGURES`] per space and category of `results` as a Markdown
+/// table, each with its bootstrap 95 % interval.
+pub fn medians_markdown(spaces: &[String], results: &[PairResult]) -> String {
+    medians_markdown_with(spaces, results, &Medians::new(spaces, results))
+}
+
+fn medians_markdown_with(spaces: &[String], results: &[PairResult], medians: &Medians) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "| space | category | n | {} |", MEDIAN_FIGURES.join(" | "));
+    let _ = writeln!(s, "|---|---|---:|{}", "---:|".repeat(MEDIAN_FIGURES.len()));
+    for (space, row, sel) in groups(spaces, results) {
+        let cells: Vec<String> = medians.get(space, row).into_iter().map(median_cell).collect();
+        let _ = writeln!(s, "| {space} | {row} | {} | {} |", sel.len(), cells.join(" | "));
+    }
+    s
+}
+
+/// Table 1 as Markdown (counts with the share of each column and its Wilson 95 %
+/// interval) over the natural pairs, a table per other endpoint kind, then the table of
+/// figures (mean ± std per space and category) and the medians with bootstrap intervals.
 pub fn markdown(spaces: &[String], results: &[PairResult], pairs: usize) -> String {
+    let natural = of_endpoints(results, Endpoints::Natural);
+    markdown_with(spaces, results, &natural, pairs, &Medians::new(spaces, &natural))
+}
+
+/// [`markdown`] given the natural results and their medians.
+fn markdown_with(
+    spaces: &[String],
+    all: &[PairResult],
+    results: &[PairResult],
+    pairs: usize,
+    medians: &Medians,
+) -> String {
     let counts = count(spaces, results);
     let mut s = String::new();
     let _ = writeln!(s, "# Table 1: how pairs of one class are joined\n");
     let _ = writeln!(
         s,
-        "{pairs} pairs; results so far per space: {}.\n",
+        "{pairs} pairs; results so far per space: {}.{}\n",
         counts
             .iter()
             .map(|c| format!("{} {}", c.space, c.total()))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        if results.len() < all.len() {
+            format!(
+                " Table 1 counts the {} results of pairs with natural endpoints; the other {} have tables of \
+                 their own below.",
+                results.len(),
+                all.len() - results.len()
+            )
+        } else {
+            String::new()
+        }
     );
-    let _ = writeln!(s, "| path | {} |", spaces.join(" | "));
-    let _ = writeln!(s, "|---|{}", "---:|".repeat(spaces.len()));
-    for row in rows(&counts) {
-        let cells: Vec<String> = counts
-            .iter()
-            .map(|c| {
-                let n = c.get(row);
-                let t = c.total();
-                if t == 0 {
-                    "0".to_string()
-                } else {
-                    format!("{n} ({:.1} %)", 100.0 * n as f64 / t as f64)
-                }
-            })
-            .collect();
-        let _ = writeln!(s, "| {row} | {} |", cells.join(" | "));
-    }
     let _ = writeln!(
         s,
-        "| total | {} |",
-        counts
-            .iter()
-            .map(|c| c.total().to_string())
-            .collect::<Vec<_>>()
-            .join(" | ")
+        "Each cell: the count, its share of the column and the share's Wilson 95 % score interval.\n"
     );
+    s.push_str(&counts_markdown(spaces, results));
+    for kind in other_endpoints(all) {
+        let _ = writeln!(s, "\n## Endpoints {kind}\n");
+        let _ = writeln!(s, "{}\n", endpoints_note(kind));
+        s.push_str(&counts_markdown(spaces, &of_endpoints(all, kind)));
+    }
     let _ = writeln!(s, "\n## Figures per space and category (mean ± std)\n");
     let _ = writeln!(
         s,
@@ -185,73 +350,156 @@ pub fn markdown(spaces: &[String], results: &[PairResult], pairs: usize) -> Stri
         FIGURES.iter().map(|f| f.name).collect::<Vec<_>>().join(" | ")
     );
     let _ = writeln!(s, "|---|---|---:|{}", "---:|".repeat(FIGURES.len()));
-    for space in spaces {
-        for row in rows(&counts) {
-            let sel: Vec<&PairResult> = results
-                .iter()
-                .filter(|r| &r.space == space && r.category == row)
-                .collect();
-            if sel.is_empty() {
-                continue;
+    for (space, row, sel) in groups(spaces, results) {
+        let cells: Vec<String> = FIGURES
+            .iter()
+            .map(|f| match mean_std(sel.iter().filter_map(|r| (f.get)(r))) {
+                (_, Some(m), Some(sd)) => format!("{} ± {}", fmt_num(m), fmt_num(sd)),
+                (_, Some(m), None) => fmt_num(m),
+                _ => "—".to_string(),
+            })
+            .collect();
+        let _ = writeln!(s, "| {space} | {row} | {} | {} |", sel.len(), cells.join(" | "));
+    }
+    let _ = writeln!(
+        s,
+        "\n## Medians per space and category (bootstrap 95 % intervals)\n\nEach cell: the median, then in \
+         brackets the 2.5 % and 97.5 % quantiles of the medians of {} resamples drawn with replacement \
+         (percentile bootstrap, seeded: the same on every run).\n",
+        stats::BOOTSTRAP_RESAMPLES
+    );
+    s.push_str(&medians_markdown_with(spaces, results, medians));
+    s
+}
+
+/// What the `class` of a pair with endpoints `kind` is, in one sentence.
+pub fn endpoints_note(kind: Endpoints) -> &'static str {
+    match kind {
+        Endpoints::Natural => "Two correctly classified test images of the class (the paper's pairs).",
+        Endpoints::MisclassifiedPredicted => {
+            "The first image is misclassified; the path is checked in the class the model predicts for it."
+        }
+        Endpoints::MisclassifiedTrue => {
+            "The first image is misclassified; the path is checked in its true class (its label)."
+        }
+        Endpoints::Adversarial => {
+            "The first image is adversarial (`mep attack`); the path is checked in the class the model \
+             puts it in."
+        }
+    }
+}
+
+/// Table 1 as CSV over the natural pairs: a row per category, a column of counts per
+/// space, and a `total` row; then, for each space, `SPACE_share`, `SPACE_lo` and
+/// `SPACE_hi` (the share as a fraction and its Wilson 95 % interval; empty in the total row).
+pub fn table1_csv(spaces: &[String], results: &[PairResult]) -> String {
+    let natural = of_endpoints(results, Endpoints::Natural);
+    let counts = count(spaces, &natural);
+    let mut s = format!("category,{}", spaces.join(","));
+    for sp in spaces {
+        let _ = write!(s, ",{sp}_share,{sp}_lo,{sp}_hi");
+    }
+    s.push('\n');
+    for row in rows(&counts) {
+        let cells: Vec<String> = counts.iter().map(|c| c.get(row).to_string()).collect();
+        let _ = write!(s, "{row},{}", cells.join(","));
+        for c in &counts {
+            match c.share(row) {
+                Some((p, lo, hi)) => {
+                    let _ = write!(s, ",{p},{lo},{hi}");
+                }
+                None => s.push_str(",,,"),
             }
-            let cells: Vec<String> = FIGURES
-                .iter()
-                .map(|f| match mean_std(sel.iter().filter_map(|r| (f.get)(r))) {
-                    (_, Some(m), Some(sd)) => format!("{} ± {}", fmt_num(m), fmt_num(sd)),
-                    (_, Some(m), None) => fmt_num(m),
-                    _ => "—".to_string(),
-                })
-                .collect();
-            let _ = writeln!(s, "| {space} | {row} | {} | {} |", sel.len(), cells.join(" | "));
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(s, "total,{}{}", totals(&counts, ","), ",,,".repeat(spaces.len()));
+    s
+}
+
+/// `,median,lo,hi` of each of [`MEDIAN_FIGURES`] (empty fields where there is none).
+fn median_columns(medians: [MedianCi; 3]) -> String {
+    let mut s = String::new();
+    for m in medians {
+        match m {
+            Some((m, lo, hi)) => {
+                let _ = write!(s, ",{m},{lo},{hi}");
+            }
+            None => s.push_str(",,,"),
         }
     }
     s
 }
 
-/// Table 1 as CSV: a row per category, a column of counts per space, and a `total` row.
-pub fn table1_csv(spaces: &[String], results: &[PairResult]) -> String {
-    let counts = count(spaces, results);
-    let mut s = format!("category,{}\n", spaces.join(","));
-    for row in rows(&counts) {
-        let cells: Vec<String> = counts.iter().map(|c| c.get(row).to_string()).collect();
-        let _ = writeln!(s, "{row},{}", cells.join(","));
-    }
-    let _ = writeln!(
-        s,
-        "total,{}",
-        counts
-            .iter()
-            .map(|c| c.total().to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    s
+/// The figures as CSV over the natural pairs: a row per space and category with n, the
+/// mean and std of each figure, then the median of each of [`MEDIAN_FIGURES`] with its
+/// bootstrap 95 % interval (`NAME_median`, `NAME_median_lo`, `NAME_median_hi`).
+pub fn stats_csv(spaces: &[String], results: &[PairResult]) -> String {
+    let natural = of_endpoints(results, Endpoints::Natural);
+    stats_csv_with(spaces, &natural, &Medians::new(spaces, &natural))
 }
 
-/// The figures as CSV: a row per space and category with n, then mean and std of each.
-pub fn stats_csv(spaces: &[String], results: &[PairResult]) -> String {
-    let counts = count(spaces, results);
+/// [`stats_csv`] given the natural results and their medians.
+fn stats_csv_with(spaces: &[String], results: &[PairResult], medians: &Medians) -> String {
     let mut s = String::from("space,category,n");
     for f in &FIGURES {
         let _ = write!(s, ",{0}_mean,{0}_std", f.name);
     }
+    for f in MEDIAN_FIGURES {
+        let _ = write!(s, ",{f}_median,{f}_median_lo,{f}_median_hi");
+    }
     s.push('\n');
     let opt = |x: Option<f64>| x.map_or(String::new(), |v| v.to_string());
-    for space in spaces {
-        for row in rows(&counts) {
-            let sel: Vec<&PairResult> = results
-                .iter()
-                .filter(|r| &r.space == space && r.category == row)
-                .collect();
-            if sel.is_empty() {
+    for (space, row, sel) in groups(spaces, results) {
+        let _ = write!(s, "{space},{row},{}", sel.len());
+        for f in &FIGURES {
+            let (_, m, sd) = mean_std(sel.iter().filter_map(|r| (f.get)(r)));
+            let _ = write!(s, ",{},{}", opt(m), opt(sd));
+        }
+        s.push_str(&median_columns(medians.get(space, row)));
+        s.push('\n');
+    }
+    s
+}
+
+/// Every endpoint kind's Table 1 in one long CSV (`table1_endpoints.csv`, a row per
+/// endpoint kind, space and category present): `endpoints,space,category,count,total,
+/// share,share_lo,share_hi`, then the medians of [`MEDIAN_FIGURES`] with their bootstrap
+/// intervals. Natural pairs are the rows of Table 1.
+pub fn endpoints_csv(spaces: &[String], results: &[PairResult]) -> String {
+    let natural = of_endpoints(results, Endpoints::Natural);
+    endpoints_csv_with(spaces, results, &Medians::new(spaces, &natural))
+}
+
+/// [`endpoints_csv`] given the natural results' medians.
+fn endpoints_csv_with(spaces: &[String], results: &[PairResult], natural: &Medians) -> String {
+    let mut s = String::from("endpoints,space,category,count,total,share,share_lo,share_hi");
+    for f in MEDIAN_FIGURES {
+        let _ = write!(s, ",{f}_median,{f}_median_lo,{f}_median_hi");
+    }
+    s.push('\n');
+    let mut kinds = vec![Endpoints::Natural];
+    kinds.extend(other_endpoints(results));
+    for kind in kinds {
+        let of_kind = of_endpoints(results, kind);
+        let counts = count(spaces, &of_kind);
+        let computed;
+        let medians = if kind.is_natural() {
+            natural
+        } else {
+            computed = Medians::new(spaces, &of_kind);
+            &computed
+        };
+        for c in &counts {
+            if c.total() == 0 {
                 continue;
             }
-            let _ = write!(s, "{space},{row},{}", sel.len());
-            for f in &FIGURES {
-                let (_, m, sd) = mean_std(sel.iter().filter_map(|r| (f.get)(r)));
-                let _ = write!(s, ",{},{}", opt(m), opt(sd));
+            for row in rows(&counts) {
+                let (p, lo, hi) = c.share(row).unwrap_or((0.0, 0.0, 1.0));
+                let _ = write!(s, "{kind},{},{row},{},{},{p},{lo},{hi}", c.space, c.get(row), c.total());
+                s.push_str(&median_columns(medians.get(&c.space, row)));
+                s.push('\n');
             }
-            s.push('\n');
         }
     }
     s
@@ -285,11 +533,15 @@ pub fn certified_markdown(spaces: &[String], certs: &[CertificateRecord]) -> Str
     s
 }
 
-/// Writes `table1.md`, `table1.csv` and `table1_stats.csv` into `dir`, each atomically,
+/// Writes `table1.md`, `table1.csv`, `table1_stats.csv` and `table1_endpoints.csv` into
+/// `dir`, each atomically,
 /// with the exact verdicts of `dir/certificates.jsonl` when there are any.
 pub fn write_tables(dir: &Path, spaces: &[String], results: &[PairResult], pairs: usize) -> Result<()> {
     let certs = certificates::read_certificates(dir)?;
-    let mut md = markdown(spaces, results, pairs);
+    // The bootstrap is the costly part: once per rewrite for the three files.
+    let natural = of_endpoints(results, Endpoints::Natural);
+    let medians = Medians::new(spaces, &natural);
+    let mut md = markdown_with(spaces, results, &natural, pairs, &medians);
     let mut csv = table1_csv(spaces, results);
     let exact = certified_markdown(spaces, &certs);
     if !exact.is_empty() {
@@ -300,12 +552,20 @@ pub fn write_tables(dir: &Path, spaces: &[String], results: &[PairResult], pairs
                 .iter()
                 .map(|c| [c.1, c.2, c.3][i].to_string())
                 .collect();
-            let _ = writeln!(csv, "{name},{}", cells.join(","));
+            // Empty share columns keep every row as wide as the header.
+            let _ = writeln!(csv, "{name},{}{}", cells.join(","), ",,,".repeat(spaces.len()));
         }
     }
     write_atomic(&dir.join("table1.md"), md.as_bytes())?;
     write_atomic(&dir.join("table1.csv"), csv.as_bytes())?;
-    write_atomic(&dir.join("table1_stats.csv"), stats_csv(spaces, results).as_bytes())
+    write_atomic(
+        &dir.join("table1_stats.csv"),
+        stats_csv_with(spaces, &natural, &medians).as_bytes(),
+    )?;
+    write_atomic(
+        &dir.join("table1_endpoints.csv"),
+        endpoints_csv_with(spaces, results, &medians).as_bytes(),
+    )
 }
 
 #[cfg(test)]
