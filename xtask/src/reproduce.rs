@@ -434,24 +434,23 @@ pub fn reproduce(
     // The path search, in the run directory itself.
     let weights = model_dir.join("model.safetensors");
     let pairs = opts.pairs.unwrap_or(p.pairs).to_string();
-    let mut connect: Vec<String> = [
+    // `mep COMMAND --arch A --weights W --data D REST…`: connect's and graph's command lines.
+    let on_model = |command: &str, rest: &[&str]| -> Vec<String> {
+        let weights = weights.display().to_string();
+        let head = [command, "--arch", p.arch, "--weights", &weights, "--data", p.data];
+        head.iter().chain(rest).map(|s| s.to_string()).collect()
+    };
+    let mut connect = on_model(
         "connect",
-        "--arch",
-        p.arch,
-        "--weights",
-        &weights.display().to_string(),
-        "--data",
-        p.data,
-        "--space",
-        p.spaces,
-        "--pairs",
-        &pairs,
-        "--out",
-        &out.display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+        &[
+            "--space",
+            p.spaces,
+            "--pairs",
+            &pairs,
+            "--out",
+            &out.display().to_string(),
+        ],
+    );
     connect.extend(p.connect.iter().map(|s| s.to_string()));
     if opts.quiet {
         connect.push("--quiet".into());
@@ -484,20 +483,7 @@ pub fn reproduce(
 
     // A class graph in DIR/graph (resumes like connect); the report shows it.
     if let Some(extra) = p.graph {
-        let mut graph: Vec<String> = [
-            "graph",
-            "--arch",
-            p.arch,
-            "--weights",
-            &weights.display().to_string(),
-            "--data",
-            p.data,
-            "--out",
-            &out.join("graph").display().to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut graph = on_model("graph", &["--out", &out.join("graph").display().to_string()]);
         graph.extend(extra.iter().map(|s| s.to_string()));
         if opts.quiet {
             graph.push("--quiet".into());

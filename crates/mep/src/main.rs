@@ -183,16 +183,17 @@ enum Command {
     },
 }
 
+/// The model, the data and the spaces of a study or a graph.
 #[derive(clap::Args)]
-struct ConnectCli {
+struct ModelCli {
     /// resnet18, resnet34, resnet50, resnet101, resnet152, resnet20, resnet32, resnet44, resnet56, resnet110
     #[arg(long)]
     arch: String,
     /// Checkpoint (safetensors with torchvision key names).
     #[arg(long)]
     weights: PathBuf,
-    /// `synthetic`, `cifar10`, a CIFAR-10 archive or folder, or an image folder; pairs come
-    /// from its test split.
+    /// `synthetic`, `cifar10`, a CIFAR-10 archive or folder, or an image folder; the images
+    /// come from its test split.
     #[arg(long, default_value = "synthetic")]
     data: String,
     /// Input size (default: the one `mep train` recorded, else the images' own).
@@ -201,6 +202,24 @@ struct ConnectCli {
     /// Spaces: `input` and/or cuts (stem, layer1 … layer4, pool), comma-separated.
     #[arg(long = "space", value_delimiter = ',', default_value = "input,layer1,pool")]
     spaces: Vec<String>,
+}
+
+impl ModelCli {
+    /// `mep connect`'s defaults for this model, with `neb`'s search settings, into `out`.
+    fn args(self, neb: NebCli, out: PathBuf, device: mep::device::Device) -> mep::Result<mep::connect::ConnectArgs> {
+        let mut a = mep::connect::ConnectArgs::new(self.arch, self.weights, self.data, out);
+        neb.apply(&mut a)?;
+        a.size = self.size;
+        a.spaces = self.spaces;
+        a.device = device;
+        Ok(a)
+    }
+}
+
+#[derive(clap::Args)]
+struct ConnectCli {
+    #[command(flatten)]
+    model: ModelCli,
     /// Random same-class pairs to study [default: 25]; with --endpoints misclassified,
     /// misclassified images, each giving two pairs.
     #[arg(long)]
@@ -352,10 +371,7 @@ fn connect_args(c: ConnectCli, device: mep::device::Device) -> mep::Result<mep::
             "--allow-misclassified is `--endpoints all`; give one of the two",
         ));
     }
-    let mut a = mep::connect::ConnectArgs::new(c.arch, c.weights, c.data, c.out);
-    c.neb.apply(&mut a)?;
-    a.size = c.size;
-    a.spaces = c.spaces;
+    let mut a = c.model.args(c.neb, c.out, device)?;
     a.pairs = c.pairs;
     a.pairs_file = c.pairs_file;
     a.classes = c.classes;
@@ -375,28 +391,13 @@ fn connect_args(c: ConnectCli, device: mep::device::Device) -> mep::Result<mep::
         method: c.certify_method,
         ..mep::certify::CertifyArgs::new(PathBuf::new())
     });
-    a.device = device;
     Ok(a)
 }
 
 #[derive(clap::Args)]
 struct GraphCli {
-    /// resnet18, resnet34, resnet50, resnet101, resnet152, resnet20, resnet32, resnet44, resnet56, resnet110
-    #[arg(long)]
-    arch: String,
-    /// Checkpoint (safetensors with torchvision key names).
-    #[arg(long)]
-    weights: PathBuf,
-    /// `synthetic`, `cifar10`, a CIFAR-10 archive or folder, or an image folder; nodes come
-    /// from its test split.
-    #[arg(long, default_value = "synthetic")]
-    data: String,
-    /// Input size (default: the one `mep train` recorded, else the images' own).
-    #[arg(long)]
-    size: Option<usize>,
-    /// Spaces: `input` and/or cuts (stem, layer1 … layer4, pool), comma-separated.
-    #[arg(long = "space", value_delimiter = ',', default_value = "input,layer1,pool")]
-    spaces: Vec<String>,
+    #[command(flatten)]
+    model: ModelCli,
     /// Classes to graph (names or numbers), comma-separated [default: every class].
     #[arg(long = "class", value_delimiter = ',')]
     classes: Vec<String>,
@@ -439,17 +440,13 @@ struct GraphCli {
 }
 
 fn graph_args(c: GraphCli, device: mep::device::Device) -> mep::Result<mep::graph::GraphArgs> {
-    let mut a = mep::connect::ConnectArgs::new(c.arch, c.weights, c.data, c.out);
-    c.neb.apply(&mut a)?;
-    a.size = c.size;
-    a.spaces = c.spaces;
+    let mut a = c.model.args(c.neb, c.out, device)?;
     a.classes = c.classes;
     a.seed = c.seed;
     a.batch = c.batch;
     a.shard = c.shard.as_deref().map(str::parse).transpose()?;
     a.quiet = c.quiet;
     a.stop_after = c.stop_after;
-    a.device = device;
     Ok(mep::graph::GraphArgs {
         search: a,
         images: c.images,
