@@ -360,7 +360,7 @@ impl<B: Backend> PixelNet<'_, B> {
 
     fn rows(&self, p: &[f32]) -> Result<usize> {
         let d = 3 * self.plane();
-        if d == 0 || p.len() % d != 0 {
+        if d == 0 || !p.len().is_multiple_of(d) {
             return Err(MepError::unusable(
                 "a batch of pixel images",
                 format!(

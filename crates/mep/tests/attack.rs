@@ -7,6 +7,7 @@ use mep::attack::{attack_with, AttackArgs, AttackRecord, AttackReport, Norm, Pix
 use mep::connect::{pairs, read_results, Endpoints, RESULTS};
 use mep_data::{synthetic, Dataset, SyntheticConfig, Transform};
 use mep_resnet::{Arch, Cut, FoldedResNet};
+use mep_tensor::prelude::*;
 use mep_tensor::{CpuBackend, Tensor};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -351,5 +352,47 @@ fn the_command_writes_a_folder_that_connect_studies() {
         let st = attack(&args);
         let err = String::from_utf8_lossy(&st.stderr);
         assert!(!st.status.success() && err.contains(want), "{extra:?}: {err}");
+    }
+}
+
+/// The attack on the CUDA backend's code, run on the CPU emulation of its kernels
+/// (`KernelBackend<EmuLauncher>`: the host code and kernels a GPU runs), picks the same
+/// images and moves them as the CPU backend does: the same classes, losses within float
+/// noise, perturbations in the ball.
+#[test]
+fn the_attack_on_the_emulated_cuda_backend_matches_the_cpu() {
+    let root = tmpdir("emu");
+    // Small, because the emulation runs every CUDA thread as an OS thread.
+    let args = |out: PathBuf| {
+        let mut a = small(&out, Norm::Linf);
+        a.images = 2;
+        a.steps = 1;
+        a.batch = 20;
+        a.size = Some(16);
+        a
+    };
+    // Two test images a class: every image the attack classifies (its sources and the
+    // natural images the pairs need) in one network call.
+    let tiny = synthetic(&SyntheticConfig {
+        train_per_class: 1,
+        test_per_class: 2,
+        ..Default::default()
+    });
+    let emu = mep_kernels_emu::EmuLauncher::backend();
+    let got = attack_with(&emu, &args(root.join("emu")), &tiny).unwrap();
+    assert_eq!(got.device, emu.name());
+    let want = attack_with(&CpuBackend::new(), &args(root.join("cpu")), &tiny).unwrap();
+    assert_eq!(got.images, want.images);
+    let (g, w) = (records(&root.join("emu")), records(&root.join("cpu")));
+    for (g, w) in g.iter().zip(&w) {
+        assert_eq!((g.source, g.true_class), (w.source, w.true_class));
+        assert_eq!(g.predicted_float, w.predicted_float, "{g:?}\n{w:?}");
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-3 * (1.0 + b.abs());
+        assert!(
+            close(g.loss_natural, w.loss_natural) && close(g.loss_float, w.loss_float),
+            "{g:?}\n{w:?}"
+        );
+        assert!(g.linf_float <= got.eps + 1e-6 && g.linf <= got.eps + 1e-6, "{g:?}");
+        assert!(close(g.linf_float, w.linf_float), "{g:?}\n{w:?}");
     }
 }
