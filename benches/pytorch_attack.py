@@ -5,14 +5,17 @@
         [--images 256] [--batch 64] [--steps 10] [--norm linf|l2]
         [--weights weights/demo/resnet20-synthetic.safetensors] [--data synthetic]
 
-Each round runs `mep --threads T attack` (untargeted, default eps and step of the norm, no
+A first `mep attack` run gives the images (and is not timed); then each round runs
+`mep --threads T attack` (untargeted, default eps and step of the norm, no
 random start) into a fresh folder and reads from its attack.json the seconds of the PGD
 alone (`attack_seconds`) and, from the wall clock, of the whole command (loading the
 model, drawing the dataset, choosing the images, writing the PNGs). PyTorch then runs the
 same PGD (torchattacks' PGD / PGDL2 update, projection and clamp; the normalisation inside
 the model; eval mode; weights without gradients) on the very images mep attacked (its
 nat_*.png, read back), in the same batches, with T intra-op threads, timed around the
-attack loop alone. Medians of the rounds; the ratio mep / PyTorch (below 1: mep faster).
+attack loop alone (one untimed warm-up run). Rounds alternate mep and PyTorch, so both
+see the same load on a shared machine. Medians (and minima: on a loaded machine the least disturbed round) of the rounds; the
+ratio mep / PyTorch (below 1: mep faster).
 Both success rates (before rounding to 8 bits) are printed as a check that the two attacks
 are the same.
 
@@ -85,10 +88,10 @@ def pgd(net, mean, std, p0, labels, norm, eps, step, steps):
                 p = p + step * g.sign()
                 p = p0 + (p - p0).clamp(-eps, eps)
             else:
-                gn = g.view(n, -1).norm(dim=1).view(n, 1, 1, 1) + 1e-10
+                gn = g.reshape(n, -1).norm(dim=1).view(n, 1, 1, 1) + 1e-10
                 p = p + step * g / gn
                 d = p - p0
-                dn = d.view(n, -1).norm(dim=1).view(n, 1, 1, 1)
+                dn = d.reshape(n, -1).norm(dim=1).view(n, 1, 1, 1)
                 d = d * torch.clamp(eps / dn, max=1.0)
                 p = p0 + d
             p = p.clamp(0.0, 1.0).detach()
@@ -115,41 +118,48 @@ def main():
     torch.set_num_threads(args.threads)
     net, mean, std = model_from(args.weights)
 
-    mep_pgd, mep_wall, mep_success = [], [], None
-    summary = records = None
-    with tempfile.TemporaryDirectory(prefix="mep-attack-bench-") as tmp:
-        for r in range(args.rounds):
-            out = os.path.join(tmp, f"round{r}")
-            cmd = [
-                args.mep, "--threads", str(args.threads), "attack", "--arch", "resnet20",
-                "--weights", args.weights, "--data", args.data, "--norm", args.norm,
-                "--images", str(args.images), "--batch", str(args.batch), "--steps", str(args.steps),
-                "--quiet", "--out", out,
-            ]
-            t = time.perf_counter()
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-            mep_wall.append(time.perf_counter() - t)
-            with open(os.path.join(out, "attack.json")) as f:
-                summary = json.load(f)
-            mep_pgd.append(summary["attack_seconds"])
-            mep_success = summary["success_float"] / summary["images"]
-        with open(os.path.join(out, "attack.jsonl")) as f:
-            records = [json.loads(line) for line in f]
-        imgs = [np.asarray(Image.open(os.path.join(out, rec["natural_file"])).convert("RGB")) for rec in records]
-    p0_all = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
-    labels_all = torch.tensor([rec["true_class"] for rec in records])
-    eps, step = summary["eps"], summary["step"]
+    def run_mep(out):
+        cmd = [
+            args.mep, "--threads", str(args.threads), "attack", "--arch", "resnet20",
+            "--weights", args.weights, "--data", args.data, "--norm", args.norm,
+            "--images", str(args.images), "--batch", str(args.batch), "--steps", str(args.steps),
+            "--quiet", "--out", out,
+        ]
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - t
+        with open(os.path.join(out, "attack.json")) as f:
+            return json.load(f), wall
 
-    torch_pgd, torch_success = [], None
-    for _ in range(args.rounds):
+    def run_torch():
         advs = []
         t = time.perf_counter()
         for a in range(0, len(records), args.batch):
             advs.append(pgd(net, mean, std, p0_all[a : a + args.batch], labels_all[a : a + args.batch], args.norm, eps, step, args.steps))
-        torch_pgd.append(time.perf_counter() - t)
+        seconds = time.perf_counter() - t
         with torch.no_grad():
             pred = net((torch.cat(advs) - mean) / std).argmax(1)
-        torch_success = (pred != labels_all).float().mean().item()
+        return seconds, (pred != labels_all).float().mean().item()
+
+    # A first mep run (untimed) gives the images; then the rounds alternate mep and PyTorch,
+    # so that both see the same machine (shared machines' load changes by the minute).
+    mep_pgd, mep_wall, torch_pgd = [], [], []
+    with tempfile.TemporaryDirectory(prefix="mep-attack-bench-") as tmp:
+        summary, _ = run_mep(os.path.join(tmp, "images"))
+        with open(os.path.join(tmp, "images", "attack.jsonl")) as f:
+            records = [json.loads(line) for line in f]
+        imgs = [np.asarray(Image.open(os.path.join(tmp, "images", rec["natural_file"])).convert("RGB")) for rec in records]
+        p0_all = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous().float() / 255.0
+        labels_all = torch.tensor([rec["true_class"] for rec in records])
+        eps, step = summary["eps"], summary["step"]
+        run_torch()  # warm-up
+        for r in range(args.rounds):
+            s, wall = run_mep(os.path.join(tmp, f"round{r}"))
+            mep_pgd.append(s["attack_seconds"])
+            mep_wall.append(wall)
+            seconds, torch_success = run_torch()
+            torch_pgd.append(seconds)
+    mep_success = summary["success_float"] / summary["images"]
 
     med = statistics.median
     result = {
@@ -161,15 +171,17 @@ def main():
         "step": step,
         "threads": args.threads,
         "rounds": args.rounds,
-        "mep_pgd_s": {"median": med(mep_pgd), "all": mep_pgd},
-        "mep_command_s": {"median": med(mep_wall), "all": mep_wall},
-        "pytorch_pgd_s": {"median": med(torch_pgd), "all": torch_pgd},
+        "mep_pgd_s": {"median": med(mep_pgd), "min": min(mep_pgd), "all": mep_pgd},
+        "mep_command_s": {"median": med(mep_wall), "min": min(mep_wall), "all": mep_wall},
+        "pytorch_pgd_s": {"median": med(torch_pgd), "min": min(torch_pgd), "all": torch_pgd},
         "ratio_mep_over_pytorch": med(mep_pgd) / med(torch_pgd),
+        "ratio_of_minima": min(mep_pgd) / min(torch_pgd),
         "mep_images_per_s": len(records) / med(mep_pgd),
         "pytorch_images_per_s": len(records) / med(torch_pgd),
         "success_rate_before_rounding": {"mep": mep_success, "pytorch": torch_success},
         "success_rate_after_rounding_mep": summary["success"] / summary["images"],
         "torch": torch.__version__,
+        "load_average": os.getloadavg(),
     }
     print(json.dumps(result))
 

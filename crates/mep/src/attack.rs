@@ -530,8 +530,11 @@ pub fn pgd<B: Backend>(
 }
 
 /// The 8-bit image nearest `p` whose perturbation from `q0` (8-bit) stays in the ball:
-/// each value rounded, and for L∞ clipped to the grid points within `eps` of `q0`; for L2
-/// the perturbation is shrunk until its rounding is within `eps`.
+/// each value rounded to the nearest grid point; for L∞ clipped to the grid points within
+/// `eps` of `q0`. For L2, rounding away from `q0` can lengthen the perturbation past `eps`
+/// (a value 0.6 grid steps from `q0` becomes 1 step), so while it is too long the values
+/// rounded away by the most are rounded towards `q0` instead; with every value rounded
+/// towards `q0` it is no longer than `p − q0`, so this ends inside the ball.
 pub fn quantise(norm: Norm, eps: f32, q0: &[u8], p: &[f32]) -> Vec<u8> {
     let round = |v: f32| (v * 255.0).round().clamp(0.0, 255.0) as u8;
     match norm {
@@ -544,22 +547,35 @@ pub fn quantise(norm: Norm, eps: f32, q0: &[u8], p: &[f32]) -> Vec<u8> {
                 .collect()
         }
         Norm::L2 => {
-            let mut s = 1.0f32;
-            loop {
-                let q: Vec<u8> = q0
-                    .iter()
-                    .zip(p)
-                    .map(|(&o, &v)| {
-                        let o = o as f32 / 255.0;
-                        round(o + s * (v - o))
-                    })
-                    .collect();
-                let l2 = l2_norm(q.iter().zip(q0).map(|(&a, &b)| (a as f32 - b as f32) / 255.0));
-                if l2 <= eps || s < 1e-3 {
-                    return if l2 <= eps { q } else { q0.to_vec() };
-                }
-                s *= 0.98;
+            let mut q: Vec<u8> = p.iter().map(|&v| round(v)).collect();
+            // Squared length in grid steps, against eps in grid steps.
+            let limit = (eps as f64 * 255.0).powi(2);
+            let steps = |a: u8, o: u8| (a as f64 - o as f64).abs();
+            let mut len2: f64 = q.iter().zip(q0).map(|(&a, &o)| steps(a, o).powi(2)).sum();
+            if len2 <= limit {
+                return q;
             }
+            // Each value rounded away from q0, by how far it overshoots |p − q0|.
+            let mut away: Vec<(f64, usize)> = q
+                .iter()
+                .zip(q0)
+                .zip(p)
+                .enumerate()
+                .filter_map(|(k, ((&a, &o), &v))| {
+                    let over = steps(a, o) - (v as f64 * 255.0 - o as f64).abs();
+                    (over > 0.0).then_some((over, k))
+                })
+                .collect();
+            away.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            for (_, k) in away {
+                if len2 <= limit {
+                    break;
+                }
+                let d = steps(q[k], q0[k]);
+                len2 -= d * d - (d - 1.0) * (d - 1.0);
+                q[k] = if q[k] > q0[k] { q[k] - 1 } else { q[k] + 1 };
+            }
+            q
         }
     }
 }
@@ -1165,11 +1181,24 @@ mod tests {
             let (linf, l2) = norms(&to_pixels(&q), &to_pixels(&q0));
             let r = if norm == Norm::Linf { linf } else { l2 };
             assert!(r <= eps as f64 + 1e-6, "{norm} {r} > {eps}");
+            let (linf_p, l2_p) = norms(&pp, &to_pixels(&q0));
+            let float = if norm == Norm::Linf { linf_p } else { l2_p };
             assert!(
-                r > 0.5 * eps as f64,
-                "{norm}: the rounding threw the perturbation away ({r})"
+                r > 0.9 * float,
+                "{norm}: the rounding threw the perturbation away ({r} of {float})"
             );
         }
+        // PGD's L2 perturbations spread over every pixel, most of them a fraction of a grid
+        // step: rounding them up lengthened the perturbation by half, and scaling it down
+        // until its rounding fit the ball once left a sixth of it.
+        let q0 = vec![128u8; 3072];
+        let p: Vec<f32> = (0..3072)
+            .map(|k| (128.0 + if k % 50 == 0 { 6.0 } else { 0.7 }) / 255.0)
+            .collect();
+        let eps = norms(&p, &to_pixels(&q0)).1 as f32;
+        let q = quantise(Norm::L2, eps, &q0, &p);
+        let l2 = norms(&to_pixels(&q), &to_pixels(&q0)).1;
+        assert!(l2 <= eps as f64 + 1e-6 && l2 > 0.85 * eps as f64, "{l2} of {eps}");
     }
 
     #[test]
