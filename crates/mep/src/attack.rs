@@ -418,6 +418,32 @@ impl<B: Backend> PixelNet<'_, B> {
     }
 }
 
+/// What the records say of a batch of logits: each row's cross-entropy against its target
+/// and the target's softmax probability (in f64, from the log-sum-exp).
+struct Scores {
+    logits: Vec<f32>,
+    losses: Vec<f64>,
+    probs: Vec<f64>,
+}
+
+impl Scores {
+    fn of(logits: &[f32], k: usize, targets: &[usize]) -> Scores {
+        let (mut losses, mut probs) = (Vec::new(), Vec::new());
+        for (row, &t) in logits.chunks(k).zip(targets) {
+            let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+            let lse = max + row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+            let loss = lse - row[t] as f64;
+            losses.push(loss);
+            probs.push((-loss).exp());
+        }
+        Scores {
+            logits: logits.to_vec(),
+            losses,
+            probs,
+        }
+    }
+}
+
 /// The settings of one PGD run.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Pgd {
@@ -912,9 +938,10 @@ pub fn attack_with<B: Backend>(b: &B, args: &AttackArgs, data: &Dataset) -> Resu
         attack_seconds += t.elapsed().as_secs_f64();
         let q = quantise(args.norm, settings.eps, &q0, &p);
         let pq = to_pixels(&q);
-        let natural = net.loss_grad(&p0, &targets)?;
-        let float = net.loss_grad(&p, &targets)?;
-        let rounded = net.loss_grad(&pq, &targets)?;
+        // Forward passes only: the scores need no gradient.
+        let natural = Scores::of(&net.logits(&p0)?, k, &targets);
+        let float = Scores::of(&net.logits(&p)?, k, &targets);
+        let rounded = Scores::of(&net.logits(&pq)?, k, &targets);
         let class_float = class_rows(&float.logits, k);
         let class_rounded = class_rows(&rounded.logits, k);
         for (r, &i) in chunk.iter().enumerate() {
@@ -938,11 +965,11 @@ pub fn attack_with<B: Backend>(b: &B, args: &AttackArgs, data: &Dataset) -> Resu
                 l2_float,
                 linf,
                 l2,
-                loss_natural: natural.losses[r] as f64,
-                loss_float: float.losses[r] as f64,
-                loss: rounded.losses[r] as f64,
-                prob_natural: natural.probs[r * k + targets[r]] as f64,
-                prob: rounded.probs[r * k + targets[r]] as f64,
+                loss_natural: natural.losses[r],
+                loss_float: float.losses[r],
+                loss: rounded.losses[r],
+                prob_natural: natural.probs[r],
+                prob: rounded.probs[r],
                 natural_file: String::new(),
                 natural_index: 0,
                 adversarial_file: String::new(),

@@ -116,6 +116,8 @@ fn the_perturbation_stays_in_the_ball_and_the_image_in_range_after_rounding() {
             assert!(linf > 0.0, "the attack moved image {}", r.source);
         }
         assert!(report.success > 0, "{report}");
+        // Rounding to 8 bits keeps most of the successes (it once lost nine in ten at L2).
+        assert!(2 * report.success >= report.success_float, "{report}");
     }
 }
 
