@@ -736,7 +736,9 @@ impl<B: Backend> Classifier<'_, B> {
         let mut out = Vec::new();
         let mut at = 0;
         while out.len() < count && at < candidates.len() {
-            let end = (at + self.batch.max(count - out.len())).min(candidates.len());
+            // Twice what is still missing (most images are classified correctly), at most a batch.
+            let want = 2 * (count - out.len());
+            let end = (at + want.min(self.batch)).min(candidates.len());
             self.classify(&candidates[at..end])?;
             for &i in &candidates[at..end] {
                 if out.len() < count && self.known[&i] == Some(self.split.labels[i]) {
