@@ -299,11 +299,12 @@ struct AttackCli {
     /// The perturbation's ball: linf or l2.
     #[arg(long, default_value = "linf")]
     norm: String,
-    /// Its radius in pixel units of [0, 1] images [default: 8/255 for linf, 0.5 for l2].
-    #[arg(long, allow_hyphen_values = true)]
+    /// Its radius in pixel units of [0, 1] images, a number or a fraction such as 8/255
+    /// [default: 8/255 for linf, 0.5 for l2].
+    #[arg(long, allow_hyphen_values = true, value_parser = number_or_fraction)]
     eps: Option<f64>,
-    /// The step size alpha [default: 2/255 for linf, 0.1 for l2].
-    #[arg(long, allow_hyphen_values = true)]
+    /// The step size alpha, a number or a fraction [default: 2/255 for linf, 0.1 for l2].
+    #[arg(long, allow_hyphen_values = true, value_parser = number_or_fraction)]
     step: Option<f64>,
     /// Gradient steps.
     #[arg(long, default_value_t = 10)]
@@ -332,6 +333,15 @@ struct AttackCli {
     /// No progress messages.
     #[arg(long)]
     quiet: bool,
+}
+
+/// `0.5` or `8/255`: attack radii and steps are usually written as fractions of 255.
+fn number_or_fraction(s: &str) -> Result<f64, String> {
+    let number = |t: &str| t.trim().parse::<f64>().map_err(|_| format!("`{t}` is not a number"));
+    match s.split_once('/') {
+        Some((a, b)) => Ok(number(a)? / number(b)?),
+        None => number(s),
+    }
 }
 
 fn attack_args(c: AttackCli, device: mep::device::Device) -> mep::Result<mep::attack::AttackArgs> {

@@ -289,8 +289,10 @@ fn the_command_writes_a_folder_that_connect_studies() {
         args.extend_from_slice(extra);
         Command::new(mep).args(args).output().unwrap()
     };
-    let st = attack(&["--out", out.to_str().unwrap()]);
+    let st = attack(&["--eps", "8/255", "--out", out.to_str().unwrap()]);
     assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let summary: AttackReport = serde_json::from_slice(&std::fs::read(out.join(SUMMARY)).unwrap()).unwrap();
+    assert_eq!(summary.eps, 8.0 / 255.0);
     let printed = String::from_utf8_lossy(&st.stdout);
     assert!(printed.contains("adversarial after rounding"), "{printed}");
     // One adversarial and one natural pair, in input and pool.
@@ -344,6 +346,8 @@ fn the_command_writes_a_folder_that_connect_studies() {
     for (extra, want) in [
         (vec!["--norm", "l3"], "--norm l3: expected linf or l2"),
         (vec!["--eps", "0"], "--eps 0: must be a positive number"),
+        (vec!["--eps", "8/0"], "--eps inf: must be a positive number"),
+        (vec!["--step", "2/x"], "'2/x' for '--step <STEP>': `x` is not a number"),
         (vec!["--batch", "0"], "--batch 0: must be at least 1"),
         (vec!["--target", "zebra"], "--target zebra: no such class"),
         (vec!["--class", "zebra"], "--class zebra: no such class"),
