@@ -784,6 +784,196 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
+/// The attacked images: one record each, and their natural and adversarial 8-bit pixels
+/// (`[n, 3, H, W]`, CHW) in the records' order.
+struct Attacked {
+    records: Vec<AttackRecord>,
+    natural: Vec<u8>,
+    adversarial: Vec<u8>,
+    /// The PGD alone.
+    seconds: f64,
+}
+
+/// PGD on `sources` in batches of `args.batch`, each result rounded to 8 bits and
+/// classified before and after; the records' files and indices are left to fill.
+fn attack_images<B: Backend>(
+    net: &PixelNet<'_, B>,
+    split: &Split,
+    transform: &Transform,
+    sources: &[usize],
+    target: Option<usize>,
+    settings: &Pgd,
+    args: &AttackArgs,
+) -> Result<Attacked> {
+    let (h, w, k) = (net.height, net.width, net.net.num_classes);
+    let d = 3 * h * w;
+    let mut q0_all = Vec::with_capacity(sources.len() * d);
+    let mut q_all = Vec::with_capacity(sources.len() * d);
+    let mut records = Vec::with_capacity(sources.len());
+    let mut attack_seconds = 0.0;
+    for chunk in sources.chunks(args.batch) {
+        let (q0, _) = source_pixels(split, transform, chunk)?;
+        let p0 = to_pixels(&q0);
+        let targets: Vec<usize> = chunk.iter().map(|&i| target.unwrap_or(split.labels[i])).collect();
+        let mut rngs: Vec<Rng> = chunk
+            .iter()
+            .map(|&i| Rng::from_parts(&[args.seed, i as u64, 0x7067_6400_0000_0002]))
+            .collect();
+        let t = Instant::now();
+        let p = pgd(net, &p0, &targets, settings, &mut rngs)?;
+        attack_seconds += t.elapsed().as_secs_f64();
+        let q = quantise(args.norm, settings.eps, &q0, &p);
+        let pq = to_pixels(&q);
+        // Forward passes only: the scores need no gradient.
+        let natural = Scores::of(&net.logits(&p0)?, k, &targets);
+        let float = Scores::of(&net.logits(&p)?, k, &targets);
+        let rounded = Scores::of(&net.logits(&pq)?, k, &targets);
+        let class_float = class_rows(&float.logits, k);
+        let class_rounded = class_rows(&rounded.logits, k);
+        for (r, &i) in chunk.iter().enumerate() {
+            let label = split.labels[i];
+            let success = |c: Option<usize>| match target {
+                Some(t) => c == Some(t),
+                None => c.is_some_and(|c| c != label),
+            };
+            let row = r * d..(r + 1) * d;
+            let (linf_float, l2_float) = norms(&p[row.clone()], &p0[row.clone()]);
+            let (linf, l2) = norms(&pq[row.clone()], &p0[row]);
+            records.push(AttackRecord {
+                source: i,
+                true_class: label,
+                target,
+                predicted_float: class_float[r],
+                adversarial_class: class_rounded[r],
+                success_float: success(class_float[r]),
+                success: success(class_rounded[r]),
+                linf_float,
+                l2_float,
+                linf,
+                l2,
+                loss_natural: natural.losses[r],
+                loss_float: float.losses[r],
+                loss: rounded.losses[r],
+                prob_natural: natural.probs[r],
+                prob: rounded.probs[r],
+                natural_file: String::new(),
+                natural_index: 0,
+                adversarial_file: String::new(),
+                adversarial_index: 0,
+            });
+        }
+        q0_all.extend(q0);
+        q_all.extend(q);
+    }
+    Ok(Attacked {
+        records,
+        natural: q0_all,
+        adversarial: q_all,
+        seconds: attack_seconds,
+    })
+}
+
+/// The lines of `pairs.csv`: each successful adversarial image (`records`, indices filled)
+/// with a natural image of its class in turn, then the next distinct natural pair of that
+/// class, so that any prefix of the file is balanced; `naturals` holds each class's
+/// correctly classified natural images by index in the folder. Also the counts of the two
+/// kinds.
+fn pair_lines(records: &[AttackRecord], naturals: &[Vec<usize>]) -> (Vec<String>, usize, usize) {
+    let mut used_adv = vec![0usize; naturals.len()];
+    let mut lines = vec![
+        "# mep attack: adversarial image (i) and natural image (j) of the class the model puts i in,".to_string(),
+        "# then a natural pair of that class; indices into this folder's images as mep and torchvision number them"
+            .to_string(),
+    ];
+    let (mut pairs_adversarial, mut pairs_natural) = (0, 0);
+    for (rec, c) in records
+        .iter()
+        .filter(|r| r.success)
+        .filter_map(|r| Some((r, r.adversarial_class?)))
+    {
+        let nats = &naturals[c];
+        if nats.is_empty() {
+            continue;
+        }
+        let n = used_adv[c];
+        used_adv[c] += 1;
+        lines.push(format!(
+            "{},{},adversarial",
+            rec.adversarial_index,
+            nats[n % nats.len()]
+        ));
+        pairs_adversarial += 1;
+        // The n-th pair (a, b), a < b, ordered by b then a.
+        let mut b = 1;
+        while b * (b + 1) / 2 <= n {
+            b += 1;
+        }
+        let a = n - b * (b - 1) / 2;
+        if b < nats.len() {
+            lines.push(format!("{},{}", nats[a], nats[b]));
+            pairs_natural += 1;
+        }
+    }
+    (lines, pairs_adversarial, pairs_natural)
+}
+
+/// The natural images per class (test indices): the attacked ones, then correct ones until
+/// each class with adversarial images has enough for as many distinct natural pairs, and
+/// every class has two (one at least: a folder class may not be empty; where the model
+/// gets none of a class right, one misclassified image, in no pair). Also the images this
+/// adds to the attacked ones.
+fn naturals_for_pairs<B: Backend>(
+    classifier: &mut Classifier<'_, B>,
+    order: &[usize],
+    sources: &[usize],
+    records: &[AttackRecord],
+    classes: &[String],
+) -> Result<(Vec<Vec<usize>>, Vec<usize>)> {
+    let split = classifier.split;
+    let k = classes.len();
+    let mut naturals: Vec<Vec<usize>> = vec![Vec::new(); k];
+    for &i in sources {
+        naturals[split.labels[i]].push(i);
+    }
+    let mut adversarial_in = vec![0usize; k];
+    for c in records.iter().filter(|r| r.success).filter_map(|r| r.adversarial_class) {
+        adversarial_in[c] += 1;
+    }
+    let used: HashSet<usize> = sources.iter().copied().collect();
+    let mut extra_natural = Vec::new();
+    for c in 0..k {
+        // m naturals give m(m−1)/2 natural pairs and m partners for the adversarial ones.
+        let mut want = 2usize;
+        while want * (want - 1) / 2 < adversarial_in[c] {
+            want += 1;
+        }
+        if naturals[c].len() >= want {
+            continue;
+        }
+        let of_c: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|i| split.labels[*i] == c && !used.contains(i))
+            .collect();
+        let more = classifier.first_correct(&of_c, want - naturals[c].len())?;
+        if naturals[c].is_empty() && more.is_empty() {
+            // The folder needs an image of every class; a misclassified one is in no pair.
+            match of_c.first() {
+                Some(&i) => extra_natural.push(i),
+                None => {
+                    return Err(MepError::unusable(
+                        format!("class {}", classes[c]),
+                        "has no test image, and the folder needs one of every class",
+                    ))
+                }
+            }
+        }
+        naturals[c].extend(&more);
+        extra_natural.extend(more);
+    }
+    Ok((naturals, extra_natural))
+}
+
 /// Runs `mep attack` on the backend `args.device` names.
 pub fn attack(args: &AttackArgs) -> Result<AttackReport> {
     args.validate()?;
@@ -818,10 +1008,11 @@ fn check_empty(out: &Path) -> Result<()> {
 }
 
 /// As [`attack`], on backend `b` and a dataset already in hand (`args.data` is then only
-/// recorded). The steps: the model and transform; the images to attack (the first
-/// `--images` correctly classified ones in a seeded order); PGD in batches; rounding to 8
-/// bits and classifying again; the natural images the pairs need; the folder written,
-/// read back for its indices, and the pairs file.
+/// recorded). The steps: the model and transform, refusals before the folder exists; the
+/// images to attack (the first `--images` correctly classified ones in a seeded order);
+/// [`attack_images`] (PGD in batches, rounding to 8 bits, classifying again);
+/// [`naturals_for_pairs`]; the folder written and read back for its indices;
+/// [`pair_lines`]; the records and the summary.
 pub fn attack_with<B: Backend>(b: &B, args: &AttackArgs, data: &Dataset) -> Result<AttackReport> {
     let started = Instant::now();
     let arch = args.validate()?;
@@ -913,7 +1104,6 @@ pub fn attack_with<B: Backend>(b: &B, args: &AttackArgs, data: &Dataset) -> Resu
         eprintln!("attacking {} images on {}", sources.len(), b.name());
     }
 
-    // PGD, batch by batch.
     let settings = Pgd {
         norm: args.norm,
         eps: args.eps() as f32,
@@ -922,109 +1112,14 @@ pub fn attack_with<B: Backend>(b: &B, args: &AttackArgs, data: &Dataset) -> Resu
         random_start: args.random_start,
         targeted: target.is_some(),
     };
-    let d = 3 * h * w;
-    let mut q0_all = Vec::with_capacity(sources.len() * d);
-    let mut q_all = Vec::with_capacity(sources.len() * d);
-    let mut records = Vec::with_capacity(sources.len());
-    let mut attack_seconds = 0.0;
-    for chunk in sources.chunks(args.batch) {
-        let (q0, _) = source_pixels(split, &transform, chunk)?;
-        let p0 = to_pixels(&q0);
-        let targets: Vec<usize> = chunk.iter().map(|&i| target.unwrap_or(split.labels[i])).collect();
-        let mut rngs: Vec<Rng> = chunk
-            .iter()
-            .map(|&i| Rng::from_parts(&[args.seed, i as u64, 0x7067_6400_0000_0002]))
-            .collect();
-        let t = Instant::now();
-        let p = pgd(&net, &p0, &targets, &settings, &mut rngs)?;
-        attack_seconds += t.elapsed().as_secs_f64();
-        let q = quantise(args.norm, settings.eps, &q0, &p);
-        let pq = to_pixels(&q);
-        // Forward passes only: the scores need no gradient.
-        let natural = Scores::of(&net.logits(&p0)?, k, &targets);
-        let float = Scores::of(&net.logits(&p)?, k, &targets);
-        let rounded = Scores::of(&net.logits(&pq)?, k, &targets);
-        let class_float = class_rows(&float.logits, k);
-        let class_rounded = class_rows(&rounded.logits, k);
-        for (r, &i) in chunk.iter().enumerate() {
-            let label = split.labels[i];
-            let success = |c: Option<usize>| match target {
-                Some(t) => c == Some(t),
-                None => c.is_some_and(|c| c != label),
-            };
-            let row = r * d..(r + 1) * d;
-            let (linf_float, l2_float) = norms(&p[row.clone()], &p0[row.clone()]);
-            let (linf, l2) = norms(&pq[row.clone()], &p0[row]);
-            records.push(AttackRecord {
-                source: i,
-                true_class: label,
-                target,
-                predicted_float: class_float[r],
-                adversarial_class: class_rounded[r],
-                success_float: success(class_float[r]),
-                success: success(class_rounded[r]),
-                linf_float,
-                l2_float,
-                linf,
-                l2,
-                loss_natural: natural.losses[r],
-                loss_float: float.losses[r],
-                loss: rounded.losses[r],
-                prob_natural: natural.probs[r],
-                prob: rounded.probs[r],
-                natural_file: String::new(),
-                natural_index: 0,
-                adversarial_file: String::new(),
-                adversarial_index: 0,
-            });
-        }
-        q0_all.extend(q0);
-        q_all.extend(q);
-    }
+    let Attacked {
+        mut records,
+        natural,
+        adversarial,
+        seconds: attack_seconds,
+    } = attack_images(&net, split, &transform, &sources, target, &settings, args)?;
 
-    // Natural images per class: the attacked ones, then correct ones until each class with
-    // adversarial images has enough for as many distinct natural pairs, and every class
-    // has two (one at least: a folder class may not be empty).
-    let mut naturals: Vec<Vec<usize>> = vec![Vec::new(); k];
-    for &i in &sources {
-        naturals[split.labels[i]].push(i);
-    }
-    let mut adversarial_in = vec![0usize; k];
-    for c in records.iter().filter(|r| r.success).filter_map(|r| r.adversarial_class) {
-        adversarial_in[c] += 1;
-    }
-    let used: HashSet<usize> = sources.iter().copied().collect();
-    let mut extra_natural = Vec::new();
-    for c in 0..k {
-        // m naturals give m(m−1)/2 natural pairs and m partners for the adversarial ones.
-        let mut want = 2usize;
-        while want * (want - 1) / 2 < adversarial_in[c] {
-            want += 1;
-        }
-        if naturals[c].len() >= want {
-            continue;
-        }
-        let of_c: Vec<usize> = order
-            .iter()
-            .copied()
-            .filter(|i| split.labels[*i] == c && !used.contains(i))
-            .collect();
-        let more = classifier.first_correct(&of_c, want - naturals[c].len())?;
-        if naturals[c].is_empty() && more.is_empty() {
-            // The folder needs an image of every class; a misclassified one is in no pair.
-            match of_c.first() {
-                Some(&i) => extra_natural.push(i),
-                None => {
-                    return Err(MepError::unusable(
-                        format!("class {}", data.classes[c]),
-                        "has no test image, and the folder needs one of every class",
-                    ))
-                }
-            }
-        }
-        naturals[c].extend(&more);
-        extra_natural.extend(more);
-    }
+    let (naturals, extra_natural) = naturals_for_pairs(&mut classifier, &order, &sources, &records, &data.classes)?;
 
     // Write the folder.
     let folders = class_folders(&data.classes);
@@ -1040,10 +1135,11 @@ pub fn attack_with<B: Backend>(b: &B, args: &AttackArgs, data: &Dataset) -> Resu
         crate::study::write_atomic(&path, &png(q, h, w, &path)?)
     };
     let nat_file = |i: usize| format!("{}/nat_{i:06}.png", folders[split.labels[i]]);
+    let d = 3 * h * w;
     for (r, rec) in records.iter_mut().enumerate() {
         let row = r * d..(r + 1) * d;
         rec.natural_file = nat_file(rec.source);
-        write(&rec.natural_file, &q0_all[row.clone()])?;
+        write(&rec.natural_file, &natural[row.clone()])?;
         let home = rec.adversarial_class.unwrap_or(rec.true_class);
         rec.adversarial_file = format!(
             "{}/adv_{:06}_from_{}.png",
@@ -1051,7 +1147,7 @@ pub fn attack_with<B: Backend>(b: &B, args: &AttackArgs, data: &Dataset) -> Resu
             rec.source,
             safe_name(&data.classes[rec.true_class])
         );
-        write(&rec.adversarial_file, &q_all[row])?;
+        write(&rec.adversarial_file, &adversarial[row])?;
     }
     for chunk in extra_natural.chunks(args.batch) {
         let (q, _) = source_pixels(split, &transform, chunk)?;
@@ -1083,47 +1179,12 @@ pub fn attack_with<B: Backend>(b: &B, args: &AttackArgs, data: &Dataset) -> Resu
         rec.adversarial_index = find(&rec.adversarial_file)?;
     }
 
-    // The pairs: each success with a natural image of its class, in turn, and as many
-    // distinct natural pairs of that class, interleaved so that any prefix is balanced.
+    // The pairs, by the folder's indices.
     let correct_naturals: Vec<Vec<usize>> = naturals
         .iter()
         .map(|list| list.iter().map(|&i| find(&nat_file(i))).collect::<Result<Vec<_>>>())
         .collect::<Result<_>>()?;
-    let mut used_adv = vec![0usize; k];
-    let mut lines = vec![
-        "# mep attack: adversarial image (i) and natural image (j) of the class the model puts i in,".to_string(),
-        "# then a natural pair of that class; indices into this folder's images as mep and torchvision number them"
-            .to_string(),
-    ];
-    let (mut pairs_adversarial, mut pairs_natural) = (0, 0);
-    for (rec, c) in records
-        .iter()
-        .filter(|r| r.success)
-        .filter_map(|r| Some((r, r.adversarial_class?)))
-    {
-        let nats = &correct_naturals[c];
-        if nats.is_empty() {
-            continue;
-        }
-        let n = used_adv[c];
-        used_adv[c] += 1;
-        lines.push(format!(
-            "{},{},adversarial",
-            rec.adversarial_index,
-            nats[n % nats.len()]
-        ));
-        pairs_adversarial += 1;
-        // The n-th pair (a, b), a < b, ordered by b then a.
-        let mut b = 1;
-        while b * (b + 1) / 2 <= n {
-            b += 1;
-        }
-        let a = n - b * (b - 1) / 2;
-        if b < nats.len() {
-            lines.push(format!("{},{}", nats[a], nats[b]));
-            pairs_natural += 1;
-        }
-    }
+    let (lines, pairs_adversarial, pairs_natural) = pair_lines(&records, &correct_naturals);
     let mut jsonl = String::new();
     for rec in &records {
         jsonl.push_str(&serde_json::to_string(rec).map_err(|source| MepError::Encode {
