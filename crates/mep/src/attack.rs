@@ -1291,6 +1291,66 @@ mod tests {
         assert!(l2 <= eps as f64 + 1e-6 && l2 > 0.85 * eps as f64, "{l2} of {eps}");
     }
 
+    fn record(success: bool, class: usize, index: usize) -> AttackRecord {
+        AttackRecord {
+            source: index,
+            true_class: 9,
+            target: None,
+            predicted_float: Some(class),
+            adversarial_class: Some(class),
+            success_float: success,
+            success,
+            linf_float: 0.0,
+            l2_float: 0.0,
+            linf: 0.0,
+            l2: 0.0,
+            loss_natural: 0.0,
+            loss_float: 0.0,
+            loss: 0.0,
+            prob_natural: 0.0,
+            prob: 0.0,
+            natural_file: String::new(),
+            natural_index: 0,
+            adversarial_index: index,
+            adversarial_file: String::new(),
+        }
+    }
+
+    #[test]
+    fn pairs_alternate_and_natural_pairs_never_repeat() {
+        // Class 0 has three natural images (10, 11, 12), class 1 one, class 2 none.
+        let naturals = vec![vec![10, 11, 12], vec![20], vec![]];
+        let records = [
+            record(true, 0, 100),
+            record(false, 9, 101),
+            record(true, 0, 102),
+            record(true, 1, 103),
+            record(true, 0, 104),
+            record(true, 0, 105),
+            record(true, 2, 106),
+        ];
+        let (lines, adversarial, natural) = pair_lines(&records, &naturals);
+        let body: Vec<&str> = lines
+            .iter()
+            .map(String::as_str)
+            .filter(|l| !l.starts_with('#'))
+            .collect();
+        assert_eq!(
+            body,
+            [
+                "100,10,adversarial",
+                "10,11",
+                "102,11,adversarial",
+                "10,12",
+                "103,20,adversarial",
+                "104,12,adversarial",
+                "11,12",
+                "105,10,adversarial",
+            ]
+        );
+        assert_eq!((adversarial, natural), (5, 3));
+    }
+
     #[test]
     fn bad_options_name_themselves() {
         let mut a = AttackArgs::new("resnet20", "w", "synthetic", "out");
