@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod attack;
 pub mod certify;
 pub mod connect;
 pub mod data;

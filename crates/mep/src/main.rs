@@ -14,7 +14,7 @@ struct Cli {
     /// Worker threads for the CPU backend (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
-    /// Where forward, train, eval, connect and decoder train compute: cpu, cuda (GPU 0;
+    /// Where forward, train, eval, connect, attack and decoder train compute: cpu, cuda (GPU 0;
     /// an error naming the reason when there is none) or auto (cuda when usable, else cpu).
     /// certify and report compute on the CPU (certify is exact f64 arithmetic).
     #[arg(long, global = true, default_value = "cpu")]
@@ -128,6 +128,11 @@ enum Command {
     /// straight line between them classified as their class in each space, or a path the
     /// nudged elastic band finds? Resumable; `--shard i/n` splits it over jobs.
     Connect(Box<ConnectCli>),
+    /// Projected gradient descent (PGD, L-inf or L2, untargeted or targeted) on the
+    /// network's input gradient; writes the adversarial and natural images as an image
+    /// folder (`--data OUT`), OUT/attack.jsonl, OUT/attack.json and OUT/pairs.csv for
+    /// `mep connect --data OUT --pairs-file OUT/pairs.csv`.
+    Attack(Box<AttackCli>),
     /// The connectivity of whole classes: join a class's test images, in each space, by
     /// straight lines and, where the class still falls apart, NEB paths, until it is one
     /// component or the budget is spent. Writes each graph as JSON and GraphML.
@@ -225,7 +230,8 @@ struct ConnectCli {
     #[arg(long)]
     pairs: Option<usize>,
     /// Study the pairs of this CSV file instead: dataset indices `i,j`, one pair a line,
-    /// `#` comments allowed.
+    /// optionally `,adversarial` (`i` an image of `mep attack`) or `,natural`; `#` comments
+    /// allowed.
     #[arg(long)]
     pairs_file: Option<PathBuf>,
     /// Draw pairs only from these classes (names or numbers), comma-separated; with
@@ -345,6 +351,94 @@ impl NebCli {
 }
 
 const CERTIFY_MAX_PIECES: usize = 100_000;
+
+// Negative numbers are values (`--eps -1`), so that the command's own check names them.
+#[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
+struct AttackCli {
+    /// resnet18, resnet34, resnet50, resnet101, resnet152, resnet20, resnet32, resnet44, resnet56, resnet110
+    #[arg(long)]
+    arch: String,
+    /// Checkpoint (safetensors with torchvision key names).
+    #[arg(long)]
+    weights: PathBuf,
+    /// `synthetic`, `cifar10`, a CIFAR-10 archive or folder, or an image folder; the images
+    /// attacked come from its test split.
+    #[arg(long, default_value = "synthetic")]
+    data: String,
+    /// Input size (default: the one `mep train` recorded, else the images' own); the images
+    /// are written at it.
+    #[arg(long)]
+    size: Option<usize>,
+    /// The perturbation's ball: linf or l2.
+    #[arg(long, default_value = "linf")]
+    norm: String,
+    /// Its radius in pixel units of [0, 1] images, a number or a fraction such as 8/255
+    /// [default: 8/255 for linf, 0.5 for l2].
+    #[arg(long, allow_hyphen_values = true, value_parser = number_or_fraction)]
+    eps: Option<f64>,
+    /// The step size alpha, a number or a fraction [default: 2/255 for linf, 0.1 for l2].
+    #[arg(long, allow_hyphen_values = true, value_parser = number_or_fraction)]
+    step: Option<f64>,
+    /// Gradient steps.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Targeted: push every image into this class (name or number); default untargeted.
+    #[arg(long)]
+    target: Option<String>,
+    /// How many correctly classified test images to attack.
+    #[arg(long, default_value_t = 100)]
+    images: usize,
+    /// Attack only images of these classes (names or numbers), comma-separated.
+    #[arg(long = "class", value_delimiter = ',')]
+    classes: Vec<String>,
+    /// Seed of the choice of images and of the random starts.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Images per network call.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Start each image at a random point of the ball.
+    #[arg(long)]
+    random_start: bool,
+    /// The output folder (new or empty).
+    #[arg(long)]
+    out: PathBuf,
+    /// No progress messages.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// `0.5` or `8/255`: attack radii and steps are usually written as fractions of 255.
+fn number_or_fraction(s: &str) -> Result<f64, String> {
+    let number = |t: &str| t.trim().parse::<f64>().map_err(|_| format!("`{t}` is not a number"));
+    match s.split_once('/') {
+        Some((a, b)) => Ok(number(a)? / number(b)?),
+        None => number(s),
+    }
+}
+
+fn attack_args(c: AttackCli, device: mep::device::Device) -> mep::Result<mep::attack::AttackArgs> {
+    Ok(mep::attack::AttackArgs {
+        arch: c.arch,
+        weights: c.weights,
+        data: c.data,
+        size: c.size,
+        norm: c.norm.parse()?,
+        eps: c.eps,
+        step: c.step,
+        steps: c.steps,
+        random_start: c.random_start,
+        target: c.target,
+        images: c.images,
+        classes: c.classes,
+        seed: c.seed,
+        batch: c.batch,
+        out: c.out,
+        device,
+        quiet: c.quiet,
+    })
+}
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum EndpointsOpt {
@@ -617,6 +711,9 @@ fn main() -> ExitCode {
             .map(|r| print!("{r}")),
         Command::Graph(c) => graph_args(*c, device)
             .and_then(|a| mep::graph::graph(&a))
+            .map(|r| print!("{r}")),
+        Command::Attack(c) => attack_args(*c, device)
+            .and_then(|a| mep::attack::attack(&a))
             .map(|r| print!("{r}")),
         Command::Merge { out, shards } => {
             let args = mep::connect::MergeArgs { out, shards };

@@ -226,3 +226,44 @@ fn bad_input_is_refused_with_its_name() {
     let e = graph(&args(&study, 3, Strategy::All)).unwrap_err();
     assert!(e.to_string().contains("mep connect"), "{e}");
 }
+
+#[test]
+fn a_graph_of_an_attack_folder_names_its_adversarial_nodes() {
+    let adv = tmpdir("attack");
+    let mut a = mep::attack::AttackArgs::new("resnet20", shipped(), "synthetic", &adv);
+    a.images = 12;
+    a.steps = 5;
+    a.quiet = true;
+    mep::attack::attack(&a).unwrap();
+    let out = tmpdir("attack-graph");
+    let mut g = args(&out, 20, Strategy::All);
+    g.search.data = adv.display().to_string();
+    g.search.spaces = vec!["pool".into()];
+    // Class 0 is the folder of the circles: natural ones and images pushed into it.
+    graph(&g).unwrap();
+    let cg = read_graph(&out, "pool");
+    let files: Vec<&str> = cg
+        .nodes
+        .iter()
+        .map(|n| n.file.as_deref().expect("a folder dataset names its files"))
+        .collect();
+    assert!(files.iter().any(|f| f.starts_with("nat_")), "{files:?}");
+    let ml = std::fs::read_to_string(out.join(GRAPHS).join(format!("{}.graphml", cg.stem()))).unwrap();
+    assert_eq!(ml.matches("<data key=\"file\">").count(), cg.nodes.len());
+    // Every image of the class's folder is a node (fewer than 20), the adversarial ones too.
+    let folder = std::fs::read_dir(&adv)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir() && p.file_name().unwrap().to_string_lossy().starts_with("0_"))
+        .expect("the circles' folder");
+    let in_folder = std::fs::read_dir(&folder).unwrap().count();
+    let adversarial = std::fs::read_dir(&folder)
+        .unwrap()
+        .filter(|e| mep::graph::is_adversarial(&e.as_ref().unwrap().file_name().to_string_lossy()))
+        .count();
+    assert_eq!(cg.nodes.len(), in_folder);
+    assert_eq!(
+        files.iter().filter(|f| mep::graph::is_adversarial(f)).count(),
+        adversarial
+    );
+}

@@ -500,8 +500,10 @@ pub fn draw_misclassified(
     Ok(Selection { pairs, skipped })
 }
 
-/// Reads a `--pairs-file`: one pair of test-split indices `i,j` per line; blank lines
-/// and `#` comments are ignored. Each line must name two different images of one class,
+/// Reads a `--pairs-file`: one pair of test-split indices `i,j` per line, optionally
+/// followed by `,natural` or `,adversarial` (what the endpoints are: `i` an adversarial
+/// image of `mep attack`, `j` a natural one; natural when left out); blank lines and `#`
+/// comments are ignored. Each line must name two different images of one class,
 /// in range, and no pair may repeat.
 pub fn read_pairs_file(path: &Path, labels: &[usize], classes: &[String]) -> Result<Vec<Pair>> {
     let bytes = std::fs::read(path).map_err(|source| MepError::Io {
@@ -536,13 +538,28 @@ pub fn parse_pairs_file(bytes: &[u8], path: &Path, labels: &[usize], classes: &[
         if body.is_empty() {
             continue;
         }
-        let fields: Vec<&str> = body.split(',').map(str::trim).collect();
+        let mut fields: Vec<&str> = body.split(',').map(str::trim).collect();
+        // An optional third field says what the endpoints are (`mep attack` writes it).
+        let endpoints = match fields.len() {
+            3 => match fields.pop().unwrap_or_default() {
+                "natural" => Endpoints::Natural,
+                "adversarial" => Endpoints::Adversarial,
+                kind => {
+                    return Err(err(format!(
+                        "`{}` is not a kind of pair; the third field, when given, is `natural` or `adversarial`",
+                        escape_invisible(kind)
+                    )))
+                }
+            },
+            _ => Endpoints::Natural,
+        };
         let parsed: Option<Vec<usize>> = fields.iter().map(|f| f.parse().ok()).collect();
         let (i, j) = match parsed.as_deref() {
             Some(&[i, j]) => (i, j),
             _ => {
                 return Err(err(format!(
-                    "`{}` is not a pair of dataset indices `i,j` (two non-negative integers)",
+                    "`{}` is not a pair of dataset indices `i,j` (two non-negative integers, then \
+                     optionally `natural` or `adversarial`)",
                     escape_invisible(body)
                 )))
             }
@@ -576,7 +593,7 @@ pub fn parse_pairs_file(bytes: &[u8], path: &Path, labels: &[usize], classes: &[
             j,
             class: ci,
             class_name: classes.get(ci).cloned().unwrap_or_else(|| ci.to_string()),
-            endpoints: Endpoints::Natural,
+            endpoints,
             true_class: None,
             predicted: None,
         });
@@ -652,6 +669,43 @@ pub fn keep_correct(pairs: Vec<Pair>, classify: &mut Classify<'_>, batch: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(text: &str) -> Result<Vec<Pair>> {
+        let labels = [0, 0, 1, 1, 0];
+        let classes: Vec<String> = ["a", "b"].map(String::from).to_vec();
+        parse_pairs_file(text.as_bytes(), Path::new("p.csv"), &labels, &classes)
+    }
+
+    #[test]
+    fn a_pairs_file_may_say_what_each_pair_is() {
+        let pairs = parse("0,1\n2,3,adversarial # from mep attack\n 4 , 0 , natural \n").unwrap();
+        let kinds: Vec<Endpoints> = pairs.iter().map(|p| p.endpoints).collect();
+        assert_eq!(kinds, [Endpoints::Natural, Endpoints::Adversarial, Endpoints::Natural]);
+        assert_eq!((pairs[1].i, pairs[1].j, pairs[1].class), (2, 3, 1));
+        assert_eq!((pairs[2].i, pairs[2].j, pairs[2].pair), (4, 0, 2));
+    }
+
+    #[test]
+    fn a_bad_kind_of_pair_is_refused_with_its_line() {
+        for (text, want) in [
+            ("0,1\n2,3,Adversarial\n", "p.csv:2: `Adversarial` is not a kind of pair"),
+            ("0,1,misclassified\n", "p.csv:1: `misclassified` is not a kind of pair"),
+            ("0,1,\n", "p.csv:1: `` is not a kind of pair"),
+            ("0,1,adversarial,x\n", "p.csv:1: `0,1,adversarial,x` is not a pair"),
+            ("adversarial,0,1\n", "p.csv:1: `1` is not a kind of pair"),
+            ("0,adversarial\n", "p.csv:1: `0,adversarial` is not a pair"),
+            ("0,1,natural\n1,0,adversarial\n", "p.csv:2: the pair 1,0 repeats line 1"),
+            (
+                "0,2,adversarial\n",
+                "p.csv:1: images 0 and 2 are of different classes (a and b)",
+            ),
+            ("0,9,adversarial\n", "p.csv:1: index 9 is out of range"),
+            ("# only a comment\n", "no pairs in the file"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+    }
 
     #[test]
     fn unranking_visits_every_pair_once() {

@@ -93,6 +93,8 @@ pub struct GraphPicture<'a> {
     pub note: &'a str,
     /// Edges `(a, b, style, thick)`: node indices, and whether to draw it thicker.
     pub edges: &'a [(usize, usize, EdgeStyle, bool)],
+    /// Nodes framed in the target colour (e.g. adversarial images); may be empty.
+    pub marked: &'a [bool],
 }
 
 /// Draws `pic` with `layout` (one point per node) and `thumbs` (each node's image) to `out`.
@@ -132,16 +134,16 @@ pub fn graph_figure(pic: &GraphPicture<'_>, layout: &[(f64, f64)], thumbs: &[Rgb
         let ((ax, ay), (bx, by)) = (px(pa), px(pb));
         c.line(ax, ay, bx, by, if thick { w + 2.0 } else { w }, col);
     }
-    for (t, &p) in thumbs.iter().zip(layout) {
+    for (k, (t, &p)) in thumbs.iter().zip(layout).enumerate() {
         let (cx, cy) = px(p);
         let (l, tp) = ((cx - thumb / 2.0).round() as i64, (cy - thumb / 2.0).round() as i64);
-        c.fill_rect(
-            l - 1,
-            tp - 1,
-            t.width() as i64 + 2,
-            t.height() as i64 + 2,
-            palette::FRAME,
-        );
+        // A marked node gets a wider frame in the target colour.
+        let (f, col) = if pic.marked.get(k).copied().unwrap_or(false) {
+            (3, palette::TARGET)
+        } else {
+            (1, palette::FRAME)
+        };
+        c.fill_rect(l - f, tp - f, t.width() as i64 + 2 * f, t.height() as i64 + 2 * f, col);
         c.blit(t, l, tp);
     }
     save_png(&c.into_image(), out)

@@ -113,6 +113,10 @@ pub struct ClassNodes {
     /// Images of the class examined to find them, and how many were skipped as misclassified.
     pub examined: usize,
     pub skipped: usize,
+    /// Each node's file name, for datasets read from files (`adv_…` marks an image of
+    /// `mep attack`).
+    #[serde(default)]
+    pub files: Vec<Option<String>>,
 }
 
 /// `graph_manifest.json`.
@@ -493,7 +497,17 @@ fn draw_nodes<B: Backend>(b: &B, args: &GraphArgs, data: &Dataset, model: &Model
             ),
         ));
     }
+    let files = nodes
+        .iter()
+        .map(|&i| {
+            split
+                .path(i)
+                .and_then(|p| p.file_name())
+                .map(|f| f.to_string_lossy().into_owned())
+        })
+        .collect();
     Ok(ClassNodes {
+        files,
         class: c,
         class_name: name,
         skipped: examined - nodes.len(),
@@ -773,11 +787,22 @@ fn figure(out: &Path, g: &ClassGraph, plan: &Plan, data: &Dataset) -> Result<()>
         "{} lines not searched; thick: spanning tree of barriers",
         count(EdgeKind::Unsearched)
     );
+    let marked: Vec<bool> = g
+        .nodes
+        .iter()
+        .map(|n| n.file.as_deref().is_some_and(is_adversarial))
+        .collect();
+    let note = if marked.iter().any(|&m| m) {
+        format!("{note}; red frame: adversarial image")
+    } else {
+        note
+    };
     let pic = GraphPicture {
         title: &title,
         legend: &legend,
         note: &note,
         edges: &edges,
+        marked: &marked,
     };
     crate::figures::graph_figure(
         &pic,
@@ -785,4 +810,9 @@ fn figure(out: &Path, g: &ClassGraph, plan: &Plan, data: &Dataset) -> Result<()>
         &thumbs,
         &out.join(GRAPHS).join(format!("{}.png", g.stem())),
     )
+}
+
+/// Whether a node's file is an adversarial image written by `mep attack`.
+pub fn is_adversarial(file: &str) -> bool {
+    file.starts_with("adv_")
 }

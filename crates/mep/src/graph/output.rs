@@ -27,6 +27,9 @@ pub struct GraphNode {
     pub predicted: usize,
     /// Its connected component (numbered by smallest node).
     pub component: usize,
+    /// Its file name, for datasets read from files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 /// An edge of a class graph: the last record of each examined pair.
@@ -90,6 +93,7 @@ impl ClassGraph {
                     index,
                     predicted,
                     component: component_of[k],
+                    file: nodes.files.get(k).cloned().flatten(),
                 })
                 .collect(),
             edges: last
@@ -150,6 +154,7 @@ impl ClassGraph {
             ("index", "node", "int"),
             ("predicted", "node", "int"),
             ("component", "node", "int"),
+            ("file", "node", "string"),
             ("kind", "edge", "string"),
             ("barrier", "edge", "double"),
             ("distance", "edge", "double"),
@@ -169,9 +174,12 @@ impl ClassGraph {
             xml_escape(&format!("{} {}", self.class_name, self.space))
         );
         for n in &self.nodes {
+            let file = n.file.as_deref().map_or(String::new(), |f| {
+                format!("<data key=\"file\">{}</data>", xml_escape(f))
+            });
             let _ = writeln!(
                 s,
-                "    <node id=\"n{}\"><data key=\"index\">{}</data><data key=\"predicted\">{}</data><data key=\"component\">{}</data></node>",
+                "    <node id=\"n{}\"><data key=\"index\">{}</data><data key=\"predicted\">{}</data><data key=\"component\">{}</data>{file}</node>",
                 n.node, n.index, n.predicted, n.component
             );
         }
