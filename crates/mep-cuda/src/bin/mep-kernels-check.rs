@@ -93,6 +93,7 @@ fn main() -> ExitCode {
         }
     }
     print!("{}", ptxas::format_table(&rows));
+    print_traffic();
     let names: Vec<&str> = rows.iter().map(|r| r.kernel.as_str()).collect();
     for r in rows.iter().filter(|r| r.spills() && ptxas::is_hot(&r.kernel, &names)) {
         problems.push(format!(
@@ -108,6 +109,24 @@ fn main() -> ExitCode {
             eprintln!("error: {p}");
         }
         ExitCode::FAILURE
+    }
+}
+
+/// The NEB force kernels' traffic model at the study's shapes (it reports; it fails nothing).
+fn print_traffic() {
+    for (what, pivots, dim) in [
+        ("input 3x224x224", 34, 3 * 224 * 224),
+        ("layer1 256x56x56", 34, 256 * 56 * 56),
+    ] {
+        for (version, fast) in [("v1", false), ("v2", true)] {
+            let t = mep_kernels::neb_forces_traffic(pivots, dim, fast);
+            println!(
+                "traffic: neb_forces {version} P={pivots} D={dim} ({what}): {:.1} MB per call, minimum {:.1} MB ({:.2}x)",
+                t.bytes / 1e6,
+                t.min_bytes / 1e6,
+                t.bytes / t.min_bytes
+            );
+        }
     }
 }
 
