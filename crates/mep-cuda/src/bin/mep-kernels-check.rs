@@ -94,6 +94,7 @@ fn main() -> ExitCode {
     }
     print!("{}", ptxas::format_table(&rows));
     print_traffic();
+    print_conv_work();
     let names: Vec<&str> = rows.iter().map(|r| r.kernel.as_str()).collect();
     for r in rows.iter().filter(|r| r.spills() && ptxas::is_hot(&r.kernel, &names)) {
         problems.push(format!(
@@ -127,6 +128,21 @@ fn print_traffic() {
                 t.bytes / t.min_bytes
             );
         }
+    }
+}
+
+/// The conv kernels' work model at ResNet-50's 224 shapes: multiply-adds issued over the
+/// ones the convolution needs, per v2 kernel (v1 issues exactly those). It reports; it fails
+/// nothing.
+fn print_conv_work() {
+    println!("work (multiply-adds issued / needed; v1 kernels 1.00x), ResNet-50 224x224 b32:");
+    for (name, g) in mep_kernels::resnet50_224_convs() {
+        let cells: Vec<String> = mep_kernels::conv_work(&g)
+            .iter()
+            .filter(|w| w.kernel.ends_with("_v2"))
+            .map(|w| format!("{} {:.2}x", w.kernel, w.issued / w.needed))
+            .collect();
+        println!("work: {name:<22} {}", cells.join("  "));
     }
 }
 
