@@ -15,7 +15,8 @@
 //     The tile loop itself is tile.cuh's, shared with conv.cu.
 //
 // Sizes are int (the host checks that they fit); offsets are long long. v2 GEMMs run 256
-// threads per block on grid (ceil(N / 64), ceil(M / 64)).
+// threads per block on grid (ceil(N / 64), ceil(M / 64)), at least GEMM_MIN_BLOCKS blocks
+// per SM.
 #include "common.cuh"
 #include "tile.cuh"
 
@@ -69,6 +70,12 @@ extern "C" __global__ void col_sum_f32_v1(int rows, int cols, const float* __res
 }
 
 // ---- v2: tiled SGEMM ---------------------------------------------------------------------
+
+// Four 256-thread blocks per SM caps the kernels at 64 registers. Without the bound, ptxas
+// of NVRTC 13.0 for sm_90 aimed at 64 on its own in gemm_nn and spilled 4 bytes to reach it
+// (65 needed), and gave gemm_nt 71 (3 blocks per SM); told the target, it schedules for it
+// and every 13.x fits all three in 64 without spilling (kernels-check).
+#define GEMM_MIN_BLOCKS 4
 
 
 // An operand as `rows` rows of depth K, staged in shared memory as s[k][row], 4 elements
@@ -130,21 +137,21 @@ __device__ __forceinline__ void gemm_tile(int M, int N, int K, const float* __re
 }
 
 // C[M×N] = A[M×K]·B[N×K]ᵀ + bias: the forward, y = x·wᵀ + b.
-extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, GEMM_MIN_BLOCKS)
     gemm_nt_f32_v2(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
                    const float* __restrict__ bias, float* __restrict__ C) {
     gemm_tile<true, true>(M, N, K, A, K, B, K, bias, C);
 }
 
 // C[M×N] = A[M×K]·B[K×N] + bias: the input gradient, dx = dy·w.
-extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, GEMM_MIN_BLOCKS)
     gemm_nn_f32_v2(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
                    const float* __restrict__ bias, float* __restrict__ C) {
     gemm_tile<true, false>(M, N, K, A, K, B, N, bias, C);
 }
 
 // C[M×N] = A[K×M]ᵀ·B[K×N] + bias: the weight gradient, dw = dyᵀ·x.
-extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, GEMM_MIN_BLOCKS)
     gemm_tn_f32_v2(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
                    const float* __restrict__ bias, float* __restrict__ C) {
     gemm_tile<false, false>(M, N, K, A, M, B, N, bias, C);

@@ -112,6 +112,43 @@ __device__ __forceinline__ void tangent_measure(long long d, const float* prev, 
     block_sum2(tt, gt);
 }
 
+// Scales (a, b) to the unit tangent (to zero when |τ|² = tt is 0); returns ∇E·τ̂ from gt = ∇E·τ.
+__device__ __forceinline__ double neb_normalise(double tt, double gt, double& a, double& b) {
+    double tn = sqrt(tt);
+    if (tn > 0.0) {
+        a /= tn;
+        b /= tn;
+        return gt / tn;
+    }
+    a = 0.0;
+    b = 0.0;
+    return 0.0;
+}
+
+// Writes f[j] for this thread's j of [j0, j1) (step blockDim.x) from the normalised tangent
+// a τ+ + b τ-: −∇E + (∇E·τ̂)τ̂ + spring τ̂, or −∇E + 2(∇E·τ̂)τ̂ on the climbing image; returns
+// this thread's part of |perpendicular force|² (climbing: |force|²).
+__device__ __forceinline__ double neb_write_forces(long long j0, long long j1, const float* prev, const float* cur,
+                                                   const float* next, const float* grad, double a, double b,
+                                                   double gtau, double spring, bool climb, float* f) {
+    double norm2 = 0.0;
+    for (long long j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        double c = cur[j];
+        double th = a * ((double)next[j] - c) + b * (c - (double)prev[j]);
+        double gj = grad[j];
+        if (climb) {
+            double fj = -gj + 2.0 * gtau * th;
+            norm2 += fj * fj;
+            f[j] = (float)fj;
+        } else {
+            double perp = -gj + gtau * th;
+            norm2 += perp * perp;
+            f[j] = (float)(perp + spring * th);
+        }
+    }
+    return norm2;
+}
+
 extern "C" __global__ void neb_forces_f32_v1(long long pivots, long long d, const float* __restrict__ x,
                                              const float* __restrict__ g, const double* __restrict__ e,
                                              int has_spring, float k, int climbing, float* __restrict__ forces,
@@ -159,34 +196,159 @@ extern "C" __global__ void neb_forces_f32_v1(long long pivots, long long d, cons
             }
         }
     }
-    double tn = sqrt(tt);
-    if (tn > 0.0) {
-        a /= tn;
-        b /= tn;
-    } else {
-        a = 0.0;
-        b = 0.0;
-    }
-    double gtau = tn > 0.0 ? gt / tn : 0.0; // ∇E·τ̂
+    double gtau = neb_normalise(tt, gt, a, b); // ∇E·τ̂
     bool climb = climbing == (int)i;
     // Eq. 12: the spring force along τ̂, k(|τ+| − |τ-|); none for the climbing image.
     double spring = (has_spring && !climb) ? (double)k * (np - nm) : 0.0;
     // Pass 3: the forces.
-    double norm2 = 0.0;
-    for (long long j = threadIdx.x; j < d; j += blockDim.x) {
-        double c = cur[j];
-        double th = a * ((double)next[j] - c) + b * (c - (double)prev[j]);
-        double gj = grad[j];
-        if (climb) {
-            double fj = -gj + 2.0 * gtau * th; // climbing image: −∇E + 2(∇E·τ̂)τ̂
-            norm2 += fj * fj;
-            f[j] = (float)fj;
-        } else {
-            double perp = -gj + gtau * th; // −∇E + (∇E·τ̂)τ̂
-            norm2 += perp * perp;
-            f[j] = (float)(perp + spring * th);
-        }
-    }
+    double norm2 = neb_write_forces(0, d, prev, cur, next, grad, a, b, gtau, spring, climb, f);
     norm2 = block_sum(norm2);
     if (threadIdx.x == 0) norms[i] = sqrt(norm2);
+}
+
+// ---- v2: parallel over D ------------------------------------------------------------------
+
+// This block's part of a pivot's row: [j0, j1).
+__device__ __forceinline__ void neb_chunk(long long d, long long chunk, long long& j0, long long& j1) {
+    j0 = (long long)blockIdx.x * chunk;
+    j1 = j0 + chunk < d ? j0 + chunk : d;
+}
+
+// Σ over chunks of part[(i·nchunks + c)·stride + k], in chunk order.
+__device__ __forceinline__ double neb_total(const double* part, long long i, int nchunks, int stride, int k) {
+    double s = 0.0;
+    for (int c = 0; c < nchunks; ++c) s += part[((long long)i * nchunks + c) * stride + k];
+    return s;
+}
+
+extern "C" __global__ void neb_partials_f32_v2(long long pivots, long long d, long long chunk,
+                                               const float* __restrict__ x, double* __restrict__ part) {
+    long long i = blockIdx.y;
+    long long j0, j1;
+    neb_chunk(d, chunk, j0, j1);
+    double np2 = 0.0, nm2 = 0.0;
+    if (i > 0 && i + 1 < pivots) { // uniform over the block
+        const float* prev = x + (i - 1) * d;
+        const float* cur = x + i * d;
+        const float* next = x + (i + 1) * d;
+        for (long long j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+            double c = cur[j], p = (double)next[j] - c, m = c - (double)prev[j];
+            np2 += p * p;
+            nm2 += m * m;
+        }
+    }
+    block_sum2(np2, nm2);
+    if (threadIdx.x == 0) {
+        double* out = part + (i * gridDim.x + blockIdx.x) * 2;
+        out[0] = np2;
+        out[1] = nm2;
+    }
+}
+
+// |τ+| and |τ-| of pivot i, and the eq. 8–11 coefficients.
+__device__ __forceinline__ void neb_coefficients(const double* part1, const double* __restrict__ e, long long i,
+                                                 int nchunks, double& np, double& nm, double& a, double& b) {
+    np = sqrt(neb_total(part1, i, nchunks, 2, 0));
+    nm = sqrt(neb_total(part1, i, nchunks, 2, 1));
+    tangent_coefficients(e[i - 1], e[i], e[i + 1], np, nm, a, b);
+}
+
+extern "C" __global__ void neb_measure_f32_v2(long long pivots, long long d, long long chunk,
+                                              const float* __restrict__ x, const float* __restrict__ g,
+                                              const double* __restrict__ e, const double* __restrict__ part1,
+                                              double* __restrict__ part2) {
+    long long i = blockIdx.y;
+    long long j0, j1;
+    neb_chunk(d, chunk, j0, j1);
+    double tt = 0.0, gt = 0.0, bt = 0.0, bg = 0.0, gp = 0.0, gm = 0.0;
+    if (i > 0 && i + 1 < pivots) { // uniform over the block
+        double np, nm, a, b;
+        neb_coefficients(part1, e, i, gridDim.x, np, nm, a, b);
+        double ba = np > 0.0 ? 1.0 / np : 0.0, bb = nm > 0.0 ? 1.0 / nm : 0.0; // the bisector
+        const float* prev = x + (i - 1) * d;
+        const float* cur = x + i * d;
+        const float* next = x + (i + 1) * d;
+        const float* grad = g + i * d;
+        for (long long j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+            double c = cur[j], p = (double)next[j] - c, m = c - (double)prev[j], gj = grad[j];
+            double t = a * p + b * m, u = ba * p + bb * m;
+            tt += t * t;
+            gt += gj * t;
+            bt += u * u;
+            bg += gj * u;
+            gp += gj * p;
+            gm += gj * m;
+        }
+    }
+    block_sum2(tt, gt);
+    block_sum2(bt, bg);
+    block_sum2(gp, gm);
+    if (threadIdx.x == 0) {
+        double* out = part2 + (i * gridDim.x + blockIdx.x) * 6;
+        out[0] = tt;
+        out[1] = gt;
+        out[2] = bt;
+        out[3] = bg;
+        out[4] = gp;
+        out[5] = gm;
+    }
+}
+
+extern "C" __global__ void neb_forces_f32_v2(long long pivots, long long d, long long chunk,
+                                             const float* __restrict__ x, const float* __restrict__ g,
+                                             const double* __restrict__ e, const double* __restrict__ part1,
+                                             const double* __restrict__ part2, int has_spring, float k,
+                                             int climbing, float* __restrict__ forces,
+                                             double* __restrict__ part3) {
+    long long i = blockIdx.y;
+    long long j0, j1;
+    neb_chunk(d, chunk, j0, j1);
+    float* f = forces + i * d;
+    if (i == 0 || i + 1 == pivots) { // uniform over the block
+        for (long long j = j0 + threadIdx.x; j < j1; j += blockDim.x) f[j] = 0.0f;
+        if (threadIdx.x == 0) part3[i * gridDim.x + blockIdx.x] = 0.0;
+        return;
+    }
+    int nc = gridDim.x;
+    double np, nm, a, b;
+    neb_coefficients(part1, e, i, nc, np, nm, a, b);
+    double tt = neb_total(part2, i, nc, 6, 0), gt = neb_total(part2, i, nc, 6, 1);
+    // The fallbacks of v1, in its order: the bisector, τ+, τ-, else no tangent.
+    if (!(sqrt(tt) > NEB_ZERO_TANGENT * (fabs(a) * np + fabs(b) * nm))) {
+        double inp = np > 0.0 ? 1.0 / np : 0.0, inm = nm > 0.0 ? 1.0 / nm : 0.0;
+        double gp = neb_total(part2, i, nc, 6, 4), gm = neb_total(part2, i, nc, 6, 5);
+        double pp = np * np, mm = nm * nm;
+        double qt[3] = {neb_total(part2, i, nc, 6, 2), inp * inp * pp, inm * inm * mm};
+        double qg[3] = {neb_total(part2, i, nc, 6, 3), inp * gp, inm * gm};
+        double fa[3] = {inp, inp, 0.0}, fb[3] = {inm, 0.0, inm};
+        a = 0.0;
+        b = 0.0;
+        tt = 0.0;
+        gt = 0.0;
+        for (int q = 0; q < 3; ++q) {
+            if (sqrt(qt[q]) > NEB_ZERO_TANGENT * (fabs(fa[q]) * np + fabs(fb[q]) * nm)) {
+                a = fa[q];
+                b = fb[q];
+                tt = qt[q];
+                gt = qg[q];
+                break;
+            }
+        }
+    }
+    double gtau = neb_normalise(tt, gt, a, b);
+    bool climb = climbing == (int)i;
+    double spring = (has_spring && !climb) ? (double)k * (np - nm) : 0.0;
+    const float* prev = x + (i - 1) * d;
+    const float* cur = x + i * d;
+    const float* next = x + (i + 1) * d;
+    const float* grad = g + i * d;
+    double norm2 = neb_write_forces(j0, j1, prev, cur, next, grad, a, b, gtau, spring, climb, f);
+    norm2 = block_sum(norm2);
+    if (threadIdx.x == 0) part3[i * gridDim.x + blockIdx.x] = norm2;
+}
+
+extern "C" __global__ void neb_norms_f32_v2(long long pivots, int nchunks, const double* __restrict__ part3,
+                                            double* __restrict__ norms) {
+    long long i = global_index();
+    if (i < pivots) norms[i] = sqrt(neb_total(part3, i, nchunks, 1, 0));
 }

@@ -3,11 +3,12 @@
 //!
 //! The folder holds `xtask` (this very binary), `bin/` (mep, gpu_speed, mep-kernels-check,
 //! …, built with `--features cuda`), `tests/` (mep-cuda's test binaries), `bench/kernels`,
-//! `tools/torch_speed.py` and a README. There: `./xtask gpu-check --prebuilt . --out DIR`.
+//! `tools/torch_speed.py`, `commit.json` (the commit it was built from and whether the tree
+//! had uncommitted changes, which gpu-check's summary names) and a README. There: `./xtask gpu-check --prebuilt . --out DIR`.
 //! Binaries have their debug info stripped (`strip --strip-debug`, when present) to stay
 //! small; the CUDA libraries are loaded at run time, so nothing CUDA is linked in.
 
-use crate::gpu_check::artifacts;
+use crate::gpu_check::{artifacts, SourceCommit};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -24,6 +25,14 @@ pub fn gpu_bundle(root: &Path, args: &[String]) -> Result<PathBuf, String> {
         }
     }
     let out = if out.is_absolute() { out } else { root.join(out) };
+    // The summary on the GPU machine names this commit: the folder gpu-check runs in there
+    // may be any checkout, or none.
+    let source = SourceCommit::of_checkout(root).ok_or_else(|| {
+        format!(
+            "{} is not a git checkout: the bundle could not name its commit",
+            root.display()
+        )
+    })?;
     let _ = std::fs::remove_dir_all(&out);
     for sub in ["bin", "tests", "bench", "tools"] {
         std::fs::create_dir_all(out.join(sub)).map_err(|e| format!("{}: {e}", out.join(sub).display()))?;
@@ -59,6 +68,7 @@ pub fn gpu_bundle(root: &Path, args: &[String]) -> Result<PathBuf, String> {
     }
     let me = std::env::current_exe().map_err(|e| format!("where is xtask itself? {e}"))?;
     copied.push(copy(&me, &out.join("xtask"))?);
+    source.write_to_bundle(&out)?;
     let script = root.join("tools/torch_speed.py");
     std::fs::copy(&script, out.join("tools/torch_speed.py")).map_err(|e| format!("{}: {e}", script.display()))?;
     std::fs::write(

@@ -11,10 +11,12 @@
 //!   uses the model shipped in `weights/demo` unless `--retrain` is given.
 //! - `cargo xtask demo-weights`: retrains that model with the demo's recipe and rewrites the
 //!   shipped files; see `shipped.rs`.
-//! - `cargo xtask kernels-check [ARGS]`: compiles every kernel family with NVRTC for sm_80 and
-//!   sm_90 and prints registers, shared memory and spills (`mep-kernels-check`; no GPU
-//!   needed). Finds libnvrtc.so.13, installing NVIDIA's wheel into `target/nvrtc` with pip
-//!   when there is none; see `nvrtc.rs`.
+//! - `cargo xtask kernels-check [--nvrtc-version 13.MINOR|newest]`: compiles every kernel family
+//!   with NVRTC for sm_80 and sm_90 and prints registers, shared memory and spills
+//!   (`mep-kernels-check`; no GPU needed). Finds libnvrtc.so.13, installing NVIDIA's wheel into
+//!   `target/nvrtc` with pip when there is none; with `--nvrtc-version`, uses that release's
+//!   wheel (pip-installed into `target/nvrtc-VERSION`) and checks that it is the one loaded;
+//!   see `nvrtc.rs`.
 //! - `cargo xtask gpu-check [--out DIR] [--budget SECS] [--only STEP,...]`: on a machine with
 //!   an NVIDIA GPU, the whole GPU side in one run of under 8 minutes: build, conformance
 //!   suite, kernels-check, the speed table against PyTorch, a `mep connect --device cuda`
@@ -84,11 +86,53 @@ fn fetch(names: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// `kernels-check`'s own option, `--nvrtc-version 13.MINOR|newest`, split from the arguments
+/// passed on to `mep-kernels-check`.
+fn kernels_check_options(args: &[String]) -> Result<(Option<nvrtc::Wanted>, Vec<String>), String> {
+    let mut wanted = None;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--nvrtc-version" {
+            let v = it
+                .next()
+                .ok_or("--nvrtc-version needs a value: 13.MINOR (e.g. 13.0) or newest")?;
+            wanted = Some(nvrtc::Wanted::parse(v)?);
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    Ok((wanted, rest))
+}
+
 /// `mep-kernels-check` (built with `--features cuda`) with libnvrtc on `LD_LIBRARY_PATH`; its
-/// output and exit status are passed through.
+/// output and exit status are passed through. With `--nvrtc-version`, that release's wheel
+/// (installed into `target/nvrtc-VERSION` when missing) and nothing else: the binary is told
+/// the version to expect and refuses any other.
 fn kernels_check(args: &[String]) -> Result<ExitCode, String> {
-    let found = nvrtc::locate(&root(), true)?;
-    eprintln!("xtask: {} from {} ({})", nvrtc::LIB, found.dir.display(), found.how);
+    let (wanted, mut rest) = kernels_check_options(args)?;
+    let dir = match &wanted {
+        Some(w) => {
+            let inst = nvrtc::install_version(&root(), w)?;
+            eprintln!(
+                "xtask: {} {} from {} (--nvrtc-version {}; delete that folder to reinstall)",
+                nvrtc::LIB,
+                inst.version,
+                inst.lib_dir.display(),
+                match w {
+                    nvrtc::Wanted::Newest => "newest".to_string(),
+                    nvrtc::Wanted::Minor(a, b) => format!("{a}.{b}"),
+                }
+            );
+            rest.extend(["--expect-nvrtc".to_string(), inst.major_minor()]);
+            inst.lib_dir
+        }
+        None => {
+            let found = nvrtc::locate(&root(), true)?;
+            eprintln!("xtask: {} from {} ({})", nvrtc::LIB, found.dir.display(), found.how);
+            found.dir
+        }
+    };
     let mut cmd = Command::new("cargo");
     cmd.args([
         "run",
@@ -101,8 +145,9 @@ fn kernels_check(args: &[String]) -> Result<ExitCode, String> {
         "mep-kernels-check",
         "--",
     ])
-    .args(args)
-    .env("LD_LIBRARY_PATH", nvrtc::library_path(&found.dir))
+    .args(&rest)
+    .env("LD_LIBRARY_PATH", nvrtc::library_path(&dir))
+    .env(nvrtc::ENV, &dir)
     .current_dir(root());
     eprintln!("xtask: {cmd:?}");
     let status = cmd.status().map_err(|e| format!("could not start cargo: {e}"))?;
@@ -123,9 +168,12 @@ const USAGE: &str = "usage: cargo xtask <command>
   bench [--threads N --iters N --rounds N]      mep vs PyTorch on the CPU (benches/compare.py)
   fixtures                                      regenerate the golden fixtures
   fetch [NAME ...]                              download weights/data of weights/manifest.json
-  kernels-check [ARGS]                          NVRTC-compile every kernel for sm_80/sm_90: registers,
+  kernels-check [--nvrtc-version 13.MINOR|newest]
+                                                NVRTC-compile every kernel for sm_80/sm_90: registers,
                                                 shared memory, spills (no GPU needed; finds or
-                                                pip-installs libnvrtc; MEP_NVRTC_LIB_DIR overrides)
+                                                pip-installs libnvrtc; MEP_NVRTC_LIB_DIR overrides;
+                                                --nvrtc-version: that release from PyPI into
+                                                target/nvrtc-VERSION, and only it)
   gpu-check [--out DIR] [--budget SECS] [--iters N] [--only|--skip STEP,...] [--force] [--verbose]
                                                 the whole GPU check on a GPU machine (< 8 min): build,
                                                 conformance, kernels-check, speed vs PyTorch, smoke,
@@ -175,5 +223,23 @@ fn main() -> ExitCode {
             eprintln!("xtask: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_check_takes_its_nvrtc_version_and_passes_the_rest_on() {
+        let (w, rest) = kernels_check_options(&words(&["--nvrtc-version", "13.0", "--x"])).unwrap();
+        assert_eq!((w, rest), (Some(nvrtc::Wanted::Minor(13, 0)), words(&["--x"])));
+        let (w, rest) = kernels_check_options(&words(&["--nvrtc-version", "newest"])).unwrap();
+        assert_eq!((w, rest.len()), (Some(nvrtc::Wanted::Newest), 0));
+        assert_eq!(kernels_check_options(&[]).unwrap(), (None, Vec::new()));
+        assert!(kernels_check_options(&words(&["--nvrtc-version"]))
+            .unwrap_err()
+            .contains("needs a value"));
+        assert!(kernels_check_options(&words(&["--nvrtc-version", "12.8"])).is_err());
     }
 }

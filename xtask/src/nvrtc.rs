@@ -96,6 +96,12 @@ fn python_site_dirs() -> Vec<PathBuf> {
 /// Installs the wheel into a fresh folder beside `target/nvrtc` and renames it into place, so
 /// an interrupted install never looks like a finished one.
 fn pip_install(root: &Path) -> Result<PathBuf, String> {
+    pip_install_into(&install_dir(root), REQUIREMENT)
+}
+
+/// Installs `requirement` with `python3 -m pip install --target` into `dest.partial`, checks
+/// that it holds the library, and renames it to `dest`; returns `dest/nvidia/cu13/lib`.
+fn pip_install_into(dest: &Path, requirement: &str) -> Result<PathBuf, String> {
     let pip_ok = Command::new("python3")
         .args(["-m", "pip", "--version"])
         .stdout(Stdio::null())
@@ -117,13 +123,9 @@ fn pip_install(root: &Path) -> Result<PathBuf, String> {
         }
         Ok(_) => {}
     }
-    let dest = install_dir(root);
     let tmp = dest.with_extension("partial");
     let _ = std::fs::remove_dir_all(&tmp);
-    eprintln!(
-        "xtask: no {LIB} found; installing {REQUIREMENT} into {}",
-        dest.display()
-    );
+    eprintln!("xtask: installing {requirement} into {}", dest.display());
     let status = Command::new("python3")
         .args([
             "-m",
@@ -135,27 +137,121 @@ fn pip_install(root: &Path) -> Result<PathBuf, String> {
             "--target",
         ])
         .arg(&tmp)
-        .arg(REQUIREMENT)
+        .arg(requirement)
         .env("PIP_ROOT_USER_ACTION", "ignore")
         .status()
         .map_err(|e| format!("could not run python3 -m pip: {e}"))?;
     if !status.success() {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(format!(
-            "`python3 -m pip install --target {} {REQUIREMENT}` failed ({status}); without network access, \
+            "`python3 -m pip install --target {} {requirement}` failed ({status}); without network access, \
              install the wheel elsewhere and set {ENV} to its {WHEEL_LIB} folder",
             tmp.display()
         ));
     }
     if !tmp.join(WHEEL_LIB).join(LIB).exists() {
         return Err(format!(
-            "pip installed {REQUIREMENT}, but {} does not exist: the wheel's layout changed; set {ENV}",
+            "pip installed {requirement}, but {} does not exist: the wheel's layout changed; set {ENV}",
             tmp.join(WHEEL_LIB).join(LIB).display()
         ));
     }
-    let _ = std::fs::remove_dir_all(&dest);
-    std::fs::rename(&tmp, &dest).map_err(|e| format!("renaming {} to {}: {e}", tmp.display(), dest.display()))?;
+    let _ = std::fs::remove_dir_all(dest);
+    std::fs::rename(&tmp, dest).map_err(|e| format!("renaming {} to {}: {e}", tmp.display(), dest.display()))?;
     Ok(dest.join(WHEEL_LIB))
+}
+
+/// An NVRTC release asked for by `kernels-check --nvrtc-version`: `13.0` (the newest 13.0.x,
+/// what the H200's CUDA 13.0 has) or `newest` (the newest 13.x on PyPI).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wanted {
+    /// `MAJOR.MINOR`, major 13 (the one the CUDA backend loads).
+    Minor(u32, u32),
+    /// The newest 13.x.
+    Newest,
+}
+
+impl Wanted {
+    /// Parses `13.0`, `13.5` or `newest`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s == "newest" {
+            return Ok(Wanted::Newest);
+        }
+        let bad = || format!("--nvrtc-version takes 13.MINOR (e.g. 13.0) or `newest`, not `{s}`");
+        let (major, minor) = s.split_once('.').ok_or_else(bad)?;
+        let (major, minor): (u32, u32) = (major.parse().map_err(|_| bad())?, minor.parse().map_err(|_| bad())?);
+        if major != 13 {
+            return Err(format!(
+                "--nvrtc-version {s}: the CUDA backend loads {LIB}, so only NVRTC 13.x can be checked"
+            ));
+        }
+        Ok(Wanted::Minor(major, minor))
+    }
+
+    /// The pip requirement: `nvidia-cuda-nvrtc==13.0.*` or `nvidia-cuda-nvrtc==13.*`.
+    pub fn requirement(&self) -> String {
+        match self {
+            Wanted::Minor(a, b) => format!("nvidia-cuda-nvrtc=={a}.{b}.*"),
+            Wanted::Newest => REQUIREMENT.to_string(),
+        }
+    }
+
+    /// `<repo>/target/nvrtc-13.0` or `<repo>/target/nvrtc-newest`: one folder per request, so
+    /// the two CI runs do not replace each other's wheel.
+    pub fn dir(&self, root: &Path) -> PathBuf {
+        let tag = match self {
+            Wanted::Minor(a, b) => format!("{a}.{b}"),
+            Wanted::Newest => "newest".into(),
+        };
+        root.join("target").join(format!("nvrtc-{tag}"))
+    }
+}
+
+/// A wheel installed for [`Wanted`]: its library folder and its full version (`13.0.88`).
+#[derive(Debug, PartialEq)]
+pub struct Installed {
+    pub lib_dir: PathBuf,
+    pub version: String,
+}
+
+impl Installed {
+    /// `MAJOR.MINOR` of the wheel, which is what `nvrtcVersion` reports.
+    pub fn major_minor(&self) -> String {
+        self.version.splitn(3, '.').take(2).collect::<Vec<_>>().join(".")
+    }
+}
+
+/// The version of the `nvidia-cuda-nvrtc` wheel installed in `dir`, read from its
+/// `nvidia_cuda_nvrtc-<version>.dist-info` folder.
+pub fn wheel_version(dir: &Path) -> Option<String> {
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let v = name.strip_prefix("nvidia_cuda_nvrtc-")?.strip_suffix(".dist-info")?;
+        Some(v.to_string())
+    })
+}
+
+/// The wheel for `wanted` in [`Wanted::dir`], installed with pip when that folder lacks it.
+/// `newest` is resolved once: delete `target/nvrtc-newest` to look for a newer release.
+pub fn install_version(root: &Path, wanted: &Wanted) -> Result<Installed, String> {
+    let dest = wanted.dir(root);
+    let ready = |dest: &Path| {
+        let version = wheel_version(dest).filter(|_| dest.join(WHEEL_LIB).join(LIB).exists())?;
+        Some(Installed {
+            lib_dir: dest.join(WHEEL_LIB),
+            version,
+        })
+    };
+    if let Some(found) = ready(&dest) {
+        return Ok(found);
+    }
+    pip_install_into(&dest, &wanted.requirement())?;
+    ready(&dest).ok_or_else(|| {
+        format!(
+            "pip installed {} into {}, but no nvidia_cuda_nvrtc-*.dist-info names its version",
+            wanted.requirement(),
+            dest.display()
+        )
+    })
 }
 
 /// `dir` prepended to the current `LD_LIBRARY_PATH`.
@@ -182,6 +278,37 @@ mod tests {
             e.contains(ENV) && e.contains("/nonexistent/nvrtc") && e.contains(LIB),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_wanted_version_names_its_requirement_and_folder() {
+        let root = Path::new("/repo");
+        let w = Wanted::parse("13.0").unwrap();
+        assert_eq!(w, Wanted::Minor(13, 0));
+        assert_eq!(w.requirement(), "nvidia-cuda-nvrtc==13.0.*");
+        assert_eq!(w.dir(root), Path::new("/repo/target/nvrtc-13.0"));
+        let n = Wanted::parse("newest").unwrap();
+        assert_eq!(n.requirement(), "nvidia-cuda-nvrtc==13.*");
+        assert_eq!(n.dir(root), Path::new("/repo/target/nvrtc-newest"));
+        for bad in ["13", "13.x", "latest", ""] {
+            assert!(Wanted::parse(bad).unwrap_err().contains(&format!("`{bad}`")), "{bad}");
+        }
+        assert!(Wanted::parse("12.9").unwrap_err().contains(LIB));
+    }
+
+    #[test]
+    fn the_wheel_version_comes_from_its_dist_info() {
+        let dir = std::env::temp_dir().join(format!("xtask-nvrtc-wheel-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("nvidia_cuda_nvrtc-13.0.88.dist-info")).unwrap();
+        std::fs::create_dir_all(dir.join("nvidia")).unwrap();
+        assert_eq!(wheel_version(&dir).as_deref(), Some("13.0.88"));
+        let i = Installed {
+            lib_dir: dir.join(WHEEL_LIB),
+            version: "13.0.88".into(),
+        };
+        assert_eq!(i.major_minor(), "13.0");
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(wheel_version(&dir), None);
     }
 
     #[test]

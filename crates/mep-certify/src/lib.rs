@@ -5,6 +5,7 @@ mod certify;
 mod conv;
 pub mod error;
 mod exact;
+mod grad;
 mod net;
 mod search;
 mod zonotope;
@@ -15,6 +16,7 @@ pub use certify::{
 };
 pub use error::{CertifyError, Result};
 pub use exact::{CertifyOptions, Method, Partition};
+pub use grad::{head_loss_grad_f64, LossGrad64};
 
 /// The f64 convolution the exact analysis runs (im2col + gemm), exposed for benches.
 pub mod kernels {

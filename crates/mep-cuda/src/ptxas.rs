@@ -12,6 +12,13 @@
 
 use std::collections::HashMap;
 
+/// The NVRTC options that make the report: `-Xptxas=-v`, and `--no-cache`. NVRTC 12.9 and
+/// later keep PTX and CUBINs in the CUDA driver's compute cache where a driver is installed,
+/// and a family served from that cache skips ptxas, so its log has no report at all. That is
+/// how kernels-check on an H200 (NVRTC 13.0) lost the reports of `reduce` for sm_90: the
+/// conformance step had just compiled that family for the GPU's own architecture.
+pub const REPORT_OPTIONS: &[&str] = &["-Xptxas=-v", "--no-cache"];
+
 /// What ptxas reported for one kernel on one architecture.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelResources {
@@ -230,6 +237,11 @@ ptxas info    : Compile time = 1.785 ms
             (rows[3].kernel.as_str(), rows[3].registers, rows[3].smem_bytes),
             ("dot_f32_v1", 14, 0)
         );
+    }
+
+    #[test]
+    fn the_report_bypasses_the_driver_cache() {
+        assert!(REPORT_OPTIONS.contains(&"-Xptxas=-v") && REPORT_OPTIONS.contains(&"--no-cache"));
     }
 
     #[test]

@@ -36,7 +36,10 @@ fn conformance_fast_kernels() {
 #[test]
 fn networks_at_full_size() {
     let Some(b) = gpu_or_skip(Kernels::Fast) else { return };
-    // ResNet-50 at 224×224 as in the paper, and a full-width ResNet-20 training step.
+    // ResNet-50 at 224×224 as in the paper, and a full-width ResNet-20 training step. The
+    // input gradients are held to f32's own noise: within conformance::GRAD_FACTOR of the f32
+    // CPU backend's distance from the f64 gradient (mep-certify's), since rounding alone
+    // flips ReLU and max-pool decisions at this size (~1e-2 from the exact gradient).
     if let Err(failures) = mep_kernels::conformance::networks(&b, mep_kernels::conformance::NetScale::Full) {
         panic!("CUDA backend:\n{failures}");
     }

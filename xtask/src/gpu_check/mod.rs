@@ -45,8 +45,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use steps::*;
-pub(crate) use summary::commit;
 use summary::*;
+pub(crate) use summary::{commit, SourceCommit};
 
 pub const USAGE: &str = "cargo xtask gpu-check [--out DIR] [--budget SECS] [--iters N] [--only STEP,...] \
                          [--skip STEP,...] [--force] [--verbose] [--prebuilt BUNDLE]";
@@ -285,7 +285,7 @@ pub fn gpu_check(root: &Path, opts: &Options) -> Result<PathBuf, String> {
         &tables,
         started.elapsed(),
         opts.budget,
-        &commit(root),
+        &summary::summary_commit(root, opts.prebuilt.is_some()),
     );
     let path = out.join("summary.md");
     std::fs::write(&path, &summary).map_err(|e| format!("{}: {e}", path.display()))?;

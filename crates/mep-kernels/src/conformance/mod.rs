@@ -21,7 +21,7 @@ mod pool;
 mod reduce;
 mod softmax;
 
-pub use network::{networks, NetScale};
+pub use network::{networks, within_f32_noise, NetScale, GRAD_FACTOR, GRAD_FLOOR};
 
 use mep_tensor::prelude::*;
 use mep_tensor::{CpuBackend, CpuBuf, Nchw, Result};

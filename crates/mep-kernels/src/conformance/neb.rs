@@ -29,14 +29,17 @@ pub(crate) fn neb<B: Backend>(c: &mut Checker<B>) {
             c.close_f64("row_distances", &got, &want, 1e-9, 1e-9);
             Ok(())
         });
-        if p < 3 {
-            continue;
-        }
+    }
+    // The forces: P = 2 (endpoints only), D not a multiple of the block, and a row of two of
+    // the v2 kernels' chunks (crate::NEB_CHUNK), the last one partial. Many pivots and many
+    // chunks run per kernel in the emulation's tests/neb.rs, with small blocks and chunks.
+    let chunk = crate::NEB_CHUNK;
+    for (p, dim) in [(2, 5), (3, 1), (9, 300), (33, 1027), (3, chunk + 1)] {
         // Energies with a rise, a fall, a tie and a maximum, to reach every tangent branch.
         let energies: Vec<f64> = (0..p)
             .map(|i| [0.0, 1.0, 3.0, 3.0, 1.0, 2.0][i % 6] + 0.1 * i as f64)
             .collect();
-        let climbing = Some(p / 2);
+        let climbing = (p > 2).then_some(p / 2);
         for (spring, climbing) in [(Some(1.0f32), None), (None, None), (Some(0.5), climbing)] {
             c.case(
                 format!("neb_forces P={p} D={dim} spring={spring:?} climbing={climbing:?}"),

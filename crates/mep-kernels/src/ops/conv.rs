@@ -287,3 +287,123 @@ impl<L: Launcher> Conv for KernelBackend<L> {
         channel_sums(self, OP, g.n, g.c_out, g.out_h() * g.out_w(), dy, db)
     }
 }
+
+/// Multiply-adds one conv kernel issues for a geometry, beside the ones the convolution
+/// needs: the products of an input value (not padding) with a weight, the same for the
+/// forward and both gradients. Padding, a stride's inserted zeros and the tiles' edges are
+/// what a kernel issues beyond that.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvWork {
+    /// The kernel's name, as in kernels/conv.cu.
+    pub kernel: &'static str,
+    pub issued: f64,
+    pub needed: f64,
+}
+
+/// Products of in-bounds taps: Σ over output rows and kernel rows of the rows that hit the
+/// input, times the same over columns, times n · c_in · c_out.
+fn needed_products(g: &Conv2dGeom) -> f64 {
+    let hits = |out: usize, k: usize, size: usize| -> f64 {
+        let mut n = 0usize;
+        for o in 0..out {
+            for t in 0..k {
+                let i = (o * g.stride + t) as isize - g.pad as isize;
+                n += (0..size as isize).contains(&i) as usize;
+            }
+        }
+        n as f64
+    };
+    (g.n * g.c_in * g.c_out) as f64 * hits(g.out_h(), g.kh, g.h) * hits(g.out_w(), g.kw, g.w)
+}
+
+/// The work of every conv kernel the backend may pick for `g` (see the dispatch above): v1
+/// skips every tap outside the input (and, for the input gradient, every inserted zero), so
+/// it issues exactly what is needed; v2 is an implicit GEMM that multiplies whole 64×64×16
+/// tiles, padding and inserted zeros included.
+pub fn conv_work(g: &Conv2dGeom) -> Vec<ConvWork> {
+    let needed = needed_products(g);
+    let gemm = |m: usize, n: usize, k: usize| {
+        (m.div_ceil(TILE) * TILE) as f64 * (n.div_ceil(TILE) * TILE) as f64 * (k.div_ceil(TILE_K) * TILE_K) as f64
+    };
+    let (taps, outs, ins) = (g.kh * g.kw, g.n * g.out_h() * g.out_w(), g.n * g.h * g.w);
+    let (fwd, dgrad) = if is_1x1(g) {
+        ("conv2d_fwd_1x1_f32_v2", "conv2d_bwd_input_1x1_f32_v2")
+    } else {
+        ("conv2d_fwd_f32_v2", "conv2d_bwd_input_f32_v2")
+    };
+    let row = |kernel, issued| ConvWork { kernel, issued, needed };
+    vec![
+        row("conv2d_fwd_f32_v1", needed),
+        row(fwd, gemm(g.c_out, outs, g.c_in * taps)),
+        row("conv2d_bwd_input_f32_v1", needed),
+        row(dgrad, gemm(g.c_in, ins, g.c_out * taps)),
+        row("conv2d_bwd_weight_f32_v1", needed),
+        row("conv2d_bwd_weight_f32_v2", gemm(g.c_out, g.c_in * taps, outs)),
+    ]
+}
+
+/// ResNet-50's convolutions at 224×224, batch 32 (torchvision's: the stride in each first
+/// block's 3×3), one of each distinct geometry: `(name, geometry)`.
+pub fn resnet50_224_convs() -> Vec<(String, Conv2dGeom)> {
+    let n = 32;
+    let mut out = Vec::new();
+    let mut add = |c_in: usize, size: usize, c_out: usize, k: usize, stride: usize| {
+        let input = mep_tensor::Nchw {
+            n,
+            c: c_in,
+            h: size,
+            w: size,
+        };
+        let g = Conv2dGeom::square("work model", input, c_out, k, stride, k / 2).expect("a valid ResNet-50 shape");
+        let name = format!("{k}x{k}/{stride} {c_in}->{c_out} @{size}");
+        if !out.iter().any(|(m, _): &(String, Conv2dGeom)| *m == name) {
+            out.push((name, g));
+        }
+    };
+    add(3, 224, 64, 7, 2);
+    let mut c_in = 64;
+    for (stage, (width, size)) in [(64, 56), (128, 56), (256, 28), (512, 14)].into_iter().enumerate() {
+        let stride = if stage == 0 { 1 } else { 2 };
+        let out_size = size / stride;
+        add(c_in, size, width, 1, 1);
+        add(width, size, width, 3, stride);
+        add(width, out_size, 4 * width, 1, 1);
+        add(c_in, size, 4 * width, 1, stride);
+        add(4 * width, out_size, width, 1, 1);
+        add(width, out_size, width, 3, 1);
+        c_in = 4 * width;
+    }
+    out
+}
+
+#[cfg(test)]
+mod work_tests {
+    use super::*;
+
+    #[test]
+    fn the_work_model_sees_strides_tiles_and_padding() {
+        let convs = resnet50_224_convs();
+        let stem = &convs[0].1;
+        assert_eq!(convs[0].0, "7x7/2 3->64 @224");
+        let w = conv_work(stem);
+        let ratio = |k: &str| {
+            let r = w.iter().find(|r| r.kernel == k).unwrap();
+            r.issued / r.needed
+        };
+        assert_eq!(ratio("conv2d_fwd_f32_v1"), 1.0);
+        // 3 input channels in a 64-row tile, and 4 stride phases of which one is real.
+        assert!(
+            ratio("conv2d_bwd_input_f32_v2") > 64.0,
+            "{}",
+            ratio("conv2d_bwd_input_f32_v2")
+        );
+        // A stride-1 3×3 at 56: only the border's padding (4 %) and no tile edge.
+        let l1 = convs.iter().find(|(n, _)| n == "3x3/1 64->64 @56").unwrap();
+        let w = conv_work(&l1.1);
+        let fwd = w.iter().find(|r| r.kernel == "conv2d_fwd_f32_v2").unwrap();
+        assert!((1.0..1.05).contains(&(fwd.issued / fwd.needed)), "{fwd:?}");
+        // The stem, then 6 per stage less those that coincide (layer1's projection is its
+        // 1×1 64→256): 23.
+        assert_eq!(convs.len(), 23);
+    }
+}

@@ -1,10 +1,51 @@
 //! neb.cu: the path never leaves the device; only P energies go in and P norms come out.
+//!
+//! The forces: v1 (the simple set) runs a block per pivot; v2 (the fast set) splits each row
+//! into [`NEB_CHUNK`]-element chunks on a (chunks, P) grid, four launches with two-stage
+//! fixed-order sums. The chunk and the block are constants, so the bits depend on P and D only.
 
 use crate::backend::{blocks_for, i64_of, DevBuf, KernelBackend};
 use crate::launcher::{Arg, Dims, Launcher};
 use crate::ops::elementwise::BLOCK;
 use crate::ops::launch_per_element;
 use mep_tensor::{Checked, Lerp, Neb, NebForceParams, Result};
+
+/// Elements of a row one block of the v2 force kernels covers: fixed, so a result's bits do
+/// not depend on the GPU (a grid sized to the machine would change the order of the sums).
+/// 4096 keeps a 224×224 input row (150 528) at 37 blocks per pivot, over a thousand for 32 pivots.
+pub const NEB_CHUNK: usize = 4096;
+
+/// Bytes one neb_forces call moves through the kernels (each row read by every kernel that
+/// reads it, energies and partials included), and the least any implementation must: read
+/// the P rows of the path and the P − 2 interior gradients, write the P force rows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Traffic {
+    pub bytes: f64,
+    pub min_bytes: f64,
+}
+
+/// [`Traffic`] of `neb_forces` for `pivots` rows of `dim`, `fast` (v2) or simple (v1); the
+/// tangent fallbacks (zero-length tangents, rare) are left out.
+pub fn neb_forces_traffic(pivots: usize, dim: usize, fast: bool) -> Traffic {
+    let (p, d) = (pivots as f64, dim as f64);
+    let interior = (p - 2.0).max(0.0);
+    let row = 4.0 * d;
+    let min_bytes = (p + interior + p) * row;
+    // Interior pivot, both versions: 3 rows (|τ±|²), 4 rows (the tangent's sums), 4 rows read
+    // and 1 written (the forces); endpoints write their zero row.
+    let rows = interior * 12.0 + (p - interior);
+    let chunks = dim.div_ceil(NEB_CHUNK) as f64;
+    let small = if fast {
+        // Partials written once and read by every block of the pivot that needs them.
+        p * chunks * 8.0 * (2.0 + 6.0 + 1.0) + interior * chunks * chunks * 8.0 * (2.0 + 2.0 + 6.0 + 1.0 / chunks)
+    } else {
+        0.0
+    };
+    Traffic {
+        bytes: rows * row + small + 2.0 * 8.0 * p,
+        min_bytes,
+    }
+}
 
 impl<L: Launcher> Neb for KernelBackend<L> {
     fn run_lerp_rows(
@@ -91,24 +132,93 @@ impl<L: Launcher> Neb for KernelBackend<L> {
         let e: Vec<u8> = energies.iter().flat_map(|v| v.to_ne_bytes()).collect();
         let e = self.temp_bytes(&e)?;
         let norms = self.temp_f64(p.pivots)?;
-        let args = [
-            i64_of(p.pivots),
-            i64_of(p.dim),
-            self.ptr(pivots),
-            self.ptr(grads),
-            self.mem_ptr(&e),
-            Arg::I32(p.spring.is_some() as i32),
-            Arg::F32(p.spring.unwrap_or(0.0)),
-            Arg::I32(p.climbing.map_or(-1, |c| c as i32)),
-            self.ptr(forces),
-            self.mem_ptr(&norms),
-        ];
-        self.launch(
-            "neb_forces_f32_v1",
-            Dims::x(blocks_for(p.pivots, 1)),
-            Dims::x(BLOCK),
-            &args,
-        )?;
+        let (has_spring, k) = (Arg::I32(p.spring.is_some() as i32), Arg::F32(p.spring.unwrap_or(0.0)));
+        let climbing = Arg::I32(p.climbing.map_or(-1, |c| c as i32));
+        if self.fast() && p.dim > 0 {
+            self.neb_forces_v2(p, pivots, grads, &e, [has_spring, k, climbing], forces, &norms)?;
+        } else {
+            let args = [
+                i64_of(p.pivots),
+                i64_of(p.dim),
+                self.ptr(pivots),
+                self.ptr(grads),
+                self.mem_ptr(&e),
+                has_spring,
+                k,
+                climbing,
+                self.ptr(forces),
+                self.mem_ptr(&norms),
+            ];
+            self.launch(
+                "neb_forces_f32_v1",
+                Dims::x(blocks_for(p.pivots, 1)),
+                Dims::x(BLOCK),
+                &args,
+            )?;
+        }
         self.read_f64(&norms, p.pivots)
+    }
+}
+
+impl<L: Launcher> KernelBackend<L> {
+    /// The four launches of the v2 forces (see neb.cu); `spring` is (has_spring, k, climbing).
+    #[allow(clippy::too_many_arguments)]
+    fn neb_forces_v2(
+        &self,
+        p: &NebForceParams,
+        pivots: &DevBuf<L::Mem>,
+        grads: &DevBuf<L::Mem>,
+        e: &L::Mem,
+        spring: [Arg; 3],
+        forces: &mut DevBuf<L::Mem>,
+        norms: &L::Mem,
+    ) -> Result<()> {
+        let chunks = p.dim.div_ceil(NEB_CHUNK);
+        let rows = u32::try_from(p.pivots).ok().filter(|&r| r <= 65_535);
+        let (Some(rows), Ok(nc)) = (rows, i32::try_from(chunks)) else {
+            return Err(mep_tensor::TensorError::Invalid {
+                op: "neb_forces",
+                msg: format!(
+                    "{} pivots of {} elements: the v2 grid holds at most 65535 pivots and 2^31 chunks",
+                    p.pivots, p.dim
+                ),
+            });
+        };
+        let grid = Dims::xyz(chunks as u32, rows, 1);
+        let (part1, part2, part3) = (
+            self.temp_f64(p.pivots * chunks * 2)?,
+            self.temp_f64(p.pivots * chunks * 6)?,
+            self.temp_f64(p.pivots * chunks)?,
+        );
+        let (np, d, c) = (i64_of(p.pivots), i64_of(p.dim), i64_of(NEB_CHUNK));
+        let (x, g, e) = (self.ptr(pivots), self.ptr(grads), self.mem_ptr(e));
+        let (m1, m2, m3) = (self.mem_ptr(&part1), self.mem_ptr(&part2), self.mem_ptr(&part3));
+        let block = Dims::x(BLOCK);
+        self.launch("neb_partials_f32_v2", grid, block, &[np, d, c, x, m1])?;
+        self.launch("neb_measure_f32_v2", grid, block, &[np, d, c, x, g, e, m1, m2])?;
+        let [has_spring, k, climbing] = spring;
+        let f = self.ptr(forces);
+        let args = [np, d, c, x, g, e, m1, m2, has_spring, k, climbing, f, m3];
+        self.launch("neb_forces_f32_v2", grid, block, &args)?;
+        let args = [np, Arg::I32(nc), m3, self.mem_ptr(norms)];
+        self.launch("neb_norms_f32_v2", Dims::x(blocks_for(p.pivots, BLOCK)), block, &args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_traffic_model_counts_rows() {
+        // 34 rows of a 56×56×256 layer: the minimum is 34 + 32 + 34 rows of 4 bytes each.
+        let d = 256 * 56 * 56;
+        let t = neb_forces_traffic(34, d, false);
+        assert_eq!(t.min_bytes, 100.0 * 4.0 * d as f64);
+        let ratio = t.bytes / t.min_bytes;
+        assert!((3.8..4.0).contains(&ratio), "{ratio}");
+        let v2 = neb_forces_traffic(34, d, true);
+        // Every block re-adds its pivot's chunk partials: 196 chunks cost v2 8 % more.
+        assert!(v2.bytes > t.bytes && v2.bytes / t.bytes < 1.1, "{v2:?} vs {t:?}");
     }
 }
