@@ -297,6 +297,24 @@ impl fmt::Display for AttackReport {
     }
 }
 
+/// A number of attack.jsonl: `null` when not finite, NaN when read back from `null`, so a
+/// record with a NaN loss is written, read and shown as one (pandas reads `null` as NaN).
+mod non_finite_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
 /// One attacked image (a line of `OUT/attack.jsonl`). Norms are in pixel units.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttackRecord {
@@ -319,11 +337,17 @@ pub struct AttackRecord {
     pub l2: f64,
     /// The cross-entropy the attack moves (of the true class untargeted, of the target
     /// targeted) and the softmax probability of that class: of the natural image, of the
-    /// adversarial one before rounding and after.
+    /// adversarial one before rounding and after. A value that is not finite is written
+    /// as `null` (JSON has no NaN) and read back as NaN, never as a number.
+    #[serde(with = "non_finite_as_null")]
     pub loss_natural: f64,
+    #[serde(with = "non_finite_as_null")]
     pub loss_float: f64,
+    #[serde(with = "non_finite_as_null")]
     pub loss: f64,
+    #[serde(with = "non_finite_as_null")]
     pub prob_natural: f64,
+    #[serde(with = "non_finite_as_null")]
     pub prob: f64,
     /// The files in `out` and their indices in its test split.
     pub natural_file: String,
@@ -1242,6 +1266,21 @@ pub fn attack_with<B: Backend>(b: &B, args: &AttackArgs, data: &Dataset) -> Resu
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_nan_loss_is_written_as_null_and_read_back_as_nan() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct R {
+            #[serde(with = "super::non_finite_as_null")]
+            v: f64,
+        }
+        let text = serde_json::to_string(&R { v: f64::NAN }).unwrap();
+        assert_eq!(text, r#"{"v":null}"#);
+        let back: R = serde_json::from_str(&text).unwrap();
+        assert!(back.v.is_nan());
+        let back: R = serde_json::from_str(r#"{"v":0.25}"#).unwrap();
+        assert_eq!(back.v, 0.25);
+    }
+
     use super::*;
 
     #[test]
