@@ -14,7 +14,7 @@ struct Cli {
     /// Worker threads for the CPU backend (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
-    /// Where forward, train, eval, connect, attack and decoder train compute: cpu, cuda (GPU 0;
+    /// Where forward, train, eval, connect, graph, attack and decoder train compute: cpu, cuda (GPU 0;
     /// an error naming the reason when there is none) or auto (cuda when usable, else cpu).
     /// certify and report compute on the CPU (certify is exact f64 arithmetic).
     #[arg(long, global = true, default_value = "cpu")]
@@ -177,7 +177,8 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Write DIR/report.md and DIR/report.html for a study folder of `mep connect`.
+    /// Write DIR/report.md and DIR/report.html for a study folder of `mep connect` (or a
+    /// folder of `mep graph`).
     Report {
         /// The study folder (`mep connect --out`).
         dir: PathBuf,
