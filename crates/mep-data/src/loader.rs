@@ -88,11 +88,7 @@ impl Loader {
     pub fn order(&self, epoch: u64) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.split.len()).collect();
         if self.shuffle {
-            let mut rng = Rng::new(self.seed.wrapping_add(epoch));
-            for i in (1..order.len()).rev() {
-                let j = rng.below(i as u64 + 1) as usize;
-                order.swap(i, j);
-            }
+            Rng::new(self.seed.wrapping_add(epoch)).shuffle(&mut order);
         }
         order
     }

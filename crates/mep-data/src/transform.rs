@@ -244,4 +244,21 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.0.below_unbiased(n)
     }
+
+    /// Shuffles `v` in place (Fisher–Yates, from the last element down): the one seeded
+    /// permutation of the loader's epochs, the attack's images and a graph's nodes.
+    ///
+    /// ```
+    /// let mut v = [0, 1, 2, 3, 4];
+    /// mep_data::Rng::new(7).shuffle(&mut v);
+    /// let mut sorted = v;
+    /// sorted.sort();
+    /// assert_eq!(sorted, [0, 1, 2, 3, 4]);
+    /// ```
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            v.swap(i, j);
+        }
+    }
 }

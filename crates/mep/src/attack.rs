@@ -691,45 +691,19 @@ pub fn class_folders(classes: &[String]) -> Vec<String> {
     classes
         .iter()
         .enumerate()
-        .map(|(i, c)| format!("{i:0digits$}_{}", safe_name(c)))
-        .collect()
-}
-
-/// `name` with every character but ASCII letters, digits, `-` and `_` replaced by `_`.
-fn safe_name(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|(i, c)| format!("{i:0digits$}_{}", crate::study::file_safe(c)))
         .collect()
 }
 
 /// Resolves `--target` (a class name or number).
 fn parse_target(target: &str, classes: &[String]) -> Result<usize> {
-    let t = target.trim();
-    classes
-        .iter()
-        .position(|c| c == t)
-        .or_else(|| t.parse::<usize>().ok().filter(|&c| c < classes.len()))
-        .ok_or_else(|| {
-            MepError::option(
-                "--target",
-                target,
-                format!(
-                    "no such class; the dataset's classes are {} (or their numbers 0 to {})",
-                    classes.join(", "),
-                    classes.len().saturating_sub(1)
-                ),
-            )
-        })
+    crate::connect::pairs::parse_class("--target", target, classes)
 }
 
 /// The test indices in an order fixed by `seed` (Fisher–Yates).
 fn seeded_order(n: usize, seed: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = Rng::from_parts(&[seed, 0x6174_7461_636b_0001]);
-    for k in (1..n).rev() {
-        let r = rng.below(k as u64 + 1) as usize;
-        order.swap(k, r);
-    }
+    Rng::from_parts(&[seed, 0x6174_7461_636b_0001]).shuffle(&mut order);
     order
 }
 
@@ -793,19 +767,6 @@ fn png(q: &[u8], h: usize, w: usize, path: &Path) -> Result<Vec<u8>> {
             msg: format!("encoding the PNG failed: {e}"),
         })?;
     Ok(bytes)
-}
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    Some(if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    })
 }
 
 /// The attacked images: one record each, and their natural and adversarial 8-bit pixels
@@ -1169,7 +1130,7 @@ pub fn attack_with<B: Backend>(b: &B, args: &AttackArgs, data: &Dataset) -> Resu
             "{}/adv_{:06}_from_{}.png",
             folders[home],
             rec.source,
-            safe_name(&data.classes[rec.true_class])
+            crate::study::file_safe(&data.classes[rec.true_class])
         );
         write(&rec.adversarial_file, &adversarial[row])?;
     }
@@ -1246,8 +1207,8 @@ pub fn attack_with<B: Backend>(b: &B, args: &AttackArgs, data: &Dataset) -> Resu
         success_float: records.iter().filter(|r| r.success_float).count(),
         success,
         success_rate: success as f64 / records.len() as f64,
-        median_linf: median(successes().map(|r| r.linf).collect()),
-        median_l2: median(successes().map(|r| r.l2).collect()),
+        median_linf: crate::study::stats::median(&successes().map(|r| r.linf).collect::<Vec<_>>()),
+        median_l2: crate::study::stats::median(&successes().map(|r| r.l2).collect::<Vec<_>>()),
         natural_images: sources.len() + extra_natural.len(),
         pairs_adversarial,
         pairs_natural,

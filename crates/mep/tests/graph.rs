@@ -225,6 +225,9 @@ fn bad_input_is_refused_with_its_name() {
     std::fs::write(study.join("manifest.json"), "{}").unwrap();
     let e = graph(&args(&study, 3, Strategy::All)).unwrap_err();
     assert!(e.to_string().contains("mep connect"), "{e}");
+    // Nor is a graph folder a study folder.
+    let e = connect(&args(&out, 3, Strategy::All).search).unwrap_err();
+    assert!(e.to_string().contains("mep graph"), "{e}");
 }
 
 #[test]

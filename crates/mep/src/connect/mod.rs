@@ -653,6 +653,12 @@ fn open_study<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset, model: &Mod
             msg: format!("results without a {MANIFEST}: not a study folder of `mep connect`"),
         });
     }
+    if out.join(study::GRAPH_MANIFEST).exists() {
+        return Err(MepError::unusable(
+            out.display().to_string(),
+            "holds a graph of `mep graph` (graph_manifest.json); give `mep connect` a folder of its own",
+        ));
+    }
     let selection = plan_pairs(b, args, data, model)?;
     let m = Manifest {
         tool: format!("mep {}", env!("CARGO_PKG_VERSION")),

@@ -26,29 +26,34 @@ pub type Classify<'a> = dyn FnMut(&[usize]) -> Result<Vec<bool>> + 'a;
 pub fn parse_classes(names: &[String], classes: &[String]) -> Result<Vec<usize>> {
     let mut out = Vec::new();
     for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
-        let c = match classes.iter().position(|c| c == name) {
-            Some(c) => c,
-            None => match name.parse::<usize>() {
-                Ok(c) if c < classes.len() => c,
-                _ => {
-                    return Err(MepError::option(
-                        "--class",
-                        name,
-                        format!(
-                            "no such class; the dataset's classes are {} (or their numbers 0 to {})",
-                            classes.join(", "),
-                            classes.len().saturating_sub(1)
-                        ),
-                    ))
-                }
-            },
-        };
+        let c = parse_class("--class", name, classes)?;
         if out.contains(&c) {
             return Err(MepError::option("--class", name, "named twice"));
         }
         out.push(c);
     }
     Ok(out)
+}
+
+/// One class given to `option` by name or number; an error naming the option, the value
+/// and the dataset's classes otherwise.
+pub fn parse_class(option: &str, name: &str, classes: &[String]) -> Result<usize> {
+    let t = name.trim();
+    classes
+        .iter()
+        .position(|c| c == t)
+        .or_else(|| t.parse::<usize>().ok().filter(|&c| c < classes.len()))
+        .ok_or_else(|| {
+            MepError::option(
+                option,
+                name,
+                format!(
+                    "no such class; the dataset's classes are {} (or their numbers 0 to {})",
+                    classes.join(", "),
+                    classes.len().saturating_sub(1)
+                ),
+            )
+        })
 }
 
 /// The test images of each of `k` classes, by dataset index, in order.

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The graph folder's settings file.
-pub const GRAPH_MANIFEST: &str = "graph_manifest.json";
+pub use crate::study::GRAPH_MANIFEST;
 /// The graph folder's record of every examined edge.
 pub const EDGES: &str = "edges.jsonl";
 
@@ -459,11 +459,7 @@ fn open_graph<B: Backend>(b: &B, args: &GraphArgs, data: &Dataset, model: &Model
 fn draw_nodes<B: Backend>(b: &B, args: &GraphArgs, data: &Dataset, model: &Model<B>, c: usize) -> Result<ClassNodes> {
     let split = &data.test;
     let mut members: Vec<usize> = (0..split.len()).filter(|&i| split.labels[i] == c).collect();
-    let mut rng = Rng::from_parts(&[args.search.seed, c as u64, 0x6772_6170_685f_6e64]);
-    for k in (1..members.len()).rev() {
-        let r = rng.below(k as u64 + 1) as usize;
-        members.swap(k, r);
-    }
+    Rng::from_parts(&[args.search.seed, c as u64, 0x6772_6170_685f_6e64]).shuffle(&mut members);
     let mut nodes = Vec::new();
     let mut predicted = Vec::new();
     let mut examined = 0;

@@ -110,12 +110,12 @@ impl ClassGraph {
 
     /// The file stem: `CLASS_SPACE`, the class name made safe for file names.
     pub fn stem(&self) -> String {
-        let safe: String = self
-            .class_name
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
-            .collect();
-        format!("{:03}-{safe}_{}", self.class, self.space)
+        format!(
+            "{:03}-{}_{}",
+            self.class,
+            crate::study::file_safe(&self.class_name),
+            self.space
+        )
     }
 
     /// Its row of `graph_summary.csv`.

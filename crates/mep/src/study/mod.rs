@@ -37,7 +37,7 @@ pub use certificates::{
 pub use loader::{point_shape, PathPivots, Study};
 pub use manifest::{differences, EndpointSelection, Endpoints, Manifest, Pair, Settings, Shard};
 pub use results::{open_results, path_file_name, paths_dir, read_results, rewrite_results, Category, PairResult};
-pub use store::{parse_jsonl, read_jsonl, write_atomic, JsonlFile};
+pub use store::{file_safe, parse_jsonl, read_jsonl, write_atomic, JsonlFile};
 pub(crate) use tables::totals;
 pub use tables::{
     certified_markdown, count, counts_markdown, endpoints_csv, endpoints_note, markdown, median_cell, median_of,
@@ -54,6 +54,9 @@ pub const MANIFEST: &str = "manifest.json";
 pub const RESULTS: &str = "results.jsonl";
 /// The folder of path files in a study folder.
 pub const PATHS: &str = "paths";
+/// The settings file of a folder of `mep graph` (here so that `mep connect`, below the
+/// graph module, can refuse such a folder).
+pub const GRAPH_MANIFEST: &str = "graph_manifest.json";
 /// The certificates' file name in a study folder.
 pub const CERTIFICATES: &str = "certificates.jsonl";
 

@@ -7,6 +7,14 @@ use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// `name` with every character but ASCII letters, digits and `-` replaced by `_`: a class
+/// name as part of a file or folder name (graph files, attack folders).
+pub fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect()
+}
+
 /// Writes `bytes` to `path` atomically ([`mep_fs::write_atomic`]): a reader sees the old file
 /// or the new one, never a half-written one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
