@@ -16,6 +16,10 @@ here, and the JSON's "model" says which):
     batch, the improved tangent (Henkelman & Jonsson 2000, eqs. 8-11) and the perpendicular
     force, an Adam step on -force, and the redistribution to equal arc length. In `layer1`
     the points are layer1's output, [256, 56, 56], and the head is layer2 ... fc;
+  - one training step: a second ResNet-50 of the same initialisation in training mode
+    (batch statistics), mean cross-entropy, backward with weight gradients, an Adam step
+    (lr 1e-3, zero_grad(set_to_none=True)): what `mep train` does per batch, without the
+    data loading (images/s = 1000 * batch / median_ms);
   - with --device cuda, the forward again, captured once in a CUDA graph and replayed.
 
 TF32 is off (torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 =
@@ -56,6 +60,7 @@ class Config:
             "neb_input": f"neb step input {s}x{s}, {m} pivots",
             "neb_layer1": f"neb step layer1 {s // 4}x{s // 4}, {m} pivots",
             "graph": f"resnet50 {s}x{s} b{n} forward, CUDA graph",
+            "train": f"resnet50 {s}x{s} b{n} training step (Adam)",
         }
 
 
@@ -111,8 +116,9 @@ def resnet50_builtin(torch, num_classes):
     return ResNet50()
 
 
-def build_model(torch, device):
-    """torchvision's resnet50 (10 classes), or the same architecture built here without it."""
+def build_model(torch, device, train=False):
+    """torchvision's resnet50 (10 classes), or the same architecture built here without it;
+    frozen in eval mode, or with `train` trainable in training mode."""
     torch.manual_seed(0)
     try:
         import torchvision
@@ -120,6 +126,8 @@ def build_model(torch, device):
         model, source = torchvision.models.resnet50(num_classes=NUM_CLASSES), "torchvision"
     except ImportError:
         model, source = resnet50_builtin(torch, NUM_CLASSES), "builtin (no torchvision)"
+    if train:
+        return model.train().to(device), source
     model = model.eval().to(device)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -312,6 +320,17 @@ def main():
 
         return make
 
+    def train_step():
+        trained, _ = build_model(torch, device, train=True)
+        opt = torch.optim.Adam(trained.parameters(), lr=1e-3)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(trained(x), targets).backward()
+            opt.step()
+
+        return step
+
     def graph():
         static_x = x.clone()
         side = torch.cuda.Stream()
@@ -330,6 +349,7 @@ def main():
         (names["backward"], lambda: backward),
         (names["neb_input"], neb("input")),
         (names["neb_layer1"], neb("layer1")),
+        (names["train"], train_step),
     ]
     if cuda and not args.no_graph:
         cases.append((names["graph"], graph))

@@ -10,6 +10,9 @@
 //! - one NEB step (`Neb::step`, k = ∞ and Adam, the defaults) in `input` and in `layer1`:
 //!   a straight path of 34 pivots between two images, of which the 32 interior ones move and
 //!   are evaluated in one batch;
+//! - one training step (`ResNet::train_step`: training-mode forward, mean cross-entropy,
+//!   backward with weight gradients, Adam), what `mep train` does per batch without the data
+//!   loading: images/s = 1000 · batch / median_ms;
 //! - on the GPU, the forward captured once in a CUDA graph and replayed (checked against the
 //!   eager forward first).
 //!
@@ -24,8 +27,9 @@
 use mep::connect::HeadEnergy;
 use mep_benches::{cuda_sync, median, normal_vec, time_ms, Device};
 use mep_neb::{Neb, NebConfig, Path};
+use mep_nn::Adam;
 use mep_resnet::{Arch, Cut, FoldedResNet, ResNet};
-use mep_tensor::{Backend, CpuBackend, Tensor};
+use mep_tensor::{AdamParams, Backend, CpuBackend, Tensor};
 
 const CLASSES: usize = 10;
 
@@ -63,6 +67,9 @@ impl Config {
     fn neb(&self, cut: Cut) -> String {
         let s = if cut == Cut::Input { self.size } else { self.size / 4 };
         format!("neb step {cut} {s}x{s}, {} pivots", self.moving)
+    }
+    fn train(&self) -> String {
+        format!("resnet50 {0}x{0} b{1} training step (Adam)", self.size, self.batch)
     }
     fn graph(&self) -> String {
         format!("resnet50 {0}x{0} b{1} forward, CUDA graph", self.size, self.batch)
@@ -217,7 +224,34 @@ fn cases<B: Backend>(
             all &= report(&name, device, b.name(), r);
         }
     }
+    let name = cfg.train();
+    if wanted(&name) {
+        let r = train_case(b, &x, &targets, &time);
+        all &= report(&name, device, b.name(), r);
+    }
     Ok((net, x, all))
+}
+
+/// Times a call: `--warmup` untimed, then `--iters` timed ones (ms), each ended by a sync.
+type Timer<'a> = dyn Fn(&mut dyn FnMut() -> Result<(), String>) -> Result<Vec<f64>, String> + 'a;
+
+/// Training steps of a second ResNet-50 (the same initialisation, unfolded) on the batch `x`.
+fn train_case<B: Backend>(
+    b: &B,
+    x: &Tensor<B>,
+    targets: &[usize],
+    time: &Timer,
+) -> Result<Vec<f64>, String> {
+    let mut model = ResNet::init(b, Arch::ResNet50, Arch::ResNet50.default_width(), CLASSES, 1)
+        .map_err(|e| format!("building the ResNet-50 to train: {e}"))?;
+    let mut adam = Adam::new(AdamParams::default());
+    time(&mut || {
+        let batch = x.duplicate(b).map_err(|e| e.to_string())?;
+        model
+            .train_step(b, batch, targets, &mut adam)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
 }
 
 /// A NEB on the straight path between two random images (encoded at `cut`), with `moving`

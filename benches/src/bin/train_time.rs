@@ -5,9 +5,8 @@
 //! `train_time --row "resnet20 32x32 b128" [--iters 10] [--threads 2]`
 
 use mep_benches::{peak_rss_mb, TimingArgs};
-use mep_nn::{Adam, Grads, Optimizer};
+use mep_nn::Adam;
 use mep_resnet::{Arch, ResNet};
-use mep_tensor::prelude::*;
 use mep_tensor::{AdamParams, CpuBackend, Tensor};
 use std::time::Instant;
 
@@ -38,16 +37,7 @@ fn main() {
     let mut adam = Adam::new(AdamParams::default());
     let mut step = || {
         let xt = Tensor::from_slice(&b, [batch, 3, size, size], &x).expect("input");
-        let (logits, tape) = model.forward_train(&b, xt).expect("forward");
-        let mut probs = b.alloc(batch * classes).expect("alloc");
-        let mut losses = b.alloc(batch).expect("alloc");
-        b.softmax_cross_entropy(batch, classes, &logits.buf, &targets, &mut probs, &mut losses)
-            .expect("loss");
-        let mut d = Tensor::alloc(&b, [batch, classes]).expect("alloc");
-        b.softmax_cross_entropy_bwd(batch, classes, &probs, &targets, 1.0 / batch as f32, &mut d.buf)
-            .expect("dloss");
-        model.backward(&b, tape, &d, Grads::WEIGHTS).expect("backward");
-        adam.step(&b, &mut model.params_mut()).expect("adam");
+        model.train_step(&b, xt, &targets, &mut adam).expect("training step");
     };
     for _ in 0..2 {
         step();

@@ -5,7 +5,7 @@ use crate::arch::{Arch, BlockKind};
 use crate::checkpoint::{save_with_counters, Checkpoint};
 use crate::error::{ResNetError, Result};
 use mep_nn::init::{kaiming_normal_fan_out, uniform_fan_in, Rng};
-use mep_nn::{BatchNorm2d, BnCache, Conv2d, Grads, Linear, Param};
+use mep_nn::{BatchNorm2d, BnCache, Conv2d, Grads, Linear, Optimizer, Param};
 use mep_tensor::{Act, Backend, Nchw, Pool2dGeom, Shape, Tensor};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -622,6 +622,55 @@ impl<B: Backend> ResNet<B> {
         }
         let dn = act_bwd(b, Act::Relu, &acts[tape.stem.a], &dy)?;
         self.stem.backward(b, acts, &tape.stem, &dn, grads)
+    }
+}
+
+/// What one [`ResNet::train_step`] leaves on the device, for the caller to read when it wants
+/// (reading is a device synchronisation).
+pub struct TrainStepOutput<B: Backend> {
+    /// Softmax probabilities, `[n, classes]`.
+    pub probs: B::Buf,
+    /// Per-example cross-entropies, `[n]`.
+    pub losses: B::Buf,
+}
+
+impl<B: Backend> ResNet<B> {
+    /// One training step on a batch: training-mode forward, mean softmax cross-entropy
+    /// against `labels`, backward with weight gradients and `opt`'s step. The one home of a
+    /// step, for `mep train` and the benchmarks alike. Nothing is read back to the host.
+    ///
+    /// ```
+    /// use mep_nn::Adam;
+    /// use mep_resnet::{Arch, ResNet};
+    /// use mep_tensor::prelude::*;
+    /// use mep_tensor::{AdamParams, CpuBackend, Tensor};
+    /// let b = CpuBackend::new();
+    /// let mut model = ResNet::init(&b, Arch::ResNet20, 4, 10, 1)?;
+    /// let x = Tensor::from_vec(&b, [2, 3, 16, 16], vec![0.5; 2 * 3 * 16 * 16])?;
+    /// let mut adam = Adam::new(AdamParams::default());
+    /// let out = model.train_step(&b, x, &[3, 7], &mut adam)?;
+    /// let losses = b.download(&out.losses)?;
+    /// assert!(losses.len() == 2 && losses.iter().all(|l| l.is_finite()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn train_step(
+        &mut self,
+        b: &B,
+        x: Tensor<B>,
+        labels: &[usize],
+        opt: &mut dyn Optimizer<B>,
+    ) -> Result<TrainStepOutput<B>> {
+        let n = labels.len();
+        let (logits, tape) = self.forward_train(b, x)?;
+        let k = logits.shape.dims().last().copied().unwrap_or(0);
+        let mut probs = b.alloc(n * k)?;
+        let mut losses = b.alloc(n)?;
+        b.softmax_cross_entropy(n, k, &logits.buf, labels, &mut probs, &mut losses)?;
+        let mut dlogits = Tensor::alloc(b, [n, k])?;
+        b.softmax_cross_entropy_bwd(n, k, &probs, labels, 1.0 / n as f32, &mut dlogits.buf)?;
+        self.backward(b, tape, &dlogits, Grads::WEIGHTS)?;
+        opt.step(b, &mut self.params_mut())?;
+        Ok(TrainStepOutput { probs, losses })
     }
 }
 

@@ -67,7 +67,11 @@ pub(crate) fn cuda_version(header: &str) -> Option<String> {
 
 /// compute-sanitizer on PATH, in $CUDA_HOME/bin or /usr/local/cuda/bin.
 pub(crate) fn find_sanitizer() -> Option<PathBuf> {
-    let name = "compute-sanitizer";
+    find_cuda_tool("compute-sanitizer")
+}
+
+/// A CUDA tool (`compute-sanitizer`, `ncu`) on PATH, in $CUDA_HOME/bin or /usr/local/cuda/bin.
+pub(crate) fn find_cuda_tool(name: &str) -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect::<Vec<_>>())
         .unwrap_or_default();

@@ -16,6 +16,10 @@
 //!    cases, joined into one table;
 //! - `kernel-rates` (only when asked for, `--only ...,kernel-rates`): GFLOP/s and GB/s per
 //!   kernel against the device's peak (`benches/benches/kernels.rs` without criterion);
+//! - `ncu`: one Nsight Compute pass over gpu_speed's forward+backward-to-input case, the
+//!   kernels' times summed per kernel (skipped without ncu);
+//! - `train`: `mep train --device cuda` on ResNet-50 224×224 b32 for one synthetic epoch, end
+//!   to end, and its images/s against PyTorch's fp32 training step (820 images/s);
 //! 7. `smoke`: `mep connect --device cuda` on a tiny synthetic study beside the same run on
 //!    the CPU (when `mep` has `--device`);
 //! 8. `memcheck`: compute-sanitizer's memcheck over mep-cuda's test binaries, with whatever
@@ -27,16 +31,19 @@
 
 mod binaries;
 mod device;
+mod ncu;
 mod options;
 mod smoke;
 mod speed;
 mod steps;
 mod summary;
+mod train;
 
 use crate::nvrtc;
 use crate::proc::{run_limited, tail, Finished, Status};
 pub(crate) use binaries::*;
 use device::*;
+use ncu::*;
 pub use options::*;
 use smoke::*;
 use speed::*;
@@ -47,6 +54,7 @@ use std::time::{Duration, Instant};
 use steps::*;
 use summary::*;
 pub(crate) use summary::{commit, SourceCommit};
+use train::*;
 
 pub const USAGE: &str = "cargo xtask gpu-check [--out DIR] [--budget SECS] [--iters N] [--only STEP,...] \
                          [--skip STEP,...] [--force] [--verbose] [--prebuilt BUNDLE]";
@@ -58,13 +66,23 @@ pub const STEPS: &[&str] = &[
     "kernels-check",
     "speed",
     "kernel-rates",
+    "ncu",
+    "train",
     "smoke",
     "memcheck",
 ];
 
 /// The steps run by default: all but `kernel-rates` (the per-kernel GFLOP/s and GB/s table of
 /// `benches/benches/kernels.rs`; its build costs half a minute of the budget).
-pub const DEFAULT_STEPS: &[&str] = &["conformance", "kernels-check", "speed", "smoke", "memcheck"];
+pub const DEFAULT_STEPS: &[&str] = &[
+    "conformance",
+    "kernels-check",
+    "speed",
+    "ncu",
+    "train",
+    "smoke",
+    "memcheck",
+];
 
 /// One line of the summary's step table.
 pub(crate) struct StepRecord {
@@ -233,6 +251,7 @@ pub fn gpu_check(root: &Path, opts: &Options) -> Result<PathBuf, String> {
     let no_gpu = gpu.is_err() && !opts.force;
 
     let mut speed_table = None;
+    let mut ncu_table = None;
     let mut kernels_table = None;
     let mut rates_table = None;
     if no_gpu {
@@ -267,6 +286,8 @@ pub fn gpu_check(root: &Path, opts: &Options) -> Result<PathBuf, String> {
                 "kernels-check" => kernels_table = kernels_check(&mut c, &built),
                 "speed" => speed_table = speed(&mut c, &built, opts.iters),
                 "kernel-rates" => rates_table = kernel_rates(&mut c, &built),
+                "ncu" => ncu_table = ncu(&mut c, &built),
+                "train" => train(&mut c, &built),
                 "smoke" => smoke(&mut c, &built),
                 "memcheck" => memcheck(&mut c, &built),
                 _ => {}
@@ -278,6 +299,7 @@ pub fn gpu_check(root: &Path, opts: &Options) -> Result<PathBuf, String> {
         speed: speed_table,
         rates: rates_table,
         kernels: kernels_table,
+        ncu: ncu_table,
     };
     let summary = render_summary(
         &gpu_line,

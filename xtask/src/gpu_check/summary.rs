@@ -88,6 +88,8 @@ pub(crate) struct Tables {
     pub(crate) speed: Option<String>,
     pub(crate) rates: Option<String>,
     pub(crate) kernels: Option<String>,
+    /// The ncu pass's per-kernel table.
+    pub(crate) ncu: Option<String>,
 }
 
 pub(crate) fn render_summary(
@@ -124,6 +126,10 @@ pub(crate) fn render_summary(
              redistribution. PyTorch: torchvision resnet50 in eval mode (BN unfolded), cuDNN \
              autotuner on. Target: mep/PyTorch ≤ 1.0.\n\n",
         );
+        s.push_str(t);
+    }
+    if let Some(t) = &tables.ncu {
+        s.push_str(&format!("\n## ncu: gpu_speed's {NCU_CASE} case, one call\n\n"));
         s.push_str(t);
     }
     if let Some(r) = &tables.rates {
@@ -190,6 +196,7 @@ mod tests {
             speed: None,
             rates: None,
             kernels: None,
+            ncu: None,
         };
         let s = render_summary(
             "H200",
