@@ -38,7 +38,7 @@ pub(crate) const CONVS: [Extents; 11] = [
 /// Gradients only, `(n, c_in, h, w, c_out, kh, kw, stride, pad)`: 1 to 4 input channels
 /// (the phase-wise input gradient) at strides 1 to 3 over odd planes, and weight gradients
 /// whose depth splits.
-pub(crate) const GRADS: [Extents; 10] = [
+pub(crate) const GRADS: [Extents; 11] = [
     (1, 1, 7, 5, 3, 3, 3, 1, 1),
     (2, 2, 9, 11, 5, 7, 7, 2, 3),
     (3, 3, 11, 9, 4, 3, 3, 3, 2),
@@ -50,6 +50,8 @@ pub(crate) const GRADS: [Extents; 10] = [
     (3, 2, 9, 11, 3, 3, 3, 2, 0),
     // 64 input channels: dense tap classes, whose depth (3·10·10 = 300) splits in two.
     (3, 64, 10, 10, 4, 3, 3, 1, 1),
+    // 128 channels each side: whole 128×128 tiles.
+    (2, 128, 3, 5, 128, 1, 1, 1, 0),
     // One input row: kernel rows 0 and 2 never read it (their dw rows are 0).
     (2, 64, 1, 3, 2, 3, 3, 1, 1),
     // A stem on 3 channels at 28×28 batch 3: the pixel bands, 64×32 tiles, the interior

@@ -20,12 +20,15 @@ const MIN_SLICES: usize = 8;
 /// at least this much less.
 const BANDS_GAIN: f64 = 0.99;
 
-/// The 64×64 kernel and the 64×32 one.
+/// The 64×64 kernel, the 64×32 one and the 128×128 one.
 const KERNEL_64: &str = "conv2d_bwd_weight_f32_v3";
 const KERNEL_32: &str = "conv2d_bwd_weight_n32_f32_v3";
+const KERNEL_128: &str = "conv2d_bwd_weight_t128_f32_v4";
+/// Tile side of [`KERNEL_128`].
+const BIG: usize = 128;
 
 /// One launch: output pixels `oy × ox` (half-open, every image) with the taps `ky × kx`, all
-/// inside the input there; `tn`-wide tiles; `splits` K ranges of `chunk` into the partial
+/// inside the input there; `tm × tn` tiles; `splits` K ranges of `chunk` into the partial
 /// sums `slot..slot + splits`.
 #[derive(Clone, Debug)]
 struct Region {
@@ -33,6 +36,7 @@ struct Region {
     ox: (usize, usize),
     ky: (usize, usize),
     kx: (usize, usize),
+    tm: usize,
     tn: usize,
     chunk: usize,
     splits: usize,
@@ -47,7 +51,7 @@ impl Region {
         g.n * (self.oy.1 - self.oy.0) * (self.ox.1 - self.ox.0)
     }
     fn tiles(&self, g: &Conv2dGeom) -> usize {
-        g.c_out.div_ceil(TILE) * self.cols(g).div_ceil(self.tn)
+        g.c_out.div_ceil(self.tm) * self.cols(g).div_ceil(self.tn)
     }
     /// Multiply-adds the launch issues: whole tiles, whole slices of each split.
     fn issued(&self, g: &Conv2dGeom) -> f64 {
@@ -58,7 +62,7 @@ impl Region {
                 ((k0 + self.chunk).min(depth) - k0).div_ceil(SLICE) * SLICE
             })
             .sum();
-        (g.c_out.div_ceil(TILE) * TILE) as f64 * (self.cols(g).div_ceil(self.tn) * self.tn) as f64 * k as f64
+        (g.c_out.div_ceil(self.tm) * self.tm) as f64 * (self.cols(g).div_ceil(self.tn) * self.tn) as f64 * k as f64
     }
 }
 
@@ -122,12 +126,15 @@ fn pixel_bands(out: usize, spans: &[(usize, usize)]) -> Vec<((usize, usize), (us
         .collect()
 }
 
-/// The narrower tile when it pads N less.
-fn tile_width(cols: usize) -> usize {
-    if cols.div_ceil(32) * 32 < cols.div_ceil(64) * 64 {
-        32
+/// `(tm, tn)`: the narrower tile when it pads N less, the bigger one when it pads no more.
+fn tile_shape(rows: usize, cols: usize) -> (usize, usize) {
+    let pad = |v: usize, t: usize| v.div_ceil(t) * t;
+    if pad(cols, 32) < pad(cols, TILE) {
+        (TILE, 32)
+    } else if pad(rows, BIG) == pad(rows, TILE) && pad(cols, BIG) == pad(cols, TILE) {
+        (BIG, BIG)
     } else {
-        64
+        (TILE, TILE)
     }
 }
 
@@ -140,12 +147,13 @@ fn own_splits(depth: usize, tiles: usize) -> (usize, usize) {
 }
 
 fn region(oy: (usize, usize), ox: (usize, usize), ky: (usize, usize), kx: (usize, usize), g: &Conv2dGeom) -> Region {
-    let tn = tile_width(g.c_in * (ky.1 - ky.0) * (kx.1 - kx.0));
+    let (tm, tn) = tile_shape(g.c_out, g.c_in * (ky.1 - ky.0) * (kx.1 - kx.0));
     Region {
         oy,
         ox,
         ky,
         kx,
+        tm,
         tn,
         chunk: SLICE,
         splits: 1,
@@ -232,7 +240,7 @@ pub(crate) fn backward_weight<L: Launcher>(
         crate::ops::elementwise::fill(kb, part.as_mut().unwrap_or(dw), 0.0)?;
     }
     for r in &p.regions {
-        let (cols, tiles_m) = (r.cols(g), g.c_out.div_ceil(TILE));
+        let (cols, tiles_m) = (r.cols(g), g.c_out.div_ceil(r.tm));
         if tiles_m > 65535 || r.splits > 65535 {
             return Err(TensorError::Invalid {
                 op,
@@ -262,7 +270,11 @@ pub(crate) fn backward_weight<L: Launcher>(
             None => kb.ptr(dw),
         };
         args.extend([kb.ptr(x), kb.ptr(dy), out]);
-        let kernel = if r.tn == 32 { KERNEL_32 } else { KERNEL_64 };
+        let kernel = match (r.tm, r.tn) {
+            (BIG, _) => KERNEL_128,
+            (_, 32) => KERNEL_32,
+            _ => KERNEL_64,
+        };
         kb.launch(kernel, grid, Dims::x(TILE_THREADS), &args)?;
     }
     let Some(part) = part else { return Ok(()) };
@@ -280,13 +292,13 @@ pub(crate) fn backward_weight<L: Launcher>(
 /// for `g` and the products they issue, summed over its launches.
 pub(crate) fn work(g: &Conv2dGeom, needed: f64) -> ConvWork {
     let p = plan(g);
-    let (n32, n64) = (
-        p.regions.iter().any(|r| r.tn == 32),
-        p.regions.iter().any(|r| r.tn == 64),
-    );
-    let kernel = match (n64, n32) {
-        (true, true) => "conv2d_bwd_weight_f32_v3+n32",
-        (false, true) => KERNEL_32,
+    let uses = |tm: usize, tn: usize| p.regions.iter().any(|r| (r.tm, r.tn) == (tm, tn));
+    let kernel = match (uses(BIG, BIG), uses(TILE, TILE), uses(TILE, 32)) {
+        (true, false, false) => KERNEL_128,
+        (true, true, false) => "conv2d_bwd_weight_t128_f32_v4+v3",
+        (true, _, true) => "conv2d_bwd_weight_t128_f32_v4+v3+n32",
+        (false, true, true) => "conv2d_bwd_weight_f32_v3+n32",
+        (false, false, true) => KERNEL_32,
         _ => KERNEL_64,
     };
     ConvWork {
@@ -333,7 +345,7 @@ mod tests {
 
     /// The conformance suite's shapes (run in emulation) reach every path of the plans:
     /// tap classes and pixel bands, each with one and with several splits, zero fill,
-    /// both tile widths, a region without pixels.
+    /// every tile shape, a region without pixels.
     #[test]
     fn the_conformance_shapes_cover_every_plan() {
         use crate::conformance::conv::{conv_geom, CONVS, GRADS};
@@ -346,6 +358,11 @@ mod tests {
             })
             .collect();
         let bands = |p: &Plan| p.regions.iter().any(|r| r.slot > 0) || p.fill;
+        let tiles = |tm, tn| {
+            plans
+                .iter()
+                .any(|(_, p)| p.regions.iter().any(|r| (r.tm, r.tn) == (tm, tn)))
+        };
         let covered = [
             (
                 "tap classes, one split",
@@ -367,14 +384,9 @@ mod tests {
                     .iter()
                     .any(|(_, p)| bands(p) && p.regions.iter().any(|r| r.splits > 1)),
             ),
-            (
-                "64×32 tiles",
-                plans.iter().any(|(_, p)| p.regions.iter().any(|r| r.tn == 32)),
-            ),
-            (
-                "64×64 tiles",
-                plans.iter().any(|(_, p)| p.regions.iter().any(|r| r.tn == 64)),
-            ),
+            ("64×32 tiles", tiles(TILE, 32)),
+            ("64×64 tiles", tiles(TILE, TILE)),
+            ("128×128 tiles", tiles(BIG, BIG)),
             (
                 "a region without pixels",
                 plans.iter().any(|(g, p)| p.regions.iter().any(|r| r.depth(g) == 0)),
