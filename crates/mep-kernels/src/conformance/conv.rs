@@ -1,7 +1,9 @@
 //! Conformance cases of convolution and transposed convolution: shapes that
 //! are not multiples of a 64×64 tile or a 16-deep slice, one and several tiles, 1×1 (the fast
 //! path), 3×3, 7×7 stride 2 (a ResNet stem on 3 channels), strides 1 to 3, padding 0 to 3,
-//! batches 1 to 3, every activation, optional operands present and absent, and bad lengths.
+//! batches 1 to 3, every activation, optional operands present and absent, and bad lengths;
+//! gradients with 1 to 4 input channels (conv_small.cu) and weight gradients over each of
+//! conv_wgrad.cu's plans (`ops::conv_wgrad`'s tests check that these shapes reach them).
 
 use super::{rand_opt, reference, under_test, Checker, Tol};
 use mep_tensor::prelude::*;
@@ -11,7 +13,7 @@ use mep_tensor::{Act, Conv2dGeom, ConvT2dGeom};
 type Extents = (usize, usize, usize, usize, usize, usize, usize, usize, usize);
 
 /// `(n, c_in, h, w, c_out, kh, kw, stride, pad)`.
-const CONVS: [Extents; 11] = [
+pub(crate) const CONVS: [Extents; 11] = [
     (1, 3, 13, 11, 5, 3, 3, 1, 1),
     (3, 4, 9, 9, 17, 3, 3, 2, 1),
     // A ResNet stem: 7×7, stride 2, padding 3 on RGB.
@@ -33,8 +35,32 @@ const CONVS: [Extents; 11] = [
     (2, 3, 9, 10, 4, 2, 2, 3, 0),
 ];
 
+/// Gradients only, `(n, c_in, h, w, c_out, kh, kw, stride, pad)`: 1 to 4 input channels
+/// (the phase-wise input gradient) at strides 1 to 3 over odd planes, and weight gradients
+/// whose depth splits.
+pub(crate) const GRADS: [Extents; 11] = [
+    (1, 1, 7, 5, 3, 3, 3, 1, 1),
+    (2, 2, 9, 11, 5, 7, 7, 2, 3),
+    (3, 3, 11, 9, 4, 3, 3, 3, 2),
+    (2, 4, 7, 5, 6, 1, 1, 2, 0),
+    // 4·49 taps per output channel: the staged weights take c_out = 70 in 4 slices.
+    (1, 4, 9, 11, 70, 7, 7, 1, 3),
+    // Stride 3 over a 2×2 kernel: phases that no tap reaches (dx = 0).
+    (3, 1, 5, 7, 2, 2, 2, 3, 0),
+    (3, 2, 9, 11, 3, 3, 3, 2, 0),
+    // 64 input channels: dense tap classes, whose depth (3·10·10 = 300) splits in two.
+    (3, 64, 10, 10, 4, 3, 3, 1, 1),
+    // 128 channels each side: whole 128×128 tiles.
+    (2, 128, 3, 5, 128, 1, 1, 1, 0),
+    // One input row: kernel rows 0 and 2 never read it (their dw rows are 0).
+    (2, 64, 1, 3, 2, 3, 3, 1, 1),
+    // A stem on 3 channels at 28×28 batch 3: the pixel bands, 64×32 tiles, the interior
+    // split.
+    (3, 3, 28, 28, 5, 7, 7, 2, 3),
+];
+
 /// `(n, c_in, h, w, c_out, k, stride, pad, output_padding)`.
-const CONVTS: [Extents; 5] = [
+const CONVTS: [Extents; 8] = [
     (2, 6, 5, 4, 5, 3, 2, 1, 1),
     (1, 4, 3, 5, 3, 3, 2, 1, 0),
     (1, 3, 4, 4, 17, 4, 2, 1, 0),
@@ -42,9 +68,13 @@ const CONVTS: [Extents; 5] = [
     (2, 5, 6, 6, 7, 3, 1, 1, 0),
     // 1×1: the plain-GEMM kernels of the adjoint conv.
     (2, 70, 3, 5, 6, 1, 1, 0, 0),
+    // To 1 to 4 channels: the adjoint conv's phase-wise input gradient, with and without bias.
+    (2, 5, 4, 3, 2, 3, 3, 1, 2),
+    (1, 7, 5, 5, 1, 7, 2, 3, 1),
+    (3, 3, 3, 4, 4, 1, 1, 0, 0),
 ];
 
-fn conv_geom(t: Extents) -> Conv2dGeom {
+pub(crate) fn conv_geom(t: Extents) -> Conv2dGeom {
     let (n, c_in, h, w, c_out, kh, kw, stride, pad) = t;
     Conv2dGeom {
         n,
@@ -248,10 +278,15 @@ pub(crate) fn conv<B: Backend>(c: &mut Checker<B>) {
             conv_bwd_weight_case(c, &g, true);
         }
     }
+    for (i, &t) in GRADS.iter().enumerate() {
+        let g = conv_geom(t);
+        conv_bwd_input_case(c, &g);
+        conv_bwd_weight_case(c, &g, i % 3 == 0);
+    }
     for (i, &t) in CONVTS.iter().enumerate() {
         let g = convt_geom(t);
         convt_fwd_case(c, &g, true);
-        if i < 2 {
+        if i < 2 || g.c_out <= 4 {
             convt_fwd_case(c, &g, false);
         }
         convt_bwd_input_case(c, &g);

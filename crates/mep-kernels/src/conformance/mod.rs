@@ -10,7 +10,7 @@
 //! ```
 
 mod batch_norm;
-mod conv;
+pub(crate) mod conv;
 mod elementwise;
 mod linear;
 mod neb;
