@@ -458,11 +458,8 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         let start = Instant::now();
         drop(epoch);
-        assert!(
-            start.elapsed() < Duration::from_secs(2),
-            "drop took {:?}",
-            start.elapsed()
-        );
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(2), "drop took {took:?}");
     }
 
     #[test]
