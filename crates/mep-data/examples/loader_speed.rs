@@ -6,6 +6,16 @@
 //! (defaults: `1,2`, 1024 images, 224). The in-memory rows are the synthetic demo set (as
 //! CIFAR-10 is held); the PNG rows decode the same images from files in a temporary folder,
 //! as an image folder is read.
+//!
+//! Run it with the allocator settings `mep` makes at start-up (`mep::memory::keep_freed_memory`),
+//! or it measures page faults: without them glibc gives each worker's 19 MB batches back to
+//! the kernel and faults them in again (on 2 cores, 2 workers took 20× the minor faults and
+//! half the speed of 1):
+//!
+//! ```text
+//! MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647 MALLOC_TOP_PAD_=268435456 \
+//!     cargo run --release -p mep-data --example loader_speed -- 1,2 4096
+//! ```
 
 use mep_data::{synthetic, Augment, Loader, Samples, Split, SyntheticConfig, Transform};
 use std::sync::Arc;
