@@ -111,15 +111,14 @@ fn dropping_mid_epoch_returns_promptly() {
         labels: vec![0; n],
     };
     let loader = Loader::new(Arc::new(big), Transform::imagenet(Some(224)), 16, true, 0, false).unwrap();
-    let mut epoch = loader.epoch(0);
-    epoch.next().unwrap().unwrap();
-    let start = Instant::now();
-    drop(epoch);
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "drop took {:?}",
-        start.elapsed()
-    );
+    for threads in [1, 4] {
+        let mut epoch = loader.clone().with_threads(threads).unwrap().epoch(0);
+        epoch.next().unwrap().unwrap();
+        let start = Instant::now();
+        drop(epoch);
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(2), "{threads} workers: drop took {took:?}");
+    }
 }
 
 #[test]
@@ -138,15 +137,21 @@ fn loader_prefetches_while_the_consumer_works() {
     );
 }
 
-#[test]
-fn unreadable_image_is_an_error_item_naming_the_file_and_later_batches_still_come() {
-    let tmp = tempfile::tempdir().unwrap();
-    let good = tmp.path().join("good.png");
+/// A 3×3 PNG `good.png` and a file `broken.png` that is not one, in `dir`.
+fn good_and_broken_png(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let good = dir.join("good.png");
     image::RgbImage::from_pixel(3, 3, image::Rgb([1, 2, 3]))
         .save(&good)
         .unwrap();
-    let bad = tmp.path().join("broken.png");
+    let bad = dir.join("broken.png");
     std::fs::write(&bad, b"not a png").unwrap();
+    (good, bad)
+}
+
+#[test]
+fn unreadable_image_is_an_error_item_naming_the_file_and_later_batches_still_come() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (good, bad) = good_and_broken_png(tmp.path());
     let missing = tmp.path().join("missing.png");
     let paths: Vec<PathBuf> = vec![good.clone(), bad, good.clone(), missing, good];
     let split = Split {
@@ -191,6 +196,85 @@ fn mixed_sizes_without_resize_are_an_error_naming_the_file() {
     )
     .unwrap();
     assert_eq!(loader.epoch(0).next().unwrap().unwrap().shape, [2, 3, 5, 5]);
+}
+
+/// A 10×12 image set with varied pixels, so that crops, flips and the resize all show.
+fn varied(n: usize) -> Split {
+    let data = (0..n * 10 * 12 * 3).map(|k| (k * 37 % 251) as u8).collect();
+    Split {
+        samples: Samples::InMemory {
+            height: 10,
+            width: 12,
+            data,
+        },
+        labels: (0..n).map(|i| i % 4).collect(),
+    }
+}
+
+#[test]
+fn batches_are_bit_identical_for_any_number_of_workers() {
+    let t = Transform::imagenet(Some(16)).with_augment(Augment {
+        crop_padding: 4,
+        hflip: true,
+    });
+    let loader = Loader::new(Arc::new(varied(90)), t, 8, true, 42, false).unwrap();
+    let batches = |threads: usize, epoch: u64| -> Vec<_> {
+        let l = loader.clone().with_threads(threads).unwrap();
+        assert_eq!(l.threads(), threads);
+        l.epoch(epoch).map(Result::unwrap).collect()
+    };
+    for epoch in [0, 3] {
+        let one = batches(1, epoch);
+        assert_eq!(one.len(), 12);
+        for threads in [2, 4, 16] {
+            let many = batches(threads, epoch);
+            assert_eq!(one.len(), many.len());
+            for (a, b) in one.iter().zip(&many) {
+                assert_eq!((&a.indices, &a.labels, a.shape), (&b.indices, &b.labels, b.shape));
+                let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a.x), bits(&b.x), "threads {threads}, epoch {epoch}");
+            }
+        }
+    }
+}
+
+#[test]
+fn errors_name_the_file_and_come_in_place_with_many_workers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (good, bad) = good_and_broken_png(tmp.path());
+    let mut paths: Vec<PathBuf> = vec![good.clone(); 12];
+    paths[7] = bad;
+    let split = Split {
+        samples: Samples::Files(paths),
+        labels: vec![0; 12],
+    };
+    let loader = Loader::new(split, plain(), 2, false, 0, false)
+        .unwrap()
+        .with_threads(4)
+        .unwrap();
+    let items: Vec<_> = loader.epoch(0).collect();
+    assert_eq!(items.len(), 6);
+    for (b, item) in items.iter().enumerate() {
+        match item {
+            Err(e) => {
+                assert_eq!(b, 3, "only batch 3 holds the broken file");
+                assert!(e.to_string().contains("broken.png"), "{e}");
+            }
+            Ok(batch) => assert_eq!(batch.indices, [2 * b, 2 * b + 1]),
+        }
+    }
+    assert!(items[3].is_err());
+}
+
+#[test]
+fn zero_workers_are_rejected() {
+    let e = Loader::new(split(3), plain(), 1, false, 0, false)
+        .unwrap()
+        .with_threads(0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at least 1 worker"), "{e}");
+    assert!(mep_data::loader::default_threads() >= 1);
 }
 
 #[test]

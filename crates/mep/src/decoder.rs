@@ -410,7 +410,9 @@ pub fn train_decoder_with<B: Backend>(b: &B, args: &DecoderTrainArgs, data: Data
         );
         bar.set_prefix(format!("{}/{epochs}", epoch + 1));
         let (mut loss_sum, mut seen) = (0.0f64, 0usize);
-        for pair in paired_batches(&train, &input_t, &target_t, batch_size, true, args.seed, epoch as u64)? {
+        for (step, pair) in
+            paired_batches(&train, &input_t, &target_t, batch_size, true, args.seed, epoch as u64)?.enumerate()
+        {
             let (x, t) = pair?;
             let n = x.labels.len();
             let x = Tensor::from_vec(b, x.shape, x.x)?;
@@ -423,6 +425,8 @@ pub fn train_decoder_with<B: Backend>(b: &B, args: &DecoderTrainArgs, data: Data
                     loss: "reconstruction loss",
                     value: mse,
                     epoch: epoch + 1,
+                    step: step + 1,
+                    steps,
                     lr,
                 });
             }

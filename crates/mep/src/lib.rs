@@ -94,13 +94,17 @@ pub enum MepError {
         reason: String,
     },
     /// Training left finite numbers: the loss became NaN or infinite.
-    #[error("the {loss} became {value} in epoch {epoch}; lower --lr (now {lr})")]
+    #[error("the {loss} became {value} in epoch {epoch} (step {step} of {steps}); lower --lr (now {lr})")]
     Diverged {
         /// Which loss (`loss`, `reconstruction loss`).
         loss: &'static str,
         value: f64,
         /// The epoch, counted from 1.
         epoch: usize,
+        /// The step of the epoch whose loss it was, counted from 1.
+        step: usize,
+        /// The steps of a whole epoch.
+        steps: usize,
         /// The learning rate it diverged at.
         lr: f32,
     },

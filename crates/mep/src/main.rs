@@ -103,6 +103,10 @@ enum Command {
         /// first_step_losses in the run's report.json).
         #[arg(long)]
         stop_after_steps: Option<usize>,
+        /// Threads that read, augment and resize the training batches ahead of the steps
+        /// (default: one per core but one, at most 8). The batches are the same for any N.
+        #[arg(long, value_name = "N")]
+        loader_threads: Option<usize>,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
@@ -663,6 +667,7 @@ fn main() -> ExitCode {
             overwrite,
             stop_after,
             stop_after_steps,
+            loader_threads,
             quiet,
         } => mep::train::train(&mep::train::TrainArgs {
             arch,
@@ -688,6 +693,7 @@ fn main() -> ExitCode {
             stop_after_steps,
             quiet,
             device,
+            loader_threads,
         })
         .map(|r| print!("{r}")),
         Command::Eval {

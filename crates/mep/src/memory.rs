@@ -30,9 +30,17 @@ pub const GIB: f64 = (1u64 << 30) as f64;
 /// Bytes per stored value: every tensor is f32.
 const F32: f64 = 4.0;
 
-/// Batches the data loader may hold at once: two prefetched (mep_data's `PREFETCH`), one
-/// being made and the one being used.
-const LOADER_BATCHES: f64 = 4.0;
+/// Batches a data loader with `threads` workers may hold at once: one per worker being made,
+/// `PREFETCH` made ahead, and the one being used.
+pub fn loader_batches(threads: usize) -> f64 {
+    (threads + mep_data::loader::PREFETCH + 1) as f64
+}
+
+/// [`loader_batches`] of a loader with the default worker count (what every command but
+/// `mep train --loader-threads` starts).
+fn default_loader_batches() -> f64 {
+    loader_batches(mep_data::loader::default_threads())
+}
 
 /// The memory this process may use: [`LIMIT_ENV`] when set, else `MemAvailable` of
 /// `/proc/meminfo`; `None` where neither is known (then nothing is refused).
@@ -264,7 +272,7 @@ pub fn search_bytes(f: &Footprint, pivots: usize, d: f64, batch: usize) -> f64 {
     F32 * (PATH_BUFFERS * pivots as f64 * d
         + b * (f.tape_per_image + 3.0 * f.largest_per_image)
         + 2.0 * f.params
-        + LOADER_BATCHES * b * f.input_per_image)
+        + default_loader_batches() * b * f.input_per_image)
 }
 
 impl Footprint {
@@ -275,20 +283,21 @@ impl Footprint {
         let b = batch as f64;
         F32 * (b * (self.tape_per_image + 3.0 * self.largest_per_image)
             + self.params * (2.0 + optimizer_buffers as f64)
-            + LOADER_BATCHES * b * self.input_per_image)
+            + default_loader_batches() * b * self.input_per_image)
     }
 
     /// Bytes of an inference forward on batches of `batch` (no tape: a few activations at a
     /// time) with the loader's batches on the host.
     pub fn inference_bytes(&self, batch: usize) -> f64 {
         let b = batch as f64;
-        F32 * (b * 3.0 * self.largest_per_image + self.params + LOADER_BATCHES * b * self.input_per_image)
+        F32 * (b * 3.0 * self.largest_per_image + self.params + default_loader_batches() * b * self.input_per_image)
     }
 
     /// Bytes of the host's share of training when the network runs on a GPU: the loader's
     /// batches and a copy of the weights and optimiser state for each checkpoint.
     pub fn host_bytes(&self, batch: usize, optimizer_buffers: usize) -> f64 {
-        F32 * (LOADER_BATCHES * batch as f64 * self.input_per_image + self.params * (1.0 + optimizer_buffers as f64))
+        F32 * (default_loader_batches() * batch as f64 * self.input_per_image
+            + self.params * (1.0 + optimizer_buffers as f64))
     }
 }
 

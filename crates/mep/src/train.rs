@@ -70,6 +70,10 @@ pub struct TrainArgs {
     /// Where it computes (not part of the run's identity: a run may resume on another device).
     #[serde(skip)]
     pub device: Device,
+    /// Worker threads that make the training batches (default: [`mep_data::loader::default_threads`]).
+    /// The batches are the same for every count, so it is not part of the run's identity.
+    #[serde(skip)]
+    pub loader_threads: Option<usize>,
 }
 
 /// One epoch's numbers.
@@ -114,6 +118,12 @@ pub struct TrainReport {
 /// How many of a run's first batch losses its report keeps ([`TrainReport::first_step_losses`]).
 pub const FIRST_STEPS: usize = 16;
 
+/// Steps whose losses and predictions stay on the device before they are read back together.
+/// Reading a result back waits for the device to finish everything queued before it, so a
+/// read every step would leave a GPU idle while the host queues the next step; every
+/// `SYNC_EVERY` steps (and at the end of an epoch) it costs one wait in many.
+pub const SYNC_EVERY: usize = 16;
+
 /// What a checkpoint records besides the weights, to resume exactly.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct TrainState {
@@ -130,8 +140,8 @@ struct TrainState {
 }
 
 /// Every setting that changes a run's results. `--resume` continues a run only with the
-/// settings it was started with; `--stop-after`, `--quiet`, `--device` and `--threads` are
-/// not among them.
+/// settings it was started with; `--stop-after`, `--quiet`, `--device`, `--threads` and
+/// `--loader-threads` are not among them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainSettings {
     pub arch: String,
@@ -262,6 +272,24 @@ impl TrainArgs {
         }
         if self.stop_after_steps == Some(0) {
             return bad("--stop-after-steps", &0, "train at least one step in this run");
+        }
+        if let Some(t) = self.loader_threads {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let most = crate::device::MAX_THREADS_FLOOR.max(2 * cores);
+            if t == 0 {
+                return bad(
+                    "--loader-threads",
+                    &0,
+                    "give at least 1, or omit it for one per core but one (at most 8)",
+                );
+            }
+            if t > most {
+                return bad(
+                    "--loader-threads",
+                    &t,
+                    &format!("at most {most} on this machine ({cores} cores); more only queue for the cores"),
+                );
+            }
         }
         if self.resume && self.overwrite {
             return Err(MepError::option_unset(
@@ -510,6 +538,11 @@ fn ensure_training_fits<B: Backend>(
     } else {
         f.host_bytes(args.batch_size, optimizer_buffers)
     };
+    // The estimates count the default loader's batches; more workers hold more at once.
+    let default_threads = mep_data::loader::default_threads();
+    let extra_batches = crate::memory::loader_batches(args.loader_threads.unwrap_or(default_threads))
+        - crate::memory::loader_batches(default_threads);
+    let needed = needed + extra_batches.max(0.0) * 4.0 * args.batch_size as f64 * f.input_per_image;
     let mut lower = "--batch-size or --size".to_string();
     if args.width.is_some() {
         lower = "--batch-size, --size or --width".into();
@@ -658,7 +691,7 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
         bar.set_prefix(format!("{}/{}", epoch + 1, args.epochs));
         // Each epoch has its own order and augmentation, fixed by (seed, epoch), so a
         // resumed run sees the batches the interrupted one would have.
-        let loader = Loader::new(
+        let mut loader = Loader::new(
             train_split.clone(),
             train_t.clone(),
             args.batch_size,
@@ -666,9 +699,13 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
             args.seed,
             true,
         )?;
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        if let Some(t) = args.loader_threads {
+            loader = loader.with_threads(t)?;
+        }
+        let mut tally = Tally::default();
+        let mut pending: Vec<PendingStep<B>> = Vec::with_capacity(SYNC_EVERY);
         let mut lr = args.lr;
-        for batch in loader.epoch(epoch as u64) {
+        for (step, batch) in loader.epoch(epoch as u64).enumerate() {
             if steps_left == 0 {
                 break;
             }
@@ -687,31 +724,30 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
             model.backward(b, tape, &dlogits, Grads::WEIGHTS)?;
             opt.step(b, &mut model.params_mut())?;
             state.steps_done += 1;
-
-            let batch_loss: f64 = b.download(&losses)?.iter().map(|&l| l as f64).sum();
-            if !batch_loss.is_finite() {
-                return Err(MepError::Diverged {
-                    loss: "loss",
-                    value: batch_loss,
-                    epoch: epoch + 1,
-                    lr: args.lr,
-                });
+            // The losses and probabilities stay on the device until a few steps are queued.
+            pending.push(PendingStep {
+                step: step + 1,
+                run_step: state.steps_done,
+                labels: batch.labels,
+                losses,
+                probs,
+            });
+            if pending.len() == SYNC_EVERY {
+                tally
+                    .read_back(b, &mut pending, k, &mut state.first_step_losses)
+                    .map_err(|e| e.in_epoch(epoch + 1, steps_per_epoch, args.lr))?;
+                bar.set_message(tally.message(t0));
             }
-            loss_sum += batch_loss;
-            if state.steps_done <= FIRST_STEPS {
-                state.first_step_losses.push(batch_loss / n as f64);
-            }
-            let preds = argmax_rows(&b.download(&probs)?, k);
-            correct += preds.iter().zip(&batch.labels).filter(|(p, l)| p == l).count();
-            seen += n;
             bar.inc(1);
-            bar.set_message(format!(
-                "loss {:.4} acc {:.1}% {:.0} img/s",
-                loss_sum / seen as f64,
-                100.0 * correct as f64 / seen as f64,
-                seen as f64 / t0.elapsed().as_secs_f64()
-            ));
         }
+        tally
+            .read_back(b, &mut pending, k, &mut state.first_step_losses)
+            .map_err(|e| e.in_epoch(epoch + 1, steps_per_epoch, args.lr))?;
+        let Tally {
+            loss_sum,
+            correct,
+            seen,
+        } = tally;
         let train_seconds = t0.elapsed().as_secs_f64();
         bar.finish_and_clear();
         if seen < steps_per_epoch * args.batch_size {
@@ -779,6 +815,101 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
         source,
     })?;
     Ok(report)
+}
+
+/// One step's results still on the device: its batch losses and softmax probabilities.
+struct PendingStep<B: Backend> {
+    /// The step in its epoch, counted from 1.
+    step: usize,
+    /// The step in the run, counted from 1 ([`TrainState::steps_done`] after it).
+    run_step: usize,
+    labels: Vec<usize>,
+    losses: B::Buf,
+    probs: B::Buf,
+}
+
+/// An epoch's running loss and accuracy, from the steps read back so far.
+#[derive(Default)]
+struct Tally {
+    loss_sum: f64,
+    correct: usize,
+    seen: usize,
+}
+
+/// Why reading back steps failed: the device, or a loss that left finite numbers.
+enum ReadBackError {
+    Mep(MepError),
+    /// The first non-finite batch loss and its step in the epoch.
+    Diverged {
+        value: f64,
+        step: usize,
+    },
+}
+
+impl From<mep_tensor::TensorError> for ReadBackError {
+    fn from(e: mep_tensor::TensorError) -> Self {
+        ReadBackError::Mep(e.into())
+    }
+}
+
+impl ReadBackError {
+    /// The error `mep train` reports, naming the epoch (counted from 1), the step in it and
+    /// the learning rate asked for.
+    fn in_epoch(self, epoch: usize, steps: usize, lr: f32) -> MepError {
+        match self {
+            ReadBackError::Mep(e) => e,
+            ReadBackError::Diverged { value, step } => MepError::Diverged {
+                loss: "loss",
+                value,
+                epoch,
+                step,
+                steps,
+                lr,
+            },
+        }
+    }
+}
+
+impl Tally {
+    /// Reads back the `pending` steps, in order, into the tally (and the run's first
+    /// [`FIRST_STEPS`] losses into `first`): the same f32 losses summed in f64 in the same
+    /// order as a read every step would, so the numbers do not change.
+    fn read_back<B: Backend>(
+        &mut self,
+        b: &B,
+        pending: &mut Vec<PendingStep<B>>,
+        k: usize,
+        first: &mut Vec<f64>,
+    ) -> std::result::Result<(), ReadBackError> {
+        for p in pending.drain(..) {
+            let n = p.labels.len();
+            let batch_loss: f64 = b.download(&p.losses)?.iter().map(|&l| l as f64).sum();
+            if !batch_loss.is_finite() {
+                return Err(ReadBackError::Diverged {
+                    value: batch_loss,
+                    step: p.step,
+                });
+            }
+            self.loss_sum += batch_loss;
+            if p.run_step <= FIRST_STEPS {
+                first.push(batch_loss / n as f64);
+            }
+            let preds = argmax_rows(&b.download(&p.probs)?, k);
+            self.correct += preds.iter().zip(&p.labels).filter(|(p, l)| p == l).count();
+            self.seen += n;
+        }
+        Ok(())
+    }
+
+    /// The progress bar's message: loss, accuracy and speed so far.
+    fn message(&self, t0: Instant) -> String {
+        format!(
+            "loss {:.4} acc {:.1}% {:.0} img/s",
+            self.loss_sum / self.seen.max(1) as f64,
+            100.0 * self.correct as f64 / self.seen.max(1) as f64,
+            self.seen as f64 / t0.elapsed().as_secs_f64()
+        )
+    }
 }
 
 impl std::fmt::Display for TrainReport {

@@ -290,3 +290,40 @@ fn a_nan_init_is_refused_at_load_naming_the_tensor() {
     assert!(!e.contains("--lr"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Losses are read back from the device every few steps, not every step: a loss that leaves
+/// finite numbers between two read-backs is still caught, named by its epoch and step, and
+/// nothing of the run is saved.
+#[test]
+fn a_diverging_run_is_stopped_naming_the_epoch_and_step() {
+    let dir = tmpdir("diverge");
+    let mut a = args(dir.clone(), 2);
+    // Adam's first step moves every weight by about lr: 1e30 overflows f32 in the second forward.
+    a.lr = 1e30;
+    let e = refused(&a, "an lr of 1e30 must diverge");
+    assert!(e.contains("in epoch 1 (step 2 of 18)") && e.contains("--lr"), "{e}");
+    assert!(!dir.join("checkpoint.safetensors").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The loader's thread count changes who makes each batch, never what is in it.
+#[test]
+fn loader_threads_do_not_change_the_run() {
+    let dir = tmpdir("loader-threads");
+    let run = |threads: usize| {
+        let mut a = args(dir.join(threads.to_string()), 1);
+        a.augment = true;
+        a.stop_after_steps = Some(4);
+        a.loader_threads = Some(threads);
+        train_on(&a, small_data()).unwrap().first_step_losses
+    };
+    let one = run(1);
+    assert_eq!(one.len(), 4);
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&one), bits(&run(3)));
+    let mut a = args(dir.join("zero"), 1);
+    a.loader_threads = Some(0);
+    let e = refused(&a, "zero loader threads");
+    assert!(e.contains("--loader-threads"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}

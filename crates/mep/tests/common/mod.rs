@@ -75,6 +75,7 @@ pub fn train_args(data: &str, out: PathBuf, epochs: usize) -> TrainArgs {
         stop_after: None,
         stop_after_steps: None,
         quiet: true,
+        loader_threads: None,
     }
 }
 
