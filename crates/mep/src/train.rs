@@ -8,8 +8,8 @@ use crate::eval::{argmax_rows, evaluate, EvalReport};
 use crate::{MepError, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use mep_data::{Augment, Loader, Transform};
-use mep_nn::{Adam, Grads, Optimizer, OptimizerState, Sgd};
-use mep_resnet::{Arch, Checkpoint, FoldedResNet, ResNet};
+use mep_nn::{Adam, Optimizer, OptimizerState, Sgd};
+use mep_resnet::{Arch, Checkpoint, FoldedResNet, ResNet, TrainStepOutput};
 use mep_tensor::{AdamParams, Backend, SgdParams, Shape, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -711,18 +711,10 @@ pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) 
             }
             steps_left -= 1;
             let batch = batch?;
-            let n = batch.labels.len();
             lr = cosine_lr(args.lr, state.steps_done, total_steps);
             opt.set_lr(lr);
             let x = Tensor::from_vec(b, batch.shape, batch.x)?;
-            let (logits, tape) = model.forward_train(b, x)?;
-            let mut probs = b.alloc(n * k)?;
-            let mut losses = b.alloc(n)?;
-            b.softmax_cross_entropy(n, k, &logits.buf, &batch.labels, &mut probs, &mut losses)?;
-            let mut dlogits = Tensor::alloc(b, [n, k])?;
-            b.softmax_cross_entropy_bwd(n, k, &probs, &batch.labels, 1.0 / n as f32, &mut dlogits.buf)?;
-            model.backward(b, tape, &dlogits, Grads::WEIGHTS)?;
-            opt.step(b, &mut model.params_mut())?;
+            let TrainStepOutput { probs, losses } = model.train_step(b, x, &batch.labels, opt.as_mut())?;
             state.steps_done += 1;
             // The losses and probabilities stay on the device until a few steps are queued.
             pending.push(PendingStep {
