@@ -28,8 +28,10 @@
 // (deterministic, unlike atomics).
 //
 // Kernels: conv2d_region_fwd_<BM>x<BN>_f32_v3 read A k-fast (the forward's weight is
-// contiguous along K); conv2d_region_dgrad_<BM>x<BN>_f32_v3 read A row-fast (wᵀ is
-// contiguous along M for 1×1 kernels, the ResNet bottleneck's). Sums in f32.
+// contiguous along K); conv2d_region_fwd4_<BM>x<BN>_f32_v3 the same as float4, for regions
+// with every tap (the interior, and every 1×1 conv) when K % 4 = 0 and the weight is 16-byte
+// aligned; conv2d_region_dgrad_<BM>x<BN>_f32_v3 read A row-fast (wᵀ is contiguous along M
+// for 1×1 kernels, the ResNet bottleneck's). Sums in f32.
 #include "common.cuh"
 #include "tile.cuh"
 #include "digits.cuh"
@@ -86,6 +88,38 @@ struct RegionA {
     }
 };
 
+// A[m][k] = wt[a_base + m·a_m + k]: a forward region whose taps are the whole kernel, so that
+// K runs along the weight's rows, read as float4 (the host checks a_m % 4 == 0 and that wt
+// is 16-byte aligned; K's splits are whole slices, so k < k1 means k + 3 < k1). Thread t
+// loads k = 4 (t % 4) .. + 3 of rows t / 4 + 64 i.
+template <int BM>
+struct RegionAVec {
+    static constexpr int NA = BM * TILE_K / TILE_THREADS;
+    const float* w;
+    int rows, a_m, r0;
+    __device__ __forceinline__ RegionAVec(const float* wt, int M, int, int, int a_m_, int, int, int, int a_base,
+                                          int m0, int)
+        : w(wt + a_base), rows(M), a_m(a_m_), r0(m0) {}
+    __device__ __forceinline__ void fetch(int k0, int k1, float (&v)[NA]) {
+        int k = k0 + (int)(threadIdx.x & 3) * 4;
+        TILE_UNROLL
+        for (int i = 0; i < NA / 4; ++i) {
+            int r = r0 + (int)(threadIdx.x >> 2) + 64 * i;
+            float4 q = (k < k1 && r < rows) ? *reinterpret_cast<const float4*>(w + (long long)r * a_m + k)
+                                            : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            v[4 * i] = q.x, v[4 * i + 1] = q.y, v[4 * i + 2] = q.z, v[4 * i + 3] = q.w;
+        }
+    }
+    __device__ __forceinline__ void store(float* s, const float (&v)[NA]) const {
+        constexpr int LD = BM + 4;
+        int k = (int)(threadIdx.x & 3) * 4, r = (int)(threadIdx.x >> 2);
+        TILE_UNROLL
+        for (int i = 0; i < NA / 4; ++i)
+            TILE_UNROLL
+            for (int e = 0; e < 4; ++e) s[(k + e) * LD + r + 64 * i] = v[4 * i + e];
+    }
+};
+
 // B[k][j] of a region; j = (img, a, b), threads along j (the source is contiguous along b
 // for the forward at stride 1 and for every input gradient).
 template <int BN>
@@ -126,7 +160,7 @@ __device__ __forceinline__ void region_put(float v, int m, const ConvDigits& px,
     out[idx] = act_apply(act, slope, v);
 }
 
-template <int BM, int BN, int TM, int TN, bool ROWFAST>
+template <int BM, int BN, int TM, int TN, class LA>
 __device__ __forceinline__ void region_gemm(REGION_PARAMS, int chunk, const float* __restrict__ src,
                                             const float* __restrict__ wt, const float* __restrict__ bias,
                                             const float* __restrict__ residual, int act, float slope,
@@ -134,7 +168,7 @@ __device__ __forceinline__ void region_gemm(REGION_PARAMS, int chunk, const floa
     int K = C * nty * ntx;
     int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
     int k0 = blockIdx.z * chunk, k1 = min(K, k0 + chunk);
-    RegionA<BM, ROWFAST> a(wt, M, nty, ntx, a_m, a_c, a_ty, a_tx, a_base, m0, k0);
+    LA a(wt, M, nty, ntx, a_m, a_c, a_ty, a_tx, a_base, m0, k0);
     RegionB<BN> b(src, N, ny, nx, nty, ntx, b_img, b_c, b_ty, b_tx, b_a, b_b, b_base, n0, k0);
     float acc[TM][TN] = {};
     tile_mma_shaped<BM, BN, TM, TN>(a, b, k0, k1, acc);
@@ -178,27 +212,41 @@ __device__ __forceinline__ void region_gemm(REGION_PARAMS, int chunk, const floa
 
 extern "C" __global__ void __launch_bounds__(TILE_THREADS)
     conv2d_region_fwd_64x64_f32_v3(REGION_PARAMS, REGION_IO) {
-    region_gemm<64, 64, 4, 4, false>(REGION_ARGS);
+    region_gemm<64, 64, 4, 4, RegionA<64, false>>(REGION_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(TILE_THREADS)
     conv2d_region_fwd_128x32_f32_v3(REGION_PARAMS, REGION_IO) {
-    region_gemm<128, 32, 4, 4, false>(REGION_ARGS);
+    region_gemm<128, 32, 4, 4, RegionA<128, false>>(REGION_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(TILE_THREADS)
     conv2d_region_fwd_128x64_f32_v3(REGION_PARAMS, REGION_IO) {
-    region_gemm<128, 64, 8, 4, false>(REGION_ARGS);
+    region_gemm<128, 64, 8, 4, RegionA<128, false>>(REGION_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(TILE_THREADS)
     conv2d_region_dgrad_64x64_f32_v3(REGION_PARAMS, REGION_IO) {
-    region_gemm<64, 64, 4, 4, true>(REGION_ARGS);
+    region_gemm<64, 64, 4, 4, RegionA<64, true>>(REGION_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(TILE_THREADS)
     conv2d_region_dgrad_128x32_f32_v3(REGION_PARAMS, REGION_IO) {
-    region_gemm<128, 32, 4, 4, true>(REGION_ARGS);
+    region_gemm<128, 32, 4, 4, RegionA<128, true>>(REGION_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(TILE_THREADS)
     conv2d_region_dgrad_128x64_f32_v3(REGION_PARAMS, REGION_IO) {
-    region_gemm<128, 64, 8, 4, true>(REGION_ARGS);
+    region_gemm<128, 64, 8, 4, RegionA<128, true>>(REGION_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+    conv2d_region_fwd4_64x64_f32_v3(REGION_PARAMS, REGION_IO) {
+    region_gemm<64, 64, 4, 4, RegionAVec<64>>(REGION_ARGS);
+}
+// Two blocks per SM as a hint: without it ptxas for sm_90 spills 12 bytes at 64 registers.
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd4_128x32_f32_v3(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 32, 4, 4, RegionAVec<128>>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+    conv2d_region_fwd4_128x64_f32_v3(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 64, 8, 4, RegionAVec<128>>(REGION_ARGS);
 }
 
 // out at element (m, j) of a region = epilogue(Σ_z part[z·M·N + m·N + j]), z in order; one

@@ -11,7 +11,7 @@ use mep_tensor::{Act, Conv2dGeom, ConvT2dGeom};
 type Extents = (usize, usize, usize, usize, usize, usize, usize, usize, usize);
 
 /// `(n, c_in, h, w, c_out, kh, kw, stride, pad)`.
-const CONVS: [Extents; 17] = [
+const CONVS: [Extents; 18] = [
     (1, 3, 13, 11, 5, 3, 3, 1, 1),
     (3, 4, 9, 9, 17, 3, 3, 2, 1),
     // A ResNet stem: 7×7, stride 2, padding 3 on RGB.
@@ -43,8 +43,10 @@ const CONVS: [Extents; 17] = [
     (2, 70, 5, 10, 70, 1, 1, 1, 0),
     // 64 → 64 3×3 on a 2×2 plane: four regions of one column, depth 256: K split in 2.
     (1, 64, 2, 2, 64, 3, 3, 1, 1),
-    // 512 channels on a 1×1 plane: the forward's depth split in 4.
-    (1, 512, 1, 1, 8, 1, 1, 1, 0),
+    // 512 channels on a 1×1 plane: the forward's depth split in 4 (float4 weight loads, 128×32).
+    (1, 512, 1, 1, 70, 1, 1, 1, 0),
+    // K = 8 over 100 columns to 70 channels: float4 weight loads in the 128×64 tile.
+    (1, 8, 10, 10, 70, 1, 1, 1, 0),
 ];
 
 /// `(n, c_in, h, w, c_out, k, stride, pad, output_padding)`.
@@ -297,7 +299,7 @@ mod tests {
                 for l in plan(&g, pass) {
                     match l.tile {
                         Some(t) => {
-                            kernels.insert(if pass == Pass::Forward { t.forward } else { t.input_grad });
+                            kernels.insert(t.kernel(pass, l.vec));
                             splits.insert(l.splits);
                         }
                         None => empty += 1,

@@ -133,6 +133,8 @@ pub(crate) struct Tile {
     pub rows: usize,
     pub cols: usize,
     pub forward: &'static str,
+    /// The forward reading the weight as float4 (see [`Launch::vec`]).
+    pub forward_vec: &'static str,
     pub input_grad: &'static str,
 }
 
@@ -142,27 +144,32 @@ pub(crate) const TILES: [Tile; 3] = [
         rows: 128,
         cols: 64,
         forward: "conv2d_region_fwd_128x64_f32_v3",
+        forward_vec: "conv2d_region_fwd4_128x64_f32_v3",
         input_grad: "conv2d_region_dgrad_128x64_f32_v3",
     },
     Tile {
         rows: 64,
         cols: 64,
         forward: "conv2d_region_fwd_64x64_f32_v3",
+        forward_vec: "conv2d_region_fwd4_64x64_f32_v3",
         input_grad: "conv2d_region_dgrad_64x64_f32_v3",
     },
     Tile {
         rows: 128,
         cols: 32,
         forward: "conv2d_region_fwd_128x32_f32_v3",
+        forward_vec: "conv2d_region_fwd4_128x32_f32_v3",
         input_grad: "conv2d_region_dgrad_128x32_f32_v3",
     },
 ];
 
 impl Tile {
-    fn kernel(&self, pass: Pass) -> &'static str {
-        match pass {
-            Pass::Forward => self.forward,
-            Pass::InputGrad => self.input_grad,
+    /// The kernel of this tile for `pass`, with float4 weight loads when `vec`.
+    pub fn kernel(&self, pass: Pass, vec: bool) -> &'static str {
+        match (pass, vec) {
+            (Pass::Forward, false) => self.forward,
+            (Pass::Forward, true) => self.forward_vec,
+            (Pass::InputGrad, _) => self.input_grad,
         }
     }
     /// Outputs the tiles of an `m × n` GEMM compute, edges included.
@@ -217,6 +224,9 @@ pub(crate) struct Launch {
     pub tile: Option<Tile>,
     pub chunk: usize,
     pub splits: usize,
+    /// A forward region with every tap and K % 4 = 0: its weight rows are K contiguous
+    /// floats, read as float4 when the weight is 16-byte aligned.
+    pub vec: bool,
 }
 
 /// The launches of a pass, in order: every region with at least one output.
@@ -237,6 +247,7 @@ pub(crate) fn plan(g: &Conv2dGeom, pass: Pass) -> Vec<Launch> {
                 tile: None,
                 chunk: 0,
                 splits: 0,
+                vec: pass == Pass::Forward && y.ntaps == g.kh && x.ntaps == g.kw && k % 4 == 0,
             };
             if k > 0 {
                 let tile = pick_tile(m, n);
@@ -258,15 +269,23 @@ pub(crate) fn work(g: &Conv2dGeom, pass: Pass) -> Vec<(&'static str, f64, f64)> 
         let Some(tile) = l.tile else { continue };
         let issued = (tile.covered(m, l.n) * l.k.div_ceil(TILE_K) * TILE_K) as f64;
         let needed = (m * l.n * l.k) as f64;
-        match out.iter_mut().find(|(name, _, _)| *name == tile.kernel(pass)) {
+        let kernel = tile.kernel(pass, l.vec);
+        match out.iter_mut().find(|(name, _, _)| *name == kernel) {
             Some(row) => {
                 row.1 += issued;
                 row.2 += needed;
             }
-            None => out.push((tile.kernel(pass), issued, needed)),
+            None => out.push((kernel, issued, needed)),
         }
     }
-    out.sort_by_key(|(name, _, _)| TILES.iter().position(|t| t.kernel(pass) == *name));
+    let order = |name: &str| {
+        let vec = TILES.iter().position(|t| t.kernel(pass, true) == name);
+        (
+            vec.is_none(),
+            vec.or_else(|| TILES.iter().position(|t| t.kernel(pass, false) == name)),
+        )
+    };
+    out.sort_by_key(|(name, _, _)| order(name));
     out
 }
 
@@ -309,16 +328,18 @@ pub(crate) fn run<L: Launcher>(
     i32_of(op, "source channels·plane", c * sh * sw)?;
     i32_of(op, "output channels·plane", m * dh * dw)?;
     let s = |what, v: isize| i32_signed(op, what, v);
-    for Launch {
-        y,
-        x,
-        n,
-        tile,
-        chunk,
-        splits,
-        ..
-    } in plan(g, pass)
-    {
+    // The float4 weight loads need 16-byte aligned rows (plan checks K % 4 = 0).
+    let w_aligned = matches!(kb.ptr(w), Arg::Ptr(p) if p % 16 == 0);
+    for l in plan(g, pass) {
+        let Launch {
+            y,
+            x,
+            n,
+            tile,
+            chunk,
+            splits,
+            ..
+        } = l;
         let mut args = vec![
             i32_of(op, "rows", m)?,
             i32_of(op, "channels", c)?,
@@ -369,15 +390,16 @@ pub(crate) fn run<L: Launcher>(
             });
         }
         let grid = Dims::xyz(gx as u32, gy as u32, splits as u32);
+        let kernel = tile.kernel(pass, l.vec && w_aligned);
         if splits == 1 {
             io(&mut args, chunk, Arg::Ptr(0))?;
-            kb.launch(tile.kernel(pass), grid, Dims::x(TILE_THREADS), &args)?;
+            kb.launch(kernel, grid, Dims::x(TILE_THREADS), &args)?;
             continue;
         }
         let part = kb.alloc(splits * m * n)?;
         let mut gemm = args.clone();
         io(&mut gemm, chunk, kb.ptr(&part))?;
-        kb.launch(tile.kernel(pass), grid, Dims::x(TILE_THREADS), &gemm)?;
+        kb.launch(kernel, grid, Dims::x(TILE_THREADS), &gemm)?;
         io(&mut args, splits, kb.ptr(&part))?;
         launch_per_element(kb, "conv2d_region_sum_f32_v3", m * n, &args)?;
     }
