@@ -4,8 +4,8 @@
 //! The planner splits the output index space, per dimension, into [`Run`]s of positions
 //! that the same taps reach (the forward's border rows; the input gradient's stride phases
 //! and their borders); a region is a row run × a column run, whose taps are a dense grid.
-//! Each region is one launch of `conv2d_region_{fwd,dgrad}_<BM>x<BN>_f32_v3`, with the
-//! tile that multiplies least and, when its grid cannot fill the machine, its K range split
+//! Each region is one launch of `conv2d_region_{fwd,fwd4,dgrad}_<BM>x<BN>_f32_v3` (fwd4:
+//! float4 weight rows, see [`Launch::vec`]), with the tile that multiplies least and, when its grid cannot fill the machine, its K range split
 //! into partial sums that `conv2d_region_sum_f32_v3` adds in a fixed order.
 
 use crate::backend::{i32_of, DevBuf, KernelBackend};
