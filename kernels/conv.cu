@@ -34,11 +34,16 @@
 //     channel_sum v2 is one block per channel with a fixed-order block reduction.
 //     Sums are in f32 in v2; results agree with the CPU's f32 GEMMs to rounding.
 //
+// v3, in conv_region.cu: the forward and input gradient over tap classes, without the
+//     padding taps and inserted zeros v2 multiplies; the fast kernel set runs v3 for those two
+//     and v2 for the weight gradient.
+//
 // Sizes are int (the host checks that every extent and product fits); element offsets are
 // long long. Every v2 kernel runs 256 threads per block; grid (ceil(N / 64), ceil(M / 64),
 // splits).
 #include "common.cuh"
 #include "tile.cuh"
+#include "digits.cuh"
 
 // Full unrolling of the fixed 4- and 16-trip loops keeps the register tiles in registers
 // (NVRTC); g++ has no such pragma and needs none.
@@ -127,31 +132,6 @@ extern "C" __global__ void channel_sum_f32_v1(int n, int c, long long hw, const 
 }
 
 // ---- v2: the tiled implicit GEMM --------------------------------------------------------
-
-
-// A position in a mixed-radix counter (hi, mid, lo), lo < nlo and mid < nmid, that advances
-// by a fixed step without dividing: decode once, then add with carries.
-struct ConvDigits {
-    int hi, mid, lo;
-};
-
-__device__ __forceinline__ ConvDigits conv_digits(int v, int nmid, int nlo) {
-    int hi = v / (nmid * nlo);
-    int r = v - hi * nmid * nlo;
-    int mid = r / nlo;
-    return ConvDigits{hi, mid, r - mid * nlo};
-}
-
-// d += step (step's digits in range, so one carry per digit suffices).
-__device__ __forceinline__ void conv_advance(ConvDigits& d, const ConvDigits& step, int nmid, int nlo) {
-    d.lo += step.lo;
-    int carry = d.lo >= nlo;
-    if (carry) d.lo -= nlo;
-    d.mid += step.mid + carry;
-    carry = d.mid >= nmid;
-    if (carry) d.mid -= nmid;
-    d.hi += step.hi + carry;
-}
 
 
 // A[r][k] = p[r·ld + k] (the conv weight as [c_out, c_in·kh·kw]); k-fast.

@@ -132,8 +132,8 @@ fn print_traffic() {
 }
 
 /// The conv kernels' work model at ResNet-50's 224 shapes: multiply-adds issued over the
-/// ones the convolution needs, per fast kernel (v1 issues exactly those). It reports; it fails
-/// nothing.
+/// ones needed, per kernel the fast set dispatches (v1 issues exactly those). It reports; it
+/// fails nothing.
 fn print_conv_work() {
     println!("work (multiply-adds issued / needed; v1 kernels 1.00x), ResNet-50 224x224 b32:");
     for (name, g) in mep_kernels::resnet50_224_convs() {

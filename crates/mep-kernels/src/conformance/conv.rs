@@ -13,7 +13,7 @@ use mep_tensor::{Act, Conv2dGeom, ConvT2dGeom};
 type Extents = (usize, usize, usize, usize, usize, usize, usize, usize, usize);
 
 /// `(n, c_in, h, w, c_out, kh, kw, stride, pad)`.
-pub(crate) const CONVS: [Extents; 11] = [
+pub(crate) const CONVS: [Extents; 18] = [
     (1, 3, 13, 11, 5, 3, 3, 1, 1),
     (3, 4, 9, 9, 17, 3, 3, 2, 1),
     // A ResNet stem: 7×7, stride 2, padding 3 on RGB.
@@ -33,6 +33,22 @@ pub(crate) const CONVS: [Extents; 11] = [
     (3, 4, 16, 16, 6, 3, 3, 1, 1),
     // Stride 3 with a 2×2 kernel: some input pixels are never read (their gradient is 0).
     (2, 3, 9, 10, 4, 2, 2, 3, 0),
+    // The region kernels (conv_region.cu; see `the_cases_reach_every_region_path` below).
+    // An odd 7×5 plane at stride 2 on 3 channels: phases and borders of unequal sizes; 70
+    // output channels in 128-row tiles.
+    (1, 3, 7, 5, 70, 3, 3, 2, 1),
+    // Stride 3, 7×7, padding 3 on one channel of a 9×11 plane.
+    (2, 1, 9, 11, 4, 7, 7, 3, 3),
+    // 1×1 stride 3 from 70 channels: 8 of 9 input-gradient phases have no tap.
+    (1, 70, 9, 11, 3, 1, 1, 3, 0),
+    // 70 channels over 100 columns: the 128×64 tile, which no more than 128×32 covers.
+    (2, 70, 5, 10, 70, 1, 1, 1, 0),
+    // 64 → 64 3×3 on a 2×2 plane: four regions of one column, depth 256: K split in 2.
+    (1, 64, 2, 2, 64, 3, 3, 1, 1),
+    // 512 channels on a 1×1 plane: the forward's depth split in 4 (float4 weight loads, 128×32).
+    (1, 512, 1, 1, 70, 1, 1, 1, 0),
+    // K = 8 over 100 columns to 70 channels: float4 weight loads in the 128×64 tile.
+    (1, 8, 10, 10, 70, 1, 1, 1, 0),
 ];
 
 /// Gradients only, `(n, c_in, h, w, c_out, kh, kw, stride, pad)`: 1 to 4 input channels
@@ -296,4 +312,46 @@ pub(crate) fn conv<B: Backend>(c: &mut Checker<B>) {
         }
     }
     conv_errors(c);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{conv_geom, CONVS, CONVTS};
+    use crate::ops::conv_region::{plan, Pass, TILES};
+    use std::collections::BTreeSet;
+
+    /// The fast cases run every region kernel, unsplit and split with at least two factors,
+    /// and regions that no tap reaches (written by the sum kernel alone).
+    #[test]
+    fn the_cases_reach_every_region_path() {
+        let mut kernels = BTreeSet::new();
+        let mut splits = BTreeSet::new();
+        let mut empty = 0;
+        let geoms = CONVS.iter().map(|&t| conv_geom(t));
+        let adjoint = CONVTS.iter().map(|&t| super::convt_geom(t).as_conv());
+        for g in geoms.chain(adjoint) {
+            for pass in [Pass::Forward, Pass::InputGrad] {
+                for l in plan(&g, pass) {
+                    match l.tile {
+                        Some(t) => {
+                            kernels.insert(t.kernel(pass, l.vec));
+                            splits.insert(l.splits);
+                        }
+                        None => empty += 1,
+                    }
+                }
+            }
+        }
+        for t in TILES {
+            assert!(
+                kernels.contains(t.forward) && kernels.contains(t.input_grad),
+                "{t:?}: {kernels:?}"
+            );
+        }
+        assert!(
+            splits.contains(&1) && splits.iter().filter(|&&s| s > 1).count() >= 2,
+            "{splits:?}"
+        );
+        assert!(empty > 0);
+    }
 }

@@ -3,7 +3,7 @@
 //! The plan (regions, tile widths, splits) is computed here once and serves both the launches
 //! and the work model ([`work`]).
 
-use super::conv::{ConvWork, TILE, TILE_THREADS};
+use super::conv::{ConvWork, SPLIT_MIN_SLICES as MIN_SLICES, SPLIT_TARGET_BLOCKS as TARGET_BLOCKS, TILE, TILE_THREADS};
 use crate::backend::{i32_of, i64_of, DevBuf, KernelBackend};
 use crate::launcher::{Arg, Dims, Launcher};
 use crate::ops::launch_per_element;
@@ -11,11 +11,6 @@ use mep_tensor::{Conv2dGeom, Memory, Result, TensorError};
 
 /// Depth of one K slice (`WG_K`).
 const SLICE: usize = 16;
-/// Blocks a launch aims for: two per SM of an H200 (132 SMs). The output (c_out × c_in·kh·kw)
-/// is often a handful of tiles while the depth (n·oh·ow) is long, so the depth is split.
-const TARGET_BLOCKS: usize = 264;
-/// Fewest K slices one split sums, so that partial sums stay few.
-const MIN_SLICES: usize = 8;
 /// Prefer the tap classes (no zero fill, no cross-region sum) unless the pixel bands issue
 /// at least this much less.
 const BANDS_GAIN: f64 = 0.99;

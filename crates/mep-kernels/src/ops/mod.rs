@@ -5,6 +5,7 @@
 
 pub(crate) mod batch_norm;
 pub(crate) mod conv;
+pub(crate) mod conv_region;
 pub(crate) mod conv_small;
 pub(crate) mod conv_wgrad;
 pub(crate) mod elementwise;
