@@ -296,6 +296,34 @@ fn a_captured_forward_replays_to_the_eager_logits_and_keeps_its_blocks() {
     assert!(addr(&b, &one) == y_addr || addr(&b, &two) == y_addr);
 }
 
+/// What gpu_speed captures of a NEB step: the network's forward and backward to the points
+/// (the cross-entropy's gradient at the logits fed in as a device copy, since its targets are
+/// a host argument); the replayed gradient equals head_loss_grad's.
+#[test]
+fn a_captured_forward_backward_replays_to_the_eager_gradient() {
+    let b = EmuLauncher::backend();
+    let net = small_net(&b);
+    let (n, s, target) = (2, 16, 1);
+    let points = Tensor::from_vec(&b, [n, 3, s, s], data(n * 3 * s * s, 6)).unwrap();
+    let z = points.duplicate(&b).unwrap();
+    let eager = net.head_loss_grad(&b, &z, Cut::Input, &[target; 2], 1.0).unwrap();
+    let mut onehot = vec![0.0; n * 10];
+    onehot[target] = 1.0;
+    onehot[10 + target] = 1.0;
+    let mut dlogits = eager.probs.duplicate(&b).unwrap();
+    b.axpy(-1.0, &b.upload(&onehot).unwrap(), &mut dlogits.buf).unwrap();
+    let want = eager.grad.to_vec(&b).unwrap();
+    drop(eager);
+    let before = b.pool_stats().allocations;
+    let (graph, (_, mut grad)) = b
+        .capture(|| net.head_backward(&b, &z, Cut::Input, |_| Ok(dlogits.duplicate(&b)?)))
+        .unwrap();
+    assert_eq!(b.pool_stats().allocations, before);
+    b.fill(&mut grad.buf, f32::NAN).unwrap();
+    graph.launch().unwrap();
+    assert_eq!(grad.to_vec(&b).unwrap(), want);
+}
+
 #[test]
 fn a_miss_or_a_host_copy_during_a_capture_is_an_error_and_the_backend_goes_on() {
     let b = EmuLauncher::backend();
