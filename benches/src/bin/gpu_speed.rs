@@ -1,7 +1,7 @@
 //! mep's side of the GPU speed table (`cargo xtask gpu-check`; PyTorch's side is
 //! `tools/torch_speed.py`, which times the same cases under the same names).
 //!
-//! `gpu_speed [--iters 20] [--warmup 3] [--device 0] [--case SUBSTRING]... [--quick] [--backend cuda|cpu]`
+//! `gpu_speed [--iters 20] [--warmup 3] [--device 0] [--case SUBSTRING]... [--quick] [--backend cuda|cpu|emu]`
 //!
 //! Cases, fp32, on a folded ResNet-50 (torchvision's initialisation, 10 classes) at 224×224,
 //! batch 32:
@@ -13,23 +13,30 @@
 //! - one training step (`ResNet::train_step`: training-mode forward, mean cross-entropy,
 //!   backward with weight gradients, Adam), what `mep train` does per batch without the data
 //!   loading: images/s = 1000 · batch / median_ms;
-//! - on the GPU, the forward captured once in a CUDA graph and replayed (checked against the
-//!   eager forward first).
+//! - on the GPU (and in the emulation), the forward captured once in a CUDA graph and
+//!   replayed, checked against the eager forward; and the energy+gradient call of a NEB step
+//!   in `input` captured likewise (the rest of a step reads scalars on the host, see
+//!   `graph_neb_energy`). The eager cases before them are the warm-up that fills
+//!   KernelBackend's memory pool, so the captures allocate nothing; the pool's counters go to
+//!   stderr.
 //!
 //! Each case: `--warmup` untimed calls, then `--iters` timed ones, each ended by a device
 //! synchronisation. One JSON object per case on stdout:
 //! `{"impl":"mep","case":…,"median_ms":…,"min_ms":…,"max_ms":…,"iters":…,"device":…}`, or
 //! `{"impl":"mep","case":…,"error":…}` for a case that failed (exit status 1).
 //! Without a usable GPU it exits with status 2 and says why; `--backend cpu` runs the same
-//! cases on the CPU backend, and `--quick` shrinks them (batch 2 at 64×64, 2 moving pivots,
-//! 2 iterations) to check this program itself.
+//! cases on the CPU backend, `--backend emu` on the CUDA kernels in the CPU emulation (graph
+//! cases included; slow, use it with `--quick`), and `--quick` shrinks them (batch 2 at 64×64,
+//! 2 moving pivots, 2 iterations) to check this program itself.
 
 use mep::connect::HeadEnergy;
-use mep_benches::{cuda_sync, median, normal_vec, time_ms, Device};
+use mep_benches::{cuda_sync, median, normal_vec, time_ms};
+use mep_kernels::{KernelBackend, Launcher, PoolStats};
 use mep_neb::{Neb, NebConfig, Path};
 use mep_nn::Adam;
 use mep_resnet::{Arch, Cut, FoldedResNet, ResNet};
-use mep_tensor::{AdamParams, Backend, CpuBackend, Tensor};
+use mep_tensor::prelude::*;
+use mep_tensor::{AdamParams, CpuBackend, Tensor};
 
 const CLASSES: usize = 10;
 
@@ -74,6 +81,12 @@ impl Config {
     fn graph(&self) -> String {
         format!("resnet50 {0}x{0} b{1} forward, CUDA graph", self.size, self.batch)
     }
+    fn graph_neb(&self) -> String {
+        format!(
+            "neb step input {0}x{0}, {1} pivots, energy+gradient, CUDA graph",
+            self.size, self.moving
+        )
+    }
 }
 
 struct Args {
@@ -82,11 +95,27 @@ struct Args {
     ordinal: usize,
     cases: Vec<String>,
     quick: bool,
-    cpu: bool,
+    backend: BackendArg,
+}
+
+/// `--backend`: the GPU, the CPU backend, or the CUDA kernels in the CPU emulation (slow:
+/// for checking this program's graph cases without a GPU, with `--quick`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BackendArg {
+    Cuda,
+    Cpu,
+    Emu,
+}
+
+/// Where the cases run.
+enum Device {
+    Cuda(Box<mep_cuda::CudaBackend>),
+    Cpu(CpuBackend, String),
+    Emu,
 }
 
 const USAGE: &str = "usage: gpu_speed [--iters N] [--warmup N] [--device ORDINAL] [--case SUBSTRING]... [--quick] \
-                     [--backend cuda|cpu]";
+                     [--backend cuda|cpu|emu]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -95,7 +124,7 @@ fn parse_args() -> Result<Args, String> {
         ordinal: 0,
         cases: Vec::new(),
         quick: false,
-        cpu: false,
+        backend: BackendArg::Cuda,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -116,9 +145,10 @@ fn parse_args() -> Result<Args, String> {
             "--case" => a.cases.push(value()?),
             "--quick" => a.quick = true,
             "--backend" => match value()?.as_str() {
-                "cuda" => a.cpu = false,
-                "cpu" => a.cpu = true,
-                other => return Err(format!("--backend {other}: expected cuda or cpu")),
+                "cuda" => a.backend = BackendArg::Cuda,
+                "cpu" => a.backend = BackendArg::Cpu,
+                "emu" => a.backend = BackendArg::Emu,
+                other => return Err(format!("--backend {other}: expected cuda, cpu or emu")),
             },
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument `{other}`; {USAGE}")),
@@ -128,18 +158,6 @@ fn parse_args() -> Result<Args, String> {
         (a.iters, a.warmup) = (2, 1);
     }
     Ok(a)
-}
-
-/// Why a case did not run: the API cannot do it yet (reported, not a failure), or it failed.
-enum CaseError {
-    Unsupported(String),
-    Failed(String),
-}
-
-impl From<String> for CaseError {
-    fn from(e: String) -> Self {
-        CaseError::Failed(e)
-    }
 }
 
 /// Prints one case's JSON line; returns whether it ran.
@@ -162,22 +180,6 @@ fn report(case: &str, device: &str, backend: &str, r: Result<Vec<f64>, String>) 
     };
     println!("{line}");
     r.is_ok()
-}
-
-/// [`report`] for a case the backend may not support: unsupported counts as no failure.
-fn report_optional(case: &str, device: &str, backend: &str, r: Result<Vec<f64>, CaseError>) -> bool {
-    match r {
-        Ok(ms) => report(case, device, backend, Ok(ms)),
-        Err(CaseError::Failed(e)) => report(case, device, backend, Err(e)),
-        Err(CaseError::Unsupported(e)) => {
-            eprintln!("gpu_speed: case `{case}` skipped: {e}");
-            let line = serde_json::json!({
-                "impl": "mep", "case": case, "error": e, "unsupported": true, "device": device, "backend": backend,
-            });
-            println!("{line}");
-            true
-        }
-    }
 }
 
 /// The timed cases that run on any backend; returns the network and input for the graph case
@@ -284,46 +286,158 @@ fn neb_step<'n, B: Backend>(
     Ok((neb, energy))
 }
 
-/// The forward captured once in a CUDA graph, checked against the eager forward, then
-/// replayed. A capture the launcher refuses (e.g. the forward allocates its activations, which
-/// a capture may not) is `Unsupported`; wrong replayed logits are a failure.
-fn graph_case(
-    b: &mep_cuda::CudaBackend,
-    net: &FoldedResNet<mep_cuda::CudaBackend>,
-    x: &Tensor<mep_cuda::CudaBackend>,
+/// The forward captured once in a graph and replayed. The eager forward before it is the
+/// warm-up that fills the memory pool (its output is dropped), so the capture allocates
+/// nothing from the device; the replayed logits must equal the eager ones.
+fn graph_forward<L: Launcher>(
+    b: &KernelBackend<L>,
+    net: &FoldedResNet<KernelBackend<L>>,
+    x: &Tensor<KernelBackend<L>>,
     args: &Args,
-) -> Result<Vec<f64>, CaseError> {
+    sync: &dyn Fn() -> Result<(), String>,
+) -> Result<Vec<f64>, String> {
     let eager = net
         .head(b, x, Cut::Input)
         .and_then(|y| Ok(y.to_vec(b)?))
         .map_err(|e| e.to_string())?;
-    let mut y = None;
-    let graph = b
-        .launcher()
-        .capture(|| net.head(b, x, Cut::Input).map(|t| y = Some(t)))
-        .map_err(|e| CaseError::Unsupported(format!("capturing the forward failed: {e}")))?;
-    if graph.is_empty() {
-        return Err(CaseError::Failed("the capture recorded no work".into()));
-    }
-    let y = y.ok_or_else(|| "the captured forward returned no output".to_string())?;
+    let before = b.pool_stats();
+    let (graph, mut y) = b
+        .capture(|| net.head(b, x, Cut::Input))
+        .map_err(|e| format!("capturing the forward failed: {e}"))?;
+    check_capture(b, &graph, before)?;
+    // The capture only recorded: NaN shows whether the replay wrote the logits.
+    b.fill(&mut y.buf, f32::NAN).map_err(|e| e.to_string())?;
     graph.launch().map_err(|e| e.to_string())?;
     let replayed = y.to_vec(b).map_err(|e| e.to_string())?;
-    let worst = eager
-        .iter()
-        .zip(&replayed)
-        .map(|(a, r)| ((a - r).abs() / (1e-3 + a.abs())) as f64)
-        .fold(0.0, f64::max);
-    if replayed.len() != eager.len() || worst > 1e-3 {
-        return Err(CaseError::Failed(format!(
-            "the replayed graph's logits differ from the eager forward's (worst relative {worst:.2e})"
-        )));
-    }
-    let r = time_ms(args.warmup, args.iters, &|| cuda_sync(b), || {
+    agree("logits", &eager, &replayed)?;
+    let r = time_ms(args.warmup, args.iters, sync, || {
         graph.launch().map_err(|e| e.to_string())
     });
-    drop(graph);
-    drop(y);
-    Ok(r?)
+    pool_note(b, "forward graph", Some(graph.held_bytes()));
+    r
+}
+
+/// The energy+gradient call of a NEB step in `input` (what `HeadEnergy` computes for the
+/// moving pivots: the points copied into the network's input, its forward and backward to the
+/// input) captured in a graph and replayed. The rest of `Neb::step` cannot be captured: it
+/// reads scalars on the host inside the step (the energies and logits of the evaluation, the
+/// force norms of `forces`, the segment lengths of the redistribution) and sends host
+/// arguments (targets, redistribution plans). So the cross-entropy's gradient with respect to
+/// the logits, `probs − onehot(target)`, is computed eagerly once and fed in by the graph as
+/// a device copy; the network, nearly all of a step's time, is in the graph.
+fn graph_neb_energy<L: Launcher>(
+    b: &KernelBackend<L>,
+    net: &FoldedResNet<KernelBackend<L>>,
+    cfg: &Config,
+    args: &Args,
+    sync: &dyn Fn() -> Result<(), String>,
+) -> Result<Vec<f64>, String> {
+    let (n, s, target) = (cfg.moving, cfg.size, 0);
+    let e = |e: mep_resnet::ResNetError| e.to_string();
+    let points = Tensor::from_vec(b, [n, 3, s, s], normal_vec(n * 3 * s * s, 4)).map_err(|e| e.to_string())?;
+    let mut z = Tensor::alloc(b, [n, 3, s, s]).map_err(|e| e.to_string())?;
+    // Eagerly, as HeadEnergy::evaluate: the warm-up, and the reference gradient.
+    b.copy(&points.buf, &mut z.buf).map_err(|e| e.to_string())?;
+    let hg = net
+        .head_loss_grad(b, &z, Cut::Input, &vec![target; n], 1.0)
+        .map_err(e)?;
+    let mut dlogits = hg.probs.to_vec(b).map_err(|e| e.to_string())?;
+    for r in 0..n {
+        dlogits[r * CLASSES + target] -= 1.0;
+    }
+    let dlogits = Tensor::from_vec(b, [n, CLASSES], dlogits).map_err(|e| e.to_string())?;
+    let want = hg.grad.to_vec(b).map_err(|e| e.to_string())?;
+    drop(hg);
+    let before = b.pool_stats();
+    let (graph, (_, mut grad)) = b
+        .capture(|| {
+            b.copy(&points.buf, &mut z.buf)?;
+            net.head_backward(b, &z, Cut::Input, |_| Ok(dlogits.duplicate(b)?))
+        })
+        .map_err(|e| format!("capturing the energy+gradient call failed: {e}"))?;
+    check_capture(b, &graph, before)?;
+    b.fill(&mut grad.buf, f32::NAN).map_err(|e| e.to_string())?;
+    graph.launch().map_err(|e| e.to_string())?;
+    agree("gradients", &want, &grad.to_vec(b).map_err(|e| e.to_string())?)?;
+    let r = time_ms(args.warmup, args.iters, sync, || {
+        graph.launch().map_err(|e| e.to_string())
+    });
+    pool_note(b, "NEB energy+gradient graph", Some(graph.held_bytes()));
+    r
+}
+
+/// A capture must record work and, after the warm-up, allocate nothing from the device.
+fn check_capture<L: Launcher>(
+    b: &KernelBackend<L>,
+    graph: &mep_kernels::Graph<L::Mem>,
+    before: PoolStats,
+) -> Result<(), String> {
+    if graph.is_empty() {
+        return Err("the capture recorded no work".into());
+    }
+    let after = b.pool_stats();
+    if after.allocations != before.allocations {
+        return Err(format!(
+            "the capture made {} device allocations after the warm-up",
+            after.allocations - before.allocations
+        ));
+    }
+    Ok(())
+}
+
+/// `got` within 1e-3 relative of `want`, else an error naming `what` and the worst element.
+fn agree(what: &str, want: &[f32], got: &[f32]) -> Result<(), String> {
+    let worst = want
+        .iter()
+        .zip(got)
+        .map(|(a, r)| ((a - r).abs() / (1e-3 + a.abs())) as f64)
+        .fold(0.0, |m: f64, v| if v.is_nan() { f64::INFINITY } else { m.max(v) });
+    if want.len() != got.len() || worst > 1e-3 {
+        return Err(format!(
+            "the replayed graph's {what} differ from the eager ones (worst relative {worst:.2e}, {} vs {} values)",
+            got.len(),
+            want.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The memory pool's counters on stderr, after `what`.
+fn pool_note<L: Launcher>(b: &KernelBackend<L>, what: &str, graph_bytes: Option<usize>) {
+    let s = b.pool_stats();
+    let mb = |bytes: usize| bytes as f64 / (1 << 20) as f64;
+    let held = graph_bytes.map_or(String::new(), |g| format!(", {:.1} MiB held by the graph", mb(g)));
+    eprintln!(
+        "gpu_speed: pool after the {what}: {} device allocations, {} cache hits, {:.1} MiB cached of {:.1} MiB{held}",
+        s.allocations,
+        s.hits,
+        mb(s.cached_bytes),
+        mb(s.device_bytes)
+    );
+}
+
+/// The graph cases of a kernel backend; returns whether every one ran.
+fn graph_cases<L: Launcher>(
+    b: &KernelBackend<L>,
+    net: &FoldedResNet<KernelBackend<L>>,
+    x: &Tensor<KernelBackend<L>>,
+    cfg: &Config,
+    args: &Args,
+    device: &str,
+    sync: &dyn Fn() -> Result<(), String>,
+) -> bool {
+    let wanted = |name: &str| args.cases.is_empty() || args.cases.iter().any(|c| name.contains(c.as_str()));
+    pool_note(b, "eager cases", None);
+    let mut all = true;
+    let case = cfg.graph();
+    if wanted(&case) {
+        all &= report(&case, device, b.name(), graph_forward(b, net, x, args, sync));
+    }
+    let case = cfg.graph_neb();
+    if wanted(&case) {
+        all &= report(&case, device, b.name(), graph_neb_energy(b, net, cfg, args, sync));
+    }
+    all
 }
 
 fn main() {
@@ -335,19 +449,28 @@ fn main() {
         }
     };
     let cfg = Config::new(args.quick);
-    let device = if args.cpu {
-        Device::Cpu(CpuBackend::new(), "--backend cpu".into())
-    } else {
-        Device::cuda_or_cpu(args.ordinal)
+    let device = match args.backend {
+        BackendArg::Cpu => Device::Cpu(CpuBackend::new(), "--backend cpu".into()),
+        BackendArg::Emu => Device::Emu,
+        BackendArg::Cuda => match mep_benches::Device::cuda_or_cpu(args.ordinal) {
+            mep_benches::Device::Cuda(b) => Device::Cuda(b),
+            mep_benches::Device::Cpu(b, why) => Device::Cpu(b, why),
+        },
     };
     let ok = match device {
-        Device::Cpu(_, why) if !args.cpu => {
+        Device::Cpu(_, why) if args.backend == BackendArg::Cuda => {
             eprintln!(
                 "gpu_speed: no usable GPU: {why}\n(`gpu_speed --backend cpu [--quick]` runs the same cases on the CPU backend)"
             );
             std::process::exit(2);
         }
         Device::Cpu(b, _) => cases(&b, &|| Ok(()), &cfg, &args, "cpu").map(|(.., all)| all),
+        Device::Emu => {
+            let b = mep_kernels_emu::EmuLauncher::backend();
+            let sync = || Ok(());
+            cases(&b, &sync, &cfg, &args, "emu")
+                .map(|(net, x, all)| graph_cases(&b, &net, &x, &cfg, &args, "emu", &sync) & all)
+        }
         Device::Cuda(b) => {
             let b = *b;
             let name = b.launcher().device_name().to_string();
@@ -357,13 +480,9 @@ fn main() {
                 b.launcher().driver_version() / 1000,
                 b.launcher().driver_version() % 1000 / 10
             );
-            cases(&b, &|| cuda_sync(&b), &cfg, &args, &name).map(|(net, x, mut all)| {
-                let case = cfg.graph();
-                if args.cases.is_empty() || args.cases.iter().any(|c| case.contains(c.as_str())) {
-                    all &= report_optional(&case, &name, "cuda", graph_case(&b, &net, &x, &args));
-                }
-                all
-            })
+            let sync = || cuda_sync(&b);
+            cases(&b, &sync, &cfg, &args, &name)
+                .map(|(net, x, all)| graph_cases(&b, &net, &x, &cfg, &args, &name, &sync) & all)
         }
     };
     match ok {

@@ -39,12 +39,11 @@ mod imp {
     use crate::cache::KernelCache;
     use crate::nvrtc;
     use cudarc::driver::{result, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr};
-    use mep_kernels::launcher::{Arg, Dims, Launcher};
+    use mep_kernels::launcher::{Arg, Dims, Launcher, Replay};
     use mep_kernels::signature::{self, ParamSizes};
     use mep_kernels::{sources, KernelError, Result};
     use std::collections::HashMap;
     use std::ffi::c_void;
-    use std::fmt::Display;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -204,7 +203,7 @@ mod imp {
         }
 
         /// Compiles (or finds in the cache) and loads every kernel family now, instead of on
-        /// first use; [`capture`](Self::capture) calls it, since loading is not capturable.
+        /// first use; [`Launcher::capture`] calls it, since loading is not capturable.
         pub fn preload_all(&self) -> Result<()> {
             for (family, _) in sources::FAMILIES {
                 self.module(family)?;
@@ -285,62 +284,10 @@ mod imp {
             }
             Ok(())
         }
-
-        /// Records everything `work` issues on this launcher's stream into a CUDA graph,
-        /// without running it; [`Graph::launch`] then replays it with one driver call.
-        ///
-        /// Rules (the driver enforces most of them, and `capture` returns its error):
-        /// - only kernel launches and device-to-device copies may be issued inside `work`:
-        ///   no reads or writes of host memory (`download`, `upload`, `dot`, `norm`, and ops
-        ///   that send small host arguments such as targets or plans), no synchronisation and
-        ///   no allocation (`alloc`, `zeros`): allocate every buffer before capturing;
-        /// - the graph replays the same device addresses and scalar arguments, so every buffer
-        ///   it touches must outlive it and keep its size;
-        /// - capture from the thread that issues the work (thread-local capture mode), and use
-        ///   the launcher from no other thread meanwhile: all work on its stream is recorded.
-        ///
-        /// An error from `work` is returned (the partial graph is discarded) and the stream is
-        /// left usable.
-        pub fn capture<E: Display>(&self, work: impl FnOnce() -> std::result::Result<(), E>) -> Result<Graph> {
-            let fail = |msg: String| KernelError::Launch {
-                kernel: "(graph capture)".into(),
-                msg,
-            };
-            self.preload_all()?;
-            self.stream
-                .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
-                .map_err(|e| fail(format!("beginning the capture failed: {}", driver_msg(&e))))?;
-            // Ends the capture even if `work` panics, so the stream is not left capturing.
-            struct EndOnDrop<'a>(&'a CudaLauncher, bool);
-            impl Drop for EndOnDrop<'_> {
-                fn drop(&mut self) {
-                    if self.1 {
-                        self.0.capturing.store(false, Ordering::Relaxed);
-                        let _ = self.0.stream.end_capture(sys::CUgraphInstantiate_flags(0));
-                    }
-                }
-            }
-            let mut guard = EndOnDrop(self, true);
-            self.capturing.store(true, Ordering::Relaxed);
-            let outcome = work();
-            self.capturing.store(false, Ordering::Relaxed);
-            guard.1 = false;
-            let graph = self.stream.end_capture(sys::CUgraphInstantiate_flags(0));
-            outcome.map_err(|e| fail(format!("the captured work failed: {e}")))?;
-            let graph = graph.map_err(|e| {
-                fail(format!(
-                    "the capture failed: {} (only launches and device-to-device copies may be captured)",
-                    driver_msg(&e)
-                ))
-            })?;
-            Ok(Graph {
-                graph,
-                _modules: lock(&self.modules).values().cloned().collect(),
-            })
-        }
     }
 
-    /// A captured sequence of launches and copies; see [`CudaLauncher::capture`].
+    /// A captured sequence of launches and copies; see [`CudaLauncher`]'s
+    /// [`Launcher::capture`].
     pub struct Graph {
         // `None` when nothing was captured.
         graph: Option<cudarc::driver::CudaGraph>,
@@ -348,10 +295,14 @@ mod imp {
         _modules: Vec<Arc<CudaModule>>,
     }
 
-    impl Graph {
+    // SAFETY: the driver's graph handles may be used from any thread, one at a time; `Graph`
+    // is not `Sync`, so no two threads launch it at once.
+    unsafe impl Send for Graph {}
+
+    impl Replay for Graph {
         /// Replays the graph on the launcher's stream (asynchronously, in order with the
         /// launcher's other work).
-        pub fn launch(&self) -> Result<()> {
+        fn replay(&self) -> Result<()> {
             match &self.graph {
                 None => Ok(()),
                 Some(g) => g.launch().map_err(|e| KernelError::Launch {
@@ -360,8 +311,7 @@ mod imp {
                 }),
             }
         }
-        /// Whether the capture recorded nothing.
-        pub fn is_empty(&self) -> bool {
+        fn is_empty(&self) -> bool {
             self.graph.is_none()
         }
     }
@@ -574,15 +524,70 @@ mod imp {
                 ),
             })
         }
+
+        /// Records everything `work` issues on this launcher's stream into a CUDA graph,
+        /// without running it; [`Replay::replay`] then replays it with one driver call.
+        /// Call it through [`KernelBackend::capture`](mep_kernels::KernelBackend::capture),
+        /// which serves allocations from its pool (a device allocation cannot be captured)
+        /// and keeps the graph's memory alive.
+        ///
+        /// Rules (the driver enforces most of them, and `capture` returns its error):
+        /// - only kernel launches and device-to-device copies may be issued inside `work`:
+        ///   no reads or writes of host memory (`download`, `upload`, `dot`, `norm`, and ops
+        ///   that send small host arguments such as targets or plans), no synchronisation and
+        ///   no device allocation;
+        /// - the graph replays the same device addresses and scalar arguments, so every buffer
+        ///   it touches must outlive it and keep its size;
+        /// - capture from the thread that issues the work (thread-local capture mode), and use
+        ///   the launcher from no other thread meanwhile: all work on its stream is recorded.
+        ///
+        /// An error from `work` is returned (the partial graph is discarded) and the stream is
+        /// left usable.
+        fn capture(&self, work: &mut dyn FnMut() -> std::result::Result<(), String>) -> Result<Box<dyn Replay>> {
+            let fail = |msg: String| KernelError::Launch {
+                kernel: "(graph capture)".into(),
+                msg,
+            };
+            self.preload_all()?;
+            self.stream
+                .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+                .map_err(|e| fail(format!("beginning the capture failed: {}", driver_msg(&e))))?;
+            // Ends the capture even if `work` panics, so the stream is not left capturing.
+            struct EndOnDrop<'a>(&'a CudaLauncher, bool);
+            impl Drop for EndOnDrop<'_> {
+                fn drop(&mut self) {
+                    if self.1 {
+                        self.0.capturing.store(false, Ordering::Relaxed);
+                        let _ = self.0.stream.end_capture(sys::CUgraphInstantiate_flags(0));
+                    }
+                }
+            }
+            let mut guard = EndOnDrop(self, true);
+            self.capturing.store(true, Ordering::Relaxed);
+            let outcome = work();
+            self.capturing.store(false, Ordering::Relaxed);
+            guard.1 = false;
+            let graph = self.stream.end_capture(sys::CUgraphInstantiate_flags(0));
+            outcome.map_err(|e| fail(format!("the captured work failed: {e}")))?;
+            let graph = graph.map_err(|e| {
+                fail(format!(
+                    "the capture failed: {} (only launches and device-to-device copies may be captured)",
+                    driver_msg(&e)
+                ))
+            })?;
+            Ok(Box::new(Graph {
+                graph,
+                _modules: lock(&self.modules).values().cloned().collect(),
+            }))
+        }
     }
 }
 
 #[cfg(not(feature = "cuda"))]
 mod stub {
-    use mep_kernels::launcher::{Arg, Dims, Launcher};
+    use mep_kernels::launcher::{Arg, Dims, Launcher, Replay};
     use mep_kernels::Result;
     use std::convert::Infallible;
-    use std::fmt::Display;
 
     /// A device allocation (never created: this build has no CUDA support).
     pub struct CudaMem {
@@ -607,13 +612,11 @@ mod stub {
         never: Infallible,
     }
 
-    impl Graph {
-        /// Replays the graph.
-        pub fn launch(&self) -> Result<()> {
+    impl Replay for Graph {
+        fn replay(&self) -> Result<()> {
             match self.never {}
         }
-        /// Whether the capture recorded nothing.
-        pub fn is_empty(&self) -> bool {
+        fn is_empty(&self) -> bool {
             match self.never {}
         }
     }
@@ -642,10 +645,6 @@ mod stub {
         }
         /// Compiles and loads every kernel family.
         pub fn preload_all(&self) -> Result<()> {
-            match self.never {}
-        }
-        /// Records `work` into a graph.
-        pub fn capture<E: Display>(&self, _work: impl FnOnce() -> std::result::Result<(), E>) -> Result<Graph> {
             match self.never {}
         }
     }

@@ -1,11 +1,13 @@
 //! [`EmuLauncher`]: the [`Launcher`] of the CPU emulation, so that
 //! `KernelBackend<EmuLauncher>` runs the CUDA backend's host code and kernels on the CPU.
 
-use mep_kernels::{Arg, Dims, KernelBackend, KernelError, Kernels, Launcher};
+use mep_kernels::{Arg, Dims, KernelBackend, KernelError, Kernels, Launcher, Replay};
 use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::ffi::{c_void, CStr};
 use std::os::raw::{c_char, c_int, c_uint};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 #[repr(C)]
 struct Entry {
@@ -61,6 +63,75 @@ impl EmuMem {
 /// ```
 pub struct EmuLauncher {
     kernels: HashMap<String, PackedFn>,
+    // Set while `capture` records: launches and copies go to `recorded` instead of running.
+    capturing: AtomicBool,
+    recorded: Mutex<Vec<Op>>,
+}
+
+/// One recorded operation of a capture, with the addresses and arguments it had.
+enum Op {
+    Launch {
+        kernel: String,
+        f: PackedFn,
+        grid: Dims,
+        block: Dims,
+        args: Vec<Arg>,
+    },
+    Copy {
+        src: u64,
+        dst: u64,
+        bytes: usize,
+    },
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A list of whole operations stays consistent even if a holder panicked.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A capture of the emulation: the launches and copies, replayed in order on the CPU.
+///
+/// Like a CUDA graph it holds raw addresses: every buffer it touches must outlive it
+/// ([`KernelBackend::capture`] keeps the ones it allocated alive; inputs are the caller's).
+pub struct EmuGraph {
+    ops: Vec<Op>,
+}
+
+impl Replay for EmuGraph {
+    fn replay(&self) -> mep_kernels::Result<()> {
+        for op in self.ops.iter() {
+            match op {
+                Op::Launch {
+                    kernel,
+                    f,
+                    grid,
+                    block,
+                    args,
+                } => run(kernel, *f, *grid, *block, args)?,
+                // SAFETY: both ranges were checked against live allocations when recorded, and
+                // the graph's owner keeps them alive (see the type's docs); a copy's source and
+                // destination were distinct allocations.
+                Op::Copy { src, dst, bytes } => unsafe {
+                    std::ptr::copy_nonoverlapping(*src as *const u8, *dst as *mut u8, *bytes)
+                },
+            }
+        }
+        Ok(())
+    }
+    fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// Runs one kernel now.
+fn run(kernel: &str, f: PackedFn, grid: Dims, block: Dims, args: &[Arg]) -> mep_kernels::Result<()> {
+    let mut values: Vec<[u8; 8]> = args.iter().map(Arg::bytes).collect();
+    let mut params: Vec<*mut c_void> = values.iter_mut().map(|v| v.as_mut_ptr() as *mut c_void).collect();
+    // SAFETY: the kernel reads each parameter as its C type from the 8-byte slot (4-byte
+    // types from the first 4 bytes, little-endian as every supported host); pointers in
+    // `args` come from `ptr` of live allocations, as KernelBackend guarantees.
+    let code = unsafe { f(grid.x, grid.y, grid.z, block.x, block.y, block.z, params.as_mut_ptr()) };
+    status(kernel, grid, block, code)
 }
 
 impl EmuLauncher {
@@ -79,7 +150,21 @@ impl EmuLauncher {
                 }
             }
         }
-        EmuLauncher { kernels }
+        EmuLauncher {
+            kernels,
+            capturing: AtomicBool::new(false),
+            recorded: Mutex::new(Vec::new()),
+        }
+    }
+    /// An error if a capture is recording: `what` (a host copy, an allocation) could not be
+    /// captured on a GPU either, so the emulation refuses it too.
+    fn not_capturing(&self, what: &str) -> mep_kernels::Result<()> {
+        if self.capturing.load(Ordering::Relaxed) {
+            return Err(KernelError::Memory(format!(
+                "{what} is not allowed while capturing a graph (only launches and device-to-device copies are)"
+            )));
+        }
+        Ok(())
     }
     /// `KernelBackend` on the emulation with the fast kernels.
     pub fn backend() -> KernelBackend<EmuLauncher> {
@@ -131,6 +216,7 @@ impl Launcher for EmuLauncher {
         "emu"
     }
     fn alloc(&self, bytes: usize) -> mep_kernels::Result<EmuMem> {
+        self.not_capturing("allocating")?;
         // A failed allocation is the emulated device's out-of-memory, as a GPU reports it,
         // not an abort of the process.
         let n = bytes.div_ceil(16);
@@ -146,12 +232,14 @@ impl Launcher for EmuLauncher {
         })
     }
     fn write(&self, mem: &mut EmuMem, offset: usize, src: &[u8]) -> mep_kernels::Result<()> {
+        self.not_capturing("copying from the host")?;
         mem.check(offset, src.len(), "write")?;
         // SAFETY: the range was checked; `mem` is borrowed mutably.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), mem.base().add(offset), src.len()) };
         Ok(())
     }
     fn read(&self, mem: &EmuMem, offset: usize, dst: &mut [u8]) -> mep_kernels::Result<()> {
+        self.not_capturing("copying to the host")?;
         mem.check(offset, dst.len(), "read")?;
         // SAFETY: the range was checked; no launch runs concurrently (launches are synchronous).
         unsafe { std::ptr::copy_nonoverlapping(mem.base().add(offset), dst.as_mut_ptr(), dst.len()) };
@@ -167,6 +255,15 @@ impl Launcher for EmuLauncher {
     ) -> mep_kernels::Result<()> {
         src.check(src_offset, bytes, "copy source")?;
         dst.check(dst_offset, bytes, "copy destination")?;
+        if self.capturing.load(Ordering::Relaxed) {
+            lock(&self.recorded).push(Op::Copy {
+                // SAFETY: both ranges were checked above.
+                src: unsafe { src.base().add(src_offset) } as u64,
+                dst: unsafe { dst.base().add(dst_offset) } as u64,
+                bytes,
+            });
+            return Ok(());
+        }
         // SAFETY: both ranges were checked; `dst` is borrowed mutably, so it is not `src`.
         unsafe { std::ptr::copy_nonoverlapping(src.base().add(src_offset), dst.base().add(dst_offset), bytes) };
         Ok(())
@@ -179,15 +276,47 @@ impl Launcher for EmuLauncher {
             .kernels
             .get(kernel)
             .ok_or_else(|| KernelError::UnknownKernel(kernel.to_string()))?;
-        let mut values: Vec<[u8; 8]> = args.iter().map(Arg::bytes).collect();
-        let mut params: Vec<*mut c_void> = values.iter_mut().map(|v| v.as_mut_ptr() as *mut c_void).collect();
-        // SAFETY: the kernel reads each parameter as its C type from the 8-byte slot (4-byte
-        // types from the first 4 bytes, little-endian as every supported host); pointers in
-        // `args` come from `ptr` of live allocations, as KernelBackend guarantees.
-        let code = unsafe { f(grid.x, grid.y, grid.z, block.x, block.y, block.z, params.as_mut_ptr()) };
-        status(kernel, grid, block, code)
+        if self.capturing.load(Ordering::Relaxed) {
+            lock(&self.recorded).push(Op::Launch {
+                kernel: kernel.to_string(),
+                f: *f,
+                grid,
+                block,
+                args: args.to_vec(),
+            });
+            return Ok(());
+        }
+        run(kernel, *f, grid, block, args)
     }
     fn synchronize(&self) -> mep_kernels::Result<()> {
-        Ok(())
+        self.not_capturing("synchronising")
+    }
+    fn capture(
+        &self,
+        work: &mut dyn FnMut() -> std::result::Result<(), String>,
+    ) -> mep_kernels::Result<Box<dyn Replay>> {
+        if self.capturing.swap(true, Ordering::Relaxed) {
+            return Err(KernelError::Launch {
+                kernel: "(graph capture)".into(),
+                msg: "a capture is already recording on this launcher".into(),
+            });
+        }
+        lock(&self.recorded).clear();
+        // Stops recording even if `work` panics.
+        struct Stop<'a>(&'a EmuLauncher);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.capturing.store(false, Ordering::Relaxed);
+            }
+        }
+        let stop = Stop(self);
+        let outcome = work();
+        drop(stop);
+        let ops = std::mem::take(&mut *lock(&self.recorded));
+        outcome.map_err(|e| KernelError::Launch {
+            kernel: "(graph capture)".into(),
+            msg: format!("the captured work failed: {e}"),
+        })?;
+        Ok(Box::new(EmuGraph { ops }))
     }
 }

@@ -1,4 +1,4 @@
 #![doc = include_str!("../README.md")]
 
 mod launcher;
-pub use launcher::{EmuLauncher, EmuMem};
+pub use launcher::{EmuGraph, EmuLauncher, EmuMem};

@@ -3,9 +3,12 @@
 //! ...) lives in `ops/<family>.rs`.
 
 use crate::error::KernelError;
-use crate::launcher::{Arg, Dims, Launcher};
+use crate::launcher::{Arg, Dims, Launcher, Replay};
 use crate::ops;
+use crate::pool::{Block, GraphBlocks, Pool, PoolStats};
 use mep_tensor::{Checked, Memory, Result, TensorError};
+use std::fmt::Display;
+use std::sync::Arc;
 
 /// Which version of each kernel runs (see the header comment of each kernels/*.cu).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -17,9 +20,10 @@ pub enum Kernels {
     Simple,
 }
 
-/// A buffer of f32 in a launcher's memory.
+/// A buffer of f32 in a launcher's memory (a block of the backend's pool, which gets it back
+/// when the buffer is dropped).
 pub struct DevBuf<M> {
-    pub(crate) mem: M,
+    pub(crate) mem: Block<M>,
     pub(crate) len: usize,
 }
 
@@ -51,22 +55,99 @@ impl<M> DevBuf<M> {
 /// assert_eq!(b.download(&y)?, vec![12.0, 24.0]);
 /// # Ok(()) }
 /// ```
+///
+/// Device memory comes from a caching pool (see [`pool_stats`](Self::pool_stats)): once a
+/// computation has run, running it again allocates nothing from the device, and
+/// [`capture`](Self::capture) can record it into a graph.
 pub struct KernelBackend<L: Launcher> {
     launcher: L,
     kernels: Kernels,
+    pool: Arc<Pool<L::Mem>>,
 }
 
 impl<L: Launcher> KernelBackend<L> {
     /// The fast kernels on `launcher`.
     pub fn new(launcher: L) -> Self {
-        KernelBackend {
-            launcher,
-            kernels: Kernels::Fast,
-        }
+        Self::with_kernels(launcher, Kernels::Fast)
     }
     /// The given kernel versions on `launcher`.
     pub fn with_kernels(launcher: L, kernels: Kernels) -> Self {
-        KernelBackend { launcher, kernels }
+        KernelBackend {
+            launcher,
+            kernels,
+            pool: Pool::new(),
+        }
+    }
+    /// The memory pool's counters: device allocations, cache hits, bytes cached.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+    /// Releases the pool's free blocks to the device (e.g. before handing memory to another
+    /// program); returns their bytes. Blocks of live graphs stay. Allocating afterwards works
+    /// as before, from the device again.
+    pub fn trim(&self) -> usize {
+        self.pool.trim()
+    }
+
+    /// Records the launches that `work` issues into a graph (a CUDA graph on a GPU, a launch
+    /// list in the emulation) without running them; returns it with `work`'s output.
+    /// [`Graph::launch`] then replays the work, writing the same buffers again.
+    ///
+    /// The way to use it: run `work` once eagerly and drop its outputs (the warm-up fills the
+    /// pool), then capture, then replay and read the outputs `work` returned.
+    /// - Inside `work`, allocations come from the pool's cache only (a miss is an error that
+    ///   names the size: warm up first), and no host copies (`upload`, `download`, `dot`,
+    ///   `norm`, ops with host arguments such as targets) or synchronisation may happen.
+    /// - Every block allocated or freed inside `work` belongs to the graph until the graph is
+    ///   dropped: intermediates stay reserved for the replays, and outputs dropped early are
+    ///   not handed to another buffer while the graph lives.
+    /// - Buffers made before the capture and used inside it (inputs, weights) are the
+    ///   caller's: they must outlive the graph; write new inputs into them with `copy`
+    ///   before a replay.
+    /// - One capture at a time per backend, from the thread that issues the work.
+    ///
+    /// An error of `work`, or of the launcher, is returned; nothing is left capturing.
+    pub fn capture<T, E: Display>(
+        &self,
+        work: impl FnOnce() -> std::result::Result<T, E>,
+    ) -> Result<(Graph<L::Mem>, T)> {
+        let blocks = self.pool.begin_capture().map_err(|e| self.err(e))?;
+        // Built first, so that the blocks return to the pool on every early return.
+        let blocks = GraphHold {
+            pool: self.pool.clone(),
+            blocks,
+        };
+        // Ends the capture even if `work` panics.
+        struct EndCapture<'a, M>(&'a Pool<M>);
+        impl<M> Drop for EndCapture<'_, M> {
+            fn drop(&mut self) {
+                self.0.end_capture();
+            }
+        }
+        let end = EndCapture(&self.pool);
+        let mut work = Some(work);
+        let mut out = None;
+        let recorded = self.launcher.capture(&mut || {
+            let work = work.take().ok_or("the captured work ran twice")?;
+            out = Some(work().map_err(|e| e.to_string())?);
+            Ok(())
+        });
+        drop(end);
+        let replay = recorded.map_err(|e| self.err(e))?;
+        let out = out.ok_or_else(|| {
+            self.err(KernelError::Launch {
+                kernel: "(graph capture)".into(),
+                msg: "the launcher never ran the captured work".into(),
+            })
+        })?;
+        Ok((
+            Graph {
+                backend: self.launcher.name(),
+                replay,
+                blocks,
+            },
+            out,
+        ))
     }
     /// The launcher.
     pub fn launcher(&self) -> &L {
@@ -110,19 +191,23 @@ impl<L: Launcher> KernelBackend<L> {
         Arg::Ptr(self.launcher.ptr(&b.mem) + 4 * offset as u64)
     }
     /// A device copy of `bytes` (small host arguments: targets, plans), freed when dropped.
-    pub(crate) fn temp_bytes(&self, bytes: &[u8]) -> Result<L::Mem> {
-        let mut m = self.launcher.alloc(bytes.len()).map_err(|e| self.err(e))?;
+    pub(crate) fn temp_bytes(&self, bytes: &[u8]) -> Result<Block<L::Mem>> {
+        let mut m = self.alloc_bytes(bytes.len())?;
         self.launcher.write(&mut m, 0, bytes).map_err(|e| self.err(e))?;
         Ok(m)
     }
     /// A device array of `n` f64 zeros (accumulators the kernels add into).
-    pub(crate) fn temp_f64_zeros(&self, n: usize) -> Result<L::Mem> {
+    pub(crate) fn temp_f64_zeros(&self, n: usize) -> Result<Block<L::Mem>> {
         self.temp_bytes(&vec![0u8; 8 * n])
     }
     /// A device array of `n` f64 of unspecified contents (for kernels that write every one):
     /// no host copy, which on a GPU would also wait for the stream.
-    pub(crate) fn temp_f64(&self, n: usize) -> Result<L::Mem> {
-        self.launcher.alloc(8 * n).map_err(|e| self.err(e))
+    pub(crate) fn temp_f64(&self, n: usize) -> Result<Block<L::Mem>> {
+        self.alloc_bytes(8 * n)
+    }
+    /// `bytes` bytes from the pool.
+    fn alloc_bytes(&self, bytes: usize) -> Result<Block<L::Mem>> {
+        self.pool.alloc(&self.launcher, bytes).map_err(|e| self.err(e))
     }
     /// Reads `n` f64 from `mem`.
     pub(crate) fn read_f64(&self, mem: &L::Mem, n: usize) -> Result<Vec<f64>> {
@@ -136,6 +221,47 @@ impl<L: Launcher> KernelBackend<L> {
     /// The device address of a launcher allocation.
     pub(crate) fn mem_ptr(&self, m: &L::Mem) -> Arg {
         Arg::Ptr(self.launcher.ptr(m))
+    }
+}
+
+/// A captured graph of a [`KernelBackend`] (see [`KernelBackend::capture`]); holds the pool
+/// blocks of its intermediates and outputs while it lives.
+pub struct Graph<M> {
+    backend: &'static str,
+    // Dropped before `blocks`: the launcher's graph goes first, then its memory is freed.
+    replay: Box<dyn Replay>,
+    blocks: GraphHold<M>,
+}
+
+impl<M> Graph<M> {
+    /// Replays the recorded work (asynchronously on a GPU, in order with the backend's other
+    /// work).
+    pub fn launch(&self) -> Result<()> {
+        self.replay.replay().map_err(|e| TensorError::Device {
+            backend: self.backend,
+            source: Box::new(e),
+        })
+    }
+    /// Whether the capture recorded nothing.
+    pub fn is_empty(&self) -> bool {
+        self.replay.is_empty()
+    }
+    /// Bytes of the pool blocks the graph holds and no buffer does (its intermediates, and
+    /// outputs already dropped).
+    pub fn held_bytes(&self) -> usize {
+        self.blocks.blocks.free_bytes()
+    }
+}
+
+/// A graph's blocks; gives them back to the pool when the graph is dropped.
+struct GraphHold<M> {
+    pool: Arc<Pool<M>>,
+    blocks: Arc<GraphBlocks<M>>,
+}
+
+impl<M> Drop for GraphHold<M> {
+    fn drop(&mut self) {
+        self.pool.graph_dropped(&self.blocks);
     }
 }
 
@@ -175,7 +301,7 @@ impl<L: Launcher> Memory for KernelBackend<L> {
                 msg: format!("{len} f32 values are more bytes than an address space holds"),
             })
         })?;
-        let mem = self.launcher.alloc(bytes).map_err(|e| self.err(e))?;
+        let mem = self.alloc_bytes(bytes)?;
         Ok(DevBuf { mem, len })
     }
     fn zeros(&self, len: usize) -> Result<Self::Buf> {

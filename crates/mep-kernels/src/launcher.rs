@@ -87,4 +87,28 @@ pub trait Launcher: Send + Sync + 'static {
     fn launch(&self, kernel: &str, grid: Dims, block: Dims, args: &[Arg]) -> Result<()>;
     /// Waits for everything issued so far.
     fn synchronize(&self) -> Result<()>;
+    /// Records the launches and device-to-device copies that `work` issues, without running
+    /// them, into a graph that [`Replay::replay`] runs again with the same addresses and
+    /// arguments. Host copies, allocations and synchronisation inside `work` are errors.
+    /// An error of `work` is returned as [`KernelError::Launch`](crate::KernelError::Launch)
+    /// naming it, and the launcher stays usable.
+    ///
+    /// Call it through [`KernelBackend::capture`](crate::KernelBackend::capture), whose pool
+    /// keeps the graph's memory apart; the default says the launcher cannot capture.
+    fn capture(&self, work: &mut dyn FnMut() -> std::result::Result<(), String>) -> Result<Box<dyn Replay>> {
+        let _ = work;
+        Err(crate::KernelError::Unavailable(format!(
+            "the {} launcher cannot capture graphs",
+            self.name()
+        )))
+    }
+}
+
+/// A launcher's captured graph (see [`Launcher::capture`]). `Send` but not `Sync`: a CUDA
+/// graph may move between threads but must not be launched from two at once.
+pub trait Replay: Send {
+    /// Runs the recorded work again, in order with the launcher's other work.
+    fn replay(&self) -> Result<()>;
+    /// Whether nothing was recorded.
+    fn is_empty(&self) -> bool;
 }

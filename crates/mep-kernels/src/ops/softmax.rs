@@ -11,7 +11,7 @@ fn targets_on_device<L: Launcher>(
     op: &'static str,
     c: usize,
     targets: &[usize],
-) -> Result<L::Mem> {
+) -> Result<crate::pool::Block<L::Mem>> {
     i32_of(op, "classes", c)?;
     let bytes: Vec<u8> = targets.iter().flat_map(|&t| (t as i32).to_ne_bytes()).collect();
     kb.temp_bytes(&bytes)
