@@ -9,7 +9,8 @@
 //   (no-ops or `inline`), `__restrict__` (g++ has it).
 // - `threadIdx`, `blockIdx`, `blockDim`, `gridDim`: thread-local `dim3`s.
 // - A launch (`emu_launch(grid, block, kernel, args...)`) runs the blocks one at a time, in
-//   order x, then y, then z; the threads of a block are real OS threads (one pool of
+//   order x, then y, then z; the threads of a block are fibers on the launching OS thread
+//   (see the harness below), switched at barriers and shuffles (one set of
 //   blockDim threads per launch, reused for every block). Launches are serialised by a
 //   global mutex, so `__shared__` can be `static`: one block owns it at a time.
 // - `__syncthreads()`: a barrier over the block's threads. A thread that has returned from
@@ -31,14 +32,24 @@
 // (`__expf` here is as precise as `expf`), FMA contraction (g++ without -march does not
 // contract; NVRTC does by default, so GPU results may differ by an ulp).
 #pragma once
+// x86-64 switches with a few instructions of its own; elsewhere (or with EMU_UCONTEXT, so
+// that the portable path can be tested on x86-64) through ucontext's swapcontext.
+#if defined(__x86_64__) && !defined(EMU_UCONTEXT)
+#define EMU_FIBER_ASM 1
+#else
+#define EMU_FIBER_ASM 0
+#endif
+
 
 #include <atomic>
 #include <cmath>
-#include <condition_variable>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <mutex>
-#include <thread>
+#if !EMU_FIBER_ASM
+#include <ucontext.h>
+#endif
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -92,27 +103,175 @@ inline long long min(long long a, long long b) { return a < b ? a : b; }
 inline long long max(long long a, long long b) { return a > b ? a : b; }
 
 // ---- the harness ----------------------------------------------------------------------
+//
+// The threads of a block are fibers: user-space contexts on the launching OS thread, switched
+// cooperatively where CUDA threads wait for each other (barriers, shuffles). A barrier then
+// costs two context switches per thread (tens of nanoseconds each) instead of a futex wake-up
+// of an OS thread, which on a 2-core machine made the emulated kernel tests spend most of
+// their time in the operating system's scheduler (10 of 13 CPU-minutes were system time).
+
+/// One emulated thread: its stack and what CUDA lets it read about itself.
+struct EmuFiber {
+#if EMU_FIBER_ASM
+    void* sp = nullptr; // saved stack pointer while switched out
+#else
+    ucontext_t ctx;
+#endif
+    unsigned char* stack = nullptr;
+    dim3 tid, bid;
+    int lane = 0, warp = 0;
+    bool done = false;
+};
+
+struct EmuBlock;
+inline thread_local EmuBlock* emu_block = nullptr;
+inline thread_local int emu_lane = 0;
+inline thread_local int emu_warp = 0;
+
+/// The launch in progress (launches are serialised): its fibers and the scheduler's context.
+struct EmuSched {
+    std::vector<EmuFiber>* fibers = nullptr;
+    int current = -1;
+#if EMU_FIBER_ASM
+    void* sp = nullptr;
+#else
+    ucontext_t ctx;
+#endif
+    /// Bumped whenever a thread arrives at a barrier or finishes: a scheduler round without
+    /// it means every live thread waits for a barrier that can never fill.
+    unsigned long long progress = 0;
+    /// Runs thread t's whole launch (every block).
+    void (*body)(void* launch, int t) = nullptr;
+    void* launch = nullptr;
+};
+inline EmuSched* emu_sched = nullptr;
+
+#if EMU_FIBER_ASM
+// Saves the callee-saved registers, MXCSR and the x87 control word on the current stack,
+// stores the stack pointer in *save, switches to `to` and restores the same from there (the
+// System V x86-64 ABI: everything else is caller-saved).
+__attribute__((naked, noinline)) inline void emu_switch(void** /*save*/, void* /*to*/) {
+    __asm__ volatile(
+        "pushq %rbp\n\t"
+        "pushq %rbx\n\t"
+        "pushq %r12\n\t"
+        "pushq %r13\n\t"
+        "pushq %r14\n\t"
+        "pushq %r15\n\t"
+        "subq $8, %rsp\n\t"
+        "stmxcsr (%rsp)\n\t"
+        "fnstcw 4(%rsp)\n\t"
+        "movq %rsp, (%rdi)\n\t"
+        "movq %rsi, %rsp\n\t"
+        "ldmxcsr (%rsp)\n\t"
+        "fldcw 4(%rsp)\n\t"
+        "addq $8, %rsp\n\t"
+        "popq %r15\n\t"
+        "popq %r14\n\t"
+        "popq %r13\n\t"
+        "popq %r12\n\t"
+        "popq %rbx\n\t"
+        "popq %rbp\n\t"
+        "ret\n\t");
+}
+#endif
+
+/// Back to the scheduler, until it resumes this thread.
+inline void emu_yield() {
+    EmuSched& s = *emu_sched;
+    EmuFiber& f = (*s.fibers)[s.current];
+    f.bid = blockIdx;
+    __asm__ volatile("" ::: "memory");
+#if EMU_FIBER_ASM
+    emu_switch(&f.sp, s.sp);
+#else
+    swapcontext(&f.ctx, &s.ctx);
+#endif
+    __asm__ volatile("" ::: "memory");
+}
+
+inline void emu_progress() { ++emu_sched->progress; }
+
+/// A fiber's first frame: runs its thread's launch, then hands back to the scheduler for good.
+[[noreturn]] inline void emu_fiber_start() {
+    EmuSched& s = *emu_sched;
+    int t = s.current;
+    s.body(s.launch, t);
+    (*s.fibers)[t].done = true;
+    emu_progress();
+    for (;;) emu_yield(); // never resumed once done
+}
+
+#if !EMU_FIBER_ASM
+inline void emu_fiber_start_c() { emu_fiber_start(); }
+#endif
+
+/// Bytes of stack per emulated thread: kernels keep register tiles of at most a few hundred
+/// floats; pages never touched cost nothing.
+inline constexpr std::size_t EMU_STACK = 256 * 1024;
+
+/// Stacks reused across launches (launches are serialised, so one pool serves them all).
+inline std::vector<std::unique_ptr<unsigned char[]>> emu_stacks;
+
+/// Points `f` at a fresh start of emu_fiber_start on its stack.
+inline void emu_fiber_init(EmuFiber& f) {
+#if EMU_FIBER_ASM
+    // The first switch pops the saved registers and "returns" into emu_fiber_start with the
+    // stack as a call would leave it (rsp ≡ 8 mod 16).
+    auto top = reinterpret_cast<std::uintptr_t>(f.stack + EMU_STACK) & ~std::uintptr_t(15);
+    auto* w = reinterpret_cast<std::uint64_t*>(top - 72);
+    std::uint32_t csr[2] = {0x1F80u, 0x037Fu}; // MXCSR and x87 control word at reset
+    std::memcpy(&w[0], csr, 8);
+    for (int i = 1; i <= 6; ++i) w[i] = 0;
+    w[7] = reinterpret_cast<std::uint64_t>(&emu_fiber_start);
+    w[8] = 0; // emu_fiber_start never returns
+    f.sp = w;
+#else
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = f.stack;
+    f.ctx.uc_stack.ss_size = EMU_STACK;
+    f.ctx.uc_link = nullptr;
+    makecontext(&f.ctx, emu_fiber_start_c, 0);
+#endif
+}
+
+/// Runs thread `i` until it waits or finishes.
+inline void emu_resume(EmuSched& s, int i) {
+    EmuFiber& f = (*s.fibers)[i];
+    s.current = i;
+    threadIdx = f.tid;
+    blockIdx = f.bid;
+    emu_lane = f.lane;
+    emu_warp = f.warp;
+    __asm__ volatile("" ::: "memory");
+#if EMU_FIBER_ASM
+    emu_switch(&s.sp, f.sp);
+#else
+    swapcontext(&s.ctx, &f.ctx);
+#endif
+    __asm__ volatile("" ::: "memory");
+}
 
 /// A reusable barrier over `expected` threads; a thread that leaves (`drop`) stops counting.
+/// Waiting is yielding to the scheduler until the barrier's generation changes.
 class EmuBarrier {
   public:
     void reset(int expected) {
-        std::lock_guard<std::mutex> l(m_);
         expected_ = expected;
         arrived_ = 0;
     }
     void arrive_and_wait() {
-        std::unique_lock<std::mutex> l(m_);
         unsigned long long gen = gen_;
+        emu_progress();
         if (++arrived_ >= expected_) {
             release();
-        } else {
-            cv_.wait(l, [&] { return gen_ != gen; });
+            return;
         }
+        while (gen_ == gen) emu_yield();
     }
     void drop() {
-        std::lock_guard<std::mutex> l(m_);
         --expected_;
+        emu_progress();
         if (arrived_ > 0 && arrived_ >= expected_) release();
     }
 
@@ -120,10 +279,7 @@ class EmuBarrier {
     void release() {
         arrived_ = 0;
         ++gen_;
-        cv_.notify_all();
     }
-    std::mutex m_;
-    std::condition_variable cv_;
     int expected_ = 0, arrived_ = 0;
     unsigned long long gen_ = 0;
 };
@@ -139,9 +295,6 @@ struct EmuBlock {
     std::vector<std::unique_ptr<EmuWarp>> warps;
 };
 
-inline thread_local EmuBlock* emu_block = nullptr;
-inline thread_local int emu_lane = 0;
-inline thread_local int emu_warp = 0;
 
 inline void __syncthreads() { emu_block->sync.arrive_and_wait(); }
 inline void __syncwarp(unsigned int = 0xffffffffu) { emu_block->warps[emu_warp]->bar.arrive_and_wait(); }
@@ -164,11 +317,13 @@ template <class T>
 inline T __shfl_sync(unsigned int, T v, int src_lane, int width = 32) {
     return emu_shfl(v, (emu_lane / width) * width + (src_lane % width));
 }
+
 template <class T>
 inline T __shfl_down_sync(unsigned int, T v, unsigned int delta, int width = 32) {
     int in_group = emu_lane % width;
     return emu_shfl(v, in_group + (int)delta < width ? emu_lane + (int)delta : -1);
 }
+
 template <class T>
 inline T __shfl_xor_sync(unsigned int, T v, int lane_mask, int width = 32) {
     int src = emu_lane ^ lane_mask;
@@ -188,7 +343,48 @@ enum EmuStatus : int {
     EMU_OK = 0,
     EMU_BAD_GRID = 1,   // a grid dimension is 0 or above CUDA's limits
     EMU_BAD_BLOCK = 2,  // a block dimension is 0 or the block has more than 1024 threads
-    EMU_NO_THREADS = 3, // the OS refused to start the block's threads
+    EMU_NO_THREADS = 3, // no memory for the block's thread stacks
+    EMU_DEADLOCK = 4,   // every live thread waits at a barrier the others never reach
+};
+
+/// What one launch's threads share.
+template <class F>
+struct EmuLaunch {
+    dim3 grid, block;
+    int n;
+    EmuBlock ctx;
+    F kernel_call;
+    // Block start: every thread has finished the previous block; the last one to arrive
+    // re-arms the in-kernel barriers for the new block.
+    int start_arrived = 0;
+    unsigned long long start_gen = 0;
+
+    void block_start() {
+        unsigned long long gen = start_gen;
+        emu_progress();
+        if (++start_arrived == n) {
+            start_arrived = 0;
+            ctx.sync.reset(n);
+            for (auto& w : ctx.warps) w->bar.reset(w->lanes);
+            ++start_gen;
+        } else {
+            while (start_gen == gen) emu_yield();
+        }
+    }
+
+    static void body(void* self, int t) {
+        auto& l = *static_cast<EmuLaunch*>(self);
+        emu_block = &l.ctx;
+        for (unsigned int bz = 0; bz < l.grid.z; ++bz)
+            for (unsigned int by = 0; by < l.grid.y; ++by)
+                for (unsigned int bx = 0; bx < l.grid.x; ++bx) {
+                    blockIdx = dim3(bx, by, bz);
+                    l.block_start();
+                    l.kernel_call();
+                    l.ctx.sync.drop();
+                    l.ctx.warps[emu_warp]->bar.drop();
+                }
+    }
 };
 
 /// Runs `kernel(args...)` on every block of `grid`, each with `block` threads.
@@ -200,73 +396,51 @@ inline int emu_launch(dim3 grid, dim3 block, void (*kernel)(KArgs...), Args... a
     if (nthreads > 1024) return EMU_BAD_BLOCK;
     int n = (int)nthreads;
     std::lock_guard<std::mutex> launch_lock(emu_launch_mutex);
-    EmuBlock ctx;
+    auto call = [&] { kernel(args...); };
+    EmuLaunch<decltype(call)> launch{grid, block, n, EmuBlock{}, call};
     int nwarps = (n + 31) / 32;
     for (int w = 0; w < nwarps; ++w) {
-        ctx.warps.push_back(std::make_unique<EmuWarp>());
-        ctx.warps.back()->lanes = (w + 1 < nwarps || n % 32 == 0) ? 32 : n % 32;
+        launch.ctx.warps.push_back(std::make_unique<EmuWarp>());
+        launch.ctx.warps.back()->lanes = (w + 1 < nwarps || n % 32 == 0) ? 32 : n % 32;
     }
-    // Block start: every thread has finished the previous block; the last one to arrive
-    // re-arms the in-kernel barriers for the new block.
-    std::mutex start_m;
-    int start_arrived = 0;
-    unsigned long long start_gen = 0;
-    std::condition_variable start_cv;
-    auto block_start = [&] {
-        std::unique_lock<std::mutex> l(start_m);
-        unsigned long long gen = start_gen;
-        if (++start_arrived == n) {
-            start_arrived = 0;
-            ctx.sync.reset(n);
-            for (auto& w : ctx.warps) w->bar.reset(w->lanes);
-            ++start_gen;
-            start_cv.notify_all();
-        } else {
-            start_cv.wait(l, [&] { return start_gen != gen; });
-        }
-    };
-    // Threads wait for `go` until all of them exist; if one cannot be started, the others
-    // leave without running anything.
-    std::mutex go_m;
-    std::condition_variable go_cv;
-    int go = 0; // 0 wait, 1 run, -1 abort
-    auto body = [&](int t) {
-        {
-            std::unique_lock<std::mutex> l(go_m);
-            go_cv.wait(l, [&] { return go != 0; });
-            if (go < 0) return;
-        }
-        threadIdx = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
-        blockDim = block;
-        gridDim = grid;
-        emu_block = &ctx;
-        emu_lane = t % 32;
-        emu_warp = t / 32;
-        for (unsigned int bz = 0; bz < grid.z; ++bz)
-            for (unsigned int by = 0; by < grid.y; ++by)
-                for (unsigned int bx = 0; bx < grid.x; ++bx) {
-                    blockIdx = dim3(bx, by, bz);
-                    block_start();
-                    kernel(args...);
-                    ctx.sync.drop();
-                    ctx.warps[emu_warp]->bar.drop();
-                }
-        emu_block = nullptr;
-    };
-    std::vector<std::thread> threads;
-    threads.reserve(n);
-    int status = EMU_OK;
     try {
-        for (int t = 0; t < n; ++t) threads.emplace_back(body, t);
+        while ((int)emu_stacks.size() < n) emu_stacks.emplace_back(new unsigned char[EMU_STACK]);
     } catch (...) {
-        status = EMU_NO_THREADS;
+        return EMU_NO_THREADS;
     }
-    {
-        std::lock_guard<std::mutex> l(go_m);
-        go = status == EMU_OK ? 1 : -1;
+    std::vector<EmuFiber> fibers(n);
+    for (int t = 0; t < n; ++t) {
+        EmuFiber& f = fibers[t];
+        f.stack = emu_stacks[t].get();
+        f.tid = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
+        f.lane = t % 32;
+        f.warp = t / 32;
+        emu_fiber_init(f);
     }
-    go_cv.notify_all();
-    for (auto& th : threads) th.join();
+    EmuSched sched;
+    sched.fibers = &fibers;
+    sched.body = &decltype(launch)::body;
+    sched.launch = &launch;
+    EmuSched* outer = emu_sched;
+    emu_sched = &sched;
+    blockDim = block;
+    gridDim = grid;
+    int status = EMU_OK;
+    for (int live = n; live > 0;) {
+        unsigned long long before = sched.progress;
+        for (int t = 0; t < n; ++t) {
+            if (fibers[t].done) continue;
+            emu_resume(sched, t);
+            live -= fibers[t].done;
+        }
+        if (live > 0 && sched.progress == before) {
+            // The waiting threads are abandoned; their stacks are reset by the next launch.
+            status = EMU_DEADLOCK;
+            break;
+        }
+    }
+    emu_sched = outer;
+    emu_block = nullptr;
     return status;
 }
 

@@ -194,7 +194,8 @@ fn refusal(code: c_int) -> Option<&'static str> {
         0 => None,
         1 => Some("the grid is empty or too large"),
         2 => Some("the block is empty or has more than 1024 threads"),
-        3 => Some("the operating system could not start the block's threads"),
+        3 => Some("there is no memory for the stacks of the block's threads"),
+        4 => Some("every thread still running waits at a barrier or shuffle the others never reach (a barrier under divergent control flow)"),
         _ => Some("unknown status"),
     }
 }
