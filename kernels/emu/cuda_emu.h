@@ -372,7 +372,7 @@ struct EmuLaunch {
         }
     }
 
-    static void body(void* self, int t) {
+    static void body(void* self, int /*t: its ids are set by emu_resume*/) {
         auto& l = *static_cast<EmuLaunch*>(self);
         emu_block = &l.ctx;
         for (unsigned int bz = 0; bz < l.grid.z; ++bz)
