@@ -238,12 +238,7 @@ fn cases<B: Backend>(
 type Timer<'a> = dyn Fn(&mut dyn FnMut() -> Result<(), String>) -> Result<Vec<f64>, String> + 'a;
 
 /// Training steps of a second ResNet-50 (the same initialisation, unfolded) on the batch `x`.
-fn train_case<B: Backend>(
-    b: &B,
-    x: &Tensor<B>,
-    targets: &[usize],
-    time: &Timer,
-) -> Result<Vec<f64>, String> {
+fn train_case<B: Backend>(b: &B, x: &Tensor<B>, targets: &[usize], time: &Timer) -> Result<Vec<f64>, String> {
     let mut model = ResNet::init(b, Arch::ResNet50, Arch::ResNet50.default_width(), CLASSES, 1)
         .map_err(|e| format!("building the ResNet-50 to train: {e}"))?;
     let mut adam = Adam::new(AdamParams::default());
