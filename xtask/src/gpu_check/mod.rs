@@ -16,10 +16,10 @@
 //!    cases, joined into one table;
 //! - `kernel-rates` (only when asked for, `--only ...,kernel-rates`): GFLOP/s and GB/s per
 //!   kernel against the device's peak (`benches/benches/kernels.rs` without criterion);
-//! - `ncu`: one Nsight Compute pass over gpu_speed's forward+backward-to-input case, the
-//!   kernels' times summed per kernel (skipped without ncu);
 //! - `train`: `mep train --device cuda` on ResNet-50 224×224 b32 for one synthetic epoch, end
 //!   to end, and its images/s against PyTorch's fp32 training step (820 images/s);
+//! - `ncu`: one Nsight Compute pass over gpu_speed's forward+backward-to-input case, the
+//!   kernels' times summed per kernel (skipped without ncu);
 //! 7. `smoke`: `mep connect --device cuda` on a tiny synthetic study beside the same run on
 //!    the CPU (when `mep` has `--device`);
 //! 8. `memcheck`: compute-sanitizer's memcheck over mep-cuda's test binaries, with whatever
@@ -66,8 +66,8 @@ pub const STEPS: &[&str] = &[
     "kernels-check",
     "speed",
     "kernel-rates",
-    "ncu",
     "train",
+    "ncu",
     "smoke",
     "memcheck",
 ];
@@ -78,8 +78,8 @@ pub const DEFAULT_STEPS: &[&str] = &[
     "conformance",
     "kernels-check",
     "speed",
-    "ncu",
     "train",
+    "ncu",
     "smoke",
     "memcheck",
 ];
