@@ -20,7 +20,10 @@ here, and the JSON's "model" says which):
     (batch statistics), mean cross-entropy, backward with weight gradients, an Adam step
     (lr 1e-3, zero_grad(set_to_none=True)): what `mep train` does per batch, without the
     data loading (images/s = 1000 * batch / median_ms);
-  - with --device cuda, the forward again, captured once in a CUDA graph and replayed.
+  - with --device cuda, the forward again, captured once in a CUDA graph and replayed; and
+    a NEB step's energy+gradient in `input` (copy the 32 pivots into the network's input,
+    cross-entropy against class 0 summed over the pivots, its gradient to the input),
+    captured and replayed, as gpu_speed's graph row of the same name.
 
 TF32 is off (torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 =
 False); cuDNN's autotuner (cudnn.benchmark) is on unless --no-cudnn-benchmark, so the
@@ -61,6 +64,7 @@ class Config:
             "neb_layer1": f"neb step layer1 {s // 4}x{s // 4}, {m} pivots",
             "graph": f"resnet50 {s}x{s} b{n} forward, CUDA graph",
             "train": f"resnet50 {s}x{s} b{n} training step (Adam)",
+            "graph_neb": f"neb step input {s}x{s}, {m} pivots, energy+gradient, CUDA graph",
         }
 
 
@@ -344,6 +348,28 @@ def main():
             model(static_x)
         return g.replay
 
+    def graph_neb():
+        points = torch.randn(cfg.moving, 3, cfg.size, cfg.size, generator=gen).to(device)
+        static_z = torch.empty_like(points, requires_grad=True)
+        target = torch.zeros(cfg.moving, dtype=torch.long, device=device)
+
+        def energy_grad():
+            with torch.no_grad():
+                static_z.copy_(points)
+            loss = torch.nn.functional.cross_entropy(model(static_z), target, reduction="sum")
+            return torch.autograd.grad(loss, static_z)[0]
+
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                energy_grad()
+        torch.cuda.current_stream().wait_stream(side)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            energy_grad()
+        return g.replay
+
     cases = [
         (names["forward"], lambda: forward),
         (names["backward"], lambda: backward),
@@ -353,6 +379,7 @@ def main():
     ]
     if cuda and not args.no_graph:
         cases.append((names["graph"], graph))
+        cases.append((names["graph_neb"], graph_neb))
     failed = False
     for name, make in cases:
         if args.case and not any(c in name for c in args.case):
