@@ -112,6 +112,36 @@ __device__ __forceinline__ void tangent_measure(long long d, const float* prev, 
     block_sum2(tt, gt);
 }
 
+// Whether τ = a τ+ + b τ- with |τ|² = tt is long enough to be a tangent.
+__device__ __forceinline__ bool neb_tangent_ok(double tt, double a, double b, double np, double nm) {
+    return sqrt(tt) > NEB_ZERO_TANGENT * (fabs(a) * np + fabs(b) * nm);
+}
+
+// The fallbacks where τ is too short, in order: the bisector τ+/|τ+| + τ-/|τ-|, τ+, τ-:
+// their coefficients (fa[q], fb[q]).
+__device__ __forceinline__ void neb_fallbacks(double np, double nm, double (&fa)[3], double (&fb)[3]) {
+    double inp = np > 0.0 ? 1.0 / np : 0.0, inm = nm > 0.0 ? 1.0 / nm : 0.0;
+    fa[0] = inp, fa[1] = inp, fa[2] = 0.0;
+    fb[0] = inm, fb[1] = 0.0, fb[2] = inm;
+}
+
+// The first fallback q long enough (qt[q] = its |τ|², qg[q] its ∇E·τ), else no tangent
+// (a = b = tt = gt = 0).
+__device__ __forceinline__ void neb_pick_fallback(const double (&fa)[3], const double (&fb)[3], const double (&qt)[3],
+                                                  const double (&qg)[3], double np, double nm, double& a, double& b,
+                                                  double& tt, double& gt) {
+    a = b = tt = gt = 0.0;
+    for (int q = 0; q < 3; ++q) {
+        if (neb_tangent_ok(qt[q], fa[q], fb[q], np, nm)) {
+            a = fa[q];
+            b = fb[q];
+            tt = qt[q];
+            gt = qg[q];
+            return;
+        }
+    }
+}
+
 // Scales (a, b) to the unit tangent (to zero when |τ|² = tt is 0); returns ∇E·τ̂ from gt = ∇E·τ.
 __device__ __forceinline__ double neb_normalise(double tt, double gt, double& a, double& b) {
     double tn = sqrt(tt);
@@ -177,24 +207,11 @@ extern "C" __global__ void neb_forces_f32_v1(long long pivots, long long d, cons
     double a, b, tt, gt;
     tangent_coefficients(e[i - 1], e[i], e[i + 1], np, nm, a, b);
     tangent_measure(d, prev, cur, next, grad, a, b, tt, gt);
-    if (!(sqrt(tt) > NEB_ZERO_TANGENT * (fabs(a) * np + fabs(b) * nm))) {
-        double inp = np > 0.0 ? 1.0 / np : 0.0, inm = nm > 0.0 ? 1.0 / nm : 0.0;
-        double fa[3] = {inp, inp, 0.0}, fb[3] = {inm, 0.0, inm};
-        a = 0.0;
-        b = 0.0;
-        tt = 0.0;
-        gt = 0.0;
-        for (int q = 0; q < 3; ++q) {
-            double qt, qg;
-            tangent_measure(d, prev, cur, next, grad, fa[q], fb[q], qt, qg);
-            if (sqrt(qt) > NEB_ZERO_TANGENT * (fabs(fa[q]) * np + fabs(fb[q]) * nm)) {
-                a = fa[q];
-                b = fb[q];
-                tt = qt;
-                gt = qg;
-                break;
-            }
-        }
+    if (!neb_tangent_ok(tt, a, b, np, nm)) {
+        double fa[3], fb[3], qt[3], qg[3];
+        neb_fallbacks(np, nm, fa, fb);
+        for (int q = 0; q < 3; ++q) tangent_measure(d, prev, cur, next, grad, fa[q], fb[q], qt[q], qg[q]);
+        neb_pick_fallback(fa, fb, qt, qg, np, nm, a, b, tt, gt);
     }
     double gtau = neb_normalise(tt, gt, a, b); // ∇E·τ̂
     bool climb = climbing == (int)i;
@@ -314,26 +331,13 @@ extern "C" __global__ void neb_forces_f32_v2(long long pivots, long long d, long
     neb_coefficients(part1, e, i, nc, np, nm, a, b);
     double tt = neb_total(part2, i, nc, 6, 0), gt = neb_total(part2, i, nc, 6, 1);
     // The fallbacks of v1, in its order: the bisector, τ+, τ-, else no tangent.
-    if (!(sqrt(tt) > NEB_ZERO_TANGENT * (fabs(a) * np + fabs(b) * nm))) {
-        double inp = np > 0.0 ? 1.0 / np : 0.0, inm = nm > 0.0 ? 1.0 / nm : 0.0;
+    if (!neb_tangent_ok(tt, a, b, np, nm)) {
+        double fa[3], fb[3];
+        neb_fallbacks(np, nm, fa, fb);
         double gp = neb_total(part2, i, nc, 6, 4), gm = neb_total(part2, i, nc, 6, 5);
-        double pp = np * np, mm = nm * nm;
-        double qt[3] = {neb_total(part2, i, nc, 6, 2), inp * inp * pp, inm * inm * mm};
-        double qg[3] = {neb_total(part2, i, nc, 6, 3), inp * gp, inm * gm};
-        double fa[3] = {inp, inp, 0.0}, fb[3] = {inm, 0.0, inm};
-        a = 0.0;
-        b = 0.0;
-        tt = 0.0;
-        gt = 0.0;
-        for (int q = 0; q < 3; ++q) {
-            if (sqrt(qt[q]) > NEB_ZERO_TANGENT * (fabs(fa[q]) * np + fabs(fb[q]) * nm)) {
-                a = fa[q];
-                b = fb[q];
-                tt = qt[q];
-                gt = qg[q];
-                break;
-            }
-        }
+        double qt[3] = {neb_total(part2, i, nc, 6, 2), fa[1] * fa[1] * (np * np), fb[2] * fb[2] * (nm * nm)};
+        double qg[3] = {neb_total(part2, i, nc, 6, 3), fa[1] * gp, fb[2] * gm};
+        neb_pick_fallback(fa, fb, qt, qg, np, nm, a, b, tt, gt);
     }
     double gtau = neb_normalise(tt, gt, a, b);
     bool climb = climbing == (int)i;
