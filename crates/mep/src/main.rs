@@ -193,9 +193,9 @@ enum Command {
     },
 }
 
-/// The model, the data and the spaces of a study or a graph.
+/// The trained network and the test images of a study, a graph or an attack.
 #[derive(clap::Args)]
-struct ModelCli {
+struct NetCli {
     /// resnet18, resnet34, resnet50, resnet101, resnet152, resnet20, resnet32, resnet44, resnet56, resnet110
     #[arg(long)]
     arch: String,
@@ -209,6 +209,13 @@ struct ModelCli {
     /// Input size (default: the one `mep train` recorded, else the images' own).
     #[arg(long)]
     size: Option<usize>,
+}
+
+/// The model, the data and the spaces of a study or a graph.
+#[derive(clap::Args)]
+struct ModelCli {
+    #[command(flatten)]
+    net: NetCli,
     /// Spaces: `input` and/or cuts (stem, layer1 … layer4, pool), comma-separated.
     #[arg(long = "space", value_delimiter = ',', default_value = "input,layer1,pool")]
     spaces: Vec<String>,
@@ -217,9 +224,15 @@ struct ModelCli {
 impl ModelCli {
     /// `mep connect`'s defaults for this model, with `neb`'s search settings, into `out`.
     fn args(self, neb: NebCli, out: PathBuf, device: mep::device::Device) -> mep::Result<mep::connect::ConnectArgs> {
-        let mut a = mep::connect::ConnectArgs::new(self.arch, self.weights, self.data, out);
+        let NetCli {
+            arch,
+            weights,
+            data,
+            size,
+        } = self.net;
+        let mut a = mep::connect::ConnectArgs::new(arch, weights, data, out);
         neb.apply(&mut a)?;
-        a.size = self.size;
+        a.size = size;
         a.spaces = self.spaces;
         a.device = device;
         Ok(a)
@@ -361,20 +374,8 @@ const CERTIFY_MAX_PIECES: usize = 100_000;
 #[derive(clap::Args)]
 #[command(allow_negative_numbers = true)]
 struct AttackCli {
-    /// resnet18, resnet34, resnet50, resnet101, resnet152, resnet20, resnet32, resnet44, resnet56, resnet110
-    #[arg(long)]
-    arch: String,
-    /// Checkpoint (safetensors with torchvision key names).
-    #[arg(long)]
-    weights: PathBuf,
-    /// `synthetic`, `cifar10`, a CIFAR-10 archive or folder, or an image folder; the images
-    /// attacked come from its test split.
-    #[arg(long, default_value = "synthetic")]
-    data: String,
-    /// Input size (default: the one `mep train` recorded, else the images' own); the images
-    /// are written at it.
-    #[arg(long)]
-    size: Option<usize>,
+    #[command(flatten)]
+    net: NetCli,
     /// The perturbation's ball: linf or l2.
     #[arg(long, default_value = "linf")]
     norm: String,
@@ -406,7 +407,7 @@ struct AttackCli {
     /// Start each image at a random point of the ball.
     #[arg(long)]
     random_start: bool,
-    /// The output folder (new or empty).
+    /// The output folder (new or empty); its images are written at --size.
     #[arg(long)]
     out: PathBuf,
     /// No progress messages.
@@ -425,10 +426,10 @@ fn number_or_fraction(s: &str) -> Result<f64, String> {
 
 fn attack_args(c: AttackCli, device: mep::device::Device) -> mep::Result<mep::attack::AttackArgs> {
     Ok(mep::attack::AttackArgs {
-        arch: c.arch,
-        weights: c.weights,
-        data: c.data,
-        size: c.size,
+        arch: c.net.arch,
+        weights: c.net.weights,
+        data: c.net.data,
+        size: c.net.size,
         norm: c.norm.parse()?,
         eps: c.eps,
         step: c.step,
