@@ -439,8 +439,13 @@ mod tests {
         };
         let mut epoch = Epoch::start(100, 3, 0, Arc::new(make));
         epoch.next().unwrap().unwrap();
+        // Batch 0 taken: the workers may claim batches 1..=3 + PREFETCH, no further. Wait
+        // until they have (however busy the machine), then give them time to overstep.
+        let start = Instant::now();
+        while *most.lock().unwrap() < 3 + PREFETCH && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         std::thread::sleep(Duration::from_millis(100));
-        // Batch 0 taken: the workers may have claimed batches 1..=3 + PREFETCH, no further.
         assert_eq!(*most.lock().unwrap(), 3 + PREFETCH);
     }
 
