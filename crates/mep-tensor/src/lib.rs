@@ -4,6 +4,7 @@ pub mod backend;
 pub mod cpu;
 pub mod error;
 pub mod float;
+pub mod precision;
 pub mod shape;
 mod tensor;
 
@@ -24,5 +25,6 @@ pub use backend::{
 };
 pub use cpu::{CpuBackend, CpuBuf};
 pub use error::{check_len, Result, TensorError};
+pub use precision::Precision;
 pub use shape::{Conv2dGeom, ConvT2dGeom, Nchw, Pool2dGeom, Shape};
 pub use tensor::Tensor;

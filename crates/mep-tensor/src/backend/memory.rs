@@ -1,6 +1,7 @@
 //! Buffers: allocation, host transfers, copies and fills.
 
-use crate::error::{check_len, Result};
+use crate::error::{check_len, Result, TensorError};
+use crate::precision::Precision;
 
 /// Buffers of f32 owned by a backend; every other family builds on it.
 pub trait Memory: Send + Sync + 'static {
@@ -22,6 +23,25 @@ pub trait Memory: Send + Sync + 'static {
     fn len(&self, buf: &Self::Buf) -> usize;
     /// Every element of `buf` set to `value`.
     fn fill(&self, buf: &mut Self::Buf, value: f32) -> Result<()>;
+
+    /// The arithmetic this backend's convolutions and linear layers run in now
+    /// ([`crate::precision`] has the rule). Precision is backend state, not an op argument, so
+    /// that one model runs its search in TF32 and its checks in fp32 by switching it.
+    fn precision(&self) -> Precision {
+        Precision::Fp32
+    }
+    /// Switches the arithmetic of convolutions and linear layers for every later op. A backend
+    /// without kernels for `p` refuses it by name rather than run fp32 in its place; fp32 is
+    /// always accepted.
+    fn set_precision(&self, p: Precision) -> Result<()> {
+        match p {
+            Precision::Fp32 => Ok(()),
+            other => Err(TensorError::Invalid {
+                op: "set_precision",
+                msg: format!("backend {} has no {other} kernels; use fp32", self.name()),
+            }),
+        }
+    }
 
     checked_ops! {
         /// `dst = src`; lengths must agree.
