@@ -18,12 +18,77 @@
 //                      (eq. 12; no spring term when has_spring = 0); the climbing image gets
 //                      −∇E + 2(∇E·τ̂)τ̂. norms[i] = |perpendicular true force| (climbing: |whole
 //                      force|). v1 only: three block reductions per pivot, the work is O(P D).
+//                      e holds the P energies, then the climbing image's index (−1: none).
+//   neb_energies_f32   e (as above) from P f32 energies on the device, the climbing image the
+//                      highest interior pivot (the first of equal ones) when climb != 0: what
+//                      a step captured in a CUDA graph feeds the forces. v1: one thread.
+//   neb_plan_f64       the string method's plan (mep-tensor's redistribution_plan, in the same
+//                      f64 operations and order) from the segment lengths dist, each side of
+//                      the climbing image of the f32 energies on its own when energies != 0;
+//                      writes ab and t as lerp_rows_f32 reads them. v1: one thread.
 //
 // Reductions need blockDim.x a multiple of 32.
 #include "common.cuh"
 
 // A tangent shorter than this times |α||τ+| + |β||τ-| is rounding noise (cpu/neb.rs ZERO_TANGENT).
 #define NEB_ZERO_TANGENT 1e-10
+
+// The climbing image's index, stored after the P energies (−1: none).
+__device__ __forceinline__ long long neb_climbing(const double* e, long long pivots) { return (long long)e[pivots]; }
+
+// The highest interior pivot of f32 energies, the first of equal ones (mep-tensor's climbing_image).
+__device__ __forceinline__ long long neb_highest_interior(const float* e, long long pivots) {
+    long long best = 1;
+    for (long long i = 2; i + 1 < pivots; ++i)
+        if ((double)e[i] > (double)e[best]) best = i;
+    return best;
+}
+
+extern "C" __global__ void neb_energies_f32_v1(long long pivots, const float* __restrict__ e32, int climb,
+                                               double* __restrict__ e) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    for (long long i = 0; i < pivots; ++i) e[i] = (double)e32[i];
+    e[pivots] = (climb && pivots >= 3) ? (double)neb_highest_interior(e32, pivots) : -1.0;
+}
+
+extern "C" __global__ void neb_plan_f64_v1(long long rows, const double* __restrict__ dist,
+                                           const float* __restrict__ energies, int* __restrict__ ab,
+                                           float* __restrict__ t, double* __restrict__ cum) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    long long p = rows;
+    for (long long r = 0; r < p; ++r) {
+        ab[2 * r] = (int)r;
+        ab[2 * r + 1] = (int)r;
+        t[r] = 0.0f;
+    }
+    cum[0] = 0.0;
+    for (long long i = 0; i + 1 < p; ++i) cum[i + 1] = cum[i] + dist[i];
+    long long c = (energies != nullptr && p >= 3) ? neb_highest_interior(energies, p) : -1;
+    long long parts[2][2] = {{0, p - 1}, {0, 0}};
+    int nparts = 1;
+    if (c > 0 && c + 1 < p) {
+        parts[0][1] = c;
+        parts[1][0] = c;
+        parts[1][1] = p - 1;
+        nparts = 2;
+    }
+    for (int q = 0; q < nparts; ++q) {
+        long long lo = parts[q][0], hi = parts[q][1];
+        // __dsub_rn and friends: no contraction into fma, so the host's f64 order is kept.
+        double total = __dsub_rn(cum[hi], cum[lo]);
+        if (!(total > 0.0)) continue; // NaN or empty, as the host skips them
+        long long seg = lo;
+        for (long long k = lo + 1; k < hi; ++k) {
+            double target = __dadd_rn(cum[lo], __ddiv_rn(__dmul_rn(total, (double)(k - lo)), (double)(hi - lo)));
+            while (seg + 1 < hi && cum[seg + 1] <= target) ++seg;
+            double tk = 0.0;
+            if (dist[seg] > 0.0) tk = fmin(fmax(__ddiv_rn(__dsub_rn(target, cum[seg]), dist[seg]), 0.0), 1.0);
+            ab[2 * k] = (int)seg;
+            ab[2 * k + 1] = (int)(seg + 1);
+            t[k] = (float)tk;
+        }
+    }
+}
 
 extern "C" __global__ void lerp_rows_f32_v1(long long rows, long long dim, const float* __restrict__ src,
                                             const int* __restrict__ ab, const float* __restrict__ t,
@@ -181,7 +246,7 @@ __device__ __forceinline__ double neb_write_forces(long long j0, long long j1, c
 
 extern "C" __global__ void neb_forces_f32_v1(long long pivots, long long d, const float* __restrict__ x,
                                              const float* __restrict__ g, const double* __restrict__ e,
-                                             int has_spring, float k, int climbing, float* __restrict__ forces,
+                                             int has_spring, float k, float* __restrict__ forces,
                                              double* __restrict__ norms) {
     long long i = blockIdx.x;
     float* f = forces + i * d;
@@ -214,7 +279,7 @@ extern "C" __global__ void neb_forces_f32_v1(long long pivots, long long d, cons
         neb_pick_fallback(fa, fb, qt, qg, np, nm, a, b, tt, gt);
     }
     double gtau = neb_normalise(tt, gt, a, b); // ∇E·τ̂
-    bool climb = climbing == (int)i;
+    bool climb = neb_climbing(e, pivots) == i;
     // Eq. 12: the spring force along τ̂, k(|τ+| − |τ-|); none for the climbing image.
     double spring = (has_spring && !climb) ? (double)k * (np - nm) : 0.0;
     // Pass 3: the forces.
@@ -315,7 +380,7 @@ extern "C" __global__ void neb_forces_f32_v2(long long pivots, long long d, long
                                              const float* __restrict__ x, const float* __restrict__ g,
                                              const double* __restrict__ e, const double* __restrict__ part1,
                                              const double* __restrict__ part2, int has_spring, float k,
-                                             int climbing, float* __restrict__ forces,
+                                             float* __restrict__ forces,
                                              double* __restrict__ part3) {
     long long i = blockIdx.y;
     long long j0, j1;
@@ -340,7 +405,7 @@ extern "C" __global__ void neb_forces_f32_v2(long long pivots, long long d, long
         neb_pick_fallback(fa, fb, qt, qg, np, nm, a, b, tt, gt);
     }
     double gtau = neb_normalise(tt, gt, a, b);
-    bool climb = climbing == (int)i;
+    bool climb = neb_climbing(e, pivots) == i;
     double spring = (has_spring && !climb) ? (double)k * (np - nm) : 0.0;
     const float* prev = x + (i - 1) * d;
     const float* cur = x + i * d;

@@ -54,6 +54,26 @@ extern "C" __global__ void adam_step_f32_v2(long long n, float beta1, float beta
         adam_one(p[i], g[i], m[i], v[i], beta1, beta2, c1, c2, eps, step_size, bc2_sqrt, l2, decay);
 }
 
+// The bias terms [step_size, bc2_sqrt] read from the device (Optim::adam_step_indirect), so
+// that a step captured in a CUDA graph replays with the terms the host wrote before.
+extern "C" __global__ void adam_step_indirect_f32_v1(long long n, float beta1, float beta2, float c1, float c2,
+                                                     float eps, const float* __restrict__ bias, float l2,
+                                                     float decay, float* __restrict__ p,
+                                                     const float* __restrict__ g, float* __restrict__ m,
+                                                     float* __restrict__ v) {
+    long long i = global_index();
+    if (i < n) adam_one(p[i], g[i], m[i], v[i], beta1, beta2, c1, c2, eps, bias[0], bias[1], l2, decay);
+}
+
+extern "C" __global__ void adam_step_indirect_f32_v2(long long n, float beta1, float beta2, float c1, float c2,
+                                                     float eps, const float* __restrict__ bias, float l2,
+                                                     float decay, float* __restrict__ p,
+                                                     const float* __restrict__ g, float* __restrict__ m,
+                                                     float* __restrict__ v) {
+    for (long long i = global_index(), step = grid_threads(); i < n; i += step)
+        adam_one(p[i], g[i], m[i], v[i], beta1, beta2, c1, c2, eps, bias[0], bias[1], l2, decay);
+}
+
 extern "C" __global__ void sgd_step_f32_v1(long long n, float lr, float mu, float wd, int nesterov, int first,
                                            float* __restrict__ p, const float* __restrict__ g,
                                            float* __restrict__ buf) {

@@ -22,7 +22,8 @@
 //   own value. Every lane of the warp must take part (full masks only).
 // - `atomicAdd` on float, double, int, unsigned, unsigned long long (std::atomic_ref).
 // - Math: expf, logf, sqrtf, fabsf, fmaxf, fminf, powf from <cmath>; rsqrtf, __expf, __logf,
-//   __fdividef, __frcp_rn as their precise counterparts; `min`/`max` on int, unsigned,
+//   __fdividef, __frcp_rn as their precise counterparts; __dadd_rn, __dsub_rn, __dmul_rn,
+//   __ddiv_rn (never contracted); `min`/`max` on int, unsigned,
 //   long long; `__int_as_float`, `__float_as_int`; `float4`/`make_float4`, `__ldg`.
 //
 // What it does not emulate (a kernel using any of these needs a SIMT twin that the harness
@@ -95,6 +96,10 @@ inline float __expf(float x) { return std::exp(x); }
 inline float __logf(float x) { return std::log(x); }
 inline float __fdividef(float a, float b) { return a / b; }
 inline float __frcp_rn(float a) { return 1.0f / a; }
+inline double __dadd_rn(double a, double b) { return a + b; }
+inline double __dsub_rn(double a, double b) { return a - b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline double __ddiv_rn(double a, double b) { return a / b; }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 inline unsigned int min(unsigned int a, unsigned int b) { return a < b ? a : b; }

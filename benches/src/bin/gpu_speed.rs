@@ -14,11 +14,15 @@
 //!   backward with weight gradients, Adam), what `mep train` does per batch without the data
 //!   loading: images/s = 1000 · batch / median_ms;
 //! - on the GPU (and in the emulation), the forward captured once in a CUDA graph and
-//!   replayed, checked against the eager forward; and the energy+gradient call of a NEB step
-//!   in `input` captured likewise (the rest of a step reads scalars on the host, see
-//!   `graph_neb_energy`). The eager cases before them are the warm-up that fills
-//!   KernelBackend's memory pool, so the captures allocate nothing; the pool's counters go to
-//!   stderr.
+//!   replayed, checked against the eager forward; the energy+gradient call of a NEB step
+//!   in `input` captured likewise (PyTorch's graph row of the same name captures the same);
+//!   and the whole NEB step in `input` (`Neb::step_on_device`: energies and gradients,
+//!   forces, Adam, the redistribution) captured once and replayed, each replay between the
+//!   host's `prepare_device_step` and `finish_device_step` (Adam's bias terms in, energies and
+//!   force norms out), its path checked bit for bit against eager `Neb::step`s; PyTorch has
+//!   no graph of a whole step, so that row compares with its eager NEB step. The eager cases
+//!   before them are the warm-up that fills KernelBackend's memory pool, so the captures
+//!   allocate nothing; the pool's counters go to stderr.
 //!
 //! Each case: `--warmup` untimed calls, then `--iters` timed ones, each ended by a device
 //! synchronisation. One JSON object per case on stdout:
@@ -84,6 +88,13 @@ impl Config {
     fn graph_neb(&self) -> String {
         format!(
             "neb step input {0}x{0}, {1} pivots, energy+gradient, CUDA graph",
+            self.size, self.moving
+        )
+    }
+    // PyTorch has no such row: compare it with the eager step `neb(Cut::Input)`.
+    fn graph_neb_step(&self) -> String {
+        format!(
+            "neb step input {0}x{0}, {1} pivots, whole step, CUDA graph",
             self.size, self.moving
         )
     }
@@ -361,6 +372,56 @@ fn graph_neb_energy<L: Launcher>(
     r
 }
 
+/// The whole NEB step in `input` captured once and replayed: each timed call is the host's
+/// `prepare_device_step` (Adam's bias terms), the replay and `finish_device_step` (energies,
+/// force norms and segment lengths read back, as an eager step reads them). A second NEB
+/// steps eagerly beside it; the paths must agree bit for bit after the warm-up step and the
+/// first replay.
+fn graph_neb_step<L: Launcher>(
+    b: &KernelBackend<L>,
+    net: &FoldedResNet<KernelBackend<L>>,
+    cfg: &Config,
+    args: &Args,
+    sync: &dyn Fn() -> Result<(), String>,
+) -> Result<Vec<f64>, String> {
+    let s = |e: mep_neb::NebError| e.to_string();
+    let (mut eager, mut eager_energy) = neb_step(b, net, Cut::Input, cfg)?;
+    let (mut neb, mut energy) = neb_step(b, net, Cut::Input, cfg)?;
+    let same_path = |eager: &Neb<KernelBackend<L>>, neb: &Neb<KernelBackend<L>>, when: &str| {
+        let (a, g) = (eager.path().to_vec(b).map_err(s)?, neb.path().to_vec(b).map_err(s)?);
+        if a.iter().zip(&g).any(|(x, y)| x.to_bits() != y.to_bits()) {
+            return Err(format!("the path after the {when} differs from the eager step's"));
+        }
+        Ok(())
+    };
+    // The warm-up: one step through the device path fills the pool.
+    eager.step(b, &mut eager_energy).map_err(s)?;
+    neb.step_device(b, &mut energy).map_err(s)?;
+    same_path(&eager, &neb, "warm-up step")?;
+    neb.prepare_device_step(b, &mut energy).map_err(s)?;
+    let before = b.pool_stats();
+    let (graph, ()) = b
+        .capture(|| neb.step_on_device(b, &mut energy))
+        .map_err(|e| format!("capturing the NEB step failed: {e}"))?;
+    check_capture(b, &graph, before)?;
+    graph.launch().map_err(|e| e.to_string())?;
+    neb.finish_device_step(b).map_err(s)?;
+    eager.step(b, &mut eager_energy).map_err(s)?;
+    same_path(&eager, &neb, "first replay")?;
+    let key = neb.device_step_key();
+    let r = time_ms(args.warmup, args.iters, sync, || {
+        neb.prepare_device_step(b, &mut energy).map_err(s)?;
+        graph.launch().map_err(|e| e.to_string())?;
+        neb.finish_device_step(b).map_err(s).map(drop)
+    });
+    // The defaults never insert pivots nor climb, so the one capture served every step.
+    if neb.device_step_key() != key {
+        return Err("the step's pivots or climbing switch changed while timing".into());
+    }
+    pool_note(b, "NEB step graph", Some(graph.held_bytes()));
+    r
+}
+
 /// A capture must record work and, after the warm-up, allocate nothing from the device.
 fn check_capture<L: Launcher>(
     b: &KernelBackend<L>,
@@ -431,6 +492,10 @@ fn graph_cases<L: Launcher>(
     let case = cfg.graph_neb();
     if wanted(&case) {
         all &= report(&case, device, b.name(), graph_neb_energy(b, net, cfg, args, sync));
+    }
+    let case = cfg.graph_neb_step();
+    if wanted(&case) {
+        all &= report(&case, device, b.name(), graph_neb_step(b, net, cfg, args, sync));
     }
     all
 }

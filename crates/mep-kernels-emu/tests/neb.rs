@@ -167,7 +167,7 @@ fn neb_forces_match_cpu_on_every_tangent_case() {
                         .unwrap();
                     let want = cpu.download(&fb).unwrap();
                     {
-                        let (xm, gm, em) = (d.upload(&x), d.upload(&g), d.upload(e));
+                        let (xm, gm, em) = (d.upload(&x), d.upload(&g), d.upload(&with_climbing(e, climbing)));
                         let (fm, nm) = (d.upload(&vec![f32::NAN; 7 * dim]), d.upload(&[f64::NAN; 7]));
                         let args = [
                             i64_arg(7),
@@ -177,7 +177,6 @@ fn neb_forces_match_cpu_on_every_tangent_case() {
                             d.ptr(&em),
                             Arg::I32(spring.is_some() as i32),
                             Arg::F32(spring.unwrap_or(0.0)),
-                            Arg::I32(climbing.map_or(-1, |c| c as i32)),
                             d.ptr(&fm),
                             d.ptr(&nm),
                         ];
@@ -225,6 +224,14 @@ fn neb_forces_reject_bad_arguments() {
 
 /// The four launches of the v2 forces with rows cut into `chunk`-element chunks and blocks of
 /// `block` threads (the backend fixes them at NEB_CHUNK and 256); returns forces and norms.
+/// The energies as the force kernels read them: the P values, then the climbing image's
+/// index (−1 for none).
+fn with_climbing(e: &[f64], climbing: Option<usize>) -> Vec<f64> {
+    let mut v = e.to_vec();
+    v.push(climbing.map_or(-1.0, |c| c as f64));
+    v
+}
+
 #[allow(clippy::too_many_arguments)]
 fn forces_v2(
     d: &Dev,
@@ -239,7 +246,7 @@ fn forces_v2(
 ) -> (Vec<f32>, Vec<f64>) {
     let p = e.len();
     let chunks = dim.div_ceil(chunk);
-    let (xm, gm, em) = (d.upload(x), d.upload(g), d.upload(e));
+    let (xm, gm, em) = (d.upload(x), d.upload(g), d.upload(&with_climbing(e, climbing)));
     let (fm, nm) = (d.upload(&vec![f32::NAN; p * dim]), d.upload(&vec![f64::NAN; p]));
     let parts: Vec<_> = [2, 6, 1]
         .iter()
@@ -266,7 +273,6 @@ fn forces_v2(
         m2,
         Arg::I32(spring.is_some() as i32),
         Arg::F32(spring.unwrap_or(0.0)),
-        Arg::I32(climbing.map_or(-1, |c| c as i32)),
         d.ptr(&fm),
         m3,
     ];

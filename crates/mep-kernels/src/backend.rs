@@ -7,8 +7,9 @@ use crate::launcher::{Arg, Dims, Launcher, Replay};
 use crate::ops;
 use crate::pool::{Block, GraphBlocks, Pool, PoolStats};
 use mep_tensor::{Checked, Memory, Result, TensorError};
+use std::collections::HashMap;
 use std::fmt::Display;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Which version of each kernel runs (see the header comment of each kernels/*.cu).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -63,7 +64,16 @@ pub struct KernelBackend<L: Launcher> {
     launcher: L,
     kernels: Kernels,
     pool: Arc<Pool<L::Mem>>,
+    // Target arrays of one class repeated n times (an energy's targets), uploaded once and
+    // kept by (class, n): a NEB step then makes no host copy and can be captured in a graph.
+    uniform_targets: Mutex<KeptTargets<L::Mem>>,
 }
+
+/// Device copies of target arrays by (class, n).
+type KeptTargets<M> = HashMap<(usize, usize), Arc<Block<M>>>;
+
+/// The most (class, n) target arrays [`KernelBackend`] keeps on the device.
+pub(crate) const UNIFORM_TARGETS_KEPT: usize = 256;
 
 impl<L: Launcher> KernelBackend<L> {
     /// The fast kernels on `launcher`.
@@ -76,6 +86,7 @@ impl<L: Launcher> KernelBackend<L> {
             launcher,
             kernels,
             pool: Pool::new(),
+            uniform_targets: Mutex::new(HashMap::new()),
         }
     }
     /// The memory pool's counters: device allocations, cache hits, bytes cached.
@@ -189,6 +200,27 @@ impl<L: Launcher> KernelBackend<L> {
     /// The device address of element `offset` of `b` (f32 elements).
     pub(crate) fn ptr_at(&self, b: &DevBuf<L::Mem>, offset: usize) -> Arg {
         Arg::Ptr(self.launcher.ptr(&b.mem) + 4 * offset as u64)
+    }
+    /// `targets` (classes, already checked) as the kernels' `int` on the device. A class
+    /// repeated (an energy's targets) is uploaded once and kept, up to
+    /// [`UNIFORM_TARGETS_KEPT`] of them; others are a temporary copy.
+    pub(crate) fn targets_on_device(&self, targets: &[usize]) -> Result<Arc<Block<L::Mem>>> {
+        let upload = || {
+            let bytes: Vec<u8> = targets.iter().flat_map(|&t| (t as i32).to_ne_bytes()).collect();
+            self.temp_bytes(&bytes).map(Arc::new)
+        };
+        let Some(&class) = targets.first().filter(|&&c| targets.iter().all(|&t| t == c)) else {
+            return upload();
+        };
+        let mut kept = self.uniform_targets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = kept.get(&(class, targets.len())) {
+            return Ok(b.clone());
+        }
+        let b = upload()?;
+        if kept.len() < UNIFORM_TARGETS_KEPT {
+            kept.insert((class, targets.len()), b.clone());
+        }
+        Ok(b)
     }
     /// A device copy of `bytes` (small host arguments: targets, plans), freed when dropped.
     pub(crate) fn temp_bytes(&self, bytes: &[u8]) -> Result<Block<L::Mem>> {

@@ -33,6 +33,31 @@ pub trait Energy<B: Backend> {
         n: usize,
         grads: Option<&mut B::Buf>,
     ) -> Result<Evaluation<Self::Aux>>;
+    /// Whether [`evaluate_on_device`](Self::evaluate_on_device) works: then
+    /// [`Neb::step_on_device`](crate::Neb::step_on_device) can run a whole step without a host
+    /// copy (and be captured in a CUDA graph). False by default.
+    fn evaluates_on_device(&self) -> bool {
+        false
+    }
+    /// The energies of the `n` points in `points` into `energies` (`n` values on the backend,
+    /// the same values [`evaluate`](Self::evaluate) returns, rounded to f32) and their
+    /// gradients into `grads`, with no copy to or from the host, no host decision and the same
+    /// allocations on every call. Only called when
+    /// [`evaluates_on_device`](Self::evaluates_on_device) says so; the default refuses.
+    fn evaluate_on_device(
+        &mut self,
+        b: &B,
+        points: &B::Buf,
+        n: usize,
+        grads: &mut B::Buf,
+        energies: &mut B::Buf,
+    ) -> Result<()> {
+        let _ = (b, points, n, grads, energies);
+        Err(crate::NebError::Config {
+            field: "Energy::evaluate_on_device",
+            msg: "this energy evaluates on the host only; step with Neb::step".into(),
+        })
+    }
     /// Called by the NEB before every `evaluate` with a seed derived from
     /// [`NebConfig::seed`](crate::NebConfig::seed), the step and the call, so that a stochastic
     /// energy (dropout, sampled data) is reproducible. Deterministic energies ignore it.

@@ -9,6 +9,7 @@ pub mod potentials;
 
 pub use energy::{Energy, Evaluation};
 pub use error::{NebError, Result};
-pub use neb::{forces, redistribution_plan, Dense, Insertion, Neb, NebConfig, Outcome, Spring, StepReport, StopReason};
+pub use mep_tensor::backend::neb::redistribution_plan;
+pub use neb::{forces, Dense, DeviceStepKey, Insertion, Neb, NebConfig, Outcome, Spring, StepReport, StopReason};
 pub use optim::{Fire, FireParams, PathOptimizer, PathOptimizerConfig};
 pub use path::Path;

@@ -5,6 +5,7 @@ use crate::energy::{Energy, Evaluation};
 use crate::error::{NebError, Result};
 use crate::optim::{PathOptimizer, PathOptimizerConfig};
 use crate::path::Path;
+use mep_tensor::backend::neb::{climbing_image, f64_from_words, redistribution_plan};
 use mep_tensor::{Backend, Lerp, NebForceParams};
 
 /// The spring along the path.
@@ -243,48 +244,6 @@ pub fn forces<B: Backend>(
     Ok(b.neb_forces(&p, path.buf(), grads, energies, forces)?)
 }
 
-/// The plan moving the pivots to equal arc length along the piecewise-linear path with
-/// segment lengths `dist` (endpoints stay); with a climbing image `c`, the pivots on each side
-/// of it are spread evenly over their own part and the climbing image stays (the climbing
-/// string method, E, Ren & Vanden-Eijnden 2007). Parts of zero length are left as they are.
-pub fn redistribution_plan(dist: &[f64], climbing: Option<usize>) -> Vec<Lerp> {
-    let p = dist.len() + 1;
-    let mut plan: Vec<Lerp> = (0..p).map(|r| Lerp { a: r, b: r, t: 0.0 }).collect();
-    let mut cum = Vec::with_capacity(p);
-    cum.push(0.0);
-    for d in dist {
-        cum.push(cum.last().unwrap_or(&0.0) + d);
-    }
-    let parts = match climbing {
-        Some(c) if c > 0 && c + 1 < p => vec![(0, c), (c, p - 1)],
-        _ => vec![(0, p - 1)],
-    };
-    for (lo, hi) in parts {
-        let total = cum[hi] - cum[lo];
-        if total.is_nan() || total <= 0.0 {
-            continue;
-        }
-        let mut seg = lo;
-        for (k, row) in plan.iter_mut().enumerate().take(hi).skip(lo + 1) {
-            let target = cum[lo] + total * (k - lo) as f64 / (hi - lo) as f64;
-            while seg + 1 < hi && cum[seg + 1] <= target {
-                seg += 1;
-            }
-            let t = if dist[seg] > 0.0 {
-                ((target - cum[seg]) / dist[seg]).clamp(0.0, 1.0)
-            } else {
-                0.0
-            };
-            *row = Lerp {
-                a: seg,
-                b: seg + 1,
-                t: t as f32,
-            };
-        }
-    }
-    plan
-}
-
 /// The nudged elastic band on a path held in backend buffers.
 ///
 /// Each [`step`](Neb::step) evaluates the energy and gradient at the interior pivots in
@@ -305,7 +264,43 @@ pub struct Neb<B: Backend> {
     steps: usize,
     end_energies: Option<(f64, f64)>,
     last_insertion: Option<usize>,
+    device: Option<DeviceStep<B>>,
 }
+
+/// The buffers of a step on the device ([`Neb::step_on_device`]), made for one pivot count
+/// and kept, so that every step launches on the same addresses (what a CUDA graph replays).
+struct DeviceStep<B: Backend> {
+    pivots: usize,
+    /// Whether the climbing image is on in the steps these buffers serve.
+    climb: bool,
+    /// The batches of interior pivots.
+    chunks: Vec<DeviceBatch<B>>,
+    /// The P energies (the endpoints' written once).
+    energies: B::Buf,
+    /// The P perpendicular force norms, f64 as pairs of words.
+    norms: B::Buf,
+    /// The P − 1 segment lengths after the update (redistribution only), f64 as pairs of words.
+    lengths: B::Buf,
+    /// Adam's bias terms of the step, written by the host before it.
+    bias: B::Buf,
+    /// The redistributed path before it is copied back into the path's own buffer.
+    scratch: B::Buf,
+}
+
+/// One batch of interior pivots of a device step: its first pivot, its points, gradients and
+/// energies.
+struct DeviceBatch<B: Backend> {
+    start: usize,
+    points: B::Buf,
+    grads: B::Buf,
+    energies: B::Buf,
+}
+
+/// What a step on the device can take: a fixed pivot count and climbing switch.
+///
+/// A captured step replays correctly while [`Neb::device_step_key`] keeps its value; after a
+/// pivot insertion or the climbing image switching on, capture again.
+pub type DeviceStepKey = (usize, bool);
 
 impl<B: Backend> Neb<B> {
     /// A NEB on `path` with `config`; fails on an out-of-range config value.
@@ -321,6 +316,7 @@ impl<B: Backend> Neb<B> {
             steps: 0,
             end_energies: None,
             last_insertion: None,
+            device: None,
         })
     }
 
@@ -503,8 +499,11 @@ impl<B: Backend> Neb<B> {
             }
         }
         // The climbing image: the highest interior pivot (the first of equal ones).
-        let climbing = (self.climbing_on() && p >= 3)
-            .then(|| (1..p - 1).fold(1, |best, i| if energies[i] > energies[best] { i } else { best }));
+        let climbing = if self.climbing_on() {
+            climbing_image(&energies)
+        } else {
+            None
+        };
         let norms = forces(
             b,
             &self.path,
@@ -534,6 +533,166 @@ impl<B: Backend> Neb<B> {
             max_force,
             climbing,
         })
+    }
+
+    /// Whether [`step_on_device`](Self::step_on_device) can take this NEB's steps on `energy`:
+    /// the optimiser is Adam and the energy evaluates on the device.
+    pub fn can_step_on_device<E: Energy<B>>(&self, energy: &E) -> bool {
+        self.opt.adam_params().is_some() && energy.evaluates_on_device()
+    }
+
+    /// The pivot count and climbing switch of the next step: a step captured in a graph
+    /// replays correctly while this stays the same.
+    pub fn device_step_key(&self) -> DeviceStepKey {
+        (self.path.pivots(), self.climbing_on())
+    }
+
+    /// The host's part before a step on the device: the endpoint energies (evaluated once),
+    /// the step's buffers (made when the key changed) and Adam's bias terms of this step.
+    /// Outside a capture; call it before every [`step_on_device`](Self::step_on_device) or
+    /// replay of one.
+    pub fn prepare_device_step<E: Energy<B>>(&mut self, b: &B, energy: &mut E) -> Result<()> {
+        let mb = self.check_energy(energy)?;
+        let Some(h) = self.opt.adam_params().filter(|_| energy.evaluates_on_device()) else {
+            return Err(NebError::Config {
+                field: "optimizer",
+                msg: "a step on the device needs Adam and an energy that evaluates on the device \
+                      (Energy::evaluates_on_device); step with Neb::step"
+                    .into(),
+            });
+        };
+        let (e0, e1) = self.end_energies(b, energy)?;
+        let (p, d) = (self.path.pivots(), self.path.dim());
+        let climb = self.climbing_on() && p >= 3;
+        if self.device.as_ref().is_none_or(|s| (s.pivots, s.climb) != (p, climb)) {
+            let mut chunks = Vec::new();
+            for start in (1..p - 1).step_by(mb) {
+                let n = mb.min(p - 1 - start);
+                chunks.push(DeviceBatch {
+                    start,
+                    points: b.alloc(n * d)?,
+                    grads: b.zeros(n * d)?,
+                    energies: b.zeros(n)?,
+                });
+            }
+            let mut e = vec![0.0f32; p];
+            (e[0], e[p - 1]) = (e0 as f32, e1 as f32);
+            self.device = Some(DeviceStep {
+                pivots: p,
+                climb,
+                chunks,
+                energies: b.upload(&e)?,
+                norms: b.zeros(2 * p)?,
+                lengths: b.zeros(2 * (p - 1))?,
+                bias: b.zeros(2)?,
+                scratch: b.zeros(p * d)?,
+            });
+        }
+        let dev = self.device.as_mut().ok_or(NebError::Config {
+            field: "device step",
+            msg: "its buffers are missing".into(),
+        })?;
+        b.copy(&b.upload(&h.bias_terms())?, &mut dev.bias)?;
+        Ok(())
+    }
+
+    /// The device's part of a step, [`step`](Self::step)'s work with no host copy: energies
+    /// and gradients at the interior pivots ([`Energy::evaluate_on_device`]), forces with the
+    /// climbing image chosen on the device, Adam's update with the bias terms read from the
+    /// device, and the redistribution of k = ∞ planned on the device. Same launches on the
+    /// same buffers every step, so a `KernelBackend` can capture it in a CUDA graph and
+    /// replay it; [`prepare_device_step`](Self::prepare_device_step) comes before it (or each
+    /// replay) and [`finish_device_step`](Self::finish_device_step) after. The path it leaves
+    /// is bit for bit the one [`step`](Self::step) leaves; after a non-finite energy it is
+    /// unspecified (the finish reports the error).
+    pub fn step_on_device<E: Energy<B>>(&mut self, b: &B, energy: &mut E) -> Result<()> {
+        let (p, d) = (self.path.pivots(), self.path.dim());
+        let Neb {
+            config,
+            path,
+            grads,
+            forces,
+            opt,
+            device,
+            steps,
+            ..
+        } = self;
+        let dev = device.as_mut().filter(|s| s.pivots == p).ok_or(NebError::Config {
+            field: "device step",
+            msg: "prepare_device_step must come first (and again after a pivot insertion)".into(),
+        })?;
+        for (chunk, batch) in dev.chunks.iter_mut().enumerate() {
+            let (start, n) = (batch.start, b.len(&batch.energies));
+            b.copy_rows(d, path.buf(), start, &mut batch.points, 0, n)?;
+            energy.reseed(call_seed(config.seed, *steps, CALL_PIVOTS, chunk));
+            energy.evaluate_on_device(b, &batch.points, n, &mut batch.grads, &mut batch.energies)?;
+            b.copy_rows(1, &batch.energies, 0, &mut dev.energies, start, n)?;
+            b.copy_rows(d, &batch.grads, 0, grads, start, n)?;
+        }
+        let fp = NebForceParams {
+            pivots: p,
+            dim: d,
+            spring: spring_param(config.spring),
+            climbing: None,
+        };
+        b.neb_forces_on_device(&fp, dev.climb, path.buf(), grads, &dev.energies, forces, &mut dev.norms)?;
+        opt.update_indirect(b, path.buf_mut(), forces, &dev.bias)?;
+        if config.spring == Spring::Redistribute {
+            let e = dev.climb.then_some(&dev.energies);
+            b.redistribute_rows(d, p, path.buf(), e, &mut dev.scratch, &mut dev.lengths)?;
+            b.copy(&dev.scratch, path.buf_mut())?;
+        }
+        Ok(())
+    }
+
+    /// The host's part after a step on the device: reads the P energies, the force norms and
+    /// (k = ∞) the segment lengths, checks that they are finite as [`step`](Self::step) does,
+    /// counts the step and reports it.
+    pub fn finish_device_step(&mut self, b: &B) -> Result<StepReport> {
+        let p = self.path.pivots();
+        let dev = self.device.as_ref().filter(|s| s.pivots == p).ok_or(NebError::Config {
+            field: "device step",
+            msg: "no step on the device was prepared for this path".into(),
+        })?;
+        let energies: Vec<f64> = b.download(&dev.energies)?.into_iter().map(f64::from).collect();
+        let bad = |what: &'static str, index: usize| NebError::NonFinite {
+            what,
+            index,
+            step: self.steps,
+        };
+        if let Some(i) = energies.iter().position(|e| !e.is_finite()) {
+            return Err(bad("energy", i));
+        }
+        let norms = f64_from_words(&b.download(&dev.norms)?);
+        if let Some(i) = norms.iter().position(|f| !f.is_finite()) {
+            return Err(bad("gradient", i));
+        }
+        if self.config.spring == Spring::Redistribute {
+            let dist = f64_from_words(&b.download(&dev.lengths)?);
+            if let Some(i) = dist.iter().position(|d| !d.is_finite()) {
+                return Err(bad("segment length after the update", i));
+            }
+        }
+        let climbing = if dev.climb { climbing_image(&energies) } else { None };
+        self.opt.advance();
+        self.steps += 1;
+        Ok(StepReport {
+            step: self.steps,
+            pivots: p,
+            energies,
+            max_force: norms.iter().fold(0.0f64, |m, &f| m.max(f)),
+            climbing,
+        })
+    }
+
+    /// One step through the device path: [`prepare_device_step`](Self::prepare_device_step),
+    /// [`step_on_device`](Self::step_on_device), [`finish_device_step`](Self::finish_device_step).
+    /// The same path and report as [`step`](Self::step), with one host read per step instead
+    /// of one per batch, force and redistribution.
+    pub fn step_device<E: Energy<B>>(&mut self, b: &B, energy: &mut E) -> Result<StepReport> {
+        self.prepare_device_step(b, energy)?;
+        self.step_on_device(b, energy)?;
+        self.finish_device_step(b)
     }
 
     /// Moves the pivots to equal arc length along the piecewise-linear path (string method),
@@ -601,6 +760,7 @@ impl<B: Backend> Neb<B> {
         self.grads = b.zeros(len)?;
         self.forces = b.zeros(len)?;
         self.opt = PathOptimizer::new(b, &self.config.optimizer, len)?;
+        self.device = None;
         self.last_insertion = Some(self.steps);
         Ok(Some(seg + 1))
     }

@@ -248,6 +248,57 @@ impl<B: Backend> PathOptimizer<B> {
         })
     }
 
+    /// Adam's parameters at its next step, whose [`AdamParams::bias_terms`] a device step
+    /// reads from a buffer ([`PathOptimizer::update_indirect`]); None for SGD and FIRE, whose
+    /// steps depend on host state (SGD's first step, FIRE's power) and so cannot be captured.
+    pub fn adam_params(&self) -> Option<AdamParams> {
+        match *self {
+            PathOptimizer::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                step,
+                ..
+            } => Some(AdamParams {
+                lr: lr as f32,
+                beta1: beta1 as f32,
+                beta2: beta2 as f32,
+                eps: eps as f32,
+                weight_decay: 0.0,
+                decoupled: false,
+                step,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Adam's update of [`step`](Self::step) with the bias terms read from `bias` on the
+    /// device, so that the same launches serve every step; the caller writes the terms of
+    /// [`adam_params`](Self::adam_params) there first and calls [`advance`](Self::advance)
+    /// after. `force` is negated in place. Refused for SGD and FIRE.
+    pub fn update_indirect(&mut self, b: &B, x: &mut B::Buf, force: &mut B::Buf, bias: &B::Buf) -> Result<()> {
+        let h = self.adam_params();
+        match (self, h) {
+            (PathOptimizer::Adam { m, v, .. }, Some(h)) => {
+                b.scale(-1.0, force)?;
+                b.adam_step_indirect(&h, bias, x, force, m, v)?;
+                Ok(())
+            }
+            _ => Err(NebError::Config {
+                field: "optimizer",
+                msg: "a step on the device alone needs Adam (SGD's first step and FIRE decide on the host)".into(),
+            }),
+        }
+    }
+
+    /// Counts a step taken by [`update_indirect`](Self::update_indirect).
+    pub fn advance(&mut self) {
+        if let PathOptimizer::Adam { step, .. } = self {
+            *step = step.saturating_add(1);
+        }
+    }
+
     /// One update of `x` along the force `force`. SGD and Adam take the gradient `-force`, so
     /// `force` is negated in place (its contents are unspecified afterwards).
     pub fn step(&mut self, b: &B, x: &mut B::Buf, force: &mut B::Buf) -> Result<()> {

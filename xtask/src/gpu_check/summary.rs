@@ -124,7 +124,9 @@ pub(crate) fn render_summary(
              A NEB step moves 32 pivots (a path of 34, endpoints fixed) as `Neb::step` with k = ∞ \
              and Adam: energy + gradient at the 32 pivots in one batch, forces, update, \
              redistribution. PyTorch: torchvision resnet50 in eval mode (BN unfolded), cuDNN \
-             autotuner on. Target: mep/PyTorch ≤ 1.0.\n\n",
+             autotuner on. Target: mep/PyTorch ≤ 1.0. PyTorch has no row for mep's whole NEB \
+             step in a CUDA graph (`Neb::step_on_device`, replayed): compare it with PyTorch's \
+             eager NEB step in input.\n\n",
         );
         s.push_str(t);
     }

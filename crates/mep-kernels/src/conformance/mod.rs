@@ -130,6 +130,8 @@ pub(crate) struct Tol {
 impl Tol {
     /// Elementwise ops: the same formula, maybe contracted into an FMA on a GPU.
     pub const POINTWISE: Tol = Tol { atol: 1e-6, rtol: 1e-5 };
+    /// The same launches on the same inputs: the same bits.
+    pub const EXACT: Tol = Tol { atol: 0.0, rtol: 0.0 };
     /// Sums of `k` products in another order (convolutions, GEMMs, reductions).
     pub fn sum_of(k: usize) -> Tol {
         let s = (k.max(1) as f32).sqrt();
@@ -234,6 +236,13 @@ impl<'a, B: Backend> Checker<'a, B> {
     pub fn close(&mut self, arg: &str, got: &B::Buf, want: &CpuBuf, tol: Tol) -> Result<()> {
         let g = self.b.download(got)?;
         let w = self.cpu.download(want)?;
+        self.close_slices(arg, &g, &w, tol);
+        Ok(())
+    }
+
+    /// Compares two buffers of the backend under test (e.g. an op and its device-side twin).
+    pub fn close_same(&mut self, arg: &str, got: &B::Buf, want: &B::Buf, tol: Tol) -> Result<()> {
+        let (g, w) = (self.b.download(got)?, self.b.download(want)?);
         self.close_slices(arg, &g, &w, tol);
         Ok(())
     }

@@ -25,6 +25,22 @@ pub(crate) fn optim<B: Backend>(c: &mut Checker<B>) {
                     c.cpu.adam_step(&h, &mut pc, &gc, &mut mc, &mut vc)?;
                 }
                 c.close("param", &pb, &pc, Tol::POINTWISE)?;
+                // The same three steps with the bias terms read from the device.
+                let (mut qb, _) = c.upload(&p)?;
+                let (mut mb2, _) = c.upload(&vec![0.0; n])?;
+                let (mut vb2, _) = c.upload(&vec![0.0; n])?;
+                for step in 1..=3 {
+                    let h = AdamParams {
+                        weight_decay: decay,
+                        decoupled,
+                        step,
+                        ..AdamParams::default()
+                    };
+                    let (bias, _) = c.upload(&h.bias_terms())?;
+                    let h = AdamParams { step: 1, ..h };
+                    c.b.adam_step_indirect(&h, &bias, &mut qb, &gb, &mut mb2, &mut vb2)?;
+                }
+                c.close_same("param, bias terms on the device, vs adam_step", &qb, &pb, Tol::EXACT)?;
                 c.close("m", &mb, &mc, Tol::POINTWISE)?;
                 c.close("v", &vb, &vc, Tol::POINTWISE)
             });

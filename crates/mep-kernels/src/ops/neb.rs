@@ -106,17 +106,7 @@ impl<L: Launcher> Neb for KernelBackend<L> {
             return Ok(Vec::new());
         }
         let out = self.temp_f64(pairs)?;
-        let args = [i64_of(rows), i64_of(dim), self.ptr(x), self.mem_ptr(&out)];
-        if self.fast() {
-            self.launch(
-                "row_distances_f32_v2",
-                Dims::x(blocks_for(pairs, 1)),
-                Dims::x(BLOCK),
-                &args,
-            )?;
-        } else {
-            launch_per_element(self, "row_distances_f32_v1", pairs, &args)?;
-        }
+        self.distances_into(dim, rows, x, self.mem_ptr(&out))?;
         self.read_f64(&out, pairs)
     }
 
@@ -129,39 +119,129 @@ impl<L: Launcher> Neb for KernelBackend<L> {
         energies: &[f64],
         forces: &mut DevBuf<L::Mem>,
     ) -> Result<Vec<f64>> {
-        let e: Vec<u8> = energies.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        // The kernels read the climbing image after the energies (neb.cu).
+        let climbing = p.climbing.map_or(-1.0, |c| c as f64);
+        let e: Vec<u8> = energies
+            .iter()
+            .chain([&climbing])
+            .flat_map(|v| v.to_ne_bytes())
+            .collect();
         let e = self.temp_bytes(&e)?;
         let norms = self.temp_f64(p.pivots)?;
-        let (has_spring, k) = (Arg::I32(p.spring.is_some() as i32), Arg::F32(p.spring.unwrap_or(0.0)));
-        let climbing = Arg::I32(p.climbing.map_or(-1, |c| c as i32));
-        if self.fast() && p.dim > 0 {
-            self.neb_forces_v2(p, pivots, grads, &e, [has_spring, k, climbing], forces, &norms)?;
-        } else {
-            let args = [
-                i64_of(p.pivots),
-                i64_of(p.dim),
-                self.ptr(pivots),
-                self.ptr(grads),
-                self.mem_ptr(&e),
-                has_spring,
-                k,
-                climbing,
-                self.ptr(forces),
-                self.mem_ptr(&norms),
-            ];
-            self.launch(
-                "neb_forces_f32_v1",
-                Dims::x(blocks_for(p.pivots, 1)),
-                Dims::x(BLOCK),
-                &args,
-            )?;
-        }
+        self.forces_from(p, pivots, grads, &e, forces, self.mem_ptr(&norms))?;
         self.read_f64(&norms, p.pivots)
+    }
+
+    fn run_neb_forces_on_device(
+        &self,
+        _: Checked,
+        p: &NebForceParams,
+        climb: bool,
+        pivots: &DevBuf<L::Mem>,
+        grads: &DevBuf<L::Mem>,
+        energies: &DevBuf<L::Mem>,
+        forces: &mut DevBuf<L::Mem>,
+        norms: &mut DevBuf<L::Mem>,
+    ) -> Result<()> {
+        let e = self.temp_f64(p.pivots + 1)?;
+        let args = [
+            i64_of(p.pivots),
+            self.ptr(energies),
+            Arg::I32(climb as i32),
+            self.mem_ptr(&e),
+        ];
+        self.launch("neb_energies_f32_v1", Dims::x(1), Dims::x(32), &args)?;
+        // `norms` holds P f64 as pairs of words, which is how the kernels write them.
+        self.forces_from(p, pivots, grads, &e, forces, self.ptr(norms))
+    }
+
+    fn run_redistribute_rows(
+        &self,
+        _: Checked,
+        dim: usize,
+        rows: usize,
+        src: &DevBuf<L::Mem>,
+        energies: Option<&DevBuf<L::Mem>>,
+        dst: &mut DevBuf<L::Mem>,
+        lengths: &mut DevBuf<L::Mem>,
+    ) -> Result<()> {
+        // The segment lengths straight into `lengths` (f64 as pairs of words).
+        self.distances_into(dim, rows, src, self.ptr(lengths))?;
+        let (cum, ab, t) = (self.temp_f64(rows)?, self.temp_f64(rows)?, self.temp_f64(rows)?);
+        let e = energies.map_or(Arg::Ptr(0), |e| self.ptr(e));
+        let args = [
+            i64_of(rows),
+            self.ptr(lengths),
+            e,
+            self.mem_ptr(&ab),
+            self.mem_ptr(&t),
+            self.mem_ptr(&cum),
+        ];
+        self.launch("neb_plan_f64_v1", Dims::x(1), Dims::x(32), &args)?;
+        let args = [
+            i64_of(rows),
+            i64_of(dim),
+            self.ptr(src),
+            self.mem_ptr(&ab),
+            self.mem_ptr(&t),
+            self.ptr(dst),
+        ];
+        launch_per_element(self, "lerp_rows_f32_v1", rows * dim, &args)
     }
 }
 
 impl<L: Launcher> KernelBackend<L> {
-    /// The four launches of the v2 forces (see neb.cu); `spring` is (has_spring, k, climbing).
+    /// The `rows − 1` segment lengths of `x` as f64 at `out`.
+    fn distances_into(&self, dim: usize, rows: usize, x: &DevBuf<L::Mem>, out: Arg) -> Result<()> {
+        let pairs = rows.saturating_sub(1);
+        let args = [i64_of(rows), i64_of(dim), self.ptr(x), out];
+        if self.fast() {
+            self.launch(
+                "row_distances_f32_v2",
+                Dims::x(blocks_for(pairs, 1)),
+                Dims::x(BLOCK),
+                &args,
+            )
+        } else {
+            launch_per_element(self, "row_distances_f32_v1", pairs, &args)
+        }
+    }
+
+    /// The forces from energies (and the climbing image after them) already on the device at
+    /// `e`; the P norms as f64 at `norms`.
+    fn forces_from(
+        &self,
+        p: &NebForceParams,
+        pivots: &DevBuf<L::Mem>,
+        grads: &DevBuf<L::Mem>,
+        e: &L::Mem,
+        forces: &mut DevBuf<L::Mem>,
+        norms: Arg,
+    ) -> Result<()> {
+        let (has_spring, k) = (Arg::I32(p.spring.is_some() as i32), Arg::F32(p.spring.unwrap_or(0.0)));
+        if self.fast() && p.dim > 0 {
+            return self.neb_forces_v2(p, pivots, grads, e, [has_spring, k], forces, norms);
+        }
+        let args = [
+            i64_of(p.pivots),
+            i64_of(p.dim),
+            self.ptr(pivots),
+            self.ptr(grads),
+            self.mem_ptr(e),
+            has_spring,
+            k,
+            self.ptr(forces),
+            norms,
+        ];
+        self.launch(
+            "neb_forces_f32_v1",
+            Dims::x(blocks_for(p.pivots, 1)),
+            Dims::x(BLOCK),
+            &args,
+        )
+    }
+
+    /// The four launches of the v2 forces (see neb.cu); `spring` is (has_spring, k).
     #[allow(clippy::too_many_arguments)]
     fn neb_forces_v2(
         &self,
@@ -169,9 +249,9 @@ impl<L: Launcher> KernelBackend<L> {
         pivots: &DevBuf<L::Mem>,
         grads: &DevBuf<L::Mem>,
         e: &L::Mem,
-        spring: [Arg; 3],
+        spring: [Arg; 2],
         forces: &mut DevBuf<L::Mem>,
-        norms: &L::Mem,
+        norms: Arg,
     ) -> Result<()> {
         let chunks = p.dim.div_ceil(NEB_CHUNK);
         let rows = u32::try_from(p.pivots).ok().filter(|&r| r <= 65_535);
@@ -196,11 +276,11 @@ impl<L: Launcher> KernelBackend<L> {
         let block = Dims::x(BLOCK);
         self.launch("neb_partials_f32_v2", grid, block, &[np, d, c, x, m1])?;
         self.launch("neb_measure_f32_v2", grid, block, &[np, d, c, x, g, e, m1, m2])?;
-        let [has_spring, k, climbing] = spring;
+        let [has_spring, k] = spring;
         let f = self.ptr(forces);
-        let args = [np, d, c, x, g, e, m1, m2, has_spring, k, climbing, f, m3];
+        let args = [np, d, c, x, g, e, m1, m2, has_spring, k, f, m3];
         self.launch("neb_forces_f32_v2", grid, block, &args)?;
-        let args = [np, Arg::I32(nc), m3, self.mem_ptr(norms)];
+        let args = [np, Arg::I32(nc), m3, norms];
         self.launch("neb_norms_f32_v2", Dims::x(blocks_for(p.pivots, BLOCK)), block, &args)
     }
 }

@@ -36,7 +36,17 @@ impl AdamScalars {
     /// `torch.optim.Adam` (or `AdamW` when `decoupled`) at 1-based step `step`; Kingma & Ba 2015,
     /// Algorithm 1 with bias correction; Loshchilov & Hutter 2019 for the decoupled decay.
     pub fn new(lr: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32, decoupled: bool, step: u32) -> Self {
-        let (b1, b2, t) = (beta1 as f64, beta2 as f64, step as f64);
+        let (b1, b2) = (beta1 as f64, beta2 as f64);
+        let h = AdamParams {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            decoupled,
+            step,
+        };
+        let [step_size, bc2_sqrt] = h.bias_terms();
         let (l2, decay) = match (weight_decay != 0.0, decoupled) {
             (false, _) => (0.0, 1.0),
             (true, false) => (weight_decay, 1.0),
@@ -48,8 +58,8 @@ impl AdamScalars {
             c1: (1.0 - b1) as f32,
             c2: (1.0 - b2) as f32,
             eps,
-            step_size: (lr as f64 / (1.0 - b1.powf(t))) as f32,
-            bc2_sqrt: (1.0 - b2.powf(t)).sqrt() as f32,
+            step_size,
+            bc2_sqrt,
             l2,
             decay,
         }
@@ -91,6 +101,24 @@ impl<L: Launcher> Optim for KernelBackend<L> {
         let s = AdamScalars::of(h);
         let args = [&[i64_of(len)][..], &s.args(), &ptrs(self, [param, grad, m, v])].concat();
         launch_n(self, "adam_step_f32", len, &args)
+    }
+
+    fn run_adam_step_indirect(
+        &self,
+        _: Checked,
+        h: &AdamParams,
+        bias: &DevBuf<L::Mem>,
+        param: &mut DevBuf<L::Mem>,
+        grad: &DevBuf<L::Mem>,
+        m: &mut DevBuf<L::Mem>,
+        v: &mut DevBuf<L::Mem>,
+    ) -> Result<()> {
+        let len = param.len;
+        // adam_step's nine scalars with the two bias terms replaced by their device pointer.
+        let mut s: Vec<Arg> = AdamScalars::of(&AdamParams { step: 1, ..*h }).args().to_vec();
+        s.splice(5..7, [self.ptr(bias)]);
+        let args = [&[i64_of(len)][..], &s, &ptrs(self, [param, grad, m, v])].concat();
+        launch_n(self, "adam_step_indirect_f32", len, &args)
     }
 
     fn run_sgd_step(

@@ -11,10 +11,9 @@ fn targets_on_device<L: Launcher>(
     op: &'static str,
     c: usize,
     targets: &[usize],
-) -> Result<crate::pool::Block<L::Mem>> {
+) -> Result<std::sync::Arc<crate::pool::Block<L::Mem>>> {
     i32_of(op, "classes", c)?;
-    let bytes: Vec<u8> = targets.iter().flat_map(|&t| (t as i32).to_ne_bytes()).collect();
-    kb.temp_bytes(&bytes)
+    kb.targets_on_device(targets)
 }
 
 impl<L: Launcher> Softmax for KernelBackend<L> {

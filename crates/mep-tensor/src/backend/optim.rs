@@ -31,6 +31,20 @@ impl Default for AdamParams {
     }
 }
 
+impl AdamParams {
+    /// The two terms of bias correction at `step`, `[lr / (1 − β₁ᵗ), sqrt(1 − β₂ᵗ)]`, computed
+    /// in f64 as PyTorch does in Python and rounded once to f32: what
+    /// [`Optim::adam_step_indirect`] reads from its device buffer, and what every backend's
+    /// [`Optim::adam_step`] uses.
+    pub fn bias_terms(&self) -> [f32; 2] {
+        let (b1, b2, t) = (self.beta1 as f64, self.beta2 as f64, self.step as f64);
+        [
+            (self.lr as f64 / (1.0 - b1.powf(t))) as f32,
+            (1.0 - b2.powf(t)).sqrt() as f32,
+        ]
+    }
+}
+
 /// SGD with momentum, PyTorch's semantics (`torch.optim.SGD`, dampening 0: the first step
 /// sets the momentum buffer to the gradient).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -74,6 +88,24 @@ pub trait Optim: Memory {
             check_len("adam_step", "m", len, self.len(m))?;
             check_len("adam_step", "v", len, self.len(v))?;
             check_step("adam_step", h.step)?;
+        }
+        /// [`adam_step`](Self::adam_step) with the bias terms of the step read from `bias`
+        /// (2 values, [`AdamParams::bias_terms`]) on the device, not from `h.step`: a step
+        /// captured in a CUDA graph replays with whatever terms the host wrote there before.
+        fn adam_step_indirect(
+            &self,
+            h: &AdamParams,
+            bias: &Self::Buf,
+            param: &mut Self::Buf,
+            grad: &Self::Buf,
+            m: &mut Self::Buf,
+            v: &mut Self::Buf,
+        ) -> Result<()> => run_adam_step_indirect {
+            let len = self.len(param);
+            check_len("adam_step_indirect", "bias", 2, self.len(bias))?;
+            check_len("adam_step_indirect", "grad", len, self.len(grad))?;
+            check_len("adam_step_indirect", "m", len, self.len(m))?;
+            check_len("adam_step_indirect", "v", len, self.len(v))?;
         }
         /// One SGD-with-momentum step on `param`, with momentum buffer `buf`.
         fn sgd_step(

@@ -16,6 +16,7 @@ pub mod reference;
 
 pub use direct::ConvPath;
 
+use crate::backend::neb::{climbing_image, f64_to_words, redistribution_plan};
 use crate::backend::{
     Act, AdamParams, BatchNorm, Checked, Conv, Elementwise, Lerp, Linear, Memory, Neb, NebForceParams, Optim, Reduce,
     SgdParams, Softmax,
@@ -555,6 +556,20 @@ impl Optim for CpuBackend {
         ops::adam_step(h, &mut param.data, &grad.data, &mut m.data, &mut v.data);
         Ok(())
     }
+    fn run_adam_step_indirect(
+        &self,
+        _: Checked,
+        h: &AdamParams,
+        bias: &CpuBuf,
+        param: &mut CpuBuf,
+        grad: &CpuBuf,
+        m: &mut CpuBuf,
+        v: &mut CpuBuf,
+    ) -> Result<()> {
+        let bias = [bias.data[0], bias.data[1]];
+        ops::adam_step_with(h, bias, &mut param.data, &grad.data, &mut m.data, &mut v.data);
+        Ok(())
+    }
     fn run_sgd_step(
         &self,
         _: Checked,
@@ -565,6 +580,13 @@ impl Optim for CpuBackend {
     ) -> Result<()> {
         ops::sgd_step(h, &mut param.data, &grad.data, &mut buf.data);
         Ok(())
+    }
+}
+
+/// `values` into `words` as [`f64_to_words`] stores them.
+fn write_words(values: &[f64], words: &mut [f32]) {
+    for (w, &v) in words.chunks_exact_mut(2).zip(values) {
+        w.copy_from_slice(&f64_to_words(v));
     }
 }
 
@@ -588,6 +610,42 @@ impl Neb for CpuBackend {
     }
     fn run_row_distances(&self, _: Checked, dim: usize, rows: usize, x: &CpuBuf) -> Result<Vec<f64>> {
         Ok(neb::row_distances(dim, rows, &x.data))
+    }
+    fn run_neb_forces_on_device(
+        &self,
+        _: Checked,
+        p: &NebForceParams,
+        climb: bool,
+        pivots: &CpuBuf,
+        grads: &CpuBuf,
+        energies: &CpuBuf,
+        forces: &mut CpuBuf,
+        norms: &mut CpuBuf,
+    ) -> Result<()> {
+        let e: Vec<f64> = energies.data.iter().map(|&v| v as f64).collect();
+        let p = NebForceParams {
+            climbing: if climb { climbing_image(&e) } else { None },
+            ..*p
+        };
+        let n = neb::neb_forces(&p, &pivots.data, &grads.data, &e, &mut forces.data);
+        write_words(&n, &mut norms.data);
+        Ok(())
+    }
+    fn run_redistribute_rows(
+        &self,
+        _: Checked,
+        dim: usize,
+        rows: usize,
+        src: &CpuBuf,
+        energies: Option<&CpuBuf>,
+        dst: &mut CpuBuf,
+        lengths: &mut CpuBuf,
+    ) -> Result<()> {
+        let dist = neb::row_distances(dim, rows, &src.data);
+        let climbing = energies.and_then(|e| climbing_image(&e.data.iter().map(|&v| v as f64).collect::<Vec<_>>()));
+        neb::lerp_rows(dim, &src.data, &redistribution_plan(&dist, climbing), &mut dst.data);
+        write_words(&dist, &mut lengths.data);
+        Ok(())
     }
     fn run_neb_forces(
         &self,

@@ -700,11 +700,14 @@ pub fn dot(x: &[f32], y: &[f32]) -> f64 {
 /// decoupled); `m = β₁m + (1−β₁)g`; `v = β₂v + (1−β₂)g²`;
 /// `p −= lr/(1−β₁ᵗ) · m / (sqrt(v)/sqrt(1−β₂ᵗ) + eps)`.
 pub fn adam_step(h: &AdamParams, param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
-    // Scalars in f64 as PyTorch computes them in Python, rounded once to f32.
+    adam_step_with(h, h.bias_terms(), param, grad, m, v)
+}
+
+/// [`adam_step`] with the bias terms `[step_size, bc2_sqrt]` given
+/// ([`AdamParams::bias_terms`]); `h.step` is not read.
+pub fn adam_step_with(h: &AdamParams, bias: [f32; 2], param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
     let (b1, b2) = (h.beta1 as f64, h.beta2 as f64);
-    let t = h.step as f64;
-    let step_size = (h.lr as f64 / (1.0 - b1.powf(t))) as f32;
-    let bc2_sqrt = (1.0 - b2.powf(t)).sqrt() as f32;
+    let [step_size, bc2_sqrt] = bias;
     let (c1, c2) = ((1.0 - b1) as f32, (1.0 - b2) as f32);
     let (beta1, beta2, eps) = (h.beta1, h.beta2, h.eps);
     let (l2, decay) = match (h.weight_decay != 0.0, h.decoupled) {

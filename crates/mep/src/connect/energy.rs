@@ -100,6 +100,16 @@ impl<'a, B: Backend> HeadEnergy<'a, B> {
     pub fn point_shape(&self) -> &[usize] {
         &self.point_shape
     }
+
+    /// The `n` points in the rows of `points` as a `[n, point_shape]` tensor.
+    fn points(&self, b: &B, points: &B::Buf, n: usize) -> mep_tensor::Result<Tensor<B>> {
+        let mut shape = Vec::with_capacity(self.point_shape.len() + 1);
+        shape.push(n);
+        shape.extend_from_slice(&self.point_shape);
+        let mut z = Tensor::alloc(b, Shape::new(shape))?;
+        b.copy(points, &mut z.buf)?;
+        Ok(z)
+    }
 }
 
 fn energy_err(e: ResNetError) -> NebError {
@@ -117,6 +127,37 @@ impl<B: Backend> Energy<B> for HeadEnergy<'_, B> {
         self.max_batch
     }
 
+    fn evaluates_on_device(&self) -> bool {
+        true
+    }
+
+    /// [`FoldedResNet::head_loss_grad`]'s launches without its host reads: the losses go
+    /// straight into `energies`.
+    fn evaluate_on_device(
+        &mut self,
+        b: &B,
+        points: &B::Buf,
+        n: usize,
+        grads: &mut B::Buf,
+        energies: &mut B::Buf,
+    ) -> mep_neb::Result<()> {
+        let c = self.net.num_classes;
+        let z = self.points(b, points, n)?;
+        let targets = vec![self.target; n];
+        let (_, grad) = self
+            .net
+            .head_backward(b, &z, self.cut, |logits| {
+                let mut probs = Tensor::alloc(b, [n, c])?;
+                b.softmax_cross_entropy(n, c, &logits.buf, &targets, &mut probs.buf, energies)?;
+                let mut d = Tensor::alloc(b, [n, c])?;
+                b.softmax_cross_entropy_bwd(n, c, &probs.buf, &targets, 1.0, &mut d.buf)?;
+                Ok(d)
+            })
+            .map_err(energy_err)?;
+        b.copy(&grad.buf, grads)?;
+        Ok(())
+    }
+
     fn evaluate(
         &mut self,
         b: &B,
@@ -125,11 +166,7 @@ impl<B: Backend> Energy<B> for HeadEnergy<'_, B> {
         grads: Option<&mut B::Buf>,
     ) -> mep_neb::Result<Evaluation<HeadAux>> {
         let c = self.net.num_classes;
-        let mut shape = Vec::with_capacity(self.point_shape.len() + 1);
-        shape.push(n);
-        shape.extend_from_slice(&self.point_shape);
-        let mut z = Tensor::alloc(b, Shape::new(shape))?;
-        b.copy(points, &mut z.buf)?;
+        let z = self.points(b, points, n)?;
         let targets = vec![self.target; n];
         let (logits, probs, losses) = match grads {
             Some(g) => {
