@@ -30,6 +30,7 @@ fn args(out: PathBuf, epochs: usize) -> TrainArgs {
 fn eval_args(arch: &str, weights: PathBuf) -> EvalArgs {
     EvalArgs {
         device: Default::default(),
+        precision: Default::default(),
         arch: arch.into(),
         weights,
         data: "synthetic:3".into(),
