@@ -1011,3 +1011,27 @@ fn an_unknown_precision_is_refused_by_name() {
         );
     }
 }
+
+/// A backend without reduced-precision kernels (the emulated CUDA backend until its
+/// tensor-core kernels land) refuses `--precision tf32` before any work, with its reason;
+/// the study folder is not even made.
+#[test]
+fn a_backend_without_the_kernels_refuses_the_precision_before_work() {
+    use mep_tensor::prelude::*;
+    let emu = mep_kernels_emu::EmuLauncher::backend();
+    let probe = emu.set_precision(mep::Precision::Tf32);
+    emu.set_precision(mep::Precision::Fp32).unwrap();
+    if probe.is_ok() {
+        return; // It has the kernels now: nothing to refuse.
+    }
+    let root = tmpdir("refused");
+    let mut a = small(&root.join("study"));
+    a.precision = mep::Precision::Tf32;
+    let e = connect_with(&emu, &a, &three_classes()).unwrap_err().to_string();
+    assert!(
+        e.starts_with("--precision tf32: ") && e.contains("no tf32 kernels"),
+        "{e}"
+    );
+    assert!(!a.out.exists(), "nothing may be written");
+    std::fs::remove_dir_all(root).ok();
+}
