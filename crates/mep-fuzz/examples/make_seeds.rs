@@ -171,6 +171,7 @@ fn study(out: &Path) -> Result<(), Error> {
         insert_threshold: Some(0.2),
         max_pivots: Some(32),
         max_steps: 100,
+        precision: Default::default(),
     };
     let manifest = Manifest {
         tool: "mep 0.1.0".into(),
@@ -211,6 +212,7 @@ fn study(out: &Path) -> Result<(), Error> {
         seconds: 0.5,
         path_file: Some(format!("paths/pair{pair:06}_{space}.safetensors")),
         message: (category == Category::Error).then(|| "NaN energy".to_string()),
+        precision: Default::default(),
     };
     let results = [
         result(0, "input", Category::Linear),

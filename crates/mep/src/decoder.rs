@@ -56,6 +56,11 @@ pub struct DecoderTrainArgs {
     /// Where it computes.
     #[serde(skip)]
     pub device: Device,
+    /// The arithmetic of convolutions and linear layers (`--precision`; fp32 by default;
+    /// batch norm, losses and the optimiser stay fp32 on fp32 weights). A backend without
+    /// kernels for it refuses it before any work.
+    #[serde(default, with = "crate::precision_name")]
+    pub precision: crate::Precision,
 }
 
 /// One epoch's numbers.
@@ -310,6 +315,7 @@ pub fn train_decoder_with<B: Backend>(b: &B, args: &DecoderTrainArgs, data: Data
         batch_size,
         lr,
     } = args.validate()?;
+    crate::device::use_precision(b, args.precision)?;
 
     let train = data
         .train

@@ -5,6 +5,8 @@
 //! design: its arithmetic is f64 and exact.
 
 use crate::{MepError, Result};
+use mep_tensor::backend::Memory;
+use mep_tensor::precision::Precision;
 use std::fmt;
 use std::str::FromStr;
 
@@ -100,6 +102,45 @@ macro_rules! on_device {
     };
 }
 
+/// Switches `b` to `--precision p` for the whole command (forward, train, eval, decoder
+/// train), before any work: a backend without kernels for `p` refuses it here, with its own
+/// reason, rather than the command running fp32 in its place.
+///
+/// ```
+/// use mep_tensor::{precision::Precision, prelude::*, CpuBackend};
+/// let cpu = CpuBackend::new();
+/// mep::device::use_precision(&cpu, Precision::Tf32).unwrap();
+/// assert_eq!(cpu.precision(), Precision::Tf32);
+/// ```
+pub fn use_precision<B: Memory>(b: &B, p: Precision) -> Result<()> {
+    b.set_precision(p)
+        .map_err(|e| MepError::option("--precision", p, e.to_string()))
+}
+
+/// Checks that `b` can run precision `p` and leaves it in fp32: what `mep connect` and `mep
+/// graph` do first, since they compute in fp32 everywhere but the NEB's gradient steps.
+pub fn check_precision<B: Memory>(b: &B, p: Precision) -> Result<()> {
+    use_precision(b, p)?;
+    use_precision(b, Precision::Fp32)
+}
+
+/// Runs `f` with `b` at precision `p` and puts back the precision `b` had, also when `f`
+/// fails; a no-op switch when `b` is at `p` already.
+pub fn at_precision<B: Memory, R>(
+    b: &B,
+    p: Precision,
+    f: impl FnOnce() -> R,
+) -> std::result::Result<R, mep_tensor::TensorError> {
+    let before = b.precision();
+    if before == p {
+        return Ok(f());
+    }
+    b.set_precision(p)?;
+    let r = f();
+    b.set_precision(before)?;
+    Ok(r)
+}
+
 /// The fewest `--threads` ever refused: far more than 2 cores can use, and what rayon and
 /// gemm still start in about a second (2000 threads on 2 cores made a forward pass of
 /// three images run for minutes).
@@ -131,4 +172,59 @@ pub fn check_threads(requested: usize, cores: usize) -> Result<usize> {
         ));
     }
     Ok(requested)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mep_tensor::backend::Checked;
+
+    /// A backend with only the default precision switch: fp32 kernels and nothing else.
+    struct Fp32Only;
+
+    impl Memory for Fp32Only {
+        type Buf = Vec<f32>;
+        fn name(&self) -> &'static str {
+            "fp32-only"
+        }
+        fn alloc(&self, len: usize) -> mep_tensor::Result<Vec<f32>> {
+            Ok(vec![0.0; len])
+        }
+        fn zeros(&self, len: usize) -> mep_tensor::Result<Vec<f32>> {
+            Ok(vec![0.0; len])
+        }
+        fn upload(&self, data: &[f32]) -> mep_tensor::Result<Vec<f32>> {
+            Ok(data.to_vec())
+        }
+        fn download(&self, buf: &Vec<f32>) -> mep_tensor::Result<Vec<f32>> {
+            Ok(buf.clone())
+        }
+        fn len(&self, buf: &Vec<f32>) -> usize {
+            buf.len()
+        }
+        fn fill(&self, buf: &mut Vec<f32>, value: f32) -> mep_tensor::Result<()> {
+            buf.fill(value);
+            Ok(())
+        }
+        fn run_copy(&self, _: Checked, src: &Vec<f32>, dst: &mut Vec<f32>) -> mep_tensor::Result<()> {
+            dst.copy_from_slice(src);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_backend_without_the_kernels_refuses_the_precision_by_name() {
+        for p in [Precision::Tf32, Precision::Bf16] {
+            for e in [use_precision(&Fp32Only, p), check_precision(&Fp32Only, p)] {
+                let e = e.unwrap_err().to_string();
+                assert!(
+                    e.contains(&format!("--precision {p}")) && e.contains("backend fp32-only has no"),
+                    "{e}"
+                );
+            }
+        }
+        check_precision(&Fp32Only, Precision::Fp32).unwrap();
+        let r = at_precision(&Fp32Only, Precision::Tf32, || ());
+        assert!(r.is_err(), "at_precision must not run the body in fp32 instead");
+    }
 }

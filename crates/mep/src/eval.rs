@@ -146,6 +146,9 @@ pub struct EvalArgs {
     pub batch_size: usize,
     /// Where it computes.
     pub device: Device,
+    /// The arithmetic of convolutions and linear layers (`--precision`; fp32 by default). A
+    /// backend without kernels for it refuses it before any work.
+    pub precision: crate::Precision,
 }
 
 impl EvalArgs {
@@ -184,6 +187,7 @@ pub(crate) fn load_folded<B: Backend>(
 /// Runs `mep eval` on backend `b`.
 pub fn eval_with<B: Backend>(b: &B, args: &EvalArgs) -> Result<EvalReport> {
     let arch = args.validate()?;
+    crate::device::use_precision(b, args.precision)?;
     let (net, width, recorded) = load_folded(b, arch, &args.weights)?;
     let data = open_dataset(&args.data)?;
     let split = Arc::new(data.split(&args.split)?.clone());

@@ -25,6 +25,9 @@ pub struct ForwardArgs {
     pub out: PathBuf,
     /// Where it computes.
     pub device: Device,
+    /// The arithmetic of convolutions and linear layers (`--precision`; fp32 by default). A
+    /// backend without kernels for it refuses it before any work.
+    pub precision: crate::Precision,
 }
 
 /// What a forward run produced, for printing.
@@ -58,6 +61,7 @@ pub fn forward(args: &ForwardArgs) -> Result<ForwardReport> {
 
 /// Runs `mep forward` on backend `b`.
 pub fn forward_with<B: Backend>(b: &B, args: &ForwardArgs) -> Result<ForwardReport> {
+    crate::device::use_precision(b, args.precision)?;
     let arch: Arch = args.arch.parse()?;
     let model = ResNet::load(b, arch, &args.weights)?;
     let width = model.width;

@@ -17,6 +17,7 @@ pub mod study;
 pub mod train;
 
 use mep_resnet::ResNetError;
+pub use mep_tensor::precision::Precision;
 use mep_tensor::TensorError;
 
 /// The one error enum of the `mep` crate.
@@ -212,3 +213,17 @@ impl MepError {
 
 /// Result alias of `mep`.
 pub type Result<T> = std::result::Result<T, MepError>;
+
+/// A [`crate::Precision`] in files: its name (`fp32`, `tf32`, `bf16`).
+pub(crate) mod precision_name {
+    use crate::Precision;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(p: &Precision, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(p.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Precision, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}

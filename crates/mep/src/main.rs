@@ -44,6 +44,11 @@ enum Command {
         /// Output safetensors file.
         #[arg(long)]
         out: PathBuf,
+        /// Arithmetic of convolutions and linear layers: fp32, tf32 (operands rounded to TF32,
+        /// fp32 sums) or bf16 (autocast: bf16 operands and results, fp32 sums; batch norm,
+        /// losses and the optimiser fp32). A backend without such kernels refuses it.
+        #[arg(long, default_value = "fp32")]
+        precision: mep::Precision,
     },
     /// Train or fine-tune a ResNet; a checkpoint after every epoch, --resume to continue.
     // Negative numbers are values (`--lr -0.1`), so that the command's own check names them.
@@ -110,6 +115,11 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Arithmetic of convolutions and linear layers: fp32, tf32 (operands rounded to TF32,
+        /// fp32 sums) or bf16 (autocast: bf16 operands and results, fp32 sums; batch norm,
+        /// losses and the optimiser fp32). A backend without such kernels refuses it.
+        #[arg(long, default_value = "fp32")]
+        precision: mep::Precision,
     },
     /// Accuracy and per-class accuracy of a checkpoint on a dataset.
     #[command(allow_negative_numbers = true)]
@@ -127,6 +137,11 @@ enum Command {
         size: Option<usize>,
         #[arg(long, default_value_t = 128)]
         batch_size: usize,
+        /// Arithmetic of convolutions and linear layers: fp32, tf32 (operands rounded to TF32,
+        /// fp32 sums) or bf16 (autocast: bf16 operands and results, fp32 sums; batch norm,
+        /// losses and the optimiser fp32). A backend without such kernels refuses it.
+        #[arg(long, default_value = "fp32")]
+        precision: mep::Precision,
     },
     /// The connectivity experiment (paper Table 1): for random same-class pairs, is the
     /// straight line between them classified as their class in each space, or a path the
@@ -336,6 +351,11 @@ struct NebCli {
     /// NEB step budget per pair and space.
     #[arg(long, default_value_t = 100)]
     max_steps: usize,
+    /// Arithmetic of the NEB's gradient steps: fp32, tf32 or bf16 (as on `mep train`). The
+    /// endpoints, the straight-line check and the dense checks of paths that decide
+    /// linear / nonlinear / none always run in fp32. Recorded in the manifest and each result.
+    #[arg(long, default_value = "fp32")]
+    precision: mep::Precision,
 }
 
 impl NebCli {
@@ -364,6 +384,7 @@ impl NebCli {
         a.insert_threshold = self.insert_threshold;
         a.max_pivots = self.max_pivots;
         a.max_steps = self.max_steps;
+        a.precision = self.precision;
         Ok(())
     }
 }
@@ -600,6 +621,11 @@ enum DecoderCommand {
         out: PathBuf,
         #[arg(long)]
         quiet: bool,
+        /// Arithmetic of convolutions and linear layers: fp32, tf32 (operands rounded to TF32,
+        /// fp32 sums) or bf16 (autocast: bf16 operands and results, fp32 sums; batch norm,
+        /// losses and the optimiser fp32). A backend without such kernels refuses it.
+        #[arg(long, default_value = "fp32")]
+        precision: mep::Precision,
     },
 }
 
@@ -637,6 +663,7 @@ fn main() -> ExitCode {
             input,
             target,
             out,
+            precision,
         } => mep::forward::forward(&mep::forward::ForwardArgs {
             arch,
             weights,
@@ -644,6 +671,7 @@ fn main() -> ExitCode {
             target,
             out: out.clone(),
             device,
+            precision,
         })
         .map(|r| {
             print!("{r}");
@@ -670,6 +698,7 @@ fn main() -> ExitCode {
             stop_after_steps,
             loader_threads,
             quiet,
+            precision,
         } => mep::train::train(&mep::train::TrainArgs {
             arch,
             init,
@@ -695,6 +724,7 @@ fn main() -> ExitCode {
             quiet,
             device,
             loader_threads,
+            precision,
         })
         .map(|r| print!("{r}")),
         Command::Eval {
@@ -704,6 +734,7 @@ fn main() -> ExitCode {
             split,
             size,
             batch_size,
+            precision,
         } => mep::eval::eval(&mep::eval::EvalArgs {
             arch,
             weights,
@@ -712,6 +743,7 @@ fn main() -> ExitCode {
             size,
             batch_size,
             device,
+            precision,
         })
         .map(|r| print!("{r}")),
         Command::Connect(c) => connect_args(*c, device)
@@ -750,6 +782,7 @@ fn main() -> ExitCode {
                     train_images,
                     out,
                     quiet,
+                    precision,
                 },
         } => mep::decoder::train_decoder(&mep::decoder::DecoderTrainArgs {
             arch,
@@ -766,6 +799,7 @@ fn main() -> ExitCode {
             out,
             quiet,
             device,
+            precision,
         })
         .map(|r| print!("{r}")),
         Command::Certify {

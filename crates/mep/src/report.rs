@@ -212,6 +212,14 @@ fn markdown(dir: &Path, m: &Manifest, results: &[PairResult], figures: &[Rendere
         if done.len() < expected { " (the study is not finished)" } else { "" },
         m.skipped
     );
+    if s.precision != crate::Precision::Fp32 {
+        let _ = writeln!(
+            out,
+            "The NEB's gradient steps ran in {}; the straight lines and every dense check that decided a \
+             category ran in fp32.\n",
+            s.precision
+        );
+    }
 
     // Table 1 beside the paper's: the natural pairs only.
     let all_results = results;

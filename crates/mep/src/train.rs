@@ -74,6 +74,11 @@ pub struct TrainArgs {
     /// The batches are the same for every count, so it is not part of the run's identity.
     #[serde(skip)]
     pub loader_threads: Option<usize>,
+    /// The arithmetic of convolutions and linear layers (`--precision`; fp32 by default;
+    /// batch norm, losses and the optimiser stay fp32 on fp32 weights). A backend without
+    /// kernels for it refuses it before any work.
+    #[serde(default, with = "crate::precision_name")]
+    pub precision: crate::Precision,
 }
 
 /// One epoch's numbers.
@@ -161,6 +166,10 @@ pub struct TrainSettings {
     /// given); `None` with `--init`, whose checkpoint fixes it.
     pub width: Option<usize>,
     pub seed: u64,
+    /// `--precision`: a run continues in the arithmetic it started in. Runs recorded before
+    /// it read as fp32.
+    #[serde(default, with = "crate::precision_name")]
+    pub precision: crate::Precision,
 }
 
 /// The files of a run in its `--out` folder: any of them means a run is there.
@@ -330,6 +339,7 @@ impl TrainArgs {
             augment: self.augment,
             width: self.init.is_none().then(|| self.width.unwrap_or(arch.default_width())),
             seed: self.seed,
+            precision: self.precision,
         })
     }
 }
@@ -577,6 +587,7 @@ pub fn train_on(args: &TrainArgs, data: mep_data::Dataset) -> Result<TrainReport
 pub fn train_with<B: Backend>(b: &B, args: &TrainArgs, data: mep_data::Dataset) -> Result<TrainReport> {
     let started = Instant::now();
     let arch = args.validate()?;
+    crate::device::use_precision(b, args.precision)?;
     let settings = args.settings()?;
     let train_split = Arc::new(
         data.train

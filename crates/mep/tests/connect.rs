@@ -869,3 +869,169 @@ fn study_on_the_emulated_cuda_backend_matches_the_cpu() {
     // The searched paths were compared, not only straight lines.
     assert!(want.iter().all(|r| r.steps > 0), "{want:?}");
 }
+
+/// Issue 14: the NEB's gradient steps in TF32 or bf16 find the categories that fp32 search
+/// finds on the small study; the checks that decide them run in fp32 (each line's largest
+/// loss is fp32's to the bit), and the precision is in the manifest and in every result.
+///
+/// With the small study's 6 steps, pair 3 in `input` is joined at the 6th step in TF32 and
+/// just missed in fp32 (`none` means "not within the budget", and another rounding of the
+/// gradients moves the path another way); 40 steps leave no result at the budget's edge.
+#[test]
+fn reduced_precision_search_gives_the_categories_of_fp32_search() {
+    use mep::Precision;
+    let root = tmpdir("precision");
+    let base = studied(&root.join("fp32"), |a| a.max_steps = 40);
+    let want = results(&base.out);
+    assert!(want.iter().any(|r| r.steps > 0), "the NEB must run: {want:?}");
+    for p in [Precision::Tf32, Precision::Bf16] {
+        let a = studied(&root.join(p.as_str()), |a| {
+            a.max_steps = 40;
+            a.precision = p;
+        });
+        assert_eq!(manifest(&a.out).settings.precision, p);
+        let got = results(&a.out);
+        assert_eq!(got.len(), want.len());
+        let mut moved = 0;
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!((g.pair, &g.space, g.category), (w.pair, &w.space, w.category), "{p}");
+            assert_eq!(g.precision, p);
+            assert_eq!(
+                g.line_max_loss.map(f64::to_bits),
+                w.line_max_loss.map(f64::to_bits),
+                "{p}: the straight line is checked in fp32"
+            );
+            moved += usize::from(g.steps > 0 && (g.path_max_loss, g.length_ratio) != (w.path_max_loss, w.length_ratio));
+        }
+        assert!(
+            moved > 0,
+            "{p}: no searched path differs from fp32's; did the steps run in {p}?"
+        );
+    }
+    // Resumed in another precision: refused, naming both.
+    let mut c = base.clone();
+    c.precision = Precision::Tf32;
+    let msg = run(&c).unwrap_err().to_string();
+    assert!(msg.contains("precision: \"fp32\" → \"tf32\""), "{msg}");
+    // A manifest written before --precision reads as fp32 and resumes.
+    let path = base.out.join(MANIFEST);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let old = text.replace(",\n    \"precision\": \"fp32\"", "");
+    assert_ne!(old, text, "the manifest records the precision");
+    std::fs::write(&path, old).unwrap();
+    assert_eq!(manifest(&base.out).settings.precision, Precision::Fp32);
+    assert_eq!(run(&base).unwrap().resumed, want.len());
+    std::fs::remove_dir_all(root).ok();
+}
+
+/// The energy of the search evaluates gradients (what moves pivots) at its search precision
+/// and energies alone (the dense checks) in fp32, whatever precision the backend was left
+/// at, and gives the backend back at the precision it had.
+#[test]
+fn head_energy_checks_in_fp32_and_steps_in_the_search_precision() {
+    use mep::connect::HeadEnergy;
+    use mep::Precision;
+    use mep_neb::Energy;
+    use mep_tensor::prelude::*;
+    let b = CpuBackend::new();
+    let data = three_classes();
+    let net = FoldedResNet::load(&b, Arch::ResNet20, trained()).unwrap();
+    let z = net
+        .encode(&b, &images(&b, &data, &[0, 1, 2, 3]), Cut::Layer(1))
+        .unwrap();
+    let shape = z.shape.dims()[1..].to_vec();
+    let energy = |p: Precision| {
+        HeadEnergy::new(&net, Cut::Layer(1), 0, &shape)
+            .unwrap()
+            .with_search_precision(p)
+    };
+    let bits = |e: Vec<f64>| e.into_iter().map(f64::to_bits).collect::<Vec<_>>();
+    let mut grads = b.zeros(z.shape.numel()).unwrap();
+    let mut eval = |p: Precision, with_grads: bool| {
+        let g = with_grads.then_some(&mut grads);
+        bits(energy(p).evaluate(&b, &z.buf, 4, g).unwrap().energies)
+    };
+    let checked = eval(Precision::Fp32, false);
+    assert_eq!(eval(Precision::Tf32, false), checked, "a check is fp32");
+    b.set_precision(Precision::Bf16).unwrap();
+    assert_eq!(
+        eval(Precision::Fp32, false),
+        checked,
+        "a check is fp32 on a bf16 backend too"
+    );
+    assert_eq!(
+        b.precision(),
+        Precision::Bf16,
+        "and the backend's precision is given back"
+    );
+    b.set_precision(Precision::Fp32).unwrap();
+    let stepped = eval(Precision::Fp32, true);
+    assert_eq!(stepped, checked);
+    let tf32 = eval(Precision::Tf32, true);
+    assert_eq!(b.precision(), Precision::Fp32);
+    assert_ne!(tf32, stepped, "a gradient evaluation runs in the search precision");
+    b.set_precision(Precision::Tf32).unwrap();
+    let direct = net.head_loss_grad(&b, &z, Cut::Layer(1), &[0; 4], 1.0).unwrap();
+    let direct: Vec<f64> = direct.losses.into_iter().map(f64::from).collect();
+    assert_eq!(tf32, bits(direct), "the network's own loss in TF32");
+}
+
+/// `--precision` names a precision on every command; an unknown one is refused by name.
+#[test]
+fn an_unknown_precision_is_refused_by_name() {
+    let mep = env!("CARGO_BIN_EXE_mep");
+    for cmd in [
+        &[
+            "forward",
+            "--arch",
+            "resnet20",
+            "--weights",
+            "w",
+            "--input",
+            "i",
+            "--out",
+            "o",
+        ][..],
+        &["eval", "--arch", "resnet20", "--weights", "w"],
+        &["train", "--arch", "resnet20"],
+        &["decoder", "train", "--arch", "resnet20", "--weights", "w", "--out", "o"],
+        &["connect", "--arch", "resnet20", "--weights", "w", "--out", "o"],
+        &["graph", "--arch", "resnet20", "--weights", "w", "--out", "o"],
+    ] {
+        let st = Command::new(mep)
+            .args(cmd)
+            .args(["--precision", "fp16"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&st.stderr);
+        assert!(!st.status.success(), "{cmd:?}: {err}");
+        assert!(
+            err.contains("unknown precision `fp16`; expected fp32, tf32 or bf16"),
+            "{cmd:?}: {err}"
+        );
+    }
+}
+
+/// A backend without reduced-precision kernels (the emulated CUDA backend until its
+/// tensor-core kernels land) refuses `--precision tf32` before any work, with its reason;
+/// the study folder is not even made.
+#[test]
+fn a_backend_without_the_kernels_refuses_the_precision_before_work() {
+    use mep_tensor::prelude::*;
+    let emu = mep_kernels_emu::EmuLauncher::backend();
+    let probe = emu.set_precision(mep::Precision::Tf32);
+    emu.set_precision(mep::Precision::Fp32).unwrap();
+    if probe.is_ok() {
+        return; // It has the kernels now: nothing to refuse.
+    }
+    let root = tmpdir("refused");
+    let mut a = small(&root.join("study"));
+    a.precision = mep::Precision::Tf32;
+    let e = connect_with(&emu, &a, &three_classes()).unwrap_err().to_string();
+    assert!(
+        e.starts_with("--precision tf32: ") && e.contains("no tf32 kernels"),
+        "{e}"
+    );
+    assert!(!a.out.exists(), "nothing may be written");
+    std::fs::remove_dir_all(root).ok();
+}

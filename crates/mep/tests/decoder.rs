@@ -40,6 +40,7 @@ fn classifier(dir: &Path) -> PathBuf {
 fn args(dir: &Path, weights: PathBuf, cut: &str, epochs: usize) -> DecoderTrainArgs {
     DecoderTrainArgs {
         device: Default::default(),
+        precision: Default::default(),
         arch: "resnet20".into(),
         weights,
         data: "synthetic:4".into(),
@@ -137,6 +138,7 @@ fn train_images_takes_a_prefix_of_the_train_split() {
     let weights = classifier(&dir);
     let a = DecoderTrainArgs {
         device: Default::default(),
+        precision: Default::default(),
         train_images: Some(40),
         ..args(&dir, weights, "layer1", 1)
     };
@@ -150,6 +152,7 @@ fn train_images_takes_a_prefix_of_the_train_split() {
     let e = train_decoder_on(
         &DecoderTrainArgs {
             device: Default::default(),
+            precision: Default::default(),
             train_images: Some(0),
             ..a
         },
@@ -177,12 +180,14 @@ fn bad_arguments_are_refused_by_name() {
     assert!(e.contains("layer7"), "{e}");
     let e = run(DecoderTrainArgs {
         device: Default::default(),
+        precision: Default::default(),
         filters_scale: 0.0,
         ..args(&dir, weights.clone(), "pool", 1)
     });
     assert!(e.contains("--filters-scale"), "{e}");
     let e = run(DecoderTrainArgs {
         device: Default::default(),
+        precision: Default::default(),
         batch_size: Some(1),
         ..args(&dir, weights.clone(), "pool", 1)
     });
@@ -190,6 +195,7 @@ fn bad_arguments_are_refused_by_name() {
     // A checkpoint of another architecture.
     let e = run(DecoderTrainArgs {
         device: Default::default(),
+        precision: Default::default(),
         arch: "resnet56".into(),
         ..args(&dir, weights.clone(), "pool", 1)
     });

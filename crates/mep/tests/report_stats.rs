@@ -49,6 +49,7 @@ fn result(pair: usize, space: &str, category: Category, endpoints: Endpoints, li
         seconds: 0.1,
         path_file: None,
         message: None,
+        precision: Default::default(),
     }
 }
 
@@ -147,6 +148,7 @@ fn manifest(sha: &str, dataset: &str, pairs: usize) -> Manifest {
             insert_threshold: None,
             max_pivots: None,
             max_steps: 100,
+            precision: Default::default(),
         },
         weights: "model.safetensors".into(),
         data: dataset.into(),

@@ -77,6 +77,7 @@ fn the_shipped_model_scores_its_recorded_accuracy() {
     let record = record();
     let report = eval(&EvalArgs {
         device: Default::default(),
+        precision: Default::default(),
         arch: "resnet20".into(),
         weights: stem().with_extension("safetensors"),
         data: "synthetic".into(),

@@ -30,6 +30,7 @@ fn args(out: PathBuf, epochs: usize) -> TrainArgs {
 fn eval_args(arch: &str, weights: PathBuf) -> EvalArgs {
     EvalArgs {
         device: Default::default(),
+        precision: Default::default(),
         arch: arch.into(),
         weights,
         data: "synthetic:3".into(),
@@ -202,6 +203,7 @@ fn resume_with_changed_settings_is_refused_listing_the_differences() {
         ("seed", |a| a.seed = 9),
         ("size", |a| a.size = Some(16)),
         ("data", |a| a.data = "synthetic:3".into()),
+        ("precision", |a| a.precision = mep::Precision::Tf32),
     ] {
         let mut a = args(out.clone(), 2);
         a.resume = true;
@@ -260,6 +262,29 @@ fn stop_after_steps_saves_nothing_and_keeps_the_first_losses() {
     let r = train_on(&a, small_data()).unwrap();
     assert!(!r.stopped_inside_epoch && r.epochs.len() == 1, "{r}");
     assert!(dir.join("boundary").join("report.json").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Issue 14: `--precision` reaches training's convolutions and linear layer: the first steps'
+/// losses move off fp32's (by well under 5 %: the operands lose bits, the sums do not).
+#[test]
+fn training_steps_run_in_the_precision_asked() {
+    use mep::Precision;
+    let dir = tmpdir("precision");
+    let losses = |p: Precision| {
+        let mut a = args(dir.join(p.as_str()), 1);
+        a.stop_after_steps = Some(3);
+        a.precision = p;
+        train_on(&a, small_data()).unwrap().first_step_losses
+    };
+    let fp32 = losses(Precision::Fp32);
+    for p in [Precision::Tf32, Precision::Bf16] {
+        let got = losses(p);
+        assert_ne!(got, fp32, "{p}: the steps ran in fp32");
+        for (g, w) in got.iter().zip(&fp32) {
+            assert!((g - w).abs() <= 0.05 * w.abs(), "{p}: {got:?} vs fp32 {fp32:?}");
+        }
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -5,6 +5,11 @@
 //! one instead of page-faulting fresh allocations; GEMMs go through the `gemm` crate
 //! (AVX-512 where the CPU has it, with the same bits as AVX2: see `gemm::gemm_fixed_order`) and
 //! everything else is parallel over rayon.
+//!
+//! TF32 and bf16 ([`crate::precision`]) run on the same f32 kernels: the backend rounds copies
+//! of the two GEMM operands of each convolution and linear layer, runs the f32 op on them,
+//! and (bf16) rounds what it wrote. The sums stay f32, as on a tensor core; bias and residual
+//! of a fused epilogue and the bias gradient (a reduction) see the unrounded values.
 
 pub mod conv;
 pub mod direct;
@@ -22,7 +27,10 @@ use crate::backend::{
     SgdParams, Softmax,
 };
 use crate::error::Result;
+use crate::precision::Precision;
 use crate::shape::{Conv2dGeom, ConvT2dGeom, Nchw, Pool2dGeom};
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Freed buffers kept for reuse, bounded so that a one-off large batch does not pin memory.
@@ -94,7 +102,8 @@ impl std::fmt::Debug for CpuBuf {
     }
 }
 
-/// The CPU backend. Cheap to clone: clones share the buffer pool and GEMM workspace.
+/// The CPU backend. Cheap to clone: clones share the buffer pool, the GEMM workspace and
+/// the precision ([`Memory::set_precision`] on one clone switches them all, as on one device).
 ///
 /// ```
 /// use mep_tensor::prelude::*;
@@ -108,6 +117,19 @@ pub struct CpuBackend {
     pool: Arc<Pool>,
     ws: Arc<gemm::Workspace>,
     conv_path: ConvPath,
+    /// [`Precision::ALL`]'s index of the current precision (0, fp32, by default).
+    precision: Arc<AtomicU8>,
+}
+
+/// Values per rayon task when rounding operands: rounding is a few instructions a value, so
+/// only large buffers are worth splitting.
+const ROUND_CHUNK: usize = 1 << 16;
+
+/// `v` with every value rounded by `f`, in parallel over chunks (each value on its own, so
+/// the split does not change the result).
+fn round_in_place(v: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
+    v.par_chunks_mut(ROUND_CHUNK)
+        .for_each(|c| c.iter_mut().for_each(|x| *x = f(*x)));
 }
 
 impl CpuBackend {
@@ -132,6 +154,34 @@ impl CpuBackend {
         CpuBuf {
             data,
             pool: self.pool.clone(),
+        }
+    }
+
+    /// The precision as a value (the atomic holds its index in [`Precision::ALL`]).
+    fn current_precision(&self) -> Precision {
+        Precision::ALL[usize::from(self.precision.load(Ordering::Relaxed))]
+    }
+
+    /// A pooled copy of `src` rounded as GEMM operands of precision `p` are.
+    fn rounded(&self, p: Precision, src: &[f32]) -> CpuBuf {
+        let mut v = self.pool.take(src.len());
+        v.copy_from_slice(src);
+        round_in_place(&mut v, |x| p.round_operand(x));
+        self.wrap(v)
+    }
+
+    /// Runs `op` on the operands `(a, b)` of one GEMM family op: in fp32 on them as they are
+    /// (the existing path, bit for bit); otherwise on rounded copies, rounding the result
+    /// `out` afterwards when `p` stores results rounded (bf16).
+    fn gemm_op(&self, a: &[f32], b: &[f32], out: &mut [f32], op: impl FnOnce(&[f32], &[f32], &mut [f32])) {
+        let p = self.current_precision();
+        if p == Precision::Fp32 {
+            return op(a, b, out);
+        }
+        let (ar, br) = (self.rounded(p, a), self.rounded(p, b));
+        op(&ar.data, &br.data, out);
+        if p == Precision::Bf16 {
+            round_in_place(out, |x| p.round_result(x));
         }
     }
 }
@@ -178,6 +228,15 @@ impl Memory for CpuBackend {
     }
     fn run_copy(&self, _: Checked, src: &CpuBuf, dst: &mut CpuBuf) -> Result<()> {
         dst.data.copy_from_slice(&src.data);
+        Ok(())
+    }
+    fn precision(&self) -> Precision {
+        self.current_precision()
+    }
+    /// Every precision runs here (on rounded operands; see the module docs).
+    fn set_precision(&self, p: Precision) -> Result<()> {
+        let index = Precision::ALL.iter().position(|q| *q == p).unwrap_or(0);
+        self.precision.store(index as u8, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -230,21 +289,15 @@ impl Conv for CpuBackend {
         act: Act,
         y: &mut CpuBuf,
     ) -> Result<()> {
-        conv::conv2d_on(
-            self.conv_path,
-            &self.ws,
-            g,
-            &x.data,
-            &w.data,
-            opt(bias),
-            opt(residual),
-            act,
-            &mut y.data,
-        );
+        self.gemm_op(&x.data, &w.data, &mut y.data, |x, w, y| {
+            conv::conv2d_on(self.conv_path, &self.ws, g, x, w, opt(bias), opt(residual), act, y)
+        });
         Ok(())
     }
     fn run_conv2d_bwd_input(&self, _: Checked, g: &Conv2dGeom, dy: &CpuBuf, w: &CpuBuf, dx: &mut CpuBuf) -> Result<()> {
-        conv::conv2d_bwd_input_on(self.conv_path, &self.ws, g, &dy.data, &w.data, &mut dx.data);
+        self.gemm_op(&dy.data, &w.data, &mut dx.data, |dy, w, dx| {
+            conv::conv2d_bwd_input_on(self.conv_path, &self.ws, g, dy, w, dx)
+        });
         Ok(())
     }
     fn run_conv2d_bwd_weight(
@@ -256,15 +309,24 @@ impl Conv for CpuBackend {
         dw: &mut CpuBuf,
         db: Option<&mut CpuBuf>,
     ) -> Result<()> {
-        conv::conv2d_bwd_weight_on(
-            self.conv_path,
-            &self.ws,
-            g,
-            &x.data,
-            &dy.data,
-            &mut dw.data,
-            opt_mut(db),
-        );
+        if self.current_precision() == Precision::Fp32 {
+            conv::conv2d_bwd_weight_on(
+                self.conv_path,
+                &self.ws,
+                g,
+                &x.data,
+                &dy.data,
+                &mut dw.data,
+                opt_mut(db),
+            );
+            return Ok(());
+        }
+        self.gemm_op(&x.data, &dy.data, &mut dw.data, |x, dy, dw| {
+            conv::conv2d_bwd_weight_on(self.conv_path, &self.ws, g, x, dy, dw, None)
+        });
+        if let Some(db) = db {
+            conv::channel_sums(g.n, g.c_out, g.out_h() * g.out_w(), &dy.data, &mut db.data);
+        }
         Ok(())
     }
     fn run_conv_transpose2d(
@@ -276,7 +338,9 @@ impl Conv for CpuBackend {
         bias: Option<&CpuBuf>,
         y: &mut CpuBuf,
     ) -> Result<()> {
-        conv::conv_transpose2d(&self.ws, g, &x.data, &w.data, opt(bias), &mut y.data);
+        self.gemm_op(&x.data, &w.data, &mut y.data, |x, w, y| {
+            conv::conv_transpose2d(&self.ws, g, x, w, opt(bias), y)
+        });
         Ok(())
     }
     fn run_conv_transpose2d_bwd_input(
@@ -287,7 +351,9 @@ impl Conv for CpuBackend {
         w: &CpuBuf,
         dx: &mut CpuBuf,
     ) -> Result<()> {
-        conv::conv_transpose2d_bwd_input(&self.ws, g, &dy.data, &w.data, &mut dx.data);
+        self.gemm_op(&dy.data, &w.data, &mut dx.data, |dy, w, dx| {
+            conv::conv_transpose2d_bwd_input(&self.ws, g, dy, w, dx)
+        });
         Ok(())
     }
     fn run_conv_transpose2d_bwd_weight(
@@ -299,7 +365,16 @@ impl Conv for CpuBackend {
         dw: &mut CpuBuf,
         db: Option<&mut CpuBuf>,
     ) -> Result<()> {
-        conv::conv_transpose2d_bwd_weight(&self.ws, g, &x.data, &dy.data, &mut dw.data, opt_mut(db));
+        if self.current_precision() == Precision::Fp32 {
+            conv::conv_transpose2d_bwd_weight(&self.ws, g, &x.data, &dy.data, &mut dw.data, opt_mut(db));
+            return Ok(());
+        }
+        self.gemm_op(&x.data, &dy.data, &mut dw.data, |x, dy, dw| {
+            conv::conv_transpose2d_bwd_weight(&self.ws, g, x, dy, dw, None)
+        });
+        if let Some(db) = db {
+            conv::channel_sums(g.n, g.c_out, g.out_h() * g.out_w(), &dy.data, &mut db.data);
+        }
         Ok(())
     }
 }
@@ -482,7 +557,9 @@ impl Linear for CpuBackend {
         bias: Option<&CpuBuf>,
         y: &mut CpuBuf,
     ) -> Result<()> {
-        linear::linear(n, k, m, &x.data, &w.data, opt(bias), &mut y.data);
+        self.gemm_op(&x.data, &w.data, &mut y.data, |x, w, y| {
+            linear::linear(n, k, m, x, w, opt(bias), y)
+        });
         Ok(())
     }
     fn run_linear_bwd_input(
@@ -495,7 +572,9 @@ impl Linear for CpuBackend {
         w: &CpuBuf,
         dx: &mut CpuBuf,
     ) -> Result<()> {
-        linear::linear_bwd_input(n, k, m, &dy.data, &w.data, &mut dx.data);
+        self.gemm_op(&dy.data, &w.data, &mut dx.data, |dy, w, dx| {
+            linear::linear_bwd_input(n, k, m, dy, w, dx)
+        });
         Ok(())
     }
     fn run_linear_bwd_weight(
@@ -509,7 +588,16 @@ impl Linear for CpuBackend {
         dw: &mut CpuBuf,
         db: Option<&mut CpuBuf>,
     ) -> Result<()> {
-        linear::linear_bwd_weight(n, k, m, &x.data, &dy.data, &mut dw.data, opt_mut(db));
+        if self.current_precision() == Precision::Fp32 {
+            linear::linear_bwd_weight(n, k, m, &x.data, &dy.data, &mut dw.data, opt_mut(db));
+            return Ok(());
+        }
+        self.gemm_op(&x.data, &dy.data, &mut dw.data, |x, dy, dw| {
+            linear::linear_bwd_weight(n, k, m, x, dy, dw, None)
+        });
+        if let Some(db) = db {
+            conv::channel_sums(n, m, 1, &dy.data, &mut db.data);
+        }
         Ok(())
     }
 }

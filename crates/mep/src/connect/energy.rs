@@ -5,6 +5,7 @@ use crate::eval::{argmax_rows, class_rows};
 use crate::{MepError, Result};
 use mep_neb::{Energy, Evaluation, NebError};
 use mep_resnet::{Cut, FoldedResNet, ResNetError};
+use mep_tensor::precision::Precision;
 use mep_tensor::{Backend, Shape, Tensor};
 
 /// What [`HeadEnergy`] reports about each point besides its energy.
@@ -33,6 +34,11 @@ impl HeadAux {
 /// looks for (Gu & Borovykh 2023, §3). One `evaluate` is one batched call of
 /// [`FoldedResNet::head`] (or [`FoldedResNet::head_loss_grad`] with scale 1 when gradients are asked
 /// for): the per-row losses are the energies, the gradient rows their gradients.
+///
+/// Evaluations with gradients (what moves the NEB's pivots) run at the search precision of
+/// [`HeadEnergy::with_search_precision`]; evaluations without (the dense checks of lines and
+/// paths that decide a category, and the endpoints' energies) always run in fp32, whatever
+/// the backend was set to, so that no verdict depends on TF32 or bf16.
 pub struct HeadEnergy<'a, B: Backend> {
     net: &'a FoldedResNet<B>,
     cut: Cut,
@@ -40,6 +46,7 @@ pub struct HeadEnergy<'a, B: Backend> {
     point_shape: Vec<usize>,
     dim: usize,
     max_batch: usize,
+    search: Precision,
 }
 
 impl<'a, B: Backend> HeadEnergy<'a, B> {
@@ -77,7 +84,15 @@ impl<'a, B: Backend> HeadEnergy<'a, B> {
             dim: point_shape.iter().product(),
             point_shape: point_shape.to_vec(),
             max_batch: 64,
+            search: Precision::Fp32,
         })
+    }
+
+    /// The same energy with its gradient evaluations in precision `p` (fp32 until then); the
+    /// backend must accept `p` ([`crate::device::check_precision`]).
+    pub fn with_search_precision(mut self, p: Precision) -> Self {
+        self.search = p;
+        self
     }
 
     /// The same energy with at most `n` points (at least 1) per network call.
@@ -160,6 +175,20 @@ impl<B: Backend> Energy<B> for HeadEnergy<'_, B> {
 
     fn evaluate(
         &mut self,
+        b: &B,
+        points: &B::Buf,
+        n: usize,
+        grads: Option<&mut B::Buf>,
+    ) -> mep_neb::Result<Evaluation<HeadAux>> {
+        let p = if grads.is_some() { self.search } else { Precision::Fp32 };
+        crate::device::at_precision(b, p, || self.evaluate_here(b, points, n, grads))?
+    }
+}
+
+impl<B: Backend> HeadEnergy<'_, B> {
+    /// [`Energy::evaluate`] at whatever precision the backend is at.
+    fn evaluate_here(
+        &self,
         b: &B,
         points: &B::Buf,
         n: usize,

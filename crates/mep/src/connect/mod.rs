@@ -147,6 +147,10 @@ pub struct ConnectArgs {
     /// Where the search computes (not a setting of the study: a study may resume on another
     /// device).
     pub device: crate::device::Device,
+    /// The arithmetic of the NEB's gradient evaluations (`--precision`, a setting of the
+    /// study). Everything that decides a category (the endpoints' encodings and classes, the
+    /// dense checks of lines and paths) runs in fp32 whatever it is.
+    pub precision: crate::Precision,
 }
 
 impl ConnectArgs {
@@ -188,6 +192,7 @@ impl ConnectArgs {
             quiet: false,
             stop_after: None,
             certify: None,
+            precision: crate::Precision::Fp32,
         }
     }
 
@@ -527,6 +532,8 @@ fn check_memory<B: Backend>(
 pub fn connect_with<B: Backend>(b: &B, args: &ConnectArgs, data: &Dataset) -> Result<ConnectReport> {
     let started = Instant::now();
     args.validate()?;
+    // Before any work; the backend then stays in fp32 but for the NEB's gradient steps.
+    crate::device::check_precision(b, args.precision)?;
     let model = Model::load(b, args, data)?;
     let size = crate::data::image_size(&data.test, model.transform.size)?;
     check_memory(b, args, model.arch, model.width, &model.net, &model.cuts, size)?;
@@ -615,6 +622,7 @@ impl<B: Backend> Model<B> {
             insert_threshold: args.insert_threshold,
             max_pivots: args.insert_threshold.map(|_| args.most_pivots()),
             max_steps: args.max_steps,
+            precision: args.precision,
         };
         Ok(Model {
             arch,

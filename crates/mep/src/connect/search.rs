@@ -133,7 +133,9 @@ impl<B: Backend> Search<'_, B> {
             .map(|(a, c)| (*a as f64 - *c as f64).powi(2))
             .sum::<f64>()
             .sqrt();
-        let mut energy = HeadEnergy::new(self.net, cut, pair.class, &point_shape)?.with_max_batch(self.args.batch);
+        let mut energy = HeadEnergy::new(self.net, cut, pair.class, &point_shape)?
+            .with_max_batch(self.args.batch)
+            .with_search_precision(self.args.precision);
         // Every (pair, space) has its own stream, so shards and resumption never change it.
         let seed = Rng::from_parts(&[self.args.seed, pair.pair as u64, self.arch.position(cut)? as u64]).next_u64();
         let mut config = neb_config(self.args, distance, dim, seed);
@@ -167,6 +169,7 @@ impl<B: Backend> Search<'_, B> {
             seconds: 0.0,
             path_file: None,
             message: None,
+            precision: self.args.precision,
         };
         // The predicate sees the straight line first (before any step): its profile is the
         // line's. A non-finite energy stops the search.

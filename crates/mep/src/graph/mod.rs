@@ -320,6 +320,8 @@ pub fn graph_with<B: Backend>(b: &B, args: &GraphArgs, data: &Dataset) -> Result
     let started = Instant::now();
     args.validate()?;
     let s = &args.search;
+    // As in `mep connect`: fp32 everywhere but the NEB's gradient steps.
+    crate::device::check_precision(b, s.precision)?;
     let mut model = Model::load(b, s, data)?;
     model.settings.pairs = None;
     model.settings.allow_misclassified = args.include_misclassified;

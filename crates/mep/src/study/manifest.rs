@@ -245,6 +245,10 @@ pub struct Settings {
     pub max_pivots: Option<usize>,
     /// The step budget per pair and space.
     pub max_steps: usize,
+    /// The arithmetic of the NEB's gradient steps (`--precision`); the checks that decide
+    /// each category are fp32 whatever it is. Manifests written before it read as fp32.
+    #[serde(default, with = "crate::precision_name")]
+    pub precision: crate::Precision,
 }
 
 impl Settings {

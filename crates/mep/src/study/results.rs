@@ -83,6 +83,10 @@ pub struct PairResult {
     pub path_file: Option<String>,
     /// What went wrong, for `error`.
     pub message: Option<String>,
+    /// The arithmetic of the search's gradient steps (its checks are fp32); results written
+    /// before it read as fp32.
+    #[serde(default, with = "crate::precision_name")]
+    pub precision: crate::Precision,
 }
 
 /// Reads the results already in `dir/results.jsonl` and opens it for appending (a last line

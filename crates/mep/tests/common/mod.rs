@@ -56,6 +56,7 @@ pub fn subset(d: mep_data::Dataset, keep: &[&str]) -> mep_data::Dataset {
 pub fn train_args(data: &str, out: PathBuf, epochs: usize) -> TrainArgs {
     TrainArgs {
         device: Default::default(),
+        precision: Default::default(),
         arch: "resnet20".into(),
         init: None,
         data: data.into(),
