@@ -7,7 +7,7 @@ use mep_kernels_emu::EmuLauncher;
 use mep_neb::{Neb, NebConfig, NebError, Path, PathOptimizerConfig, Spring};
 use mep_resnet::{Arch, Cut, FoldedResNet, ResNet};
 use mep_tensor::prelude::*;
-use mep_tensor::{CpuBackend, Tensor};
+use mep_tensor::{CpuBackend, Precision, Tensor};
 
 fn data(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = mep_rng::SplitMix64::new(seed);
@@ -78,11 +78,14 @@ fn configs() -> Vec<(&'static str, NebConfig)> {
 
 /// Eager and device steps side by side on `b`, at `cut`, for every config; `batch` is the
 /// energy's batch (smaller than the interior, so a step has several batches).
-fn device_steps_match_eager<B: Backend>(b: &B, cut: Cut, batch: usize) {
+fn device_steps_match_eager<B: Backend>(b: &B, cut: Cut, batch: usize, search: Precision) {
     let net = small_net(b);
     let (za, zb, shape) = ends(b, &net, cut);
     for (name, config) in configs() {
-        let mut energy = HeadEnergy::new(&net, cut, 3, &shape).unwrap().with_max_batch(batch);
+        let mut energy = HeadEnergy::new(&net, cut, 3, &shape)
+            .unwrap()
+            .with_max_batch(batch)
+            .with_search_precision(search);
         let mut eager = Neb::new(b, config.clone(), bent_path(b, &za, &zb, 7)).unwrap();
         let mut device = Neb::new(b, config.clone(), bent_path(b, &za, &zb, 7)).unwrap();
         assert!(device.can_step_on_device(&energy));
@@ -108,18 +111,17 @@ fn device_steps_match_eager<B: Backend>(b: &B, cut: Cut, batch: usize) {
 #[test]
 fn device_steps_equal_eager_steps_on_the_cpu() {
     let b = CpuBackend::new();
-    device_steps_match_eager(&b, Cut::Input, 2);
-    device_steps_match_eager(&b, Cut::Layer(1), 5);
+    device_steps_match_eager(&b, Cut::Input, 2, Precision::Fp32);
+    device_steps_match_eager(&b, Cut::Layer(1), 5, Precision::Fp32);
+    // The search precision switches around the device evaluation as around the eager one.
+    device_steps_match_eager(&b, Cut::Layer(1), 5, Precision::Tf32);
 }
 
 #[test]
 fn device_steps_equal_eager_steps_on_the_emulated_kernels() {
-    device_steps_match_eager(&EmuLauncher::backend(), Cut::Layer(1), 2);
-    device_steps_match_eager(
-        &EmuLauncher::backend_with(mep_kernels::Kernels::Simple),
-        Cut::Layer(1),
-        2,
-    );
+    device_steps_match_eager(&EmuLauncher::backend(), Cut::Layer(1), 2, Precision::Fp32);
+    let simple = EmuLauncher::backend_with(mep_kernels::Kernels::Simple);
+    device_steps_match_eager(&simple, Cut::Layer(1), 2, Precision::Fp32);
 }
 
 /// The whole step captured once and replayed, re-captured when the climbing image switches

@@ -116,6 +116,34 @@ impl<'a, B: Backend> HeadEnergy<'a, B> {
         &self.point_shape
     }
 
+    /// [`Energy::evaluate_on_device`] at whatever precision the backend is at:
+    /// [`FoldedResNet::head_loss_grad`]'s launches without its host reads, the losses going
+    /// straight into `energies`.
+    fn evaluate_on_device_here(
+        &self,
+        b: &B,
+        points: &B::Buf,
+        n: usize,
+        grads: &mut B::Buf,
+        energies: &mut B::Buf,
+    ) -> mep_neb::Result<()> {
+        let c = self.net.num_classes;
+        let z = self.points(b, points, n)?;
+        let targets = vec![self.target; n];
+        let (_, grad) = self
+            .net
+            .head_backward(b, &z, self.cut, |logits| {
+                let mut probs = Tensor::alloc(b, [n, c])?;
+                b.softmax_cross_entropy(n, c, &logits.buf, &targets, &mut probs.buf, energies)?;
+                let mut d = Tensor::alloc(b, [n, c])?;
+                b.softmax_cross_entropy_bwd(n, c, &probs.buf, &targets, 1.0, &mut d.buf)?;
+                Ok(d)
+            })
+            .map_err(energy_err)?;
+        b.copy(&grad.buf, grads)?;
+        Ok(())
+    }
+
     /// The `n` points in the rows of `points` as a `[n, point_shape]` tensor.
     fn points(&self, b: &B, points: &B::Buf, n: usize) -> mep_tensor::Result<Tensor<B>> {
         let mut shape = Vec::with_capacity(self.point_shape.len() + 1);
@@ -146,8 +174,6 @@ impl<B: Backend> Energy<B> for HeadEnergy<'_, B> {
         true
     }
 
-    /// [`FoldedResNet::head_loss_grad`]'s launches without its host reads: the losses go
-    /// straight into `energies`.
     fn evaluate_on_device(
         &mut self,
         b: &B,
@@ -156,21 +182,11 @@ impl<B: Backend> Energy<B> for HeadEnergy<'_, B> {
         grads: &mut B::Buf,
         energies: &mut B::Buf,
     ) -> mep_neb::Result<()> {
-        let c = self.net.num_classes;
-        let z = self.points(b, points, n)?;
-        let targets = vec![self.target; n];
-        let (_, grad) = self
-            .net
-            .head_backward(b, &z, self.cut, |logits| {
-                let mut probs = Tensor::alloc(b, [n, c])?;
-                b.softmax_cross_entropy(n, c, &logits.buf, &targets, &mut probs.buf, energies)?;
-                let mut d = Tensor::alloc(b, [n, c])?;
-                b.softmax_cross_entropy_bwd(n, c, &probs.buf, &targets, 1.0, &mut d.buf)?;
-                Ok(d)
-            })
-            .map_err(energy_err)?;
-        b.copy(&grad.buf, grads)?;
-        Ok(())
+        // Gradients move pivots: the search precision, as `evaluate` with gradients. The
+        // switch is host state, so a capture records the kernels of that precision.
+        crate::device::at_precision(b, self.search, || {
+            self.evaluate_on_device_here(b, points, n, grads, energies)
+        })?
     }
 
     fn evaluate(
