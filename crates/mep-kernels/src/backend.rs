@@ -265,6 +265,12 @@ pub struct Graph<M> {
     blocks: GraphHold<M>,
 }
 
+impl<M> mep_tensor::backend::Recorded for Graph<M> {
+    fn replay(&self) -> Result<()> {
+        self.launch()
+    }
+}
+
 impl<M> Graph<M> {
     /// Replays the recorded work (asynchronously on a GPU, in order with the backend's other
     /// work).
@@ -324,6 +330,14 @@ impl<L: Launcher> Memory for KernelBackend<L> {
 
     fn name(&self) -> &'static str {
         self.launcher.name()
+    }
+
+    fn record(
+        &self,
+        work: &mut dyn FnMut() -> std::result::Result<(), mep_tensor::RecordError>,
+    ) -> Result<Option<Box<dyn mep_tensor::Recorded>>> {
+        let (graph, ()) = self.capture(work)?;
+        Ok(Some(Box::new(graph)))
     }
 
     fn alloc(&self, len: usize) -> Result<Self::Buf> {

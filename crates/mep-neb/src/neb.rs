@@ -20,6 +20,25 @@ pub enum Spring {
     Redistribute,
 }
 
+/// How [`Neb::run`] takes its steps. Every mode leaves the same path bit for bit; they differ
+/// in how often the host waits on the backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Stepping {
+    /// [`Neb::step`]: the host reads energies, force norms and segment lengths inside the step.
+    Host,
+    /// [`Neb::step_device`] where the optimiser is Adam and the energy evaluates on the device
+    /// ([`Neb::can_step_on_device`]), else [`Neb::step`]: one host read per step.
+    #[default]
+    Device,
+    /// As `Device`, with the step's device work recorded once ([`Memory::record`]: a CUDA graph
+    /// on the kernel backend) and replayed, recorded again after a pivot insertion or when the
+    /// climbing image switches on. The graph holds the step's intermediates while the run
+    /// lasts. On a backend that cannot record, `Device`.
+    ///
+    /// [`Memory::record`]: mep_tensor::Memory::record
+    Graph,
+}
+
 /// AutoNEB-style insertion of pivots where the dense energy profile departs most from the
 /// linear interpolation between pivots.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -56,6 +75,8 @@ pub struct NebConfig {
     /// Seeds [`Energy::reseed`] so that stochastic energies are reproducible; the NEB itself
     /// draws no random numbers, so the same config and seed give bit-identical paths.
     pub seed: u64,
+    /// How [`Neb::run`] takes its steps (the path is the same in every mode).
+    pub stepping: Stepping,
 }
 
 impl Default for NebConfig {
@@ -70,6 +91,7 @@ impl Default for NebConfig {
             check_every: 1,
             insertion: None,
             seed: 0,
+            stepping: Stepping::Device,
         }
     }
 }
@@ -265,6 +287,7 @@ pub struct Neb<B: Backend> {
     end_energies: Option<(f64, f64)>,
     last_insertion: Option<usize>,
     device: Option<DeviceStep<B>>,
+    graph_note: Option<String>,
 }
 
 /// The buffers of a step on the device ([`Neb::step_on_device`]), made for one pivot count
@@ -296,6 +319,15 @@ struct DeviceBatch<B: Backend> {
     energies: B::Buf,
 }
 
+/// The recorded step of a [`Stepping::Graph`] run: the key it was recorded at, the key whose
+/// warm-up step has run, and whether the backend cannot record.
+#[derive(Default)]
+struct GraphSteps {
+    recorded: Option<(DeviceStepKey, Box<dyn mep_tensor::Recorded>)>,
+    warmed: Option<DeviceStepKey>,
+    unable: bool,
+}
+
 /// What a step on the device can take: a fixed pivot count and climbing switch.
 ///
 /// A captured step replays correctly while [`Neb::device_step_key`] keeps its value; after a
@@ -317,6 +349,7 @@ impl<B: Backend> Neb<B> {
             end_energies: None,
             last_insertion: None,
             device: None,
+            graph_note: None,
         })
     }
 
@@ -695,6 +728,65 @@ impl<B: Backend> Neb<B> {
         self.finish_device_step(b)
     }
 
+    /// Why a [`Stepping::Graph`] run took its steps unrecorded (the backend cannot record, or
+    /// could not record this energy's step), if it did.
+    pub fn graph_note(&self) -> Option<&str> {
+        self.graph_note.as_deref()
+    }
+
+    /// One step as [`NebConfig::stepping`] says.
+    fn configured_step<E: Energy<B>>(&mut self, b: &B, energy: &mut E, graph: &mut GraphSteps) -> Result<StepReport> {
+        let mode = match self.config.stepping {
+            _ if !self.can_step_on_device(energy) => Stepping::Host,
+            Stepping::Graph if graph.unable => Stepping::Device,
+            m => m,
+        };
+        match mode {
+            Stepping::Host => self.step(b, energy),
+            Stepping::Device => self.step_device(b, energy),
+            Stepping::Graph => {
+                let key = self.device_step_key();
+                if let Some((k, g)) = &graph.recorded {
+                    if *k == key {
+                        self.prepare_device_step(b, energy)?;
+                        g.replay()?;
+                        return self.finish_device_step(b);
+                    }
+                }
+                graph.recorded = None;
+                if graph.warmed != Some(key) {
+                    // The first step at this key fills the backend's pool, so that the
+                    // recording of the next one finds every buffer it needs.
+                    graph.warmed = Some(key);
+                    return self.step_device(b, energy);
+                }
+                self.prepare_device_step(b, energy)?;
+                let recorded = b.record(&mut || {
+                    self.step_on_device(b, energy)
+                        .map_err(|e| Box::new(e) as mep_tensor::RecordError)
+                });
+                match recorded {
+                    Ok(Some(g)) => {
+                        g.replay()?;
+                        graph.recorded = Some((key, g));
+                    }
+                    // A backend that cannot record, or work it could not record (a host copy,
+                    // a buffer missing from the pool): recording ran nothing, so the step is
+                    // taken as `Device` would, and so are the later ones.
+                    Ok(None) | Err(_) => {
+                        self.graph_note = Some(match recorded {
+                            Err(e) => format!("{} could not record the NEB step ({e}); steps ran unrecorded", b.name()),
+                            _ => format!("{} does not record; steps ran unrecorded", b.name()),
+                        });
+                        graph.unable = true;
+                        self.step_on_device(b, energy)?;
+                    }
+                }
+                self.finish_device_step(b)
+            }
+        }
+    }
+
     /// Moves the pivots to equal arc length along the piecewise-linear path (string method),
     /// each side of the climbing image on its own.
     fn redistribute(&mut self, b: &B, climbing: Option<usize>) -> Result<()> {
@@ -777,6 +869,7 @@ impl<B: Backend> Neb<B> {
     {
         let start = self.steps;
         let mut last: Option<StepReport> = None;
+        let mut graph = GraphSteps::default();
         // The dense profile of the current path, if evaluated since it last changed.
         let mut current: Option<Dense<E::Aux>>;
         let reason = loop {
@@ -800,7 +893,7 @@ impl<B: Backend> Neb<B> {
             if self.steps >= self.config.max_steps {
                 break StopReason::Budget;
             }
-            let rep = self.step(b, energy)?;
+            let rep = self.configured_step(b, energy, &mut graph)?;
             on_step(&rep);
             let climbing_ready = self.config.climbing_after.is_none() || rep.climbing.is_some() || rep.pivots < 3;
             let converged = climbing_ready && self.config.fmax.is_some_and(|f| rep.max_force <= f);

@@ -21,7 +21,7 @@ pub mod prelude {
 
 pub use backend::{
     Act, AdamParams, Backend, BatchNorm, Checked, Conv, Elementwise, Lerp, Linear, Memory, Neb, NebForceParams, Optim,
-    Pool, Reduce, SgdParams, Softmax,
+    Pool, RecordError, Recorded, Reduce, SgdParams, Softmax,
 };
 pub use cpu::{CpuBackend, CpuBuf};
 pub use error::{check_len, Result, TensorError};

@@ -356,6 +356,10 @@ struct NebCli {
     /// linear / nonlinear / none always run in fp32. Recorded in the manifest and each result.
     #[arg(long, default_value = "fp32")]
     precision: mep::Precision,
+    /// Record each NEB step once in a CUDA graph and replay it (one driver call per step; the
+    /// same paths). Holds the step's intermediates while a search runs; ignored on the CPU.
+    #[arg(long)]
+    cuda_graph: bool,
 }
 
 impl NebCli {
@@ -385,6 +389,7 @@ impl NebCli {
         a.max_pivots = self.max_pivots;
         a.max_steps = self.max_steps;
         a.precision = self.precision;
+        a.cuda_graph = self.cuda_graph;
         Ok(())
     }
 }

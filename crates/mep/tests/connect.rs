@@ -851,6 +851,29 @@ fn study_on_the_emulated_cuda_backend_matches_the_cpu() {
     let emu = mep_kernels_emu::EmuLauncher::backend();
     connect_with(&emu, &a, &three_classes()).unwrap();
     let got = results(&a.out);
+    // `--cuda-graph`: the second step of each search is recorded and replayed; the same
+    // results to the bit (the seconds aside).
+    let mut g = a.clone();
+    g.out = root.join("emu-graph");
+    g.cuda_graph = true;
+    connect_with(&emu, &g, &three_classes()).unwrap();
+    let bits = |r: &PairResult| {
+        let f = |v: Option<f64>| v.map(f64::to_bits);
+        (
+            r.pair,
+            r.space.clone(),
+            r.category,
+            r.steps,
+            f(r.line_max_loss),
+            f(r.path_max_loss),
+            f(r.path_min_prob),
+        )
+    };
+    let graphed = results(&g.out);
+    assert_eq!(
+        graphed.iter().map(bits).collect::<Vec<_>>(),
+        got.iter().map(bits).collect::<Vec<_>>()
+    );
     a.out = root.join("cpu");
     run(&a).unwrap();
     let want = results(&a.out);

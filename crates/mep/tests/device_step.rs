@@ -4,7 +4,7 @@
 
 use mep::connect::HeadEnergy;
 use mep_kernels_emu::EmuLauncher;
-use mep_neb::{Neb, NebConfig, NebError, Path, PathOptimizerConfig, Spring};
+use mep_neb::{Neb, NebConfig, NebError, Path, PathOptimizerConfig, Spring, Stepping};
 use mep_resnet::{Arch, Cut, FoldedResNet, ResNet};
 use mep_tensor::prelude::*;
 use mep_tensor::{CpuBackend, Precision, Tensor};
@@ -203,4 +203,53 @@ fn a_device_step_needs_adam() {
     assert!(matches!(e, NebError::Config { field: "optimizer", .. }), "{e}");
     assert!(e.to_string().contains("Adam"), "{e}");
     assert_eq!(neb.steps(), 0);
+}
+
+/// `Neb::run` in each `Stepping` mode: the same outcome (steps, reason, dense profile) and
+/// the same path. On the CPU, `Graph` steps unrecorded and says so; on the emulated kernels it
+/// records, and re-records when the climbing image switches on.
+fn every_stepping_mode_runs_to_the_same_path<B: Backend>(b: &B, records: bool) {
+    let cut = Cut::Layer(1);
+    let net = small_net(b);
+    let (za, zb, shape) = ends(b, &net, cut);
+    let mut runs = Vec::new();
+    for stepping in [Stepping::Host, Stepping::Device, Stepping::Graph] {
+        let config = NebConfig {
+            max_steps: 6,
+            climbing_after: Some(0.5),
+            check_every: 2,
+            optimizer: PathOptimizerConfig::adam(0.05),
+            stepping,
+            ..NebConfig::default()
+        };
+        let mut energy = HeadEnergy::new(&net, cut, 3, &shape).unwrap().with_max_batch(2);
+        let mut neb = Neb::new(b, config, bent_path(b, &za, &zb, 6)).unwrap();
+        let mut reports = Vec::new();
+        let out = neb.run(b, &mut energy, |_| false, |r| reports.push(r.clone())).unwrap();
+        let note = neb.graph_note().map(str::to_string);
+        match (stepping, records) {
+            (Stepping::Graph, false) => assert!(
+                note.as_deref().is_some_and(|n| n.contains("does not record")),
+                "{note:?}"
+            ),
+            _ => assert_eq!(note, None, "{stepping:?}"),
+        }
+        let path: Vec<u32> = neb.path().to_vec(b).unwrap().iter().map(|v| v.to_bits()).collect();
+        runs.push((stepping, out.steps, out.reason, out.dense.energies, reports, path));
+    }
+    for r in &runs[1..] {
+        assert_eq!(
+            (r.1, r.2, &r.3, &r.4),
+            (runs[0].1, runs[0].2, &runs[0].3, &runs[0].4),
+            "{:?}",
+            r.0
+        );
+        assert!(r.5 == runs[0].5, "{:?}: the path differs from Host's", r.0);
+    }
+}
+
+#[test]
+fn every_stepping_mode_runs_to_the_same_path_on_the_cpu_and_the_emulated_kernels() {
+    every_stepping_mode_runs_to_the_same_path(&CpuBackend::new(), false);
+    every_stepping_mode_runs_to_the_same_path(&EmuLauncher::backend(), true);
 }

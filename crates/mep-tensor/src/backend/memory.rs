@@ -43,12 +43,34 @@ pub trait Memory: Send + Sync + 'static {
         }
     }
 
+    /// Records the ops `work` issues, without running them, so that [`Recorded::replay`] runs
+    /// them again on the same buffers (a CUDA graph on the kernel backend); `Ok(None)`, with
+    /// `work` not called, on a backend whose ops run as they are called (the CPU). `work`
+    /// must not copy to or from the host and, after a warm-up call of the same work, finds
+    /// every buffer it allocates in the backend's pool.
+    fn record(
+        &self,
+        work: &mut dyn FnMut() -> std::result::Result<(), RecordError>,
+    ) -> Result<Option<Box<dyn Recorded>>> {
+        let _ = work;
+        Ok(None)
+    }
+
     checked_ops! {
         /// `dst = src`; lengths must agree.
         fn copy(&self, src: &Self::Buf, dst: &mut Self::Buf) -> Result<()> => run_copy {
             check_len("copy", "dst", self.len(src), self.len(dst))?;
         }
     }
+}
+
+/// The error of the work handed to [`Memory::record`], kept as the recording's cause.
+pub type RecordError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Work recorded by [`Memory::record`].
+pub trait Recorded {
+    /// Runs the recorded ops again, in order with the backend's other work.
+    fn replay(&self) -> Result<()>;
 }
 
 /// [`check_len`] for an optional buffer: an absent one passes.

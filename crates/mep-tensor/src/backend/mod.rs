@@ -81,7 +81,7 @@ pub use batch_norm::BatchNorm;
 pub use conv::Conv;
 pub use elementwise::{Act, Elementwise};
 pub use linear::Linear;
-pub use memory::Memory;
+pub use memory::{Memory, RecordError, Recorded};
 pub use neb::{Lerp, Neb, NebForceParams};
 pub use optim::{AdamParams, Optim, SgdParams};
 pub use pool::Pool;

@@ -151,6 +151,9 @@ pub struct ConnectArgs {
     /// study). Everything that decides a category (the endpoints' encodings and classes, the
     /// dense checks of lines and paths) runs in fp32 whatever it is.
     pub precision: crate::Precision,
+    /// Record each NEB step once and replay it (`--cuda-graph`: a CUDA graph on a GPU,
+    /// [`mep_neb::Stepping::Graph`]); not a setting of the study, the paths are the same bits.
+    pub cuda_graph: bool,
 }
 
 impl ConnectArgs {
@@ -193,6 +196,7 @@ impl ConnectArgs {
             stop_after: None,
             certify: None,
             precision: crate::Precision::Fp32,
+            cuda_graph: false,
         }
     }
 

@@ -18,7 +18,9 @@ use super::{ConnectArgs, SearchOptimizer};
 use crate::study::{path_file_name, Category, Endpoints, Pair, PairResult};
 use crate::{MepError, Result};
 use mep_data::Rng;
-use mep_neb::{Dense, FireParams, Insertion, Neb, NebConfig, NebError, Path as NebPath, PathOptimizerConfig, Spring};
+use mep_neb::{
+    Dense, FireParams, Insertion, Neb, NebConfig, NebError, Path as NebPath, PathOptimizerConfig, Spring, Stepping,
+};
 use mep_resnet::{Arch, Cut, FoldedResNet};
 use mep_tensor::{Backend, Shape, Tensor};
 use std::collections::BTreeMap;
@@ -66,6 +68,20 @@ pub(crate) fn neb_config(args: &ConnectArgs, distance: f64, dim: usize, seed: u6
             every: args.check_every,
         }),
         seed,
+        stepping: if args.cuda_graph {
+            Stepping::Graph
+        } else {
+            Stepping::Device
+        },
+    }
+}
+
+/// Says once per process why `--cuda-graph` steps ran unrecorded (the paths are the same;
+/// only the speed differs, so it is a note, not an error).
+fn graph_note_once(note: &str) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("mep connect: --cuda-graph: {note}");
     }
 }
 
@@ -199,6 +215,9 @@ impl<B: Backend> Search<'_, B> {
             },
             |s| on_step(s.step, s.energies.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
         );
+        if let Some(note) = neb.graph_note() {
+            graph_note_once(note);
+        }
         let finish = |mut r: PairResult| {
             r.seconds = started.elapsed().as_secs_f64();
             Ok(r)
