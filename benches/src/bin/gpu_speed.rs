@@ -325,12 +325,10 @@ fn graph_forward<L: Launcher>(
 
 /// The energy+gradient call of a NEB step in `input` (what `HeadEnergy` computes for the
 /// moving pivots: the points copied into the network's input, its forward and backward to the
-/// input) captured in a graph and replayed. The rest of `Neb::step` cannot be captured: it
-/// reads scalars on the host inside the step (the energies and logits of the evaluation, the
-/// force norms of `forces`, the segment lengths of the redistribution) and sends host
-/// arguments (targets, redistribution plans). So the cross-entropy's gradient with respect to
-/// the logits, `probs − onehot(target)`, is computed eagerly once and fed in by the graph as
-/// a device copy; the network, nearly all of a step's time, is in the graph.
+/// input) captured in a graph and replayed: the twin of PyTorch's graph row of the same name.
+/// The cross-entropy's gradient with respect to the logits, `probs − onehot(target)`, is
+/// computed eagerly once and fed in by the graph as a device copy, as PyTorch's row captures
+/// only the network. The whole step is `graph_neb_step`.
 fn graph_neb_energy<L: Launcher>(
     b: &KernelBackend<L>,
     net: &FoldedResNet<KernelBackend<L>>,

@@ -400,21 +400,39 @@ impl<B: Backend> FoldedResNet<B> {
     /// (`scale = 1/N` gives the mean loss).
     pub fn head_loss_grad(&self, b: &B, z: &Tensor<B>, cut: Cut, targets: &[usize], scale: f32) -> Result<HeadGrad<B>> {
         let n = z.shape.dims().first().copied().unwrap_or(0);
-        let c = self.num_classes;
-        let mut probs = Tensor::alloc(b, [n, c])?;
         let mut losses = b.alloc(n)?;
-        let (logits, grad) = self.head_backward(b, z, cut, |logits| {
-            b.softmax_cross_entropy(n, c, &logits.buf, targets, &mut probs.buf, &mut losses)?;
-            let mut d = Tensor::alloc(b, [n, c])?;
-            b.softmax_cross_entropy_bwd(n, c, &probs.buf, targets, scale, &mut d.buf)?;
-            Ok(d)
-        })?;
+        let (logits, probs, grad) = self.head_loss_grad_into(b, z, cut, targets, scale, &mut losses)?;
         Ok(HeadGrad {
             logits,
             probs,
             losses: b.download(&losses)?,
             grad,
         })
+    }
+
+    /// [`head_loss_grad`](Self::head_loss_grad) with the losses left on the device in
+    /// `losses` (N values) and nothing read back: what a NEB step captured in a CUDA graph
+    /// runs. Returns the logits, the softmax probabilities and the gradient.
+    #[allow(clippy::type_complexity)]
+    pub fn head_loss_grad_into(
+        &self,
+        b: &B,
+        z: &Tensor<B>,
+        cut: Cut,
+        targets: &[usize],
+        scale: f32,
+        losses: &mut B::Buf,
+    ) -> Result<(Tensor<B>, Tensor<B>, Tensor<B>)> {
+        let n = z.shape.dims().first().copied().unwrap_or(0);
+        let c = self.num_classes;
+        let mut probs = Tensor::alloc(b, [n, c])?;
+        let (logits, grad) = self.head_backward(b, z, cut, |logits| {
+            b.softmax_cross_entropy(n, c, &logits.buf, targets, &mut probs.buf, losses)?;
+            let mut d = Tensor::alloc(b, [n, c])?;
+            b.softmax_cross_entropy_bwd(n, c, &probs.buf, targets, scale, &mut d.buf)?;
+            Ok(d)
+        })?;
+        Ok((logits, probs, grad))
     }
 
     fn segment_backward(&self, b: &B, rec: &SegRec<B>, dy: Tensor<B>) -> Result<Tensor<B>> {

@@ -127,18 +127,10 @@ impl<'a, B: Backend> HeadEnergy<'a, B> {
         grads: &mut B::Buf,
         energies: &mut B::Buf,
     ) -> mep_neb::Result<()> {
-        let c = self.net.num_classes;
         let z = self.points(b, points, n)?;
-        let targets = vec![self.target; n];
-        let (_, grad) = self
+        let (_, _, grad) = self
             .net
-            .head_backward(b, &z, self.cut, |logits| {
-                let mut probs = Tensor::alloc(b, [n, c])?;
-                b.softmax_cross_entropy(n, c, &logits.buf, &targets, &mut probs.buf, energies)?;
-                let mut d = Tensor::alloc(b, [n, c])?;
-                b.softmax_cross_entropy_bwd(n, c, &probs.buf, &targets, 1.0, &mut d.buf)?;
-                Ok(d)
-            })
+            .head_loss_grad_into(b, &z, self.cut, &vec![self.target; n], 1.0, energies)
             .map_err(energy_err)?;
         b.copy(&grad.buf, grads)?;
         Ok(())
