@@ -150,3 +150,18 @@ __device__ __forceinline__ void tile_mma_tc(LA& la, LB& lb, int k0, int k1, floa
     }
     tc.template to_threads<TM, TN>(sa, acc);
 }
+
+// A body shared by an f32 kernel (P = 0) and its tensor-core twins holds a TcTileOr: the
+// TcTile of a tensor-core precision, nothing for f32 (its calls sit in discarded
+// `if constexpr` branches).
+struct TcNone {};
+template <int P, int BM, int BN>
+struct TcPick {
+    using type = TcTile<P, BM, BN>;
+};
+template <int BM, int BN>
+struct TcPick<0, BM, BN> {
+    using type = TcNone;
+};
+template <int P, int BM, int BN>
+using TcTileOr = typename TcPick<P, BM, BN>::type;

@@ -50,7 +50,12 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
 fn check(name: &str, k: usize, round: fn(f32) -> f32) {
     // Small integers: every sum is exact in any order, so each element must match exactly
     // (a misplaced fragment element cannot hide in rounding).
-    let ints = |n, seed| values(n, seed).into_iter().map(|v| (v * 8.0).round()).collect::<Vec<f32>>();
+    let ints = |n, seed| {
+        values(n, seed)
+            .into_iter()
+            .map(|v| (v * 8.0).round())
+            .collect::<Vec<f32>>()
+    };
     let (a, b, c) = (ints(16 * k, 1), ints(k * 8, 2), ints(128, 3));
     let d = probe(name, k, &a, &b, &c);
     for (i, (got, (want, _))) in d.iter().zip(reference(k, &a, &b, &c, round)).enumerate() {
@@ -89,13 +94,23 @@ fn operand_rounding_is_bit_exact_on_ties() {
             "mma_tf32_probe_v1",
             8,
             round_tf32 as fn(f32) -> f32,
-            [1.0 + 2f32.powi(-11), -(1.0 + 2f32.powi(-11)), 1.0 + 3.0 * 2f32.powi(-11), 3.0e-39],
+            [
+                1.0 + 2f32.powi(-11),
+                -(1.0 + 2f32.powi(-11)),
+                1.0 + 3.0 * 2f32.powi(-11),
+                3.0e-39,
+            ],
         ),
         (
             "mma_bf16_probe_v1",
             16,
             round_bf16,
-            [1.0 + 2f32.powi(-8), -(1.0 + 3.0 * 2f32.powi(-8)), 1.0 + 2f32.powi(-8) + 2f32.powi(-20), 3.0e-39],
+            [
+                1.0 + 2f32.powi(-8),
+                -(1.0 + 3.0 * 2f32.powi(-8)),
+                1.0 + 2f32.powi(-8) + 2f32.powi(-20),
+                3.0e-39,
+            ],
         ),
     ] {
         let a: Vec<f32> = (0..16 * k).map(|i| ties[i % 4] * (1 + i % 3) as f32).collect();
@@ -105,7 +120,12 @@ fn operand_rounding_is_bit_exact_on_ties() {
         for r in 0..16 {
             for j in 0..8 {
                 let want = round(a[r * k + j]);
-                assert_eq!(d[r * 8 + j].to_bits(), want.to_bits(), "{name}: D[{r}][{j}] of {}", a[r * k + j]);
+                assert_eq!(
+                    d[r * 8 + j].to_bits(),
+                    want.to_bits(),
+                    "{name}: D[{r}][{j}] of {}",
+                    a[r * k + j]
+                );
             }
         }
     }

@@ -6,8 +6,10 @@ use crate::error::KernelError;
 use crate::launcher::{Arg, Dims, Launcher, Replay};
 use crate::ops;
 use crate::pool::{Block, GraphBlocks, Pool, PoolStats};
+use mep_tensor::precision::Precision;
 use mep_tensor::{Checked, Memory, Result, TensorError};
 use std::fmt::Display;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 /// Which version of each kernel runs (see the header comment of each kernels/*.cu).
@@ -63,6 +65,9 @@ pub struct KernelBackend<L: Launcher> {
     launcher: L,
     kernels: Kernels,
     pool: Arc<Pool<L::Mem>>,
+    /// The arithmetic of convolutions and linear layers, as an index of [`Precision::ALL`]:
+    /// backend state that `&self` switches (see [`Memory::set_precision`]).
+    precision: AtomicU8,
 }
 
 impl<L: Launcher> KernelBackend<L> {
@@ -76,6 +81,7 @@ impl<L: Launcher> KernelBackend<L> {
             launcher,
             kernels,
             pool: Pool::new(),
+            precision: AtomicU8::new(0),
         }
     }
     /// The memory pool's counters: device allocations, cache hits, bytes cached.
@@ -292,6 +298,22 @@ impl<L: Launcher> Memory for KernelBackend<L> {
 
     fn name(&self) -> &'static str {
         self.launcher.name()
+    }
+
+    fn precision(&self) -> Precision {
+        Precision::ALL[self.precision.load(Ordering::Relaxed) as usize]
+    }
+    /// Every precision has kernels: fp32 the SIMT ones (fast or simple), TF32 and bf16 the
+    /// tensor-core ones (conv_region.cu v4, conv_wgrad.cu v5, linear.cu v3), whichever
+    /// [`Kernels`] says, since they have no simple twin (their conformance reference is the
+    /// CPU's product of the rounded operands).
+    fn set_precision(&self, p: Precision) -> Result<()> {
+        let i = Precision::ALL
+            .iter()
+            .position(|q| *q == p)
+            .expect("ALL lists every precision");
+        self.precision.store(i as u8, Ordering::Relaxed);
+        Ok(())
     }
 
     fn alloc(&self, len: usize) -> Result<Self::Buf> {

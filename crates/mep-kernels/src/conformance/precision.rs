@@ -1,0 +1,213 @@
+//! Conformance of the reduced-precision (tensor-core) convolutions and linear layers: the
+//! backend in TF32 or bf16 against the CPU's fp32 result on operands rounded by
+//! [`Precision::round_operand`] (so the two multiply bit-identical values), with bf16's
+//! result rounding applied to the reference as the rule says (after the bias, before the
+//! residual and the activation). Bounds: TF32 may differ only by the order of its f32 sums
+//! ([`Tol::sum_of`]); bf16 by that and one bf16 ulp of the result (the sums may fall on either
+//! side of a rounding boundary), and its results must be bf16 values.
+//!
+//! Shapes: every conv shape of the fp32 suite (c_in 1 to 4, strides 1 to 3, odd planes,
+//! split depths, every tile) plus ResNet-like channel counts, and linear layers with edges.
+
+use super::conv::{conv_geom, CONVS, GRADS};
+use super::{Checker, Tol};
+use mep_tensor::precision::{round_bf16, Precision};
+use mep_tensor::prelude::*;
+use mep_tensor::{Act, Conv2dGeom, CpuBuf, Result};
+
+/// ResNet-like convolutions (bottleneck 1×1s, 3×3s, a stride-2 projection, 64+ channels).
+const RESNETISH: [(usize, usize, usize, usize, usize, usize, usize, usize, usize); 4] = [
+    (2, 64, 8, 8, 64, 3, 3, 1, 1),
+    (2, 256, 4, 4, 64, 1, 1, 1, 0),
+    (2, 64, 8, 8, 128, 1, 1, 2, 0),
+    (1, 128, 7, 7, 128, 3, 3, 2, 1),
+];
+
+/// `(n, k, m)` of the linear cases: single elements, tile edges, a deep K, a ResNet head.
+const LINEARS: [(usize, usize, usize); 5] = [(1, 1, 1), (3, 5, 7), (65, 70, 33), (2, 512, 10), (130, 17, 64)];
+
+/// Runs the cases on `b` switched to `p` (TF32 or bf16), then back to fp32; the error lists
+/// every failing case.
+pub fn run_precision<B: Backend>(b: &B, p: Precision) -> std::result::Result<(), String> {
+    if p == Precision::Fp32 {
+        return Err("run_precision checks TF32 or bf16; fp32 is run_family's".into());
+    }
+    b.set_precision(p).map_err(|e| e.to_string())?;
+    let mut c = Checker::new(b);
+    let geoms: Vec<Conv2dGeom> = CONVS.iter().chain(&RESNETISH).map(|&t| conv_geom(t)).collect();
+    for (i, g) in geoms.iter().enumerate() {
+        // Every third with a residual and relu, every other with a bias.
+        conv_fwd(&mut c, p, g, i % 2 == 0, i % 3 == 0);
+    }
+    for g in geoms.iter().chain(&GRADS.map(conv_geom)) {
+        conv_bwd_input(&mut c, p, g);
+        conv_bwd_weight(&mut c, p, g);
+    }
+    for &(n, k, m) in &LINEARS {
+        linear(&mut c, p, n, k, m);
+    }
+    let out = c.finish(&format!("{p} tensor cores"));
+    b.set_precision(Precision::Fp32).map_err(|e| e.to_string())?;
+    out
+}
+
+/// The bound for a sum of `k` products in precision `p`.
+fn tol(p: Precision, k: usize) -> Tol {
+    let t = Tol::sum_of(k);
+    match p {
+        // One bf16 ulp is at most 2^-7 of the value (a little more across a binade).
+        Precision::Bf16 => Tol {
+            atol: t.atol,
+            rtol: t.rtol + 1.01 / 128.0,
+        },
+        _ => t,
+    }
+}
+
+impl<B: Backend> Checker<'_, B> {
+    /// `n` values in [-1, 1) and their rounding to `p` (uploaded to the CPU reference).
+    fn rand_rounded(&mut self, p: Precision, n: usize) -> Result<(B::Buf, CpuBuf, Vec<f32>)> {
+        let v = self.rand(n);
+        let r: Vec<f32> = v.iter().map(|&x| p.round_operand(x)).collect();
+        Ok((self.b.upload(&v)?, self.cpu.upload(&r)?, v))
+    }
+
+    /// Compares the backend's `got` with the host reference `want`, the relative part of the
+    /// bound taken of `mag` (the rounded result before a residual is added, whose ulp is what
+    /// bf16 may differ by) or else of `want`; bf16 results that are not bf16 values fail when
+    /// `bf16_values`.
+    #[allow(clippy::too_many_arguments)]
+    fn close_prec(
+        &mut self,
+        p: Precision,
+        arg: &str,
+        got: &B::Buf,
+        want: &[f32],
+        mag: Option<&[f32]>,
+        k: usize,
+        bf16_values: bool,
+    ) -> Result<()> {
+        let g = self.b.download(got)?;
+        let t = tol(p, k);
+        let mag = mag.unwrap_or(want);
+        let bad: Vec<usize> = (0..g.len().min(want.len()))
+            .filter(|&i| !((g[i] - want[i]).abs() <= t.atol + t.rtol * mag[i].abs()))
+            .collect();
+        if g.len() != want.len() || !bad.is_empty() {
+            let shown: Vec<String> = bad
+                .iter()
+                .take(4)
+                .map(|&i| format!("[{i}] {} vs {}", g[i], want[i]))
+                .collect();
+            self.fail(format!(
+                "{arg}: {} of {} elements differ ({} in the reference): {}",
+                bad.len(),
+                g.len(),
+                want.len(),
+                shown.join(", ")
+            ));
+        }
+        if p == Precision::Bf16 && bf16_values {
+            if let Some(i) = g
+                .iter()
+                .position(|&v| round_bf16(v).to_bits() != v.to_bits() && !v.is_nan())
+            {
+                self.fail(format!("{arg}[{i}] = {} is not a bf16 value", g[i]));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn label(g: &Conv2dGeom) -> String {
+    format!(
+        "{}x{}x{}x{}->{} k{}x{} s{} p{}",
+        g.n, g.c_in, g.h, g.w, g.c_out, g.kh, g.kw, g.stride, g.pad
+    )
+}
+
+fn conv_fwd<B: Backend>(c: &mut Checker<B>, p: Precision, g: &Conv2dGeom, bias: bool, residual: bool) {
+    let name = format!("{p} conv2d {} bias={bias} residual+relu={residual}", label(g));
+    c.case(name, |c| {
+        let (x, xc, _) = c.rand_rounded(p, g.input().numel())?;
+        let (w, wc, _) = c.rand_rounded(p, g.weight_len())?;
+        let bv = c.rand(g.c_out);
+        let rv = c.rand(g.output().numel());
+        let (bb, rb) = (c.b.upload(&bv)?, c.b.upload(&rv)?);
+        let act = if residual { Act::Relu } else { Act::Identity };
+        let (mut y, _) = c.output(g.output().numel())?;
+        c.b.conv2d(g, &x, &w, bias.then_some(&bb), residual.then_some(&rb), act, &mut y)?;
+        let mut sc = c.cpu.zeros(g.output().numel())?;
+        c.cpu.conv2d(g, &xc, &wc, None, None, Act::Identity, &mut sc)?;
+        let hw = g.out_h() * g.out_w();
+        // The conv's result (rounded for bf16), then the residual and relu in f32.
+        let conv: Vec<f32> = c
+            .cpu
+            .download(&sc)?
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| p.round_result(if bias { s + bv[(i / hw) % g.c_out] } else { s }))
+            .collect();
+        let want: Vec<f32> = if residual {
+            conv.iter().zip(&rv).map(|(v, r)| (v + r).max(0.0)).collect()
+        } else {
+            conv.clone()
+        };
+        c.close_prec(p, "y", &y, &want, Some(&conv), g.c_in * g.kh * g.kw, !residual)
+    });
+}
+
+fn conv_bwd_input<B: Backend>(c: &mut Checker<B>, p: Precision, g: &Conv2dGeom) {
+    c.case(format!("{p} conv2d_bwd_input {}", label(g)), |c| {
+        let (dy, dyc, _) = c.rand_rounded(p, g.output().numel())?;
+        let (w, wc, _) = c.rand_rounded(p, g.weight_len())?;
+        let (mut dx, mut dxc) = c.output(g.input().numel())?;
+        c.b.conv2d_bwd_input(g, &dy, &w, &mut dx)?;
+        c.cpu.conv2d_bwd_input(g, &dyc, &wc, &mut dxc)?;
+        let want: Vec<f32> = c.cpu.download(&dxc)?.iter().map(|&v| p.round_result(v)).collect();
+        c.close_prec(p, "dx", &dx, &want, None, g.c_out * g.kh * g.kw, true)
+    });
+}
+
+fn conv_bwd_weight<B: Backend>(c: &mut Checker<B>, p: Precision, g: &Conv2dGeom) {
+    c.case(format!("{p} conv2d_bwd_weight {}", label(g)), |c| {
+        let (x, xc, _) = c.rand_rounded(p, g.input().numel())?;
+        let (dy, dyc, _) = c.rand_rounded(p, g.output().numel())?;
+        let (mut dw, mut dwc) = c.output(g.weight_len())?;
+        c.b.conv2d_bwd_weight(g, &x, &dy, &mut dw, None)?;
+        c.cpu.conv2d_bwd_weight(g, &xc, &dyc, &mut dwc, None)?;
+        let want: Vec<f32> = c.cpu.download(&dwc)?.iter().map(|&v| p.round_result(v)).collect();
+        c.close_prec(p, "dw", &dw, &want, None, g.n * g.out_h() * g.out_w(), true)
+    });
+}
+
+fn linear<B: Backend>(c: &mut Checker<B>, p: Precision, n: usize, k: usize, m: usize) {
+    c.case(format!("{p} linear n{n} k{k} m{m}"), |c| {
+        let (x, xc, _) = c.rand_rounded(p, n * k)?;
+        let (w, wc, _) = c.rand_rounded(p, m * k)?;
+        let (dy, dyc, _) = c.rand_rounded(p, n * m)?;
+        let bv = c.rand(m);
+        let bb = c.b.upload(&bv)?;
+        let (mut y, mut yc) = c.output(n * m)?;
+        c.b.linear(n, k, m, &x, &w, Some(&bb), &mut y)?;
+        c.cpu.linear(n, k, m, &xc, &wc, None, &mut yc)?;
+        let want: Vec<f32> = c
+            .cpu
+            .download(&yc)?
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| p.round_result(s + bv[i % m]))
+            .collect();
+        c.close_prec(p, "y", &y, &want, None, k, true)?;
+        let (mut dx, mut dxc) = c.output(n * k)?;
+        c.b.linear_bwd_input(n, k, m, &dy, &w, &mut dx)?;
+        c.cpu.linear_bwd_input(n, k, m, &dyc, &wc, &mut dxc)?;
+        let want: Vec<f32> = c.cpu.download(&dxc)?.iter().map(|&v| p.round_result(v)).collect();
+        c.close_prec(p, "dx", &dx, &want, None, m, true)?;
+        let (mut dw, mut dwc) = c.output(m * k)?;
+        c.b.linear_bwd_weight(n, k, m, &x, &dy, &mut dw, None)?;
+        c.cpu.linear_bwd_weight(n, k, m, &xc, &dyc, &mut dwc, None)?;
+        let want: Vec<f32> = c.cpu.download(&dwc)?.iter().map(|&v| p.round_result(v)).collect();
+        c.close_prec(p, "dw", &dw, &want, None, n, true)
+    });
+}
