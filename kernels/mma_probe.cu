@@ -11,6 +11,18 @@
 #include "common.cuh"
 #include "mma.cuh"
 
+// The lane's C/D fragment of D [16, 8]: c0 (g, 2t), c1 (g, 2t + 1), c2 (g + 8, 2t),
+// c3 (g + 8, 2t + 1); read into d, or written from it when `store`.
+__device__ __forceinline__ void probe_c(float* D, int g, int t, float (&d)[4], bool store) {
+    for (int r = 0; r < 4; ++r) {
+        float* p = D + (g + 8 * (r >> 1)) * 8 + 2 * t + (r & 1);
+        if (store)
+            *p = d[r];
+        else
+            d[r] = *p;
+    }
+}
+
 extern "C" __global__ void mma_tf32_probe_v1(const float* __restrict__ A, const float* __restrict__ B,
                                              float* __restrict__ D) {
     int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -22,13 +34,10 @@ extern "C" __global__ void mma_tf32_probe_v1(const float* __restrict__ A, const 
         __float_as_uint(round_tf32(A[(g + 8) * 8 + t + 4])),
     };
     unsigned int b[2] = {__float_as_uint(round_tf32(B[t * 8 + g])), __float_as_uint(round_tf32(B[(t + 4) * 8 + g]))};
-    // c0 (g, 2t), c1 (g, 2t + 1), c2 (g + 8, 2t), c3 (g + 8, 2t + 1).
-    float d[4] = {D[g * 8 + 2 * t], D[g * 8 + 2 * t + 1], D[(g + 8) * 8 + 2 * t], D[(g + 8) * 8 + 2 * t + 1]};
+    float d[4];
+    probe_c(D, g, t, d, false);
     mma_tf32_m16n8k8(d, a, b);
-    D[g * 8 + 2 * t] = d[0];
-    D[g * 8 + 2 * t + 1] = d[1];
-    D[(g + 8) * 8 + 2 * t] = d[2];
-    D[(g + 8) * 8 + 2 * t + 1] = d[3];
+    probe_c(D, g, t, d, true);
 }
 
 extern "C" __global__ void mma_bf16_probe_v1(const float* __restrict__ A, const float* __restrict__ B,
@@ -41,10 +50,8 @@ extern "C" __global__ void mma_bf16_probe_v1(const float* __restrict__ A, const 
     auto pb = [&](int k) { return pack_bf16(round_bf16(B[k * 8 + g]), round_bf16(B[(k + 1) * 8 + g])); };
     unsigned int a[4] = {pa(g, 2 * t), pa(g + 8, 2 * t), pa(g, 2 * t + 8), pa(g + 8, 2 * t + 8)};
     unsigned int b[2] = {pb(2 * t), pb(2 * t + 8)};
-    float d[4] = {D[g * 8 + 2 * t], D[g * 8 + 2 * t + 1], D[(g + 8) * 8 + 2 * t], D[(g + 8) * 8 + 2 * t + 1]};
+    float d[4];
+    probe_c(D, g, t, d, false);
     mma_bf16_m16n8k16(d, a, b);
-    D[g * 8 + 2 * t] = d[0];
-    D[g * 8 + 2 * t + 1] = d[1];
-    D[(g + 8) * 8 + 2 * t] = d[2];
-    D[(g + 8) * 8 + 2 * t + 1] = d[3];
+    probe_c(D, g, t, d, true);
 }

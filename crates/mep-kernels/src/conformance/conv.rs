@@ -10,7 +10,7 @@ use mep_tensor::prelude::*;
 use mep_tensor::{Act, Conv2dGeom, ConvT2dGeom};
 
 /// Nine extents of a geometry, in the order its struct lists them.
-type Extents = (usize, usize, usize, usize, usize, usize, usize, usize, usize);
+pub(crate) type Extents = (usize, usize, usize, usize, usize, usize, usize, usize, usize);
 
 /// `(n, c_in, h, w, c_out, kh, kw, stride, pad)`.
 pub(crate) const CONVS: [Extents; 18] = [

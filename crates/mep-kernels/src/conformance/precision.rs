@@ -9,14 +9,14 @@
 //! Shapes: every conv shape of the fp32 suite (c_in 1 to 4, strides 1 to 3, odd planes,
 //! split depths, every tile) plus ResNet-like channel counts, and linear layers with edges.
 
-use super::conv::{conv_geom, CONVS, GRADS};
+use super::conv::{conv_geom, Extents, CONVS, GRADS};
 use super::{Checker, Tol};
 use mep_tensor::precision::{round_bf16, Precision};
 use mep_tensor::prelude::*;
 use mep_tensor::{Act, Conv2dGeom, CpuBuf, Result};
 
 /// ResNet-like convolutions (bottleneck 1×1s, 3×3s, a stride-2 projection, 64+ channels).
-const RESNETISH: [(usize, usize, usize, usize, usize, usize, usize, usize, usize); 4] = [
+const RESNETISH: [Extents; 4] = [
     (2, 64, 8, 8, 64, 3, 3, 1, 1),
     (2, 256, 4, 4, 64, 1, 1, 1, 0),
     (2, 64, 8, 8, 128, 1, 1, 2, 0),
@@ -91,7 +91,12 @@ impl<B: Backend> Checker<'_, B> {
         let t = tol(p, k);
         let mag = mag.unwrap_or(want);
         let bad: Vec<usize> = (0..g.len().min(want.len()))
-            .filter(|&i| !((g[i] - want[i]).abs() <= t.atol + t.rtol * mag[i].abs()))
+            .filter(|&i| {
+                let ok = g[i] == want[i]
+                    || (g[i].is_nan() && want[i].is_nan())
+                    || (g[i] - want[i]).abs() <= t.atol + t.rtol * mag[i].abs();
+                !ok
+            })
             .collect();
         if g.len() != want.len() || !bad.is_empty() {
             let shown: Vec<String> = bad
