@@ -216,3 +216,40 @@ fn linear<B: Backend>(c: &mut Checker<B>, p: Precision, n: usize, k: usize, m: u
         c.close_prec(p, "dw", &dw, &want, None, n, true)
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{conv_geom, CONVS, GRADS, RESNETISH};
+    use crate::ops::conv_region::{plan, Pass, TILES};
+    use std::collections::BTreeSet;
+
+    /// The cases run every tensor-core region kernel (the fp32 plan's tiles, each with its
+    /// float4 forward), unsplit and split (the sum kernel, which bf16 has its own of), and
+    /// regions no tap reaches.
+    #[test]
+    fn the_cases_reach_every_region_kernel() {
+        let mut kernels = BTreeSet::new();
+        let (mut split, mut empty) = (false, false);
+        let forward: Vec<_> = CONVS.iter().chain(&RESNETISH).map(|&t| conv_geom(t)).collect();
+        let grads: Vec<_> = forward.iter().copied().chain(GRADS.map(conv_geom)).collect();
+        for (pass, geoms) in [(Pass::Forward, &forward), (Pass::InputGrad, &grads)] {
+            for g in geoms {
+                for l in plan(g, pass) {
+                    match l.tile {
+                        Some(t) => {
+                            kernels.insert(t.kernel(pass, l.vec));
+                            split |= l.splits > 1;
+                        }
+                        None => empty = true,
+                    }
+                }
+            }
+        }
+        for t in TILES {
+            for k in [t.forward, t.forward_vec, t.input_grad] {
+                assert!(kernels.contains(k), "{k} is not reached: {kernels:?}");
+            }
+        }
+        assert!(split && empty);
+    }
+}
