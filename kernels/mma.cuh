@@ -69,39 +69,35 @@ __device__ __forceinline__ unsigned int pack_bf16(float lo, float hi) {
     return (__float_as_uint(lo) >> 16) | (__float_as_uint(hi) & 0xffff0000u);
 }
 
-// d += A·B over one warp, mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32: a and b are
-// the lane's fragments (TF32 values as f32 bits), d its four accumulators (the layouts in
+// d += A·B over one warp with mma.sync.aligned.m16n8k<K>.row.col.f32.<type>.<type>.f32, K = 8
+// for TF32 (one value per register, f32 bits), K = 16 for bf16 (two per register,
+// pack_bf16): a and b are the lane's fragments, d its four accumulators (the layouts in
 // cuda_emu.h's emu_mma, from the PTX ISA).
-__device__ __forceinline__ void mma_tf32_m16n8k8(float (&d)[4], const unsigned int (&a)[4], const unsigned int (&b)[2]) {
+#define MMA_SYNC_ASM(shape_types)                                                                        \
+    asm volatile("mma.sync.aligned." shape_types " {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};" \
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                          \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]))
+template <int K>
+__device__ __forceinline__ void mma_m16n8(float (&d)[4], const unsigned int (&a)[4], const unsigned int (&b)[2]) {
+    static_assert(K == 8 || K == 16, "m16n8k8 (TF32) or m16n8k16 (bf16)");
 #if defined(__CUDACC__)
 #ifdef MMA_UNSUPPORTED
     __trap();
 #else
-    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-                 "{%0, %1, %2, %3};"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    if constexpr (K == 8)
+        MMA_SYNC_ASM("m16n8k8.row.col.f32.tf32.tf32.f32");
+    else
+        MMA_SYNC_ASM("m16n8k16.row.col.f32.bf16.bf16.f32");
 #endif
 #else
     float c[4] = {d[0], d[1], d[2], d[3]};
-    emu_mma<8>(d, a, b, c);
+    emu_mma<K>(d, a, b, c);
 #endif
 }
 
-// d += A·B over one warp, mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32: two bf16 per
-// register (pack_bf16).
+__device__ __forceinline__ void mma_tf32_m16n8k8(float (&d)[4], const unsigned int (&a)[4], const unsigned int (&b)[2]) {
+    mma_m16n8<8>(d, a, b);
+}
 __device__ __forceinline__ void mma_bf16_m16n8k16(float (&d)[4], const unsigned int (&a)[4], const unsigned int (&b)[2]) {
-#if defined(__CUDACC__)
-#ifdef MMA_UNSUPPORTED
-    __trap();
-#else
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-                 "{%0, %1, %2, %3};"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#endif
-#else
-    float c[4] = {d[0], d[1], d[2], d[3]};
-    emu_mma<16>(d, a, b, c);
-#endif
+    mma_m16n8<16>(d, a, b);
 }

@@ -60,6 +60,10 @@ fn tensor_cores_in_tf32_and_bf16() {
         );
         return;
     }
+    // The instructions alone first: a wrong fragment layout shows there as a wrong element.
+    if let Err(failures) = mep_kernels::conformance::mma_probes(&b) {
+        panic!("{failures}");
+    }
     for (p, bounds) in [(Precision::Tf32, (5e-3, 0.3)), (Precision::Bf16, (5e-2, 0.6))] {
         if let Err(failures) = mep_kernels::conformance::run_precision(&b, p) {
             panic!("CUDA backend in {p}:\n{failures}");

@@ -306,8 +306,17 @@ impl<L: Launcher> Memory for KernelBackend<L> {
     /// Every precision has kernels: fp32 the SIMT ones (fast or simple), TF32 and bf16 the
     /// tensor-core ones (conv_region.cu v4, conv_wgrad.cu v5, linear.cu v3), whichever
     /// [`Kernels`] says, since they have no simple twin (their conformance reference is the
-    /// CPU's product of the rounded operands).
+    /// CPU's product of the rounded operands). A device without TF32/bf16 tensor cores (older
+    /// than sm_80) refuses those by name.
     fn set_precision(&self, p: Precision) -> Result<()> {
+        if p != Precision::Fp32 {
+            if let Some(why) = self.launcher.tensor_cores_missing() {
+                return Err(TensorError::Invalid {
+                    op: "set_precision",
+                    msg: format!("backend {} has no {p} kernels here: {why}; use fp32", self.name()),
+                });
+            }
+        }
         let i = Precision::ALL
             .iter()
             .position(|q| *q == p)
@@ -403,6 +412,23 @@ mod tests {
         fn synchronize(&self) -> crate::Result<()> {
             Ok(())
         }
+        fn tensor_cores_missing(&self) -> Option<String> {
+            Some("full is sm_75".into())
+        }
+    }
+
+    #[test]
+    fn a_device_without_tensor_cores_refuses_tf32_and_bf16_by_name() {
+        let b = KernelBackend::new(Full);
+        for p in [Precision::Tf32, Precision::Bf16] {
+            let e = b.set_precision(p).expect_err("no tensor cores");
+            assert_eq!(
+                e.to_string(),
+                format!("set_precision: backend full has no {p} kernels here: full is sm_75; use fp32")
+            );
+            assert_eq!(b.precision(), Precision::Fp32);
+        }
+        b.set_precision(Precision::Fp32).unwrap();
     }
 
     #[test]

@@ -23,7 +23,7 @@ mod reduce;
 mod softmax;
 
 pub use network::{networks, networks_in_precision, within_f32_noise, NetScale, GRAD_FACTOR, GRAD_FLOOR};
-pub use precision::run_precision;
+pub use precision::{mma_probes, run_precision};
 
 use mep_tensor::prelude::*;
 use mep_tensor::{CpuBackend, CpuBuf, Nchw, Result};

@@ -11,6 +11,8 @@
 
 use super::conv::{conv_geom, Extents, CONVS, GRADS};
 use super::{Checker, Tol};
+use crate::launcher::{Dims, Launcher};
+use crate::KernelBackend;
 use mep_tensor::precision::{round_bf16, Precision};
 use mep_tensor::prelude::*;
 use mep_tensor::{Act, Conv2dGeom, CpuBuf, Result};
@@ -49,6 +51,88 @@ pub fn run_precision<B: Backend>(b: &B, p: Precision) -> std::result::Result<(),
     let out = c.finish(&format!("{p} tensor cores"));
     b.set_precision(Precision::Fp32).map_err(|e| e.to_string())?;
     out
+}
+
+/// The tensor-core instructions alone (kernels/mma_probe.cu: one `mma.sync` on one warp, its
+/// fragments loaded by the PTX ISA's tables) against a plain product of the rounded
+/// operands: small integers, where every order of the sums is exact, so that a misplaced
+/// fragment element shows as a wrong value; values in [-1, 1) within the f32 bound of the
+/// sums; and operands on rounding ties times I, where the result is the rounded operand bit
+/// for bit (TF32 ties away from zero, bf16 to even). On the emulation this tests cuda_emu.h's
+/// mma; on a GPU the layouts and conversions mma.cuh assumes.
+pub fn mma_probes<L: Launcher>(kb: &KernelBackend<L>) -> std::result::Result<(), String> {
+    let mut failures = Vec::new();
+    for (name, k, p) in [
+        ("mma_tf32_probe_v1", 8, Precision::Tf32),
+        ("mma_bf16_probe_v1", 16, Precision::Bf16),
+    ] {
+        let mut rng = mep_rng::SplitMix64::new(0x5EED_0000 + k as u64);
+        let mut rand = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.unit_f32() * 2.0 - 1.0).collect() };
+        let ints = |v: Vec<f32>| -> Vec<f32> { v.into_iter().map(|x| (x * 8.0).round()).collect() };
+        let (ia, ib, ic) = (ints(rand(16 * k)), ints(rand(k * 8)), ints(rand(128)));
+        let (ra, rb, rc) = (rand(16 * k), rand(k * 8), rand(128));
+        let tie = match p {
+            Precision::Tf32 => [
+                1.0 + 2f32.powi(-11),
+                -(1.0 + 2f32.powi(-11)),
+                1.0 + 3.0 * 2f32.powi(-11),
+                3.0e-39,
+            ],
+            _ => [
+                1.0 + 2f32.powi(-8),
+                -(1.0 + 3.0 * 2f32.powi(-8)),
+                1.0 + 2f32.powi(-8) + 2f32.powi(-20),
+                3.0e-39,
+            ],
+        };
+        let ta: Vec<f32> = (0..16 * k).map(|i| tie[i % 4] * (1 + i % 3) as f32).collect();
+        let eye: Vec<f32> = (0..k * 8).map(|i| if i / 8 == i % 8 { 1.0 } else { 0.0 }).collect();
+        for (case, a, b, c, exact) in [
+            ("integers", &ia, &ib, &ic, true),
+            ("values in [-1, 1)", &ra, &rb, &rc, false),
+            ("rounding ties times I", &ta, &eye, &vec![0.0; 128], true),
+        ] {
+            let got = match probe(kb, name, a, b, c) {
+                Ok(d) => d,
+                Err(e) => {
+                    failures.push(format!("{name} {case}: {e}"));
+                    continue;
+                }
+            };
+            for (i, g) in got.iter().enumerate() {
+                let (r, col) = (i / 8, i % 8);
+                let (mut want, mut mag) = (c[i] as f64, c[i].abs() as f64);
+                for kk in 0..k {
+                    let t = p.round_operand(a[r * k + kk]) as f64 * p.round_operand(b[kk * 8 + col]) as f64;
+                    want += t;
+                    mag += t.abs();
+                }
+                let bound = if exact {
+                    0.0
+                } else {
+                    (k + 1) as f64 * f32::EPSILON as f64 * mag
+                };
+                if (*g as f64 - want).abs() > bound || g.is_nan() {
+                    failures.push(format!(
+                        "{name} {case}: D[{r}][{col}] = {g}, reference {want} (bound {bound:e})"
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("mma probes on {}:\n  {}", kb.name(), failures.join("\n  ")))
+    }
+}
+
+/// D = A[16×k]·B[k×8] + C by probe kernel `name`, one warp.
+fn probe<L: Launcher>(kb: &KernelBackend<L>, name: &str, a: &[f32], b: &[f32], c: &[f32]) -> Result<Vec<f32>> {
+    let (a, b, d) = (kb.upload(a)?, kb.upload(b)?, kb.upload(c)?);
+    kb.launch(name, Dims::x(1), Dims::x(32), &[kb.ptr(&a), kb.ptr(&b), kb.ptr(&d)])?;
+    kb.download(&d)
 }
 
 /// The bound for a sum of `k` products in precision `p`.
