@@ -6,16 +6,17 @@
 //! ([`Tol::sum_of`]); bf16 by that and one bf16 ulp of the result (the sums may fall on either
 //! side of a rounding boundary), and its results must be bf16 values.
 //!
-//! Shapes: every conv shape of the fp32 suite (c_in 1 to 4, strides 1 to 3, odd planes,
-//! split depths, every tile) plus ResNet-like channel counts, and linear layers with edges.
+//! Shapes: every conv and transposed-conv shape of the fp32 suite (c_in 1 to 4, strides 1 to
+//! 3, odd planes, split depths, every tile) plus ResNet-like channel counts, and linear layers
+//! with edges.
 
-use super::conv::{conv_geom, Extents, CONVS, GRADS};
+use super::conv::{conv_geom, convt_geom, label_t, Extents, CONVS, CONVTS, GRADS};
 use super::{Checker, Tol};
 use crate::launcher::{Dims, Launcher};
 use crate::KernelBackend;
 use mep_tensor::precision::{round_bf16, Precision};
 use mep_tensor::prelude::*;
-use mep_tensor::{Act, Conv2dGeom, CpuBuf, Result};
+use mep_tensor::{Act, Conv2dGeom, ConvT2dGeom, CpuBuf, Result};
 
 /// ResNet-like convolutions (bottleneck 1×1s, 3×3s, a stride-2 projection, 64+ channels).
 const RESNETISH: [Extents; 4] = [
@@ -44,6 +45,9 @@ pub fn run_precision<B: Backend>(b: &B, p: Precision) -> std::result::Result<(),
     for g in geoms.iter().chain(&GRADS.map(conv_geom)) {
         conv_bwd_input(&mut c, p, g);
         conv_bwd_weight(&mut c, p, g);
+    }
+    for g in CONVTS.map(convt_geom) {
+        conv_transpose(&mut c, p, &g);
     }
     for &(n, k, m) in &LINEARS {
         linear(&mut c, p, n, k, m);
@@ -267,6 +271,40 @@ fn conv_bwd_weight<B: Backend>(c: &mut Checker<B>, p: Precision, g: &Conv2dGeom)
         c.cpu.conv2d_bwd_weight(g, &xc, &dyc, &mut dwc, None)?;
         let want: Vec<f32> = c.cpu.download(&dwc)?.iter().map(|&v| p.round_result(v)).collect();
         c.close_prec(p, "dw", &dw, &want, None, g.n * g.out_h() * g.out_w(), true)
+    });
+}
+
+/// A transposed conv's forward (with bias), input and weight gradients: the same kernels on
+/// the adjoint geometry.
+fn conv_transpose<B: Backend>(c: &mut Checker<B>, p: Precision, g: &ConvT2dGeom) {
+    c.case(format!("{p} conv_transpose2d {}", label_t(g)), |c| {
+        let (x, xc, _) = c.rand_rounded(p, g.input().numel())?;
+        let (w, wc, _) = c.rand_rounded(p, g.weight_len())?;
+        let (dy, dyc, _) = c.rand_rounded(p, g.output().numel())?;
+        let bv = c.rand(g.c_out);
+        let bb = c.b.upload(&bv)?;
+        let (mut y, mut yc) = c.output(g.output().numel())?;
+        c.b.conv_transpose2d(g, &x, &w, Some(&bb), &mut y)?;
+        c.cpu.conv_transpose2d(g, &xc, &wc, None, &mut yc)?;
+        let hw = g.out_h() * g.out_w();
+        let want: Vec<f32> = c
+            .cpu
+            .download(&yc)?
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| p.round_result(s + bv[(i / hw) % g.c_out]))
+            .collect();
+        c.close_prec(p, "y", &y, &want, None, g.c_in * g.kh * g.kw, true)?;
+        let (mut dx, mut dxc) = c.output(g.input().numel())?;
+        c.b.conv_transpose2d_bwd_input(g, &dy, &w, &mut dx)?;
+        c.cpu.conv_transpose2d_bwd_input(g, &dyc, &wc, &mut dxc)?;
+        let want: Vec<f32> = c.cpu.download(&dxc)?.iter().map(|&v| p.round_result(v)).collect();
+        c.close_prec(p, "dx", &dx, &want, None, g.c_out * g.kh * g.kw, true)?;
+        let (mut dw, mut dwc) = c.output(g.weight_len())?;
+        c.b.conv_transpose2d_bwd_weight(g, &x, &dy, &mut dw, None)?;
+        c.cpu.conv_transpose2d_bwd_weight(g, &xc, &dyc, &mut dwc, None)?;
+        let want: Vec<f32> = c.cpu.download(&dwc)?.iter().map(|&v| p.round_result(v)).collect();
+        c.close_prec(p, "dw", &dw, &want, None, g.n * g.h * g.w, true)
     });
 }
 
