@@ -3,8 +3,9 @@
 //! [`Precision::round_operand`] (so the two multiply bit-identical values), with bf16's
 //! result rounding applied to the reference as the rule says (after the bias, before the
 //! residual and the activation). Bounds: TF32 may differ only by the order of its f32 sums
-//! ([`Tol::sum_of`]); bf16 by that and one bf16 ulp of the result (the sums may fall on either
-//! side of a rounding boundary), and its results must be bf16 values.
+//! ([`Tol::sum_of`], plus the worst case of any order in terms of Σ|term|, since a tensor
+//! core's accumulation is not IEEE's); bf16 by that and one bf16 ulp of the result (the sums
+//! may fall on either side of a rounding boundary), and its results must be bf16 values.
 //!
 //! Shapes: every conv and transposed-conv shape of the fp32 suite (c_in 1 to 4, strides 1 to
 //! 3, odd planes, split depths, every tile) plus ResNet-like channel counts, and linear layers
@@ -16,7 +17,7 @@ use crate::launcher::{Dims, Launcher};
 use crate::KernelBackend;
 use mep_tensor::precision::{round_bf16, Precision};
 use mep_tensor::prelude::*;
-use mep_tensor::{Act, Conv2dGeom, ConvT2dGeom, CpuBuf, Result};
+use mep_tensor::{Act, Conv2dGeom, ConvT2dGeom, CpuBackend, CpuBuf, Result};
 
 /// ResNet-like convolutions (bottleneck 1×1s, 3×3s, a stride-2 projection, 64+ channels).
 const RESNETISH: [Extents; 4] = [
@@ -153,17 +154,36 @@ fn tol(p: Precision, k: usize) -> Tol {
 }
 
 impl<B: Backend> Checker<'_, B> {
-    /// `n` values in [-1, 1) and their rounding to `p` (uploaded to the CPU reference).
-    fn rand_rounded(&mut self, p: Precision, n: usize) -> Result<(B::Buf, CpuBuf, Vec<f32>)> {
+    /// `n` values in [-1, 1) on the backend; their rounding to `p` and its absolute values on
+    /// the CPU (the reference, and the magnitudes of its terms).
+    fn rand_rounded(&mut self, p: Precision, n: usize) -> Result<(B::Buf, CpuBuf, CpuBuf)> {
         let v = self.rand(n);
         let r: Vec<f32> = v.iter().map(|&x| p.round_operand(x)).collect();
-        Ok((self.b.upload(&v)?, self.cpu.upload(&r)?, v))
+        let a: Vec<f32> = r.iter().map(|x| x.abs()).collect();
+        Ok((self.b.upload(&v)?, self.cpu.upload(&r)?, self.cpu.upload(&a)?))
+    }
+
+    /// The CPU's `op` on `len` outputs, once on the rounded operands (the sums) and once on
+    /// their absolute values (Σ |term| per output, for the bound).
+    fn sums_and_terms(
+        &self,
+        len: usize,
+        signed: (&CpuBuf, &CpuBuf),
+        abs: (&CpuBuf, &CpuBuf),
+        op: impl Fn(&CpuBackend, &CpuBuf, &CpuBuf, &mut CpuBuf) -> Result<()>,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (mut s, mut t) = (self.cpu.zeros(len)?, self.cpu.zeros(len)?);
+        op(&self.cpu, signed.0, signed.1, &mut s)?;
+        op(&self.cpu, abs.0, abs.1, &mut t)?;
+        Ok((self.cpu.download(&s)?, self.cpu.download(&t)?))
     }
 
     /// Compares the backend's `got` with the host reference `want`, the relative part of the
     /// bound taken of `mag` (the rounded result before a residual is added, whose ulp is what
-    /// bf16 may differ by) or else of `want`; bf16 results that are not bf16 values fail when
-    /// `bf16_values`.
+    /// bf16 may differ by) or else of `want`, plus the f32 error of any order of the sums,
+    /// (k/4 + 4)·ε·Σ|term| with `terms` the Σ|term| of each output (a tensor core adds each
+    /// mma's 8 or 16 products into the accumulator and may truncate); bf16 results that are
+    /// not bf16 values fail when `bf16_values`.
     #[allow(clippy::too_many_arguments)]
     fn close_prec(
         &mut self,
@@ -172,17 +192,19 @@ impl<B: Backend> Checker<'_, B> {
         got: &B::Buf,
         want: &[f32],
         mag: Option<&[f32]>,
+        terms: &[f32],
         k: usize,
         bf16_values: bool,
     ) -> Result<()> {
         let g = self.b.download(got)?;
         let t = tol(p, k);
+        let order = (k / 4 + 4) as f32 * f32::EPSILON;
         let mag = mag.unwrap_or(want);
         let bad: Vec<usize> = (0..g.len().min(want.len()))
             .filter(|&i| {
                 let ok = g[i] == want[i]
                     || (g[i].is_nan() && want[i].is_nan())
-                    || (g[i] - want[i]).abs() <= t.atol + t.rtol * mag[i].abs();
+                    || (g[i] - want[i]).abs() <= t.atol + t.rtol * mag[i].abs() + order * terms[i];
                 !ok
             })
             .collect();
@@ -222,21 +244,20 @@ fn label(g: &Conv2dGeom) -> String {
 fn conv_fwd<B: Backend>(c: &mut Checker<B>, p: Precision, g: &Conv2dGeom, bias: bool, residual: bool) {
     let name = format!("{p} conv2d {} bias={bias} residual+relu={residual}", label(g));
     c.case(name, |c| {
-        let (x, xc, _) = c.rand_rounded(p, g.input().numel())?;
-        let (w, wc, _) = c.rand_rounded(p, g.weight_len())?;
+        let (x, xc, xa) = c.rand_rounded(p, g.input().numel())?;
+        let (w, wc, wa) = c.rand_rounded(p, g.weight_len())?;
         let bv = c.rand(g.c_out);
         let rv = c.rand(g.output().numel());
         let (bb, rb) = (c.b.upload(&bv)?, c.b.upload(&rv)?);
         let act = if residual { Act::Relu } else { Act::Identity };
         let (mut y, _) = c.output(g.output().numel())?;
         c.b.conv2d(g, &x, &w, bias.then_some(&bb), residual.then_some(&rb), act, &mut y)?;
-        let mut sc = c.cpu.zeros(g.output().numel())?;
-        c.cpu.conv2d(g, &xc, &wc, None, None, Act::Identity, &mut sc)?;
+        let (sums, terms) = c.sums_and_terms(g.output().numel(), (&xc, &wc), (&xa, &wa), |cpu, x, w, y| {
+            cpu.conv2d(g, x, w, None, None, Act::Identity, y)
+        })?;
         let hw = g.out_h() * g.out_w();
         // The conv's result (rounded for bf16), then the residual and relu in f32.
-        let conv: Vec<f32> = c
-            .cpu
-            .download(&sc)?
+        let conv: Vec<f32> = sums
             .iter()
             .enumerate()
             .map(|(i, &s)| p.round_result(if bias { s + bv[(i / hw) % g.c_out] } else { s }))
@@ -246,31 +267,35 @@ fn conv_fwd<B: Backend>(c: &mut Checker<B>, p: Precision, g: &Conv2dGeom, bias: 
         } else {
             conv.clone()
         };
-        c.close_prec(p, "y", &y, &want, Some(&conv), g.c_in * g.kh * g.kw, !residual)
+        c.close_prec(p, "y", &y, &want, Some(&conv), &terms, g.c_in * g.kh * g.kw, !residual)
     });
 }
 
 fn conv_bwd_input<B: Backend>(c: &mut Checker<B>, p: Precision, g: &Conv2dGeom) {
     c.case(format!("{p} conv2d_bwd_input {}", label(g)), |c| {
-        let (dy, dyc, _) = c.rand_rounded(p, g.output().numel())?;
-        let (w, wc, _) = c.rand_rounded(p, g.weight_len())?;
-        let (mut dx, mut dxc) = c.output(g.input().numel())?;
+        let (dy, dyc, dya) = c.rand_rounded(p, g.output().numel())?;
+        let (w, wc, wa) = c.rand_rounded(p, g.weight_len())?;
+        let (mut dx, _) = c.output(g.input().numel())?;
         c.b.conv2d_bwd_input(g, &dy, &w, &mut dx)?;
-        c.cpu.conv2d_bwd_input(g, &dyc, &wc, &mut dxc)?;
-        let want: Vec<f32> = c.cpu.download(&dxc)?.iter().map(|&v| p.round_result(v)).collect();
-        c.close_prec(p, "dx", &dx, &want, None, g.c_out * g.kh * g.kw, true)
+        let (sums, terms) = c.sums_and_terms(g.input().numel(), (&dyc, &wc), (&dya, &wa), |cpu, dy, w, dx| {
+            cpu.conv2d_bwd_input(g, dy, w, dx)
+        })?;
+        let want: Vec<f32> = sums.iter().map(|&v| p.round_result(v)).collect();
+        c.close_prec(p, "dx", &dx, &want, None, &terms, g.c_out * g.kh * g.kw, true)
     });
 }
 
 fn conv_bwd_weight<B: Backend>(c: &mut Checker<B>, p: Precision, g: &Conv2dGeom) {
     c.case(format!("{p} conv2d_bwd_weight {}", label(g)), |c| {
-        let (x, xc, _) = c.rand_rounded(p, g.input().numel())?;
-        let (dy, dyc, _) = c.rand_rounded(p, g.output().numel())?;
-        let (mut dw, mut dwc) = c.output(g.weight_len())?;
+        let (x, xc, xa) = c.rand_rounded(p, g.input().numel())?;
+        let (dy, dyc, dya) = c.rand_rounded(p, g.output().numel())?;
+        let (mut dw, _) = c.output(g.weight_len())?;
         c.b.conv2d_bwd_weight(g, &x, &dy, &mut dw, None)?;
-        c.cpu.conv2d_bwd_weight(g, &xc, &dyc, &mut dwc, None)?;
-        let want: Vec<f32> = c.cpu.download(&dwc)?.iter().map(|&v| p.round_result(v)).collect();
-        c.close_prec(p, "dw", &dw, &want, None, g.n * g.out_h() * g.out_w(), true)
+        let (sums, terms) = c.sums_and_terms(g.weight_len(), (&xc, &dyc), (&xa, &dya), |cpu, x, dy, dw| {
+            cpu.conv2d_bwd_weight(g, x, dy, dw, None)
+        })?;
+        let want: Vec<f32> = sums.iter().map(|&v| p.round_result(v)).collect();
+        c.close_prec(p, "dw", &dw, &want, None, &terms, g.n * g.out_h() * g.out_w(), true)
     });
 }
 
@@ -278,64 +303,72 @@ fn conv_bwd_weight<B: Backend>(c: &mut Checker<B>, p: Precision, g: &Conv2dGeom)
 /// the adjoint geometry.
 fn conv_transpose<B: Backend>(c: &mut Checker<B>, p: Precision, g: &ConvT2dGeom) {
     c.case(format!("{p} conv_transpose2d {}", label_t(g)), |c| {
-        let (x, xc, _) = c.rand_rounded(p, g.input().numel())?;
-        let (w, wc, _) = c.rand_rounded(p, g.weight_len())?;
-        let (dy, dyc, _) = c.rand_rounded(p, g.output().numel())?;
+        let (x, xc, xa) = c.rand_rounded(p, g.input().numel())?;
+        let (w, wc, wa) = c.rand_rounded(p, g.weight_len())?;
+        let (dy, dyc, dya) = c.rand_rounded(p, g.output().numel())?;
         let bv = c.rand(g.c_out);
         let bb = c.b.upload(&bv)?;
-        let (mut y, mut yc) = c.output(g.output().numel())?;
+        let (mut y, _) = c.output(g.output().numel())?;
         c.b.conv_transpose2d(g, &x, &w, Some(&bb), &mut y)?;
-        c.cpu.conv_transpose2d(g, &xc, &wc, None, &mut yc)?;
+        let (sums, terms) = c.sums_and_terms(g.output().numel(), (&xc, &wc), (&xa, &wa), |cpu, x, w, y| {
+            cpu.conv_transpose2d(g, x, w, None, y)
+        })?;
         let hw = g.out_h() * g.out_w();
-        let want: Vec<f32> = c
-            .cpu
-            .download(&yc)?
+        let want: Vec<f32> = sums
             .iter()
             .enumerate()
             .map(|(i, &s)| p.round_result(s + bv[(i / hw) % g.c_out]))
             .collect();
-        c.close_prec(p, "y", &y, &want, None, g.c_in * g.kh * g.kw, true)?;
-        let (mut dx, mut dxc) = c.output(g.input().numel())?;
+        c.close_prec(p, "y", &y, &want, None, &terms, g.c_in * g.kh * g.kw, true)?;
+        let (mut dx, _) = c.output(g.input().numel())?;
         c.b.conv_transpose2d_bwd_input(g, &dy, &w, &mut dx)?;
-        c.cpu.conv_transpose2d_bwd_input(g, &dyc, &wc, &mut dxc)?;
-        let want: Vec<f32> = c.cpu.download(&dxc)?.iter().map(|&v| p.round_result(v)).collect();
-        c.close_prec(p, "dx", &dx, &want, None, g.c_out * g.kh * g.kw, true)?;
-        let (mut dw, mut dwc) = c.output(g.weight_len())?;
+        let (sums, terms) = c.sums_and_terms(g.input().numel(), (&dyc, &wc), (&dya, &wa), |cpu, dy, w, dx| {
+            cpu.conv_transpose2d_bwd_input(g, dy, w, dx)
+        })?;
+        let want: Vec<f32> = sums.iter().map(|&v| p.round_result(v)).collect();
+        c.close_prec(p, "dx", &dx, &want, None, &terms, g.c_out * g.kh * g.kw, true)?;
+        let (mut dw, _) = c.output(g.weight_len())?;
         c.b.conv_transpose2d_bwd_weight(g, &x, &dy, &mut dw, None)?;
-        c.cpu.conv_transpose2d_bwd_weight(g, &xc, &dyc, &mut dwc, None)?;
-        let want: Vec<f32> = c.cpu.download(&dwc)?.iter().map(|&v| p.round_result(v)).collect();
-        c.close_prec(p, "dw", &dw, &want, None, g.n * g.h * g.w, true)
+        let (sums, terms) = c.sums_and_terms(g.weight_len(), (&xc, &dyc), (&xa, &dya), |cpu, x, dy, dw| {
+            cpu.conv_transpose2d_bwd_weight(g, x, dy, dw, None)
+        })?;
+        let want: Vec<f32> = sums.iter().map(|&v| p.round_result(v)).collect();
+        c.close_prec(p, "dw", &dw, &want, None, &terms, g.n * g.h * g.w, true)
     });
 }
 
 fn linear<B: Backend>(c: &mut Checker<B>, p: Precision, n: usize, k: usize, m: usize) {
     c.case(format!("{p} linear n{n} k{k} m{m}"), |c| {
-        let (x, xc, _) = c.rand_rounded(p, n * k)?;
-        let (w, wc, _) = c.rand_rounded(p, m * k)?;
-        let (dy, dyc, _) = c.rand_rounded(p, n * m)?;
+        let (x, xc, xa) = c.rand_rounded(p, n * k)?;
+        let (w, wc, wa) = c.rand_rounded(p, m * k)?;
+        let (dy, dyc, dya) = c.rand_rounded(p, n * m)?;
         let bv = c.rand(m);
         let bb = c.b.upload(&bv)?;
-        let (mut y, mut yc) = c.output(n * m)?;
+        let (mut y, _) = c.output(n * m)?;
         c.b.linear(n, k, m, &x, &w, Some(&bb), &mut y)?;
-        c.cpu.linear(n, k, m, &xc, &wc, None, &mut yc)?;
-        let want: Vec<f32> = c
-            .cpu
-            .download(&yc)?
+        let (sums, terms) = c.sums_and_terms(n * m, (&xc, &wc), (&xa, &wa), |cpu, x, w, y| {
+            cpu.linear(n, k, m, x, w, None, y)
+        })?;
+        let want: Vec<f32> = sums
             .iter()
             .enumerate()
             .map(|(i, &s)| p.round_result(s + bv[i % m]))
             .collect();
-        c.close_prec(p, "y", &y, &want, None, k, true)?;
-        let (mut dx, mut dxc) = c.output(n * k)?;
+        c.close_prec(p, "y", &y, &want, None, &terms, k, true)?;
+        let (mut dx, _) = c.output(n * k)?;
         c.b.linear_bwd_input(n, k, m, &dy, &w, &mut dx)?;
-        c.cpu.linear_bwd_input(n, k, m, &dyc, &wc, &mut dxc)?;
-        let want: Vec<f32> = c.cpu.download(&dxc)?.iter().map(|&v| p.round_result(v)).collect();
-        c.close_prec(p, "dx", &dx, &want, None, m, true)?;
-        let (mut dw, mut dwc) = c.output(m * k)?;
+        let (sums, terms) = c.sums_and_terms(n * k, (&dyc, &wc), (&dya, &wa), |cpu, dy, w, dx| {
+            cpu.linear_bwd_input(n, k, m, dy, w, dx)
+        })?;
+        let want: Vec<f32> = sums.iter().map(|&v| p.round_result(v)).collect();
+        c.close_prec(p, "dx", &dx, &want, None, &terms, m, true)?;
+        let (mut dw, _) = c.output(m * k)?;
         c.b.linear_bwd_weight(n, k, m, &x, &dy, &mut dw, None)?;
-        c.cpu.linear_bwd_weight(n, k, m, &xc, &dyc, &mut dwc, None)?;
-        let want: Vec<f32> = c.cpu.download(&dwc)?.iter().map(|&v| p.round_result(v)).collect();
-        c.close_prec(p, "dw", &dw, &want, None, n, true)
+        let (sums, terms) = c.sums_and_terms(m * k, (&xc, &dyc), (&xa, &dya), |cpu, x, dy, dw| {
+            cpu.linear_bwd_weight(n, k, m, x, dy, dw, None)
+        })?;
+        let want: Vec<f32> = sums.iter().map(|&v| p.round_result(v)).collect();
+        c.close_prec(p, "dw", &dw, &want, None, &terms, n, true)
     });
 }
 
