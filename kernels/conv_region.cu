@@ -32,9 +32,17 @@
 // with every tap (the interior, and every 1×1 conv) when K % 4 = 0 and the weight is 16-byte
 // aligned; conv2d_region_dgrad_<BM>x<BN>_f32_v3 read A row-fast (wᵀ is contiguous along M
 // for 1×1 kernels, the ResNet bottleneck's). Sums in f32.
+//
+// v4: the v3 kernels in TF32 and bf16 (conv2d_region_{fwd,fwd4,dgrad}_<BM>x<BN>_{tf32,bf16}_v4):
+// the same regions, loaders and tiles with tile_tc.cuh's tensor-core slice (operands rounded
+// as they are staged, f32 sums). bf16 rounds the conv's result (bias added first) to bf16
+// before the residual and the activation, which stay f32; conv2d_region_sum_bf16_v4 is the
+// split-K sum that does so (TF32 splits use conv2d_region_sum_f32_v3: nothing to round).
 #include "common.cuh"
 #include "tile.cuh"
 #include "digits.cuh"
+#include "mma.cuh"
+#include "tile_tc.cuh"
 
 #define REGION_PARAMS                                                                                 \
     int M, int C, int nty, int ntx, int ny, int nx, int N, int a_m, int a_c, int a_ty, int a_tx,      \
@@ -149,18 +157,21 @@ struct RegionB {
 };
 
 // out[o_base + img·o_img + m·o_m + a·o_a + b·o_b] = act(v + bias[m] + residual[same]) for
-// column j = (img, a, b) (bias and residual may be null).
+// column j = (img, a, b) (bias and residual may be null). P: the precision whose result
+// rounding applies to v + bias (0: none).
+template <int P = 0>
 __device__ __forceinline__ void region_put(float v, int m, const ConvDigits& px, long long o_img, int o_m, int o_a,
                                            int o_b, int o_base, const float* __restrict__ bias,
                                            const float* __restrict__ residual, int act, float slope,
                                            float* __restrict__ out) {
     long long idx = px.hi * o_img + o_base + (long long)m * o_m + px.mid * o_a + px.lo * o_b;
     if (bias) v += bias[m];
+    if constexpr (P != 0) v = round_result<P>(v);
     if (residual) v += residual[idx];
     out[idx] = act_apply(act, slope, v);
 }
 
-template <int BM, int BN, int TM, int TN, class LA>
+template <int BM, int BN, int TM, int TN, class LA, int P = 0>
 __device__ __forceinline__ void region_gemm(REGION_PARAMS, int chunk, const float* __restrict__ src,
                                             const float* __restrict__ wt, const float* __restrict__ bias,
                                             const float* __restrict__ residual, int act, float slope,
@@ -171,7 +182,10 @@ __device__ __forceinline__ void region_gemm(REGION_PARAMS, int chunk, const floa
     LA a(wt, M, nty, ntx, a_m, a_c, a_ty, a_tx, a_base, m0, k0);
     RegionB<BN> b(src, N, ny, nx, nty, ntx, b_img, b_c, b_ty, b_tx, b_a, b_b, b_base, n0, k0);
     float acc[TM][TN] = {};
-    tile_mma_shaped<BM, BN, TM, TN>(a, b, k0, k1, acc);
+    if constexpr (P == 0)
+        tile_mma_shaped<BM, BN, TM, TN>(a, b, k0, k1, acc);
+    else
+        tile_mma_tc<P, BM, BN, TM, TN>(a, b, k0, k1, acc);
     int mb = m0 + (int)(threadIdx.x / (BN / TN)) * TM, nb = n0 + (int)(threadIdx.x % (BN / TN)) * TN;
     if (part) {
         // One split's partial sums, row-major [M, N]; the sum kernel does the epilogue.
@@ -193,7 +207,7 @@ __device__ __forceinline__ void region_gemm(REGION_PARAMS, int chunk, const floa
             TILE_UNROLL
             for (int i = 0; i < TM; ++i)
                 if (mb + i < M)
-                    region_put(acc[i][j], mb + i, px, o_img, o_m, o_a, o_b, o_base, bias, residual, act, slope, out);
+                    region_put<P>(acc[i][j], mb + i, px, o_img, o_m, o_a, o_b, o_base, bias, residual, act, slope, out);
         }
         conv_advance(px, one, ny, nx);
     }
@@ -252,7 +266,8 @@ extern "C" __global__ void __launch_bounds__(TILE_THREADS)
 // out at element (m, j) of a region = epilogue(Σ_z part[z·M·N + m·N + j]), z in order; one
 // thread per element; here `chunk` is the number of splits. With none (part unused) it
 // writes the epilogue of 0: a region that no tap reaches.
-extern "C" __global__ void conv2d_region_sum_f32_v3(REGION_PARAMS, REGION_IO) {
+template <int P>
+__device__ __forceinline__ void region_sum(REGION_PARAMS, REGION_IO) {
     (void)C, (void)nty, (void)ntx, (void)a_m, (void)a_c, (void)a_ty, (void)a_tx, (void)a_base, (void)b_img;
     (void)b_c, (void)b_ty, (void)b_tx, (void)b_a, (void)b_b, (void)b_base, (void)src, (void)wt;
     long long i = global_index(), len = (long long)M * N;
@@ -260,5 +275,86 @@ extern "C" __global__ void conv2d_region_sum_f32_v3(REGION_PARAMS, REGION_IO) {
     int m = (int)(i / N), j = (int)(i - (long long)m * N);
     float v = 0.0f;
     for (int z = 0; z < chunk; ++z) v += part[z * len + i];
-    region_put(v, m, conv_digits(j, ny, nx), o_img, o_m, o_a, o_b, o_base, bias, residual, act, slope, out);
+    region_put<P>(v, m, conv_digits(j, ny, nx), o_img, o_m, o_a, o_b, o_base, bias, residual, act, slope, out);
 }
+
+extern "C" __global__ void conv2d_region_sum_f32_v3(REGION_PARAMS, REGION_IO) { region_sum<0>(REGION_ARGS); }
+
+// ---- v4: tensor cores ----------------------------------------------------------------------
+// Two blocks per SM as a hint: ptxas left to itself aimed at 64 registers in some of these and
+// spilled a few bytes for sm_80 or sm_90 (kernels-check).
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd_64x64_tf32_v4(REGION_PARAMS, REGION_IO) {
+    region_gemm<64, 64, 4, 4, RegionA<64, false>, PREC_TF32>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd_128x32_tf32_v4(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 32, 4, 4, RegionA<128, false>, PREC_TF32>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd_128x64_tf32_v4(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 64, 8, 4, RegionA<128, false>, PREC_TF32>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_dgrad_64x64_tf32_v4(REGION_PARAMS, REGION_IO) {
+    region_gemm<64, 64, 4, 4, RegionA<64, true>, PREC_TF32>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_dgrad_128x32_tf32_v4(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 32, 4, 4, RegionA<128, true>, PREC_TF32>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_dgrad_128x64_tf32_v4(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 64, 8, 4, RegionA<128, true>, PREC_TF32>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd4_64x64_tf32_v4(REGION_PARAMS, REGION_IO) {
+    region_gemm<64, 64, 4, 4, RegionAVec<64>, PREC_TF32>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd4_128x32_tf32_v4(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 32, 4, 4, RegionAVec<128>, PREC_TF32>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd4_128x64_tf32_v4(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 64, 8, 4, RegionAVec<128>, PREC_TF32>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd_64x64_bf16_v4(REGION_PARAMS, REGION_IO) {
+    region_gemm<64, 64, 4, 4, RegionA<64, false>, PREC_BF16>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd_128x32_bf16_v4(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 32, 4, 4, RegionA<128, false>, PREC_BF16>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd_128x64_bf16_v4(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 64, 8, 4, RegionA<128, false>, PREC_BF16>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_dgrad_64x64_bf16_v4(REGION_PARAMS, REGION_IO) {
+    region_gemm<64, 64, 4, 4, RegionA<64, true>, PREC_BF16>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_dgrad_128x32_bf16_v4(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 32, 4, 4, RegionA<128, true>, PREC_BF16>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_dgrad_128x64_bf16_v4(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 64, 8, 4, RegionA<128, true>, PREC_BF16>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd4_64x64_bf16_v4(REGION_PARAMS, REGION_IO) {
+    region_gemm<64, 64, 4, 4, RegionAVec<64>, PREC_BF16>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd4_128x32_bf16_v4(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 32, 4, 4, RegionAVec<128>, PREC_BF16>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd4_128x64_bf16_v4(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 64, 8, 4, RegionAVec<128>, PREC_BF16>(REGION_ARGS);
+}
+
+// conv2d_region_sum_f32_v3 with the bf16 result rounding.
+extern "C" __global__ void conv2d_region_sum_bf16_v4(REGION_PARAMS, REGION_IO) { region_sum<PREC_BF16>(REGION_ARGS); }

@@ -27,9 +27,18 @@
 // fixed order: deterministic, f32. A block whose K range is empty writes zeros, so every
 // split of a region writes each of its dw columns.
 //
+// v5: v3 in TF32 and bf16 (conv2d_bwd_weight_{tf32,bf16}_v5, conv2d_bwd_weight_n32_{tf32,bf16}_v5):
+// the same regions, loads and staging with tile_tc.cuh's tensor-core slice (operands rounded
+// as they are staged, f32 sums); the host uses them for every region (no 128×128 twin: its
+// accumulator transpose would not fit static shared memory). The result is f32 partial sums
+// like v3's; the bf16 result rounding is the host's last pass over dw
+// (conv2d_bwd_weight_round_bf16_v5), after the partial sums are added.
+//
 // Launch: 256 threads; grid (ceil(N / TN), ceil(c_out / TM), splits).
 #include "common.cuh"
 #include "tile.cuh" // TILE_UNROLL, TILE_K, TILE_THREADS
+#include "mma.cuh"
+#include "tile_tc.cuh"
 
 #define WG_PARAMS                                                                                         \
     int n, int c_in, int ih, int iw, int c_out, int kh, int kw, int stride, int pad, int oh, int ow, int oy0, \
@@ -47,7 +56,8 @@ __device__ __forceinline__ WgPixel wg_pixel(int k, int rh, int rw) {
     return WgPixel{img, r / rw, r % rw};
 }
 
-template <int TM, int TN>
+// P: 0 for f32 FMAs, else the tensor-core precision.
+template <int TM, int TN, int P = 0>
 __device__ __forceinline__ void conv_bwd_weight_region(WG_PARAMS) {
     constexpr int IM = TM / 16, JN = TN / 16; // rows and columns per thread (and A, B elements each loads)
     constexpr int LDA = TM + 4, LDB = TN + 4;  // float4-aligned; the pad spreads k-fast stores over banks
@@ -90,6 +100,10 @@ __device__ __forceinline__ void conv_bwd_weight_region(WG_PARAMS) {
         for (int i = 0; i < JN; ++i) rb[i] = (in && off[i] >= 0) ? x[corner + off[i]] : 0.0f;
     };
     auto store = [&](int buf) {
+        if constexpr (P != 0) {
+            tc_round<P>(ra);
+            tc_round<P>(rb);
+        }
         float* a = sa + buf * TILE_K * LDA + kt * LDA + rt;
         float* b = sb + buf * TILE_K * LDB + kt * LDB + rt;
         TILE_UNROLL
@@ -104,6 +118,7 @@ __device__ __forceinline__ void conv_bwd_weight_region(WG_PARAMS) {
     for (int i = 0; i < IM; ++i)
         TILE_UNROLL
         for (int j = 0; j < JN; ++j) acc[i][j] = 0.0f;
+    TcTileOr<P, TM, TN> tc;
     if (k0 < k1) {
         fetch(k0);
         store(0);
@@ -112,30 +127,34 @@ __device__ __forceinline__ void conv_bwd_weight_region(WG_PARAMS) {
         for (int k = k0; k < k1; k += TILE_K) {
             bool more = k + TILE_K < k1;
             if (more) fetch(k + TILE_K);
-            const float* a = sa + buf * TILE_K * LDA + tm;
-            const float* b = sb + buf * TILE_K * LDB + tn;
-            TILE_UNROLL
-            for (int kk = 0; kk < TILE_K; ++kk) {
-                float ar[IM], br[JN];
+            if constexpr (P != 0) {
+                tc.slice(sa + buf * TILE_K * LDA, sb + buf * TILE_K * LDB);
+            } else {
+                const float* a = sa + buf * TILE_K * LDA + tm;
+                const float* b = sb + buf * TILE_K * LDB + tn;
                 TILE_UNROLL
-                for (int q = 0; q < IM / 4; ++q) {
-                    float4 av = *reinterpret_cast<const float4*>(a + kk * LDA + 4 * q);
-                    ar[4 * q] = av.x, ar[4 * q + 1] = av.y, ar[4 * q + 2] = av.z, ar[4 * q + 3] = av.w;
-                }
-                if constexpr (JN % 4 == 0) {
+                for (int kk = 0; kk < TILE_K; ++kk) {
+                    float ar[IM], br[JN];
                     TILE_UNROLL
-                    for (int q = 0; q < JN / 4; ++q) {
-                        float4 bv = *reinterpret_cast<const float4*>(b + kk * LDB + 4 * q);
-                        br[4 * q] = bv.x, br[4 * q + 1] = bv.y, br[4 * q + 2] = bv.z, br[4 * q + 3] = bv.w;
+                    for (int q = 0; q < IM / 4; ++q) {
+                        float4 av = *reinterpret_cast<const float4*>(a + kk * LDA + 4 * q);
+                        ar[4 * q] = av.x, ar[4 * q + 1] = av.y, ar[4 * q + 2] = av.z, ar[4 * q + 3] = av.w;
                     }
-                } else {
+                    if constexpr (JN % 4 == 0) {
+                        TILE_UNROLL
+                        for (int q = 0; q < JN / 4; ++q) {
+                            float4 bv = *reinterpret_cast<const float4*>(b + kk * LDB + 4 * q);
+                            br[4 * q] = bv.x, br[4 * q + 1] = bv.y, br[4 * q + 2] = bv.z, br[4 * q + 3] = bv.w;
+                        }
+                    } else {
+                        TILE_UNROLL
+                        for (int j = 0; j < JN; ++j) br[j] = b[kk * LDB + j];
+                    }
                     TILE_UNROLL
-                    for (int j = 0; j < JN; ++j) br[j] = b[kk * LDB + j];
+                    for (int i = 0; i < IM; ++i)
+                        TILE_UNROLL
+                        for (int j = 0; j < JN; ++j) acc[i][j] += ar[i] * br[j];
                 }
-                TILE_UNROLL
-                for (int i = 0; i < IM; ++i)
-                    TILE_UNROLL
-                    for (int j = 0; j < JN; ++j) acc[i][j] += ar[i] * br[j];
             }
             // The other buffer was last read before the previous barrier.
             if (more) store(buf ^ 1);
@@ -144,6 +163,11 @@ __device__ __forceinline__ void conv_bwd_weight_region(WG_PARAMS) {
         }
     }
 
+    if constexpr (P != 0) {
+        // The accumulators' transpose, in its own buffer: v3's staging arrays are apart.
+        __shared__ float4 sc4[TM * (TN + 4) / 4];
+        tc.template to_threads<IM, JN>(reinterpret_cast<float*>(sc4), acc);
+    }
     float* part = out + (long long)blockIdx.z * c_out * c_in * kh * kw;
     TILE_UNROLL
     for (int j = 0; j < JN; ++j) {
@@ -170,6 +194,30 @@ extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2) conv2d_bwd_weight_
 extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2) conv2d_bwd_weight_n32_f32_v3(WG_PARAMS) {
     conv_bwd_weight_region<64, 32>(n, c_in, ih, iw, c_out, kh, kw, stride, pad, oh, ow, oy0, oy1, ox0, ox1, ky0, ky1,
                                kx0, kx1, chunk, x, dy, out);
+}
+
+// v5: v3 on tensor cores.
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2) conv2d_bwd_weight_tf32_v5(WG_PARAMS) {
+    conv_bwd_weight_region<64, 64, PREC_TF32>(n, c_in, ih, iw, c_out, kh, kw, stride, pad, oh, ow, oy0, oy1, ox0, ox1,
+                                              ky0, ky1, kx0, kx1, chunk, x, dy, out);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2) conv2d_bwd_weight_n32_tf32_v5(WG_PARAMS) {
+    conv_bwd_weight_region<64, 32, PREC_TF32>(n, c_in, ih, iw, c_out, kh, kw, stride, pad, oh, ow, oy0, oy1, ox0, ox1,
+                                              ky0, ky1, kx0, kx1, chunk, x, dy, out);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2) conv2d_bwd_weight_bf16_v5(WG_PARAMS) {
+    conv_bwd_weight_region<64, 64, PREC_BF16>(n, c_in, ih, iw, c_out, kh, kw, stride, pad, oh, ow, oy0, oy1, ox0, ox1,
+                                              ky0, ky1, kx0, kx1, chunk, x, dy, out);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2) conv2d_bwd_weight_n32_bf16_v5(WG_PARAMS) {
+    conv_bwd_weight_region<64, 32, PREC_BF16>(n, c_in, ih, iw, c_out, kh, kw, stride, pad, oh, ow, oy0, oy1, ox0, ox1,
+                                              ky0, ky1, kx0, kx1, chunk, x, dy, out);
+}
+
+// dw[i] rounded to bf16 in place, once its sums are complete: one thread per element.
+extern "C" __global__ void conv2d_bwd_weight_round_bf16_v5(long long len, float* __restrict__ dw) {
+    long long i = global_index();
+    if (i < len) dw[i] = round_bf16(dw[i]);
 }
 
 // v4: 128×128 tiles, 8×8 outputs per thread (four times the multiply-adds per shared-memory

@@ -13,12 +13,17 @@
 //     barrier per slice), each operand loaded along its contiguous dimension; sums in f32.
 //     col_sum v2: blocks of 32 columns × 8 row groups, coalesced, fixed-order reduction.
 //     The tile loop itself is tile.cuh's, shared with conv.cu.
+// v3: the v2 GEMMs in TF32 and bf16 (gemm_{nt,nn,tn}_{tf32,bf16}_v3): the same loaders and
+//     64×64 tiles with tile_tc.cuh's tensor-core slice (operands rounded as they are staged,
+//     f32 sums); bf16 rounds the result (bias added first), as autocast stores it.
 //
 // Sizes are int (the host checks that they fit); offsets are long long. v2 GEMMs run 256
 // threads per block on grid (ceil(N / 64), ceil(M / 64)), at least GEMM_MIN_BLOCKS blocks
 // per SM.
 #include "common.cuh"
 #include "tile.cuh"
+#include "mma.cuh"
+#include "tile_tc.cuh"
 
 // Full unrolling of the fixed 4- and 16-trip loops keeps the register tiles in registers
 // (NVRTC); g++ has no such pragma and needs none.
@@ -113,8 +118,9 @@ struct GemmOperand {
 };
 
 // C[M×N] = A·B (+ bias[N]) for this block's 64×64 tile (blockIdx.y rows, blockIdx.x columns);
-// thread t computes rows 4 (t / 16) + i and columns 4 (t % 16) + j of the tile.
-template <bool AK, bool BK>
+// thread t computes rows 4 (t / 16) + i and columns 4 (t % 16) + j of the tile. P: 0 for
+// f32 FMAs, else the tensor-core precision (PREC_TF32, PREC_BF16).
+template <bool AK, bool BK, int P = 0>
 __device__ __forceinline__ void gemm_tile(int M, int N, int K, const float* __restrict__ A, long long lda,
                                           const float* __restrict__ B, long long ldb, const float* __restrict__ bias,
                                           float* __restrict__ C) {
@@ -123,7 +129,10 @@ __device__ __forceinline__ void gemm_tile(int M, int N, int K, const float* __re
     GemmOperand<AK> la{A, lda, M, m0};
     GemmOperand<BK> lb{B, ldb, N, n0};
     float acc[4][4] = {};
-    tile_mma(la, lb, 0, K, acc);
+    if constexpr (P == 0)
+        tile_mma(la, lb, 0, K, acc);
+    else
+        tile_mma_tc<P, TILE_M, TILE_N, 4, 4>(la, lb, 0, K, acc);
     TILE_UNROLL
     for (int i = 0; i < 4; ++i) {
         int r = m0 + tm + i;
@@ -131,7 +140,10 @@ __device__ __forceinline__ void gemm_tile(int M, int N, int K, const float* __re
         TILE_UNROLL
         for (int j = 0; j < 4; ++j) {
             int c = n0 + tn + j;
-            if (c < N) C[(long long)r * N + c] = bias ? acc[i][j] + bias[c] : acc[i][j];
+            if (c >= N) continue;
+            float v = bias ? acc[i][j] + bias[c] : acc[i][j];
+            if constexpr (P != 0) v = round_result<P>(v);
+            C[(long long)r * N + c] = v;
         }
     }
 }
@@ -155,6 +167,50 @@ extern "C" __global__ void __launch_bounds__(TILE_THREADS, GEMM_MIN_BLOCKS)
     gemm_tn_f32_v2(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
                    const float* __restrict__ bias, float* __restrict__ C) {
     gemm_tile<false, false>(M, N, K, A, M, B, N, bias, C);
+}
+
+// ---- v3: the v2 GEMMs on tensor cores ----------------------------------------------------
+
+// gemm_nt_f32_v2 (A·Bᵀ, the forward) in tf32.
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+    gemm_nt_tf32_v3(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
+                    const float* __restrict__ bias, float* __restrict__ C) {
+    gemm_tile<true, true, PREC_TF32>(M, N, K, A, K, B, K, bias, C);
+}
+
+// gemm_nn_f32_v2 (A·B, the input gradient) in tf32.
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+    gemm_nn_tf32_v3(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
+                    const float* __restrict__ bias, float* __restrict__ C) {
+    gemm_tile<true, false, PREC_TF32>(M, N, K, A, K, B, N, bias, C);
+}
+
+// gemm_tn_f32_v2 (Aᵀ·B, the weight gradient) in tf32.
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+    gemm_tn_tf32_v3(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
+                    const float* __restrict__ bias, float* __restrict__ C) {
+    gemm_tile<false, false, PREC_TF32>(M, N, K, A, M, B, N, bias, C);
+}
+
+// gemm_nt_f32_v2 (A·Bᵀ, the forward) in bf16.
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+    gemm_nt_bf16_v3(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
+                    const float* __restrict__ bias, float* __restrict__ C) {
+    gemm_tile<true, true, PREC_BF16>(M, N, K, A, K, B, K, bias, C);
+}
+
+// gemm_nn_f32_v2 (A·B, the input gradient) in bf16.
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+    gemm_nn_bf16_v3(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
+                    const float* __restrict__ bias, float* __restrict__ C) {
+    gemm_tile<true, false, PREC_BF16>(M, N, K, A, K, B, N, bias, C);
+}
+
+// gemm_tn_f32_v2 (Aᵀ·B, the weight gradient) in bf16.
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+    gemm_tn_bf16_v3(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
+                    const float* __restrict__ bias, float* __restrict__ C) {
+    gemm_tile<false, false, PREC_BF16>(M, N, K, A, M, B, N, bias, C);
 }
 
 // out[j] as v1; block (32, 8): threadIdx.x a column of blockIdx.x's 32, threadIdx.y one of

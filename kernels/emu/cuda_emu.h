@@ -26,8 +26,14 @@
 //   __ddiv_rn (never contracted); `min`/`max` on int, unsigned,
 //   long long; `__int_as_float`, `__float_as_int`; `float4`/`make_float4`, `__ldg`.
 //
+// - Tensor cores (kernels/mma.cuh calls these where NVRTC gets inline PTX): `mma.sync.aligned`
+//   m16n8k8 TF32 and m16n8k16 bf16 with f32 accumulators, as warp-wide operations on the
+//   per-lane fragments of the PTX ISA (every lane of a full warp must take part), and the
+//   operand conversions `cvt.rna.tf32.f32` and `cvt.rn.bf16.f32`, bit-exact
+//   (mep_tensor::precision's round_tf32 and round_bf16).
+//
 // What it does not emulate (a kernel using any of these needs a SIMT twin that the harness
-// runs): tensor-core `mma`/`wmma`, `cp.async`, inline PTX, dynamic shared memory
+// runs): `wmma`, `cp.async`, other inline PTX, dynamic shared memory
 // (`extern __shared__`), cooperative groups, streams and events, independent thread
 // scheduling inside a warp (lanes only meet at shuffles and barriers), fast-math rounding
 // (`__expf` here is as precise as `expf`), FMA contraction (g++ without -march does not
@@ -90,6 +96,16 @@ inline int __float_as_int(float f) {
     int i;
     std::memcpy(&i, &f, 4);
     return i;
+}
+inline float __uint_as_float(unsigned int u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+inline unsigned int __float_as_uint(float f) {
+    unsigned int u;
+    std::memcpy(&u, &f, 4);
+    return u;
 }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline float __expf(float x) { return std::exp(x); }
@@ -292,6 +308,8 @@ class EmuBarrier {
 struct EmuWarp {
     EmuBarrier bar;
     unsigned long long slot[32];
+    // Each lane's A and B fragment registers during an mma (see emu_mma).
+    std::uint32_t frag_a[32][4], frag_b[32][2];
     int lanes = 32;
 };
 
@@ -333,6 +351,80 @@ template <class T>
 inline T __shfl_xor_sync(unsigned int, T v, int lane_mask, int width = 32) {
     int src = emu_lane ^ lane_mask;
     return emu_shfl(v, src / width == emu_lane / width ? src : -1);
+}
+
+// ---- tensor cores ------------------------------------------------------------------------
+//
+// The operand conversions, bit for bit as PTX defines them (and as mep_tensor::precision
+// rounds on the CPU), and the warp-wide mma.sync: every lane publishes its fragment
+// registers, the warp meets, each lane rebuilds A and B from all 32 fragments by the ISA's
+// layout and computes its own four outputs, and the warp meets again before the slots are
+// reused.
+
+/// `cvt.rna.tf32.f32`: the nearest value with a 10-bit mantissa, ties away from zero, low 13
+/// bits zero; NaN and ±∞ unchanged, a finite value rounding past the largest becomes ±∞.
+inline std::uint32_t emu_cvt_rna_tf32(float x) {
+    std::uint32_t b = __float_as_uint(x);
+    if ((b & 0x7f800000u) == 0x7f800000u) return b; // NaN, ±∞
+    return (b + 0x1000u) & ~0x1fffu;
+}
+
+/// `cvt.rn.bf16.f32`: round to nearest even; NaN stays a quiet NaN. Returns the 16 bits.
+inline std::uint16_t emu_cvt_rn_bf16(float x) {
+    std::uint32_t b = __float_as_uint(x);
+    if ((b & 0x7fffffffu) > 0x7f800000u) return (std::uint16_t)((b | 0x00400000u) >> 16);
+    return (std::uint16_t)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
+
+/// The f32 value of the low (`hi` false) or high half of a register of two bf16.
+inline float emu_bf16_half(std::uint32_t r, bool hi) { return __uint_as_float(hi ? (r & 0xffff0000u) : (r << 16)); }
+
+/// d = A·B + c for one warp. K = 8 (TF32: A[16×8] in a[4], B[8×8] in b[2], one element per
+/// register, the low 13 bits ignored as the tensor core ignores them) or K = 16 (bf16: two
+/// elements per register, the lower index in the low half). groupID g = lane / 4 and
+/// threadID_in_group t = lane % 4 place them (PTX ISA, "Matrix Fragments for mma.m16n8k8"
+/// and "... mma.m16n8k16 with floating point type"):
+///   TF32 A: a0 (g, t), a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4)      (row, k)
+///   TF32 B: b0 (t, g), b1 (t + 4, g)                                         (k, col)
+///   bf16 A: a0 (g, 2t..2t+1), a1 (g + 8, 2t..), a2 (g, 2t+8..), a3 (g + 8, 2t+8..)
+///   bf16 B: b0 (2t..2t+1, g), b1 (2t+8..2t+9, g)
+///   C, D:   c0 (g, 2t), c1 (g, 2t + 1), c2 (g + 8, 2t), c3 (g + 8, 2t + 1)
+/// Products of the rounded operands are exact in f32; they are added to c in k order in f32.
+template <int K>
+inline void emu_mma(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2], const float (&c)[4]) {
+    static_assert(K == 8 || K == 16, "m16n8k8 (tf32) or m16n8k16 (bf16)");
+    EmuWarp& w = *emu_block->warps[emu_warp];
+    for (int i = 0; i < 4; ++i) w.frag_a[emu_lane][i] = a[i];
+    for (int i = 0; i < 2; ++i) w.frag_b[emu_lane][i] = b[i];
+    w.bar.arrive_and_wait();
+    float A[16][K], B[K][8];
+    for (int lane = 0; lane < 32; ++lane) {
+        int g = lane >> 2, t = lane & 3;
+        const std::uint32_t* fa = w.frag_a[lane];
+        const std::uint32_t* fb = w.frag_b[lane];
+        if constexpr (K == 8) {
+            auto tf = [](std::uint32_t r) { return __uint_as_float(r & ~0x1fffu); };
+            A[g][t] = tf(fa[0]), A[g + 8][t] = tf(fa[1]), A[g][t + 4] = tf(fa[2]), A[g + 8][t + 4] = tf(fa[3]);
+            B[t][g] = tf(fb[0]), B[t + 4][g] = tf(fb[1]);
+        } else {
+            for (int h = 0; h < 2; ++h) {
+                A[g][2 * t + h] = emu_bf16_half(fa[0], h);
+                A[g + 8][2 * t + h] = emu_bf16_half(fa[1], h);
+                A[g][2 * t + 8 + h] = emu_bf16_half(fa[2], h);
+                A[g + 8][2 * t + 8 + h] = emu_bf16_half(fa[3], h);
+                B[2 * t + h][g] = emu_bf16_half(fb[0], h);
+                B[2 * t + 8 + h][g] = emu_bf16_half(fb[1], h);
+            }
+        }
+    }
+    int g = emu_lane >> 2, t = emu_lane & 3;
+    for (int r = 0; r < 4; ++r) {
+        int row = g + 8 * (r >> 1), col = 2 * t + (r & 1);
+        float acc = c[r];
+        for (int k = 0; k < K; ++k) acc += A[row][k] * B[k][col];
+        d[r] = acc;
+    }
+    w.bar.arrive_and_wait();
 }
 
 template <class T>

@@ -354,6 +354,16 @@ mod imp {
             "cuda"
         }
 
+        fn tensor_cores_missing(&self) -> Option<String> {
+            let sm: u32 = self.arch.trim_start_matches("sm_").parse().unwrap_or(0);
+            (sm < 80).then(|| {
+                format!(
+                    "{} is {}; TF32 and bf16 mma.sync need sm_80 or newer",
+                    self.device_name, self.arch
+                )
+            })
+        }
+
         fn alloc(&self, bytes: usize) -> Result<CudaMem> {
             self.not_capturing("allocating")?;
             if bytes == 0 {

@@ -1,9 +1,10 @@
 //! The CUDA backend against the CPU reference, on a real GPU: the conformance suite with the
-//! fast and the simple kernels, whole networks at full size, and a CUDA graph replay. Without a usable GPU it prints
+//! fast and the simple kernels, the tensor-core kernels in TF32 and bf16, whole networks at full size, and a CUDA graph replay. Without a usable GPU it prints
 //! "skipped: <reason>" and passes, unless MEP_REQUIRE_GPU=1 (then it fails).
 
 use mep_cuda::{cuda_backend_with, CudaBackend, Kernels};
 use mep_kernels::Launcher;
+use mep_tensor::precision::Precision;
 use mep_tensor::prelude::*;
 
 fn gpu_or_skip(kernels: Kernels) -> Option<CudaBackend> {
@@ -42,6 +43,40 @@ fn networks_at_full_size() {
     // flips ReLU and max-pool decisions at this size (~1e-2 from the exact gradient).
     if let Err(failures) = mep_kernels::conformance::networks(&b, mep_kernels::conformance::NetScale::Full) {
         panic!("CUDA backend:\n{failures}");
+    }
+}
+
+/// The tensor-core kernels (TF32 and bf16, `mma.sync`: sm_80 and newer) against the CPU's
+/// product of the rounded operands, and whole networks in each against fp32 (the bounds of
+/// the emulated runs, mep-kernels-emu's tests/precision.rs).
+#[test]
+fn tensor_cores_in_tf32_and_bf16() {
+    let Some(b) = gpu_or_skip(Kernels::Fast) else { return };
+    let sm: u32 = b.launcher().arch().trim_start_matches("sm_").parse().unwrap_or(0);
+    if sm < 80 {
+        eprintln!(
+            "skipped: {} has no TF32/bf16 mma.sync (sm_80 and newer)",
+            b.launcher().arch()
+        );
+        return;
+    }
+    // The instructions alone first: a wrong fragment layout shows there as a wrong element.
+    if let Err(failures) = mep_kernels::conformance::mma_probes(&b) {
+        panic!("{failures}");
+    }
+    for (p, bounds) in [(Precision::Tf32, (5e-3, 0.3)), (Precision::Bf16, (5e-2, 0.6))] {
+        if let Err(failures) = mep_kernels::conformance::run_precision(&b, p) {
+            panic!("CUDA backend in {p}:\n{failures}");
+        }
+        match mep_kernels::conformance::networks_in_precision(&b, p, mep_kernels::conformance::NetScale::Small, bounds)
+        {
+            Ok(worst) => {
+                for (case, r) in worst {
+                    eprintln!("{p} {case}: largest relative L2 distance from fp32 {r:.2e}");
+                }
+            }
+            Err(failures) => panic!("CUDA backend:\n{failures}"),
+        }
     }
 }
 

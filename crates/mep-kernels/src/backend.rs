@@ -6,9 +6,11 @@ use crate::error::KernelError;
 use crate::launcher::{Arg, Dims, Launcher, Replay};
 use crate::ops;
 use crate::pool::{Block, GraphBlocks, Pool, PoolStats};
+use mep_tensor::precision::Precision;
 use mep_tensor::{Checked, Memory, Result, TensorError};
 use std::collections::HashMap;
 use std::fmt::Display;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Which version of each kernel runs (see the header comment of each kernels/*.cu).
@@ -67,6 +69,9 @@ pub struct KernelBackend<L: Launcher> {
     // Target arrays of one class repeated n times (an energy's targets), uploaded once and
     // kept by (class, n): a NEB step then makes no host copy and can be captured in a graph.
     uniform_targets: Mutex<KeptTargets<L::Mem>>,
+    /// The arithmetic of convolutions and linear layers, as an index of [`Precision::ALL`]:
+    /// backend state that `&self` switches (see [`Memory::set_precision`]).
+    precision: AtomicU8,
 }
 
 /// Device copies of target arrays by (class, n).
@@ -87,6 +92,7 @@ impl<L: Launcher> KernelBackend<L> {
             kernels,
             pool: Pool::new(),
             uniform_targets: Mutex::new(HashMap::new()),
+            precision: AtomicU8::new(0),
         }
     }
     /// The memory pool's counters: device allocations, cache hits, bytes cached.
@@ -340,6 +346,27 @@ impl<L: Launcher> Memory for KernelBackend<L> {
         Ok(Some(Box::new(graph)))
     }
 
+    fn precision(&self) -> Precision {
+        Precision::ALL[self.precision.load(Ordering::Relaxed) as usize]
+    }
+    /// Every precision has kernels: fp32 the SIMT ones (fast or simple), TF32 and bf16 the
+    /// tensor-core ones (conv_region.cu v4, conv_wgrad.cu v5, linear.cu v3), whichever
+    /// [`Kernels`] says, since they have no simple twin (their conformance reference is the
+    /// CPU's product of the rounded operands). A device without TF32/bf16 tensor cores (older
+    /// than sm_80) refuses those by name.
+    fn set_precision(&self, p: Precision) -> Result<()> {
+        if p != Precision::Fp32 {
+            if let Some(why) = self.launcher.tensor_cores_missing() {
+                return Err(TensorError::Invalid {
+                    op: "set_precision",
+                    msg: format!("backend {} has no {p} kernels here: {why}; use fp32", self.name()),
+                });
+            }
+        }
+        self.precision.store(p.index() as u8, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn alloc(&self, len: usize) -> Result<Self::Buf> {
         let bytes = len.checked_mul(4).ok_or_else(|| {
             self.err(KernelError::OutOfMemory {
@@ -427,6 +454,23 @@ mod tests {
         fn synchronize(&self) -> crate::Result<()> {
             Ok(())
         }
+        fn tensor_cores_missing(&self) -> Option<String> {
+            Some("full is sm_75".into())
+        }
+    }
+
+    #[test]
+    fn a_device_without_tensor_cores_refuses_tf32_and_bf16_by_name() {
+        let b = KernelBackend::new(Full);
+        for p in [Precision::Tf32, Precision::Bf16] {
+            let e = b.set_precision(p).expect_err("no tensor cores");
+            assert_eq!(
+                e.to_string(),
+                format!("set_precision: backend full has no {p} kernels here: full is sm_75; use fp32")
+            );
+            assert_eq!(b.precision(), Precision::Fp32);
+        }
+        b.set_precision(Precision::Fp32).unwrap();
     }
 
     #[test]

@@ -87,6 +87,11 @@ pub trait Launcher: Send + Sync + 'static {
     fn launch(&self, kernel: &str, grid: Dims, block: Dims, args: &[Arg]) -> Result<()>;
     /// Waits for everything issued so far.
     fn synchronize(&self) -> Result<()>;
+    /// Why this device cannot run the tensor-core kernels (TF32 and bf16 `mma.sync`, sm_80
+    /// and newer), or `None` when it can (the default).
+    fn tensor_cores_missing(&self) -> Option<String> {
+        None
+    }
     /// Records the launches and device-to-device copies that `work` issues, without running
     /// them, into a graph that [`Replay::replay`] runs again with the same addresses and
     /// arguments. Host copies, allocations and synchronisation inside `work` are errors.

@@ -8,9 +8,11 @@
 //!   `cvt.rna.tf32.f32`); products are summed in f32; the result is f32. PyTorch's
 //!   `allow_tf32 = True`.
 //! - [`Precision::Bf16`]: PyTorch autocast. The operands are rounded to bf16 with
-//!   [`round_bf16`] (round to nearest even), summed in f32, and the result is rounded to bf16,
-//!   as autocast stores a convolution's output. Batch norm, activations, pooling, softmax,
-//!   cross-entropy, reductions and the optimiser stay f32, on f32 master weights.
+//!   [`round_bf16`] (round to nearest even), summed in f32, and the result, its bias added,
+//!   is rounded to bf16, as autocast stores a convolution's output; a residual and an
+//!   activation fused into the op follow in f32. Batch norm, activations, pooling, softmax,
+//!   cross-entropy, reductions and the optimiser stay f32, on f32 master weights. A weight
+//!   gradient is rounded once, after all its partial sums; a bias gradient stays f32.
 //!
 //! Only the order of the f32 sums may differ between backends (a tensor core adds in its own
 //! order); the rounded operands are bit-identical.
@@ -40,6 +42,15 @@ pub enum Precision {
 impl Precision {
     /// Every precision, in the order the CLI lists them.
     pub const ALL: [Precision; 3] = [Precision::Fp32, Precision::Tf32, Precision::Bf16];
+
+    /// The position in [`Precision::ALL`]: how a backend keeps it in an atomic.
+    pub fn index(self) -> usize {
+        match self {
+            Precision::Fp32 => 0,
+            Precision::Tf32 => 1,
+            Precision::Bf16 => 2,
+        }
+    }
 
     /// The name used on the command line and in result files.
     pub fn as_str(self) -> &'static str {

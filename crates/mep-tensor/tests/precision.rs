@@ -78,12 +78,38 @@ fn check_conv(backend: &CpuBackend, p: Precision, g: &Conv2dGeom, seed: u64) {
     let name = format!("{g:?} on {:?}", backend.conv_path());
     check(&format!("conv2d {name}"), backend, p, &x, &w, &|cpu, x, w| {
         let (x, w) = (cpu.upload(x).unwrap(), cpu.upload(w).unwrap());
-        let (bias, residual) = (cpu.upload(&bias).unwrap(), cpu.upload(&residual).unwrap());
+        let bias = cpu.upload(&bias).unwrap();
         let mut y = cpu.alloc(g.output().numel()).unwrap();
-        cpu.conv2d(g, &x, &w, Some(&bias), Some(&residual), Act::Relu, &mut y)
-            .unwrap();
+        cpu.conv2d(g, &x, &w, Some(&bias), None, Act::Identity, &mut y).unwrap();
         (cpu.download(&y).unwrap(), None)
     });
+    // A fused residual and ReLU come after the rounding, in f32 (bf16 rounds the convolution's
+    // output with its bias, as the tensor-core kernels do).
+    let fused = |cpu: &CpuBackend, x: &[f32], w: &[f32], residual: Option<&[f32]>, act: Act| {
+        let (x, w, b) = (
+            cpu.upload(x).unwrap(),
+            cpu.upload(w).unwrap(),
+            cpu.upload(&bias).unwrap(),
+        );
+        let r = residual.map(|r| cpu.upload(r).unwrap());
+        let mut y = cpu.alloc(g.output().numel()).unwrap();
+        cpu.conv2d(g, &x, &w, Some(&b), r.as_ref(), act, &mut y).unwrap();
+        cpu.download(&y).unwrap()
+    };
+    backend.set_precision(p).unwrap();
+    let got = fused(backend, &x, &w, Some(&residual), Act::Relu);
+    backend.set_precision(Precision::Fp32).unwrap();
+    let conv = fused(backend, &rounded(p, &x), &rounded(p, &w), None, Act::Identity);
+    let want: Vec<f32> = conv
+        .iter()
+        .zip(&residual)
+        .map(|(&v, &r)| mep_tensor::float::relu(p.round_result(v) + r))
+        .collect();
+    assert_eq!(
+        bits(&got),
+        bits(&want),
+        "conv2d {name} {p}: residual and ReLU after the rounding"
+    );
     check(
         &format!("conv2d_bwd_input {name}"),
         backend,

@@ -1035,26 +1035,39 @@ fn an_unknown_precision_is_refused_by_name() {
     }
 }
 
-/// A backend without reduced-precision kernels (the emulated CUDA backend until its
-/// tensor-core kernels land) refuses `--precision tf32` before any work, with its reason;
-/// the study folder is not even made.
+/// A TF32 search on the CUDA backend's tensor-core kernels (in the emulation) and on the CPU
+/// backend's rounding of the same operands: the same categories and steps, the lines (checked
+/// in fp32) the same losses. (A backend that refuses a precision is `mep::device`'s unit test.)
 #[test]
-fn a_backend_without_the_kernels_refuses_the_precision_before_work() {
-    use mep_tensor::prelude::*;
-    let emu = mep_kernels_emu::EmuLauncher::backend();
-    let probe = emu.set_precision(mep::Precision::Tf32);
-    emu.set_precision(mep::Precision::Fp32).unwrap();
-    if probe.is_ok() {
-        return; // It has the kernels now: nothing to refuse.
-    }
-    let root = tmpdir("refused");
-    let mut a = small(&root.join("study"));
+fn a_tf32_study_on_the_emulated_tensor_cores_matches_the_cpu_in_tf32() {
+    let root = tmpdir("tf32-emu");
+    let mut a = small(&root.join("emu"));
+    a.pairs = Some(1);
+    a.max_steps = 2;
+    a.size = Some(16);
+    a.allow_misclassified = true;
+    a.spaces = vec!["input".into(), "layer1".into()];
     a.precision = mep::Precision::Tf32;
-    let e = connect_with(&emu, &a, &three_classes()).unwrap_err().to_string();
-    assert!(
-        e.starts_with("--precision tf32: ") && e.contains("no tf32 kernels"),
-        "{e}"
-    );
-    assert!(!a.out.exists(), "nothing may be written");
+    let emu = mep_kernels_emu::EmuLauncher::backend();
+    connect_with(&emu, &a, &three_classes()).unwrap();
+    let got = results(&a.out);
+    a.out = root.join("cpu");
+    run(&a).unwrap();
+    let want = results(&a.out);
+    assert_eq!(got.len(), want.len());
+    let close = |g: Option<f64>, w: Option<f64>| match (g, w) {
+        (Some(g), Some(w)) => (g - w).abs() <= 1e-3 * (1.0 + w.abs()),
+        (g, w) => g.is_none() && w.is_none(),
+    };
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(
+            (g.pair, &g.space, g.category, g.steps),
+            (w.pair, &w.space, w.category, w.steps)
+        );
+        assert_eq!((g.precision, w.precision), (mep::Precision::Tf32, mep::Precision::Tf32));
+        assert!(close(g.line_max_loss, w.line_max_loss), "{g:?}\n{w:?}");
+        assert!(close(g.path_max_loss, w.path_max_loss), "{g:?}\n{w:?}");
+    }
+    assert!(want.iter().all(|r| r.steps > 0), "the NEB must run: {want:?}");
     std::fs::remove_dir_all(root).ok();
 }

@@ -10,7 +10,7 @@ use mep_tensor::prelude::*;
 use mep_tensor::{Act, Conv2dGeom, ConvT2dGeom};
 
 /// Nine extents of a geometry, in the order its struct lists them.
-type Extents = (usize, usize, usize, usize, usize, usize, usize, usize, usize);
+pub(crate) type Extents = (usize, usize, usize, usize, usize, usize, usize, usize, usize);
 
 /// `(n, c_in, h, w, c_out, kh, kw, stride, pad)`.
 pub(crate) const CONVS: [Extents; 18] = [
@@ -76,7 +76,7 @@ pub(crate) const GRADS: [Extents; 11] = [
 ];
 
 /// `(n, c_in, h, w, c_out, k, stride, pad, output_padding)`.
-const CONVTS: [Extents; 8] = [
+pub(crate) const CONVTS: [Extents; 8] = [
     (2, 6, 5, 4, 5, 3, 2, 1, 1),
     (1, 4, 3, 5, 3, 3, 2, 1, 0),
     (1, 3, 4, 4, 17, 4, 2, 1, 0),
@@ -105,7 +105,7 @@ pub(crate) fn conv_geom(t: Extents) -> Conv2dGeom {
     }
 }
 
-fn convt_geom(t: Extents) -> ConvT2dGeom {
+pub(crate) fn convt_geom(t: Extents) -> ConvT2dGeom {
     let (n, c_in, h, w, c_out, k, stride, pad, output_padding) = t;
     ConvT2dGeom {
         n,
@@ -128,7 +128,7 @@ fn label(g: &Conv2dGeom) -> String {
     )
 }
 
-fn label_t(g: &ConvT2dGeom) -> String {
+pub(crate) fn label_t(g: &ConvT2dGeom) -> String {
     format!(
         "{}x{}x{}x{}->{} k{} s{} p{} op{}",
         g.n, g.c_in, g.h, g.w, g.c_out, g.kh, g.stride, g.pad, g.output_padding

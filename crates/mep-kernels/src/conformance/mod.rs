@@ -18,10 +18,12 @@ mod network;
 mod nonfinite;
 mod optim;
 mod pool;
+mod precision;
 mod reduce;
 mod softmax;
 
-pub use network::{networks, within_f32_noise, NetScale, GRAD_FACTOR, GRAD_FLOOR};
+pub use network::{networks, networks_in_precision, within_f32_noise, NetScale, GRAD_FACTOR, GRAD_FLOOR};
+pub use precision::{mma_probes, run_precision};
 
 use mep_tensor::prelude::*;
 use mep_tensor::{CpuBackend, CpuBuf, Nchw, Result};
@@ -98,7 +100,7 @@ pub fn run_family<B: Backend>(b: &B, family: Family) -> std::result::Result<(), 
         Family::Pool => pool::pool(&mut c),
         Family::NonFinite => nonfinite::non_finite(&mut c),
     }
-    c.finish(family)
+    c.finish(&format!("{family:?}"))
 }
 
 /// [`Checker::rand_pair`] when `present`.
@@ -164,15 +166,16 @@ impl<'a, B: Backend> Checker<'a, B> {
         }
     }
 
-    fn finish(self, family: Family) -> std::result::Result<(), String> {
+    /// The verdict over the cases run; `what` names the suite in the message.
+    fn finish(self, what: &str) -> std::result::Result<(), String> {
         if self.cases == 0 {
-            return Err(format!("{family:?}: no case ran"));
+            return Err(format!("{what}: no case ran"));
         }
         if self.failures.is_empty() {
             Ok(())
         } else {
             Err(format!(
-                "{family:?} on {}: {} of {} cases failed:\n  {}",
+                "{what} on {}: {} of {} cases failed:\n  {}",
                 self.b.name(),
                 self.failures.len(),
                 self.cases,

@@ -4,6 +4,7 @@
 
 use mep_nn::Grads;
 use mep_resnet::{Arch, Cut, FoldedResNet, ResNet};
+use mep_tensor::precision::Precision;
 use mep_tensor::prelude::*;
 use mep_tensor::{CpuBackend, Tensor};
 
@@ -76,6 +77,82 @@ pub fn networks<B: Backend>(b: &B, scale: NetScale) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("networks on {}:\n  {}", b.name(), failures.join("\n  ")))
+    }
+}
+
+/// The networks of [`networks`] on `b` in precision `p` (TF32 or bf16) against the same
+/// backend in fp32: the logits and every cut's activation of ResNet-20 and ResNet-50, the
+/// input gradient of the loss (forward and backward to the input) and a ResNet-20 training
+/// step's logits and weight gradients, each within a bound in relative L2 of its fp32 value:
+/// `bounds.0` for forward values, `bounds.1` for gradients (looser: a small random network's
+/// gradient is ill-conditioned, ReLU kinks and batch statistics amplify an operand's rounding
+/// many times, as [`GRAD_FACTOR`] says of f32 itself). Returns the largest distance of each
+/// case; leaves `b` in fp32.
+pub fn networks_in_precision<B: Backend>(
+    b: &B,
+    p: Precision,
+    scale: NetScale,
+    bounds: (f64, f64),
+) -> Result<Vec<(String, f64)>, String> {
+    let (r20, r50) = match scale {
+        NetScale::Small => ((4, 8), (2, 32)),
+        NetScale::Full => ((16, 32), (64, 224)),
+    };
+    let name = b.name();
+    let set = |q: Precision| b.set_precision(q).map_err(|e| format!("{q} on {name}: {e}"));
+    let run = |q: Precision, what: &dyn Fn() -> mep_resnet::Result<Named>| -> Result<Named, String> {
+        set(q)?;
+        let out = what().map_err(|e| format!("{q} on {name}: {e}"));
+        set(Precision::Fp32)?;
+        out
+    };
+    let mut failures = Vec::new();
+    let mut worst = Vec::new();
+    let mut check = |case: String, got: Named, want: Named| {
+        let mut most = 0.0f64;
+        for ((t, g), (_, w)) in got.iter().zip(&want) {
+            let r = rel(g, w);
+            let bound = if t.starts_with("d loss") { bounds.1 } else { bounds.0 };
+            if r.is_nan() || r >= bound {
+                failures.push(format!(
+                    "{case}: {t} in {p} differs from fp32 by {r:e} (relative L2; bound {bound:e})"
+                ));
+            }
+            most = most.max(r);
+        }
+        worst.push((case, most));
+    };
+    for (arch, (width, size)) in [(Arch::ResNet20, r20), (Arch::ResNet50, r50)] {
+        let forward = || infer(b, arch, width, size);
+        check(
+            format!("{arch:?} forward"),
+            run(p, &forward)?,
+            run(Precision::Fp32, &forward)?,
+        );
+        let (z, shape) = point(b, arch, width, size, Cut::Input).map_err(|e| e.to_string())?;
+        let grad = || {
+            Ok(vec![(
+                "d loss / d input".to_string(),
+                head_grad(b, arch, width, Cut::Input, &z, &shape)?,
+            )])
+        };
+        check(
+            format!("{arch:?} input gradient"),
+            run(p, &grad)?,
+            run(Precision::Fp32, &grad)?,
+        );
+    }
+    let (width, size) = r20;
+    let step = || train_step(b, width, size);
+    check(
+        "ResNet20 training step".into(),
+        run(p, &step)?,
+        run(Precision::Fp32, &step)?,
+    );
+    if failures.is_empty() {
+        Ok(worst)
+    } else {
+        Err(format!("networks on {name} in {p}:\n  {}", failures.join("\n  ")))
     }
 }
 

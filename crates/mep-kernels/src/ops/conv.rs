@@ -10,7 +10,8 @@ use crate::launcher::{Arg, Dims, Launcher};
 use crate::ops::conv_region::{self, Pass};
 use crate::ops::elementwise::act_args;
 use crate::ops::{conv_small, conv_wgrad, launch_per_element, opt_ptr};
-use mep_tensor::{Act, Checked, Conv, Conv2dGeom, ConvT2dGeom, Result, TensorError};
+use mep_tensor::precision::Precision;
+use mep_tensor::{Act, Checked, Conv, Conv2dGeom, ConvT2dGeom, Memory, Result, TensorError};
 
 type B<L> = DevBuf<<L as Launcher>::Mem>;
 
@@ -71,6 +72,12 @@ fn geom_args(op: &'static str, g: &Conv2dGeom) -> Result<Vec<Arg>> {
     .collect()
 }
 
+/// Whether `kb` runs the region kernels: the fast set, or a tensor-core precision (whose
+/// kernels are all region kernels, with no one-thread-per-output version).
+fn tiled<L: Launcher>(kb: &KernelBackend<L>) -> bool {
+    kb.fast() || kb.precision() != Precision::Fp32
+}
+
 /// `y = act(conv2d(x, w) + bias + residual)` on checked arguments.
 #[allow(clippy::too_many_arguments)]
 fn forward<L: Launcher>(
@@ -88,7 +95,7 @@ fn forward<L: Launcher>(
     if y.len == 0 {
         return Ok(());
     }
-    if kb.fast() {
+    if tiled(kb) {
         return conv_region::run(kb, op, g, Pass::Forward, x, w, bias, residual, act, y);
     }
     args.extend([kb.ptr(x), kb.ptr(w), opt_ptr(kb, bias), opt_ptr(kb, residual)]);
@@ -111,7 +118,8 @@ fn backward_input<L: Launcher>(
     if dx.len == 0 {
         return Ok(());
     }
-    if kb.fast() && !conv_small::applies(g) {
+    // conv_small has no tensor-core twin: TF32 and bf16 run every shape as regions.
+    if (kb.fast() && !conv_small::applies(g)) || kb.precision() != Precision::Fp32 {
         return conv_region::run(kb, op, g, Pass::InputGrad, dy, w, bias, None, Act::Identity, dx);
     }
     args.extend([kb.ptr(dy), kb.ptr(w), opt_ptr(kb, bias), kb.ptr(dx)]);
@@ -136,7 +144,7 @@ fn backward_weight<L: Launcher>(
     if wl == 0 {
         return Ok(());
     }
-    if !kb.fast() {
+    if !tiled(kb) {
         let mut args = geom;
         args.extend([kb.ptr(x), kb.ptr(dy), kb.ptr(dw)]);
         return launch_per_element(kb, "conv2d_bwd_weight_f32_v1", wl, &args);

@@ -6,13 +6,16 @@
 //! and their borders); a region is a row run × a column run, whose taps are a dense grid.
 //! Each region is one launch of `conv2d_region_{fwd,fwd4,dgrad}_<BM>x<BN>_f32_v3` (fwd4:
 //! float4 weight rows, see [`Launch::vec`]), with the tile that multiplies least and, when its grid cannot fill the machine, its K range split
-//! into partial sums that `conv2d_region_sum_f32_v3` adds in a fixed order.
+//! into partial sums that `conv2d_region_sum_f32_v3` adds in a fixed order. In TF32 or bf16
+//! (the backend's precision) the same plan runs the `_tf32_v4` / `_bf16_v4` tensor-core twins
+//! (bf16's sums through `conv2d_region_sum_bf16_v4`, which rounds the result).
 
 use crate::backend::{i32_of, DevBuf, KernelBackend};
 use crate::launcher::{Arg, Dims, Launcher};
 use crate::ops::conv::{SPLIT_MIN_SLICES, SPLIT_TARGET_BLOCKS, TILE_THREADS};
 use crate::ops::elementwise::act_args;
 use crate::ops::{launch_per_element, opt_ptr};
+use mep_tensor::precision::Precision;
 use mep_tensor::{Act, Conv2dGeom, Memory, Result, TensorError};
 
 type B<L> = DevBuf<<L as Launcher>::Mem>;
@@ -178,6 +181,23 @@ impl Tile {
     }
 }
 
+/// `f32_kernel` (a v3 name of conv_region.cu) in precision `p`: itself for fp32, else its
+/// tensor-core twin, the same name with `_tf32_v4` or `_bf16_v4` for `_f32_v3`.
+pub(crate) fn in_precision(f32_kernel: &str, p: Precision) -> String {
+    match p {
+        Precision::Fp32 => f32_kernel.to_string(),
+        p => f32_kernel.replace("_f32_v3", &format!("_{p}_v4")),
+    }
+}
+
+/// The split-K sum (and zero-region epilogue) kernel of precision `p`: only bf16 rounds.
+fn sum_kernel(p: Precision) -> &'static str {
+    match p {
+        Precision::Bf16 => "conv2d_region_sum_bf16_v4",
+        _ => "conv2d_region_sum_f32_v3",
+    }
+}
+
 /// The tile that computes the fewest outputs for an `m × n` GEMM (the first of [`TILES`] on
 /// a tie: the larger tiles read shared memory less per product).
 pub(crate) fn pick_tile(m: usize, n: usize) -> Tile {
@@ -328,6 +348,7 @@ pub(crate) fn run<L: Launcher>(
     i32_of(op, "source channels·plane", c * sh * sw)?;
     i32_of(op, "output channels·plane", m * dh * dw)?;
     let s = |what, v: isize| i32_signed(op, what, v);
+    let prec = kb.precision();
     // The float4 weight loads need 16-byte aligned rows (plan checks K % 4 = 0).
     let w_aligned = matches!(kb.ptr(w), Arg::Ptr(p) if p % 16 == 0);
     for l in plan(g, pass) {
@@ -376,7 +397,7 @@ pub(crate) fn run<L: Launcher>(
         let Some(tile) = tile else {
             // No tap reaches this region: the epilogue of a zero sum.
             io(&mut args, 0, Arg::Ptr(0))?;
-            launch_per_element(kb, "conv2d_region_sum_f32_v3", m * n, &args)?;
+            launch_per_element(kb, sum_kernel(prec), m * n, &args)?;
             continue;
         };
         let (gy, gx) = (m.div_ceil(tile.rows), n.div_ceil(tile.cols));
@@ -390,7 +411,8 @@ pub(crate) fn run<L: Launcher>(
             });
         }
         let grid = Dims::xyz(gx as u32, gy as u32, splits as u32);
-        let kernel = tile.kernel(pass, l.vec && w_aligned);
+        let kernel = in_precision(tile.kernel(pass, l.vec && w_aligned), prec);
+        let kernel = kernel.as_str();
         if splits == 1 {
             io(&mut args, chunk, Arg::Ptr(0))?;
             kb.launch(kernel, grid, Dims::x(TILE_THREADS), &args)?;
@@ -401,7 +423,7 @@ pub(crate) fn run<L: Launcher>(
         io(&mut gemm, chunk, kb.ptr(&part))?;
         kb.launch(kernel, grid, Dims::x(TILE_THREADS), &gemm)?;
         io(&mut args, splits, kb.ptr(&part))?;
-        launch_per_element(kb, "conv2d_region_sum_f32_v3", m * n, &args)?;
+        launch_per_element(kb, sum_kernel(prec), m * n, &args)?;
     }
     Ok(())
 }

@@ -1,12 +1,15 @@
 //! conv_wgrad.cu: the fast weight gradient, one implicit GEMM per region of (output pixels,
 //! taps) inside which every tap reads the input, so that no product with padding is issued.
 //! The plan (regions, tile widths, splits) is computed here once and serves both the launches
-//! and the work model ([`work`]).
+//! and the work model ([`work`]). In TF32 or bf16 (the backend's precision) the same plan
+//! runs the v5 tensor-core kernels, 64-wide tiles where fp32 uses 128×128 ones, and bf16 rounds
+//! dw once its sums are complete.
 
 use super::conv::{ConvWork, SPLIT_MIN_SLICES as MIN_SLICES, SPLIT_TARGET_BLOCKS as TARGET_BLOCKS, TILE, TILE_THREADS};
 use crate::backend::{i32_of, i64_of, DevBuf, KernelBackend};
 use crate::launcher::{Arg, Dims, Launcher};
 use crate::ops::launch_per_element;
+use mep_tensor::precision::Precision;
 use mep_tensor::{Conv2dGeom, Memory, Result, TensorError};
 
 /// Depth of one K slice (`WG_K`).
@@ -19,6 +22,10 @@ const BANDS_GAIN: f64 = 0.99;
 const KERNEL_64: &str = "conv2d_bwd_weight_f32_v3";
 const KERNEL_32: &str = "conv2d_bwd_weight_n32_f32_v3";
 const KERNEL_128: &str = "conv2d_bwd_weight_t128_f32_v4";
+/// The tensor-core twins of [`KERNEL_64`] and [`KERNEL_32`] in a precision.
+fn tc_kernel(p: Precision, n32: bool) -> String {
+    format!("conv2d_bwd_weight{}_{p}_v5", if n32 { "_n32" } else { "" })
+}
 /// Tile side of [`KERNEL_128`].
 const BIG: usize = 128;
 
@@ -234,8 +241,14 @@ pub(crate) fn backward_weight<L: Launcher>(
     if p.fill {
         crate::ops::elementwise::fill(kb, part.as_mut().unwrap_or(dw), 0.0)?;
     }
+    let prec = kb.precision();
     for r in &p.regions {
-        let (cols, tiles_m) = (r.cols(g), g.c_out.div_ceil(r.tm));
+        // The tensor-core kernels have no 128×128 tile: a region planned with one runs 64×64.
+        let (tm, tn) = match prec {
+            Precision::Fp32 => (r.tm, r.tn),
+            _ => (r.tm.min(TILE), r.tn.min(TILE)),
+        };
+        let (cols, tiles_m) = (r.cols(g), g.c_out.div_ceil(tm));
         if tiles_m > 65535 || r.splits > 65535 {
             return Err(TensorError::Invalid {
                 op,
@@ -245,7 +258,7 @@ pub(crate) fn backward_weight<L: Launcher>(
                 ),
             });
         }
-        let grid = Dims::xyz(cols.div_ceil(r.tn).max(1) as u32, tiles_m as u32, r.splits as u32);
+        let grid = Dims::xyz(cols.div_ceil(tn).max(1) as u32, tiles_m as u32, r.splits as u32);
         let mut args = geom.to_vec();
         for (what, v) in [
             ("region oy0", r.oy.0),
@@ -265,21 +278,34 @@ pub(crate) fn backward_weight<L: Launcher>(
             None => kb.ptr(dw),
         };
         args.extend([kb.ptr(x), kb.ptr(dy), out]);
-        let kernel = match (r.tm, r.tn) {
-            (BIG, _) => KERNEL_128,
-            (_, 32) => KERNEL_32,
-            _ => KERNEL_64,
+        let kernel = match (prec, r.tm, r.tn) {
+            (Precision::Fp32, BIG, _) => KERNEL_128.to_string(),
+            (Precision::Fp32, _, 32) => KERNEL_32.to_string(),
+            (Precision::Fp32, _, _) => KERNEL_64.to_string(),
+            (p, _, tn) => tc_kernel(p, tn == 32),
         };
-        kb.launch(kernel, grid, Dims::x(TILE_THREADS), &args)?;
+        kb.launch(&kernel, grid, Dims::x(TILE_THREADS), &args)?;
     }
-    let Some(part) = part else { return Ok(()) };
-    // Partial sums added in slot order: deterministic, unlike atomics.
-    let args = [
-        i64_of(wl),
-        i32_of(op, "partial sums", p.slots)?,
-        kb.ptr(&part),
-        kb.ptr(dw),
-    ];
+    if let Some(part) = part {
+        sum_slots(kb, op, wl, p.slots, &part, dw)?;
+    }
+    if prec == Precision::Bf16 {
+        let args = [i64_of(wl), kb.ptr(dw)];
+        launch_per_element(kb, "conv2d_bwd_weight_round_bf16_v5", wl, &args)?;
+    }
+    Ok(())
+}
+
+/// dw = the `slots` partial sums of `part`, added in slot order: deterministic, unlike atomics.
+fn sum_slots<L: Launcher>(
+    kb: &KernelBackend<L>,
+    op: &'static str,
+    wl: usize,
+    slots: usize,
+    part: &DevBuf<L::Mem>,
+    dw: &mut DevBuf<L::Mem>,
+) -> Result<()> {
+    let args = [i64_of(wl), i32_of(op, "partial sums", slots)?, kb.ptr(part), kb.ptr(dw)];
     launch_per_element(kb, "conv2d_bwd_weight_sum_f32_v2", wl, &args)
 }
 

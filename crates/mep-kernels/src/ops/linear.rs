@@ -1,11 +1,13 @@
 //! linear.cu: linear layers, `y = x·wᵀ + b` and its gradients, on the tiled SGEMM (v2) or one
-//! thread per output (v1).
+//! thread per output (v1); in TF32 or bf16 (the backend's precision) on the tensor-core
+//! GEMMs (v3), whichever kernel set is chosen.
 
 use crate::backend::{i32_of, DevBuf, KernelBackend};
 use crate::launcher::{Arg, Dims, Launcher};
 use crate::ops::conv::{tile_grid, TILE_THREADS};
 use crate::ops::{launch_per_element, opt_ptr, ptrs};
-use mep_tensor::{Checked, Linear, Result};
+use mep_tensor::precision::Precision;
+use mep_tensor::{Checked, Linear, Memory, Result};
 
 type B<L> = DevBuf<<L as Launcher>::Mem>;
 
@@ -14,12 +16,19 @@ fn dims(op: &'static str, n: usize, k: usize, m: usize) -> Result<[Arg; 3]> {
     Ok([i32_of(op, "n", n)?, i32_of(op, "k", k)?, i32_of(op, "m", m)?])
 }
 
-/// `C[rows×cols] = op(A)·op(B) (+ bias)` with v2 kernel `name` (`gemm_nt`, `gemm_nn`, `gemm_tn`).
+/// Whether `kb` runs the GEMMs (the fast kernels, or a tensor-core precision, which has no
+/// one-thread-per-output version).
+fn tiled<L: Launcher>(kb: &KernelBackend<L>) -> bool {
+    kb.fast() || kb.precision() != Precision::Fp32
+}
+
+/// `C[rows×cols] = op(A)·op(B) (+ bias)` with GEMM `base` (`gemm_nt`, `gemm_nn`, `gemm_tn`):
+/// v2 in fp32, the v3 of the backend's precision otherwise.
 #[allow(clippy::too_many_arguments)]
 fn gemm<L: Launcher>(
     kb: &KernelBackend<L>,
     op: &'static str,
-    name: &str,
+    base: &str,
     (rows, cols, depth): (usize, usize, usize),
     a: &B<L>,
     b: &B<L>,
@@ -35,7 +44,11 @@ fn gemm<L: Launcher>(
         opt_ptr(kb, bias),
         kb.ptr(c),
     ];
-    kb.launch(name, tile_grid(op, rows, cols, 1)?, Dims::x(TILE_THREADS), &args)
+    let name = match kb.precision() {
+        Precision::Fp32 => format!("{base}_f32_v2"),
+        p => format!("{base}_{p}_v3"),
+    };
+    kb.launch(&name, tile_grid(op, rows, cols, 1)?, Dims::x(TILE_THREADS), &args)
 }
 
 /// The v1 kernel `name`, one thread per element of `out`, on `d` (`n`, `k`, `m`), `ins` and
@@ -62,8 +75,8 @@ impl<L: Launcher> Linear for KernelBackend<L> {
         if y.len == 0 {
             return Ok(());
         }
-        if self.fast() {
-            return gemm(self, OP, "gemm_nt_f32_v2", (n, m, k), x, w, bias, y);
+        if tiled(self) {
+            return gemm(self, OP, "gemm_nt", (n, m, k), x, w, bias, y);
         }
         simple(
             self,
@@ -89,8 +102,8 @@ impl<L: Launcher> Linear for KernelBackend<L> {
         if dx.len == 0 {
             return Ok(());
         }
-        if self.fast() {
-            return gemm(self, OP, "gemm_nn_f32_v2", (n, k, m), dy, w, None, dx);
+        if tiled(self) {
+            return gemm(self, OP, "gemm_nn", (n, k, m), dy, w, None, dx);
         }
         simple(self, "linear_bwd_input_f32_v1", d, &ptrs(self, [dy, w]), dx)
     }
@@ -109,8 +122,8 @@ impl<L: Launcher> Linear for KernelBackend<L> {
         const OP: &str = "linear_bwd_weight";
         let d = dims(OP, n, k, m)?;
         if dw.len > 0 {
-            if self.fast() {
-                gemm(self, OP, "gemm_tn_f32_v2", (m, k, n), dy, x, None, dw)?;
+            if tiled(self) {
+                gemm(self, OP, "gemm_tn", (m, k, n), dy, x, None, dw)?;
             } else {
                 simple(self, "linear_bwd_weight_f32_v1", d, &ptrs(self, [x, dy]), dw)?;
             }

@@ -8,8 +8,9 @@
 //!
 //! TF32 and bf16 ([`crate::precision`]) run on the same f32 kernels: the backend rounds copies
 //! of the two GEMM operands of each convolution and linear layer, runs the f32 op on them,
-//! and (bf16) rounds what it wrote. The sums stay f32, as on a tensor core; bias and residual
-//! of a fused epilogue and the bias gradient (a reduction) see the unrounded values.
+//! and (bf16) rounds what it wrote, the bias included: a fused residual and activation run
+//! after that rounding, in f32, as the tensor-core kernels' epilogue does. The sums stay f32,
+//! as on a tensor core; the bias gradient (a reduction) sees the unrounded values.
 
 pub mod conv;
 pub mod direct;
@@ -235,8 +236,7 @@ impl Memory for CpuBackend {
     }
     /// Every precision runs here (on rounded operands; see the module docs).
     fn set_precision(&self, p: Precision) -> Result<()> {
-        let index = Precision::ALL.iter().position(|q| *q == p).unwrap_or(0);
-        self.precision.store(index as u8, Ordering::Relaxed);
+        self.precision.store(p.index() as u8, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -289,9 +289,24 @@ impl Conv for CpuBackend {
         act: Act,
         y: &mut CpuBuf,
     ) -> Result<()> {
+        let split = self.current_precision() == Precision::Bf16 && (residual.is_some() || act != Act::Identity);
+        if !split {
+            self.gemm_op(&x.data, &w.data, &mut y.data, |x, w, y| {
+                conv::conv2d_on(self.conv_path, &self.ws, g, x, w, opt(bias), opt(residual), act, y)
+            });
+            return Ok(());
+        }
+        // bf16 rounds the convolution's output with its bias, as the tensor-core kernels
+        // store it; the residual and the activation then run in f32.
         self.gemm_op(&x.data, &w.data, &mut y.data, |x, w, y| {
-            conv::conv2d_on(self.conv_path, &self.ws, g, x, w, opt(bias), opt(residual), act, y)
+            conv::conv2d_on(self.conv_path, &self.ws, g, x, w, opt(bias), None, Act::Identity, y)
         });
+        let plane = g.out_h() * g.out_w();
+        let res = opt(residual);
+        y.data
+            .par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(i, row)| conv::epilogue(row, None, res.map(|r| &r[i * plane..(i + 1) * plane]), act));
         Ok(())
     }
     fn run_conv2d_bwd_input(&self, _: Checked, g: &Conv2dGeom, dy: &CpuBuf, w: &CpuBuf, dx: &mut CpuBuf) -> Result<()> {
