@@ -25,7 +25,13 @@ here, and the JSON's "model" says which):
     cross-entropy against class 0 summed over the pivots, its gradient to the input),
     captured and replayed, as gpu_speed's graph row of the same name.
 
-TF32 is off (torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 =
+--precision tf32 or bf16 (gpu_speed's --precision twin) runs only the forward,
+forward+backward and training-step cases, named with " (tf32)" or " (bf16)" after them, the
+way a PyTorch user runs them fast: tf32 = TF32 on for cuDNN and matmul, model and inputs
+channels_last; bf16 = torch.autocast(dtype=torch.bfloat16) around the model and the loss,
+channels_last (fp32 master weights, Adam in fp32).
+
+By default (fp32) TF32 is off (torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 =
 False); cuDNN's autotuner (cudnn.benchmark) is on unless --no-cudnn-benchmark, so the
 baseline uses cuDNN's fastest algorithm. Each case: --warmup untimed runs, then --iters
 timed ones, each ended by torch.cuda.synchronize(); one JSON object per case on stdout:
@@ -36,6 +42,7 @@ script itself, e.g. on a CPU: `python3 tools/torch_speed.py --device cpu --quick
 """
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -55,15 +62,15 @@ class Config:
         self.size = 64 if quick else 224
         self.moving = 2 if quick else 32  # interior pivots; the path has moving + 2
 
-    def names(self):
+    def names(self, mode=""):
         s, n, m = self.size, self.batch, self.moving
         return {
-            "forward": f"resnet50 {s}x{s} b{n} forward",
-            "backward": f"resnet50 {s}x{s} b{n} forward+backward to input",
+            "forward": f"resnet50 {s}x{s} b{n} forward{mode}",
+            "backward": f"resnet50 {s}x{s} b{n} forward+backward to input{mode}",
             "neb_input": f"neb step input {s}x{s}, {m} pivots",
             "neb_layer1": f"neb step layer1 {s // 4}x{s // 4}, {m} pivots",
             "graph": f"resnet50 {s}x{s} b{n} forward, CUDA graph",
-            "train": f"resnet50 {s}x{s} b{n} training step (Adam)",
+            "train": f"resnet50 {s}x{s} b{n} training step (Adam){mode}",
             "graph_neb": f"neb step input {s}x{s}, {m} pivots, energy+gradient, CUDA graph",
         }
 
@@ -267,6 +274,12 @@ def main():
     ap.add_argument("--no-cudnn-benchmark", action="store_true", help="leave cuDNN's autotuner off")
     ap.add_argument("--no-graph", action="store_true", help="skip the CUDA-graph case")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (with --device cpu)")
+    ap.add_argument(
+        "--precision",
+        choices=["fp32", "tf32", "bf16"],
+        default="fp32",
+        help="tf32: TF32 + channels_last; bf16: autocast + channels_last (forward, backward, training only)",
+    )
     args = ap.parse_args()
 
     try:
@@ -284,10 +297,11 @@ def main():
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    tf32 = args.precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark
-    torch.set_float32_matmul_precision("highest")
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
 
     cfg = Config(args.quick)
     iters = 2 if args.quick else args.iters
@@ -298,21 +312,34 @@ def main():
     x = torch.randn(cfg.batch, 3, cfg.size, cfg.size, generator=gen).to(device)
     targets = torch.randint(0, NUM_CLASSES, (cfg.batch,), generator=gen).to(device)
     ends = torch.randn(2, 3, cfg.size, cfg.size, generator=gen).to(device)
-    names = cfg.names()
+    reduced = args.precision != "fp32"
+    names = cfg.names(f" ({args.precision})" if reduced else "")
+    fmt = torch.channels_last if reduced else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    x = x.contiguous(memory_format=fmt)
+    device_type = "cuda" if cuda else "cpu"
+
+    def mode():
+        """bf16 autocast around the model and the loss; nothing otherwise."""
+        if args.precision == "bf16":
+            return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
     meta = {
         "device": torch.cuda.get_device_name(device) if cuda else "cpu",
         "torch": torch.__version__,
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
         "model": source,
+        "precision": args.precision,
     }
 
     def forward():
-        with torch.no_grad():
+        with torch.no_grad(), mode():
             model(x)
 
     def backward():
-        xi = x.clone().requires_grad_(True)
-        loss = torch.nn.functional.cross_entropy(model(xi), targets)
+        xi = x.clone(memory_format=fmt).requires_grad_(True)
+        with mode():
+            loss = torch.nn.functional.cross_entropy(model(xi), targets)
         (gx,) = torch.autograd.grad(loss, xi)
         assert gx.shape == xi.shape
 
@@ -326,11 +353,14 @@ def main():
 
     def train_step():
         trained, _ = build_model(torch, device, train=True)
+        trained = trained.to(memory_format=fmt)
         opt = torch.optim.Adam(trained.parameters(), lr=1e-3)
 
         def step():
             opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(trained(x), targets).backward()
+            with mode():
+                loss = torch.nn.functional.cross_entropy(trained(x), targets)
+            loss.backward()
             opt.step()
 
         return step
@@ -377,7 +407,10 @@ def main():
         (names["neb_layer1"], neb("layer1")),
         (names["train"], train_step),
     ]
-    if cuda and not args.no_graph:
+    if reduced:
+        # The NEB and graph rows are fp32's (see the docstring).
+        cases = [c for c in cases if c[0] in (names["forward"], names["backward"], names["train"])]
+    elif cuda and not args.no_graph:
         cases.append((names["graph"], graph))
         cases.append((names["graph_neb"], graph_neb))
     failed = False

@@ -24,6 +24,11 @@
 //!   before them are the warm-up that fills KernelBackend's memory pool, so the captures
 //!   allocate nothing; the pool's counters go to stderr.
 //!
+//! `--precision tf32|bf16` sets the backend's precision (tensor cores on the GPU) and runs
+//! the forward, forward+backward and training-step cases only, named with " (tf32)" or
+//! " (bf16)" after them, as `tools/torch_speed.py --precision` names PyTorch's in the same
+//! mode (TF32 + channels_last; bf16 autocast + channels_last).
+//!
 //! Each case: `--warmup` untimed calls, then `--iters` timed ones, each ended by a device
 //! synchronisation. One JSON object per case on stdout:
 //! `{"impl":"mep","case":…,"median_ms":…,"min_ms":…,"max_ms":…,"iters":…,"device":…}`, or
@@ -40,7 +45,7 @@ use mep_neb::{Neb, NebConfig, Path};
 use mep_nn::Adam;
 use mep_resnet::{Arch, Cut, FoldedResNet, ResNet};
 use mep_tensor::prelude::*;
-use mep_tensor::{AdamParams, CpuBackend, Tensor};
+use mep_tensor::{AdamParams, CpuBackend, Precision, Tensor};
 
 const CLASSES: usize = 10;
 
@@ -50,37 +55,52 @@ struct Config {
     size: usize,
     /// The interior pivots, the ones that move; the path has two more.
     moving: usize,
+    /// `""` in fp32, else `" (tf32)"` or `" (bf16)"` after the names of the cases that run in
+    /// that precision (forward, forward+backward, training step), as torch_speed.py names them.
+    mode: String,
 }
 
 impl Config {
-    fn new(quick: bool) -> Config {
+    fn new(quick: bool, precision: Precision) -> Config {
+        let mode = match precision {
+            Precision::Fp32 => String::new(),
+            p => format!(" ({p})"),
+        };
         if quick {
             Config {
                 batch: 2,
                 size: 64,
                 moving: 2,
+                mode,
             }
         } else {
             Config {
                 batch: 32,
                 size: 224,
                 moving: 32,
+                mode,
             }
         }
     }
     // The names tools/torch_speed.py gives the same cases.
     fn forward(&self) -> String {
-        format!("resnet50 {0}x{0} b{1} forward", self.size, self.batch)
+        format!("resnet50 {0}x{0} b{1} forward{2}", self.size, self.batch, self.mode)
     }
     fn backward(&self) -> String {
-        format!("resnet50 {0}x{0} b{1} forward+backward to input", self.size, self.batch)
+        format!(
+            "resnet50 {0}x{0} b{1} forward+backward to input{2}",
+            self.size, self.batch, self.mode
+        )
     }
     fn neb(&self, cut: Cut) -> String {
         let s = if cut == Cut::Input { self.size } else { self.size / 4 };
         format!("neb step {cut} {s}x{s}, {} pivots", self.moving)
     }
     fn train(&self) -> String {
-        format!("resnet50 {0}x{0} b{1} training step (Adam)", self.size, self.batch)
+        format!(
+            "resnet50 {0}x{0} b{1} training step (Adam){2}",
+            self.size, self.batch, self.mode
+        )
     }
     fn graph(&self) -> String {
         format!("resnet50 {0}x{0} b{1} forward, CUDA graph", self.size, self.batch)
@@ -107,6 +127,7 @@ struct Args {
     cases: Vec<String>,
     quick: bool,
     backend: BackendArg,
+    precision: Precision,
 }
 
 /// `--backend`: the GPU, the CPU backend, or the CUDA kernels in the CPU emulation (slow:
@@ -126,7 +147,7 @@ enum Device {
 }
 
 const USAGE: &str = "usage: gpu_speed [--iters N] [--warmup N] [--device ORDINAL] [--case SUBSTRING]... [--quick] \
-                     [--backend cuda|cpu|emu]";
+                     [--backend cuda|cpu|emu] [--precision fp32|tf32|bf16]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -136,6 +157,7 @@ fn parse_args() -> Result<Args, String> {
         cases: Vec::new(),
         quick: false,
         backend: BackendArg::Cuda,
+        precision: Precision::Fp32,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -161,6 +183,7 @@ fn parse_args() -> Result<Args, String> {
                 "emu" => a.backend = BackendArg::Emu,
                 other => return Err(format!("--backend {other}: expected cuda, cpu or emu")),
             },
+            "--precision" => a.precision = value()?.parse().map_err(|e| format!("--precision: {e}"))?,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument `{other}`; {USAGE}")),
         }
@@ -203,6 +226,8 @@ fn cases<B: Backend>(
     device: &str,
 ) -> Result<(FoldedResNet<B>, Tensor<B>, bool), String> {
     let wanted = |name: &str| args.cases.is_empty() || args.cases.iter().any(|c| name.contains(c.as_str()));
+    b.set_precision(args.precision)
+        .map_err(|e| format!("--precision {}: {e}", args.precision))?;
     let model = ResNet::init(b, Arch::ResNet50, Arch::ResNet50.default_width(), CLASSES, 1)
         .map_err(|e| format!("building the ResNet-50: {e}"))?;
     let net = FoldedResNet::fold(b, &model).map_err(|e| format!("folding the ResNet-50: {e}"))?;
@@ -228,7 +253,14 @@ fn cases<B: Backend>(
         });
         all &= report(&name, device, b.name(), r);
     }
-    for cut in [Cut::Input, Cut::Layer(1)] {
+    // The NEB cases and the graphs are fp32's rows (a search's gradient steps may run in
+    // TF32/bf16, but PyTorch's side of those rows is fp32).
+    let neb_cuts = if args.precision == Precision::Fp32 {
+        &[Cut::Input, Cut::Layer(1)][..]
+    } else {
+        &[]
+    };
+    for &cut in neb_cuts {
         let name = cfg.neb(cut);
         if wanted(&name) {
             let r = neb_step(b, &net, cut, cfg).and_then(|(mut neb, mut energy)| {
@@ -506,7 +538,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let cfg = Config::new(args.quick);
+    let cfg = Config::new(args.quick, args.precision);
     let device = match args.backend {
         BackendArg::Cpu => Device::Cpu(CpuBackend::new(), "--backend cpu".into()),
         BackendArg::Emu => Device::Emu,
@@ -526,8 +558,9 @@ fn main() {
         Device::Emu => {
             let b = mep_kernels_emu::EmuLauncher::backend();
             let sync = || Ok(());
-            cases(&b, &sync, &cfg, &args, "emu")
-                .map(|(net, x, all)| graph_cases(&b, &net, &x, &cfg, &args, "emu", &sync) & all)
+            cases(&b, &sync, &cfg, &args, "emu").map(|(net, x, all)| {
+                all & (args.precision != Precision::Fp32 || graph_cases(&b, &net, &x, &cfg, &args, "emu", &sync))
+            })
         }
         Device::Cuda(b) => {
             let b = *b;
@@ -539,8 +572,9 @@ fn main() {
                 b.launcher().driver_version() % 1000 / 10
             );
             let sync = || cuda_sync(&b);
-            cases(&b, &sync, &cfg, &args, &name)
-                .map(|(net, x, all)| graph_cases(&b, &net, &x, &cfg, &args, &name, &sync) & all)
+            cases(&b, &sync, &cfg, &args, &name).map(|(net, x, all)| {
+                all & (args.precision != Precision::Fp32 || graph_cases(&b, &net, &x, &cfg, &args, &name, &sync))
+            })
         }
     };
     match ok {

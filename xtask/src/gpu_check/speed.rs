@@ -67,48 +67,56 @@ pub(crate) fn speed_markdown(mep: &[SpeedLine], torch: &[SpeedLine]) -> String {
     s
 }
 
+/// The precisions the speed table compares, fp32 first: each is one run of gpu_speed and one
+/// of torch_speed.py with `--precision` (issue 14's rows after fp32's).
+const PRECISIONS: [&str; 3] = ["fp32", "tf32", "bf16"];
+
 pub(crate) fn speed(c: &mut Check, built: &Built, iters: usize) -> Option<String> {
-    let mep = match built.bin("gpu_speed").map(Path::to_path_buf) {
-        None => {
-            let why = Status::Skipped("gpu_speed was not built".into());
-            c.record("speed (mep)", why, 0.0, String::new());
-            Vec::new()
-        }
-        Some(bin) => {
-            let mut cmd = Command::new(bin);
-            cmd.args(["--iters", &iters.to_string()]);
-            match c.run("speed (mep)", &mut cmd, 150) {
-                Some(f) => {
-                    let lines = speed_lines(&f.stdout);
-                    c.record("speed (mep)", f.status, f.seconds, cases_note(&lines));
-                    lines
-                }
-                None => {
-                    c.out_of_time("speed (mep)");
-                    Vec::new()
+    let (mut mep, mut torch) = (Vec::new(), Vec::new());
+    for precision in PRECISIONS {
+        // fp32's step names stay as they were; the others say their precision.
+        let step = |side: &str| match precision {
+            "fp32" => format!("speed ({side})"),
+            p => format!("speed {p} ({side})"),
+        };
+        let limit = if precision == "fp32" { 150 } else { 100 };
+        match built.bin("gpu_speed").map(Path::to_path_buf) {
+            None => {
+                let why = Status::Skipped("gpu_speed was not built".into());
+                c.record(&step("mep"), why, 0.0, String::new());
+            }
+            Some(bin) => {
+                let mut cmd = Command::new(bin);
+                cmd.args(["--iters", &iters.to_string(), "--precision", precision]);
+                match c.run(&step("mep"), &mut cmd, limit) {
+                    Some(f) => {
+                        let lines = speed_lines(&f.stdout);
+                        c.record(&step("mep"), f.status, f.seconds, cases_note(&lines));
+                        mep.extend(lines);
+                    }
+                    None => c.out_of_time(&step("mep")),
                 }
             }
         }
-    };
-    let mut cmd = Command::new("python3");
-    cmd.args([
-        "tools/torch_speed.py",
-        "--device",
-        "cuda",
-        "--iters",
-        &iters.to_string(),
-    ]);
-    let torch = match c.run("speed (torch)", &mut cmd, 150) {
-        Some(f) => {
-            let lines = speed_lines(&f.stdout);
-            c.record("speed (torch)", f.status, f.seconds, cases_note(&lines));
-            lines
+        let mut cmd = Command::new("python3");
+        cmd.args([
+            "tools/torch_speed.py",
+            "--device",
+            "cuda",
+            "--iters",
+            &iters.to_string(),
+            "--precision",
+            precision,
+        ]);
+        match c.run(&step("torch"), &mut cmd, limit) {
+            Some(f) => {
+                let lines = speed_lines(&f.stdout);
+                c.record(&step("torch"), f.status, f.seconds, cases_note(&lines));
+                torch.extend(lines);
+            }
+            None => c.out_of_time(&step("torch")),
         }
-        None => {
-            c.out_of_time("speed (torch)");
-            Vec::new()
-        }
-    };
+    }
     (!mep.is_empty() || !torch.is_empty()).then(|| speed_markdown(&mep, &torch))
 }
 

@@ -119,7 +119,10 @@ pub(crate) fn render_summary(
     }
     if let Some(t) = &tables.speed {
         s.push_str(
-            "\n## Speed: mep vs PyTorch eager\n\nfp32, TF32 off, median ms per call, each ended by a \
+            "\n## Speed: mep vs PyTorch eager\n\nRows ending in (tf32) or (bf16) run in that precision \
+             on both sides (mep: `--precision`, the tensor-core kernels; PyTorch: TF32 and \
+             channels_last, or bf16 autocast and channels_last); the others fp32, TF32 off. Median \
+             ms per call, each ended by a \
              device synchronisation; ResNet-50 (10 classes, random weights) at 224×224, batch 32. \
              A NEB step moves 32 pivots (a path of 34, endpoints fixed) as `Neb::step` with k = ∞ \
              and Adam: energy + gradient at the 32 pivots in one batch, forces, update, \
