@@ -21,7 +21,8 @@
 //! - `ncu`: one Nsight Compute pass over gpu_speed's forward+backward-to-input case, the
 //!   kernels' times summed per kernel (skipped without ncu);
 //! 7. `smoke`: `mep connect --device cuda` on a tiny synthetic study beside the same run on
-//!    the CPU (when `mep` has `--device`);
+//!    the CPU (when `mep` has `--device`), and again with `--cuda-graph`, whose results must
+//!    be the eager GPU run's to the bit;
 //! 8. `memcheck`: compute-sanitizer's memcheck over mep-cuda's test binaries, with whatever
 //!    time is left (it is the slowest and least likely to be needed).
 //!

@@ -1,4 +1,5 @@
-//! The `smoke` step: a tiny synthetic study on the GPU beside the same study on the CPU.
+//! The `smoke` step: a tiny synthetic study on the GPU beside the same study on the CPU, and
+//! again on the GPU with `--cuda-graph`, whose results must be the eager GPU run's to the bit.
 
 use super::*;
 use crate::proc::Status;
@@ -111,16 +112,19 @@ pub(crate) fn smoke(c: &mut Check, built: &Built) {
             "training the model failed".into(),
         );
     }
-    let connect = |device: &str| {
+    let connect = |device: &str, graph: bool| {
         let mut cmd = Command::new(&mep);
         cmd.args(["connect", "--device", device, "--arch", "resnet20", "--weights"])
             .arg(model.join("model.safetensors"))
             .args(["--data", "synthetic", "--space", "input,layer1,pool", "--pairs", "3"])
             .args(["--allow-misclassified", "--max-steps", "20", "--quiet", "--out"])
-            .arg(dir.join(device));
+            .arg(dir.join(if graph { "cuda-graph" } else { device }));
+        if graph {
+            cmd.arg("--cuda-graph");
+        }
         cmd
     };
-    let Some(f) = c.run("smoke", &mut connect("cuda"), 60) else {
+    let Some(f) = c.run("smoke", &mut connect("cuda", false), 60) else {
         return c.out_of_time("smoke");
     };
     if !f.status.ok() {
@@ -131,10 +135,31 @@ pub(crate) fn smoke(c: &mut Check, built: &Built) {
             "mep connect --device cuda failed".into(),
         );
     }
-    let Some(f) = c.run("smoke", &mut connect("cpu"), 60) else {
+    let eager_s = f.seconds;
+    // `--cuda-graph` records each search's step and replays it: the same results to the bit.
+    let graph_note = match c.run("smoke", &mut connect("cuda", true), 60) {
+        None => return c.out_of_time("smoke"),
+        Some(g) if !g.status.ok() => {
+            return c.record(
+                "smoke",
+                g.status,
+                t.elapsed().as_secs_f64(),
+                "mep connect --device cuda --cuda-graph failed".into(),
+            )
+        }
+        Some(g) => {
+            if outcomes(&dir.join("cuda-graph")) != outcomes(&dir.join("cuda")) {
+                let why = "--cuda-graph gave other results than the eager steps on the GPU".to_string();
+                return c.record("smoke", Status::Failed(why), t.elapsed().as_secs_f64(), String::new());
+            }
+            format!("; --cuda-graph: the same results, {:.1} s vs {eager_s:.1} s", g.seconds)
+        }
+    };
+    let Some(f) = c.run("smoke", &mut connect("cpu", false), 60) else {
         return c.out_of_time("smoke");
     };
-    let (note, error) = compare_studies(&outcomes(&dir.join("cuda")), &outcomes(&dir.join("cpu")));
+    let (mut note, error) = compare_studies(&outcomes(&dir.join("cuda")), &outcomes(&dir.join("cpu")));
+    note.push_str(&graph_note);
     let status = match error {
         Some(e) if f.status.ok() => Status::Failed(e),
         _ => f.status,
