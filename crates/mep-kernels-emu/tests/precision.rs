@@ -3,10 +3,11 @@
 //! operands), and the backend's precision switch.
 
 use mep_kernels::conformance::{networks_in_precision, run_precision, NetScale};
-use mep_kernels::Kernels;
-use mep_kernels_emu::EmuLauncher;
+use mep_kernels::{Arg, Dims, KernelBackend, Kernels, Launcher};
+use mep_kernels_emu::{EmuLauncher, EmuMem};
 use mep_tensor::precision::Precision;
 use mep_tensor::prelude::*;
+use std::sync::Mutex;
 
 fn check(p: Precision, kernels: Kernels) {
     let b = EmuLauncher::backend_with(kernels);
@@ -30,6 +31,100 @@ fn bf16_conformance() {
 #[test]
 fn tf32_conformance_with_the_simple_set() {
     check(Precision::Tf32, Kernels::Simple);
+}
+
+/// The simple set runs the register-staged tensor-core kernels that the fast set's cp.async
+/// versions replace where they fit (linear.cu v3 beside v4).
+#[test]
+fn bf16_conformance_with_the_simple_set() {
+    check(Precision::Bf16, Kernels::Simple);
+}
+
+/// The emulation, remembering the name of every kernel it launches.
+struct Recording {
+    emu: EmuLauncher,
+    launched: Mutex<Vec<String>>,
+}
+
+impl Launcher for Recording {
+    type Mem = EmuMem;
+    fn name(&self) -> &'static str {
+        "recording"
+    }
+    fn alloc(&self, bytes: usize) -> mep_kernels::Result<EmuMem> {
+        self.emu.alloc(bytes)
+    }
+    fn write(&self, m: &mut EmuMem, offset: usize, src: &[u8]) -> mep_kernels::Result<()> {
+        self.emu.write(m, offset, src)
+    }
+    fn read(&self, m: &EmuMem, offset: usize, dst: &mut [u8]) -> mep_kernels::Result<()> {
+        self.emu.read(m, offset, dst)
+    }
+    fn copy(&self, s: &EmuMem, so: usize, d: &mut EmuMem, d_o: usize, bytes: usize) -> mep_kernels::Result<()> {
+        self.emu.copy(s, so, d, d_o, bytes)
+    }
+    fn ptr(&self, m: &EmuMem) -> u64 {
+        self.emu.ptr(m)
+    }
+    fn launch(&self, kernel: &str, grid: Dims, block: Dims, args: &[Arg]) -> mep_kernels::Result<()> {
+        self.launched.lock().unwrap().push(kernel.to_string());
+        self.emu.launch(kernel, grid, block, args)
+    }
+    fn synchronize(&self) -> mep_kernels::Result<()> {
+        self.emu.synchronize()
+    }
+}
+
+/// linear.cu's v3 (simple set) and v4 (fast set: cp.async staging, rounding at the fragment
+/// loads) multiply the same rounded operands in the same order: the forward and both
+/// gradients agree bit for bit, on operands that are not rounded yet.
+#[test]
+fn linear_v3_and_v4_agree_bit_for_bit() {
+    let (n, k, m) = (70, 132, 68);
+    let mut rng = mep_rng::SplitMix64::new(0xA5_1C);
+    let mut rand = |len: usize| -> Vec<f32> { (0..len).map(|_| rng.unit_f32() * 2.0 - 1.0).collect() };
+    let (x, w, bias, dy) = (rand(n * k), rand(m * k), rand(m), rand(n * m));
+    for p in [Precision::Tf32, Precision::Bf16] {
+        let run = |kernels: Kernels, version: &str| -> Vec<Vec<u32>> {
+            let b = KernelBackend::with_kernels(
+                Recording {
+                    emu: EmuLauncher::new(),
+                    launched: Mutex::new(Vec::new()),
+                },
+                kernels,
+            );
+            b.set_precision(p).unwrap();
+            let [x, w, bias, dy] = [&x, &w, &bias, &dy].map(|v| b.upload(v).unwrap());
+            let (mut y, mut dx, mut dw) = (
+                b.zeros(n * m).unwrap(),
+                b.zeros(n * k).unwrap(),
+                b.zeros(m * k).unwrap(),
+            );
+            b.linear(n, k, m, &x, &w, Some(&bias), &mut y).unwrap();
+            b.linear_bwd_input(n, k, m, &dy, &w, &mut dx).unwrap();
+            b.linear_bwd_weight(n, k, m, &x, &dy, &mut dw, None).unwrap();
+            let want: Vec<String> = ["gemm_nt", "gemm_nn", "gemm_tn"]
+                .map(|g| format!("{g}_{p}_{version}"))
+                .to_vec();
+            let launched = b.launcher().launched.lock().unwrap().clone();
+            let gemms: Vec<String> = launched.into_iter().filter(|k| k.starts_with("gemm_")).collect();
+            assert_eq!(gemms, want, "{kernels:?} in {p}");
+            [y, dx, dw]
+                .iter()
+                .map(|t| b.download(t).unwrap().iter().map(|v| v.to_bits()).collect())
+                .collect()
+        };
+        let (v3, v4) = (run(Kernels::Simple, "v3"), run(Kernels::Fast, "v4"));
+        for (what, (a, b)) in ["y", "dx", "dw"].iter().zip(v3.iter().zip(&v4)) {
+            let diff = a.iter().zip(b).filter(|(a, b)| a != b).count();
+            assert_eq!(
+                diff,
+                0,
+                "{p} {what}: {diff} of {} values differ between v3 and v4",
+                a.len()
+            );
+        }
+    }
 }
 
 #[test]
