@@ -7,6 +7,7 @@ use mep_kernels::{Arg, Dims, KernelBackend, Kernels, Launcher};
 use mep_kernels_emu::{EmuLauncher, EmuMem};
 use mep_tensor::precision::Precision;
 use mep_tensor::prelude::*;
+use mep_tensor::{Act, Conv2dGeom};
 use std::sync::Mutex;
 
 fn check(p: Precision, kernels: Kernels) {
@@ -75,55 +76,144 @@ impl Launcher for Recording {
     }
 }
 
+/// Runs `work` in precision `p` on a recording emulation with `kernels`: the bits of the
+/// buffers it returns, and the names of the kernels it launched.
+fn recorded(
+    kernels: Kernels,
+    p: Precision,
+    work: impl Fn(&KernelBackend<Recording>) -> Vec<mep_kernels::DevBuf<EmuMem>>,
+) -> (Vec<Vec<u32>>, Vec<String>) {
+    let recording = Recording {
+        emu: EmuLauncher::new(),
+        launched: Mutex::new(Vec::new()),
+    };
+    let b = KernelBackend::with_kernels(recording, kernels);
+    b.set_precision(p).unwrap();
+    let outs = work(&b)
+        .iter()
+        .map(|t| b.download(t).unwrap().iter().map(|v| v.to_bits()).collect())
+        .collect();
+    let launched = b.launcher().launched.lock().unwrap().clone();
+    (outs, launched)
+}
+
+/// Random values in [-1, 1), not rounded to any precision.
+fn rand(seed: u64, len: usize) -> Vec<f32> {
+    let mut rng = mep_rng::SplitMix64::new(seed);
+    (0..len).map(|_| rng.unit_f32() * 2.0 - 1.0).collect()
+}
+
+/// Fails on any output of the simple set's kernels (`v3`) that differs from the fast set's.
+fn bit_equal(p: Precision, names: &[&str], old: &[Vec<u32>], new: &[Vec<u32>]) {
+    for (what, (a, b)) in names.iter().zip(old.iter().zip(new)) {
+        let diff = a.iter().zip(b).filter(|(a, b)| a != b).count();
+        assert_eq!(diff, 0, "{p} {what}: {diff} of {} values differ", a.len());
+    }
+}
+
 /// linear.cu's v3 (simple set) and v4 (fast set: cp.async staging, rounding at the fragment
 /// loads) multiply the same rounded operands in the same order: the forward and both
 /// gradients agree bit for bit, on operands that are not rounded yet.
 #[test]
 fn linear_v3_and_v4_agree_bit_for_bit() {
     let (n, k, m) = (70, 132, 68);
-    let mut rng = mep_rng::SplitMix64::new(0xA5_1C);
-    let mut rand = |len: usize| -> Vec<f32> { (0..len).map(|_| rng.unit_f32() * 2.0 - 1.0).collect() };
-    let (x, w, bias, dy) = (rand(n * k), rand(m * k), rand(m), rand(n * m));
+    let (x, w, bias, dy) = (rand(1, n * k), rand(2, m * k), rand(3, m), rand(4, n * m));
     for p in [Precision::Tf32, Precision::Bf16] {
         let run = |kernels: Kernels, version: &str| -> Vec<Vec<u32>> {
-            let b = KernelBackend::with_kernels(
-                Recording {
-                    emu: EmuLauncher::new(),
-                    launched: Mutex::new(Vec::new()),
-                },
-                kernels,
-            );
-            b.set_precision(p).unwrap();
-            let [x, w, bias, dy] = [&x, &w, &bias, &dy].map(|v| b.upload(v).unwrap());
-            let (mut y, mut dx, mut dw) = (
-                b.zeros(n * m).unwrap(),
-                b.zeros(n * k).unwrap(),
-                b.zeros(m * k).unwrap(),
-            );
-            b.linear(n, k, m, &x, &w, Some(&bias), &mut y).unwrap();
-            b.linear_bwd_input(n, k, m, &dy, &w, &mut dx).unwrap();
-            b.linear_bwd_weight(n, k, m, &x, &dy, &mut dw, None).unwrap();
+            let (outs, launched) = recorded(kernels, p, |b| {
+                let [x, w, bias, dy] = [&x, &w, &bias, &dy].map(|v| b.upload(v).unwrap());
+                let (mut y, mut dx, mut dw) = (
+                    b.zeros(n * m).unwrap(),
+                    b.zeros(n * k).unwrap(),
+                    b.zeros(m * k).unwrap(),
+                );
+                b.linear(n, k, m, &x, &w, Some(&bias), &mut y).unwrap();
+                b.linear_bwd_input(n, k, m, &dy, &w, &mut dx).unwrap();
+                b.linear_bwd_weight(n, k, m, &x, &dy, &mut dw, None).unwrap();
+                vec![y, dx, dw]
+            });
+            let gemms: Vec<String> = launched.into_iter().filter(|k| k.starts_with("gemm_")).collect();
             let want: Vec<String> = ["gemm_nt", "gemm_nn", "gemm_tn"]
                 .map(|g| format!("{g}_{p}_{version}"))
                 .to_vec();
-            let launched = b.launcher().launched.lock().unwrap().clone();
-            let gemms: Vec<String> = launched.into_iter().filter(|k| k.starts_with("gemm_")).collect();
             assert_eq!(gemms, want, "{kernels:?} in {p}");
-            [y, dx, dw]
-                .iter()
-                .map(|t| b.download(t).unwrap().iter().map(|v| v.to_bits()).collect())
-                .collect()
+            outs
         };
-        let (v3, v4) = (run(Kernels::Simple, "v3"), run(Kernels::Fast, "v4"));
-        for (what, (a, b)) in ["y", "dx", "dw"].iter().zip(v3.iter().zip(&v4)) {
-            let diff = a.iter().zip(b).filter(|(a, b)| a != b).count();
-            assert_eq!(
-                diff,
-                0,
-                "{p} {what}: {diff} of {} values differ between v3 and v4",
-                a.len()
+        bit_equal(
+            p,
+            &["y", "dx", "dw"],
+            &run(Kernels::Simple, "v3"),
+            &run(Kernels::Fast, "v4"),
+        );
+    }
+}
+
+/// conv_region.cu's v4 (simple set) and v5 (fast set: cp.async staging) agree bit for bit on
+/// the forward (bias, residual, ReLU) and the input gradient, through every kind of region
+/// kernel (fwd4 on the interior of a 3×3 conv with K % 4 = 0, fwd on its borders and on a
+/// conv with K odd, dgrad).
+#[test]
+fn conv_region_v4_and_v5_agree_bit_for_bit() {
+    let geoms = [(2, 16, 9, 9, 24, 3, 3, 1, 1), (1, 7, 8, 8, 70, 3, 3, 2, 1)].map(
+        |(n, c_in, h, w, c_out, kh, kw, stride, pad)| Conv2dGeom {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            stride,
+            pad,
+        },
+    );
+    for p in [Precision::Tf32, Precision::Bf16] {
+        let run = |kernels: Kernels, version: &str| -> Vec<Vec<u32>> {
+            let (outs, launched) = recorded(kernels, p, |b| {
+                let mut outs = Vec::new();
+                for (i, g) in geoms.iter().enumerate() {
+                    let seed = 10 * i as u64;
+                    let [x, w, bias, res, dy] = [
+                        rand(seed, g.input().numel()),
+                        rand(seed + 1, g.weight_len()),
+                        rand(seed + 2, g.c_out),
+                        rand(seed + 3, g.output().numel()),
+                        rand(seed + 4, g.output().numel()),
+                    ]
+                    .map(|v| b.upload(&v).unwrap());
+                    let (mut y, mut dx) = (
+                        b.zeros(g.output().numel()).unwrap(),
+                        b.zeros(g.input().numel()).unwrap(),
+                    );
+                    b.conv2d(g, &x, &w, Some(&bias), Some(&res), Act::Relu, &mut y).unwrap();
+                    b.conv2d_bwd_input(g, &dy, &w, &mut dx).unwrap();
+                    outs.extend([y, dx]);
+                }
+                outs
+            });
+            let region: Vec<String> = launched
+                .into_iter()
+                .filter(|k| k.starts_with("conv2d_region_") && !k.starts_with("conv2d_region_sum"))
+                .collect();
+            for kind in ["fwd_", "fwd4_", "dgrad_"] {
+                assert!(
+                    region.iter().any(|k| k.contains(kind)),
+                    "{kernels:?} in {p}: no {kind}: {region:?}"
+                );
+            }
+            let suffix = format!("_{p}_{version}");
+            assert!(
+                region.iter().all(|k| k.ends_with(&suffix)),
+                "{kernels:?} in {p}: {region:?}"
             );
-        }
+            outs
+        };
+        bit_equal(
+            p,
+            &["y", "dx", "y", "dx"],
+            &run(Kernels::Simple, "v4"),
+            &run(Kernels::Fast, "v5"),
+        );
     }
 }
 
