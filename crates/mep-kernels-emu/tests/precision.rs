@@ -151,9 +151,9 @@ fn linear_v3_and_v4_agree_bit_for_bit() {
 /// conv_region.cu's v4 (simple set) and v5 (fast set: cp.async staging) agree bit for bit on
 /// the forward (bias, residual, ReLU) and the input gradient, through every kind of region
 /// kernel (fwd4 on the interior of a 3×3 conv with K % 4 = 0, fwd on its borders and on a
-/// conv with K odd, dgrad).
+/// conv with K odd, dgrad), and so do conv_wgrad.cu's v5 and v6 on the weight gradient.
 #[test]
-fn conv_region_v4_and_v5_agree_bit_for_bit() {
+fn conv_v4_and_v5_region_and_v5_and_v6_wgrad_agree_bit_for_bit() {
     let geoms = [(2, 16, 9, 9, 24, 3, 3, 1, 1), (1, 7, 8, 8, 70, 3, 3, 2, 1)].map(
         |(n, c_in, h, w, c_out, kh, kw, stride, pad)| Conv2dGeom {
             n,
@@ -168,7 +168,7 @@ fn conv_region_v4_and_v5_agree_bit_for_bit() {
         },
     );
     for p in [Precision::Tf32, Precision::Bf16] {
-        let run = |kernels: Kernels, version: &str| -> Vec<Vec<u32>> {
+        let run = |kernels: Kernels, version: &str, wgrad: &str| -> Vec<Vec<u32>> {
             let (outs, launched) = recorded(kernels, p, |b| {
                 let mut outs = Vec::new();
                 for (i, g) in geoms.iter().enumerate() {
@@ -185,12 +185,24 @@ fn conv_region_v4_and_v5_agree_bit_for_bit() {
                         b.zeros(g.output().numel()).unwrap(),
                         b.zeros(g.input().numel()).unwrap(),
                     );
+                    let mut dw = b.zeros(g.weight_len()).unwrap();
                     b.conv2d(g, &x, &w, Some(&bias), Some(&res), Act::Relu, &mut y).unwrap();
                     b.conv2d_bwd_input(g, &dy, &w, &mut dx).unwrap();
-                    outs.extend([y, dx]);
+                    b.conv2d_bwd_weight(g, &x, &dy, &mut dw, None).unwrap();
+                    outs.extend([y, dx, dw]);
                 }
                 outs
             });
+            let wgrads: Vec<&String> = launched
+                .iter()
+                .filter(|k| k.starts_with("conv2d_bwd_weight") && !k.contains("_sum_") && !k.contains("_round_"))
+                .collect();
+            assert!(!wgrads.is_empty(), "{kernels:?} in {p}: no weight gradient kernel");
+            let suffix = format!("_{p}_{wgrad}");
+            assert!(
+                wgrads.iter().all(|k| k.ends_with(&suffix)),
+                "{kernels:?} in {p}: {wgrads:?}"
+            );
             let region: Vec<String> = launched
                 .into_iter()
                 .filter(|k| k.starts_with("conv2d_region_") && !k.starts_with("conv2d_region_sum"))
@@ -208,12 +220,8 @@ fn conv_region_v4_and_v5_agree_bit_for_bit() {
             );
             outs
         };
-        bit_equal(
-            p,
-            &["y", "dx", "y", "dx"],
-            &run(Kernels::Simple, "v4"),
-            &run(Kernels::Fast, "v5"),
-        );
+        let (old, new) = (run(Kernels::Simple, "v4", "v5"), run(Kernels::Fast, "v5", "v6"));
+        bit_equal(p, &["y", "dx", "dw", "y", "dx", "dw"], &old, &new);
     }
 }
 

@@ -353,7 +353,7 @@ impl<L: Launcher> Memory for KernelBackend<L> {
     /// tensor-core ones (conv_region.cu v4, conv_wgrad.cu v5, linear.cu v3 and v4), whichever
     /// [`Kernels`] says, since they have no simple twin (their conformance reference is the
     /// CPU's product of the rounded operands); where a cp.async version exists (linear.cu
-    /// v4, conv_region.cu v5) the fast set runs it and the simple set the register-staged
+    /// v4, conv_region.cu v5, conv_wgrad.cu v6) the fast set runs it and the simple set the register-staged
     /// one it replaces. A device without TF32/bf16 tensor cores (older
     /// than sm_80) refuses those by name.
     fn set_precision(&self, p: Precision) -> Result<()> {
