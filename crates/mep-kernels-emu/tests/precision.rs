@@ -7,7 +7,7 @@ use mep_kernels::{Arg, Dims, KernelBackend, Kernels, Launcher};
 use mep_kernels_emu::{EmuLauncher, EmuMem};
 use mep_tensor::precision::Precision;
 use mep_tensor::prelude::*;
-use mep_tensor::{Act, Conv2dGeom};
+use mep_tensor::{Act, Conv2dGeom, Nchw};
 use std::sync::Mutex;
 
 fn check(p: Precision, kernels: Kernels) {
@@ -154,19 +154,9 @@ fn linear_v3_and_v4_agree_bit_for_bit() {
 /// conv with K odd, dgrad), and so do conv_wgrad.cu's v5 and v6 on the weight gradient.
 #[test]
 fn conv_v4_and_v5_region_and_v5_and_v6_wgrad_agree_bit_for_bit() {
-    let geoms = [(2, 16, 9, 9, 24, 3, 3, 1, 1), (1, 7, 8, 8, 70, 3, 3, 2, 1)].map(
-        |(n, c_in, h, w, c_out, kh, kw, stride, pad)| Conv2dGeom {
-            n,
-            c_in,
-            h,
-            w,
-            c_out,
-            kh,
-            kw,
-            stride,
-            pad,
-        },
-    );
+    let geoms = [((2, 16, 9, 9), 24, 1), ((1, 7, 8, 8), 70, 2)].map(|((n, c, h, w), c_out, stride)| {
+        Conv2dGeom::square("conv test", Nchw { n, c, h, w }, c_out, 3, stride, 1).unwrap()
+    });
     for p in [Precision::Tf32, Precision::Bf16] {
         let run = |kernels: Kernels, version: &str, wgrad: &str| -> Vec<Vec<u32>> {
             let (outs, launched) = recorded(kernels, p, |b| {
