@@ -38,6 +38,13 @@
 // as they are staged, f32 sums). bf16 rounds the conv's result (bias added first) to bf16
 // before the residual and the activation, which stay f32; conv2d_region_sum_bf16_v4 is the
 // split-K sum that does so (TF32 splits use conv2d_region_sum_f32_v3: nothing to round).
+//
+// v5: the v4 kernels with the operands copied raw from global to shared memory by cp.async
+// (sm_80; conv2d_region_{fwd,fwd4,dgrad}_<BM>x<BN>_{tf32,bf16}_v5, tile_tc.cuh's
+// tile_mma_tc_async): the next slice in flight while this one is multiplied, the rounding at
+// the fragment loads (the same bits as v4). The gathers copy 4 bytes per element into v4's
+// layout; fwd4's float4 weight rows are 16-byte copies staged s[row][k]. Split-K and
+// empty regions use v4's sum kernels.
 #include "common.cuh"
 #include "tile.cuh"
 #include "digits.cuh"
@@ -94,6 +101,32 @@ struct RegionA {
         else
             tile_shaped_store_kfast<BM>(s, v);
     }
+    // fetch and store in one, for v5: each element a 4-byte cp.async (the gather has no
+    // two neighbours in both memories) to the place store puts it, zero-filled off the matrix.
+    using Stage = TcStage<false, BM>;
+    __device__ __forceinline__ void copy(float* s, int k0, int k1) {
+        if (ROWFAST) {
+            int rl = (int)threadIdx.x % BM, r = r0 + rl;
+            TILE_UNROLL
+            for (int i = 0; i < NA; ++i) {
+                int kl = (int)threadIdx.x / BM + KS * i;
+                bool in = r < rows && k0 + kl < k1;
+                cp_async<4>(s + kl * Stage::LD + rl, in ? w + (long long)r * a_m + offset() : w, in ? 4 : 0);
+                conv_advance(k, step, nty, ntx);
+            }
+        } else {
+            int kl = (int)(threadIdx.x & 15);
+            bool in = k0 + kl < k1;
+            int off = offset();
+            TILE_UNROLL
+            for (int i = 0; i < NA; ++i) {
+                int rl = (int)(threadIdx.x >> 4) + 16 * i, r = r0 + rl;
+                bool ok = in && r < rows;
+                cp_async<4>(s + kl * Stage::LD + rl, ok ? w + (long long)r * a_m + off : w, ok ? 4 : 0);
+            }
+            conv_advance(k, step, nty, ntx);
+        }
+    }
 };
 
 // A[m][k] = wt[a_base + m·a_m + k]: a forward region whose taps are the whole kernel, so that
@@ -126,6 +159,17 @@ struct RegionAVec {
             TILE_UNROLL
             for (int e = 0; e < 4; ++e) s[(k + e) * LD + r + 64 * i] = v[4 * i + e];
     }
+    // For v5: the same float4s as 16-byte cp.async copies, staged s[row][k] (no transpose).
+    using Stage = TcStage<true, BM>;
+    __device__ __forceinline__ void copy(float* s, int k0, int k1) {
+        int kq = (int)(threadIdx.x & 3) * 4, k = k0 + kq;
+        TILE_UNROLL
+        for (int i = 0; i < NA / 4; ++i) {
+            int rl = (int)(threadIdx.x >> 2) + 64 * i, r = r0 + rl;
+            bool ok = k < k1 && r < rows;
+            cp_async<16>(s + rl * Stage::LD + kq, ok ? w + (long long)r * a_m + k : w, ok ? 16 : 0);
+        }
+    }
 };
 
 // B[k][j] of a region; j = (img, a, b), threads along j (the source is contiguous along b
@@ -134,11 +178,12 @@ template <int BN>
 struct RegionB {
     static constexpr int NB = BN * TILE_K / TILE_THREADS, KS = TILE_THREADS / BN;
     const float* col; // the source at (img, a, b) and tap (0, 0, 0), or null past the last column
+    const float* src0; // an address for the zero-filling copies, which read nothing
     int b_c, b_ty, b_tx, nty, ntx;
     ConvDigits k, step;
     __device__ __forceinline__ RegionB(const float* src, int N, int ny, int nx, int nty_, int ntx_, long long b_img,
                                        int b_c_, int b_ty_, int b_tx_, int b_a, int b_b, int b_base, int n0, int k0)
-        : b_c(b_c_), b_ty(b_ty_), b_tx(b_tx_), nty(nty_), ntx(ntx_) {
+        : src0(src), b_c(b_c_), b_ty(b_ty_), b_tx(b_tx_), nty(nty_), ntx(ntx_) {
         int j = n0 + (int)threadIdx.x % BN;
         ConvDigits px = conv_digits(j, ny, nx);
         col = j < N ? src + px.hi * b_img + (b_base + px.mid * b_a + px.lo * b_b) : nullptr;
@@ -154,6 +199,19 @@ struct RegionB {
         }
     }
     __device__ __forceinline__ void store(float* s, const float (&v)[NB]) const { tile_shaped_store_rowfast<BN>(s, v); }
+    // fetch and store in one, for v5: 4-byte cp.async copies (see RegionA::copy).
+    using Stage = TcStage<false, BN>;
+    __device__ __forceinline__ void copy(float* s, int k0, int k1) {
+        int jl = (int)threadIdx.x % BN;
+        TILE_UNROLL
+        for (int i = 0; i < NB; ++i) {
+            int kl = (int)threadIdx.x / BN + KS * i;
+            bool ok = col && k0 + kl < k1;
+            cp_async<4>(s + kl * Stage::LD + jl, ok ? col + ((long long)k.hi * b_c + (k.mid * b_ty + k.lo * b_tx)) : src0,
+                        ok ? 4 : 0);
+            conv_advance(k, step, nty, ntx);
+        }
+    }
 };
 
 // out[o_base + img·o_img + m·o_m + a·o_a + b·o_b] = act(v + bias[m] + residual[same]) for
@@ -171,7 +229,7 @@ __device__ __forceinline__ void region_put(float v, int m, const ConvDigits& px,
     out[idx] = act_apply(act, slope, v);
 }
 
-template <int BM, int BN, int TM, int TN, class LA, int P = 0>
+template <int BM, int BN, int TM, int TN, class LA, int P = 0, bool ASYNC = false>
 __device__ __forceinline__ void region_gemm(REGION_PARAMS, int chunk, const float* __restrict__ src,
                                             const float* __restrict__ wt, const float* __restrict__ bias,
                                             const float* __restrict__ residual, int act, float slope,
@@ -184,6 +242,8 @@ __device__ __forceinline__ void region_gemm(REGION_PARAMS, int chunk, const floa
     float acc[TM][TN] = {};
     if constexpr (P == 0)
         tile_mma_shaped<BM, BN, TM, TN>(a, b, k0, k1, acc);
+    else if constexpr (ASYNC)
+        tile_mma_tc_async<P, BM, BN, TM, TN>(a, b, k0, k1, acc);
     else
         tile_mma_tc<P, BM, BN, TM, TN>(a, b, k0, k1, acc);
     int mb = m0 + (int)(threadIdx.x / (BN / TN)) * TM, nb = n0 + (int)(threadIdx.x % (BN / TN)) * TN;
@@ -358,3 +418,77 @@ extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
 
 // conv2d_region_sum_f32_v3 with the bf16 result rounding.
 extern "C" __global__ void conv2d_region_sum_bf16_v4(REGION_PARAMS, REGION_IO) { region_sum<PREC_BF16>(REGION_ARGS); }
+
+// ---- v5: the v4 kernels staged by cp.async ------------------------------------------------
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd_64x64_tf32_v5(REGION_PARAMS, REGION_IO) {
+    region_gemm<64, 64, 4, 4, RegionA<64, false>, PREC_TF32, true>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd_128x32_tf32_v5(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 32, 4, 4, RegionA<128, false>, PREC_TF32, true>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd_128x64_tf32_v5(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 64, 8, 4, RegionA<128, false>, PREC_TF32, true>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_dgrad_64x64_tf32_v5(REGION_PARAMS, REGION_IO) {
+    region_gemm<64, 64, 4, 4, RegionA<64, true>, PREC_TF32, true>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_dgrad_128x32_tf32_v5(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 32, 4, 4, RegionA<128, true>, PREC_TF32, true>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_dgrad_128x64_tf32_v5(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 64, 8, 4, RegionA<128, true>, PREC_TF32, true>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd4_64x64_tf32_v5(REGION_PARAMS, REGION_IO) {
+    region_gemm<64, 64, 4, 4, RegionAVec<64>, PREC_TF32, true>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd4_128x32_tf32_v5(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 32, 4, 4, RegionAVec<128>, PREC_TF32, true>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd4_128x64_tf32_v5(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 64, 8, 4, RegionAVec<128>, PREC_TF32, true>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd_64x64_bf16_v5(REGION_PARAMS, REGION_IO) {
+    region_gemm<64, 64, 4, 4, RegionA<64, false>, PREC_BF16, true>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd_128x32_bf16_v5(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 32, 4, 4, RegionA<128, false>, PREC_BF16, true>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd_128x64_bf16_v5(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 64, 8, 4, RegionA<128, false>, PREC_BF16, true>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_dgrad_64x64_bf16_v5(REGION_PARAMS, REGION_IO) {
+    region_gemm<64, 64, 4, 4, RegionA<64, true>, PREC_BF16, true>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_dgrad_128x32_bf16_v5(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 32, 4, 4, RegionA<128, true>, PREC_BF16, true>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_dgrad_128x64_bf16_v5(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 64, 8, 4, RegionA<128, true>, PREC_BF16, true>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd4_64x64_bf16_v5(REGION_PARAMS, REGION_IO) {
+    region_gemm<64, 64, 4, 4, RegionAVec<64>, PREC_BF16, true>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd4_128x32_bf16_v5(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 32, 4, 4, RegionAVec<128>, PREC_BF16, true>(REGION_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2)
+    conv2d_region_fwd4_128x64_bf16_v5(REGION_PARAMS, REGION_IO) {
+    region_gemm<128, 64, 8, 4, RegionAVec<128>, PREC_BF16, true>(REGION_ARGS);
+}

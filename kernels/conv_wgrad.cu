@@ -34,6 +34,11 @@
 // like v3's; the bf16 result rounding is the host's last pass over dw
 // (conv2d_bwd_weight_round_bf16_v5), after the partial sums are added.
 //
+// v6: v5 with the operands copied raw from global to shared memory by cp.async (sm_80; 4
+// bytes per element, into v5's layout), the next slice in flight while this one is
+// multiplied, the rounding at the fragment loads (the same bits as v5):
+// conv2d_bwd_weight_{tf32,bf16}_v6, conv2d_bwd_weight_n32_{tf32,bf16}_v6.
+//
 // Launch: 256 threads; grid (ceil(N / TN), ceil(c_out / TM), splits).
 #include "common.cuh"
 #include "tile.cuh" // TILE_UNROLL, TILE_K, TILE_THREADS
@@ -56,8 +61,9 @@ __device__ __forceinline__ WgPixel wg_pixel(int k, int rh, int rw) {
     return WgPixel{img, r / rw, r % rw};
 }
 
-// P: 0 for f32 FMAs, else the tensor-core precision.
-template <int TM, int TN, int P = 0>
+// P: 0 for f32 FMAs, else the tensor-core precision; ASYNC (v6, tensor cores only): the
+// operands staged by cp.async.
+template <int TM, int TN, int P = 0, bool ASYNC = false>
 __device__ __forceinline__ void conv_bwd_weight_region(WG_PARAMS) {
     constexpr int IM = TM / 16, JN = TN / 16; // rows and columns per thread (and A, B elements each loads)
     constexpr int LDA = TM + 4, LDB = TN + 4;  // float4-aligned; the pad spreads k-fast stores over banks
@@ -112,6 +118,30 @@ __device__ __forceinline__ void conv_bwd_weight_region(WG_PARAMS) {
         for (int i = 0; i < JN; ++i) b[16 * i] = rb[i];
     };
 
+    // fetch and store in one, for v6: each element a 4-byte cp.async to where store puts it
+    // (the pixels of a slice are not contiguous in dy or x), zero-filled off the matrix; the
+    // operands stay raw in shared memory and are rounded at the fragment loads.
+    auto copy = [&](int k, int buf) {
+        bool in = k + kt < k1;
+        WgPixel p = wg_pixel(in ? k + kt : 0, rh, rw);
+        int oy = oy0 + p.ry, ox = ox0 + p.rx;
+        const float* a = dy + (long long)p.img * c_out * ohw + (long long)oy * ow + ox;
+        float* sa_ = sa + buf * TILE_K * LDA + kt * LDA + rt;
+        float* sb_ = sb + buf * TILE_K * LDB + kt * LDB + rt;
+        TILE_UNROLL
+        for (int i = 0; i < IM; ++i) {
+            int o = m0 + rt + 16 * i;
+            bool ok = in && o < c_out;
+            cp_async<4>(sa_ + 16 * i, ok ? a + o * ohw : dy, ok ? 4 : 0);
+        }
+        long long corner = (long long)p.img * c_in * ihw + (long long)(oy * stride - pad) * iw + ox * stride - pad;
+        TILE_UNROLL
+        for (int i = 0; i < JN; ++i) {
+            bool ok = in && off[i] >= 0;
+            cp_async<4>(sb_ + 16 * i, ok ? x + corner + off[i] : x, ok ? 4 : 0);
+        }
+    };
+
     const int tm = (threadIdx.x >> 4) * IM, tn = (threadIdx.x & 15) * JN;
     float acc[IM][JN];
     TILE_UNROLL
@@ -119,7 +149,30 @@ __device__ __forceinline__ void conv_bwd_weight_region(WG_PARAMS) {
         TILE_UNROLL
         for (int j = 0; j < JN; ++j) acc[i][j] = 0.0f;
     TcTileOr<P, TM, TN> tc;
-    if (k0 < k1) {
+    if constexpr (ASYNC) {
+        static_assert(P != 0, "cp.async staging is for the tensor-core kernels");
+        // tile_tc.cuh's tile_mma_tc_async loop on this kernel's own loads.
+        if (k0 < k1) {
+            copy(k0, 0);
+            cp_async_commit();
+            int buf = 0;
+            for (int k = k0; k < k1; k += TILE_K) {
+                if (k + TILE_K < k1) {
+                    // The other stage was last read before the previous iteration's closing barrier.
+                    copy(k + TILE_K, buf ^ 1);
+                    cp_async_commit();
+                    cp_async_wait<1>();
+                } else {
+                    cp_async_wait<0>();
+                }
+                __syncthreads(); // every thread's copies of this stage have landed
+                tc.template slice_raw<TcStage<false, TM>, TcStage<false, TN>>(sa + buf * TILE_K * LDA,
+                                                                              sb + buf * TILE_K * LDB);
+                __syncthreads();
+                buf ^= 1;
+            }
+        }
+    } else if (k0 < k1) {
         fetch(k0);
         store(0);
         __syncthreads();
@@ -212,6 +265,24 @@ extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2) conv2d_bwd_weight_
 extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2) conv2d_bwd_weight_n32_bf16_v5(WG_PARAMS) {
     conv_bwd_weight_region<64, 32, PREC_BF16>(n, c_in, ih, iw, c_out, kh, kw, stride, pad, oh, ow, oy0, oy1, ox0, ox1,
                                               ky0, ky1, kx0, kx1, chunk, x, dy, out);
+}
+
+// v6: v5 with the operands staged by cp.async.
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2) conv2d_bwd_weight_tf32_v6(WG_PARAMS) {
+    conv_bwd_weight_region<64, 64, PREC_TF32, true>(n, c_in, ih, iw, c_out, kh, kw, stride, pad, oh, ow, oy0, oy1, ox0,
+                                              ox1, ky0, ky1, kx0, kx1, chunk, x, dy, out);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2) conv2d_bwd_weight_n32_tf32_v6(WG_PARAMS) {
+    conv_bwd_weight_region<64, 32, PREC_TF32, true>(n, c_in, ih, iw, c_out, kh, kw, stride, pad, oh, ow, oy0, oy1, ox0,
+                                              ox1, ky0, ky1, kx0, kx1, chunk, x, dy, out);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2) conv2d_bwd_weight_bf16_v6(WG_PARAMS) {
+    conv_bwd_weight_region<64, 64, PREC_BF16, true>(n, c_in, ih, iw, c_out, kh, kw, stride, pad, oh, ow, oy0, oy1, ox0,
+                                              ox1, ky0, ky1, kx0, kx1, chunk, x, dy, out);
+}
+extern "C" __global__ void __launch_bounds__(TILE_THREADS, 2) conv2d_bwd_weight_n32_bf16_v6(WG_PARAMS) {
+    conv_bwd_weight_region<64, 32, PREC_BF16, true>(n, c_in, ih, iw, c_out, kh, kw, stride, pad, oh, ow, oy0, oy1, ox0,
+                                              ox1, ky0, ky1, kx0, kx1, chunk, x, dy, out);
 }
 
 // dw[i] rounded to bf16 in place, once its sums are complete: one thread per element.

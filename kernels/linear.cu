@@ -16,6 +16,12 @@
 // v3: the v2 GEMMs in TF32 and bf16 (gemm_{nt,nn,tn}_{tf32,bf16}_v3): the same loaders and
 //     64×64 tiles with tile_tc.cuh's tensor-core slice (operands rounded as they are staged,
 //     f32 sums); bf16 rounds the result (bias added first), as autocast stores it.
+// v4: v3 with the operands copied raw from global to shared memory by cp.async (sm_80), one
+//     16-byte copy per thread and operand per slice, the next slice in flight while this one
+//     is multiplied (gemm_{nt,nn,tn}_{tf32,bf16}_v4; tile_tc.cuh's tile_mma_tc_async); the
+//     rounding moves to the fragment loads (the same bits). A k-contiguous operand is staged
+//     as s[row][k] so that the copies need no transpose. The host runs v4 when every strided
+//     dimension is a multiple of 4 and the operands are 16-byte aligned, v3 otherwise.
 //
 // Sizes are int (the host checks that they fit); offsets are long long. v2 GEMMs run 256
 // threads per block on grid (ceil(N / 64), ceil(M / 64)), at least GEMM_MIN_BLOCKS blocks
@@ -109,6 +115,24 @@ struct GemmOperand {
             }
         }
     }
+    // The slice at k0 of v4's cp.async tile loop, raw: one 16-byte copy per thread, 4
+    // elements along the contiguous dimension (KMajor: row t/4, k 4(t%4)..; RowMajor: k t/16,
+    // rows 4(t%16)..), the part past the matrix or k1 zero-filled. The host checks that ld is
+    // a multiple of 4 and p 16-byte aligned.
+    using Stage = TcStage<KMajor, TILE_M>;
+    __device__ __forceinline__ void copy(float* s, int k0, int k1) const {
+        if (KMajor) {
+            int row = (int)threadIdx.x >> 2, kq = 4 * ((int)threadIdx.x & 3);
+            int r = r0 + row, k = k0 + kq;
+            int n = r < rows ? 4 * max(0, min(4, k1 - k)) : 0;
+            cp_async<16>(s + row * Stage::LD + kq, n ? p + (long long)r * ld + k : p, n);
+        } else {
+            int kk = (int)threadIdx.x >> 4, rq = 4 * ((int)threadIdx.x & 15);
+            int r = r0 + rq, k = k0 + kk;
+            int n = k < k1 ? 4 * max(0, min(4, rows - r)) : 0;
+            cp_async<16>(s + kk * Stage::LD + rq, n ? p + (long long)k * ld + r : p, n);
+        }
+    }
     __device__ __forceinline__ void store(float* s, const float (&v)[4]) const {
         if (KMajor)
             tile_store_kfast(s, v);
@@ -119,8 +143,9 @@ struct GemmOperand {
 
 // C[M×N] = A·B (+ bias[N]) for this block's 64×64 tile (blockIdx.y rows, blockIdx.x columns);
 // thread t computes rows 4 (t / 16) + i and columns 4 (t % 16) + j of the tile. P: 0 for
-// f32 FMAs, else the tensor-core precision (PREC_TF32, PREC_BF16).
-template <bool AK, bool BK, int P = 0>
+// f32 FMAs, else the tensor-core precision (PREC_TF32, PREC_BF16); ASYNC: operands staged by
+// cp.async (v4) rather than through registers (v3).
+template <bool AK, bool BK, int P = 0, bool ASYNC = false>
 __device__ __forceinline__ void gemm_tile(int M, int N, int K, const float* __restrict__ A, long long lda,
                                           const float* __restrict__ B, long long ldb, const float* __restrict__ bias,
                                           float* __restrict__ C) {
@@ -131,6 +156,8 @@ __device__ __forceinline__ void gemm_tile(int M, int N, int K, const float* __re
     float acc[4][4] = {};
     if constexpr (P == 0)
         tile_mma(la, lb, 0, K, acc);
+    else if constexpr (ASYNC)
+        tile_mma_tc_async<P, TILE_M, TILE_N, 4, 4>(la, lb, 0, K, acc);
     else
         tile_mma_tc<P, TILE_M, TILE_N, 4, 4>(la, lb, 0, K, acc);
     TILE_UNROLL
@@ -211,6 +238,50 @@ extern "C" __global__ void __launch_bounds__(TILE_THREADS)
     gemm_tn_bf16_v3(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
                     const float* __restrict__ bias, float* __restrict__ C) {
     gemm_tile<false, false, PREC_BF16>(M, N, K, A, M, B, N, bias, C);
+}
+
+// ---- v4: the v3 GEMMs staged by cp.async -------------------------------------------------
+
+// gemm_nt_tf32_v3 (A·Bᵀ, the forward) with cp.async staging.
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+    gemm_nt_tf32_v4(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
+                    const float* __restrict__ bias, float* __restrict__ C) {
+    gemm_tile<true, true, PREC_TF32, true>(M, N, K, A, K, B, K, bias, C);
+}
+
+// gemm_nn_tf32_v3 (A·B, the input gradient) with cp.async staging.
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+    gemm_nn_tf32_v4(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
+                    const float* __restrict__ bias, float* __restrict__ C) {
+    gemm_tile<true, false, PREC_TF32, true>(M, N, K, A, K, B, N, bias, C);
+}
+
+// gemm_tn_tf32_v3 (Aᵀ·B, the weight gradient) with cp.async staging.
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+    gemm_tn_tf32_v4(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
+                    const float* __restrict__ bias, float* __restrict__ C) {
+    gemm_tile<false, false, PREC_TF32, true>(M, N, K, A, M, B, N, bias, C);
+}
+
+// gemm_nt_bf16_v3 (A·Bᵀ, the forward) with cp.async staging.
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+    gemm_nt_bf16_v4(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
+                    const float* __restrict__ bias, float* __restrict__ C) {
+    gemm_tile<true, true, PREC_BF16, true>(M, N, K, A, K, B, K, bias, C);
+}
+
+// gemm_nn_bf16_v3 (A·B, the input gradient) with cp.async staging.
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+    gemm_nn_bf16_v4(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
+                    const float* __restrict__ bias, float* __restrict__ C) {
+    gemm_tile<true, false, PREC_BF16, true>(M, N, K, A, K, B, N, bias, C);
+}
+
+// gemm_tn_bf16_v3 (Aᵀ·B, the weight gradient) with cp.async staging.
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+    gemm_tn_bf16_v4(int M, int N, int K, const float* __restrict__ A, const float* __restrict__ B,
+                    const float* __restrict__ bias, float* __restrict__ C) {
+    gemm_tile<false, false, PREC_BF16, true>(M, N, K, A, M, B, N, bias, C);
 }
 
 // out[j] as v1; block (32, 8): threadIdx.x a column of blockIdx.x's 32, threadIdx.y one of

@@ -101,3 +101,65 @@ __device__ __forceinline__ void mma_tf32_m16n8k8(float (&d)[4], const unsigned i
 __device__ __forceinline__ void mma_bf16_m16n8k16(float (&d)[4], const unsigned int (&a)[4], const unsigned int (&b)[2]) {
     mma_m16n8<16>(d, a, b);
 }
+
+// Two f32 values rounded to bf16 (round to nearest even) as one register, lo in the low half:
+// pack_bf16(round_bf16(lo), round_bf16(hi)) in one instruction.
+__device__ __forceinline__ unsigned int pack_bf16_rn(float lo, float hi) {
+#if defined(__CUDACC__)
+#ifdef MMA_UNSUPPORTED
+    __trap();
+    return 0;
+#else
+    unsigned int r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+#endif
+#else
+    return (unsigned int)emu_cvt_rn_bf16(lo) | ((unsigned int)emu_cvt_rn_bf16(hi) << 16);
+#endif
+}
+
+// ---- cp.async (sm_80): global → shared without registers ----------------------------------
+//
+// cp_async<BYTES>(dst, src, n): copies n ≤ BYTES bytes from global src to shared dst and
+// zero-fills the rest of BYTES (n = 0 reads nothing: src need only be a valid address), both
+// addresses aligned to BYTES; 16 bytes bypass L1 (.cg), 4 and 8 cache there (.ca, the only
+// form those sizes have). A thread's copies land only after cp_async_commit() groups them
+// and cp_async_wait<N>() has left at most N of its newer groups in flight; other threads see
+// them after a barrier that follows the wait. The emulation completes each copy at once (see
+// cuda_emu.h), so only a GPU catches a missing wait.
+template <int BYTES>
+__device__ __forceinline__ void cp_async(void* dst, const void* src, int n) {
+    static_assert(BYTES == 4 || BYTES == 8 || BYTES == 16, "cp.async copies 4, 8 or 16 bytes");
+#if defined(__CUDACC__)
+#ifdef MMA_UNSUPPORTED
+    __trap();
+#else
+    unsigned int s = (unsigned int)__cvta_generic_to_shared(dst);
+    if constexpr (BYTES == 16)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(src), "r"(n) : "memory");
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;" ::"r"(s), "l"(src), "n"(BYTES), "r"(n)
+                     : "memory");
+#endif
+#else
+    emu_cp_async(dst, src, BYTES, n);
+#endif
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(__CUDACC__) && !defined(MMA_UNSUPPORTED)
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+
+// Waits until at most N of this thread's committed groups are still in flight.
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+#if defined(__CUDACC__) && !defined(MMA_UNSUPPORTED)
+    if constexpr (N == 0)
+        asm volatile("cp.async.wait_all;" ::: "memory");
+    else
+        asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+#endif
+}

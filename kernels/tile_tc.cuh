@@ -7,6 +7,9 @@
 // thread mapping (thread t owns rows TM·(t / (BN/TN)) + i, columns TN·(t % (BN/TN)) + j), so
 // that every caller's epilogue runs unchanged. Include after tile.cuh and mma.cuh.
 //
+// tile_mma_tc_async (below) is the same tile loop with the operands staged raw by cp.async
+// (mma.cuh) and rounded where the fragments are loaded from shared memory instead.
+//
 // Warps: the 8 warps of a block tile BM × BN as (BM / 32) × (256 / BM) warp tiles of 32 rows
 // × WN = BM·BN/256 columns; a warp tile is 2 × WN/8 mma tiles of 16 × 8.
 #pragma once
@@ -79,6 +82,56 @@ struct TcTile {
         }
     }
 
+    // c += A·B over one slice staged raw (not rounded, as cp.async copies it) in the layouts
+    // SA and SB (TcStage): the operands are rounded here, as fragments are loaded, to the
+    // same bits slice() multiplies.
+    template <class SA, class SB>
+    __device__ __forceinline__ void slice_raw(const float* sa, const float* sb) {
+        if constexpr (P == PREC_TF32) {
+            auto tf = [](float x) { return __float_as_uint(round_tf32(x)); };
+            TILE_UNROLL
+            for (int ks = 0; ks < TILE_K; ks += 8) {
+                unsigned int a[2][4], b[2];
+                TILE_UNROLL
+                for (int i = 0; i < 2; ++i) {
+                    int r = wm + 16 * i + g, k = ks + t;
+                    a[i][0] = tf(SA::at(sa, r, k));
+                    a[i][1] = tf(SA::at(sa, r + 8, k));
+                    a[i][2] = tf(SA::at(sa, r, k + 4));
+                    a[i][3] = tf(SA::at(sa, r + 8, k + 4));
+                }
+                TILE_UNROLL
+                for (int j = 0; j < NT; ++j) {
+                    int n = wn + 8 * j + g, k = ks + t;
+                    b[0] = tf(SB::at(sb, n, k));
+                    b[1] = tf(SB::at(sb, n, k + 4));
+                    TILE_UNROLL
+                    for (int i = 0; i < 2; ++i) mma_tf32_m16n8k8(c[i][j], a[i], b);
+                }
+            }
+        } else {
+            static_assert(TILE_K == 16, "one m16n8k16 step per slice");
+            unsigned int a[2][4], b[2];
+            const int k = 2 * t;
+            TILE_UNROLL
+            for (int i = 0; i < 2; ++i) {
+                int r = wm + 16 * i + g;
+                a[i][0] = pack_bf16_rn(SA::at(sa, r, k), SA::at(sa, r, k + 1));
+                a[i][1] = pack_bf16_rn(SA::at(sa, r + 8, k), SA::at(sa, r + 8, k + 1));
+                a[i][2] = pack_bf16_rn(SA::at(sa, r, k + 8), SA::at(sa, r, k + 9));
+                a[i][3] = pack_bf16_rn(SA::at(sa, r + 8, k + 8), SA::at(sa, r + 8, k + 9));
+            }
+            TILE_UNROLL
+            for (int j = 0; j < NT; ++j) {
+                int n = wn + 8 * j + g;
+                b[0] = pack_bf16_rn(SB::at(sb, n, k), SB::at(sb, n, k + 1));
+                b[1] = pack_bf16_rn(SB::at(sb, n, k + 8), SB::at(sb, n, k + 9));
+                TILE_UNROLL
+                for (int i = 0; i < 2; ++i) mma_bf16_m16n8k16(c[i][j], a[i], b);
+            }
+        }
+    }
+
     // acc += the block's C in the SIMT mapping of TM × TN per thread, through sc (BM·LDC
     // floats of shared memory that no thread reads or writes any more: the caller's last use
     // of it is behind a barrier). Every thread of the block must call it.
@@ -145,6 +198,64 @@ __device__ __forceinline__ void tile_mma_tc(LA& la, LB& lb, int k0, int k1, floa
             la.store(sa + (buf ^ 1) * TILE_K * LDA, ra);
             lb.store(sb + (buf ^ 1) * TILE_K * LDB, rb);
         }
+        __syncthreads();
+        buf ^= 1;
+    }
+    tc.template to_threads<TM, TN>(sa, acc);
+}
+
+// ---- cp.async staging -----------------------------------------------------------------------
+//
+// A TILE_K-deep slice of an operand of ROWS rows in shared memory, as one stage of the cp.async
+// tile loop. RK false: s[k][row], row stride ROWS + 4 (tile.cuh's layout), for operands whose
+// global memory is contiguous along rows; RK true: s[row][k], row stride TILE_K + 4 (80
+// bytes: 16-byte aligned rows, and the fragment loads of a warp fall in distinct banks), for
+// operands contiguous along k. Either way a 16-byte cp.async moves 4 elements that are
+// neighbours in both memories.
+template <bool RK, int ROWS>
+struct TcStage {
+    static constexpr int LD = RK ? TILE_K + 4 : ROWS + 4;
+    static constexpr int SIZE = RK ? ROWS * LD : TILE_K * LD; // floats
+    static __device__ __forceinline__ float at(const float* s, int row, int k) {
+        return RK ? s[row * LD + k] : s[k * LD + row];
+    }
+};
+
+// tile_mma_tc's contract (acc += A·B over [k0, k1) in the SIMT mapping, precision P) with
+// the slices staged by cp.async: the loaders' `copy(s, k, k1)` issues this thread's copies
+// of the slice at k into stage s (layout `Stage`, a TcStage; zeros outside the matrix or at
+// k ≥ k1), and the operands are rounded as fragments are loaded (TcTile::slice_raw). Two
+// stages: the copies of slice k + 1 are in flight while slice k is multiplied.
+template <int P, int BM, int BN, int TM, int TN, class LA, class LB>
+__device__ __forceinline__ void tile_mma_tc_async(LA& la, LB& lb, int k0, int k1, float (&acc)[TM][TN]) {
+    using Tc = TcTile<P, BM, BN>;
+    using SA = typename LA::Stage;
+    using SB = typename LB::Stage;
+    constexpr int STAGE = 2 * (SA::SIZE + SB::SIZE), OUT = BM * Tc::LDC;
+    static_assert(SA::SIZE % 4 == 0 && SB::SIZE % 4 == 0, "16-byte aligned stages");
+    // The two stages and, after the last slice, the accumulators' transpose.
+    __shared__ float4 smem4[(STAGE > OUT ? STAGE : OUT) / 4];
+    float* sa = reinterpret_cast<float*>(smem4);
+    float* sb = sa + 2 * SA::SIZE;
+    Tc tc;
+    if (k0 < k1) {
+        la.copy(sa, k0, k1);
+        lb.copy(sb, k0, k1);
+        cp_async_commit();
+    }
+    int buf = 0;
+    for (int kt = k0; kt < k1; kt += TILE_K) {
+        if (kt + TILE_K < k1) {
+            // The other stage was last read before the previous iteration's closing barrier.
+            la.copy(sa + (buf ^ 1) * SA::SIZE, kt + TILE_K, k1);
+            lb.copy(sb + (buf ^ 1) * SB::SIZE, kt + TILE_K, k1);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads(); // every thread's copies of this stage have landed
+        tc.template slice_raw<SA, SB>(sa + buf * SA::SIZE, sb + buf * SB::SIZE);
         __syncthreads();
         buf ^= 1;
     }

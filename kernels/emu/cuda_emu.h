@@ -31,9 +31,17 @@
 //   per-lane fragments of the PTX ISA (every lane of a full warp must take part), and the
 //   operand conversions `cvt.rna.tf32.f32` and `cvt.rn.bf16.f32`, bit-exact
 //   (mep_tensor::precision's round_tf32 and round_bf16).
+// - Asynchronous copies (kernels/mma.cuh calls these where NVRTC gets inline PTX):
+//   `cp.async.{ca,cg}.shared.global` of 4, 8 or 16 bytes with the src-size operand (the bytes
+//   past src-size are zero-filled), `cp.async.commit_group`, `cp.async.wait_group N` and
+//   `cp.async.wait_all`. Each copy completes at once and the group operations do nothing, so
+//   the emulation cannot catch a missing wait (or a wait for too few groups) or a read of a
+//   stage that a copy in flight still writes: on a GPU those are races, here they are not.
+//   It does check what PTX requires of the operands: the size, src-size ≤ size, and both
+//   addresses aligned to the size.
 //
 // What it does not emulate (a kernel using any of these needs a SIMT twin that the harness
-// runs): `wmma`, `cp.async`, other inline PTX, dynamic shared memory
+// runs): `wmma`, other inline PTX, dynamic shared memory
 // (`extern __shared__`), cooperative groups, streams and events, independent thread
 // scheduling inside a warp (lanes only meet at shuffles and barriers), fast-math rounding
 // (`__expf` here is as precise as `expf`), FMA contraction (g++ without -march does not
@@ -51,6 +59,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -425,6 +435,23 @@ inline void emu_mma(float (&d)[4], const std::uint32_t (&a)[4], const std::uint3
         d[r] = acc;
     }
     w.bar.arrive_and_wait();
+}
+
+// ---- asynchronous copies ----------------------------------------------------------------
+
+/// `cp.async.{ca,cg}.shared.global [dst], [src], size, src_size`, completed at once: the first
+/// src_size bytes from src, zeros for the rest (src is not read when src_size is 0). An
+/// operand PTX leaves undefined stops the process, as a GPU's misaligned access would.
+inline void emu_cp_async(void* dst, const void* src, int size, int src_size) {
+    bool aligned = reinterpret_cast<std::uintptr_t>(dst) % size == 0 &&
+                   (src_size == 0 || reinterpret_cast<std::uintptr_t>(src) % size == 0);
+    if ((size != 4 && size != 8 && size != 16) || src_size < 0 || src_size > size || !aligned) {
+        std::fprintf(stderr, "cp.async: size %d, src-size %d, dst %p, src %p: PTX needs size 4, 8 or 16, "
+                     "src-size <= size and both addresses aligned to size\n", size, src_size, dst, src);
+        std::abort();
+    }
+    if (src_size > 0) std::memcpy(dst, src, (std::size_t)src_size);
+    std::memset(static_cast<unsigned char*>(dst) + src_size, 0, (std::size_t)(size - src_size));
 }
 
 template <class T>

@@ -350,9 +350,11 @@ impl<L: Launcher> Memory for KernelBackend<L> {
         Precision::ALL[self.precision.load(Ordering::Relaxed) as usize]
     }
     /// Every precision has kernels: fp32 the SIMT ones (fast or simple), TF32 and bf16 the
-    /// tensor-core ones (conv_region.cu v4, conv_wgrad.cu v5, linear.cu v3), whichever
+    /// tensor-core ones (conv_region.cu v4, conv_wgrad.cu v5, linear.cu v3 and v4), whichever
     /// [`Kernels`] says, since they have no simple twin (their conformance reference is the
-    /// CPU's product of the rounded operands). A device without TF32/bf16 tensor cores (older
+    /// CPU's product of the rounded operands); where a cp.async version exists (linear.cu
+    /// v4, conv_region.cu v5, conv_wgrad.cu v6) the fast set runs it and the simple set the register-staged
+    /// one it replaces. A device without TF32/bf16 tensor cores (older
     /// than sm_80) refuses those by name.
     fn set_precision(&self, p: Precision) -> Result<()> {
         if p != Precision::Fp32 {

@@ -27,8 +27,18 @@ const RESNETISH: [Extents; 4] = [
     (1, 128, 7, 7, 128, 3, 3, 2, 1),
 ];
 
-/// `(n, k, m)` of the linear cases: single elements, tile edges, a deep K, a ResNet head.
-const LINEARS: [(usize, usize, usize); 5] = [(1, 1, 1), (3, 5, 7), (65, 70, 33), (2, 512, 10), (130, 17, 64)];
+/// `(n, k, m)` of the linear cases: single elements, tile edges, a deep K, a ResNet head, and
+/// two whose every leading dimension is a multiple of 4 (linear.cu's cp.async v4 runs all
+/// three GEMMs of those; the others run v3 for some).
+const LINEARS: [(usize, usize, usize); 7] = [
+    (1, 1, 1),
+    (3, 5, 7),
+    (65, 70, 33),
+    (2, 512, 10),
+    (130, 17, 64),
+    (33, 68, 20),
+    (70, 132, 64),
+];
 
 /// Runs the cases on `b` switched to `p` (TF32 or bf16), then back to fp32; the error lists
 /// every failing case.
@@ -408,7 +418,30 @@ fn linear<B: Backend>(c: &mut Checker<B>, p: Precision, n: usize, k: usize, m: u
 
 #[cfg(test)]
 mod tests {
-    use super::{conv_geom, CONVS, GRADS, RESNETISH};
+    use super::{conv_geom, CONVS, GRADS, LINEARS, RESNETISH};
+    use crate::launcher::Arg;
+    use crate::ops::linear::copies_fit;
+
+    /// With the fast kernels the linear cases run each GEMM's cp.async v4 (every leading
+    /// dimension a multiple of 4) and its v3 (some not); the simple set runs v3 on all.
+    #[test]
+    fn the_linear_cases_reach_v3_and_v4_of_every_gemm() {
+        let p = Arg::Ptr(256);
+        for (base, dims) in [
+            (
+                "gemm_nt",
+                (|n, k, m| (n, m, k)) as fn(usize, usize, usize) -> (usize, usize, usize),
+            ),
+            ("gemm_nn", |n, k, m| (n, k, m)),
+            ("gemm_tn", |n, k, m| (m, k, n)),
+        ] {
+            let fits: Vec<bool> = LINEARS
+                .iter()
+                .map(|&(n, k, m)| copies_fit(base, dims(n, k, m), p, p))
+                .collect();
+            assert!(fits.contains(&true) && fits.contains(&false), "{base}: {fits:?}");
+        }
+    }
     use crate::ops::conv_region::{plan, Pass, TILES};
     use std::collections::BTreeSet;
 

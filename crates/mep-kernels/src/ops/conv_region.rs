@@ -7,8 +7,10 @@
 //! Each region is one launch of `conv2d_region_{fwd,fwd4,dgrad}_<BM>x<BN>_f32_v3` (fwd4:
 //! float4 weight rows, see [`Launch::vec`]), with the tile that multiplies least and, when its grid cannot fill the machine, its K range split
 //! into partial sums that `conv2d_region_sum_f32_v3` adds in a fixed order. In TF32 or bf16
-//! (the backend's precision) the same plan runs the `_tf32_v4` / `_bf16_v4` tensor-core twins
-//! (bf16's sums through `conv2d_region_sum_bf16_v4`, which rounds the result).
+//! (the backend's precision) the same plan runs the tensor-core twins: `_tf32_v5` /
+//! `_bf16_v5` (operands staged by cp.async) with the fast kernels, `_tf32_v4` / `_bf16_v4`
+//! (staged through registers) with the simple set, so that tests run both (bf16's sums
+//! through `conv2d_region_sum_bf16_v4`, which rounds the result).
 
 use crate::backend::{i32_of, DevBuf, KernelBackend};
 use crate::launcher::{Arg, Dims, Launcher};
@@ -182,11 +184,14 @@ impl Tile {
 }
 
 /// `f32_kernel` (a v3 name of conv_region.cu) in precision `p`: itself for fp32, else its
-/// tensor-core twin, the same name with `_tf32_v4` or `_bf16_v4` for `_f32_v3`.
-pub(crate) fn in_precision(f32_kernel: &str, p: Precision) -> String {
+/// tensor-core twin, the same name with `_tf32_v5` or `_bf16_v5` (cp.async staging) for
+/// `_f32_v3` when `fast`, `_tf32_v4` or `_bf16_v4` (register staging) otherwise. Every v4
+/// has its v5, which needs nothing more of the operands (its gathers copy 4 bytes at a time,
+/// and fwd4's 16-byte copies the float4 loads' alignment).
+pub(crate) fn in_precision(f32_kernel: &str, p: Precision, fast: bool) -> String {
     match p {
         Precision::Fp32 => f32_kernel.to_string(),
-        p => f32_kernel.replace("_f32_v3", &format!("_{p}_v4")),
+        p => f32_kernel.replace("_f32_v3", &format!("_{p}_v{}", if fast { 5 } else { 4 })),
     }
 }
 
@@ -411,7 +416,7 @@ pub(crate) fn run<L: Launcher>(
             });
         }
         let grid = Dims::xyz(gx as u32, gy as u32, splits as u32);
-        let kernel = in_precision(tile.kernel(pass, l.vec && w_aligned), prec);
+        let kernel = in_precision(tile.kernel(pass, l.vec && w_aligned), prec, kb.fast());
         let kernel = kernel.as_str();
         if splits == 1 {
             io(&mut args, chunk, Arg::Ptr(0))?;

@@ -2,8 +2,9 @@
 //! taps) inside which every tap reads the input, so that no product with padding is issued.
 //! The plan (regions, tile widths, splits) is computed here once and serves both the launches
 //! and the work model ([`work`]). In TF32 or bf16 (the backend's precision) the same plan
-//! runs the v5 tensor-core kernels, 64-wide tiles where fp32 uses 128×128 ones, and bf16 rounds
-//! dw once its sums are complete.
+//! runs the tensor-core kernels (v6, operands staged by cp.async, with the fast set; v5,
+//! staged through registers, with the simple set), 64-wide tiles where fp32 uses 128×128
+//! ones, and bf16 rounds dw once its sums are complete.
 
 use super::conv::{ConvWork, SPLIT_MIN_SLICES as MIN_SLICES, SPLIT_TARGET_BLOCKS as TARGET_BLOCKS, TILE, TILE_THREADS};
 use crate::backend::{i32_of, i64_of, DevBuf, KernelBackend};
@@ -22,9 +23,12 @@ const BANDS_GAIN: f64 = 0.99;
 const KERNEL_64: &str = "conv2d_bwd_weight_f32_v3";
 const KERNEL_32: &str = "conv2d_bwd_weight_n32_f32_v3";
 const KERNEL_128: &str = "conv2d_bwd_weight_t128_f32_v4";
-/// The tensor-core twins of [`KERNEL_64`] and [`KERNEL_32`] in a precision.
-fn tc_kernel(p: Precision, n32: bool) -> String {
-    format!("conv2d_bwd_weight{}_{p}_v5", if n32 { "_n32" } else { "" })
+/// The tensor-core twins of [`KERNEL_64`] and [`KERNEL_32`] in a precision: v6 (operands
+/// staged by cp.async) with the fast kernels, v5 (staged through registers) with the simple
+/// set, so that tests run both.
+fn tc_kernel(p: Precision, n32: bool, fast: bool) -> String {
+    let v = if fast { 6 } else { 5 };
+    format!("conv2d_bwd_weight{}_{p}_v{v}", if n32 { "_n32" } else { "" })
 }
 /// Tile side of [`KERNEL_128`].
 const BIG: usize = 128;
@@ -282,7 +286,7 @@ pub(crate) fn backward_weight<L: Launcher>(
             (Precision::Fp32, BIG, _) => KERNEL_128.to_string(),
             (Precision::Fp32, _, 32) => KERNEL_32.to_string(),
             (Precision::Fp32, _, _) => KERNEL_64.to_string(),
-            (p, _, tn) => tc_kernel(p, tn == 32),
+            (p, _, tn) => tc_kernel(p, tn == 32, kb.fast()),
         };
         kb.launch(&kernel, grid, Dims::x(TILE_THREADS), &args)?;
     }

@@ -1,6 +1,8 @@
 //! linear.cu: linear layers, `y = x·wᵀ + b` and its gradients, on the tiled SGEMM (v2) or one
 //! thread per output (v1); in TF32 or bf16 (the backend's precision) on the tensor-core
-//! GEMMs (v3), whichever kernel set is chosen.
+//! GEMMs: v4 (operands staged by cp.async) with the fast kernels where its 16-byte copies
+//! fit, v3 (staged through registers) otherwise and with the simple set, so that tests run
+//! both.
 
 use crate::backend::{i32_of, DevBuf, KernelBackend};
 use crate::launcher::{Arg, Dims, Launcher};
@@ -22,8 +24,31 @@ fn tiled<L: Launcher>(kb: &KernelBackend<L>) -> bool {
     kb.fast() || kb.precision() != Precision::Fp32
 }
 
-/// `C[rows×cols] = op(A)·op(B) (+ bias)` with GEMM `base` (`gemm_nt`, `gemm_nn`, `gemm_tn`):
-/// v2 in fp32, the v3 of the backend's precision otherwise.
+/// Whether GEMM `base`'s v4 can stage its operands with 16-byte cp.async copies: every
+/// leading dimension (`depth` for a k-contiguous operand, `rows` or `cols` for a
+/// row-contiguous one) a multiple of 4 floats, and both operands 16-byte aligned.
+pub(crate) fn copies_fit(base: &str, (rows, cols, depth): (usize, usize, usize), a: Arg, b: Arg) -> bool {
+    let lds: &[usize] = match base {
+        "gemm_nt" => &[depth],
+        "gemm_nn" => &[depth, cols],
+        _ => &[rows, cols],
+    };
+    let aligned = |p: Arg| matches!(p, Arg::Ptr(p) if p % 16 == 0);
+    lds.iter().all(|ld| ld % 4 == 0) && aligned(a) && aligned(b)
+}
+
+/// The kernel of GEMM `base` in precision `p`: v2 in fp32; in TF32 or bf16 v4 when `fast`
+/// and its `copies_fit`, else v3.
+pub(crate) fn gemm_kernel(base: &str, p: Precision, fast: bool, copies_fit: bool) -> String {
+    match p {
+        Precision::Fp32 => format!("{base}_f32_v2"),
+        p if fast && copies_fit => format!("{base}_{p}_v4"),
+        p => format!("{base}_{p}_v3"),
+    }
+}
+
+/// `C[rows×cols] = op(A)·op(B) (+ bias)` with GEMM `base` (`gemm_nt`, `gemm_nn`, `gemm_tn`),
+/// the kernel [`gemm_kernel`] picks.
 #[allow(clippy::too_many_arguments)]
 fn gemm<L: Launcher>(
     kb: &KernelBackend<L>,
@@ -44,10 +69,8 @@ fn gemm<L: Launcher>(
         opt_ptr(kb, bias),
         kb.ptr(c),
     ];
-    let name = match kb.precision() {
-        Precision::Fp32 => format!("{base}_f32_v2"),
-        p => format!("{base}_{p}_v3"),
-    };
+    let fit = copies_fit(base, (rows, cols, depth), args[3], args[4]);
+    let name = gemm_kernel(base, kb.precision(), kb.fast(), fit);
     kb.launch(&name, tile_grid(op, rows, cols, 1)?, Dims::x(TILE_THREADS), &args)
 }
 
@@ -144,5 +167,26 @@ impl<L: Launcher> Linear for KernelBackend<L> {
         } else {
             launch_per_element(self, "col_sum_f32_v1", m, &args)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v4_runs_where_its_copies_fit_and_v3_elsewhere() {
+        let (p16, p4) = (Arg::Ptr(256), Arg::Ptr(260));
+        assert!(copies_fit("gemm_nt", (3, 5, 8), p16, p16));
+        assert!(!copies_fit("gemm_nt", (4, 4, 6), p16, p16));
+        assert!(!copies_fit("gemm_nt", (4, 4, 8), p16, p4));
+        assert!(copies_fit("gemm_nn", (3, 4, 8), p16, p16));
+        assert!(!copies_fit("gemm_nn", (4, 6, 8), p16, p16));
+        assert!(copies_fit("gemm_tn", (4, 8, 3), p16, p16));
+        assert!(!copies_fit("gemm_tn", (6, 8, 4), p16, p16));
+        assert_eq!(gemm_kernel("gemm_nn", Precision::Tf32, true, true), "gemm_nn_tf32_v4");
+        assert_eq!(gemm_kernel("gemm_nn", Precision::Bf16, false, true), "gemm_nn_bf16_v3");
+        assert_eq!(gemm_kernel("gemm_tn", Precision::Bf16, true, false), "gemm_tn_bf16_v3");
+        assert_eq!(gemm_kernel("gemm_nt", Precision::Fp32, true, true), "gemm_nt_f32_v2");
     }
 }
