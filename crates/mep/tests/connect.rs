@@ -833,6 +833,41 @@ fn device_cuda_without_a_gpu_is_a_clear_error() {
     );
 }
 
+/// A one-pair study small enough for the emulation: one pair at 16×16 in `input` and
+/// `layer1` (the model was trained at 32×32, so the straight line leaves the class and the NEB
+/// runs), 2 steps.
+fn tiny_emu_study(dir: &Path) -> ConnectArgs {
+    let mut a = small(dir);
+    a.pairs = Some(1);
+    a.max_steps = 2;
+    a.size = Some(16);
+    a.allow_misclassified = true;
+    a.spaces = vec!["input".into(), "layer1".into()];
+    a
+}
+
+/// An emulated study's results against the CPU's: the same pairs, categories and steps, the
+/// line's and the path's largest losses to 1e-3.
+fn assert_matches_cpu(got: &[PairResult], want: &[PairResult]) {
+    assert_eq!(got.len(), want.len());
+    let close = |g: Option<f64>, w: Option<f64>| match (g, w) {
+        (Some(g), Some(w)) => (g - w).abs() <= 1e-3 * (1.0 + w.abs()),
+        (g, w) => g.is_none() && w.is_none(),
+    };
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!((g.pair, g.i, g.j, &g.space), (w.pair, w.i, w.j, &w.space));
+        assert_eq!(
+            (g.category, g.steps),
+            (w.category, w.steps),
+            "pair {} in {}",
+            g.pair,
+            g.space
+        );
+        assert!(close(g.line_max_loss, w.line_max_loss), "{g:?}\n{w:?}");
+        assert!(close(g.path_max_loss, w.path_max_loss), "{g:?}\n{w:?}");
+    }
+}
+
 /// The study on the CUDA backend's code, run on the CPU emulation of its kernels
 /// (`KernelBackend<EmuLauncher>`: the host code and kernels a GPU runs), gives the CPU
 /// backend's pairs, categories and losses: the NEB's forces, interpolation and distances, the
@@ -840,14 +875,7 @@ fn device_cuda_without_a_gpu_is_a_clear_error() {
 #[test]
 fn study_on_the_emulated_cuda_backend_matches_the_cpu() {
     let root = tmpdir("emu");
-    let mut a = small(&root.join("emu"));
-    // Small, because the emulation runs every CUDA thread as an OS thread: one pair at 16×16
-    // (the model was trained at 32×32, so the straight line leaves the class and the NEB runs).
-    a.pairs = Some(1);
-    a.max_steps = 2;
-    a.size = Some(16);
-    a.allow_misclassified = true;
-    a.spaces = vec!["input".into(), "layer1".into()];
+    let mut a = tiny_emu_study(&root.join("emu"));
     let emu = mep_kernels_emu::EmuLauncher::backend();
     connect_with(&emu, &a, &three_classes()).unwrap();
     let got = results(&a.out);
@@ -877,18 +905,7 @@ fn study_on_the_emulated_cuda_backend_matches_the_cpu() {
     a.out = root.join("cpu");
     run(&a).unwrap();
     let want = results(&a.out);
-    assert_eq!(got.len(), want.len());
-    let close = |g: Option<f64>, w: Option<f64>| match (g, w) {
-        (Some(g), Some(w)) => (g - w).abs() <= 1e-3 * (1.0 + w.abs()),
-        (g, w) => g.is_none() && w.is_none(),
-    };
-    for (g, w) in got.iter().zip(&want) {
-        assert_eq!((g.pair, g.i, g.j, &g.space), (w.pair, w.i, w.j, &w.space));
-        assert_eq!(g.category, w.category, "pair {} in {}", g.pair, g.space);
-        assert!(close(g.line_max_loss, w.line_max_loss), "{g:?}\n{w:?}");
-        assert!(close(g.path_max_loss, w.path_max_loss), "{g:?}\n{w:?}");
-        assert_eq!(g.steps, w.steps, "pair {} in {}", g.pair, g.space);
-    }
+    assert_matches_cpu(&got, &want);
     // The searched paths were compared, not only straight lines.
     assert!(want.iter().all(|r| r.steps > 0), "{want:?}");
 }
@@ -1041,12 +1058,7 @@ fn an_unknown_precision_is_refused_by_name() {
 #[test]
 fn a_tf32_study_on_the_emulated_tensor_cores_matches_the_cpu_in_tf32() {
     let root = tmpdir("tf32-emu");
-    let mut a = small(&root.join("emu"));
-    a.pairs = Some(1);
-    a.max_steps = 2;
-    a.size = Some(16);
-    a.allow_misclassified = true;
-    a.spaces = vec!["input".into(), "layer1".into()];
+    let mut a = tiny_emu_study(&root.join("emu"));
     a.precision = mep::Precision::Tf32;
     let emu = mep_kernels_emu::EmuLauncher::backend();
     connect_with(&emu, &a, &three_classes()).unwrap();
@@ -1054,20 +1066,8 @@ fn a_tf32_study_on_the_emulated_tensor_cores_matches_the_cpu_in_tf32() {
     a.out = root.join("cpu");
     run(&a).unwrap();
     let want = results(&a.out);
-    assert_eq!(got.len(), want.len());
-    let close = |g: Option<f64>, w: Option<f64>| match (g, w) {
-        (Some(g), Some(w)) => (g - w).abs() <= 1e-3 * (1.0 + w.abs()),
-        (g, w) => g.is_none() && w.is_none(),
-    };
-    for (g, w) in got.iter().zip(&want) {
-        assert_eq!(
-            (g.pair, &g.space, g.category, g.steps),
-            (w.pair, &w.space, w.category, w.steps)
-        );
-        assert_eq!((g.precision, w.precision), (mep::Precision::Tf32, mep::Precision::Tf32));
-        assert!(close(g.line_max_loss, w.line_max_loss), "{g:?}\n{w:?}");
-        assert!(close(g.path_max_loss, w.path_max_loss), "{g:?}\n{w:?}");
-    }
+    assert_matches_cpu(&got, &want);
+    assert!(got.iter().chain(&want).all(|r| r.precision == mep::Precision::Tf32));
     assert!(want.iter().all(|r| r.steps > 0), "the NEB must run: {want:?}");
     std::fs::remove_dir_all(root).ok();
 }
