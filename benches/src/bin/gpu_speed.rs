@@ -40,7 +40,7 @@
 
 use mep::connect::HeadEnergy;
 use mep_benches::{cuda_sync, median, normal_vec, time_ms};
-use mep_kernels::{KernelBackend, Launcher, PoolStats};
+use mep_kernels::{DevBuf, KernelBackend, Launcher, PoolStats};
 use mep_neb::{Neb, NebConfig, Path};
 use mep_nn::Adam;
 use mep_resnet::{Arch, Cut, FoldedResNet, ResNet};
@@ -356,11 +356,11 @@ fn graph_forward<L: Launcher>(
 }
 
 /// The energy+gradient call of a NEB step in `input` (what `HeadEnergy` computes for the
-/// moving pivots: the points copied into the network's input, its forward and backward to the
-/// input) captured in a graph and replayed: the twin of PyTorch's graph row of the same name.
-/// The cross-entropy's gradient with respect to the logits, `probs − onehot(target)`, is
-/// computed eagerly once and fed in by the graph as a device copy, as PyTorch's row captures
-/// only the network. The whole step is `graph_neb_step`.
+/// moving pivots: the points copied into the network's input, its forward, the per-pivot
+/// cross-entropy against class 0 and the backward to the input, `head_loss_grad_into` with the
+/// losses left on the device) captured in a graph and replayed: the twin of PyTorch's graph
+/// row of the same name. The eager call before it is the warm-up (and puts the targets on the
+/// device once); the whole step is `graph_neb_step`.
 fn graph_neb_energy<L: Launcher>(
     b: &KernelBackend<L>,
     net: &FoldedResNet<KernelBackend<L>>,
@@ -368,28 +368,22 @@ fn graph_neb_energy<L: Launcher>(
     args: &Args,
     sync: &dyn Fn() -> Result<(), String>,
 ) -> Result<Vec<f64>, String> {
-    let (n, s, target) = (cfg.moving, cfg.size, 0);
-    let e = |e: mep_resnet::ResNetError| e.to_string();
+    let (n, s) = (cfg.moving, cfg.size);
+    let targets = vec![0; n];
     let points = Tensor::from_vec(b, [n, 3, s, s], normal_vec(n * 3 * s * s, 4)).map_err(|e| e.to_string())?;
     let mut z = Tensor::alloc(b, [n, 3, s, s]).map_err(|e| e.to_string())?;
-    // Eagerly, as HeadEnergy::evaluate: the warm-up, and the reference gradient.
-    b.copy(&points.buf, &mut z.buf).map_err(|e| e.to_string())?;
-    let hg = net
-        .head_loss_grad(b, &z, Cut::Input, &vec![target; n], 1.0)
-        .map_err(e)?;
-    let mut dlogits = hg.probs.to_vec(b).map_err(|e| e.to_string())?;
-    for r in 0..n {
-        dlogits[r * CLASSES + target] -= 1.0;
-    }
-    let dlogits = Tensor::from_vec(b, [n, CLASSES], dlogits).map_err(|e| e.to_string())?;
-    let want = hg.grad.to_vec(b).map_err(|e| e.to_string())?;
-    drop(hg);
+    let mut losses = b.alloc(n).map_err(|e| e.to_string())?;
+    let call = |z: &mut Tensor<KernelBackend<L>>, losses: &mut DevBuf<L::Mem>| {
+        b.copy(&points.buf, &mut z.buf)?;
+        net.head_loss_grad_into(b, z, Cut::Input, &targets, 1.0, losses)
+    };
+    // Eagerly: the warm-up, and the reference gradient.
+    let (_, _, grad) = call(&mut z, &mut losses).map_err(|e| e.to_string())?;
+    let want = grad.to_vec(b).map_err(|e| e.to_string())?;
+    drop(grad);
     let before = b.pool_stats();
-    let (graph, (_, mut grad)) = b
-        .capture(|| {
-            b.copy(&points.buf, &mut z.buf)?;
-            net.head_backward(b, &z, Cut::Input, |_| Ok(dlogits.duplicate(b)?))
-        })
+    let (graph, (_, _, mut grad)) = b
+        .capture(|| call(&mut z, &mut losses))
         .map_err(|e| format!("capturing the energy+gradient call failed: {e}"))?;
     check_capture(b, &graph, before)?;
     b.fill(&mut grad.buf, f32::NAN).map_err(|e| e.to_string())?;

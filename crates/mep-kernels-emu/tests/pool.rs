@@ -296,9 +296,9 @@ fn a_captured_forward_replays_to_the_eager_logits_and_keeps_its_blocks() {
     assert!(addr(&b, &one) == y_addr || addr(&b, &two) == y_addr);
 }
 
-/// What gpu_speed captures of a NEB step: the network's forward and backward to the points
-/// (the cross-entropy's gradient at the logits fed in as a device copy, since its targets are
-/// a host argument); the replayed gradient equals head_loss_grad's.
+/// The network's forward and backward to the points captured alone (the cross-entropy's
+/// gradient at the logits fed in as a device copy); the replayed gradient equals
+/// head_loss_grad's. The whole step, cross-entropy included, is crates/mep/tests/device_step.rs's.
 #[test]
 fn a_captured_forward_backward_replays_to_the_eager_gradient() {
     let b = EmuLauncher::backend();
