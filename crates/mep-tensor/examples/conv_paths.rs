@@ -67,6 +67,8 @@ fn main() {
         ("r50 256->256 28>14 s2", b8(geom(256, 28, 256, 2))),
         ("r50 256->256 14x14", b8(geom(256, 14, 256, 1))),
         ("r50 512->512 14>7 s2", b8(geom(512, 14, 512, 2))),
+        ("r50 512->512 7x7", b8(geom(512, 7, 512, 1))),
+        ("r50 64->64 56x56", b8(geom(64, 56, 64, 1))),
     ];
     let layers = [
         ("stem 3->16 32x32", geom(3, 32, 16, 1)),
@@ -86,24 +88,60 @@ fn main() {
             },
         ),
     ];
-    let layers: Vec<(&str, Conv2dGeom)> = if args.iter().any(|a| a == "--r50") {
+    // `--r50-1x1`: ResNet-50's 1×1 layers at 224×224, batch 8 (GEMM only; for the GEMM path's plan).
+    let one = |c_in: usize, hw: usize, c_out: usize, stride: usize| {
+        let input = Nchw {
+            n: 8,
+            c: c_in,
+            h: hw,
+            w: hw,
+        };
+        Conv2dGeom::square("conv_paths", input, c_out, 1, stride, 0).expect("a valid geometry")
+    };
+    let r50_1x1 = [
+        ("1x1 256->64 56x56", one(256, 56, 64, 1)),
+        ("1x1 64->256 56x56", one(64, 56, 256, 1)),
+        ("1x1 512->128 28x28", one(512, 28, 128, 1)),
+        ("1x1 128->512 28x28", one(128, 28, 512, 1)),
+        ("1x1 1024->256 14x14", one(1024, 14, 256, 1)),
+        ("1x1 256->1024 14x14", one(256, 14, 1024, 1)),
+        ("1x1 2048->512 7x7", one(2048, 7, 512, 1)),
+        ("1x1 512->2048 7x7", one(512, 7, 2048, 1)),
+        ("1x1 1024->2048 14>7 s2", one(1024, 14, 2048, 2)),
+    ];
+    let layers: Vec<(&str, Conv2dGeom)> = if args.iter().any(|a| a == "--r50-1x1") {
+        r50_1x1.to_vec()
+    } else if args.iter().any(|a| a == "--r50") {
         r50.to_vec()
     } else {
         layers.to_vec()
     };
+    // `--layer TEXT`: only the layers whose name contains TEXT.
+    let only = args.iter().position(|a| a == "--layer").and_then(|i| args.get(i + 1));
+    let layers: Vec<(&str, Conv2dGeom)> = layers
+        .into_iter()
+        .filter(|(name, _)| only.is_none_or(|t| name.contains(t.as_str())))
+        .collect();
     println!(
         "isa {:?}, threads {}",
         mep_tensor::cpu::direct::Isa::current(),
         rayon::current_num_threads()
     );
     println!(
-        "{:<18} {:>8} {:>8} {:>8} {:>8}   (on-CPU ms; wall ms in brackets)",
-        "layer", "fwd dir", "fwd gemm", "dx dir", "dx gemm"
+        "{:<18} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}   (on-CPU ms; wall ms in brackets)",
+        "layer", "fwd dir", "fwd gemm", "fwd wino", "dx dir", "dx gemm", "dx wino"
     );
     for (name, g) in layers {
         let mut cells = Vec::new();
         for op in 0..2 {
-            for path in [ConvPath::Direct, ConvPath::Gemm] {
+            for path in [ConvPath::Direct, ConvPath::Gemm, ConvPath::Winograd] {
+                // `--path NAME`: time only that path (the others' cells read 0).
+                if let Some(p) = args.iter().position(|a| a == "--path").and_then(|i| args.get(i + 1)) {
+                    if !format!("{path:?}").eq_ignore_ascii_case(p) {
+                        cells.push(format!("{:6.2} [{:5.1}]", 0.0, 0.0));
+                        continue;
+                    }
+                }
                 let cpu = CpuBackend::new().with_conv_path(path);
                 let x = cpu.upload(&filled(g.input().numel(), 1)).unwrap();
                 let w = cpu.upload(&filled(g.weight_len(), 2)).unwrap();

@@ -602,7 +602,7 @@ fn forced_paths_run_different_kernels() {
         cpu.conv2d_bwd_weight(&g, &xb, &dyb, &mut dw, None).unwrap();
         [y, dx, dw].map(|b| cpu.download(&b).unwrap())
     };
-    let (direct, gemm) = (run(ConvPath::Direct), run(ConvPath::Gemm));
+    let (direct, gemm, winograd) = (run(ConvPath::Direct), run(ConvPath::Gemm), run(ConvPath::Winograd));
     for (name, (a, b)) in ["forward", "input gradient", "weight gradient"]
         .iter()
         .zip(direct.iter().zip(&gemm))
@@ -611,6 +611,70 @@ fn forced_paths_run_different_kernels() {
             a != b,
             "{name}: the forced paths gave the same bits; is one of them not taken?"
         );
+    }
+    // Winograd has no weight gradient (it runs on GEMM); its forward and input gradient differ.
+    for (name, (a, b)) in ["forward", "input gradient"].iter().zip(winograd.iter().zip(&gemm)) {
+        assert!(a != b, "winograd {name}: the same bits as GEMM; is it not taken?");
+    }
+    assert_eq!(
+        winograd[2], gemm[2],
+        "the weight gradient is GEMM's under a forced Winograd"
+    );
+}
+
+/// Wide 3×3 stride-1 layers, where [`ConvPath::Auto`] picks Winograd (ResNet-50's layer1–3
+/// shapes at small batches and planes), and odd planes whose last tile is cut.
+fn winograd_geoms() -> Vec<Conv2dGeom> {
+    vec![
+        geom(2, 64, 14, 14, 64, 3, 1, 1),
+        geom(1, 128, 15, 14, 64, 3, 1, 1),
+        geom(1, 66, 14, 17, 130, 3, 1, 1),
+        geom(3, 64, 16, 16, 72, 3, 1, 1),
+    ]
+}
+
+#[test]
+fn winograd_path_matches_reference() {
+    use mep_tensor::cpu::direct::{choose_winograd, ConvOp};
+    for g in winograd_geoms() {
+        assert!(
+            choose_winograd(ConvOp::Forward, &g) && choose_winograd(ConvOp::BwdInput, &g),
+            "{g:?}"
+        );
+    }
+    check_path(ConvPath::Winograd, winograd_geoms(), 15);
+    check_path(ConvPath::Auto, winograd_geoms(), 16);
+    // Narrow layers, small planes and strides under a forced Winograd (the strided and the
+    // other kernel shapes fall back to GEMM).
+    check_path(ConvPath::Winograd, resnet20_geoms(), 17);
+    check_path(ConvPath::Winograd, conv_geoms(), 18);
+}
+
+/// The table keeps Winograd to ResNet-50's wide layers: ResNet-20 (the demo's model, whose
+/// shipped training is checked bit for bit) and ResNet-50's 7×7 stage stay where they were.
+#[test]
+fn winograd_dispatch_covers_the_wide_layers_only() {
+    use mep_tensor::cpu::direct::{choose_winograd, ConvOp};
+    let wide = [(64, 56), (128, 28), (256, 14)];
+    for (c, hw) in wide {
+        assert!(
+            choose_winograd(ConvOp::Forward, &geom(8, c, hw, hw, c, 3, 1, 1)),
+            "{c} at {hw}"
+        );
+    }
+    let narrow = [
+        geom(8, 512, 7, 7, 512, 3, 1, 1),
+        geom(8, 128, 56, 56, 128, 3, 2, 1),
+        geom(8, 256, 14, 14, 1024, 1, 1, 0),
+    ];
+    for g in narrow
+        .iter()
+        .chain(&resnet20_geoms())
+        .chain(&[geom(128, 64, 8, 8, 64, 3, 1, 1), geom(128, 16, 32, 32, 16, 3, 1, 1)])
+    {
+        for op in [ConvOp::Forward, ConvOp::BwdInput, ConvOp::BwdWeight] {
+            assert!(!choose_winograd(op, g), "{op:?} {g:?}");
+        }
     }
 }
 

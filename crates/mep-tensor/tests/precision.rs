@@ -141,7 +141,7 @@ fn check_conv(backend: &CpuBackend, p: Precision, g: &Conv2dGeom, seed: u64) {
 
 #[test]
 fn convolutions_round_their_operands_on_every_path() {
-    // 3×3 padding 1 (the direct kernels), 1×1, strided 1×1 and the 7×7 stem.
+    // 3×3 padding 1 (the direct kernels and Winograd), 1×1, strided 1×1 and the 7×7 stem.
     let geoms = [
         conv(2, 8, 8, 16, 3, 1, 1),
         conv(2, 16, 8, 8, 3, 2, 1),
@@ -149,7 +149,7 @@ fn convolutions_round_their_operands_on_every_path() {
         conv(2, 8, 9, 16, 1, 2, 0),
         conv(1, 3, 15, 8, 7, 2, 3),
     ];
-    for path in [ConvPath::Direct, ConvPath::Gemm, ConvPath::Auto] {
+    for path in [ConvPath::Direct, ConvPath::Gemm, ConvPath::Winograd, ConvPath::Auto] {
         let backend = CpuBackend::new().with_conv_path(path);
         for p in [Precision::Tf32, Precision::Bf16] {
             for (i, g) in geoms.iter().enumerate() {

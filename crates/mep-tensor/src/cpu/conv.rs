@@ -25,6 +25,7 @@
 
 use super::direct::{self, fwd, wgrad, ConvOp, ConvPath, Isa};
 use super::gemm::{gemm_fixed_order, sgemm, sgemm_into, Scratch, SharedMut, Workspace};
+use super::winograd;
 use crate::backend::Act;
 use crate::shape::{Conv2dGeom, ConvT2dGeom};
 use gemm::Parallelism;
@@ -50,6 +51,14 @@ const MIN_BLOCK_COLS: usize = 64;
 /// later stages at 32×32 input have planes of 16, 4 and 1 pixels). Measured on ResNet-50 at
 /// 32×32 and ResNet-20: 16 beat 0, 64 and 256 (larger planes do better per image).
 const SMALL_PLANE: usize = 16;
+/// 1×1 layers with at least this many weights and output planes of at most
+/// [`BIG_WEIGHT_PLANE`] pixels are batched too. Measured with `conv_paths --r50-1x1` (AVX2,
+/// 2 threads, wall ms, batch 8): ResNet-50's 7×7 1×1 layers at 224×224 took 5.1–5.2 ms
+/// forward and 7.2–8.5 ms input gradient image by image, 4.3 and 4.8–5.2 batched; the
+/// strided 1024→2048 one 12.4 and 18.5 ms, then 9.4 and 10.9.
+const BIG_WEIGHT: usize = 512 * 512;
+/// See [`BIG_WEIGHT`].
+const BIG_WEIGHT_PLANE: usize = 64;
 /// The number of columns a batched GEMM aims for.
 const BATCH_COLS: usize = 1024;
 
@@ -293,8 +302,20 @@ pub fn conv2d_on(
     act: Act,
     y: &mut [f32],
 ) {
+    // Winograd first: where it is chosen it beats the direct kernels too (64→64 at 56×56).
+    if direct::use_winograd(path, ConvOp::Forward, g) {
+        return winograd::conv2d(ws, g, x, w, bias, residual, act, y);
+    }
     if direct::use_direct(path, ConvOp::Forward, g) {
         return fwd::conv2d(ws, Isa::current(), g, x, w, bias, residual, act, y);
+    }
+    if let Some(gs) = subsampled(g) {
+        // A strided 1×1 conv is a 1×1 stride-1 conv of the input's kept pixels: gathered once,
+        // they run on that path (weights packed once per block of a whole image rather than
+        // per im2col block). Each output is the same dot product in the same order: same bits.
+        let mut xs = ws.take(gs.input().numel());
+        subsample(g, x, &mut xs);
+        return conv2d_on(path, ws, &gs, &xs, w, bias, residual, act, y);
     }
     let direct = is_direct(g);
     let f = Forward(x, w, bias, residual, act);
@@ -483,7 +504,11 @@ fn col2im_table(g: &Conv2dGeom, table: &[u32], col: &[f32], dx_img: &mut [f32], 
 /// Whether several images share each GEMM: small output planes, in a batch, from input
 /// planes small enough for the table gather.
 fn use_batched(g: &Conv2dGeom) -> bool {
-    g.n > 1 && g.out_h() * g.out_w() <= SMALL_PLANE && g.h * g.w <= TABLE_MAX_PLANE
+    let ohw = g.out_h() * g.out_w();
+    // Layers with a large weight (ResNet-50's 7×7 stage at 224×224: 49-pixel planes, 1–2.4 M
+    // weights) would pack all of it per image for a GEMM of 49 columns.
+    let big_weight = ohw <= BIG_WEIGHT_PLANE && g.weight_len() >= BIG_WEIGHT;
+    g.n > 1 && (ohw <= SMALL_PLANE || big_weight) && g.h * g.w <= TABLE_MAX_PLANE
 }
 
 /// How the batch is cut into chunks of images that share one GEMM: the chunk size, the
@@ -638,6 +663,15 @@ pub fn conv2d_bwd_input_on(path: ConvPath, ws: &Workspace, g: &Conv2dGeom, dy: &
     if direct && g.stride == 2 {
         return fwd::conv2d_bwd_input_s2(ws, Isa::current(), g, dy, w, dx);
     }
+    if let Some(gs) = subsampled(g) {
+        // The gradient of the kept pixels (a 1×1 stride-1 input gradient), scattered back;
+        // every other pixel's gradient is zero. The same sums as col2im's: same bits.
+        let mut dxs = ws.take(gs.input().numel());
+        conv2d_bwd_input_on(path, ws, &gs, dy, w, &mut dxs);
+        dx.fill(0.0);
+        scatter_subsampled(g, &dxs, dx);
+        return;
+    }
     if use_batched(g) && !direct {
         // Wᵀ through the GEMM's strides: no flipped weight to build.
         return conv2d_bwd_input_batched(ws, g, dy, w, dx);
@@ -661,7 +695,9 @@ pub fn conv2d_bwd_input_on(path: ConvPath, ws: &Workspace, g: &Conv2dGeom, dy: &
         };
         let mut wt = ws.take(g.weight_len());
         flip_transpose(g, w, &mut wt);
-        if direct {
+        if direct::use_winograd(path, ConvOp::BwdInput, g) {
+            winograd::conv2d(ws, &gt, dy, &wt, None, None, Act::Identity, dx);
+        } else if direct {
             fwd::conv2d(ws, Isa::current(), &gt, dy, &wt, None, None, Act::Identity, dx);
         } else {
             // The choice was made for the gradient's shape; the forward's table must not redo it.
@@ -670,6 +706,50 @@ pub fn conv2d_bwd_input_on(path: ConvPath, ws: &Workspace, g: &Conv2dGeom, dy: &
         return;
     }
     conv2d_bwd_input_col2im(ws, g, dy, w, dx);
+}
+
+/// The 1×1 stride-1 geometry of a strided 1×1 convolution without padding, over the pixels
+/// it reads (`x[.., s·i, s·j]`); `None` for other convolutions.
+fn subsampled(g: &Conv2dGeom) -> Option<Conv2dGeom> {
+    (g.kh == 1 && g.kw == 1 && g.pad == 0 && g.stride > 1).then(|| Conv2dGeom {
+        h: g.out_h(),
+        w: g.out_w(),
+        stride: 1,
+        ..*g
+    })
+}
+
+/// `xs[n, c, i, j] = x[n, c, s·i, s·j]` for [`subsampled`]'s geometry.
+fn subsample(g: &Conv2dGeom, x: &[f32], xs: &mut [f32]) {
+    let (oh, ow, s) = (g.out_h(), g.out_w(), g.stride);
+    let plane = g.h * g.w;
+    xs[..g.n * g.c_in * oh * ow]
+        .par_chunks_mut((oh * ow).max(1))
+        .enumerate()
+        .for_each(|(p, dst)| {
+            let src = &x[p * plane..(p + 1) * plane];
+            for (i, row) in dst.chunks_exact_mut(ow.max(1)).enumerate() {
+                let src_row = &src[s * i * g.w..];
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = src_row[s * j];
+                }
+            }
+        });
+}
+
+/// `dx[n, c, s·i, s·j] = dxs[n, c, i, j]`, the inverse of [`subsample`] (other pixels untouched).
+fn scatter_subsampled(g: &Conv2dGeom, dxs: &[f32], dx: &mut [f32]) {
+    let (oh, ow, s) = (g.out_h(), g.out_w(), g.stride);
+    let plane = g.h * g.w;
+    dx.par_chunks_mut(plane.max(1)).enumerate().for_each(|(p, dst)| {
+        let src = &dxs[p * oh * ow..(p + 1) * oh * ow];
+        for (i, row) in src.chunks_exact(ow.max(1)).enumerate() {
+            let dst_row = &mut dst[s * i * g.w..];
+            for (j, v) in row.iter().enumerate() {
+                dst_row[s * j] = *v;
+            }
+        }
+    });
 }
 
 /// Input gradient of a 1×1 stride-1 convolution: `dX = Wᵀ·dY` per image, the transpose

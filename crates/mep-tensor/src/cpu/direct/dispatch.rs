@@ -13,6 +13,9 @@ pub enum ConvPath {
     Direct,
     /// im2col (or its variants) and GEMM, as before the direct kernels existed.
     Gemm,
+    /// Winograd F(2×2, 3×3) ([`winograd`](crate::cpu::winograd)) for the forward and input
+    /// gradient wherever it supports the shape, else the GEMM path.
+    Winograd,
 }
 
 /// The convolution operations that have a direct kernel.
@@ -122,6 +125,26 @@ pub fn use_direct(path: ConvPath, op: ConvOp, g: &Conv2dGeom) -> bool {
     match path {
         ConvPath::Auto => choose(op, g),
         ConvPath::Direct => supports(op, g),
-        ConvPath::Gemm => false,
+        ConvPath::Gemm | ConvPath::Winograd => false,
+    }
+}
+
+/// The dispatch table's Winograd column: whether [`ConvPath::Auto`] runs `op` on `g` with
+/// F(2×2, 3×3) (forward and input gradient only; the direct kernels keep their shapes).
+///
+/// Like [`choose`], it looks at the shape only. TODO(measure): the table.
+pub fn choose_winograd(op: ConvOp, g: &Conv2dGeom) -> bool {
+    op != ConvOp::BwdWeight
+        && crate::cpu::winograd::supports(g)
+        && g.c_in.min(g.c_out) >= 64
+        && g.out_h().min(g.out_w()) >= 14
+}
+
+/// Whether `path` sends `op` on `g` to [`winograd`](crate::cpu::winograd).
+pub fn use_winograd(path: ConvPath, op: ConvOp, g: &Conv2dGeom) -> bool {
+    match path {
+        ConvPath::Auto => choose_winograd(op, g),
+        ConvPath::Winograd => op != ConvOp::BwdWeight && crate::cpu::winograd::supports(g),
+        ConvPath::Direct | ConvPath::Gemm => false,
     }
 }

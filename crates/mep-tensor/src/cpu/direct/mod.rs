@@ -19,7 +19,7 @@ pub mod fwd;
 pub mod isa;
 pub mod wgrad;
 
-pub use dispatch::{choose, supports, use_direct, ConvOp, ConvPath};
+pub use dispatch::{choose, choose_winograd, supports, use_direct, use_winograd, ConvOp, ConvPath};
 pub use isa::Isa;
 
 /// Test inputs in [−1, 1) from the workspace's seeded generator, exact in f32.
