@@ -108,6 +108,23 @@ fn main() {
         ("1x1 2048->512 7x7", one(2048, 7, 512, 1)),
         ("1x1 512->2048 7x7", one(512, 7, 2048, 1)),
         ("1x1 1024->2048 14>7 s2", one(1024, 14, 2048, 2)),
+        (
+            "stem 7x7 3->64 224>112 s2",
+            Conv2dGeom::square(
+                "conv_paths",
+                Nchw {
+                    n: 8,
+                    c: 3,
+                    h: 224,
+                    w: 224,
+                },
+                64,
+                7,
+                2,
+                3,
+            )
+            .expect("a valid geometry"),
+        ),
     ];
     let layers: Vec<(&str, Conv2dGeom)> = if args.iter().any(|a| a == "--r50-1x1") {
         r50_1x1.to_vec()

@@ -9,9 +9,13 @@
 //! and each GEMM runs single-threaded, which avoids gemm's per-call fork/join; only when there
 //! are too few units does gemm parallelise internally.
 //!
-//! Paths: 1×1 stride-1 convs read the input as the GEMM operand directly; other stride-1
-//! convs run on a zero-padded copy of the input over a "wide" output grid where each im2col
-//! row is one contiguous copy (`conv2d_wide`); strided convs use a general im2col. Input
+//! Paths: [`direct::choose`] and [`direct::choose_winograd`] send some 3×3 layers to the
+//! direct kernels or to [`winograd`]. 1×1 stride-1 convs read the input as the GEMM operand
+//! directly, and strided 1×1 convs run as 1×1 stride-1 convs of the pixels they read; other
+//! stride-1 convs run on a zero-padded copy of the input over a "wide" output grid where each
+//! im2col row is one contiguous copy (`conv2d_wide`); strided convs use a general im2col.
+//! Small output planes, and planes of up to 64 pixels under a weight of at least 256 Ki
+//! values, put several images into each GEMM (`conv2d_batched`). Input
 //! gradients of stride-1 convs are forward convs with the flipped, transposed weight; strided
 //! ones go through col2im. Weight gradients accumulate over fixed chunks of the images (not
 //! one per thread), into a column-major `dW` when that makes gemm transpose the smaller

@@ -13,7 +13,8 @@
 //! the direct sum and its transforms are exact halves.
 //!
 //! **Same bits on every machine.** The transforms are additions and subtractions in a fixed
-//! order (Rust never contracts them into FMAs) and the GEMMs are [`sgemm_into`]'s, so each
+//! order (Rust never contracts them into FMAs) and the GEMMs are
+//! [`gemm_fixed_order`](super::gemm::gemm_fixed_order)'s, so each
 //! output is the same on AVX2 and AVX-512 machines, whatever the thread count or how the
 //! tiles are cut into units.
 
@@ -32,6 +33,13 @@ const UNIT_FLOATS: usize = 512 * 1024;
 const MIN_TILES: usize = 64;
 
 /// Whether F(2×2, 3×3) can compute `g`: 3×3, stride 1, padding 1, no empty dimension.
+///
+/// ```
+/// use mep_tensor::{cpu::winograd, Conv2dGeom, Nchw};
+/// let x = Nchw { n: 8, c: 128, h: 28, w: 28 };
+/// assert!(winograd::supports(&Conv2dGeom::square("layer2", x, 128, 3, 1, 1).unwrap()));
+/// assert!(!winograd::supports(&Conv2dGeom::square("down", x, 128, 3, 2, 1).unwrap()));
+/// ```
 pub fn supports(g: &Conv2dGeom) -> bool {
     let nonempty = [g.n, g.c_in, g.c_out, g.h, g.w].iter().all(|&d| d > 0);
     g.kh == 3 && g.kw == 3 && g.stride == 1 && g.pad == 1 && nonempty

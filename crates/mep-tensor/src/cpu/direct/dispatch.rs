@@ -130,9 +130,28 @@ pub fn use_direct(path: ConvPath, op: ConvOp, g: &Conv2dGeom) -> bool {
 }
 
 /// The dispatch table's Winograd column: whether [`ConvPath::Auto`] runs `op` on `g` with
-/// F(2×2, 3×3) (forward and input gradient only; the direct kernels keep their shapes).
+/// F(2×2, 3×3) (forward and input gradient; it comes before [`choose`], so it also takes
+/// ResNet-50's 64→64 layer from the direct kernels).
 ///
-/// Like [`choose`], it looks at the shape only. TODO(measure): the table.
+/// Like [`choose`], it looks at the shape only. Winograd for 3×3 stride-1 padding-1 layers
+/// with at least 64 channels on both sides and output planes of at least 14×14: ResNet-50's
+/// layer1–3 at 224×224, never ResNet-20 (at most 64 channels on 8×8 planes), nor ResNet-50's
+/// 7×7 stage, where the 4×4 tiles cover 8×8 (a third wasted) and it tied or lost.
+///
+/// Measured 2026-12-05 with `examples/conv_paths.rs --r50` (`RAYON_NUM_THREADS=2`, batch 8,
+/// median of 5 runs, on-CPU ms, same machine and set-up as the tables above; the other path is
+/// what the shape ran on before: direct for 64 channels, GEMM above):
+///
+/// | layer            | ISA     | fwd other | fwd Winograd | dx other | dx Winograd |
+/// |------------------|---------|----------:|-------------:|---------:|------------:|
+/// | 64→64 56×56      | AVX-512 | 18.1 | 15.8 | 18.2 | 15.6 |
+/// |                  | AVX2    | 21.8 | 17.2 | 20.5 | 16.1 |
+/// | 128→128 28×28    | AVX-512 | 21.2 | 14.6 | 21.7 | 14.2 |
+/// |                  | AVX2    | 25.7 | 16.1 | 25.2 | 15.6 |
+/// | 256→256 14×14    | AVX-512 | 22.2 | 19.2 | 21.4 | 19.2 |
+/// |                  | AVX2    | 28.4 | 14.9 | 24.3 | 15.7 |
+/// | 512→512 7×7 (→ GEMM) | AVX-512 | 23.9 | 29.0 | 31.2 | 34.2 |
+/// |                  | AVX2    | 27.7 | 28.0 | 31.5 | 30.4 |
 pub fn choose_winograd(op: ConvOp, g: &Conv2dGeom) -> bool {
     op != ConvOp::BwdWeight
         && crate::cpu::winograd::supports(g)
