@@ -581,7 +581,7 @@ fn pool(input: Nchw, k: usize, stride: usize, pad: usize) -> Pool2dGeom {
     Pool2dGeom { input, k, stride, pad }
 }
 
-const POOLS: [(Nchw, usize, usize, usize); 7] = [
+const POOLS: [(Nchw, usize, usize, usize); 8] = [
     (nchw(2, 3, 8, 8), 2, 2, 0),
     (nchw(2, 3, 9, 7), 3, 2, 1),
     (nchw(1, 2, 5, 6), 3, 1, 1),
@@ -589,6 +589,8 @@ const POOLS: [(Nchw, usize, usize, usize); 7] = [
     (nchw(3, 1, 4, 4), 1, 1, 0),
     (nchw(8, 16, 32, 32), 3, 2, 1),
     (nchw(2, 2, 97, 95), 3, 3, 1),
+    // Stride 1 with rows of many full groups of the CPU's side-by-side scan.
+    (nchw(1, 2, 20, 37), 3, 1, 1),
 ];
 
 fn max_pool_fast(cpu: &CpuBackend, g: &Pool2dGeom, x: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {

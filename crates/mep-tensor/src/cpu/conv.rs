@@ -676,7 +676,8 @@ pub fn conv2d_bwd_input_on(path: ConvPath, ws: &Workspace, g: &Conv2dGeom, dy: &
         scatter_subsampled(g, &dxs, dx);
         return;
     }
-    if use_batched(g) && !direct {
+    let winograd = direct::use_winograd(path, ConvOp::BwdInput, g);
+    if use_batched(g) && !direct && !winograd {
         // Wᵀ through the GEMM's strides: no flipped weight to build.
         return conv2d_bwd_input_batched(ws, g, dy, w, dx);
     }
@@ -699,7 +700,7 @@ pub fn conv2d_bwd_input_on(path: ConvPath, ws: &Workspace, g: &Conv2dGeom, dy: &
         };
         let mut wt = ws.take(g.weight_len());
         flip_transpose(g, w, &mut wt);
-        if direct::use_winograd(path, ConvOp::BwdInput, g) {
+        if winograd {
             winograd::conv2d(ws, &gt, dy, &wt, None, None, Act::Identity, dx);
         } else if direct {
             fwd::conv2d(ws, Isa::current(), &gt, dy, &wt, None, None, Act::Identity, dx);

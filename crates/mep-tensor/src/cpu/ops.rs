@@ -498,15 +498,73 @@ fn window_argmax(g: &Pool2dGeom, xp: &[f32], oh: usize, ow: usize) -> (usize, f3
     (arg, best)
 }
 
+/// Outputs one pass of [`pool_row`] scans side by side.
+const POOL_LANES: usize = 8;
+
+/// The window maxima of output row `oh` of one plane (`best[j]`) and, with `ARG`, their flat
+/// indices (`arg[j]`), each window scanned in row-major order under [`takes_over`] exactly as
+/// [`window_argmax`] does. Outputs whose window is not clipped by the padding are scanned
+/// [`POOL_LANES`] at a time, each lane doing its own window's steps in the same order: the
+/// one-by-one scan's data-dependent branches made ResNet-50's 112×112 pooling 3 % of a
+/// forward+backward.
+fn pool_row<const ARG: bool>(g: &Pool2dGeom, xp: &[f32], oh: usize, best: &mut [f32], arg: &mut [usize]) {
+    let (w, ow, s) = (g.input.w, g.out_w(), g.stride);
+    let (h0, h1) = window(g, oh, g.input.h);
+    // Unclipped windows: j·s ≥ pad and j·s + k − pad ≤ w.
+    let j_lo = g.pad.div_ceil(s.max(1)).min(ow);
+    let j_hi = if w + g.pad >= g.k {
+        ((w + g.pad - g.k) / s.max(1) + 1).clamp(j_lo, ow)
+    } else {
+        j_lo
+    };
+    let mut j = 0;
+    while j < ow {
+        if j >= j_lo && j + POOL_LANES <= j_hi {
+            let mut b = [f32::NEG_INFINITY; POOL_LANES];
+            let first = h0 * w + j * s - g.pad;
+            // u32 indices (a plane holds fewer than 2³² pixels) select in vector lanes.
+            let mut a = [0u32; POOL_LANES];
+            for (l, al) in a.iter_mut().enumerate() {
+                *al = (first + l * s) as u32;
+            }
+            for ih in h0..h1 {
+                for kj in 0..g.k {
+                    let base = ih * w + j * s - g.pad + kj;
+                    let vals: [f32; POOL_LANES] = std::array::from_fn(|l| xp[base + l * s]);
+                    for l in 0..POOL_LANES {
+                        let take = takes_over(vals[l], b[l]);
+                        b[l] = if take { vals[l] } else { b[l] };
+                        if ARG {
+                            a[l] = if take { (base + l * s) as u32 } else { a[l] };
+                        }
+                    }
+                }
+            }
+            best[j..j + POOL_LANES].copy_from_slice(&b);
+            if ARG {
+                for (dst, &al) in arg[j..j + POOL_LANES].iter_mut().zip(&a) {
+                    *dst = al as usize;
+                }
+            }
+            j += POOL_LANES;
+        } else {
+            let (i, v) = window_argmax(g, xp, oh, j);
+            best[j] = v;
+            if ARG {
+                arg[j] = i;
+            }
+            j += 1;
+        }
+    }
+}
+
 /// Max over each `k × k` window at `stride`, padding counting as −∞.
 pub fn max_pool2d(g: &Pool2dGeom, x: &[f32], y: &mut [f32]) {
     let (hw, oh, ow) = (g.input.hw(), g.out_h(), g.out_w());
     for_each_plane(y, oh * ow, x.len() + y.len(), |p, yp| {
         let xp = &x[p * hw..(p + 1) * hw];
         for i in 0..oh {
-            for (j, y) in yp[i * ow..(i + 1) * ow].iter_mut().enumerate() {
-                *y = window_argmax(g, xp, i, j).1;
-            }
+            pool_row::<false>(g, xp, i, &mut yp[i * ow..(i + 1) * ow], &mut []);
         }
     });
 }
@@ -518,9 +576,11 @@ pub fn max_pool2d_bwd(g: &Pool2dGeom, x: &[f32], dy: &[f32], dx: &mut [f32]) {
         let xp = &x[p * hw..(p + 1) * hw];
         let dyp = &dy[p * oh * ow..(p + 1) * oh * ow];
         dxp.fill(0.0);
+        let (mut best, mut arg) = (vec![0.0f32; ow], vec![0usize; ow]);
         for i in 0..oh {
-            for (j, &g_out) in dyp[i * ow..(i + 1) * ow].iter().enumerate() {
-                dxp[window_argmax(g, xp, i, j).0] += g_out;
+            pool_row::<true>(g, xp, i, &mut best, &mut arg);
+            for (&a, &g_out) in arg.iter().zip(&dyp[i * ow..(i + 1) * ow]) {
+                dxp[a] += g_out;
             }
         }
     });

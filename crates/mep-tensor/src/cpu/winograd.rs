@@ -129,6 +129,8 @@ unsafe fn weight_block(
 
 /// Input channels whose weights one task of [`weight_transform`] gathers and transforms.
 const WT_BLOCK: usize = 8;
+/// Channels the transposes between NCHW and the transforms' channel-minor rows move together.
+const TRANSPOSE_BLOCK: usize = 8;
 
 /// `y = act(conv2d(x, w) + bias + residual)` for a shape [`supports`] accepts, NCHW,
 /// weight `[c_out, c_in, 3, 3]`.
@@ -215,10 +217,14 @@ fn input_transform(ws: &Workspace, g: &Conv2dGeom, x: &[f32], r0: usize, r1: usi
                 continue;
             }
             let dst = &mut p[(i * pw + 1) * ci..(i * pw + 1 + wd) * ci];
-            for c in 0..ci {
-                let row = &x[((img * ci + c) * h + yy) * wd..][..wd];
-                for (xx, val) in row.iter().enumerate() {
-                    dst[xx * ci + c] = *val;
+            // In blocks of channels, so that each pixel's stores are one contiguous run.
+            for c0 in (0..ci).step_by(TRANSPOSE_BLOCK) {
+                let c1 = ci.min(c0 + TRANSPOSE_BLOCK);
+                let row = |c: usize| &x[((img * ci + c) * h + yy) * wd..][..wd];
+                for xx in 0..wd {
+                    for c in c0..c1 {
+                        dst[xx * ci + c] = row(c)[xx];
+                    }
                 }
             }
         }
@@ -280,7 +286,7 @@ unsafe fn output_transform(
     // channel-minor: `q[(dy·2tw + ox)·co + k]`.
     let mut ma = ws.take(8 * co);
     let mut q = ws.take(2 * 2 * tw * co);
-    let mut line = vec![0.0f32; wd];
+    let mut lines = vec![0.0f32; TRANSPOSE_BLOCK * wd];
     for r in r0..r1 {
         let (img, ty) = (r / th, r % th);
         let toff = (r - r0) * tw;
@@ -310,20 +316,26 @@ unsafe fn output_transform(
                 continue;
             }
             let q_row = &q[dy * 2 * tw * co..][..wd * co];
-            for k in 0..co {
-                for (ox, out) in line.iter_mut().enumerate() {
-                    *out = q_row[ox * co + k];
+            for k0 in (0..co).step_by(TRANSPOSE_BLOCK) {
+                let k1 = co.min(k0 + TRANSPOSE_BLOCK);
+                for ox in 0..wd {
+                    for k in k0..k1 {
+                        lines[(k - k0) * wd + ox] = q_row[ox * co + k];
+                    }
                 }
-                let start = ((img * co + k) * h + oy) * wd;
-                epilogue(
-                    &mut line,
-                    bias.map(|b| b[k]),
-                    residual.map(|res| &res[start..start + wd]),
-                    act,
-                );
-                // SAFETY: this row belongs to tile row `r`, which only this unit computes.
-                let row = unsafe { std::slice::from_raw_parts_mut(y.get().add(start), wd) };
-                row.copy_from_slice(&line);
+                for k in k0..k1 {
+                    let line = &mut lines[(k - k0) * wd..(k - k0 + 1) * wd];
+                    let start = ((img * co + k) * h + oy) * wd;
+                    epilogue(
+                        line,
+                        bias.map(|b| b[k]),
+                        residual.map(|res| &res[start..start + wd]),
+                        act,
+                    );
+                    // SAFETY: this row belongs to tile row `r`, which only this unit computes.
+                    let row = unsafe { std::slice::from_raw_parts_mut(y.get().add(start), wd) };
+                    row.copy_from_slice(line);
+                }
             }
         }
     }
