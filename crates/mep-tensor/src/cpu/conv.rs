@@ -714,9 +714,12 @@ pub fn conv2d_bwd_input_on(path: ConvPath, ws: &Workspace, g: &Conv2dGeom, dy: &
 }
 
 /// The 1×1 stride-1 geometry of a strided 1×1 convolution without padding, over the pixels
-/// it reads (`x[.., s·i, s·j]`); `None` for other convolutions.
+/// it reads (`x[.., s·i, s·j]`); `None` for other convolutions, and for output planes of at
+/// most [`SMALL_PLANE`] pixels, whose batched GEMM gathers the kept pixels through its tap
+/// table already (the copy would be one more pass: ResNet-50 at 32×32).
 fn subsampled(g: &Conv2dGeom) -> Option<Conv2dGeom> {
-    (g.kh == 1 && g.kw == 1 && g.pad == 0 && g.stride > 1).then(|| Conv2dGeom {
+    let small = g.n > 1 && g.out_h() * g.out_w() <= SMALL_PLANE;
+    (g.kh == 1 && g.kw == 1 && g.pad == 0 && g.stride > 1 && !small).then(|| Conv2dGeom {
         h: g.out_h(),
         w: g.out_w(),
         stride: 1,

@@ -501,13 +501,13 @@ fn window_argmax(g: &Pool2dGeom, xp: &[f32], oh: usize, ow: usize) -> (usize, f3
 /// Outputs one pass of [`pool_row`] scans side by side.
 const POOL_LANES: usize = 8;
 
-/// The window maxima of output row `oh` of one plane (`best[j]`) and, with `ARG`, their flat
-/// indices (`arg[j]`), each window scanned in row-major order under [`takes_over`] exactly as
+/// The window maxima of output row `oh` of one plane, each given to `emit(j, max, index)` in
+/// order of `j` (the flat index is only computed with `ARG`), each window scanned in row-major order under [`takes_over`] exactly as
 /// [`window_argmax`] does. Outputs whose window is not clipped by the padding are scanned
 /// [`POOL_LANES`] at a time, each lane doing its own window's steps in the same order: the
 /// one-by-one scan's data-dependent branches made ResNet-50's 112×112 pooling 3 % of a
 /// forward+backward.
-fn pool_row<const ARG: bool>(g: &Pool2dGeom, xp: &[f32], oh: usize, best: &mut [f32], arg: &mut [usize]) {
+fn pool_row<const ARG: bool>(g: &Pool2dGeom, xp: &[f32], oh: usize, mut emit: impl FnMut(usize, f32, usize)) {
     let (w, ow, s) = (g.input.w, g.out_w(), g.stride);
     let (h0, h1) = window(g, oh, g.input.h);
     // Unclipped windows: j·s ≥ pad and j·s + k − pad ≤ w.
@@ -540,19 +540,13 @@ fn pool_row<const ARG: bool>(g: &Pool2dGeom, xp: &[f32], oh: usize, best: &mut [
                     }
                 }
             }
-            best[j..j + POOL_LANES].copy_from_slice(&b);
-            if ARG {
-                for (dst, &al) in arg[j..j + POOL_LANES].iter_mut().zip(&a) {
-                    *dst = al as usize;
-                }
+            for l in 0..POOL_LANES {
+                emit(j + l, b[l], a[l] as usize);
             }
             j += POOL_LANES;
         } else {
             let (i, v) = window_argmax(g, xp, oh, j);
-            best[j] = v;
-            if ARG {
-                arg[j] = i;
-            }
+            emit(j, v, i);
             j += 1;
         }
     }
@@ -564,7 +558,8 @@ pub fn max_pool2d(g: &Pool2dGeom, x: &[f32], y: &mut [f32]) {
     for_each_plane(y, oh * ow, x.len() + y.len(), |p, yp| {
         let xp = &x[p * hw..(p + 1) * hw];
         for i in 0..oh {
-            pool_row::<false>(g, xp, i, &mut yp[i * ow..(i + 1) * ow], &mut []);
+            let row = &mut yp[i * ow..(i + 1) * ow];
+            pool_row::<false>(g, xp, i, |j, v, _| row[j] = v);
         }
     });
 }
@@ -576,12 +571,9 @@ pub fn max_pool2d_bwd(g: &Pool2dGeom, x: &[f32], dy: &[f32], dx: &mut [f32]) {
         let xp = &x[p * hw..(p + 1) * hw];
         let dyp = &dy[p * oh * ow..(p + 1) * oh * ow];
         dxp.fill(0.0);
-        let (mut best, mut arg) = (vec![0.0f32; ow], vec![0usize; ow]);
         for i in 0..oh {
-            pool_row::<true>(g, xp, i, &mut best, &mut arg);
-            for (&a, &g_out) in arg.iter().zip(&dyp[i * ow..(i + 1) * ow]) {
-                dxp[a] += g_out;
-            }
+            let dy_row = &dyp[i * ow..(i + 1) * ow];
+            pool_row::<true>(g, xp, i, |j, _, a| dxp[a] += dy_row[j]);
         }
     });
 }
