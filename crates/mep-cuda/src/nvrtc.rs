@@ -180,7 +180,12 @@ mod imp {
     }
 
     fn log_text(raw: Vec<std::ffi::c_char>) -> String {
-        let bytes: Vec<u8> = raw.into_iter().map(|c| c as u8).take_while(|&b| b != 0).collect();
+        // `c_char` is i8 on x86-64 and u8 on aarch64: its one byte either way.
+        let bytes: Vec<u8> = raw
+            .into_iter()
+            .map(|c| c.to_ne_bytes()[0])
+            .take_while(|&b| b != 0)
+            .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
 

@@ -28,17 +28,24 @@ pub const ISA_ENV: &str = "MEP_CPU_ISA";
 impl Isa {
     /// What the CPU supports, best first.
     pub fn available() -> Vec<Isa> {
-        let mut v = Vec::new();
-        #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            v.push(Isa::Avx512);
+        [Isa::Avx512, Isa::Avx2, Isa::Portable]
+            .into_iter()
+            .filter(|isa| isa.on_this_cpu())
+            .collect()
+    }
+
+    /// Whether this build has the kernels for `self` and the CPU runs them.
+    fn on_this_cpu(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
+            // The x86 variants where the build has no kernels for them (aarch64, no `avx512`).
+            #[allow(unreachable_patterns)]
+            _ => false,
         }
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            v.push(Isa::Avx2);
-        }
-        v.push(Isa::Portable);
-        v
     }
 
     /// The best available ISA, lowered by `MEP_CPU_ISA` when that names one below it.
