@@ -1,9 +1,11 @@
-//! Times ResNet-20's 3×3 convolutions (batch 128) on the direct and the GEMM path, in
-//! on-CPU time (the sum of every thread's run time from `/proc/self/task/*/schedstat`),
+//! Times ResNet-20's 3×3 convolutions (batch 128) on the direct, the GEMM and the Winograd
+//! path, in on-CPU time (the sum of every thread's run time from `/proc/self/task/*/schedstat`),
 //! which a loaded, shared machine skews far less than wall time. Medians of `--reps`.
 //!
-//! `RAYON_NUM_THREADS=2 cargo run --release -p mep-tensor --example conv_paths [-- --reps 15] [--r50]`
-//! (`--r50`: ResNet-50's wider 3×3 layers at 224×224, batch 8, instead).
+//! `RAYON_NUM_THREADS=2 cargo run --release -p mep-tensor --example conv_paths [-- --reps 15]
+//! [--r50 | --r50-1x1] [--layer TEXT] [--path NAME]` (`--r50`: ResNet-50's wider 3×3 layers
+//! at 224×224, batch 8, instead; `--r50-1x1`: its 1×1 layers and stem; `--layer`: only the
+//! layers whose name contains TEXT; `--path`: only that path).
 
 use mep_tensor::cpu::ConvPath;
 use mep_tensor::prelude::*;
@@ -24,14 +26,20 @@ fn cpu_ns() -> u64 {
 mod support;
 use support::filled;
 
-fn geom(c_in: usize, hw: usize, c_out: usize, stride: usize) -> Conv2dGeom {
+/// A square `k×k` convolution of `n` images of `c_in×hw×hw`.
+fn conv(n: usize, c_in: usize, hw: usize, c_out: usize, k: usize, stride: usize, pad: usize) -> Conv2dGeom {
     let input = Nchw {
-        n: 128,
+        n,
         c: c_in,
         h: hw,
         w: hw,
     };
-    Conv2dGeom::square("conv_paths", input, c_out, 3, stride, 1).expect("a valid geometry")
+    Conv2dGeom::square("conv_paths", input, c_out, k, stride, pad).expect("a valid geometry")
+}
+
+/// A 3×3 padding-1 convolution at ResNet-20's batch of 128.
+fn geom(c_in: usize, hw: usize, c_out: usize, stride: usize) -> Conv2dGeom {
+    conv(128, c_in, hw, c_out, 3, stride, 1)
 }
 
 /// Median (on-CPU ms, wall ms) of `reps` runs of `f` after two warm-ups.
@@ -89,15 +97,7 @@ fn main() {
         ),
     ];
     // `--r50-1x1`: ResNet-50's 1×1 layers at 224×224, batch 8 (GEMM only; for the GEMM path's plan).
-    let one = |c_in: usize, hw: usize, c_out: usize, stride: usize| {
-        let input = Nchw {
-            n: 8,
-            c: c_in,
-            h: hw,
-            w: hw,
-        };
-        Conv2dGeom::square("conv_paths", input, c_out, 1, stride, 0).expect("a valid geometry")
-    };
+    let one = |c_in: usize, hw: usize, c_out: usize, stride: usize| conv(8, c_in, hw, c_out, 1, stride, 0);
     let r50_1x1 = [
         ("1x1 256->64 56x56", one(256, 56, 64, 1)),
         ("1x1 64->256 56x56", one(64, 56, 256, 1)),
@@ -108,23 +108,7 @@ fn main() {
         ("1x1 2048->512 7x7", one(2048, 7, 512, 1)),
         ("1x1 512->2048 7x7", one(512, 7, 2048, 1)),
         ("1x1 1024->2048 14>7 s2", one(1024, 14, 2048, 2)),
-        (
-            "stem 7x7 3->64 224>112 s2",
-            Conv2dGeom::square(
-                "conv_paths",
-                Nchw {
-                    n: 8,
-                    c: 3,
-                    h: 224,
-                    w: 224,
-                },
-                64,
-                7,
-                2,
-                3,
-            )
-            .expect("a valid geometry"),
-        ),
+        ("stem 7x7 3->64 224>112 s2", conv(8, 3, 224, 64, 7, 2, 3)),
     ];
     let layers: Vec<(&str, Conv2dGeom)> = if args.iter().any(|a| a == "--r50-1x1") {
         r50_1x1.to_vec()
@@ -148,16 +132,15 @@ fn main() {
         "{:<18} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}   (on-CPU ms; wall ms in brackets)",
         "layer", "fwd dir", "fwd gemm", "fwd wino", "dx dir", "dx gemm", "dx wino"
     );
+    // `--path NAME`: time only that path (the others' cells read 0).
+    let only_path = args.iter().position(|a| a == "--path").and_then(|i| args.get(i + 1));
     for (name, g) in layers {
         let mut cells = Vec::new();
         for op in 0..2 {
             for path in [ConvPath::Direct, ConvPath::Gemm, ConvPath::Winograd] {
-                // `--path NAME`: time only that path (the others' cells read 0).
-                if let Some(p) = args.iter().position(|a| a == "--path").and_then(|i| args.get(i + 1)) {
-                    if !format!("{path:?}").eq_ignore_ascii_case(p) {
-                        cells.push(format!("{:6.2} [{:5.1}]", 0.0, 0.0));
-                        continue;
-                    }
+                if only_path.is_some_and(|p| !format!("{path:?}").eq_ignore_ascii_case(p)) {
+                    cells.push(format!("{:6.2} [{:5.1}]", 0.0, 0.0));
+                    continue;
                 }
                 let cpu = CpuBackend::new().with_conv_path(path);
                 let x = cpu.upload(&filled(g.input().numel(), 1)).unwrap();

@@ -512,7 +512,18 @@ fn use_batched(g: &Conv2dGeom) -> bool {
     // Layers with a large weight (ResNet-50's 7×7 stage at 224×224: 49-pixel planes, 1–2.4 M
     // weights) would pack all of it per image for a GEMM of 49 columns.
     let big_weight = ohw <= BIG_WEIGHT_PLANE && g.weight_len() >= BIG_WEIGHT;
-    g.n > 1 && (ohw <= SMALL_PLANE || big_weight) && g.h * g.w <= TABLE_MAX_PLANE
+    small_plane_batched(g) || (big_weight && can_batch(g))
+}
+
+/// Whether [`use_batched`] takes `g` for its small output plane alone.
+fn small_plane_batched(g: &Conv2dGeom) -> bool {
+    g.out_h() * g.out_w() <= SMALL_PLANE && can_batch(g)
+}
+
+/// Whether the batched GEMM can run `g` at all: several images, input planes small enough for
+/// its tap table.
+fn can_batch(g: &Conv2dGeom) -> bool {
+    g.n > 1 && g.h * g.w <= TABLE_MAX_PLANE
 }
 
 /// How the batch is cut into chunks of images that share one GEMM: the chunk size, the
@@ -714,12 +725,12 @@ pub fn conv2d_bwd_input_on(path: ConvPath, ws: &Workspace, g: &Conv2dGeom, dy: &
 }
 
 /// The 1×1 stride-1 geometry of a strided 1×1 convolution without padding, over the pixels
-/// it reads (`x[.., s·i, s·j]`); `None` for other convolutions, and for output planes of at
-/// most [`SMALL_PLANE`] pixels, whose batched GEMM gathers the kept pixels through its tap
-/// table already (the copy would be one more pass: ResNet-50 at 32×32).
+/// it reads (`x[.., s·i, s·j]`); `None` for other convolutions, and for the small output
+/// planes that the batched GEMM takes, whose tap table gathers the kept pixels already (the
+/// copy would be one more pass: ResNet-50 at 32×32).
 fn subsampled(g: &Conv2dGeom) -> Option<Conv2dGeom> {
-    let small = g.n > 1 && g.out_h() * g.out_w() <= SMALL_PLANE;
-    (g.kh == 1 && g.kw == 1 && g.pad == 0 && g.stride > 1 && !small).then(|| Conv2dGeom {
+    let strided_1x1 = g.kh == 1 && g.kw == 1 && g.pad == 0 && g.stride > 1;
+    (strided_1x1 && !small_plane_batched(g)).then(|| Conv2dGeom {
         h: g.out_h(),
         w: g.out_w(),
         stride: 1,

@@ -502,8 +502,8 @@ fn window_argmax(g: &Pool2dGeom, xp: &[f32], oh: usize, ow: usize) -> (usize, f3
 const POOL_LANES: usize = 8;
 
 /// The window maxima of output row `oh` of one plane, each given to `emit(j, max, index)` in
-/// order of `j` (the flat index is only computed with `ARG`), each window scanned in row-major order under [`takes_over`] exactly as
-/// [`window_argmax`] does. Outputs whose window is not clipped by the padding are scanned
+/// order of `j` (the flat index is only computed with `ARG`), each window scanned in
+/// row-major order under [`takes_over`] exactly as [`window_argmax`] does. Outputs whose window is not clipped by the padding are scanned
 /// [`POOL_LANES`] at a time, each lane doing its own window's steps in the same order: the
 /// one-by-one scan's data-dependent branches made ResNet-50's 112×112 pooling 3 % of a
 /// forward+backward.

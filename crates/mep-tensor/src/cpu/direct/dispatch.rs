@@ -138,32 +138,36 @@ pub fn use_direct(path: ConvPath, op: ConvOp, g: &Conv2dGeom) -> bool {
 /// layer1–3 at 224×224, never ResNet-20 (at most 64 channels on 8×8 planes), nor ResNet-50's
 /// 7×7 stage, where the 4×4 tiles cover 8×8 (a third wasted) and it tied or lost.
 ///
-/// Measured 2026-12-05 with `examples/conv_paths.rs --r50` (`RAYON_NUM_THREADS=2`, batch 8,
-/// median of 5 runs, on-CPU ms, same machine and set-up as the tables above; the other path is
-/// what the shape ran on before: direct for 64 channels, GEMM above):
+/// Measured 2026-12-05 with `RAYON_NUM_THREADS=2 examples/conv_paths --r50 --reps 5` (batch
+/// 8, median on-CPU ms over both threads; AVX2: built without `avx512`, `MEP_CPU_ISA=avx2`)
+/// on 2 cores of an Intel Xeon with AVX-512, at commit `9e17cd6` (BENCHMARKS.md, "ResNet-50's
+/// wide layers on AVX2"); before, 64→64 ran direct and the wider layers GEMM:
 ///
-/// | layer            | ISA     | fwd other | fwd Winograd | dx other | dx Winograd |
-/// |------------------|---------|----------:|-------------:|---------:|------------:|
-/// | 64→64 56×56      | AVX-512 | 18.1 | 15.8 | 18.2 | 15.6 |
-/// |                  | AVX2    | 21.8 | 17.2 | 20.5 | 16.1 |
-/// | 128→128 28×28    | AVX-512 | 21.2 | 14.6 | 21.7 | 14.2 |
-/// |                  | AVX2    | 25.7 | 16.1 | 25.2 | 15.6 |
-/// | 256→256 14×14    | AVX-512 | 22.2 | 19.2 | 21.4 | 19.2 |
-/// |                  | AVX2    | 28.4 | 14.9 | 24.3 | 15.7 |
-/// | 512→512 7×7 (→ GEMM) | AVX-512 | 23.9 | 29.0 | 31.2 | 34.2 |
-/// |                  | AVX2    | 27.7 | 28.0 | 31.5 | 30.4 |
+/// | layer            | ISA     | fwd direct | fwd GEMM | fwd Winograd | dx direct | dx GEMM | dx Winograd |
+/// |------------------|---------|-----------:|---------:|-------------:|----------:|--------:|------------:|
+/// | 64→64 56×56      | AVX-512 | 18.28 | 17.70 | 16.36 | 18.04 | 17.52 | 15.66 |
+/// |                  | AVX2    | 26.67 | 28.38 | 21.04 | 26.10 | 28.31 | 20.93 |
+/// | 128→128 28×28    | AVX-512 | 18.43 | 16.05 | 11.24 | 17.92 | 15.50 | 11.57 |
+/// |                  | AVX2    | 29.42 | 26.77 | 16.99 | 29.34 | 27.02 | 16.35 |
+/// | 256→256 14×14    | AVX-512 | 18.22 | 14.59 | 11.87 | 18.81 | 15.44 | 12.22 |
+/// |                  | AVX2    | 29.19 | 27.39 | 16.43 | 29.34 | 27.76 | 16.98 |
+/// | 512→512 7×7 (→ GEMM) | AVX-512 | 23.34 | 14.77 | 20.50 | 24.28 | 16.81 | 22.70 |
+/// |                  | AVX2    | 36.78 | 24.67 | 27.60 | 38.54 | 27.67 | 29.49 |
 pub fn choose_winograd(op: ConvOp, g: &Conv2dGeom) -> bool {
-    op != ConvOp::BwdWeight
-        && crate::cpu::winograd::supports(g)
-        && g.c_in.min(g.c_out) >= 64
-        && g.out_h().min(g.out_w()) >= 14
+    winograd_runs(op, g) && g.c_in.min(g.c_out) >= 64 && g.out_h().min(g.out_w()) >= 14
+}
+
+/// Whether [`winograd`](crate::cpu::winograd) can compute `op` on `g` (it has no weight
+/// gradient).
+fn winograd_runs(op: ConvOp, g: &Conv2dGeom) -> bool {
+    op != ConvOp::BwdWeight && crate::cpu::winograd::supports(g)
 }
 
 /// Whether `path` sends `op` on `g` to [`winograd`](crate::cpu::winograd).
 pub fn use_winograd(path: ConvPath, op: ConvOp, g: &Conv2dGeom) -> bool {
     match path {
         ConvPath::Auto => choose_winograd(op, g),
-        ConvPath::Winograd => op != ConvOp::BwdWeight && crate::cpu::winograd::supports(g),
+        ConvPath::Winograd => winograd_runs(op, g),
         ConvPath::Direct | ConvPath::Gemm => false,
     }
 }
