@@ -66,31 +66,43 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    // Each (arch, family) is its own NVRTC program; NVRTC allows concurrent compiles of
+    // different programs, and ptxas on the tensor-core families is most of this check's
+    // time, so the jobs go to one thread per core. Results are put back in job order so the
+    // table reads the same on any machine.
+    let jobs: Vec<(&str, &str)> = ARCHS
+        .iter()
+        .flat_map(|&arch| nvrtc::families().into_iter().map(move |family| (arch, family)))
+        .collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, Checked)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(arch, family)) = jobs.get(i) else { break };
+                        mine.push((i, check_family(arch, family)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a kernels-check worker panicked"))
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
     let mut rows = Vec::new();
     let mut problems = Vec::new();
-    for arch in ARCHS {
-        for family in nvrtc::families() {
-            match nvrtc::compile(family, arch, ptxas::REPORT_OPTIONS) {
-                Ok(c) => {
-                    let parsed = ptxas::parse_log(&c.log);
-                    let source = mep_kernels::sources::nvrtc_source(family).unwrap_or_default();
-                    let names: Vec<String> = mep_kernels::signature::kernels(&source)
-                        .into_iter()
-                        .map(|k| k.name)
-                        .collect();
-                    for k in &names {
-                        if ptxas::is_hot(k, &names) && !parsed.iter().any(|r| &r.kernel == k) {
-                            problems.push(format!(
-                                "{arch} {k}: no ptxas report (log format changed, or a cache NVRTC does \
-                                 not let --no-cache bypass?)"
-                            ));
-                        }
-                    }
-                    rows.extend(parsed);
-                }
-                Err(e) => problems.push(e.to_string()),
-            }
-        }
+    for (_, checked) in done {
+        rows.extend(checked.rows);
+        problems.extend(checked.problems);
     }
     print!("{}", ptxas::format_table(&rows));
     print_traffic();
@@ -110,6 +122,39 @@ fn main() -> ExitCode {
             eprintln!("error: {p}");
         }
         ExitCode::FAILURE
+    }
+}
+
+/// What compiling one family for one arch found: its ptxas rows and its problems.
+struct Checked {
+    rows: Vec<ptxas::KernelResources>,
+    problems: Vec<String>,
+}
+
+fn check_family(arch: &str, family: &str) -> Checked {
+    let mut problems = Vec::new();
+    match nvrtc::compile(family, arch, ptxas::REPORT_OPTIONS) {
+        Ok(c) => {
+            let parsed = ptxas::parse_log(&c.log);
+            let source = mep_kernels::sources::nvrtc_source(family).unwrap_or_default();
+            let names: Vec<String> = mep_kernels::signature::kernels(&source)
+                .into_iter()
+                .map(|k| k.name)
+                .collect();
+            for k in &names {
+                if ptxas::is_hot(k, &names) && !parsed.iter().any(|r| &r.kernel == k) {
+                    problems.push(format!(
+                        "{arch} {k}: no ptxas report (log format changed, or a cache NVRTC does \
+                         not let --no-cache bypass?)"
+                    ));
+                }
+            }
+            Checked { rows: parsed, problems }
+        }
+        Err(e) => Checked {
+            rows: Vec::new(),
+            problems: vec![e.to_string()],
+        },
     }
 }
 
