@@ -298,7 +298,7 @@ fn a_captured_forward_replays_to_the_eager_logits_and_keeps_its_blocks() {
 
 /// The network's forward and backward to the points captured alone (the cross-entropy's
 /// gradient at the logits fed in as a device copy); the replayed gradient equals
-/// head_loss_grad's. The whole step, cross-entropy included, is crates/mep/tests/device_step.rs's.
+/// head_loss_grad's. The whole step, cross-entropy included, is crates/mep/tests/cli/device_step.rs's.
 #[test]
 fn a_captured_forward_backward_replays_to_the_eager_gradient() {
     let b = EmuLauncher::backend();

@@ -7,7 +7,7 @@
 //!    blocking do not, and the backend keeps them out. The formula is written out here with
 //!    `f32::mul_add` (correctly rounded everywhere), so this test fails on any machine whose
 //!    kernels round otherwise: it covers AVX-512 on machines that have it and AVX2 on the
-//!    others (and under `qemu-x86_64 -cpu Haswell`, see `crates/mep/tests/determinism.rs`).
+//!    others (and under `qemu-x86_64 -cpu Haswell`, see `crates/mep/tests/cli/determinism.rs`).
 //! 2. The convolutions and the weight gradients give the same bits for 1, 2, 3 and 5 threads.
 
 use mep_tensor::cpu::{conv, gemm, linear};

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-mod common;
+use crate::common;
 
 fn tmpdir(tag: &str) -> PathBuf {
     common::tmpdir("attack", tag)

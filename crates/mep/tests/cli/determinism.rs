@@ -11,7 +11,7 @@ use mep_tensor::CpuBackend;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod common;
+use crate::common;
 
 /// Set in the child process: the folder it works in.
 const CHILD_ENV: &str = "MEP_DETERMINISM_CHILD_DIR";
@@ -164,7 +164,7 @@ fn a_training_and_study_are_bit_identical_on_an_avx2_cpu() {
         .arg(&exe)
         .args([
             "--exact",
-            "a_training_and_study_are_bit_identical_on_an_avx2_cpu",
+            "determinism::a_training_and_study_are_bit_identical_on_an_avx2_cpu",
             "--nocapture",
         ])
         .env(CHILD_ENV, dir.join("haswell"))

@@ -14,7 +14,7 @@ use mep_tensor::{CpuBackend, Tensor};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-mod common;
+use crate::common;
 
 fn tmpdir(tag: &str) -> PathBuf {
     common::tmpdir("endpoints", tag)

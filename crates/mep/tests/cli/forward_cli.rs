@@ -5,7 +5,7 @@ use mep_tensor::Shape;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod common;
+use crate::common;
 use common::forward_args;
 
 fn fixture(name: &str) -> PathBuf {

@@ -7,7 +7,7 @@ use mep::graph::{graph, ClassGraph, Edge, EdgeKind, GraphArgs, GraphManifest, St
 use mep::MepError;
 use std::path::{Path, PathBuf};
 
-mod common;
+use crate::common;
 
 fn shipped() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights/demo/resnet20-synthetic.safetensors")

@@ -11,7 +11,7 @@ use mep_tensor::{CpuBackend, Shape};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-mod common;
+use crate::common;
 
 const MAX: &str = "18446744073709551615";
 

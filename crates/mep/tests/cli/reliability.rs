@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-mod common;
+use crate::common;
 
 fn tmpdir(tag: &str) -> PathBuf {
     common::tmpdir("reliability", tag)

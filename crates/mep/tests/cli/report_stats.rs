@@ -5,7 +5,7 @@
 //! of two studies. The counts of natural pairs are the paper's Table 1 (input 19/6/0,
 //! layer1 14/11/0, pool 25/0/0), so the intervals can be checked against known values.
 
-mod common;
+use crate::common;
 
 use mep::report::{compare, endpoints_markdown, report_with, ReportOptions};
 use mep::study::{self, Category, Endpoints, Manifest, Pair, PairResult, Settings};

@@ -2,7 +2,7 @@
 //! is what its recorded recipe trains: retraining the recipe's first steps gives the
 //! recorded losses bit for bit, and the shipped file scores the recorded test accuracy.
 
-mod common;
+use crate::common;
 
 use mep::eval::{eval, EvalArgs};
 use mep::train::{train_on, TrainArgs, TrainSettings};

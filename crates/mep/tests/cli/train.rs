@@ -5,7 +5,7 @@ use mep::train::{train_on, OptimizerKind, TrainArgs};
 use mep_data::{synthetic, SyntheticConfig};
 use std::path::PathBuf;
 
-mod common;
+use crate::common;
 use common::subset;
 
 fn tmpdir(tag: &str) -> PathBuf {

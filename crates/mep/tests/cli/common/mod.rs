@@ -1,7 +1,7 @@
-//! What several test binaries of `mep` share: scratch folders, the synthetic set cut to a
+//! What several test modules of `mep` share: scratch folders, the synthetic set cut to a
 //! few classes, the training arguments of a small run, a short NEB search, checkpoints
-//! written back with a NaN, and the `mep forward` command line. Each binary includes it
-//! with `mod common;` and uses only part of it.
+//! written back with a NaN, and the `mep forward` command line. Each module
+//! uses only part of it.
 #![allow(dead_code)]
 
 use mep::connect::ConnectArgs;
