@@ -2,7 +2,7 @@
 //! picks, against `mep_tensor::CpuBackend`. The reference numbers are the CPU backend's
 //! outputs (Henkelman & Jónsson 2000, eqs. 8–12) on the same paths.
 
-mod common;
+use crate::common;
 
 use common::{assert_close, data, i64_arg, launches, Dev, Launch, Version};
 use mep_kernels::{Arg, Dims, Launcher};

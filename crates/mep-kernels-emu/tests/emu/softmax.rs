@@ -2,7 +2,7 @@
 //! never picks, against `mep_tensor::CpuBackend`. The reference numbers are the CPU
 //! backend's outputs on the same inputs.
 
-mod common;
+use crate::common;
 
 use common::{assert_close, data, i64_arg, launches, Dev, Launch, Version};
 use mep_kernels::Arg;

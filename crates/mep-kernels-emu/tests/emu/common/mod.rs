@@ -1,4 +1,4 @@
-//! Shared by the per-kernel tests: deterministic data, launch shapes, the emulated device with
+//! Shared by the per-kernel test modules: deterministic data, launch shapes, the emulated device with
 //! typed buffers, and the tolerance check.
 #![allow(dead_code)]
 
