@@ -40,6 +40,7 @@ pub(crate) fn gamma(n: usize) -> f64 {
 }
 
 /// What the backward pass needs of each op of the forward one.
+#[derive(Clone)]
 pub(crate) enum Record {
     /// The op's input shape and a bound on the magnitude of its input (for the rounding of
     /// the backward step).

@@ -124,33 +124,42 @@ impl Zono {
 fn relu(x: Zono, lo: &[f64], hi: &[f64]) -> Option<Zono> {
     let d = x.d();
     let mut z = x;
-    let n = z.pts.n;
     // (neuron, μ) of each new symbol.
     let mut fresh: Vec<(usize, f64)> = Vec::new();
+    // Per neuron: kept (None), zeroed (Some(0)) or scaled by λ; applied row by row below,
+    // since a neuron's coefficients lie a whole tensor apart.
+    let mut scale: Vec<Option<f64>> = vec![None; d];
     for k in 0..d {
         let (l, u) = (lo[k], hi[k]);
         if l >= 0.0 {
             continue;
         }
         if u <= 0.0 {
-            for i in 0..n {
-                z.pts.data[i * d + k] = 0.0;
-            }
-            z.r[k] = 0.0;
+            scale[k] = Some(0.0);
             continue;
         }
         // relu(x) − λx lies in [0, max(−λl, u(1 − λ))] on [l, u] for any λ in [0, 1]: the
         // rounded λ is as sound as the exact one.
         let lambda = (u / (u - l)).clamp(0.0, 1.0);
         let mu = 0.5 * (-lambda * l).max(u * (1.0 - lambda)) * (1.0 + 8.0 * U);
-        for i in 0..n {
-            z.pts.data[i * d + k] *= lambda;
-        }
-        z.pts.data[k] += mu;
-        z.r[k] *= lambda;
+        scale[k] = Some(lambda);
         fresh.push((k, mu));
     }
-    if fresh.len() > z.budget().saturating_sub(n - 2) {
+    let apply = |row: &mut [f64]| {
+        for (v, s) in row.iter_mut().zip(&scale) {
+            match *s {
+                None => {}
+                Some(0.0) => *v = 0.0,
+                Some(lambda) => *v *= lambda,
+            }
+        }
+    };
+    z.pts.data.chunks_mut(d.max(1)).for_each(apply);
+    apply(&mut z.r);
+    for &(k, mu) in &fresh {
+        z.pts.data[k] += mu;
+    }
+    if fresh.len() > z.budget().saturating_sub(z.pts.n - 2) {
         return None;
     }
     z.pts.data.reserve(fresh.len() * d);
@@ -270,26 +279,48 @@ fn margins(net: &Net64, x: &Zono, target: usize) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-/// Convolution `i` of every interval's zonotope, as one batch of all their rows (the
-/// convolution is row by row, and one wide GEMM beats many narrow ones).
+/// An interval with at least this many rows (centre, slope, symbols) is convolved on its own,
+/// straight from its rows: it is a wide GEMM already, and copying it into a shared batch and
+/// back out (tens of MB, past glibc's largest heap block, so fresh pages each time) took a
+/// fifth of an input-space certification.
+const ALONE_ROWS: usize = 32;
+
+/// Convolution `i` of every interval's zonotope: the intervals with few rows as one batch of
+/// all their rows (the convolution is row by row, and one wide GEMM beats many narrow ones),
+/// the others one by one.
 fn conv_many(net: &Net64, i: usize, xs: &[&Zono]) -> Result<Vec<Zono>> {
     let c = &net.convs[i];
     let Some(first) = xs.first() else {
         return Ok(Vec::new());
     };
     let dims = first.pts.dims;
-    let rows: Vec<usize> = xs.iter().map(|z| z.pts.n).collect();
-    let mut data = Vec::with_capacity(rows.iter().sum::<usize>() * first.d());
-    for z in xs {
-        data.extend_from_slice(&z.pts.data);
+    let mut lin: Vec<Option<Batch>> = xs
+        .iter()
+        .map(|z| (z.pts.n >= ALONE_ROWS).then(|| c.linear_part(&z.pts)).transpose())
+        .collect::<Result<_>>()?;
+    let small: Vec<usize> = (0..xs.len()).filter(|&k| lin[k].is_none()).collect();
+    if !small.is_empty() {
+        let rows: usize = small.iter().map(|&k| xs[k].pts.n).sum();
+        let mut data = Vec::with_capacity(rows * first.d());
+        for &k in &small {
+            data.extend_from_slice(&xs[k].pts.data);
+        }
+        let all = c.linear_part(&Batch { n: rows, dims, data })?;
+        let d = all.dim();
+        let mut start = 0;
+        for &k in &small {
+            let n = xs[k].pts.n;
+            lin[k] = Some(Batch {
+                n,
+                dims: all.dims,
+                data: all.data[start * d..(start + n) * d].to_vec(),
+            });
+            start += n;
+        }
     }
-    let all = c.linear_part(&Batch {
-        n: rows.iter().sum(),
-        dims,
-        data,
-    })?;
-    let d = all.dim();
-    let plane = all.dims[1] * all.dims[2];
+    let out_dims = lin.iter().flatten().next().expect("every interval convolved").dims;
+    let d: usize = out_dims.iter().product();
+    let plane = out_dims[1] * out_dims[2];
     // The box only holds relaxation errors past the symbol budget: most layers have none.
     let boxed: Vec<usize> = (0..xs.len()).filter(|&k| xs[k].r.iter().any(|&v| v != 0.0)).collect();
     let mut rs: Vec<Vec<f64>> = vec![vec![0.0; d]; xs.len()];
@@ -307,24 +338,17 @@ fn conv_many(net: &Net64, i: usize, xs: &[&Zono]) -> Result<Vec<Zono>> {
             rs[k] = out.data[q * d..(q + 1) * d].to_vec();
         }
     }
-    let mut start = 0;
-    let mut out = Vec::with_capacity(xs.len());
-    for (n, r) in rows.into_iter().zip(rs) {
-        let mut data = all.data[start * d..(start + n) * d].to_vec();
-        for (k, v) in data[..d].iter_mut().enumerate() {
-            *v += c.bias[k / plane.max(1)];
-        }
-        start += n;
-        out.push(Zono {
-            pts: Batch {
-                n,
-                dims: all.dims,
-                data,
-            },
-            r,
-        });
-    }
-    Ok(out)
+    Ok(lin
+        .into_iter()
+        .zip(rs)
+        .map(|(pts, r)| {
+            let mut pts = pts.expect("every interval convolved");
+            for (k, v) in pts.data[..d].iter_mut().enumerate() {
+                *v += c.bias[k / plane.max(1)];
+            }
+            Zono { pts, r }
+        })
+        .collect())
 }
 
 /// Option A's shortcut of a saved zonotope, in the shape of the sum `like`.
@@ -357,13 +381,34 @@ pub(crate) fn forward(net: &Net64, op0: usize, xs: Vec<Zono>, targets: &[usize])
     // Intervals given up on (see `relu`): they go on as empty zonotopes, at no cost.
     let mut dead = vec![false; n];
     let mut stack = vec![xs];
+    // The magnitudes of a block's input, which its Save, first convolution and shortcut sum
+    // all record: one pass over the symbols instead of three.
+    let mut top_mag: Option<Vec<Record>> = None;
+    let mut saved_mags: Vec<Vec<Record>> = Vec::new();
     for op in op0..net.ops.len() {
         let top = stack.pop().expect("the program keeps a top");
         let mag = |z: &Zono| Record::Mag(z.pts.dims, z.magnitude());
+        // Only the op right after a Save may use its magnitudes, and only a convolution does.
+        let cached_mag = match net.ops[op] {
+            Op::Conv(_) => top_mag.take(),
+            _ => {
+                top_mag = None;
+                None
+            }
+        };
         let out: Vec<Zono> = match net.ops[op] {
             Op::Conv(i) => {
-                for (rec, z) in records.iter_mut().zip(&top) {
-                    rec.push(mag(z));
+                match cached_mag {
+                    Some(mags) => {
+                        for (rec, m) in records.iter_mut().zip(mags) {
+                            rec.push(m);
+                        }
+                    }
+                    None => {
+                        for (rec, z) in records.iter_mut().zip(&top) {
+                            rec.push(mag(z));
+                        }
+                    }
                 }
                 conv_many(net, i, &top.iter().collect::<Vec<_>>())?
             }
@@ -418,16 +463,20 @@ pub(crate) fn forward(net: &Net64, op0: usize, xs: Vec<Zono>, targets: &[usize])
                     .collect()
             }
             Op::Save => {
-                for (rec, z) in records.iter_mut().zip(&top) {
-                    rec.push(mag(z));
+                let mags: Vec<Record> = top.par_iter().map(mag).collect();
+                for (rec, m) in records.iter_mut().zip(&mags) {
+                    rec.push(m.clone());
                 }
+                top_mag = Some(mags.clone());
+                saved_mags.push(mags);
                 stack.push(top.clone());
                 top
             }
             Op::AddShortcut(sc) => {
                 let saved = stack.pop().expect("a saved block input");
-                for (rec, z) in records.iter_mut().zip(&saved) {
-                    rec.push(mag(z));
+                let mags = saved_mags.pop().expect("a saved block input's magnitudes");
+                for (rec, m) in records.iter_mut().zip(mags) {
+                    rec.push(m);
                 }
                 let shares: Vec<Zono> = match sc {
                     Shortcut64::Identity => saved,
