@@ -389,26 +389,12 @@ pub(crate) fn forward(net: &Net64, op0: usize, xs: Vec<Zono>, targets: &[usize])
         let top = stack.pop().expect("the program keeps a top");
         let mag = |z: &Zono| Record::Mag(z.pts.dims, z.magnitude());
         // Only the op right after a Save may use its magnitudes, and only a convolution does.
-        let cached_mag = match net.ops[op] {
-            Op::Conv(_) => top_mag.take(),
-            _ => {
-                top_mag = None;
-                None
-            }
-        };
+        let cached_mag = top_mag.take().filter(|_| matches!(net.ops[op], Op::Conv(_)));
         let out: Vec<Zono> = match net.ops[op] {
             Op::Conv(i) => {
-                match cached_mag {
-                    Some(mags) => {
-                        for (rec, m) in records.iter_mut().zip(mags) {
-                            rec.push(m);
-                        }
-                    }
-                    None => {
-                        for (rec, z) in records.iter_mut().zip(&top) {
-                            rec.push(mag(z));
-                        }
-                    }
+                let mags = cached_mag.unwrap_or_else(|| top.par_iter().map(mag).collect());
+                for (rec, m) in records.iter_mut().zip(mags) {
+                    rec.push(m);
                 }
                 conv_many(net, i, &top.iter().collect::<Vec<_>>())?
             }

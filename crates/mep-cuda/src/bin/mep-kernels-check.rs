@@ -12,6 +12,7 @@
 //! arguments are wrong.
 
 use mep_cuda::{nvrtc, ptxas};
+use rayon::prelude::*;
 use std::process::ExitCode;
 
 const ARCHS: &[&str] = &["sm_80", "sm_90"];
@@ -68,39 +69,19 @@ fn main() -> ExitCode {
     }
     // Each (arch, family) is its own NVRTC program; NVRTC allows concurrent compiles of
     // different programs, and ptxas on the tensor-core families is most of this check's
-    // time, so the jobs go to one thread per core. Results are put back in job order so the
-    // table reads the same on any machine.
+    // time, so the jobs go to rayon's threads (one per core). `collect` keeps job order, so
+    // the table reads the same on any machine.
     let jobs: Vec<(&str, &str)> = ARCHS
         .iter()
         .flat_map(|&arch| nvrtc::families().into_iter().map(move |family| (arch, family)))
         .collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(jobs.len().max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut done: Vec<(usize, Checked)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&(arch, family)) = jobs.get(i) else { break };
-                        mine.push((i, check_family(arch, family)));
-                    }
-                    mine
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("a kernels-check worker panicked"))
-            .collect()
-    });
-    done.sort_by_key(|(i, _)| *i);
+    let done: Vec<Checked> = jobs
+        .par_iter()
+        .map(|&(arch, family)| check_family(arch, family))
+        .collect();
     let mut rows = Vec::new();
     let mut problems = Vec::new();
-    for (_, checked) in done {
+    for checked in done {
         rows.extend(checked.rows);
         problems.extend(checked.problems);
     }
@@ -132,9 +113,9 @@ struct Checked {
 }
 
 fn check_family(arch: &str, family: &str) -> Checked {
-    let mut problems = Vec::new();
     match nvrtc::compile(family, arch, ptxas::REPORT_OPTIONS) {
         Ok(c) => {
+            let mut problems = Vec::new();
             let parsed = ptxas::parse_log(&c.log);
             let source = mep_kernels::sources::nvrtc_source(family).unwrap_or_default();
             let names: Vec<String> = mep_kernels::signature::kernels(&source)
