@@ -10,6 +10,7 @@
 //! [`mep_tensor::cpu::reference::conv::conv2d`] (a direct loop nest in f64) is the
 //! specification the tests hold this against.
 
+use crate::window::{Row, Window};
 use gemm::Parallelism;
 use mep_tensor::Conv2dGeom;
 use rayon::prelude::*;
@@ -37,6 +38,30 @@ unsafe fn dgemm(
     // Through the backend's fixed-order GEMM, so that certificates come out the same bits
     // on AVX2 and AVX-512 machines and for every thread count, as the f32 results do.
     mep_tensor::cpu::gemm::gemm_fixed_order(m, n, k, dst, dst_rs, 1, false, lhs, lhs_rs, 1, rhs, rhs_rs, 1, par);
+}
+
+/// `out[c_out × cols] = W[c_out × K] · col[K × cols]`, all row-major.
+///
+/// # Panics
+/// When a slice is shorter than its matrix.
+fn weight_times(g: &Conv2dGeom, w: &[f64], col: &[f64], cols: usize, out: &mut [f64], par: Parallelism) {
+    let kk = g.c_in * g.kh * g.kw;
+    assert!(w.len() >= g.c_out * kk && col.len() >= kk * cols && out.len() >= g.c_out * cols);
+    // SAFETY: the three matrices lie inside their slices (asserted); `out` is borrowed mutably.
+    unsafe {
+        dgemm(
+            g.c_out,
+            cols,
+            kk,
+            out.as_mut_ptr(),
+            cols,
+            w.as_ptr(),
+            kk,
+            col.as_ptr(),
+            cols,
+            par,
+        )
+    };
 }
 
 /// Writes the im2col matrix of `g_img` images starting at `x` into `col`: row `(ci, ky, kx)`,
@@ -165,21 +190,7 @@ pub fn conv2d(g: &Conv2dGeom, x: &[f64], w: &[f64], bias: &[f64], y: &mut [f64])
                 };
             } else {
                 let out = &mut out[..g.c_out * cols];
-                // SAFETY: out is c_out×cols, Col is K×cols, disjoint halves of scratch.
-                unsafe {
-                    dgemm(
-                        g.c_out,
-                        cols,
-                        kk,
-                        out.as_mut_ptr(),
-                        cols,
-                        w.as_ptr(),
-                        kk,
-                        col.as_ptr(),
-                        cols,
-                        par,
-                    )
-                };
+                weight_times(g, w, col, cols, out, par);
                 for img in 0..g_img {
                     for o in 0..g.c_out {
                         yg[img * out_img + o * ohw..][..ohw].copy_from_slice(&out[o * cols + img * ohw..][..ohw]);
@@ -201,6 +212,125 @@ pub fn conv2d(g: &Conv2dGeom, x: &[f64], w: &[f64], bias: &[f64], y: &mut [f64])
         for (gi, yg) in y.chunks_mut(per * out_img).enumerate() {
             run(&mut scratch, gi, yg);
         }
+    }
+}
+
+/// Columns a chunk of windowed rows aims for in [`conv2d_rows`].
+const ROW_CHUNK_COLS: usize = 512;
+
+/// `y = W x` (no bias) for rows `x` of shape `[c_in, h, w]` each stored over its window
+/// (see [`crate::window`]): every output row over the window of outputs that read its input
+/// window, the same numbers as the dense [`conv2d`] of the dense rows there (and zero
+/// elsewhere). Rows go in chunks of about [`ROW_CHUNK_COLS`] output pixels, each chunk one
+/// im2col of the windows' pixels and one GEMM, the chunks in parallel; the chunks depend on
+/// the windows only, so the result does not depend on the thread count.
+pub(crate) fn conv2d_rows(g: &Conv2dGeom, w: &[f64], x: &[&Row]) -> Vec<Row> {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let kk = g.c_in * g.kh * g.kw;
+    let outs: Vec<Window> = x.iter().map(|r| r.win.slide(g.kh, g.stride, g.pad, oh, ow)).collect();
+    // Chunk boundaries: consecutive rows until the columns reach the aim.
+    let mut bounds = vec![0];
+    let mut cols = 0;
+    for (i, o) in outs.iter().enumerate() {
+        cols += o.area();
+        if cols >= ROW_CHUNK_COLS {
+            bounds.push(i + 1);
+            cols = 0;
+        }
+    }
+    if *bounds.last().expect("starts with 0") != x.len() {
+        bounds.push(x.len());
+    }
+    let chunks: Vec<(usize, usize)> = bounds.windows(2).map(|b| (b[0], b[1])).collect();
+    let done: Vec<Vec<Row>> = chunks
+        .par_iter()
+        .map_init(Vec::new, |scratch: &mut Vec<f64>, &(a, b)| {
+            let cols: usize = outs[a..b].iter().map(Window::area).sum();
+            if cols == 0 {
+                return (a..b).map(|_| Row::zero()).collect();
+            }
+            let need = kk * cols + g.c_out * cols;
+            if scratch.len() < need {
+                scratch.resize(need, 0.0);
+            }
+            let (col, out) = scratch.split_at_mut(kk * cols);
+            im2col_rows(g, &x[a..b], &outs[a..b], cols, col);
+            weight_times(g, w, col, cols, out, Parallelism::None);
+            let mut start = 0;
+            outs[a..b]
+                .iter()
+                .map(|&win| {
+                    let area = win.area();
+                    if area == 0 {
+                        return Row::zero();
+                    }
+                    let mut data = Vec::with_capacity(g.c_out * area);
+                    for o in 0..g.c_out {
+                        data.extend_from_slice(&out[o * cols + start..][..area]);
+                    }
+                    start += area;
+                    Row { win, data }
+                })
+                .collect()
+        })
+        .collect();
+    done.into_iter().flatten().collect()
+}
+
+/// The im2col matrix of windowed rows: row `(ci, ky, kx)`, the columns of row `r` being the
+/// pixels of its output window `outs[r]` in turn (`cols` in all). Windows are often a few
+/// pixels wide, so the runs are written by plain loops (a call to `memcpy` per run of three
+/// values cost more than the copy) with each row's column ranges worked out once.
+fn im2col_rows(g: &Conv2dGeom, x: &[&Row], outs: &[Window], cols: usize, col: &mut [f64]) {
+    let (s, p) = (g.stride as isize, g.pad as isize);
+    let mut spans = Vec::with_capacity(g.kw);
+    let mut start = 0;
+    for (xr, o) in x.iter().zip(outs) {
+        let (iw, area) = (xr.win, o.area());
+        if area == 0 {
+            continue;
+        }
+        let (ih, iwd, ow) = (iw.height(), iw.width(), o.width());
+        // Per kx: the output columns (from o.x0) whose input column ox·s + kx − p lies in
+        // the input window, and the window column the first of them reads.
+        spans.clear();
+        for kx in 0..g.kw {
+            let lo_x = (iw.x0 as isize + p - kx as isize).max(0);
+            let lo = ((lo_x + s - 1) / s).max(o.x0 as isize) as usize;
+            let hi_x = iw.x1 as isize + p - kx as isize;
+            let hi = if hi_x <= 0 { 0 } else { ((hi_x + s - 1) / s) as usize }.min(o.x1);
+            let (lo, hi) = (lo.min(o.x1), hi.max(lo.min(o.x1)));
+            let first = if lo < hi { lo * g.stride + kx - g.pad - iw.x0 } else { 0 };
+            spans.push((lo - o.x0, hi - o.x0, first));
+        }
+        for ci in 0..g.c_in {
+            for ky in 0..g.kh {
+                for (q, oy) in (o.y0..o.y1).enumerate() {
+                    let iy = oy as isize * s + ky as isize - p;
+                    let src = (iy >= iw.y0 as isize && iy < iw.y1 as isize)
+                        .then(|| &xr.data[(ci * ih + iy as usize - iw.y0) * iwd..][..iwd]);
+                    for (kx, &(lo, hi, first)) in spans.iter().enumerate() {
+                        let r = (ci * g.kh + ky) * g.kw + kx;
+                        let dst = &mut col[r * cols + start + q * ow..][..ow];
+                        let Some(src) = src else {
+                            dst.iter_mut().for_each(|v| *v = 0.0);
+                            continue;
+                        };
+                        dst[..lo].iter_mut().for_each(|v| *v = 0.0);
+                        dst[hi..].iter_mut().for_each(|v| *v = 0.0);
+                        if g.stride == 1 {
+                            dst[lo..hi].iter_mut().zip(&src[first..]).for_each(|(d, v)| *d = *v);
+                        } else {
+                            dst[lo..hi]
+                                .iter_mut()
+                                .zip(src[first..].iter().step_by(g.stride))
+                                .for_each(|(d, v)| *d = *v);
+                        }
+                    }
+                }
+            }
+        }
+        start += area;
     }
 }
 
@@ -342,6 +472,67 @@ mod tests {
                     (a - r).abs() <= 1e-12 * (1.0 + r.abs()),
                     "case {i} {g:?}: dx[{j}] = {a}, reference {r}"
                 );
+            }
+        }
+    }
+
+    // Windowed rows (empty, one pixel, a border strip, the whole plane) give the dense
+    // convolution's numbers inside their output windows and zeros outside them.
+    #[test]
+    fn windowed_rows_match_the_dense_convolution() {
+        use crate::window::{Row, Window};
+        let cases = [
+            // (c_in, h, w, c_out, k, stride, pad)
+            (3, 9, 9, 4, 3, 1, 1),
+            (4, 8, 8, 6, 3, 2, 1),
+            (5, 7, 7, 3, 1, 1, 0),
+            (5, 8, 8, 3, 1, 2, 0),
+            (2, 12, 12, 3, 7, 2, 3),
+        ];
+        for (i, &(c_in, h, w, c_out, k, stride, pad)) in cases.iter().enumerate() {
+            let g = Conv2dGeom::square("test", Nchw { n: 1, c: c_in, h, w }, c_out, k, stride, pad).unwrap();
+            let wt = lcg(100 + i as u64, g.weight_len());
+            let wins = [
+                Window::EMPTY,
+                Window::pixel(0, 0),
+                Window::pixel(h / 2, w - 1),
+                Window {
+                    y0: 1,
+                    y1: h - 1,
+                    x0: 2,
+                    x1: 3,
+                },
+                Window {
+                    y0: h - 2,
+                    y1: h,
+                    x0: 0,
+                    x1: w,
+                },
+                Window::full(h, w),
+            ];
+            // Repeated so that chunks hold several rows and rows start mid-chunk.
+            let rows: Vec<Row> = (0..60)
+                .map(|q| {
+                    let win = wins[q % wins.len()];
+                    Row {
+                        win,
+                        data: lcg(q as u64, c_in * win.area()),
+                    }
+                })
+                .collect();
+            let got = conv2d_rows(&g, &wt, &rows.iter().collect::<Vec<_>>());
+            let dims = [c_in, h, w];
+            let out_dims = [c_out, g.out_h(), g.out_w()];
+            for (q, (x, y)) in rows.iter().zip(&got).enumerate() {
+                let mut want = vec![0.0; g.output().numel()];
+                conv2d(&g, &x.dense(dims), &wt, &vec![0.0; c_out], &mut want);
+                let y = y.dense(out_dims);
+                for (j, (a, r)) in y.iter().zip(&want).enumerate() {
+                    assert!(
+                        (a - r).abs() <= 1e-12 * (1.0 + r.abs()),
+                        "case {i} row {q}: y[{j}] = {a}, dense {r}"
+                    );
+                }
             }
         }
     }

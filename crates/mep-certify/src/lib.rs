@@ -8,6 +8,7 @@ mod exact;
 mod grad;
 mod net;
 mod search;
+mod window;
 mod zonotope;
 
 pub use certify::{

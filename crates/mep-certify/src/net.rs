@@ -7,6 +7,7 @@
 
 use crate::conv;
 use crate::error::{CertifyError, Result};
+use crate::window::Row;
 use mep_resnet::{Cut, FoldedConv, FoldedResNet, FoldedShortcut};
 use mep_tensor::float::{max_nan, relu};
 use mep_tensor::{Backend, Conv2dGeom, Nchw};
@@ -112,11 +113,6 @@ impl Conv64 {
         })
     }
 
-    /// `W x` without the bias.
-    pub fn linear_part(&self, x: &Batch) -> Result<Batch> {
-        self.forward_with(x, &self.w, &vec![0.0; self.c_out])
-    }
-
     /// `Wᵀ y` for a batch `y` of this layer's outputs whose inputs have shape `in_dims`.
     pub fn transpose(&self, y: &Batch, in_dims: [usize; 3]) -> Result<Batch> {
         let g = self.geom(y.n, in_dims)?;
@@ -127,6 +123,13 @@ impl Conv64 {
             dims: in_dims,
             data,
         })
+    }
+
+    /// `W x` without the bias for windowed rows of shape `dims` (see [`crate::window`]), and
+    /// the output shape.
+    pub fn linear_rows(&self, x: &[&Row], dims: [usize; 3]) -> Result<(Vec<Row>, [usize; 3])> {
+        let g = self.geom(1, dims)?;
+        Ok((conv::conv2d_rows(&g, &self.w, x), [g.c_out, g.out_h(), g.out_w()]))
     }
 
     /// `|W| x`, the magnitude a bound's radius and the rounding error grow by.

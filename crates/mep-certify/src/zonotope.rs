@@ -20,17 +20,24 @@
 //! (about 8 on a trained ResNet-20: 10⁻¹⁴ at the input became 10³ at the classifier). The
 //! f64 error itself stays near 10⁻¹³ relative, so it is covered instead by the tolerance
 //! a margin must clear (see [`crate::bounds`]).
+//!
+//! A symbol is zero outside the pixels its neuron can reach, so every row after the centre
+//! and slope is kept over its window only ([`crate::window`]): the convolutions, ReLU
+//! scalings and sums work on a third of the planes in the input space, with the same numbers.
 
 use crate::bounds::{gamma, Record, U};
 use crate::error::Result;
-use crate::net::{pad_a_add, pool_out, pool_window, Batch, Net64, Op, Shortcut64};
+use crate::net::{pad_a_add, pool_out, pool_window, Batch, Net64, Op, Shortcut64, POOL_K, POOL_PAD, POOL_STRIDE};
+use crate::window::{Row, Window};
 use rayon::prelude::*;
 
-/// One interval's zonotope on one tensor: `pts` holds `2 + e` rows (centre, slope, then one
-/// per symbol) of the tensor's shape.
+/// One interval's zonotope on one tensor of shape `dims`: `rows` holds the centre, the
+/// slope, then one row per symbol, each over its window (see [`crate::window`]; the centre
+/// and slope are dense).
 #[derive(Clone, Debug)]
 pub(crate) struct Zono {
-    pub pts: Batch,
+    pub dims: [usize; 3],
+    pub rows: Vec<Row>,
     pub r: Vec<f64>,
 }
 
@@ -50,33 +57,37 @@ impl Zono {
     pub fn stretch(dims: [usize; 3], a: &[f64], dir: &[f64], t0: f64, t1: f64) -> Zono {
         // t0 and t1 are dyadic (ends of bisections of [0, 1]): their difference is exact.
         let w = t1 - t0;
-        let mut data: Vec<f64> = point(a, dir, t0).collect();
-        data.extend(dir.iter().map(|d| w * d));
         Zono {
-            pts: Batch { n: 2, dims, data },
+            dims,
+            rows: vec![
+                Row::full(dims, point(a, dir, t0).collect()),
+                Row::full(dims, dir.iter().map(|d| w * d).collect()),
+            ],
             r: vec![0.0; a.len()],
         }
     }
 
     fn d(&self) -> usize {
-        self.pts.dim()
+        self.dims.iter().product()
     }
 
-    /// Zero, with no symbols: what an interval given up on carries.
+    fn n(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Zero, with no symbols: what an interval given up on carries (at no cost: its rows
+    /// have empty windows).
     fn empty(dims: [usize; 3]) -> Zono {
-        let d: usize = dims.iter().product();
         Zono {
-            pts: Batch {
-                n: 2,
-                dims,
-                data: vec![0.0; 2 * d],
-            },
-            r: vec![0.0; d],
+            dims,
+            rows: vec![Row::zero(), Row::zero()],
+            r: vec![0.0; dims.iter().product()],
         }
     }
 
-    pub fn row(&self, i: usize) -> &[f64] {
-        self.pts.row(i)
+    /// Row `i` as a dense slice of the tensor's shape.
+    pub fn row(&self, i: usize) -> std::borrow::Cow<'_, [f64]> {
+        self.rows[i].dense(self.dims)
     }
 
     /// The most symbols a tensor of this shape may carry.
@@ -86,21 +97,30 @@ impl Zono {
 
     /// Per neuron: `Σ_i |e_i|`, and the magnitude bound `|c0| + |c1| + Σ|e_i| + r`.
     fn spread(&self) -> (Vec<f64>, Vec<f64>) {
+        let [_, h, w] = self.dims;
         let d = self.d();
+        let plane = h * w;
         let mut sum = vec![0.0; d];
-        for i in 2..self.pts.n {
-            sum.iter_mut().zip(self.row(i)).for_each(|(a, v)| *a += v.abs());
-        }
-        let g = (0..d)
-            .map(|k| self.pts.data[k].abs() + self.pts.data[d + k].abs() + sum[k] + self.r[k])
-            .collect();
+        // Channel by channel in parallel, each neuron's sum in symbol order (the same bits
+        // for every thread count).
+        sum.par_chunks_mut(plane.max(1)).enumerate().for_each(|(ch, out)| {
+            for row in &self.rows[2.min(self.n())..] {
+                let win = row.win;
+                for (k, j, len) in win.runs([1, h, w]) {
+                    let src = &row.data[ch * win.area() + j..][..len];
+                    out[k..k + len].iter_mut().zip(src).for_each(|(a, v)| *a += v.abs());
+                }
+            }
+        });
+        let (c0, c1) = (self.row(0), self.row(1));
+        let g = (0..d).map(|k| c0[k].abs() + c1[k].abs() + sum[k] + self.r[k]).collect();
         (sum, g)
     }
 
     pub fn magnitude(&self) -> Batch {
         Batch {
             n: 1,
-            dims: self.pts.dims,
+            dims: self.dims,
             data: self.spread().1,
         }
     }
@@ -109,9 +129,10 @@ impl Zono {
     fn concrete(&self) -> (Vec<f64>, Vec<f64>) {
         let d = self.d();
         let (sum, g) = self.spread();
+        let (c0, c1) = (self.row(0), self.row(1));
         (0..d)
             .map(|k| {
-                let (c0, c1) = (self.pts.data[k], self.pts.data[d + k]);
+                let (c0, c1) = (c0[k], c1[k]);
                 let w = sum[k] + self.r[k] + 8.0 * U * g[k];
                 (c0.min(c0 + c1) - w, c0.max(c0 + c1) + w)
             })
@@ -123,11 +144,11 @@ impl Zono {
 /// holds: its bound would be far too loose to certify anything, so it is split instead.
 fn relu(x: Zono, lo: &[f64], hi: &[f64]) -> Option<Zono> {
     let d = x.d();
+    let dims = x.dims;
     let mut z = x;
     // (neuron, μ) of each new symbol.
     let mut fresh: Vec<(usize, f64)> = Vec::new();
-    // Per neuron: kept (None), zeroed (Some(0)) or scaled by λ; applied row by row below,
-    // since a neuron's coefficients lie a whole tensor apart.
+    // Per neuron: kept (None), zeroed (Some(0)) or scaled by λ.
     let mut scale: Vec<Option<f64>> = vec![None; d];
     for k in 0..d {
         let (l, u) = (lo[k], hi[k]);
@@ -145,8 +166,11 @@ fn relu(x: Zono, lo: &[f64], hi: &[f64]) -> Option<Zono> {
         scale[k] = Some(lambda);
         fresh.push((k, mu));
     }
-    let apply = |row: &mut [f64]| {
-        for (v, s) in row.iter_mut().zip(&scale) {
+    if fresh.len() > z.budget().saturating_sub(z.n() - 2) {
+        return None;
+    }
+    let apply = |v: &mut [f64], s: &[Option<f64>]| {
+        for (v, s) in v.iter_mut().zip(s) {
             match *s {
                 None => {}
                 Some(0.0) => *v = 0.0,
@@ -154,32 +178,41 @@ fn relu(x: Zono, lo: &[f64], hi: &[f64]) -> Option<Zono> {
             }
         }
     };
-    z.pts.data.chunks_mut(d.max(1)).for_each(apply);
-    apply(&mut z.r);
+    z.rows.par_iter_mut().enumerate().for_each(|(i, row)| {
+        for (k, j, len) in row.win.runs(dims) {
+            apply(&mut row.data[j..j + len], &scale[k..k + len]);
+        }
+        // A symbol the ReLU zeroed on the edge of its window need not be carried there.
+        if i >= 2 {
+            row.trim(dims);
+        }
+    });
+    apply(&mut z.r, &scale);
+    let [c, h, w] = dims;
+    let c0 = &mut z.rows[0].data;
     for &(k, mu) in &fresh {
-        z.pts.data[k] += mu;
+        c0[k] += mu;
     }
-    if fresh.len() > z.budget().saturating_sub(z.pts.n - 2) {
-        return None;
-    }
-    z.pts.data.reserve(fresh.len() * d);
-    for &(k, mu) in &fresh {
-        let start = z.pts.data.len();
-        z.pts.data.resize(start + d, 0.0);
-        z.pts.data[start + k] = mu;
-    }
-    z.pts.n += fresh.len();
+    z.rows.extend(fresh.iter().map(|&(k, mu)| {
+        let (ch, y, x) = (k / (h * w), k / w % h, k % w);
+        let mut data = vec![0.0; c];
+        data[ch] = mu;
+        Row {
+            win: Window::pixel(y, x),
+            data,
+        }
+    }));
     Some(z)
 }
 
 /// The max-pool, with the same choice per window as CROWN's record: the input of largest
 /// lower bound is copied when it beats every other's upper bound, else the window is a box.
 fn max_pool(x: &Zono, lo: &[f64], hi: &[f64]) -> (Zono, Vec<(usize, bool, f64)>) {
-    let [c, h, w] = x.pts.dims;
+    let [c, h, w] = x.dims;
     let (oh, ow) = (pool_out(h), pool_out(w));
-    let (din, dout) = (c * h * w, c * oh * ow);
-    let n = x.pts.n;
-    let mut data = vec![0.0; n * dout];
+    let dout = c * oh * ow;
+    let out_dims = [c, oh, ow];
+    let mut centre = vec![0.0; dout];
     let mut r = vec![0.0; dout];
     let mut choice = Vec::with_capacity(dout);
     let mut win = Vec::with_capacity(9);
@@ -199,26 +232,43 @@ fn max_pool(x: &Zono, lo: &[f64], hi: &[f64]) -> (Zono, Vec<(usize, bool, f64)>)
                 let (o, src) = ((ch * oh + oy) * ow + ox, base + win[best]);
                 let alone = lo[src] >= others;
                 if alone {
-                    for i in 0..n {
-                        data[i * dout + o] = x.pts.data[i * din + src];
-                    }
+                    centre[o] = x.rows[0].get(x.dims, src);
                     r[o] = x.r[src];
                 } else {
                     let l = lo[src];
-                    data[o] = 0.5 * (l + top);
+                    centre[o] = 0.5 * (l + top);
                     r[o] = 0.5 * (top - l);
                 }
                 choice.push((win[best], alone, top));
             }
         }
     }
+    // Every other row: the copied inputs, zero in the boxed windows, over the outputs that
+    // read the row's window.
+    let rows: Vec<Row> = x.rows[1..]
+        .par_iter()
+        .map(|row| {
+            let out = row.win.slide(POOL_K, POOL_STRIDE, POOL_PAD, oh, ow);
+            let mut data = vec![0.0; c * out.area()];
+            for (k, j, len) in out.runs(out_dims) {
+                for q in 0..len {
+                    let (o, (p, alone, _)) = (k + q, choice[k + q]);
+                    if alone {
+                        let ch = o / (oh * ow);
+                        data[j + q] = row.get(x.dims, ch * h * w + p);
+                    }
+                }
+            }
+            Row { win: out, data }
+        })
+        .collect();
+    let mut all = Vec::with_capacity(x.n());
+    all.push(Row::full(out_dims, centre));
+    all.extend(rows);
     (
         Zono {
-            pts: Batch {
-                n,
-                dims: [c, oh, ow],
-                data,
-            },
+            dims: out_dims,
+            rows: all,
             r,
         },
         choice,
@@ -227,26 +277,43 @@ fn max_pool(x: &Zono, lo: &[f64], hi: &[f64]) -> (Zono, Vec<(usize, bool, f64)>)
 
 /// `y ← y + x`, `x` carrying the first symbols of `y` (it was saved before `y` made more).
 fn add(y: &mut Zono, x: &Zono) {
-    let len = x.pts.data.len();
-    y.pts.data[..len]
+    let dims = y.dims;
+    y.rows
         .par_iter_mut()
-        .zip(x.pts.data.par_iter())
-        .for_each(|(a, b)| *a += b);
+        .zip(x.rows.par_iter())
+        .for_each(|(a, b)| a.add(dims, b));
     y.r.iter_mut().zip(&x.r).for_each(|(a, b)| *a += b);
 }
 
 fn avg_pool(x: &Zono) -> Zono {
-    let [c, h, w] = x.pts.dims;
+    let [c, h, w] = x.dims;
     let hw = (h * w).max(1);
+    let out_dims = [c, 1, 1];
     let mean = |v: &[f64]| -> Vec<f64> { v.chunks(hw).map(|p| p.iter().sum::<f64>() / hw as f64).collect() };
-    let r = mean(&x.r);
+    // Each channel's sum over its window: the dense sum less additions of zero.
+    let rows = x
+        .rows
+        .par_iter()
+        .enumerate()
+        .map(|(i, row)| {
+            if i >= 2 && row.win.is_empty() {
+                return Row::zero();
+            }
+            let area = row.win.area().max(1);
+            let data = row
+                .data
+                .chunks(area)
+                .map(|p| p.iter().sum::<f64>() / hw as f64)
+                .chain(std::iter::repeat(0.0))
+                .take(c)
+                .collect();
+            Row::full(out_dims, data)
+        })
+        .collect();
     Zono {
-        pts: Batch {
-            n: x.pts.n,
-            dims: [c, 1, 1],
-            data: mean(&x.pts.data),
-        },
-        r,
+        dims: out_dims,
+        rows,
+        r: mean(&x.r),
     }
 }
 
@@ -263,8 +330,8 @@ fn margins(net: &Net64, x: &Zono, target: usize) -> f64 {
             let dw: Vec<f64> = wc.iter().zip(wj).map(|(a, b)| a - b).collect();
             let dot = |row: &[f64]| dw.iter().zip(row).map(|(a, b)| a * b).sum::<f64>();
             let db = net.fc_b[target] - net.fc_b[j];
-            let (a0, a1) = (dot(x.row(0)), dot(x.row(1)));
-            let noise: f64 = (2..x.pts.n).map(|i| dot(x.row(i)).abs()).sum();
+            let (a0, a1) = (dot(&x.row(0)), dot(&x.row(1)));
+            let noise: f64 = (2..x.n()).map(|i| dot(&x.row(i)).abs()).sum();
             let boxed: f64 = dw.iter().zip(&x.r).map(|(a, r)| a.abs() * r).sum();
             let err: f64 = wc
                 .iter()
@@ -274,51 +341,21 @@ fn margins(net: &Net64, x: &Zono, target: usize) -> f64 {
                 .sum::<f64>()
                 + net.fc_b[target].abs()
                 + net.fc_b[j].abs();
-            (a0 + db).min(a0 + a1 + db) - noise - boxed - gam * (1.0 + x.pts.n as f64 * 4.0 * U) * err
+            (a0 + db).min(a0 + a1 + db) - noise - boxed - gam * (1.0 + x.n() as f64 * 4.0 * U) * err
         })
         .fold(f64::INFINITY, f64::min)
 }
 
-/// An interval with at least this many rows (centre, slope, symbols) is convolved on its own,
-/// straight from its rows: it is a wide GEMM already, and copying it into a shared batch and
-/// back out (tens of MB, past glibc's largest heap block, so fresh pages each time) took a
-/// fifth of an input-space certification.
-const ALONE_ROWS: usize = 32;
-
-/// Convolution `i` of every interval's zonotope: the intervals with few rows as one batch of
-/// all their rows (the convolution is row by row, and one wide GEMM beats many narrow ones),
-/// the others one by one.
+/// Convolution `i` of every interval's zonotope: all their rows in one list, convolved
+/// over their windows in chunks (see [`crate::conv`]); the boxes through `|W|`.
 fn conv_many(net: &Net64, i: usize, xs: &[&Zono]) -> Result<Vec<Zono>> {
     let c = &net.convs[i];
     let Some(first) = xs.first() else {
         return Ok(Vec::new());
     };
-    let dims = first.pts.dims;
-    let mut lin: Vec<Option<Batch>> = xs
-        .iter()
-        .map(|z| (z.pts.n >= ALONE_ROWS).then(|| c.linear_part(&z.pts)).transpose())
-        .collect::<Result<_>>()?;
-    let small: Vec<usize> = (0..xs.len()).filter(|&k| lin[k].is_none()).collect();
-    if !small.is_empty() {
-        let rows: usize = small.iter().map(|&k| xs[k].pts.n).sum();
-        let mut data = Vec::with_capacity(rows * first.d());
-        for &k in &small {
-            data.extend_from_slice(&xs[k].pts.data);
-        }
-        let all = c.linear_part(&Batch { n: rows, dims, data })?;
-        let d = all.dim();
-        let mut start = 0;
-        for &k in &small {
-            let n = xs[k].pts.n;
-            lin[k] = Some(Batch {
-                n,
-                dims: all.dims,
-                data: all.data[start * d..(start + n) * d].to_vec(),
-            });
-            start += n;
-        }
-    }
-    let out_dims = lin.iter().flatten().next().expect("every interval convolved").dims;
+    let dims = first.dims;
+    let rows: Vec<&Row> = xs.iter().flat_map(|z| z.rows.iter()).collect();
+    let (out, out_dims) = c.linear_rows(&rows, dims)?;
     let d: usize = out_dims.iter().product();
     let plane = out_dims[1] * out_dims[2];
     // The box only holds relaxation errors past the symbol budget: most layers have none.
@@ -338,39 +375,66 @@ fn conv_many(net: &Net64, i: usize, xs: &[&Zono]) -> Result<Vec<Zono>> {
             rs[k] = out.data[q * d..(q + 1) * d].to_vec();
         }
     }
-    Ok(lin
-        .into_iter()
+    let mut out = out.into_iter();
+    Ok(xs
+        .iter()
         .zip(rs)
-        .map(|(pts, r)| {
-            let mut pts = pts.expect("every interval convolved");
-            for (k, v) in pts.data[..d].iter_mut().enumerate() {
-                *v += c.bias[k / plane.max(1)];
+        .map(|(x, r)| {
+            let mut rows: Vec<Row> = out.by_ref().take(x.n()).collect();
+            // The centre is dense (or, for an interval given up on, zero: it stays so).
+            if !rows[0].win.is_empty() {
+                for (k, v) in rows[0].data.iter_mut().enumerate() {
+                    *v += c.bias[k / plane.max(1)];
+                }
             }
-            Zono { pts, r }
+            Zono {
+                dims: out_dims,
+                rows,
+                r,
+            }
         })
         .collect())
 }
 
-/// Option A's shortcut of a saved zonotope, in the shape of the sum `like`.
-fn pad_a(saved: &Zono, like: &Zono, pad: usize, subsample: bool) -> Zono {
-    let mut pts = Batch {
-        n: saved.pts.n,
-        dims: like.pts.dims,
-        data: vec![0.0; saved.pts.n * like.d()],
-    };
-    pad_a_add(&saved.pts, pad, subsample, &mut pts);
+/// Option A's shortcut of a saved zonotope, in the shape `out_dims` of the sum.
+fn pad_a(saved: &Zono, out_dims: [usize; 3], pad: usize, subsample: bool) -> Zono {
+    let [c, h, w] = saved.dims;
+    let [_, oh, ow] = out_dims;
+    let s = if subsample { 2 } else { 1 };
+    let rows = saved
+        .rows
+        .par_iter()
+        .map(|row| {
+            // Output (oy, ox) reads (s·oy, s·ox).
+            let win = row.win.slide(1, s, 0, oh, ow);
+            let mut data = vec![0.0; out_dims[0] * win.area()];
+            for ci in 0..if win.is_empty() { 0 } else { c } {
+                for (q, oy) in (win.y0..win.y1).enumerate() {
+                    for (t, ox) in (win.x0..win.x1).enumerate() {
+                        data[((pad + ci) * win.height() + q) * win.width() + t] =
+                            row.get(saved.dims, (ci * h + s * oy) * w + s * ox);
+                    }
+                }
+            }
+            Row { win, data }
+        })
+        .collect();
     let mut r = Batch {
         n: 1,
-        dims: like.pts.dims,
-        data: vec![0.0; like.d()],
+        dims: out_dims,
+        data: vec![0.0; out_dims.iter().product()],
     };
     let saved_r = Batch {
         n: 1,
-        dims: saved.pts.dims,
+        dims: saved.dims,
         data: saved.r.clone(),
     };
     pad_a_add(&saved_r, pad, subsample, &mut r);
-    Zono { pts, r: r.data }
+    Zono {
+        dims: out_dims,
+        rows,
+        r: r.data,
+    }
 }
 
 /// Runs the intervals' zonotopes from op `op0` through the head together: for each, the
@@ -387,7 +451,8 @@ pub(crate) fn forward(net: &Net64, op0: usize, xs: Vec<Zono>, targets: &[usize])
     let mut saved_mags: Vec<Vec<Record>> = Vec::new();
     for op in op0..net.ops.len() {
         let top = stack.pop().expect("the program keeps a top");
-        let mag = |z: &Zono| Record::Mag(z.pts.dims, z.magnitude());
+
+        let mag = |z: &Zono| Record::Mag(z.dims, z.magnitude());
         // Only the op right after a Save may use its magnitudes, and only a convolution does.
         let cached_mag = top_mag.take().filter(|_| matches!(net.ops[op], Op::Conv(_)));
         let out: Vec<Zono> = match net.ops[op] {
@@ -399,7 +464,7 @@ pub(crate) fn forward(net: &Net64, op0: usize, xs: Vec<Zono>, targets: &[usize])
                 conv_many(net, i, &top.iter().collect::<Vec<_>>())?
             }
             Op::Relu => {
-                let dims: Vec<[usize; 3]> = top.iter().map(|z| z.pts.dims).collect();
+                let dims: Vec<[usize; 3]> = top.iter().map(|z| z.dims).collect();
                 let done: Vec<(Option<Zono>, Record)> = top
                     .into_par_iter()
                     .map(|z| {
@@ -416,7 +481,7 @@ pub(crate) fn forward(net: &Net64, op0: usize, xs: Vec<Zono>, targets: &[usize])
                             dead[k] = true;
                             out.push(Zono::empty(dims[k]));
                             for level in stack.iter_mut() {
-                                let d = level[k].pts.dims;
+                                let d = level[k].dims;
                                 level[k] = Zono::empty(d);
                             }
                         }
@@ -433,7 +498,7 @@ pub(crate) fn forward(net: &Net64, op0: usize, xs: Vec<Zono>, targets: &[usize])
                         (
                             out,
                             Record::Pool {
-                                dims: z.pts.dims,
+                                dims: z.dims,
                                 mag: z.magnitude(),
                                 choice,
                             },
@@ -470,7 +535,7 @@ pub(crate) fn forward(net: &Net64, op0: usize, xs: Vec<Zono>, targets: &[usize])
                     Shortcut64::PadA { pad, subsample } => saved
                         .iter()
                         .zip(&top)
-                        .map(|(s, t)| pad_a(s, t, pad, subsample))
+                        .map(|(s, t)| pad_a(s, t.dims, pad, subsample))
                         .collect(),
                 };
                 let mut top = top;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use mep_certify::{CertifyOptions, Method, PathInput, Verdict};
+use mep_certify::{Certifier, CertifyOptions, Method, PathInput, Verdict};
 use mep_resnet::{Arch, Cut};
 use mep_tensor::Tensor;
 
@@ -24,58 +24,109 @@ fn kind(v: &Verdict) -> &'static str {
     }
 }
 
-/// Segments between two images at every cut of a small ResNet-20, over several seeds: both
-/// classes of verdict occur, and wherever ExactLine decides, bounds and auto say the same.
-#[test]
-fn bounds_and_auto_agree_with_exact_line_wherever_it_finishes() {
-    let h = 8;
-    let (mut certified, mut refuted) = (0, 0);
-    for seed in 0..6u64 {
-        let (cpu, net, c) = network(Arch::ResNet20, 4, 40 + seed);
-        let x: Vec<f32> = [image(500 + seed, h, h), image(600 + seed, h, h)].concat();
-        let xt = Tensor::from_vec(&cpu, [2, 3, h, h], x).unwrap();
-        for cut in Arch::ResNet20.cuts() {
+/// One segment per cut: its shape, the encodings of its two ends and the first end's class.
+struct CutSegment {
+    cut: Cut,
+    shape: Vec<usize>,
+    za: Vec<f64>,
+    zb: Vec<f64>,
+    target: usize,
+}
+
+/// A small `arch` network (`width`, `seed`) and, at each of its cuts, the segment between the
+/// encodings of two standard-normal `h×h` images (seeds `images`).
+fn cut_segments(arch: Arch, width: usize, seed: u64, h: usize, images: (u64, u64)) -> (Certifier, Vec<CutSegment>) {
+    let (cpu, net, c) = network(arch, width, seed);
+    let x: Vec<f32> = [image(images.0, h, h), image(images.1, h, h)].concat();
+    let xt = Tensor::from_vec(&cpu, [2, 3, h, h], x).unwrap();
+    let segs = arch
+        .cuts()
+        .into_iter()
+        .map(|cut| {
             let z = net.encode(&cpu, &xt, cut).unwrap();
             let shape = z.shape.dims()[1..].to_vec();
             let z = to_f64(&z.to_vec(&cpu).unwrap());
             let (za, zb) = z.split_at(z.len() / 2);
             let target = argmax(&c.head(cut, &shape, za).unwrap());
-            let exact = c.segment(cut, &shape, za, zb, target, &opts(Method::Exact)).unwrap();
-            let bounds = c.segment(cut, &shape, za, zb, target, &opts(Method::Bounds)).unwrap();
-            let auto = c.segment(cut, &shape, za, zb, target, &opts(Method::Auto)).unwrap();
-            eprintln!(
-                "seed {seed} {cut}: exact {} ({} pieces, min margin {:.3e}), bounds {} ({} intervals), auto {} ({} intervals, {} pieces)",
-                kind(&exact.verdict),
-                exact.pieces,
-                exact.min_margin,
-                kind(&bounds.verdict),
-                bounds.intervals,
-                kind(&auto.verdict),
-                auto.intervals,
-                auto.pieces
-            );
-            if matches!(exact.verdict, Verdict::Undecided { .. }) {
-                continue;
+            CutSegment {
+                cut,
+                shape,
+                za: za.to_vec(),
+                zb: zb.to_vec(),
+                target,
             }
-            assert_eq!(kind(&auto.verdict), kind(&exact.verdict), "seed {seed} {cut}: auto");
-            if !matches!(bounds.verdict, Verdict::Undecided { .. }) {
-                assert_eq!(kind(&bounds.verdict), kind(&exact.verdict), "seed {seed} {cut}: bounds");
-            }
-            match exact.verdict {
-                Verdict::Certified => certified += 1,
-                _ => refuted += 1,
-            }
-            // A proved lower bound is below every margin ExactLine found.
-            if let Some(b) = auto.margin_bound {
-                assert!(
-                    b <= exact.min_margin + 1e-12,
-                    "{cut}: bound {b} > min {}",
-                    exact.min_margin
-                );
-            }
+        })
+        .collect();
+    (c, segs)
+}
+
+/// Exact, bounds and auto on the segment of every cut of a small `arch` network (`width`,
+/// `seed`, `h×h` images `images`): wherever ExactLine decides, auto says the same, bounds
+/// too unless undecided, and a proved lower bound is under every margin ExactLine found.
+/// The verdicts ExactLine reached.
+fn agree_at_every_cut(arch: Arch, width: usize, seed: u64, h: usize, images: (u64, u64)) -> Vec<&'static str> {
+    let (c, segs) = cut_segments(arch, width, seed, h, images);
+    let mut decided = Vec::new();
+    for CutSegment {
+        cut,
+        shape,
+        za,
+        zb,
+        target,
+    } in segs
+    {
+        let run = |method| c.segment(cut, &shape, &za, &zb, target, &opts(method)).unwrap();
+        let (exact, bounds, auto) = (run(Method::Exact), run(Method::Bounds), run(Method::Auto));
+        eprintln!(
+            "{arch:?} seed {seed} {cut}: exact {} ({} pieces, min margin {:.3e}), bounds {} ({} intervals), auto {} ({} intervals, {} pieces)",
+            kind(&exact.verdict),
+            exact.pieces,
+            exact.min_margin,
+            kind(&bounds.verdict),
+            bounds.intervals,
+            kind(&auto.verdict),
+            auto.intervals,
+            auto.pieces
+        );
+        if matches!(exact.verdict, Verdict::Undecided { .. }) {
+            continue;
         }
+        assert_eq!(kind(&auto.verdict), kind(&exact.verdict), "seed {seed} {cut}: auto");
+        if !matches!(bounds.verdict, Verdict::Undecided { .. }) {
+            assert_eq!(kind(&bounds.verdict), kind(&exact.verdict), "seed {seed} {cut}: bounds");
+        }
+        for b in [auto.margin_bound, bounds.margin_bound].into_iter().flatten() {
+            assert!(
+                b <= exact.min_margin + 1e-12,
+                "{cut}: bound {b} > min {}",
+                exact.min_margin
+            );
+        }
+        decided.push(kind(&exact.verdict));
     }
+    decided
+}
+
+/// Segments between two images at every cut of a small ResNet-20, over several seeds: both
+/// classes of verdict occur, and the methods agree wherever ExactLine decides.
+#[test]
+fn bounds_and_auto_agree_with_exact_line_wherever_it_finishes() {
+    let verdicts: Vec<&str> = (0..6u64)
+        .flat_map(|seed| agree_at_every_cut(Arch::ResNet20, 4, 40 + seed, 8, (500 + seed, 600 + seed)))
+        .collect();
+    let certified = verdicts.iter().filter(|&&v| v == "certified").count();
+    let refuted = verdicts.iter().filter(|&&v| v == "refuted").count();
     assert!(certified > 0 && refuted > 0, "{certified} certified, {refuted} refuted");
+}
+
+/// The same on a narrow ResNet-50 at 16×16, whose max-pool and projection shortcuts the
+/// ResNet-20 lacks.
+#[test]
+fn bounds_agree_with_exact_line_through_max_pool_and_projections() {
+    let decided: usize = (0..2u64)
+        .map(|seed| agree_at_every_cut(Arch::ResNet50, 2, 90 + seed, 16, (900 + seed, 950 + seed)).len())
+        .sum();
+    assert!(decided > 0);
 }
 
 /// The proved lower bound of a certified input-space segment is at most the smallest margin
