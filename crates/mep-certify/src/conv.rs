@@ -141,21 +141,8 @@ pub fn conv2d(g: &Conv2dGeom, x: &[f64], w: &[f64], bias: &[f64], y: &mut [f64])
         let xg = &x[gi * per * in_img..][..g_img * in_img];
         let cols = g_img * ohw;
         if direct && g_img == 1 {
-            // SAFETY: w is c_out×K, xg is K×ohw, yg is c_out×ohw, all in bounds and disjoint.
-            unsafe {
-                dgemm(
-                    g.c_out,
-                    ohw,
-                    kk,
-                    yg.as_mut_ptr(),
-                    ohw,
-                    w.as_ptr(),
-                    kk,
-                    xg.as_ptr(),
-                    ohw,
-                    par,
-                )
-            };
+            // K = c_in: the images' channels are the columns' rows already.
+            weight_times(g, w, xg, ohw, yg, par);
         } else {
             let need = kk * cols + if g_img > 1 { g.c_out * cols } else { 0 };
             if scratch.len() < need {
@@ -173,21 +160,7 @@ pub fn conv2d(g: &Conv2dGeom, x: &[f64], w: &[f64], bias: &[f64], y: &mut [f64])
                 im2col(g, xg, g_img, col);
             }
             if g_img == 1 {
-                // SAFETY: as above, with Col (K×ohw) in scratch.
-                unsafe {
-                    dgemm(
-                        g.c_out,
-                        ohw,
-                        kk,
-                        yg.as_mut_ptr(),
-                        ohw,
-                        w.as_ptr(),
-                        kk,
-                        col.as_ptr(),
-                        ohw,
-                        par,
-                    )
-                };
+                weight_times(g, w, col, ohw, yg, par);
             } else {
                 let out = &mut out[..g.c_out * cols];
                 weight_times(g, w, col, cols, out, par);
@@ -278,9 +251,8 @@ pub(crate) fn conv2d_rows(g: &Conv2dGeom, w: &[f64], x: &[&Row]) -> Vec<Row> {
 }
 
 /// The im2col matrix of windowed rows: row `(ci, ky, kx)`, the columns of row `r` being the
-/// pixels of its output window `outs[r]` in turn (`cols` in all). Windows are often a few
-/// pixels wide, so the runs are written by plain loops (a call to `memcpy` per run of three
-/// values cost more than the copy) with each row's column ranges worked out once.
+/// pixels of its output window `outs[r]` in turn (`cols` in all). Each row's column ranges
+/// per `kx` are worked out once, before its channels and taps.
 fn im2col_rows(g: &Conv2dGeom, x: &[&Row], outs: &[Window], cols: usize, col: &mut [f64]) {
     let (s, p) = (g.stride as isize, g.pad as isize);
     let mut spans = Vec::with_capacity(g.kw);

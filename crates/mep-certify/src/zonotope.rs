@@ -27,7 +27,7 @@
 
 use crate::bounds::{gamma, Record, U};
 use crate::error::Result;
-use crate::net::{pad_a_add, pool_out, pool_window, Batch, Net64, Op, Shortcut64, POOL_K, POOL_PAD, POOL_STRIDE};
+use crate::net::{pool_out, pool_window, Batch, Net64, Op, Shortcut64, POOL_K, POOL_PAD, POOL_STRIDE};
 use crate::window::{Row, Window};
 use rayon::prelude::*;
 
@@ -289,8 +289,15 @@ fn avg_pool(x: &Zono) -> Zono {
     let [c, h, w] = x.dims;
     let hw = (h * w).max(1);
     let out_dims = [c, 1, 1];
-    let mean = |v: &[f64]| -> Vec<f64> { v.chunks(hw).map(|p| p.iter().sum::<f64>() / hw as f64).collect() };
-    // Each channel's sum over its window: the dense sum less additions of zero.
+    // Each channel's sum over the `area` pixels stored, over the whole plane: a windowed
+    // row's sum is the dense sum less additions of zero.
+    let means = |data: &[f64], area: usize| -> Vec<f64> {
+        data.chunks(area.max(1))
+            .map(|p| p.iter().sum::<f64>() / hw as f64)
+            .chain(std::iter::repeat(0.0))
+            .take(c)
+            .collect()
+    };
     let rows = x
         .rows
         .par_iter()
@@ -299,21 +306,13 @@ fn avg_pool(x: &Zono) -> Zono {
             if i >= 2 && row.win.is_empty() {
                 return Row::zero();
             }
-            let area = row.win.area().max(1);
-            let data = row
-                .data
-                .chunks(area)
-                .map(|p| p.iter().sum::<f64>() / hw as f64)
-                .chain(std::iter::repeat(0.0))
-                .take(c)
-                .collect();
-            Row::full(out_dims, data)
+            Row::full(out_dims, means(&row.data, row.win.area()))
         })
         .collect();
     Zono {
         dims: out_dims,
         rows,
-        r: mean(&x.r),
+        r: means(&x.r, hw),
     }
 }
 
@@ -401,39 +400,27 @@ fn pad_a(saved: &Zono, out_dims: [usize; 3], pad: usize, subsample: bool) -> Zon
     let [c, h, w] = saved.dims;
     let [_, oh, ow] = out_dims;
     let s = if subsample { 2 } else { 1 };
-    let rows = saved
-        .rows
-        .par_iter()
-        .map(|row| {
-            // Output (oy, ox) reads (s·oy, s·ox).
-            let win = row.win.slide(1, s, 0, oh, ow);
-            let mut data = vec![0.0; out_dims[0] * win.area()];
-            for ci in 0..if win.is_empty() { 0 } else { c } {
-                for (q, oy) in (win.y0..win.y1).enumerate() {
-                    for (t, ox) in (win.x0..win.x1).enumerate() {
-                        data[((pad + ci) * win.height() + q) * win.width() + t] =
-                            row.get(saved.dims, (ci * h + s * oy) * w + s * ox);
-                    }
+    // Output (oy, ox) of channel pad + ci reads (ci, s·oy, s·ox).
+    let map = |row: &Row| {
+        let win = row.win.slide(1, s, 0, oh, ow);
+        let mut data = vec![0.0; out_dims[0] * win.area()];
+        for ci in 0..if win.is_empty() { 0 } else { c } {
+            for (q, oy) in (win.y0..win.y1).enumerate() {
+                for (t, ox) in (win.x0..win.x1).enumerate() {
+                    data[((pad + ci) * win.height() + q) * win.width() + t] =
+                        row.get(saved.dims, (ci * h + s * oy) * w + s * ox);
                 }
             }
-            Row { win, data }
-        })
-        .collect();
-    let mut r = Batch {
-        n: 1,
-        dims: out_dims,
-        data: vec![0.0; out_dims.iter().product()],
+        }
+        Row { win, data }
     };
-    let saved_r = Batch {
-        n: 1,
-        dims: saved.dims,
-        data: saved.r.clone(),
-    };
-    pad_a_add(&saved_r, pad, subsample, &mut r);
+    let r = map(&Row::full(saved.dims, saved.r.clone()))
+        .dense(out_dims)
+        .into_owned();
     Zono {
         dims: out_dims,
-        rows,
-        r: r.data,
+        rows: saved.rows.par_iter().map(map).collect(),
+        r,
     }
 }
 
@@ -451,7 +438,6 @@ pub(crate) fn forward(net: &Net64, op0: usize, xs: Vec<Zono>, targets: &[usize])
     let mut saved_mags: Vec<Vec<Record>> = Vec::new();
     for op in op0..net.ops.len() {
         let top = stack.pop().expect("the program keeps a top");
-
         let mag = |z: &Zono| Record::Mag(z.dims, z.magnitude());
         // Only the op right after a Save may use its magnitudes, and only a convolution does.
         let cached_mag = top_mag.take().filter(|_| matches!(net.ops[op], Op::Conv(_)));
