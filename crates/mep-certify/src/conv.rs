@@ -10,6 +10,7 @@
 //! [`mep_tensor::cpu::reference::conv::conv2d`] (a direct loop nest in f64) is the
 //! specification the tests hold this against.
 
+#[cfg(test)]
 use crate::window::{Row, Window};
 use gemm::Parallelism;
 use mep_tensor::Conv2dGeom;
@@ -189,14 +190,19 @@ pub fn conv2d(g: &Conv2dGeom, x: &[f64], w: &[f64], bias: &[f64], y: &mut [f64])
 }
 
 /// Columns a chunk of windowed rows aims for in [`conv2d_rows`].
+#[cfg(test)]
 const ROW_CHUNK_COLS: usize = 512;
 
+/// Version 1 of the windowed-row convolution, kept as the plain one the tests hold version 2
+/// ([`crate::direct::conv2d_rows_direct`], which the bounds use) against.
+///
 /// `y = W x` (no bias) for rows `x` of shape `[c_in, h, w]` each stored over its window
 /// (see [`crate::window`]): every output row over the window of outputs that read its input
 /// window, the same numbers as the dense [`conv2d`] of the dense rows there (and zero
 /// elsewhere). Rows go in chunks of about [`ROW_CHUNK_COLS`] output pixels, each chunk one
 /// im2col of the windows' pixels and one GEMM, the chunks in parallel; the chunks depend on
 /// the windows only, so the result does not depend on the thread count.
+#[cfg(test)]
 pub(crate) fn conv2d_rows(g: &Conv2dGeom, w: &[f64], x: &[&Row]) -> Vec<Row> {
     let (oh, ow) = (g.out_h(), g.out_w());
     let kk = g.c_in * g.kh * g.kw;
@@ -253,6 +259,7 @@ pub(crate) fn conv2d_rows(g: &Conv2dGeom, w: &[f64], x: &[&Row]) -> Vec<Row> {
 /// The im2col matrix of windowed rows: row `(ci, ky, kx)`, the columns of row `r` being the
 /// pixels of its output window `outs[r]` in turn (`cols` in all). Each row's column ranges
 /// per `kx` are worked out once, before its channels and taps.
+#[cfg(test)]
 fn im2col_rows(g: &Conv2dGeom, x: &[&Row], outs: &[Window], cols: usize, col: &mut [f64]) {
     let (s, p) = (g.stride as isize, g.pad as isize);
     let mut spans = Vec::with_capacity(g.kw);
@@ -391,12 +398,12 @@ pub fn conv2d_bwd_input(g: &Conv2dGeom, dy: &[f64], w: &[f64], dx: &mut [f64]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use mep_tensor::cpu::reference::conv as reference;
     use mep_tensor::Nchw;
 
-    fn lcg(seed: u64, len: usize) -> Vec<f64> {
+    pub(crate) fn lcg(seed: u64, len: usize) -> Vec<f64> {
         let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (0..len)
             .map(|_| {
@@ -404,6 +411,49 @@ mod tests {
                 (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
             })
             .collect()
+    }
+
+    /// `count` rows of `c_in` channels with random values, on the [`windows`] in turn.
+    pub(crate) fn random_rows(c_in: usize, h: usize, w: usize, count: usize, seed: u64) -> Vec<Row> {
+        let wins = windows(h, w);
+        (0..count)
+            .map(|q| {
+                let win = wins[q % wins.len()];
+                Row {
+                    win,
+                    data: lcg(seed + q as u64, c_in * win.area()),
+                }
+            })
+            .collect()
+    }
+
+    /// Windows of every kind on an `h × w` plane (`h, w ≥ 5`): empty, a corner pixel, an
+    /// edge pixel, a strip, the bottom rows, an inner block and the whole plane.
+    pub(crate) fn windows(h: usize, w: usize) -> Vec<Window> {
+        vec![
+            Window::EMPTY,
+            Window::pixel(0, 0),
+            Window::pixel(h / 2, w - 1),
+            Window {
+                y0: 1,
+                y1: h - 1,
+                x0: 2,
+                x1: 3,
+            },
+            Window {
+                y0: h - 2,
+                y1: h,
+                x0: 0,
+                x1: w,
+            },
+            Window {
+                y0: 2,
+                y1: h - 3,
+                x0: 1,
+                x1: w - 2,
+            },
+            Window::full(h, w),
+        ]
     }
 
     // Every path (grouped, single image, direct 1×1, strided, 7×7 stem) against the direct
@@ -452,7 +502,6 @@ mod tests {
     // convolution's numbers inside their output windows and zeros outside them.
     #[test]
     fn windowed_rows_match_the_dense_convolution() {
-        use crate::window::{Row, Window};
         let cases = [
             // (c_in, h, w, c_out, k, stride, pad)
             (3, 9, 9, 4, 3, 1, 1),
@@ -464,34 +513,8 @@ mod tests {
         for (i, &(c_in, h, w, c_out, k, stride, pad)) in cases.iter().enumerate() {
             let g = Conv2dGeom::square("test", Nchw { n: 1, c: c_in, h, w }, c_out, k, stride, pad).unwrap();
             let wt = lcg(100 + i as u64, g.weight_len());
-            let wins = [
-                Window::EMPTY,
-                Window::pixel(0, 0),
-                Window::pixel(h / 2, w - 1),
-                Window {
-                    y0: 1,
-                    y1: h - 1,
-                    x0: 2,
-                    x1: 3,
-                },
-                Window {
-                    y0: h - 2,
-                    y1: h,
-                    x0: 0,
-                    x1: w,
-                },
-                Window::full(h, w),
-            ];
             // Repeated so that chunks hold several rows and rows start mid-chunk.
-            let rows: Vec<Row> = (0..60)
-                .map(|q| {
-                    let win = wins[q % wins.len()];
-                    Row {
-                        win,
-                        data: lcg(q as u64, c_in * win.area()),
-                    }
-                })
-                .collect();
+            let rows = random_rows(c_in, h, w, 60, 0);
             let got = conv2d_rows(&g, &wt, &rows.iter().collect::<Vec<_>>());
             let dims = [c_in, h, w];
             let out_dims = [c_out, g.out_h(), g.out_w()];

@@ -3,6 +3,7 @@
 mod bounds;
 mod certify;
 mod conv;
+mod direct;
 pub mod error;
 mod exact;
 mod grad;

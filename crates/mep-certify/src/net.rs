@@ -37,6 +37,8 @@ pub(crate) struct Conv64 {
     pub bias: Vec<f64>,
     /// `|w|`, made on first use by the bound propagation (the exact analysis never needs it).
     abs_w: std::sync::OnceLock<Vec<f64>>,
+    /// The weights as the direct kernel of the bounds reads them ([`crate::direct::pack`]).
+    direct_w: std::sync::OnceLock<Vec<f64>>,
     pub c_in: usize,
     c_out: usize,
     pub k: usize,
@@ -65,6 +67,7 @@ impl Conv64 {
             w,
             bias,
             abs_w: std::sync::OnceLock::new(),
+            direct_w: std::sync::OnceLock::new(),
             c_in: c.c_in,
             c_out: c.c_out,
             k: c.k,
@@ -129,7 +132,11 @@ impl Conv64 {
     /// the output shape.
     pub fn linear_rows(&self, x: &[&Row], dims: [usize; 3]) -> Result<(Vec<Row>, [usize; 3])> {
         let g = self.geom(1, dims)?;
-        Ok((conv::conv2d_rows(&g, &self.w, x), [g.c_out, g.out_h(), g.out_w()]))
+        let wt = self.direct_w.get_or_init(|| crate::direct::pack(&g, &self.w));
+        Ok((
+            crate::direct::conv2d_rows_direct(&g, wt, x),
+            [g.c_out, g.out_h(), g.out_w()],
+        ))
     }
 
     /// `|W| x`, the magnitude a bound's radius and the rounding error grow by.
