@@ -6,8 +6,8 @@
 //! matrix cost about as much as the product (a `layer1` profile: GEMM 34 %, im2col 23 %, its
 //! zero fills 8 %). Here each row's input window is copied once, channels last and zero
 //! padded, and every output pixel accumulates `Σ_(ky, kx, ci) W[·, ci, ky, kx] x[ci, ·]` in
-//! registers, [`LANES`] output channels at a time, [`PIXELS`] pixels of an output row at a
-//! time.
+//! registers, one or two vectors of [`LANES`] output channels at a time for up to [`PIXELS`]
+//! consecutive pixels of the output window at a time.
 //!
 //! Each output is one chain of fused multiply-adds in the order `(ky, kx, ci)`, independent of
 //! the other outputs, of the vector width and of the thread that computes it: the AVX-512,
@@ -21,7 +21,8 @@ use rayon::prelude::*;
 /// Output channels per accumulator (one AVX-512 register of f64).
 const LANES: usize = 8;
 
-/// Output pixels per register block (with 32 vector registers: 6 × 2 accumulators).
+/// Output pixels per register block with 32 vector registers (AVX-512): 6 pixels × 2
+/// vectors of accumulators. (8 × 2 no longer stayed in registers: 6× slower.)
 const PIXELS: usize = 6;
 
 /// The weights as the kernel reads them: `[ky][kx][ci][co]`, `co` padded with zeros to a
@@ -141,29 +142,32 @@ fn run(g: &Geo, wt: &[f64], buf: &[f64], acc: &mut [f64]) {
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { run_avx2(g, wt, buf, acc) },
-        _ => run_any::<AVX2_PIXELS>(g, wt, buf, acc),
+        _ => run_any::<AVX2_PIXELS, AVX2_V>(g, wt, buf, acc),
     }
 }
 
-/// Pixels per block where there are 16 vector registers (AVX2, the portable build): 3 × 2
-/// accumulators of 8 f64, each two registers, and the weights fit without spilling.
-const AVX2_PIXELS: usize = 3;
+/// Pixels per block, and vectors of [`LANES`] channels, where there are 16 vector registers
+/// (AVX2, the portable build): 6 accumulators of 8 f64 take 12 of them, the weights 2.
+/// (3 pixels × 2 vectors spilled and ran 1.3× slower on `layer2`; 4 × 1 and 2 × 2 were
+/// 1.15× slower.)
+const AVX2_PIXELS: usize = 6;
+const AVX2_V: usize = 1;
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn run_avx512(g: &Geo, wt: &[f64], buf: &[f64], acc: &mut [f64]) {
-    run_any::<PIXELS>(g, wt, buf, acc)
+    run_any::<PIXELS, 2>(g, wt, buf, acc)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn run_avx2(g: &Geo, wt: &[f64], buf: &[f64], acc: &mut [f64]) {
-    run_any::<AVX2_PIXELS>(g, wt, buf, acc)
+    run_any::<AVX2_PIXELS, AVX2_V>(g, wt, buf, acc)
 }
 
 /// Blocks of up to `P` (at most [`PIXELS`]) pixels.
 #[inline(always)]
-fn run_any<const P: usize>(g: &Geo, wt: &[f64], buf: &[f64], acc: &mut [f64]) {
+fn run_any<const P: usize, const V: usize>(g: &Geo, wt: &[f64], buf: &[f64], acc: &mut [f64]) {
     // Blocks of P consecutive pixels of the output window, across its rows: narrow
     // windows (most symbols') would leave most pixels to a one-pixel remainder otherwise.
     let area = g.oh * g.ow;
@@ -172,7 +176,7 @@ fn run_any<const P: usize>(g: &Geo, wt: &[f64], buf: &[f64], acc: &mut [f64]) {
     while cb < g.cop {
         // Two vectors of channels where there are that many: each input value loaded feeds two
         // multiply-adds.
-        let two = cb + 2 * LANES <= g.cop;
+        let two = V == 2 && cb + 2 * LANES <= g.cop;
         let mut q = 0;
         while q < area {
             let n = (area - q).min(P).min(PIXELS);
@@ -260,7 +264,8 @@ mod tests {
 
     // Versions 1 and 2 on windows of every kind (empty, a pixel, strips, inner blocks, the
     // whole plane) and every geometry the networks have: the same windows, the same numbers
-    // to rounding, and the portable build the same bits as the vector one.
+    // to rounding; and version 2's portable, AVX2 and AVX-512 builds (those this CPU runs)
+    // the same bits.
     #[test]
     fn direct_rows_match_version_one() {
         let cases = [
@@ -308,14 +313,31 @@ mod tests {
                     ow: out.width(),
                 };
                 let mut slow = vec![0.0; out.area() * padded(c_out)];
-                run_any::<1>(&geo, &packed, &buf, &mut slow);
-                for (j, px) in slow.chunks_exact(padded(c_out)).enumerate() {
-                    for (co, v) in px[..c_out].iter().enumerate() {
-                        assert_eq!(
-                            v.to_bits(),
-                            fast.data[co * out.area() + j].to_bits(),
-                            "case {i} row {q}"
-                        );
+                run_any::<1, 1>(&geo, &packed, &buf, &mut slow);
+                let mut builds = vec![("portable, one pixel at a time", slow)];
+                #[cfg(target_arch = "x86_64")]
+                for (name, isa) in [("avx2", Isa::Avx2), ("avx512", Isa::Avx512)] {
+                    if Isa::available().contains(&isa) {
+                        let mut got = vec![0.0; out.area() * padded(c_out)];
+                        // SAFETY: the CPU has the ISA (`Isa::available`).
+                        unsafe {
+                            match isa {
+                                Isa::Avx2 => run_avx2(&geo, &packed, &buf, &mut got),
+                                _ => run_avx512(&geo, &packed, &buf, &mut got),
+                            }
+                        }
+                        builds.push((name, got));
+                    }
+                }
+                for (name, got) in builds {
+                    for (j, px) in got.chunks_exact(padded(c_out)).enumerate() {
+                        for (co, v) in px[..c_out].iter().enumerate() {
+                            assert_eq!(
+                                v.to_bits(),
+                                fast.data[co * out.area() + j].to_bits(),
+                                "case {i} row {q}: {name}"
+                            );
+                        }
                     }
                 }
             }
