@@ -108,6 +108,8 @@ fn one_row(g: &Conv2dGeom, wt: &[f64], x: &Row, out: Window, buf: &mut Vec<f64>,
         bw,
         oh,
         ow,
+        ys: (by0, by1),
+        xs: (bx0, bx1),
     };
     run(&geo, wt, buf, acc);
     let mut data = vec![0.0; g.c_out * area];
@@ -131,6 +133,32 @@ struct Geo {
     /// The output window.
     oh: usize,
     ow: usize,
+    /// The rows and columns of the padded block inside the input window: taps reading
+    /// only outside them add zeros and are skipped.
+    ys: (usize, usize),
+    xs: (usize, usize),
+}
+
+impl Geo {
+    /// The taps `(ky0..ky1, kx0..kx1)` that read inside the input window for some pixel of
+    /// the block `q..q + n` (window order). Skipping the others leaves every sum as it was:
+    /// they add `w·0`, and a sum that starts at +0 stays +0 through those.
+    fn taps(&self, q: usize, n: usize) -> (usize, usize, usize, usize) {
+        let (oy0, oy1) = (q / self.ow, (q + n - 1) / self.ow);
+        let (ox0, ox1) = if oy0 == oy1 {
+            (q % self.ow, (q + n - 1) % self.ow)
+        } else {
+            (0, self.ow - 1)
+        };
+        let range = |lo: usize, hi: usize, first: usize, last: usize, k: usize| {
+            let a = lo.saturating_sub(last * self.s);
+            let b = hi.saturating_sub(first * self.s).min(k);
+            (a, b.max(a))
+        };
+        let (ky0, ky1) = range(self.ys.0, self.ys.1, oy0, oy1, self.kh);
+        let (kx0, kx1) = range(self.xs.0, self.xs.1, ox0, ox1, self.kw);
+        (ky0, ky1, kx0, kx1)
+    }
 }
 
 fn run(g: &Geo, wt: &[f64], buf: &[f64], acc: &mut [f64]) {
@@ -217,13 +245,14 @@ fn block<const P: usize, const V: usize>(
 ) {
     let mut sum = [[[0.0f64; LANES]; V]; P];
     let c_in = g.c_in;
+    let (ky0, ky1, kx0, kx1) = g.taps(q, P);
     // Every index read below is inside these bounds: each pixel's last tap and channel, and
     // the last weight row.
     let reach = ((g.kh - 1) * g.bw + g.kw - 1) * c_in + c_in;
     assert!(bases.iter().all(|&b| b + reach <= buf.len()));
     assert!(wt.len() >= (g.kh * g.kw * c_in - 1) * g.cop + cb + V * LANES);
-    for ky in 0..g.kh {
-        for kx in 0..g.kw {
+    for ky in ky0..ky1 {
+        for kx in kx0..kx1 {
             let xo = (ky * g.bw + kx) * c_in;
             let wo = (ky * g.kw + kx) * c_in * g.cop + cb;
             // SAFETY: `b + xo + c_in ≤ b + reach ≤ buf.len()` (asserted).
@@ -311,6 +340,9 @@ mod tests {
                     bw: (out.width() - 1) * stride + k,
                     oh: out.height(),
                     ow: out.width(),
+                    // Every tap: the skipping must not change a bit.
+                    ys: (0, (out.height() - 1) * stride + k),
+                    xs: (0, (out.width() - 1) * stride + k),
                 };
                 let mut slow = vec![0.0; out.area() * padded(c_out)];
                 run_any::<1, 1>(&geo, &packed, &buf, &mut slow);
