@@ -25,7 +25,7 @@ use rayon::prelude::*;
 const LANES: usize = 8;
 
 /// Output pixels per register block with 32 vector registers (AVX-512): 6 pixels × 2
-/// vectors of accumulators. (8 × 2 no longer stayed in registers: 6× slower.)
+/// vectors of accumulators. (8 × 2 ran 6× slower.)
 const PIXELS: usize = 6;
 
 /// The weights as the kernel reads them: `[ky][kx][ci][co]`, `co` padded with zeros to a
@@ -180,7 +180,7 @@ fn run(g: &Geo, wt: &[f64], buf: &[f64], acc: &mut [f64]) {
 /// Pixels per block, and vectors of [`LANES`] channels, where there are 16 vector registers
 /// (AVX2, the portable build): 6 accumulators of 8 f64 take 12 of them, the weights 2.
 /// (3 pixels × 2 vectors spilled and ran 1.3× slower on `layer2`; 4 × 1 and 2 × 2 were
-/// 1.15× slower.)
+/// 1.15–1.25× slower.)
 const AVX2_PIXELS: usize = 6;
 const AVX2_V: usize = 1;
 
