@@ -76,6 +76,23 @@ fn one_row(g: &Conv2dGeom, wt: &[f64], x: &Row, out: Window, buf: &mut Vec<f64>,
     if area == 0 {
         return Row::zero();
     }
+    let geo = fill(g, x, out, buf);
+    let cop = geo.cop;
+    acc.clear();
+    acc.resize(area * cop, 0.0);
+    run(&geo, wt, buf, acc);
+    let mut data = vec![0.0; g.c_out * area];
+    for (q, px) in acc.chunks_exact(cop).enumerate() {
+        for (co, &v) in px[..g.c_out].iter().enumerate() {
+            data[co * area + q] = v;
+        }
+    }
+    Row { win: out, data }
+}
+
+/// Copies the input pixels that the (non-empty) output window `out` reads into `buf`,
+/// channels last, zeros outside `x`'s window; the shape the kernel works on.
+fn fill(g: &Conv2dGeom, x: &Row, out: Window, buf: &mut Vec<f64>) -> Geo {
     let (s, p, c_in) = (g.stride, g.pad as isize, g.c_in);
     let (oh, ow) = (out.height(), out.width());
     // The input pixels the output window reads: rows `out.y0·s − p ..`, `bh × bw` of them.
@@ -99,12 +116,9 @@ fn one_row(g: &Conv2dGeom, wt: &[f64], x: &Row, out: Window, buf: &mut Vec<f64>,
             }
         }
     }
-    let cop = padded(g.c_out);
-    acc.clear();
-    acc.resize(area * cop, 0.0);
-    let geo = Geo {
+    Geo {
         c_in,
-        cop,
+        cop: padded(g.c_out),
         kh: g.kh,
         kw: g.kw,
         s,
@@ -113,15 +127,7 @@ fn one_row(g: &Conv2dGeom, wt: &[f64], x: &Row, out: Window, buf: &mut Vec<f64>,
         ow,
         ys: (by0, by1),
         xs: (bx0, bx1),
-    };
-    run(&geo, wt, buf, acc);
-    let mut data = vec![0.0; g.c_out * area];
-    for (q, px) in acc.chunks_exact(cop).enumerate() {
-        for (co, &v) in px[..g.c_out].iter().enumerate() {
-            data[co * area + q] = v;
-        }
     }
-    Row { win: out, data }
 }
 
 /// The shape one row's products work on.
@@ -334,18 +340,11 @@ mod tests {
                 }
                 let (mut buf, mut acc) = (Vec::new(), Vec::new());
                 let fast = one_row(&g, &packed, row, out, &mut buf, &mut acc);
+                // Every tap (ranges past any block): the skipping must not change a bit.
                 let geo = Geo {
-                    c_in,
-                    cop: padded(c_out),
-                    kh: k,
-                    kw: k,
-                    s: stride,
-                    bw: (out.width() - 1) * stride + k,
-                    oh: out.height(),
-                    ow: out.width(),
-                    // Every tap: the skipping must not change a bit.
-                    ys: (0, (out.height() - 1) * stride + k),
-                    xs: (0, (out.width() - 1) * stride + k),
+                    ys: (0, usize::MAX),
+                    xs: (0, usize::MAX),
+                    ..fill(&g, row, out, &mut buf)
                 };
                 let mut slow = vec![0.0; out.area() * padded(c_out)];
                 run_any::<1, 1>(&geo, &packed, &buf, &mut slow);
