@@ -148,46 +148,35 @@ fn relu(x: Zono, lo: &[f64], hi: &[f64]) -> Option<Zono> {
     let mut z = x;
     // (neuron, μ) of each new symbol.
     let mut fresh: Vec<(usize, f64)> = Vec::new();
-    // Per neuron: kept (None), zeroed (Some(0)) or scaled by λ.
-    let mut scale: Vec<Option<f64>> = vec![None; d];
+    // Per neuron: kept (1), zeroed (0) or scaled by λ.
+    let mut scale = vec![1.0; d];
     for k in 0..d {
         let (l, u) = (lo[k], hi[k]);
         if l >= 0.0 {
             continue;
         }
         if u <= 0.0 {
-            scale[k] = Some(0.0);
+            scale[k] = 0.0;
             continue;
         }
         // relu(x) − λx lies in [0, max(−λl, u(1 − λ))] on [l, u] for any λ in [0, 1]: the
         // rounded λ is as sound as the exact one.
         let lambda = (u / (u - l)).clamp(0.0, 1.0);
         let mu = 0.5 * (-lambda * l).max(u * (1.0 - lambda)) * (1.0 + 8.0 * U);
-        scale[k] = Some(lambda);
+        scale[k] = lambda;
         fresh.push((k, mu));
     }
     if fresh.len() > z.budget().saturating_sub(z.n() - 2) {
         return None;
     }
-    let apply = |v: &mut [f64], s: &[Option<f64>]| {
-        for (v, s) in v.iter_mut().zip(s) {
-            match *s {
-                None => {}
-                Some(0.0) => *v = 0.0,
-                Some(lambda) => *v *= lambda,
-            }
-        }
-    };
-    z.rows.par_iter_mut().enumerate().for_each(|(i, row)| {
-        for (k, j, len) in row.win.runs(dims) {
-            apply(&mut row.data[j..j + len], &scale[k..k + len]);
-        }
-        // A symbol the ReLU zeroed on the edge of its window need not be carried there.
-        if i >= 2 {
-            row.trim(dims);
-        }
-    });
-    apply(&mut z.r, &scale);
+    // A symbol the ReLU zeroed on the edge of its window need not be carried there.
+    z.rows
+        .par_iter_mut()
+        .enumerate()
+        .for_each(|(i, row)| row.scale(dims, &scale, i >= 2));
+    z.r.iter_mut()
+        .zip(&scale)
+        .for_each(|(v, &f)| *v = if f == 0.0 { 0.0 } else { *v * f });
     let [c, h, w] = dims;
     let c0 = &mut z.rows[0].data;
     for &(k, mu) in &fresh {
@@ -432,35 +421,62 @@ pub(crate) fn forward(net: &Net64, op0: usize, xs: Vec<Zono>, targets: &[usize])
     // Intervals given up on (see `relu`): they go on as empty zonotopes, at no cost.
     let mut dead = vec![false; n];
     let mut stack = vec![xs];
-    // The magnitudes of a block's input, which its Save, first convolution and shortcut sum
-    // all record: one pass over the symbols instead of three.
-    let mut top_mag: Option<Vec<Record>> = None;
-    let mut saved_mags: Vec<Vec<Record>> = Vec::new();
+    // The magnitudes of the top, for the ops that record them. A ReLU's output is bounded by
+    // its input's upper bounds, which it computed anyway; a block's input is recorded by its
+    // Save, first convolution and shortcut sum. A pass over every symbol saved each time.
+    let mut top_mag: Option<Vec<Batch>> = None;
+    let mut saved_mags: Vec<Vec<Batch>> = Vec::new();
+    // After a Save the top is the saved level itself (`stack.last()`), not a copy, until the
+    // block's first convolution has read it.
+    let mut aliased = false;
     for op in op0..net.ops.len() {
-        let top = stack.pop().expect("the program keeps a top");
-        let mag = |z: &Zono| Record::Mag(z.dims, z.magnitude());
-        // Only the op right after a Save may use its magnitudes, and only a convolution does.
-        let cached_mag = top_mag.take().filter(|_| matches!(net.ops[op], Op::Conv(_)));
+        let shared = std::mem::take(&mut aliased);
+        let conv_next = matches!(net.ops[op], Op::Conv(_));
+        let top = match (shared, conv_next) {
+            (true, true) => Vec::new(),
+            (true, false) => stack.last().expect("the saved level").clone(),
+            (false, _) => stack.pop().expect("the program keeps a top"),
+        };
+        let shared = shared && conv_next;
+        let cached_mag = top_mag.take();
+        let mags_of = move |top: &[Zono]| -> Vec<Batch> {
+            cached_mag.unwrap_or_else(|| top.par_iter().map(Zono::magnitude).collect())
+        };
+        let record = |records: &mut Vec<Vec<Record>>, mags: Vec<Batch>| {
+            for (rec, m) in records.iter_mut().zip(mags) {
+                rec.push(Record::Mag(m.dims, m));
+            }
+        };
         let out: Vec<Zono> = match net.ops[op] {
             Op::Conv(i) => {
-                let mags = cached_mag.unwrap_or_else(|| top.par_iter().map(mag).collect());
-                for (rec, m) in records.iter_mut().zip(mags) {
-                    rec.push(m);
-                }
-                conv_many(net, i, &top.iter().collect::<Vec<_>>())?
+                let input: &[Zono] = if shared {
+                    stack.last().expect("the saved level")
+                } else {
+                    &top
+                };
+                record(&mut records, mags_of(input));
+                conv_many(net, i, &input.iter().collect::<Vec<_>>())?
             }
             Op::Relu => {
                 let dims: Vec<[usize; 3]> = top.iter().map(|z| z.dims).collect();
-                let done: Vec<(Option<Zono>, Record)> = top
+                let done: Vec<(Option<Zono>, Record, Batch)> = top
                     .into_par_iter()
                     .map(|z| {
                         let (lo, hi) = z.concrete();
-                        (relu(z, &lo, &hi), Record::Relu { lo, hi })
+                        // |relu(x)| ≤ max(u, 0): a bound on the output's magnitude for free.
+                        let m = Batch {
+                            n: 1,
+                            dims: z.dims,
+                            data: hi.iter().map(|&u| if u < 0.0 { 0.0 } else { u }).collect(),
+                        };
+                        (relu(z, &lo, &hi), Record::Relu { lo, hi }, m)
                     })
                     .collect();
                 let mut out = Vec::with_capacity(n);
-                for (k, (z, r)) in done.into_iter().enumerate() {
+                let mut mags = Vec::with_capacity(n);
+                for (k, (z, r, m)) in done.into_iter().enumerate() {
                     records[k].push(r);
+                    mags.push(m);
                     match z {
                         Some(z) => out.push(z),
                         None => {
@@ -473,19 +489,22 @@ pub(crate) fn forward(net: &Net64, op0: usize, xs: Vec<Zono>, targets: &[usize])
                         }
                     }
                 }
+                top_mag = Some(mags);
                 out
             }
             Op::MaxPool => {
+                let mags = mags_of(&top);
                 let done: Vec<(Zono, Record)> = top
                     .par_iter()
-                    .map(|z| {
+                    .zip(mags)
+                    .map(|(z, mag)| {
                         let (lo, hi) = z.concrete();
                         let (out, choice) = max_pool(z, &lo, &hi);
                         (
                             out,
                             Record::Pool {
                                 dims: z.dims,
-                                mag: z.magnitude(),
+                                mag,
                                 choice,
                             },
                         )
@@ -500,21 +519,20 @@ pub(crate) fn forward(net: &Net64, op0: usize, xs: Vec<Zono>, targets: &[usize])
                     .collect()
             }
             Op::Save => {
-                let mags: Vec<Record> = top.par_iter().map(mag).collect();
-                for (rec, m) in records.iter_mut().zip(&mags) {
-                    rec.push(m.clone());
-                }
+                let mags = mags_of(&top);
+                record(&mut records, mags.clone());
                 top_mag = Some(mags.clone());
                 saved_mags.push(mags);
-                stack.push(top.clone());
-                top
+                stack.push(top);
+                aliased = true;
+                continue;
             }
             Op::AddShortcut(sc) => {
                 let saved = stack.pop().expect("a saved block input");
-                let mags = saved_mags.pop().expect("a saved block input's magnitudes");
-                for (rec, m) in records.iter_mut().zip(mags) {
-                    rec.push(m);
-                }
+                record(
+                    &mut records,
+                    saved_mags.pop().expect("a saved block input's magnitudes"),
+                );
                 let shares: Vec<Zono> = match sc {
                     Shortcut64::Identity => saved,
                     Shortcut64::Projection(i) => conv_many(net, i, &saved.iter().collect::<Vec<_>>())?,
@@ -529,15 +547,11 @@ pub(crate) fn forward(net: &Net64, op0: usize, xs: Vec<Zono>, targets: &[usize])
                 top
             }
             Op::AvgPool => {
-                for (rec, z) in records.iter_mut().zip(&top) {
-                    rec.push(mag(z));
-                }
+                record(&mut records, mags_of(&top));
                 top.par_iter().map(avg_pool).collect()
             }
             Op::Linear => {
-                for (rec, z) in records.iter_mut().zip(&top) {
-                    rec.push(mag(z));
-                }
+                record(&mut records, mags_of(&top));
                 let lbs: Vec<f64> = top
                     .par_iter()
                     .zip(targets.par_iter())
