@@ -429,6 +429,33 @@ pub(crate) mod tests {
 
     /// Windows of every kind on an `h × w` plane (`h, w ≥ 5`): empty, a corner pixel, an
     /// edge pixel, a strip, the bottom rows, an inner block and the whole plane.
+    /// `(c_in, h, w, c_out, k, stride, pad)`: the convolutions of the networks (3×3 at
+    /// stride 1 and 2, 1×1 projections at stride 1 and 2, the 7×7 stem) at small sizes, with
+    /// channel counts around the kernels' register blocks (8 and 16 output channels).
+    pub(crate) const GEOMETRIES: [(usize, usize, usize, usize, usize, usize, usize); 7] = [
+        (3, 9, 9, 16, 3, 1, 1),
+        (16, 8, 8, 32, 3, 2, 1),
+        (5, 7, 7, 3, 1, 1, 0),
+        (8, 8, 8, 12, 1, 2, 0),
+        (2, 12, 12, 9, 7, 2, 3),
+        (16, 16, 16, 16, 3, 1, 1),
+        (32, 6, 6, 24, 3, 1, 1),
+    ];
+
+    /// [`GEOMETRIES`] as convolutions of one image.
+    pub(crate) fn geometries() -> impl Iterator<Item = (usize, Conv2dGeom)> {
+        GEOMETRIES
+            .iter()
+            .enumerate()
+            .map(|(i, &(c_in, h, w, c_out, k, stride, pad))| {
+                let input = mep_tensor::Nchw { n: 1, c: c_in, h, w };
+                (
+                    i,
+                    Conv2dGeom::square("test", input, c_out, k, stride, pad).expect("a valid geometry"),
+                )
+            })
+    }
+
     pub(crate) fn windows(h: usize, w: usize) -> Vec<Window> {
         vec![
             Window::EMPTY,

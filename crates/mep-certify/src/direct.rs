@@ -22,7 +22,7 @@ use mep_tensor::Conv2dGeom;
 use rayon::prelude::*;
 
 /// Output channels per accumulator (one AVX-512 register of f64).
-const LANES: usize = 8;
+pub(crate) const LANES: usize = 8;
 
 /// Output pixels per register block with 32 vector registers (AVX-512): 6 pixels × 2
 /// vectors of accumulators. (8 × 2 ran 6× slower.)
@@ -43,7 +43,7 @@ pub(crate) fn pack(g: &Conv2dGeom, w: &[f64]) -> Vec<f64> {
     out
 }
 
-fn padded(c_out: usize) -> usize {
+pub(crate) fn padded(c_out: usize) -> usize {
     c_out.div_ceil(LANES) * LANES
 }
 
@@ -92,7 +92,7 @@ fn one_row(g: &Conv2dGeom, wt: &[f64], x: &Row, out: Window, buf: &mut Vec<f64>,
 
 /// Copies the input pixels that the (non-empty) output window `out` reads into `buf`,
 /// channels last, zeros outside `x`'s window; the shape the kernel works on.
-fn fill(g: &Conv2dGeom, x: &Row, out: Window, buf: &mut Vec<f64>) -> Geo {
+pub(crate) fn fill(g: &Conv2dGeom, x: &Row, out: Window, buf: &mut Vec<f64>) -> Geo {
     let (s, p, c_in) = (g.stride, g.pad as isize, g.c_in);
     let (oh, ow) = (out.height(), out.width());
     // The input pixels the output window reads: rows `out.y0·s − p ..`, `bh × bw` of them.
@@ -131,14 +131,14 @@ fn fill(g: &Conv2dGeom, x: &Row, out: Window, buf: &mut Vec<f64>) -> Geo {
 }
 
 /// The shape one row's products work on.
-struct Geo {
+pub(crate) struct Geo {
     c_in: usize,
     cop: usize,
     kh: usize,
     kw: usize,
     s: usize,
     /// Width of the padded input block.
-    bw: usize,
+    pub bw: usize,
     /// The output window.
     oh: usize,
     ow: usize,
@@ -297,8 +297,7 @@ fn block<const P: usize, const V: usize>(
 mod tests {
     use super::*;
     use crate::conv::conv2d_rows;
-    use crate::conv::tests::{lcg, random_rows};
-    use mep_tensor::Nchw;
+    use crate::conv::tests::{geometries, lcg, random_rows};
 
     // Versions 1 and 2 on windows of every kind (empty, a pixel, strips, inner blocks, the
     // whole plane) and every geometry the networks have: the same windows, the same numbers
@@ -306,17 +305,8 @@ mod tests {
     // the same bits.
     #[test]
     fn direct_rows_match_version_one() {
-        let cases = [
-            // (c_in, h, w, c_out, k, stride, pad)
-            (3, 9, 9, 16, 3, 1, 1),
-            (16, 8, 8, 32, 3, 2, 1),
-            (5, 7, 7, 3, 1, 1, 0),
-            (8, 8, 8, 12, 1, 2, 0),
-            (2, 12, 12, 9, 7, 2, 3),
-            (16, 16, 16, 16, 3, 1, 1),
-        ];
-        for (i, &(c_in, h, w, c_out, k, stride, pad)) in cases.iter().enumerate() {
-            let g = Conv2dGeom::square("test", Nchw { n: 1, c: c_in, h, w }, c_out, k, stride, pad).unwrap();
+        for (i, g) in geometries() {
+            let (c_in, h, w, c_out) = (g.c_in, g.h, g.w, g.c_out);
             let wt = lcg(200 + i as u64, g.weight_len());
             let rows = random_rows(c_in, h, w, 21, 7);
             let refs: Vec<&Row> = rows.iter().collect();

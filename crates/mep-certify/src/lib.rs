@@ -9,6 +9,7 @@ mod exact;
 mod grad;
 mod net;
 mod search;
+mod shared_zeros;
 mod window;
 mod zonotope;
 

@@ -139,6 +139,17 @@ impl Conv64 {
         ))
     }
 
+    /// [`Conv64::linear_rows`] for the rows of one interval, all zero where `zero` is set
+    /// (version 3, [`crate::shared_zeros`]): the same rows, bit for bit.
+    pub fn linear_rows_shared(&self, x: &[&Row], dims: [usize; 3], zero: &[bool]) -> Result<(Vec<Row>, [usize; 3])> {
+        let g = self.geom(1, dims)?;
+        let wt = self.direct_w.get_or_init(|| crate::direct::pack(&g, &self.w));
+        Ok((
+            crate::shared_zeros::conv2d_rows_shared(&g, wt, x, zero),
+            [g.c_out, g.out_h(), g.out_w()],
+        ))
+    }
+
     /// `|W| x`, the magnitude a bound's radius and the rounding error grow by.
     pub fn abs_part(&self, x: &Batch) -> Result<Batch> {
         let abs = self.abs_w.get_or_init(|| self.w.iter().map(|v| v.abs()).collect());

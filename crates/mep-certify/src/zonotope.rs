@@ -39,6 +39,9 @@ pub(crate) struct Zono {
     pub dims: [usize; 3],
     pub rows: Vec<Row>,
     pub r: Vec<f64>,
+    /// The neurons at which every row is zero, where a ReLU has just left them stably
+    /// inactive: the next convolution skips them ([`crate::shared_zeros`]).
+    pub zero: Option<Vec<bool>>,
 }
 
 /// Bytes one zonotope tensor may take: the symbol budget of a layer is this over its size.
@@ -64,6 +67,7 @@ impl Zono {
                 Row::full(dims, dir.iter().map(|d| w * d).collect()),
             ],
             r: vec![0.0; a.len()],
+            zero: None,
         }
     }
 
@@ -82,6 +86,7 @@ impl Zono {
             dims,
             rows: vec![Row::zero(), Row::zero()],
             r: vec![0.0; dims.iter().product()],
+            zero: None,
         }
     }
 
@@ -177,6 +182,7 @@ fn relu(x: Zono, lo: &[f64], hi: &[f64]) -> Option<Zono> {
     z.r.iter_mut()
         .zip(&scale)
         .for_each(|(v, &f)| *v = if f == 0.0 { 0.0 } else { *v * f });
+    z.zero = Some(scale.iter().map(|&f| f == 0.0).collect());
     let [c, h, w] = dims;
     let c0 = &mut z.rows[0].data;
     for &(k, mu) in &fresh {
@@ -259,6 +265,7 @@ fn max_pool(x: &Zono, lo: &[f64], hi: &[f64]) -> (Zono, Vec<(usize, bool, f64)>)
             dims: out_dims,
             rows: all,
             r,
+            zero: None,
         },
         choice,
     )
@@ -302,6 +309,7 @@ fn avg_pool(x: &Zono) -> Zono {
         dims: out_dims,
         rows,
         r: means(&x.r, hw),
+        zero: None,
     }
 }
 
@@ -342,8 +350,19 @@ fn conv_many(net: &Net64, i: usize, xs: &[&Zono]) -> Result<Vec<Zono>> {
         return Ok(Vec::new());
     };
     let dims = first.dims;
-    let rows: Vec<&Row> = xs.iter().flat_map(|z| z.rows.iter()).collect();
-    let (out, out_dims) = c.linear_rows(&rows, dims)?;
+    // Interval by interval: one just out of a ReLU skips the zeros all its rows share.
+    let each = xs
+        .par_iter()
+        .map(|z| {
+            let rows: Vec<&Row> = z.rows.iter().collect();
+            match &z.zero {
+                Some(zero) => c.linear_rows_shared(&rows, dims, zero),
+                None => c.linear_rows(&rows, dims),
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let out_dims = each.first().map_or(dims, |e| e.1);
+    let out: Vec<Row> = each.into_iter().flat_map(|e| e.0).collect();
     let d: usize = out_dims.iter().product();
     let plane = out_dims[1] * out_dims[2];
     // The box only holds relaxation errors past the symbol budget: most layers have none.
@@ -379,6 +398,7 @@ fn conv_many(net: &Net64, i: usize, xs: &[&Zono]) -> Result<Vec<Zono>> {
                 dims: out_dims,
                 rows,
                 r,
+                zero: None,
             }
         })
         .collect())
@@ -410,6 +430,7 @@ fn pad_a(saved: &Zono, out_dims: [usize; 3], pad: usize, subsample: bool) -> Zon
         dims: out_dims,
         rows: saved.rows.par_iter().map(map).collect(),
         r,
+        zero: None,
     }
 }
 
