@@ -18,9 +18,22 @@ use crate::window::{Row, Window};
 use mep_tensor::cpu::direct::Isa;
 use mep_tensor::Conv2dGeom;
 
-/// Rows per register block (AVX-512: 6 rows × 2 vectors of accumulators, as version 2's
-/// 6 pixels × 2; AVX2 and portable: 6 × 1).
+/// Rows per register block with 32 vector registers (AVX-512): 6 rows × 2 vectors of
+/// accumulators, as version 2's 6 pixels × 2.
 const ROWS: usize = 6;
+
+/// Rows per register block where there are 16 vector registers (AVX2, portable): 6 rows
+/// kept accumulators on the stack (the six broadcasts are loaded before the multiply-adds:
+/// 12 + 6 + 2 registers).
+const AVX2_ROWS: usize = 4;
+
+fn rows_per_block(isa: Isa) -> usize {
+    if isa == Isa::Avx512 {
+        ROWS
+    } else {
+        AVX2_ROWS
+    }
+}
 
 /// `y = W x` (no bias) for the rows `x` of one interval's zonotope, of shape `[c_in, h, w]`,
 /// every one of them zero at the neurons where `zero` is set (a dense `[c_in, h, w]` mask);
@@ -106,7 +119,7 @@ fn shared_on(isa: Isa, g: &Conv2dGeom, wt: &[f64], x: &[&Row], zero: &[bool]) ->
         },
     };
     for p in 0..oh * ow {
-        for block in who[at[p]..at[p + 1]].chunks(ROWS) {
+        for block in who[at[p]..at[p + 1]].chunks(rows_per_block(isa)) {
             pixel(isa, &conv, &mut rows, block, (p / ow, p % ow));
         }
     }
@@ -218,13 +231,19 @@ fn rows_block<const R: usize, const V: usize>(
     let (c_in, cop, s, p) = (g.c_in, padded(g.c_out), g.stride, g.pad);
     let mut sum = [[[0.0f64; LANES]; V]; R];
     // Each row's block of input pixels starts at its output window's first pixel.
-    let origin: [(usize, usize, usize); R] = std::array::from_fn(|i| {
+    // Each row's input for tap (0, 0) of this pixel, and its block's row stride: the tap loop
+    // below only adds offsets (bounds checks there kept the accumulators on the stack on AVX2).
+    let base: [(*const f64, usize); R] = std::array::from_fn(|i| {
         let Item { out, bw, buf, .. } = &rows[block[i]];
-        // The block of input pixels a row's window reads is `bh × bw × c_in` (see `fill`).
+        // The block of input pixels a row's window reads is `bh × bw × c_in` (see `fill`);
+        // the pixel `((oy − y0)·s + ky, (ox − x0)·s + kx)` lies in it for every tap.
         assert_eq!(buf.len(), ((out.height() - 1) * s + g.kh) * bw * c_in);
-        ((oy - out.y0) * s, (ox - out.x0) * s, *bw)
+        let at = (((oy - out.y0) * s) * bw + (ox - out.x0) * s) * c_in;
+        (buf[at..].as_ptr(), bw * c_in)
     });
     assert!(wt.len() >= (g.kh * g.kw * c_in - 1) * cop + cb + V * LANES);
+    // `live` holds channels `< c_in` only (built so in `shared_on`).
+    assert!(lists.live_at.len() > lists.h * lists.w);
     for ky in 0..g.kh {
         let Some(iy) = (oy * s + ky).checked_sub(p).filter(|&v| v < lists.h) else {
             continue;
@@ -234,16 +253,16 @@ fn rows_block<const R: usize, const V: usize>(
                 continue;
             };
             let q = iy * lists.w + ix;
-            let live = &lists.live[lists.live_at[q]..lists.live_at[q + 1]];
+            // SAFETY: `q + 1 < live_at.len()` (asserted), and the runs lie in `live`.
+            let live = unsafe {
+                let (a, b) = (*lists.live_at.get_unchecked(q), *lists.live_at.get_unchecked(q + 1));
+                lists.live.get_unchecked(a..b)
+            };
             if live.is_empty() {
                 continue;
             }
-            // SAFETY: `(by, bx) = (py + ky, px + kx)` lies in the row's `bh × bw` block
-            // (its output window holds `(oy, ox)`; asserted length above), and `ci < c_in`.
-            let xs: [*const f64; R] = std::array::from_fn(|i| {
-                let (py, px, bw) = origin[i];
-                unsafe { rows[block[i]].buf.as_ptr().add(((py + ky) * bw + px + kx) * c_in) }
-            });
+            // SAFETY: the tap's pixel lies in each row's block (above), and `ci < c_in`.
+            let xs: [*const f64; R] = std::array::from_fn(|i| unsafe { base[i].0.add(ky * base[i].1 + kx * c_in) });
             let wo = (ky * g.kw + kx) * c_in * cop + cb;
             for &ci in live {
                 // SAFETY: `wo + ci·cop + V·LANES ≤ wt.len()` (asserted), `ci < c_in`.
