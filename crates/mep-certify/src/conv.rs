@@ -427,8 +427,6 @@ pub(crate) mod tests {
             .collect()
     }
 
-    /// Windows of every kind on an `h × w` plane (`h, w ≥ 5`): empty, a corner pixel, an
-    /// edge pixel, a strip, the bottom rows, an inner block and the whole plane.
     /// `(c_in, h, w, c_out, k, stride, pad)`: the convolutions of the networks (3×3 at
     /// stride 1 and 2, 1×1 projections at stride 1 and 2, the 7×7 stem) at small sizes, with
     /// channel counts around the kernels' register blocks (8 and 16 output channels).
@@ -456,6 +454,8 @@ pub(crate) mod tests {
             })
     }
 
+    /// Windows of every kind on an `h × w` plane (`h, w ≥ 5`): empty, a corner pixel, an
+    /// edge pixel, a strip, the bottom rows, an inner block and the whole plane.
     pub(crate) fn windows(h: usize, w: usize) -> Vec<Window> {
         vec![
             Window::EMPTY,

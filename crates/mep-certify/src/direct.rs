@@ -81,14 +81,37 @@ fn one_row(g: &Conv2dGeom, wt: &[f64], x: &Row, out: Window, buf: &mut Vec<f64>,
     acc.clear();
     acc.resize(area * cop, 0.0);
     run(&geo, wt, buf, acc);
-    let mut data = vec![0.0; g.c_out * area];
-    for (q, px) in acc.chunks_exact(cop).enumerate() {
-        for (co, &v) in px[..g.c_out].iter().enumerate() {
+    to_row(acc, g.c_out, out)
+}
+
+/// The row over `out` from the kernels' products `acc` (pixel major, [`padded`] channels):
+/// each channel's plane of the window in turn.
+pub(crate) fn to_row(acc: &[f64], c_out: usize, out: Window) -> Row {
+    let area = out.area();
+    let mut data = vec![0.0; c_out * area];
+    for (q, px) in acc.chunks_exact(padded(c_out)).enumerate() {
+        for (co, &v) in px[..c_out].iter().enumerate() {
             data[co * area + q] = v;
         }
     }
     Row { win: out, data }
 }
+
+/// `$go!(n)` with `n`, a block size from 1 to [`PIXELS`], as a literal: the kernels' blocks
+/// are const generics.
+macro_rules! by_block_size {
+    ($n:expr, $go:ident) => {
+        match $n {
+            6 => $go!(6),
+            5 => $go!(5),
+            4 => $go!(4),
+            3 => $go!(3),
+            2 => $go!(2),
+            _ => $go!(1),
+        }
+    };
+}
+pub(crate) use by_block_size;
 
 /// Copies the input pixels that the (non-empty) output window `out` reads into `buf`,
 /// channels last, zeros outside `x`'s window; the shape the kernel works on.
@@ -226,14 +249,7 @@ fn run_any<const P: usize, const V: usize>(g: &Geo, wt: &[f64], buf: &[f64], acc
                     }
                 };
             }
-            match n {
-                6 => go!(6),
-                5 => go!(5),
-                4 => go!(4),
-                3 => go!(3),
-                2 => go!(2),
-                _ => go!(1),
-            }
+            by_block_size!(n, go);
             q += n;
         }
         cb += if two { 2 * LANES } else { LANES };

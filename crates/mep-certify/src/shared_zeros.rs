@@ -13,7 +13,7 @@
 //! `(ky, kx, ci)`, now without the terms `w·0` (adding `w·0` to a sum leaves it as it was: it
 //! starts at +0 and a sum of products is never −0), so the bits are version 2's, on every ISA.
 
-use crate::direct::{fill, padded, LANES};
+use crate::direct::{by_block_size, fill, padded, to_row, LANES};
 use crate::window::{Row, Window};
 use mep_tensor::cpu::direct::Isa;
 use mep_tensor::Conv2dGeom;
@@ -125,17 +125,11 @@ fn shared_on(isa: Isa, g: &Conv2dGeom, wt: &[f64], x: &[&Row], zero: &[bool]) ->
     }
     rows.into_iter()
         .map(|Item { out, acc, .. }| {
-            let area = out.area();
-            if area == 0 {
-                return Row::zero();
+            if out.area() == 0 {
+                Row::zero()
+            } else {
+                to_row(&acc, g.c_out, out)
             }
-            let mut data = vec![0.0; g.c_out * area];
-            for (q, px) in acc.chunks_exact(cop).enumerate() {
-                for (co, &v) in px[..g.c_out].iter().enumerate() {
-                    data[co * area + q] = v;
-                }
-            }
-            Row { win: out, data }
         })
         .collect()
 }
@@ -206,14 +200,7 @@ fn pixel_any<const V: usize>(c: &Conv, rows: &mut Rows, block: &[usize], at: (us
                 }
             };
         }
-        match block.len() {
-            6 => go!(6),
-            5 => go!(5),
-            4 => go!(4),
-            3 => go!(3),
-            2 => go!(2),
-            _ => go!(1),
-        }
+        by_block_size!(block.len(), go);
         cb += if two { 2 * LANES } else { LANES };
     }
 }
@@ -230,7 +217,6 @@ fn rows_block<const R: usize, const V: usize>(
     let Conv { g, wt, lists } = c;
     let (c_in, cop, s, p) = (g.c_in, padded(g.c_out), g.stride, g.pad);
     let mut sum = [[[0.0f64; LANES]; V]; R];
-    // Each row's block of input pixels starts at its output window's first pixel.
     // Each row's input for tap (0, 0) of this pixel, and its block's row stride: the tap loop
     // below only adds offsets (bounds checks there kept the accumulators on the stack on AVX2).
     let base: [(*const f64, usize); R] = std::array::from_fn(|i| {
