@@ -312,6 +312,37 @@ fn pad_a_back(lam: &Batch, dims: [usize; 3], pad: usize, subsample: bool) -> Bat
     Batch { n: lam.n, dims, data }
 }
 
+/// [`margin_bounds`], with the zonotopes computed on `device`: the intervals whose zonotope
+/// bound is finite but not positive then go through the CPU path for CROWN, whose zonotope is
+/// the same, so the bounds are the CPU's exactly.
+pub(crate) fn margin_bounds_on(
+    device: Option<&dyn crate::device::ZonoDevice>,
+    net: &Net64,
+    op0: usize,
+    xs: Vec<Zono>,
+    targets: &[usize],
+) -> Result<Vec<f64>> {
+    let Some(device) = device else {
+        return margin_bounds(net, op0, xs, targets);
+    };
+    let mut bounds = device.zonotope_bounds(net, op0, &xs, targets)?;
+    let redo: Vec<usize> = (0..bounds.len())
+        .filter(|&k| !(bounds[k] > 0.0 || bounds[k] == f64::NEG_INFINITY))
+        .collect();
+    if !redo.is_empty() {
+        let again = margin_bounds(
+            net,
+            op0,
+            redo.iter().map(|&k| xs[k].clone()).collect(),
+            &redo.iter().map(|&k| targets[k]).collect::<Vec<_>>(),
+        )?;
+        for (&k, b) in redo.iter().zip(again) {
+            bounds[k] = b;
+        }
+    }
+    Ok(bounds)
+}
+
 /// Lower bounds of the class margin of each interval (`xs`, its stretch of the segment
 /// entering the program at `op0`), `targets[p]` the class of interval `p`.
 ///

@@ -5,10 +5,12 @@
 //! affine functions, concave on the piece, and its minimum over the piece is at one of the
 //! piece's ends. The segment stays in the class iff the margin is positive at every breakpoint.
 
+use crate::device::{BoundsDevice, DeviceBounds, ZonoDevice};
 use crate::error::{CertifyError, Result};
 use crate::exact::{self, CertifyOptions, Method, Partition};
 use crate::net::{pool_out, pool_window, Batch, Net64, Op};
 use crate::search::{certify_segments, SegmentJob};
+use crate::zonotope::Zono;
 use mep_resnet::{Cut, FoldedResNet};
 use mep_tensor::{Backend, CpuBackend};
 use std::time::Instant;
@@ -111,6 +113,8 @@ impl ActivationPattern {
 /// A folded network copied to f64, ready to certify any number of segments and paths.
 pub struct Certifier {
     net: Net64,
+    /// Where the bounds' zonotopes run, when not on the CPU ([`Certifier::on_device`]).
+    device: Option<Box<dyn ZonoDevice>>,
 }
 
 /// Converts a point to f64, checking its length and that it is finite.
@@ -144,7 +148,37 @@ impl Certifier {
     pub fn new<B: Backend>(backend: &B, net: &FoldedResNet<B>) -> Result<Self> {
         Ok(Certifier {
             net: Net64::new(backend, net)?,
+            device: None,
         })
+    }
+
+    /// Runs the bounds' zonotopes (`--method bounds` and `auto`) on a device of the kernel
+    /// backend, CUDA or its CPU emulation (`mep_kernels::CertifyOn(launcher)`), with the
+    /// network's convolutions uploaded once.
+    /// The certificates are the CPU's: each interval's zonotope is computed there with the
+    /// CPU's operations in the CPU's order, CROWN and programs with a max-pool (ResNet-50's
+    /// `input` and `stem` cuts) stay on the CPU. ExactLine always runs on the CPU.
+    ///
+    /// ```
+    /// # use mep_certify::Certifier;
+    /// # use mep_kernels::CertifyOn;
+    /// # use mep_kernels_emu::EmuLauncher;
+    /// # use mep_resnet::{Arch, FoldedResNet, ResNet};
+    /// # use mep_tensor::CpuBackend;
+    /// let cpu = CpuBackend::new();
+    /// let net = ResNet::init(&cpu, Arch::ResNet20, 4, 10, 1).unwrap();
+    /// let folded = FoldedResNet::fold(&cpu, &net).unwrap();
+    /// let c = Certifier::new(&cpu, &folded).unwrap().on_device(CertifyOn(EmuLauncher::new())).unwrap();
+    /// assert_eq!(c.device(), Some("emu"));
+    /// ```
+    pub fn on_device<D: BoundsDevice>(mut self, device: D) -> Result<Self> {
+        self.device = Some(Box::new(DeviceBounds::new(device, &self.net)?));
+        Ok(self)
+    }
+
+    /// The name of the device the bounds' zonotopes run on, `None` for the CPU.
+    pub fn device(&self) -> Option<&'static str> {
+        self.device.as_ref().map(|d| d.name())
     }
 
     /// Classes of the network.
@@ -180,6 +214,40 @@ impl Certifier {
         exact::partition(&self.net, op, dims, a, b, opts)
     }
 
+    /// The zonotope's lower bound of the margin of `target` on each interval `[t0, t1]` of the
+    /// segment `z_a → z_b` (`−∞` where the interval makes more neurons unstable than the
+    /// symbol budget holds): the first of the two bounds `--method bounds` takes, computed on
+    /// the device when one is set ([`Certifier::on_device`]), else on the CPU. Both give the
+    /// same values.
+    pub fn zonotope_bounds<T: Copy + Into<f64>>(
+        &self,
+        cut: Cut,
+        shape: &[usize],
+        z_a: &[T],
+        z_b: &[T],
+        target: usize,
+        intervals: &[(f64, f64)],
+    ) -> Result<Vec<f64>> {
+        self.check_target(target)?;
+        let (op, dims) = self.net.start(cut, shape)?;
+        let dim = dims.iter().product();
+        let a = to_f64("z_a", z_a, dim)?;
+        let b = to_f64("z_b", z_b, dim)?;
+        let dir: Vec<f64> = b.iter().zip(&a).map(|(b, a)| b - a).collect();
+        let xs: Vec<Zono> = intervals
+            .iter()
+            .map(|&(t0, t1)| Zono::stretch(dims, &a, &dir, t0, t1))
+            .collect();
+        let targets = vec![target; xs.len()];
+        match &self.device {
+            Some(d) => d.zonotope_bounds(&self.net, op, &xs, &targets),
+            None => Ok(crate::zonotope::forward(&self.net, op, xs, &targets)?
+                .into_iter()
+                .map(|(b, _)| b)
+                .collect()),
+        }
+    }
+
     /// Certifies that `head(z(t), cut)` predicts `target` for every `t ∈ [0, 1]`.
     pub fn segment<T: Copy + Into<f64>>(
         &self,
@@ -204,7 +272,7 @@ impl Certifier {
             b: to_f64("z_b", z_b, dim)?,
             target,
         };
-        let mut c = certify_segments(&self.net, op, dims, &[job], opts)?;
+        let mut c = certify_segments(&self.net, op, dims, &[job], opts, self.device.as_deref())?;
         let mut c = c.pop().expect("one certificate per segment");
         c.seconds = start.elapsed().as_secs_f64();
         Ok(c)
@@ -286,7 +354,7 @@ impl Certifier {
                 })
                 .collect::<Result<Vec<_>>>()?
         } else {
-            certify_segments(&self.net, op, dims, &jobs, opts)?
+            certify_segments(&self.net, op, dims, &jobs, opts, self.device.as_deref())?
         };
         let mut certs = certs.into_iter();
         let seconds = start.elapsed().as_secs_f64() / inputs.len().max(1) as f64;

@@ -32,6 +32,13 @@ pub enum CertifyError {
     /// Reading a layer's weights from its backend failed.
     #[error(transparent)]
     Tensor(#[from] TensorError),
+    /// The device that runs the bounds' kernels failed.
+    #[error("the bounds on the device: {what}: {source}")]
+    Device {
+        what: String,
+        #[source]
+        source: crate::device::DeviceError,
+    },
 }
 
 /// Result alias of mep-certify.

@@ -3,6 +3,7 @@
 mod bounds;
 mod certify;
 mod conv;
+mod device;
 mod direct;
 pub mod error;
 mod exact;
@@ -17,6 +18,7 @@ pub use certify::{
     certify_path, certify_segment, piece_count, ActivationPattern, Certifier, PathCertificate, PathInput,
     SegmentCertificate, Verdict,
 };
+pub use device::{BoundsDevice, DeviceArg, DeviceError};
 pub use error::{CertifyError, Result};
 pub use exact::{CertifyOptions, Method, Partition};
 pub use grad::{head_loss_grad_f64, LossGrad64};

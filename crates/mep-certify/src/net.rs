@@ -76,6 +76,11 @@ impl Conv64 {
         })
     }
 
+    /// The weights `[c_out, c_in, k, k]`.
+    pub fn weights(&self) -> &[f64] {
+        &self.w
+    }
+
     pub fn geom(&self, n: usize, dims: [usize; 3]) -> Result<Conv2dGeom> {
         let [c, h, w] = dims;
         if c != self.c_in {

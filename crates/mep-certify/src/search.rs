@@ -12,8 +12,9 @@
 //! used its [`CertifyOptions::max_intervals`]. `auto` runs ExactLine on each leftover
 //! interval (short intervals have few pieces); `bounds` reports them undecided.
 
-use crate::bounds::margin_bounds;
+use crate::bounds::margin_bounds_on;
 use crate::certify::{certificate, margin_of, SegmentCertificate, Verdict};
+use crate::device::ZonoDevice;
 use crate::error::Result;
 use crate::exact::{self, CertifyOptions, Method};
 use crate::net::{Batch, Net64};
@@ -122,6 +123,7 @@ pub(crate) fn certify_segments(
     dims: [usize; 3],
     jobs: &[SegmentJob],
     opts: &CertifyOptions,
+    device: Option<&dyn ZonoDevice>,
 ) -> Result<Vec<SegmentCertificate>> {
     opts.validate()?;
     let start = Instant::now();
@@ -211,7 +213,7 @@ pub(crate) fn certify_segments(
                 .map(|iv| Zono::stretch(dims, &jobs[iv.seg].a, &dirs[iv.seg], iv.t0, iv.t1))
                 .collect();
             let targets: Vec<usize> = batch.iter().map(|iv| jobs[iv.seg].target).collect();
-            let lbs = margin_bounds(net, op0, stretches, &targets)?;
+            let lbs = margin_bounds_on(device, net, op0, stretches, &targets)?;
             let mut open = Vec::new();
             for (iv, lb) in batch.into_iter().zip(lbs) {
                 let st = &mut states[iv.seg];

@@ -97,7 +97,7 @@ impl Zono {
 
     /// The most symbols a tensor of this shape may carry.
     fn budget(&self) -> usize {
-        (TENSOR_BYTES / 8 / self.d().max(1)).saturating_sub(2).clamp(16, 512)
+        budget(self.d())
     }
 
     /// Per neuron: `Σ_i |e_i|`, and the magnitude bound `|c0| + |c1| + Σ|e_i| + r`.
@@ -131,7 +131,7 @@ impl Zono {
     }
 
     /// Concrete bounds `(l, u)` of every neuron on `s ∈ [0, 1]`, widened by their rounding.
-    fn concrete(&self) -> (Vec<f64>, Vec<f64>) {
+    pub(crate) fn concrete(&self) -> (Vec<f64>, Vec<f64>) {
         let d = self.d();
         let (sum, g) = self.spread();
         let (c0, c1) = (self.row(0), self.row(1));
@@ -145,15 +145,16 @@ impl Zono {
     }
 }
 
-/// The ReLU; `None` when the interval makes more neurons unstable than the symbol budget
-/// holds: its bound would be far too loose to certify anything, so it is split instead.
-fn relu(x: Zono, lo: &[f64], hi: &[f64]) -> Option<Zono> {
-    let d = x.d();
-    let dims = x.dims;
-    let mut z = x;
-    // (neuron, μ) of each new symbol.
+/// The most symbols a tensor of `d` neurons may carry.
+pub(crate) fn budget(d: usize) -> usize {
+    (TENSOR_BYTES / 8 / d.max(1)).saturating_sub(2).clamp(16, 512)
+}
+
+/// The ReLU's relaxation of each neuron from its concrete bounds: the factor of its rows
+/// (kept 1, zeroed 0, or λ), and `(neuron, μ)` of each new symbol, in neuron order.
+pub(crate) fn relax(lo: &[f64], hi: &[f64]) -> (Vec<f64>, Vec<(usize, f64)>) {
+    let d = lo.len();
     let mut fresh: Vec<(usize, f64)> = Vec::new();
-    // Per neuron: kept (1), zeroed (0) or scaled by λ.
     let mut scale = vec![1.0; d];
     for k in 0..d {
         let (l, u) = (lo[k], hi[k]);
@@ -171,6 +172,15 @@ fn relu(x: Zono, lo: &[f64], hi: &[f64]) -> Option<Zono> {
         scale[k] = lambda;
         fresh.push((k, mu));
     }
+    (scale, fresh)
+}
+
+/// The ReLU; `None` when the interval makes more neurons unstable than the symbol budget
+/// holds: its bound would be far too loose to certify anything, so it is split instead.
+fn relu(x: Zono, lo: &[f64], hi: &[f64]) -> Option<Zono> {
+    let dims = x.dims;
+    let mut z = x;
+    let (scale, fresh) = relax(lo, hi);
     if fresh.len() > z.budget().saturating_sub(z.n() - 2) {
         return None;
     }
@@ -202,7 +212,7 @@ fn relu(x: Zono, lo: &[f64], hi: &[f64]) -> Option<Zono> {
 
 /// The max-pool, with the same choice per window as CROWN's record: the input of largest
 /// lower bound is copied when it beats every other's upper bound, else the window is a box.
-fn max_pool(x: &Zono, lo: &[f64], hi: &[f64]) -> (Zono, Vec<(usize, bool, f64)>) {
+pub(crate) fn max_pool(x: &Zono, lo: &[f64], hi: &[f64]) -> (Zono, Vec<(usize, bool, f64)>) {
     let [c, h, w] = x.dims;
     let (oh, ow) = (pool_out(h), pool_out(w));
     let dout = c * oh * ow;
@@ -281,7 +291,7 @@ fn add(y: &mut Zono, x: &Zono) {
     y.r.iter_mut().zip(&x.r).for_each(|(a, b)| *a += b);
 }
 
-fn avg_pool(x: &Zono) -> Zono {
+pub(crate) fn avg_pool(x: &Zono) -> Zono {
     let [c, h, w] = x.dims;
     let hw = (h * w).max(1);
     let out_dims = [c, 1, 1];
@@ -314,7 +324,7 @@ fn avg_pool(x: &Zono) -> Zono {
 }
 
 /// The lower bound of `min_{j ≠ target} (logit_target − logit_j)` on the interval.
-fn margins(net: &Net64, x: &Zono, target: usize) -> f64 {
+pub(crate) fn margins(net: &Net64, x: &Zono, target: usize) -> f64 {
     let (f, k) = (net.features, net.classes);
     let g = x.spread().1;
     let gam = 2.0 * gamma(f + 4);
@@ -405,7 +415,7 @@ fn conv_many(net: &Net64, i: usize, xs: &[&Zono]) -> Result<Vec<Zono>> {
 }
 
 /// Option A's shortcut of a saved zonotope, in the shape `out_dims` of the sum.
-fn pad_a(saved: &Zono, out_dims: [usize; 3], pad: usize, subsample: bool) -> Zono {
+pub(crate) fn pad_a(saved: &Zono, out_dims: [usize; 3], pad: usize, subsample: bool) -> Zono {
     let [c, h, w] = saved.dims;
     let [_, oh, ow] = out_dims;
     let s = if subsample { 2 } else { 1 };

@@ -6,7 +6,7 @@ pub mod nvrtc;
 pub mod ptxas;
 
 pub use launcher::{CudaLauncher, CudaMem, Graph, SYNC_ENV};
-pub use mep_kernels::{KernelError, Kernels};
+pub use mep_kernels::{CertifyOn, KernelError, Kernels};
 
 /// The CUDA Backend: the hand-written kernels of kernels/*.cu on an NVIDIA GPU.
 pub type CudaBackend = mep_kernels::KernelBackend<CudaLauncher>;

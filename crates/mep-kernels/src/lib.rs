@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod backend;
+mod certify_on;
 pub mod conformance;
 pub mod error;
 pub mod launcher;
@@ -10,6 +11,7 @@ pub mod signature;
 pub mod sources;
 
 pub use backend::{DevBuf, Graph, KernelBackend, Kernels};
+pub use certify_on::CertifyOn;
 pub use error::{KernelError, Result};
 pub use launcher::{Arg, Dims, Launcher, Replay};
 pub use ops::conv::{conv_work, resnet50_224_convs, ConvWork};

@@ -11,6 +11,7 @@
 //! intervals they leave to ExactLine. Each certificate goes, as one JSON line, into `DIR/certificates.jsonl` beside
 //! the results; the tables gain a `certified` row.
 
+use crate::device::Device;
 use crate::study::{self, JsonlFile, PairResult, Study};
 use crate::{MepError, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -44,6 +45,9 @@ pub struct CertifyArgs {
     /// Intervals of the segment parameter narrower than this are not bisected further.
     pub min_width: f64,
     pub quiet: bool,
+    /// Where the bounds' zonotopes run (`--device`): on the CPU, or on GPU 0 through the
+    /// kernel backend (the certificates are the same; ExactLine and CROWN stay on the CPU).
+    pub device: Device,
 }
 
 impl CertifyArgs {
@@ -58,6 +62,7 @@ impl CertifyArgs {
             max_intervals: d.max_intervals,
             min_width: d.min_width,
             quiet: false,
+            device: Device::Cpu,
         }
     }
 
@@ -193,6 +198,23 @@ pub fn record(result: &PairResult, cert: &PathCertificate, opts: &CertifyOptions
 /// batch (more would hold more activations in memory at once).
 const PATHS_AT_ONCE: usize = 8;
 
+/// `certifier` with its zonotopes on the GPU when `args.device` asks for it and the method
+/// uses the bounds. `cuda` without a usable GPU is an error naming why; `auto` then stays on
+/// the CPU, saying so.
+fn on_device(certifier: Certifier, args: &CertifyArgs) -> Result<Certifier> {
+    if args.device == Device::Cpu || args.method == Method::Exact {
+        return Ok(certifier);
+    }
+    match mep_cuda::CudaLauncher::new(0) {
+        Ok(l) => Ok(certifier.on_device(mep_cuda::CertifyOn(l))?),
+        Err(e) if args.device == Device::Auto => {
+            eprintln!("--device auto: the bounds compute on the CPU ({e})");
+            Ok(certifier)
+        }
+        Err(e) => Err(MepError::option("--device", "cuda", e.to_string())),
+    }
+}
+
 /// A study folder open for certification: its network converted to f64 once, its
 /// certificates file open for appending, and which (pair, space) are done. `mep certify`
 /// uses one for the whole folder, `mep connect --certify` one for the whole study.
@@ -212,7 +234,7 @@ impl Certification {
     pub fn open(args: &CertifyArgs) -> Result<Self> {
         let opts = args.options();
         let study = Study::open(&args.dir)?;
-        let certifier = Certifier::new(&study.backend, &study.net)?;
+        let certifier = on_device(Certifier::new(&study.backend, &study.net)?, args)?;
         let (file, done) = study::open_certificates(&args.dir)?;
         let settings = args.settings();
         let of = |c: &CertificateRecord| (c.method.clone(), c.max_pieces, c.tol, c.max_intervals, c.min_width);

@@ -1,8 +1,8 @@
 //! `--device cpu|cuda|auto`: which backend a command computes on.
 //!
 //! The commands are generic over the Backend; [`on_device!`](crate::on_device) expands a body
-//! once per backend and runs the one the device names. `mep certify` stays on the CPU by
-//! design: its arithmetic is f64 and exact.
+//! once per backend and runs the one the device names. `mep certify` is f64: it runs only its
+//! bounds' zonotopes on the device (`mep_certify::Certifier::on_device`), with the CPU's values.
 
 use crate::{MepError, Result};
 use mep_tensor::backend::Memory;

@@ -16,7 +16,8 @@ struct Cli {
     threads: Option<usize>,
     /// Where forward, train, eval, connect, graph, attack and decoder train compute: cpu, cuda (GPU 0;
     /// an error naming the reason when there is none) or auto (cuda when usable, else cpu).
-    /// certify and report compute on the CPU (certify is exact f64 arithmetic).
+    /// certify runs its bounds' zonotopes there in f64 (the same certificates; ExactLine and
+    /// CROWN stay on the CPU); report computes on the CPU.
     #[arg(long, global = true, default_value = "cpu")]
     device: String,
     #[command(subcommand)]
@@ -515,6 +516,7 @@ fn connect_args(c: ConnectCli, device: mep::device::Device) -> mep::Result<mep::
     a.certify = c.certify.then(|| mep::certify::CertifyArgs {
         max_pieces: c.max_pieces,
         method: c.certify_method,
+        device,
         ..mep::certify::CertifyArgs::new(PathBuf::new())
     });
     Ok(a)
@@ -823,6 +825,7 @@ fn main() -> ExitCode {
             max_intervals,
             min_width,
             quiet,
+            device,
         })
         .map(|r| print!("{r}")),
         Command::Report { dir, compare } => mep::report::report_with(&dir, &mep::report::ReportOptions { compare })
