@@ -133,3 +133,68 @@ fn launches_with_wrong_arguments_are_errors() {
     let mut out = [0u8; 16];
     assert!(l.read(&m, 0, &mut out).is_err(), "reading past the end");
 }
+
+/// The bounds' zonotopes of `mep certify --device cuda` (`kernels/bounds.cu`): on every cut of
+/// a small ResNet-20 the zonotope bounds of 63 intervals are the CPU's bit for bit and the
+/// segment's certificate is the CPU's; the seconds of both go to stderr.
+#[test]
+fn certify_bounds_on_the_gpu_are_the_cpus() {
+    use mep_certify::{Certifier, CertifyOptions, Method};
+    use mep_resnet::{Arch, FoldedResNet, ResNet};
+    use mep_tensor::{CpuBackend, Tensor};
+    if gpu_or_skip(Kernels::Fast).is_none() {
+        return;
+    }
+    let cpu = CpuBackend::new();
+    let net = FoldedResNet::fold(&cpu, &ResNet::init(&cpu, Arch::ResNet20, 8, 10, 3).unwrap()).unwrap();
+    let host = Certifier::new(&cpu, &net).unwrap();
+    let dev = Certifier::new(&cpu, &net)
+        .unwrap()
+        .on_device(mep_cuda::CertifyOn(mep_cuda::CudaLauncher::new(0).unwrap()))
+        .unwrap();
+    // Two images in [−1, 1) from a fixed linear congruential sequence.
+    let mut state = 12345u64;
+    let h = 16;
+    let x: Vec<f32> = (0..2 * 3 * h * h)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    let xt = Tensor::from_vec(&cpu, [2, 3, h, h], x).unwrap();
+    let intervals: Vec<(f64, f64)> = (0..6)
+        .flat_map(|level| {
+            let n = 1u32 << level;
+            (0..n).map(move |i| (i as f64 / n as f64, (i + 1) as f64 / n as f64))
+        })
+        .collect();
+    let opts = CertifyOptions {
+        method: Method::Bounds,
+        ..CertifyOptions::default()
+    };
+    for cut in Arch::ResNet20.cuts() {
+        let z = net.encode(&cpu, &xt, cut).unwrap();
+        let shape = z.shape.dims()[1..].to_vec();
+        let z: Vec<f64> = z.to_vec(&cpu).unwrap().into_iter().map(f64::from).collect();
+        let (za, zb) = z.split_at(z.len() / 2);
+        let l = host.head(cut, &shape, za).unwrap();
+        let target = (0..l.len()).max_by(|&i, &j| l[i].total_cmp(&l[j])).unwrap();
+        let zh = host.zonotope_bounds(cut, &shape, za, zb, target, &intervals).unwrap();
+        let zd = dev.zonotope_bounds(cut, &shape, za, zb, target, &intervals).unwrap();
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&zh), bits(&zd), "{cut}: zonotope bounds");
+        let a = host.segment(cut, &shape, za, zb, target, &opts).unwrap();
+        let b = dev.segment(cut, &shape, za, zb, target, &opts).unwrap();
+        assert_eq!(
+            (a.intervals, a.margin_bound.map(f64::to_bits)),
+            (b.intervals, b.margin_bound.map(f64::to_bits)),
+            "{cut}: certificate"
+        );
+        eprintln!(
+            "certify {cut}: {} intervals, cpu {:.3} s, cuda {:.3} s",
+            a.intervals, a.seconds, b.seconds
+        );
+    }
+}

@@ -23,6 +23,9 @@
 //! 7. `smoke`: `mep connect --device cuda` on a tiny synthetic study beside the same run on
 //!    the CPU (when `mep` has `--device`), and again with `--cuda-graph`, whose results must
 //!    be the eager GPU run's to the bit;
+//! - `certify`: `mep certify --method bounds` on the CPU and with `--device cuda` on the same
+//!   saved paths of the shipped demo ResNet-20 (layer1, layer2, 3 pairs), timed; the
+//!   certificates must be the same;
 //! 8. `memcheck`: compute-sanitizer's memcheck over mep-cuda's test binaries, with whatever
 //!    time is left (it is the slowest and least likely to be needed).
 //!
@@ -31,6 +34,7 @@
 //! prints the summary. The exit status is non-zero when any step failed or there is no GPU.
 
 mod binaries;
+mod certify;
 mod device;
 mod ncu;
 mod options;
@@ -43,6 +47,7 @@ mod train;
 use crate::nvrtc;
 use crate::proc::{run_limited, tail, Finished, Status};
 pub(crate) use binaries::*;
+use certify::*;
 use device::*;
 use ncu::*;
 pub use options::*;
@@ -70,6 +75,7 @@ pub const STEPS: &[&str] = &[
     "train",
     "ncu",
     "smoke",
+    "certify",
     "memcheck",
 ];
 
@@ -82,6 +88,7 @@ pub const DEFAULT_STEPS: &[&str] = &[
     "train",
     "ncu",
     "smoke",
+    "certify",
     "memcheck",
 ];
 
@@ -290,6 +297,7 @@ pub fn gpu_check(root: &Path, opts: &Options) -> Result<PathBuf, String> {
                 "ncu" => ncu_table = ncu(&mut c, &built),
                 "train" => train(&mut c, &built),
                 "smoke" => smoke(&mut c, &built),
+                "certify" => certify(&mut c, &built),
                 "memcheck" => memcheck(&mut c, &built),
                 _ => {}
             }
