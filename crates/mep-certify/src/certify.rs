@@ -229,6 +229,16 @@ impl Certifier {
         intervals: &[(f64, f64)],
     ) -> Result<Vec<f64>> {
         self.check_target(target)?;
+        if let Some(&(t0, t1)) = intervals
+            .iter()
+            .find(|&&(t0, t1)| !(t0.is_finite() && t1.is_finite() && t0 < t1))
+        {
+            return Err(CertifyError::Options {
+                name: "intervals",
+                value: format!("[{t0}, {t1}]"),
+                msg: "each interval [t0, t1] needs finite ends with t0 < t1",
+            });
+        }
         let (op, dims) = self.net.start(cut, shape)?;
         let dim = dims.iter().product();
         let a = to_f64("z_a", z_a, dim)?;

@@ -92,3 +92,17 @@ fn resnet50_bounds_on_the_emulated_device_are_the_cpus() {
     eprintln!("{seen:?}");
     assert_eq!(seen.len(), Arch::ResNet50.cuts().len());
 }
+
+/// An interval that is empty, reversed or not finite is an error naming it.
+#[test]
+fn bad_intervals_are_errors_naming_them() {
+    let (_cpu, _net, c) = network(Arch::ResNet20, 4, 1);
+    let x = to_f64(&image(1, 8, 8));
+    for bad in [(0.5, 0.5), (0.75, 0.25), (0.0, f64::NAN)] {
+        let e = c
+            .zonotope_bounds(mep_resnet::Cut::Input, &[3, 8, 8], &x, &x, 0, &[(0.0, 1.0), bad])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("intervals") && e.contains(&format!("{}", bad.0)), "{e}");
+    }
+}
