@@ -117,6 +117,14 @@ pub struct Certifier {
     device: Option<Box<dyn ZonoDevice>>,
 }
 
+/// A segment's ends in f64 at a cut: the first op after the cut, the point shape there.
+struct Ends {
+    op: usize,
+    dims: [usize; 3],
+    a: Vec<f64>,
+    b: Vec<f64>,
+}
+
 /// Converts a point to f64, checking its length and that it is finite.
 fn to_f64<T: Copy + Into<f64>>(what: &str, z: &[T], dim: usize) -> Result<Vec<f64>> {
     if z.len() != dim {
@@ -156,8 +164,9 @@ impl Certifier {
     /// backend, CUDA or its CPU emulation (`mep_kernels::CertifyOn(launcher)`), with the
     /// network's convolutions uploaded once.
     /// The certificates are the CPU's: each interval's zonotope is computed there with the
-    /// CPU's operations in the CPU's order, CROWN and programs with a max-pool (ResNet-50's
-    /// `input` and `stem` cuts) stay on the CPU. ExactLine always runs on the CPU.
+    /// CPU's operations in the CPU's order; CROWN, ResNet-50's max-pool (on the `input` and
+    /// `stem` cuts) and the ReLUs' per-neuron choices run on the host. ExactLine always runs
+    /// on the CPU.
     ///
     /// ```
     /// # use mep_certify::Certifier;
@@ -207,11 +216,21 @@ impl Certifier {
         z_b: &[T],
         opts: &CertifyOptions,
     ) -> Result<Partition> {
+        let Ends { op, dims, a, b } = self.ends(cut, shape, z_a, z_b)?;
+        exact::partition(&self.net, op, dims, a, b, opts)
+    }
+
+    /// A segment's ends at `cut`, checked against the network and converted to f64, with the
+    /// first op after the cut and the point shape there.
+    fn ends<T: Copy + Into<f64>>(&self, cut: Cut, shape: &[usize], z_a: &[T], z_b: &[T]) -> Result<Ends> {
         let (op, dims) = self.net.start(cut, shape)?;
         let dim = dims.iter().product();
-        let a = to_f64("z_a", z_a, dim)?;
-        let b = to_f64("z_b", z_b, dim)?;
-        exact::partition(&self.net, op, dims, a, b, opts)
+        Ok(Ends {
+            op,
+            dims,
+            a: to_f64("z_a", z_a, dim)?,
+            b: to_f64("z_b", z_b, dim)?,
+        })
     }
 
     /// The zonotope's lower bound of the margin of `target` on each interval `[t0, t1]` of the
@@ -239,10 +258,7 @@ impl Certifier {
                 msg: "each interval [t0, t1] needs finite ends with t0 < t1",
             });
         }
-        let (op, dims) = self.net.start(cut, shape)?;
-        let dim = dims.iter().product();
-        let a = to_f64("z_a", z_a, dim)?;
-        let b = to_f64("z_b", z_b, dim)?;
+        let Ends { op, dims, a, b } = self.ends(cut, shape, z_a, z_b)?;
         let dir: Vec<f64> = b.iter().zip(&a).map(|(b, a)| b - a).collect();
         let xs: Vec<Zono> = intervals
             .iter()
@@ -274,14 +290,8 @@ impl Certifier {
             let p = self.partition(cut, shape, z_a, z_b, opts)?;
             return Ok(certificate(&p, target, opts.tol, start));
         }
-        let (op, dims) = self.net.start(cut, shape)?;
-        let dim = dims.iter().product();
-        let job = SegmentJob {
-            path: 0,
-            a: to_f64("z_a", z_a, dim)?,
-            b: to_f64("z_b", z_b, dim)?,
-            target,
-        };
+        let Ends { op, dims, a, b } = self.ends(cut, shape, z_a, z_b)?;
+        let job = SegmentJob { path: 0, a, b, target };
         let mut c = certify_segments(&self.net, op, dims, &[job], opts, self.device.as_deref())?;
         let mut c = c.pop().expect("one certificate per segment");
         c.seconds = start.elapsed().as_secs_f64();

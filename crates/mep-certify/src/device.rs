@@ -303,13 +303,9 @@ impl<L: BoundsDevice> DeviceBounds<L> {
         if fresh.len() > zonotope::budget(d).saturating_sub(x.rows - 2) {
             return Ok(None);
         }
-        x.r = x.r.take().and_then(|r| {
-            nonzero(
-                r.iter()
-                    .zip(&scale)
-                    .map(|(&v, &f)| if f == 0.0 { 0.0 } else { v * f })
-                    .collect(),
-            )
+        x.r = x.r.take().and_then(|mut r| {
+            zonotope::scale_box(&mut r, &scale);
+            nonzero(r)
         });
         let s = upload(&self.l, &scale)?;
         self.launch(
@@ -334,10 +330,7 @@ impl<L: BoundsDevice> DeviceBounds<L> {
             .copy(&x.mem, 0, &mut mem, 0, x.rows * d * 8)
             .map_err(|e| dev_err("growing the zonotope", e))?;
         let idx: Vec<u8> = fresh.iter().flat_map(|&(k, _)| (k as i64).to_ne_bytes()).collect();
-        let mut idx_mem = self.l.alloc(idx.len()).map_err(|e| dev_err("the new symbols", e))?;
-        self.l
-            .write(&mut idx_mem, 0, &idx)
-            .map_err(|e| dev_err("the new symbols", e))?;
+        let idx_mem = upload_bytes(&self.l, &idx)?;
         let mu: Vec<f64> = fresh.iter().map(|&(_, mu)| mu).collect();
         let mu = upload(&self.l, &mu)?;
         self.launch(
@@ -520,10 +513,14 @@ impl<L: BoundsDevice> DeviceBounds<L> {
 }
 
 fn upload<L: BoundsDevice>(l: &L, v: &[f64]) -> Result<L::Mem> {
+    upload_bytes(l, &bytes_of(v))
+}
+
+fn upload_bytes<L: BoundsDevice>(l: &L, bytes: &[u8]) -> Result<L::Mem> {
     let mut m = l
-        .alloc(v.len() * 8)
+        .alloc(bytes.len())
         .map_err(|e| dev_err("allocating on the device", e))?;
-    l.write(&mut m, 0, &bytes_of(v))
+    l.write(&mut m, 0, bytes)
         .map_err(|e| dev_err("writing to the device", e))?;
     Ok(m)
 }

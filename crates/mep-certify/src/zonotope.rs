@@ -175,6 +175,13 @@ pub(crate) fn relax(lo: &[f64], hi: &[f64]) -> (Vec<f64>, Vec<(usize, f64)>) {
     (scale, fresh)
 }
 
+/// The box radius through the ReLU's factors (zero where it zeroes the neuron).
+pub(crate) fn scale_box(r: &mut [f64], scale: &[f64]) {
+    r.iter_mut()
+        .zip(scale)
+        .for_each(|(v, &f)| *v = if f == 0.0 { 0.0 } else { *v * f });
+}
+
 /// The ReLU; `None` when the interval makes more neurons unstable than the symbol budget
 /// holds: its bound would be far too loose to certify anything, so it is split instead.
 fn relu(x: Zono, lo: &[f64], hi: &[f64]) -> Option<Zono> {
@@ -189,9 +196,7 @@ fn relu(x: Zono, lo: &[f64], hi: &[f64]) -> Option<Zono> {
         .par_iter_mut()
         .enumerate()
         .for_each(|(i, row)| row.scale(dims, &scale, i >= 2));
-    z.r.iter_mut()
-        .zip(&scale)
-        .for_each(|(v, &f)| *v = if f == 0.0 { 0.0 } else { *v * f });
+    scale_box(&mut z.r, &scale);
     z.zero = Some(scale.iter().map(|&f| f == 0.0).collect());
     let [c, h, w] = dims;
     let c0 = &mut z.rows[0].data;
