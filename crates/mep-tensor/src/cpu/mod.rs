@@ -19,6 +19,7 @@ pub mod linear;
 pub mod neb;
 pub mod ops;
 pub mod reference;
+pub(crate) mod sums;
 pub mod winograd;
 
 pub use direct::ConvPath;

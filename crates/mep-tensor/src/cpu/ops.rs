@@ -12,6 +12,7 @@
 //! functions assume it and index accordingly.
 #![allow(clippy::too_many_arguments)]
 
+use super::sums::{bn_grad_sums, dot_f64, shifted_moments, sum_f64};
 use crate::backend::{Act, AdamParams, SgdParams};
 use crate::shape::{Nchw, Pool2dGeom};
 use rayon::prelude::*;
@@ -21,9 +22,6 @@ use rayon::prelude::*;
 const PAR_MIN: usize = 1 << 15;
 /// Elements per rayon task: large enough to amortise scheduling, small enough to balance.
 const CHUNK: usize = 1 << 13;
-/// Independent accumulators of the f64 reductions: breaks the add dependency chain so the
-/// loop vectorises (float adds are not reassociated by the compiler).
-const LANES: usize = 8;
 
 // ---- scheduling helpers --------------------------------------------------------------
 
@@ -160,75 +158,7 @@ macro_rules! with_act {
     };
 }
 
-// ---- f64 reductions ------------------------------------------------------------------
-
-fn sum_f64(a: &[f32]) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let chunks = a.chunks_exact(LANES);
-    let tail: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
-    for c in chunks {
-        for (s, &v) in acc.iter_mut().zip(c) {
-            *s += v as f64;
-        }
-    }
-    acc.iter().sum::<f64>() + tail
-}
-
-fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f64 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(&x, &y)| x as f64 * y as f64)
-        .sum();
-    for (ca, cb) in ca.zip(cb) {
-        for ((s, &x), &y) in acc.iter_mut().zip(ca).zip(cb) {
-            *s += x as f64 * y as f64;
-        }
-    }
-    acc.iter().sum::<f64>() + tail
-}
-
-/// `(Σ (a - shift), Σ (a - shift)²)`: one pass for mean and variance; the shift (a sample of
-/// the same channel) keeps `E[d²] - E[d]²` from cancelling when the mean dwarfs the spread.
-fn shifted_moments(a: &[f32], shift: f64) -> (f64, f64) {
-    let (mut s1, mut s2) = ([0.0f64; LANES], [0.0f64; LANES]);
-    let chunks = a.chunks_exact(LANES);
-    let (mut t1, mut t2) = (0.0, 0.0);
-    for &v in chunks.remainder() {
-        let d = v as f64 - shift;
-        t1 += d;
-        t2 += d * d;
-    }
-    for c in chunks {
-        for ((s1, s2), &v) in s1.iter_mut().zip(s2.iter_mut()).zip(c) {
-            let d = v as f64 - shift;
-            *s1 += d;
-            *s2 += d * d;
-        }
-    }
-    (s1.iter().sum::<f64>() + t1, s2.iter().sum::<f64>() + t2)
-}
-
-/// `(Σ dy, Σ dy (x - mean))`, the two reductions of every batch-norm backward.
-fn bn_grad_sums(x: &[f32], dy: &[f32], mean: f64) -> (f64, f64) {
-    let (mut s1, mut s2) = ([0.0f64; LANES], [0.0f64; LANES]);
-    let (cx, cd) = (x.chunks_exact(LANES), dy.chunks_exact(LANES));
-    let (mut t1, mut t2) = (0.0, 0.0);
-    for (&x, &g) in cx.remainder().iter().zip(cd.remainder()) {
-        t1 += g as f64;
-        t2 += g as f64 * (x as f64 - mean);
-    }
-    for (cx, cd) in cx.zip(cd) {
-        for (((s1, s2), &x), &g) in s1.iter_mut().zip(s2.iter_mut()).zip(cx).zip(cd) {
-            *s1 += g as f64;
-            *s2 += g as f64 * (x as f64 - mean);
-        }
-    }
-    (s1.iter().sum::<f64>() + t1, s2.iter().sum::<f64>() + t2)
-}
+// ---- f64 reductions (crate::cpu::sums) ---------------------------------------------
 
 /// Sums per-plane pairs over the batch: `out[ch] = Σ_i part[i c + ch]`, in sample order.
 fn reduce_over_batch(part: &[(f64, f64)], c: usize) -> Vec<(f64, f64)> {
