@@ -180,7 +180,7 @@ mod v2 {
     #[target_feature(enable = "avx2")]
     pub unsafe fn sum(a: &[f32]) -> f64 {
         let n = whole(a.len());
-        let (mut s0, mut s1) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+        let [mut s0, mut s1] = [_mm256_setzero_pd(); 2];
         for i in (0..n).step_by(LANES) {
             // SAFETY: i + 8 <= n <= a.len().
             let (v0, v1) = unsafe { load8(a.as_ptr().add(i)) };
@@ -196,7 +196,7 @@ mod v2 {
     pub unsafe fn dot(a: &[f32], b: &[f32]) -> f64 {
         let len = a.len().min(b.len());
         let n = whole(len);
-        let (mut s0, mut s1) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+        let [mut s0, mut s1] = [_mm256_setzero_pd(); 2];
         for i in (0..n).step_by(LANES) {
             // SAFETY: i + 8 <= n <= both lengths.
             let ((x0, x1), (y0, y1)) = unsafe { (load8(a.as_ptr().add(i)), load8(b.as_ptr().add(i))) };
@@ -217,12 +217,7 @@ mod v2 {
     pub unsafe fn moments(a: &[f32], shift: f64) -> (f64, f64) {
         let n = whole(a.len());
         let m = _mm256_set1_pd(shift);
-        let (mut p0, mut p1, mut q0, mut q1) = (
-            _mm256_setzero_pd(),
-            _mm256_setzero_pd(),
-            _mm256_setzero_pd(),
-            _mm256_setzero_pd(),
-        );
+        let [mut p0, mut p1, mut q0, mut q1] = [_mm256_setzero_pd(); 4];
         for i in (0..n).step_by(LANES) {
             // SAFETY: i + 8 <= n <= a.len().
             let (v0, v1) = unsafe { load8(a.as_ptr().add(i)) };
@@ -250,12 +245,7 @@ mod v2 {
         let len = x.len().min(dy.len());
         let n = whole(len);
         let m = _mm256_set1_pd(mean);
-        let (mut p0, mut p1, mut q0, mut q1) = (
-            _mm256_setzero_pd(),
-            _mm256_setzero_pd(),
-            _mm256_setzero_pd(),
-            _mm256_setzero_pd(),
-        );
+        let [mut p0, mut p1, mut q0, mut q1] = [_mm256_setzero_pd(); 4];
         for i in (0..n).step_by(LANES) {
             // SAFETY: i + 8 <= n <= both lengths.
             let ((x0, x1), (g0, g1)) = unsafe { (load8(x.as_ptr().add(i)), load8(dy.as_ptr().add(i))) };
