@@ -127,14 +127,9 @@ pub(crate) fn build(c: &mut Check, kernel_bench: bool) -> Built {
     if !feats.is_empty() {
         cmd.arg("--features").arg(feats.join(","));
     }
-    let Some(f) = c.run("build", &mut cmd, 300) else {
-        c.out_of_time("build");
+    let Some(f) = c.run_or_stop("build", &mut cmd, 300, t, "") else {
         return built;
     };
-    if !f.status.ok() {
-        c.record("build", f.status, t.elapsed().as_secs_f64(), String::new());
-        return built;
-    }
     built.bins = artifacts(&f.stdout)
         .into_iter()
         .filter(|a| !a.2)

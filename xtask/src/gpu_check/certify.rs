@@ -79,16 +79,10 @@ pub(crate) fn certify(c: &mut Check, built: &Built) {
             "--out",
         ])
         .arg(&study);
-    let Some(f) = c.run("certify", &mut connect, 60) else {
-        return c.out_of_time("certify");
-    };
-    if !f.status.ok() {
-        return c.record(
-            "certify",
-            f.status,
-            t.elapsed().as_secs_f64(),
-            "mep connect failed".into(),
-        );
+    if c.run_or_stop("certify", &mut connect, 60, t, "mep connect failed")
+        .is_none()
+    {
+        return;
     }
     let mut seconds = Vec::new();
     for device in ["cpu", "cuda"] {
@@ -101,13 +95,10 @@ pub(crate) fn certify(c: &mut Check, built: &Built) {
         cmd.args(["--device", device, "certify"])
             .arg(&copy)
             .args(["--method", "bounds", "--quiet"]);
-        let Some(f) = c.run("certify", &mut cmd, 150) else {
-            return c.out_of_time("certify");
+        let failed = format!("mep --device {device} certify failed");
+        let Some(f) = c.run_or_stop("certify", &mut cmd, 150, t, &failed) else {
+            return;
         };
-        if !f.status.ok() {
-            let note = format!("mep --device {device} certify failed");
-            return c.record("certify", f.status, t.elapsed().as_secs_f64(), note);
-        }
         seconds.push(f.seconds);
     }
     let (cpu, cuda) = (certificate_keys(&dir.join("cpu")), certificate_keys(&dir.join("cuda")));

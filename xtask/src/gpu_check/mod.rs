@@ -155,6 +155,28 @@ impl Check<'_> {
     }
 
     /// Records step `name` as not run for want of time.
+    /// [`Check::run`] for a command step `name` cannot go on without: `Some` only when it
+    /// finished and succeeded; otherwise the step is recorded, out of time or failed (its
+    /// seconds counted from `since`, `failed` as its note), and `None` says to stop.
+    pub(crate) fn run_or_stop(
+        &mut self,
+        name: &str,
+        cmd: &mut Command,
+        own_limit: u64,
+        since: Instant,
+        failed: &str,
+    ) -> Option<Finished> {
+        let Some(f) = self.run(name, cmd, own_limit) else {
+            self.out_of_time(name);
+            return None;
+        };
+        if !f.status.ok() {
+            self.record(name, f.status, since.elapsed().as_secs_f64(), failed.to_string());
+            return None;
+        }
+        Some(f)
+    }
+
     pub(crate) fn out_of_time(&mut self, name: &str) {
         self.record(
             name,

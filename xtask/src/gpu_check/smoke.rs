@@ -101,16 +101,10 @@ pub(crate) fn smoke(c: &mut Check, built: &Built) {
         "--out",
     ]);
     train.arg(&model);
-    let Some(f) = c.run("smoke", &mut train, 60) else {
-        return c.out_of_time("smoke");
-    };
-    if !f.status.ok() {
-        return c.record(
-            "smoke",
-            f.status,
-            t.elapsed().as_secs_f64(),
-            "training the model failed".into(),
-        );
+    if c.run_or_stop("smoke", &mut train, 60, t, "training the model failed")
+        .is_none()
+    {
+        return;
     }
     let connect = |device: &str, graph: bool| {
         let mut cmd = Command::new(&mep);
@@ -124,37 +118,26 @@ pub(crate) fn smoke(c: &mut Check, built: &Built) {
         }
         cmd
     };
-    let Some(f) = c.run("smoke", &mut connect("cuda", false), 60) else {
-        return c.out_of_time("smoke");
+    let Some(f) = c.run_or_stop(
+        "smoke",
+        &mut connect("cuda", false),
+        60,
+        t,
+        "mep connect --device cuda failed",
+    ) else {
+        return;
     };
-    if !f.status.ok() {
-        return c.record(
-            "smoke",
-            f.status,
-            t.elapsed().as_secs_f64(),
-            "mep connect --device cuda failed".into(),
-        );
-    }
     let eager_s = f.seconds;
     // `--cuda-graph` records each search's step and replays it: the same results to the bit.
-    let graph_note = match c.run("smoke", &mut connect("cuda", true), 60) {
-        None => return c.out_of_time("smoke"),
-        Some(g) if !g.status.ok() => {
-            return c.record(
-                "smoke",
-                g.status,
-                t.elapsed().as_secs_f64(),
-                "mep connect --device cuda --cuda-graph failed".into(),
-            )
-        }
-        Some(g) => {
-            if outcomes(&dir.join("cuda-graph")) != outcomes(&dir.join("cuda")) {
-                let why = "--cuda-graph gave other results than the eager steps on the GPU".to_string();
-                return c.record("smoke", Status::Failed(why), t.elapsed().as_secs_f64(), String::new());
-            }
-            format!("; --cuda-graph: the same results, {:.1} s vs {eager_s:.1} s", g.seconds)
-        }
+    let failed = "mep connect --device cuda --cuda-graph failed";
+    let Some(g) = c.run_or_stop("smoke", &mut connect("cuda", true), 60, t, failed) else {
+        return;
     };
+    if outcomes(&dir.join("cuda-graph")) != outcomes(&dir.join("cuda")) {
+        let why = "--cuda-graph gave other results than the eager steps on the GPU".to_string();
+        return c.record("smoke", Status::Failed(why), t.elapsed().as_secs_f64(), String::new());
+    }
+    let graph_note = format!("; --cuda-graph: the same results, {:.1} s vs {eager_s:.1} s", g.seconds);
     let Some(f) = c.run("smoke", &mut connect("cpu", false), 60) else {
         return c.out_of_time("smoke");
     };
