@@ -300,7 +300,7 @@ impl<L: BoundsDevice> DeviceBounds<L> {
         )?;
         let (lo, hi) = (self.download(&lo, d)?, self.download(&hi, d)?);
         let (scale, fresh) = zonotope::relax(&lo, &hi);
-        if fresh.len() > zonotope::budget(d).saturating_sub(x.rows - 2) {
+        if zonotope::over_budget(d, x.rows, fresh.len()) {
             return Ok(None);
         }
         x.r = x.r.take().and_then(|mut r| {

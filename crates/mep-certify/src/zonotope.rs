@@ -99,11 +99,6 @@ impl Zono {
         self.rows[i].dense(self.dims)
     }
 
-    /// The most symbols a tensor of this shape may carry.
-    fn budget(&self) -> usize {
-        budget(self.d())
-    }
-
     /// Per neuron: `Σ_i |e_i|`, and the magnitude bound `|c0| + |c1| + Σ|e_i| + r`.
     fn spread(&self) -> (Vec<f64>, Vec<f64>) {
         let [_, h, w] = self.dims;
@@ -149,8 +144,15 @@ impl Zono {
     }
 }
 
+/// Whether `fresh` new symbols overflow the budget of a tensor of `d` neurons that carries
+/// `rows` rows (a centre, a slope and `rows − 2` symbols): the ReLU's give-up test, on the
+/// CPU and on the device.
+pub(crate) fn over_budget(d: usize, rows: usize, fresh: usize) -> bool {
+    fresh > budget(d).saturating_sub(rows - 2)
+}
+
 /// The most symbols a tensor of `d` neurons may carry.
-pub(crate) fn budget(d: usize) -> usize {
+fn budget(d: usize) -> usize {
     (TENSOR_BYTES / 8 / d.max(1)).saturating_sub(2).clamp(16, 512)
 }
 
@@ -192,7 +194,7 @@ fn relu(x: Zono, lo: &[f64], hi: &[f64]) -> Option<Zono> {
     let dims = x.dims;
     let mut z = x;
     let (scale, fresh) = relax(lo, hi);
-    if fresh.len() > z.budget().saturating_sub(z.n() - 2) {
+    if over_budget(z.d(), z.n(), fresh.len()) {
         return None;
     }
     // A symbol the ReLU zeroed on the edge of its window need not be carried there.
