@@ -1,5 +1,6 @@
 //! Times ResNet-20's 3×3 convolutions (batch 128) on the direct, the GEMM and the Winograd
-//! path, in on-CPU time (the sum of every thread's run time from `/proc/self/task/*/schedstat`),
+//! path (forward and input gradient; the weight gradient on the direct and the GEMM path),
+//! in on-CPU time (the sum of every thread's run time from `/proc/self/task/*/schedstat`),
 //! which a loaded, shared machine skews far less than wall time. Medians of `--reps`.
 //!
 //! `RAYON_NUM_THREADS=2 cargo run --release -p mep-tensor --example conv_paths [-- --reps 15]
@@ -129,15 +130,21 @@ fn main() {
         rayon::current_num_threads()
     );
     println!(
-        "{:<18} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}   (on-CPU ms; wall ms in brackets)",
-        "layer", "fwd dir", "fwd gemm", "fwd wino", "dx dir", "dx gemm", "dx wino"
+        "{:<18} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}   (on-CPU ms; wall ms in brackets)",
+        "layer", "fwd dir", "fwd gemm", "fwd wino", "dx dir", "dx gemm", "dx wino", "dw dir", "dw gemm"
     );
     // `--path NAME`: time only that path (the others' cells read 0).
     let only_path = args.iter().position(|a| a == "--path").and_then(|i| args.get(i + 1));
     for (name, g) in layers {
         let mut cells = Vec::new();
-        for op in 0..2 {
-            for path in [ConvPath::Direct, ConvPath::Gemm, ConvPath::Winograd] {
+        for op in 0..3 {
+            // Winograd has no weight gradient.
+            let paths: &[ConvPath] = if op < 2 {
+                &[ConvPath::Direct, ConvPath::Gemm, ConvPath::Winograd]
+            } else {
+                &[ConvPath::Direct, ConvPath::Gemm]
+            };
+            for &path in paths {
                 if only_path.is_some_and(|p| !format!("{path:?}").eq_ignore_ascii_case(p)) {
                     cells.push(format!("{:6.2} [{:5.1}]", 0.0, 0.0));
                     continue;
@@ -152,9 +159,13 @@ fn main() {
                     time(reps, &mut || {
                         cpu.conv2d(&g, &x, &w, Some(&b), None, Act::Relu, &mut y).unwrap()
                     })
-                } else {
+                } else if op == 1 {
                     let dy = cpu.upload(&filled(g.output().numel(), 5)).unwrap();
                     time(reps, &mut || cpu.conv2d_bwd_input(&g, &dy, &w, &mut dx).unwrap())
+                } else {
+                    let dy = cpu.upload(&filled(g.output().numel(), 5)).unwrap();
+                    let mut dw = cpu.alloc(g.weight_len()).unwrap();
+                    time(reps, &mut || cpu.conv2d_bwd_weight(&g, &x, &dy, &mut dw, None).unwrap())
                 };
                 cells.push(format!("{c:6.2} [{t:5.1}]"));
             }
