@@ -156,6 +156,24 @@ fn for_segments(ow: usize, j0: usize, j1: usize, mut f: impl FnMut(usize, usize,
 /// The im2col rows of output pixels `[j0, j1)` of one image: `col[K, j1 - j0]`, row `(c, ki, kj)`,
 /// rows `ld` floats apart (`ld ≥ j1 - j0`, so several images can share one matrix).
 fn im2col(g: &Conv2dGeom, x_img: &[f32], j0: usize, j1: usize, col: &mut [f32], ld: usize) {
+    let ow = g.out_w();
+    let rows_3x3 =
+        g.kh == 3 && g.kw == 3 && g.pad == 1 && g.stride == 1 && j0.is_multiple_of(ow) && j1.is_multiple_of(ow);
+    if rows_3x3 {
+        let oys = j0 / ow..j1 / ow;
+        match ow {
+            4 => return im2col_3x3_rows::<4>(g, x_img, oys, col, ld),
+            7 => return im2col_3x3_rows::<7>(g, x_img, oys, col, ld),
+            8 => return im2col_3x3_rows::<8>(g, x_img, oys, col, ld),
+            16 => return im2col_3x3_rows::<16>(g, x_img, oys, col, ld),
+            _ => {}
+        }
+    }
+    im2col_any(g, x_img, j0, j1, col, ld);
+}
+
+/// [`im2col`] for any geometry and pixel range.
+fn im2col_any(g: &Conv2dGeom, x_img: &[f32], j0: usize, j1: usize, col: &mut [f32], ld: usize) {
     let (ow, hw, bl, s) = (g.out_w(), g.h * g.w, j1 - j0, g.stride);
     let mut rows = col.chunks_mut(ld);
     for plane in x_img.chunks_exact(hw) {
@@ -196,6 +214,44 @@ fn im2col(g: &Conv2dGeom, x_img: &[f32], j0: usize, j1: usize, col: &mut [f32], 
                         }
                     }
                 });
+            }
+        }
+    }
+}
+
+/// [`im2col`] of whole output rows `oys` of a 3×3, stride-1, padding-1 convolution with
+/// `OW`-pixel rows (ResNet-20's 8×8 and 16×16 stages, ResNet-50's 7×7 at 224×224 and 4×4 at
+/// 32×32): the same values, each input row padded
+/// once into a small array from which the three `kj` segments are fixed-size copies, instead
+/// of a fill and a copy call per row segment, whose calls cost more than the few floats they
+/// move.
+fn im2col_3x3_rows<const OW: usize>(
+    g: &Conv2dGeom,
+    x_img: &[f32],
+    oys: std::ops::Range<usize>,
+    col: &mut [f32],
+    ld: usize,
+) {
+    debug_assert!(g.kh == 3 && g.kw == 3 && g.pad == 1 && g.stride == 1 && g.w == OW);
+    let hw = g.h * g.w;
+    // Padded input row: a zero column on either side; 32 floats hold OW ≤ 16 (+2).
+    let mut pb = [0.0f32; 32];
+    for (c, plane) in x_img.chunks_exact(hw).enumerate() {
+        for ki in 0..3 {
+            let r0 = (c * 3 + ki) * 3 * ld;
+            for (q, oy) in oys.clone().enumerate() {
+                let iy = (oy + ki).wrapping_sub(1);
+                if iy < g.h {
+                    pb[1..1 + OW].copy_from_slice(&plane[iy * OW..][..OW]);
+                } else {
+                    pb[1..1 + OW].fill(0.0);
+                }
+                for kj in 0..3 {
+                    let at = r0 + kj * ld + q * OW;
+                    let seg: &mut [f32; OW] = (&mut col[at..at + OW]).try_into().expect("OW floats");
+                    let src: &[f32; OW] = pb[kj..kj + OW].try_into().expect("OW floats");
+                    *seg = *src;
+                }
             }
         }
     }
@@ -1048,5 +1104,42 @@ pub fn conv_transpose2d_bwd_weight(
     conv2d_bwd_weight(ws, &g.as_conv(), dy, x, dw, None);
     if let Some(db) = db {
         channel_sums(g.n, g.c_out, g.out_h() * g.out_w(), dy, db);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::direct::test_data as data;
+
+    /// The short-row fast path writes exactly what the general im2col writes, for whole
+    /// images and for runs of rows, into columns wider than the block.
+    #[test]
+    fn im2col_of_short_rows_is_the_general_one() {
+        for (n_ch, hw) in [(3, 8), (5, 16), (1, 8), (2, 7), (3, 4)] {
+            let input = crate::shape::Nchw {
+                n: 1,
+                c: n_ch,
+                h: hw,
+                w: hw,
+            };
+            let g = Conv2dGeom::square("im2col test", input, 4, 3, 1, 1).expect("a valid geometry");
+            let x = data(g.input().numel(), 7);
+            let kk = n_ch * 9;
+            for (r0, r1) in [(0, hw), (1, 3), (hw - 1, hw)] {
+                let (j0, j1) = (r0 * hw, r1 * hw);
+                let ld = j1 - j0 + 5;
+                let mut fast = vec![f32::NAN; kk * ld];
+                let mut general = fast.clone();
+                im2col(&g, &x, j0, j1, &mut fast, ld);
+                im2col_any(&g, &x, j0, j1, &mut general, ld);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&fast),
+                    bits(&general),
+                    "{n_ch} channels {hw}×{hw}, rows {r0}..{r1}"
+                );
+            }
+        }
     }
 }
