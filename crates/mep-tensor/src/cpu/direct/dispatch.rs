@@ -113,6 +113,12 @@ pub fn supports(op: ConvOp, g: &Conv2dGeom) -> bool {
 /// | 32→32 16×16    |  8.34 | 10.86 |  9.33 | 10.55 |
 /// | 32→64 16×16 s2 (→ GEMM) |  5.24 |  6.10 |  6.66 |  6.43 |
 /// | 64→64 8×8 (→ GEMM)      |  8.68 | 10.57 | 11.10 | 10.72 |
+///
+/// Since `im2col` writes short rows without per-segment calls (2026-12-06, BENCHMARKS.md,
+/// "The weight gradient's copies"), the GEMM path's 8×8 weight gradient takes 0.71 (AVX2)
+/// and 0.54 (AVX-512) of its time before, well under the direct kernel's, and it ties or beats
+/// the direct kernel on 32→32 16×16 too; that layer stays direct, as moving it would change
+/// training's bits (and so the shipped weights) for about 2 % of the AVX2 step.
 pub fn choose(op: ConvOp, g: &Conv2dGeom) -> bool {
     match op {
         ConvOp::Forward | ConvOp::BwdInput => supports(op, g) && g.c_in.min(g.c_out) <= 64 && g.out_w() >= 8,
