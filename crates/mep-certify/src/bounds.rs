@@ -352,7 +352,17 @@ pub(crate) fn margin_bounds_on(
 /// chose (one interval at a time, its nine objectives through each convolution together).
 pub(crate) fn margin_bounds(net: &Net64, op0: usize, xs: Vec<Zono>, targets: &[usize]) -> Result<Vec<f64>> {
     let inputs = xs.clone();
-    let forward = zonotope::forward(net, op0, xs, targets)?;
+    // Each interval through the whole head on its own, the intervals in parallel: going op by
+    // op over all of them streamed every interval's symbols (hundreds of MB a round) through
+    // memory at each op, where one interval's levels stay in the caches.
+    let forward = xs
+        .into_par_iter()
+        .zip(targets.par_iter())
+        .map(|(x, &t)| {
+            let mut one = zonotope::forward(net, op0, vec![x], &[t])?;
+            Ok(one.pop().expect("one interval in, one out"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     forward
         .into_iter()
         .zip(inputs.iter().zip(targets))
