@@ -45,7 +45,9 @@ pub struct SegmentCertificate {
     /// ExactLine: the partition is exact on `[0, covered]`, 1 unless the piece budget ran out.
     /// Bounds: `[0, covered]` is certified.
     pub covered: f64,
-    /// Wall-clock seconds.
+    /// Wall-clock seconds. The bounds examine the intervals of every segment of a call
+    /// together (they share each convolution), so there this is the call's time over its
+    /// segments, not the segment's own.
     pub seconds: f64,
     /// The method asked for.
     pub method: Method,
@@ -72,6 +74,8 @@ pub struct PathCertificate {
     /// The smallest margin over the path, and its `u`.
     pub min_margin: f64,
     pub min_margin_u: f64,
+    /// Wall-clock seconds; with the bounds, the call's time over its paths (see
+    /// [`SegmentCertificate::seconds`]).
     pub seconds: f64,
     /// The method asked for.
     pub method: Method,

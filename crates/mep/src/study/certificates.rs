@@ -59,6 +59,8 @@ pub struct CertificateRecord {
     /// The settings the certificate was made with.
     pub max_pieces: usize,
     pub tol: f64,
+    /// Wall-clock seconds of the path. `mep certify` sends up to 8 paths of a space through
+    /// the bounds together, so with `bounds` or `auto` this is their time over their number.
     pub seconds: f64,
     /// How it was made: `auto`, `bounds` or `exact` (a file written before the bounds existed
     /// holds exact certificates).
