@@ -347,7 +347,8 @@ pub(crate) fn margin_bounds_on(
 /// entering the program at `op0`), `targets[p]` the class of interval `p`.
 ///
 /// The bound of an interval is the larger of two sound ones: the zonotope's at the classifier
-/// ([`crate::zonotope`], all intervals through each convolution together), and CROWN's
+/// ([`crate::zonotope`], each interval through the whole head on its own, the intervals in
+/// parallel), and CROWN's
 /// back-substitution of the margins through the relaxations the zonotope's concrete bounds
 /// chose (one interval at a time, its nine objectives through each convolution together).
 pub(crate) fn margin_bounds(net: &Net64, op0: usize, xs: Vec<Zono>, targets: &[usize]) -> Result<Vec<f64>> {

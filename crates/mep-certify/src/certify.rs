@@ -46,8 +46,8 @@ pub struct SegmentCertificate {
     /// Bounds: `[0, covered]` is certified.
     pub covered: f64,
     /// Wall-clock seconds. The bounds examine the intervals of every segment of a call
-    /// together (they share each convolution), so there this is the call's time over its
-    /// segments, not the segment's own.
+    /// together, round by round, so there this is the call's time over its segments, not
+    /// the segment's own.
     pub seconds: f64,
     /// The method asked for.
     pub method: Method,
