@@ -347,33 +347,25 @@ pub(crate) fn margin_bounds_on(
 /// entering the program at `op0`), `targets[p]` the class of interval `p`.
 ///
 /// The bound of an interval is the larger of two sound ones: the zonotope's at the classifier
-/// ([`crate::zonotope`], each interval through the whole head on its own, the intervals in
-/// parallel), and CROWN's
-/// back-substitution of the margins through the relaxations the zonotope's concrete bounds
-/// chose (one interval at a time, its nine objectives through each convolution together).
+/// ([`crate::zonotope`]), and CROWN's back-substitution of the margins through the
+/// relaxations the zonotope's concrete bounds chose (its nine objectives through each
+/// convolution together). Each interval goes through both on its own, the intervals in
+/// parallel: going op by op over all of them streamed every interval's symbols (hundreds of
+/// MB a round) through memory at each op, where one interval's levels stay in the caches.
 pub(crate) fn margin_bounds(net: &Net64, op0: usize, xs: Vec<Zono>, targets: &[usize]) -> Result<Vec<f64>> {
-    let inputs = xs.clone();
-    // Each interval through the whole head on its own, the intervals in parallel: going op by
-    // op over all of them streamed every interval's symbols (hundreds of MB a round) through
-    // memory at each op, where one interval's levels stay in the caches.
-    let forward = xs
-        .into_par_iter()
+    xs.into_par_iter()
         .zip(targets.par_iter())
-        .map(|(x, &t)| {
-            let mut one = zonotope::forward(net, op0, vec![x], &[t])?;
-            Ok(one.pop().expect("one interval in, one out"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    forward
-        .into_iter()
-        .zip(inputs.iter().zip(targets))
-        .map(|((zono, records), (input, &target))| {
+        .map(|(x, &target)| {
+            let input = x.clone();
+            let (zono, records) = zonotope::forward(net, op0, vec![x], &[target])?
+                .pop()
+                .expect("one interval in, one out");
             // CROWN costs nine backward passes: only where the zonotope alone is not enough.
             // An interval the zonotope gave up on (−∞) has no valid records past that point.
             if zono > 0.0 || zono == f64::NEG_INFINITY {
                 return Ok(zono);
             }
-            Ok(zono.max(crown(net, op0, &records, input, target)?))
+            Ok(zono.max(crown(net, op0, &records, &input, target)?))
         })
         .collect()
 }
