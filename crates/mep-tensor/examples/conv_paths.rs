@@ -130,8 +130,18 @@ fn main() {
         rayon::current_num_threads()
     );
     println!(
-        "{:<18} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}   (on-CPU ms; wall ms in brackets)",
-        "layer", "fwd dir", "fwd gemm", "fwd wino", "dx dir", "dx gemm", "dx wino", "dw dir", "dw gemm"
+        "{:<18} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}   (on-CPU ms; wall ms in brackets)",
+        "layer",
+        "fwd dir",
+        "fwd gemm",
+        "fwd wino",
+        "fwd w4x4",
+        "dx dir",
+        "dx gemm",
+        "dx wino",
+        "dx w4x4",
+        "dw dir",
+        "dw gemm"
     );
     // `--path NAME`: time only that path (the others' cells read 0).
     let only_path = args.iter().position(|a| a == "--path").and_then(|i| args.get(i + 1));
@@ -140,7 +150,12 @@ fn main() {
         for op in 0..3 {
             // Winograd has no weight gradient.
             let paths: &[ConvPath] = if op < 2 {
-                &[ConvPath::Direct, ConvPath::Gemm, ConvPath::Winograd]
+                &[
+                    ConvPath::Direct,
+                    ConvPath::Gemm,
+                    ConvPath::Winograd,
+                    ConvPath::Winograd4x4,
+                ]
             } else {
                 &[ConvPath::Direct, ConvPath::Gemm]
             };

@@ -149,7 +149,13 @@ fn convolutions_round_their_operands_on_every_path() {
         conv(2, 8, 9, 16, 1, 2, 0),
         conv(1, 3, 15, 8, 7, 2, 3),
     ];
-    for path in [ConvPath::Direct, ConvPath::Gemm, ConvPath::Winograd, ConvPath::Auto] {
+    for path in [
+        ConvPath::Direct,
+        ConvPath::Gemm,
+        ConvPath::Winograd,
+        ConvPath::Winograd4x4,
+        ConvPath::Auto,
+    ] {
         let backend = CpuBackend::new().with_conv_path(path);
         for p in [Precision::Tf32, Precision::Bf16] {
             for (i, g) in geoms.iter().enumerate() {

@@ -363,8 +363,8 @@ pub fn conv2d_on(
     y: &mut [f32],
 ) {
     // Winograd first: where it is chosen it beats the direct kernels too (64→64 at 56×56).
-    if direct::use_winograd(path, ConvOp::Forward, g) {
-        return winograd::conv2d(ws, g, x, w, bias, residual, act, y);
+    if let Some(tiling) = direct::use_winograd(path, ConvOp::Forward, g) {
+        return winograd::conv2d(ws, tiling, g, x, w, bias, residual, act, y);
     }
     if direct::use_direct(path, ConvOp::Forward, g) {
         return fwd::conv2d(ws, Isa::current(), g, x, w, bias, residual, act, y);
@@ -744,9 +744,12 @@ pub fn conv2d_bwd_input_on(path: ConvPath, ws: &Workspace, g: &Conv2dGeom, dy: &
         return;
     }
     let winograd = direct::use_winograd(path, ConvOp::BwdInput, g);
-    if use_batched(g) && !direct && !winograd {
+    if use_batched(g) && !direct && winograd.is_none() {
         // Wᵀ through the GEMM's strides: no flipped weight to build.
         return conv2d_bwd_input_batched(ws, g, dy, w, dx);
+    }
+    if let Some(tiling) = winograd {
+        return winograd::conv2d_bwd_input(ws, tiling, g, dy, w, dx);
     }
     if is_direct(g) {
         return conv2d_bwd_input_direct(g, dy, w, dx);
@@ -767,9 +770,7 @@ pub fn conv2d_bwd_input_on(path: ConvPath, ws: &Workspace, g: &Conv2dGeom, dy: &
         };
         let mut wt = ws.take(g.weight_len());
         flip_transpose(g, w, &mut wt);
-        if winograd {
-            winograd::conv2d(ws, &gt, dy, &wt, None, None, Act::Identity, dx);
-        } else if direct {
+        if direct {
             fwd::conv2d(ws, Isa::current(), &gt, dy, &wt, None, None, Act::Identity, dx);
         } else {
             // The choice was made for the gradient's shape; the forward's table must not redo it.

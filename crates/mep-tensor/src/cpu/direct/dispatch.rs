@@ -1,5 +1,6 @@
 //! The dispatch table of the CPU convolutions: direct kernel or im2col + GEMM, per shape.
 
+use crate::cpu::winograd::Tiling;
 use crate::shape::Conv2dGeom;
 
 /// Which implementation a CPU convolution runs on; see [`choose`].
@@ -13,9 +14,12 @@ pub enum ConvPath {
     Direct,
     /// im2col (or its variants) and GEMM, as before the direct kernels existed.
     Gemm,
-    /// Winograd F(2×2, 3×3) ([`winograd`](crate::cpu::winograd)) for the forward and input
-    /// gradient wherever it supports the shape, else the GEMM path.
+    /// Winograd F(2×2, 3×3) ([`winograd`](crate::cpu::winograd), version 1) for the forward
+    /// and input gradient wherever it supports the shape, else the GEMM path.
     Winograd,
+    /// Winograd F(4×4, 3×3) (version 2) for the forward and input gradient wherever it
+    /// supports the shape, else the GEMM path.
+    Winograd4x4,
 }
 
 /// The convolution operations that have a direct kernel.
@@ -131,36 +135,45 @@ pub fn use_direct(path: ConvPath, op: ConvOp, g: &Conv2dGeom) -> bool {
     match path {
         ConvPath::Auto => choose(op, g),
         ConvPath::Direct => supports(op, g),
-        ConvPath::Gemm | ConvPath::Winograd => false,
+        ConvPath::Gemm | ConvPath::Winograd | ConvPath::Winograd4x4 => false,
     }
 }
 
-/// The dispatch table's Winograd column: whether [`ConvPath::Auto`] runs `op` on `g` with
-/// F(2×2, 3×3) (forward and input gradient; it comes before [`choose`], so it also takes
-/// ResNet-50's 64→64 layer from the direct kernels).
+/// The dispatch table's Winograd column: which version of [`winograd`](crate::cpu::winograd),
+/// if any, [`ConvPath::Auto`] runs `op` on `g` with (forward and input gradient; it comes
+/// before [`choose`], so it also takes ResNet-50's 64→64 layer from the direct kernels).
 ///
-/// Like [`choose`], it looks at the shape only. Winograd for 3×3 stride-1 padding-1 layers
-/// with at least 64 channels on both sides and output planes of at least 14×14: ResNet-50's
-/// layer1–3 at 224×224, never ResNet-20 (at most 64 channels on 8×8 planes), nor ResNet-50's
-/// 7×7 stage, where the 4×4 tiles cover 8×8 (a third wasted) and it tied or lost.
+/// Like [`choose`], it looks at the shape only. F(4×4, 3×3) for 3×3 stride-1 padding-1
+/// layers with at least 64 channels on both sides and output planes of at least 14×14:
+/// ResNet-50's layer1–3 at 224×224, never ResNet-20 (at most 64 channels on 8×8 planes), nor
+/// ResNet-50's 7×7 stage, where both versions' tiles waste a third or more of the plane and
+/// lose to GEMM. F(2×2, 3×3) is no longer chosen anywhere; it stays as the simpler version,
+/// forced by [`ConvPath::Winograd`] and run by the tests.
 ///
-/// Measured 2026-12-05 with `RAYON_NUM_THREADS=2 examples/conv_paths --r50 --reps 5` (batch
-/// 8, median on-CPU ms over both threads; AVX2: built without `avx512`, `MEP_CPU_ISA=avx2`)
-/// on 2 cores of an Intel Xeon with AVX-512, at commit `9e17cd6` (BENCHMARKS.md, "ResNet-50's
-/// wide layers on AVX2"); before, 64→64 ran direct and the wider layers GEMM:
+/// Measured 2026-12-06 with `RAYON_NUM_THREADS=2 examples/conv_paths --r50 --layer x --path
+/// P --reps 7` for P = Gemm, Winograd, Winograd4x4 in turn, three rounds (batch 8, on-CPU ms
+/// over both threads, medians of the rounds; AVX2: built without `avx512`,
+/// `MEP_CPU_ISA=avx2`) on 2 cores of an Intel Xeon (model 207) with AVX-512. The last
+/// columns are F(4×4)'s time over F(2×2)'s in each round:
 ///
-/// | layer            | ISA     | fwd direct | fwd GEMM | fwd Winograd | dx direct | dx GEMM | dx Winograd |
-/// |------------------|---------|-----------:|---------:|-------------:|----------:|--------:|------------:|
-/// | 64→64 56×56      | AVX-512 | 18.28 | 17.70 | 16.36 | 18.04 | 17.52 | 15.66 |
-/// |                  | AVX2    | 26.67 | 28.38 | 21.04 | 26.10 | 28.31 | 20.93 |
-/// | 128→128 28×28    | AVX-512 | 18.43 | 16.05 | 11.24 | 17.92 | 15.50 | 11.57 |
-/// |                  | AVX2    | 29.42 | 26.77 | 16.99 | 29.34 | 27.02 | 16.35 |
-/// | 256→256 14×14    | AVX-512 | 18.22 | 14.59 | 11.87 | 18.81 | 15.44 | 12.22 |
-/// |                  | AVX2    | 29.19 | 27.39 | 16.43 | 29.34 | 27.76 | 16.98 |
-/// | 512→512 7×7 (→ GEMM) | AVX-512 | 23.34 | 14.77 | 20.50 | 24.28 | 16.81 | 22.70 |
-/// |                  | AVX2    | 36.78 | 24.67 | 27.60 | 38.54 | 27.67 | 29.49 |
-pub fn choose_winograd(op: ConvOp, g: &Conv2dGeom) -> bool {
-    winograd_runs(op, g) && g.c_in.min(g.c_out) >= 64 && g.out_h().min(g.out_w()) >= 14
+/// | layer            | ISA     | fwd GEMM | fwd F(2×2) | fwd F(4×4) | dx GEMM | dx F(2×2) | dx F(4×4) | fwd F4/F2 | dx F4/F2 |
+/// |------------------|---------|-----:|-----:|-----:|-----:|-----:|-----:|----------------|----------------|
+/// | 64→64 56×56      | AVX2    | 53.2 | 42.0 | 29.4 | 52.0 | 37.9 | 28.2 | 0.73 0.80 0.63 | 0.74 0.69 0.74 |
+/// |                  | AVX-512 | 30.5 | 30.7 | 25.8 | 30.3 | 27.5 | 24.8 | 0.83 0.84 0.78 | 0.83 0.93 0.81 |
+/// | 128→128 28×28    | AVX2    | 45.7 | 33.9 | 22.7 | 45.6 | 32.3 | 20.7 | 0.79 0.79 0.55 | 0.70 0.74 0.59 |
+/// |                  | AVX-512 | 27.6 | 20.0 | 18.0 | 27.0 | 22.1 | 15.5 | 0.81 0.91 0.87 | 0.80 0.78 0.61 |
+/// | 256→256 14×14    | AVX2    | 46.2 | 33.1 | 27.0 | 45.7 | 30.3 | 23.5 | 0.89 0.92 0.80 | 0.85 0.90 0.74 |
+/// |                  | AVX-512 | 27.1 | 20.3 | 20.9 | 27.0 | 18.0 | 17.8 | 0.98 1.03 1.01 | 0.99 1.13 0.92 |
+/// | 512→512 7×7 (→ GEMM) | AVX2 | 49.2 | 50.1 | 72.2 | 58.4 | 40.8 | 60.8 | 1.49 1.45 1.44 | 1.51 1.40 1.49 |
+/// |                  | AVX-512 | 26.7 | 35.7 | 63.4 | 34.6 | 28.3 | 57.6 | 1.73 1.78 1.87 | 2.03 1.91 2.09 |
+///
+/// On 14×14 planes F(4×4) computes 16×16 (its tiles waste 23 %) and transforms a weight of
+/// 36/9 its size per call; it still wins on AVX2 and ties on AVX-512, so it takes them too.
+/// The table chose F(2×2) before F(4×4) existed (2026-12-05, commit `9e17cd6`, BENCHMARKS.md,
+/// "ResNet-50's wide layers on AVX2"); the direct kernels lost to both versions there.
+pub fn choose_winograd(op: ConvOp, g: &Conv2dGeom) -> Option<Tiling> {
+    let wide = winograd_runs(op, g) && g.c_in.min(g.c_out) >= 64 && g.out_h().min(g.out_w()) >= 14;
+    wide.then_some(Tiling::F4x4)
 }
 
 /// Whether [`winograd`](crate::cpu::winograd) can compute `op` on `g` (it has no weight
@@ -169,11 +182,12 @@ fn winograd_runs(op: ConvOp, g: &Conv2dGeom) -> bool {
     op != ConvOp::BwdWeight && crate::cpu::winograd::supports(g)
 }
 
-/// Whether `path` sends `op` on `g` to [`winograd`](crate::cpu::winograd).
-pub fn use_winograd(path: ConvPath, op: ConvOp, g: &Conv2dGeom) -> bool {
+/// Which version of [`winograd`](crate::cpu::winograd), if any, `path` sends `op` on `g` to.
+pub fn use_winograd(path: ConvPath, op: ConvOp, g: &Conv2dGeom) -> Option<Tiling> {
     match path {
         ConvPath::Auto => choose_winograd(op, g),
-        ConvPath::Winograd => winograd_runs(op, g),
-        ConvPath::Direct | ConvPath::Gemm => false,
+        ConvPath::Winograd => winograd_runs(op, g).then_some(Tiling::F2x2),
+        ConvPath::Winograd4x4 => winograd_runs(op, g).then_some(Tiling::F4x4),
+        ConvPath::Direct | ConvPath::Gemm => None,
     }
 }
