@@ -1,12 +1,14 @@
-//! Times ResNet-20's 3×3 convolutions (batch 128) on the direct, the GEMM and the Winograd
-//! path (forward and input gradient; the weight gradient on the direct and the GEMM path),
+//! Times ResNet-20's 3×3 convolutions (batch 128) on the direct, the GEMM and the two Winograd
+//! paths, F(2×2, 3×3) and F(4×4, 3×3) (forward and input gradient; the weight gradient on the
+//! direct and the GEMM path),
 //! in on-CPU time (the sum of every thread's run time from `/proc/self/task/*/schedstat`),
 //! which a loaded, shared machine skews far less than wall time. Medians of `--reps`.
 //!
 //! `RAYON_NUM_THREADS=2 cargo run --release -p mep-tensor --example conv_paths [-- --reps 15]
 //! [--r50 | --r50-1x1] [--layer TEXT] [--path NAME]` (`--r50`: ResNet-50's wider 3×3 layers
 //! at 224×224, batch 8, instead; `--r50-1x1`: its 1×1 layers and stem; `--layer`: only the
-//! layers whose name contains TEXT; `--path`: only that path).
+//! layers whose name contains TEXT; `--path`: only that path, by its `ConvPath` name:
+//! Direct, Gemm, Winograd, Winograd4x4).
 
 use mep_tensor::cpu::ConvPath;
 use mep_tensor::prelude::*;
