@@ -187,12 +187,52 @@ fn conv_paths(c: &mut Criterion) {
     group.finish();
 }
 
+/// ResNet-50's wide 3×3 layers at 224×224, batch 8, on GEMM and on both Winograd versions:
+/// the numbers behind `cpu::direct::choose_winograd`. `<layer>/<op>_<path>`; run with
+/// `RAYON_NUM_THREADS=2 cargo bench -p mep-tensor --bench ops -- winograd_paths`.
+fn winograd_paths(c: &mut Criterion) {
+    let mut group = c.benchmark_group("winograd_paths");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    let layers = [
+        ("r50_64to64_56", geom(8, 64, 56, 64, 3, 1, 1)),
+        ("r50_128to128_28", geom(8, 128, 28, 128, 3, 1, 1)),
+        ("r50_256to256_14", geom(8, 256, 14, 256, 3, 1, 1)),
+        ("r50_512to512_7", geom(8, 512, 7, 512, 3, 1, 1)),
+    ];
+    let paths = [
+        ("gemm", ConvPath::Gemm),
+        ("f2x2", ConvPath::Winograd),
+        ("f4x4", ConvPath::Winograd4x4),
+    ];
+    for (name, g) in layers {
+        group.throughput(flops(&g));
+        for (pname, path) in paths {
+            let cpu = CpuBackend::new().with_conv_path(path);
+            let x = cpu.upload(&filled(g.input().numel(), 1)).unwrap();
+            let w = cpu.upload(&filled(g.weight_len(), 2)).unwrap();
+            let mut y = cpu.alloc(g.output().numel()).unwrap();
+            group.bench_function(BenchmarkId::new(name, format!("fwd_{pname}")), |bench| {
+                bench.iter(|| cpu.conv2d(&g, &x, &w, None, None, Act::Relu, &mut y).unwrap())
+            });
+            let mut dx = cpu.alloc(g.input().numel()).unwrap();
+            group.bench_function(BenchmarkId::new(name, format!("dgrad_{pname}")), |bench| {
+                bench.iter(|| cpu.conv2d_bwd_input(&g, &y, &w, &mut dx).unwrap())
+            });
+        }
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     sgemm,
     conv2d_fwd,
     conv2d_bwd_input,
     conv2d_bwd_weight,
-    conv_paths
+    conv_paths,
+    winograd_paths
 );
 criterion_main!(benches);

@@ -19,7 +19,10 @@
 //!   224×224 against PyTorch moved from 1.19e-6 to 1.28e-6 (activations, relative L2) and
 //!   1.38e-3 to 1.52e-3 (input gradient; BENCHMARKS.md). cuDNN and oneDNN ship
 //!   F(4×4, 3×3) in f32 too. [`direct::choose_winograd`](super::direct::choose_winograd)
-//!   picks it where it is faster.
+//!   picks it where it is faster. One more difference: a NaN or an infinity in the input
+//!   reaches every output of the 4×4 tiles whose patch holds it (the terms that cancel in
+//!   exact arithmetic do not cancel a NaN), not only the 3×3 neighbourhood the direct sum and
+//!   F(2×2) confine it to. An output whose neighbourhood holds a NaN is NaN on every path.
 //!
 //! **Same bits on every machine.** The transforms are additions, subtractions and
 //! multiplications by constants in a fixed order (Rust never contracts them into FMAs) and
@@ -611,6 +614,43 @@ mod tests {
                 "{tiling:?}"
             );
         }
+    }
+
+    /// A NaN anywhere in the input makes every output whose 3×3 neighbourhood holds it NaN,
+    /// on both versions, wherever it sits in a tile (F(4×4) may spread it further within its
+    /// tile; F(2×2) may not).
+    #[test]
+    fn a_nan_reaches_its_neighbourhood() {
+        let g = Conv2dGeom::square("wino", Nchw { n: 1, c: 2, h: 9, w: 9 }, 3, 3, 1, 1).expect("geometry");
+        let w = test_data(g.weight_len(), 7);
+        let ws = Workspace::default();
+        let mut spread = 0;
+        for (yy, xx) in [(0, 0), (1, 2), (3, 3), (4, 7), (8, 8), (5, 0)] {
+            let mut x = test_data(g.input().numel(), 8);
+            x[g.w * g.h + yy * g.w + xx] = f32::NAN;
+            for tiling in [Tiling::F2x2, Tiling::F4x4] {
+                let mut y = vec![0.0f32; g.output().numel()];
+                conv2d(&ws, tiling, &g, &x, &w, None, None, Act::Identity, &mut y);
+                for k in 0..g.c_out {
+                    for oy in 0..g.h {
+                        for ox in 0..g.w {
+                            let near = oy.abs_diff(yy) <= 1 && ox.abs_diff(xx) <= 1;
+                            let v = y[(k * g.h + oy) * g.w + ox];
+                            assert!(!near || v.is_nan(), "{tiling:?}: NaN at {yy},{xx} missed {k},{oy},{ox}");
+                            if tiling == Tiling::F2x2 {
+                                assert!(near || !v.is_nan(), "F(2×2): NaN at {yy},{xx} reached {k},{oy},{ox}");
+                            } else if !near && v.is_nan() {
+                                spread += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            spread > 0,
+            "F(4×4) kept every NaN in its neighbourhood: the module doc says otherwise"
+        );
     }
 
     /// Against the f64 reference, on odd and even planes, one and several units, with

@@ -168,7 +168,10 @@ pub fn use_direct(path: ConvPath, op: ConvOp, g: &Conv2dGeom) -> bool {
 /// |                  | AVX-512 | 26.7 | 35.7 | 63.4 | 34.6 | 28.3 | 57.6 | 1.73 1.78 1.87 | 2.03 1.91 2.09 |
 ///
 /// On 14×14 planes F(4×4) computes 16×16 (its tiles waste 23 %) and transforms a weight of
-/// 36/9 its size per call; it still wins on AVX2 and ties on AVX-512, so it takes them too.
+/// 36/9 its size per call; it still wins on AVX2, and on AVX-512 it ties or loses a little
+/// (the rounds above: medians 1.01 and 0.99 of F(2×2); a criterion run, `cargo bench -p
+/// mep-tensor --bench ops -- winograd_paths`: 1.01 and 1.15, BENCHMARKS.md). It takes them
+/// on both, as the table may not look at the ISA and the AVX2 machines are the slower.
 /// The table chose F(2×2) before F(4×4) existed (2026-12-05, commit `9e17cd6`, BENCHMARKS.md,
 /// "ResNet-50's wide layers on AVX2"); the direct kernels lost to both versions there.
 pub fn choose_winograd(op: ConvOp, g: &Conv2dGeom) -> Option<Tiling> {
