@@ -701,7 +701,7 @@ fn conv2d_bwd_input_batched(ws: &Workspace, g: &Conv2dGeom, dy: &[f32], w: &[f32
 /// `out[i, o] = flip(w[o, i])`: the weight of the convolution that is this one's input
 /// gradient. Tiled over (o, i) so that the reads of a tile are contiguous runs of kernels
 /// rather than one kernel per cache line.
-fn flip_transpose(g: &Conv2dGeom, w: &[f32], out: &mut [f32]) {
+pub(super) fn flip_transpose(g: &Conv2dGeom, w: &[f32], out: &mut [f32]) {
     const TILE: usize = 16;
     let (ci, co, kk) = (g.c_in, g.c_out, g.kh * g.kw);
     out.par_chunks_mut(TILE * co * kk).enumerate().for_each(|(ib, dst)| {

@@ -74,7 +74,7 @@ trait Transforms {
     /// Output pixels per tile side, m.
     const M: usize;
     /// Input pixels per patch side, a = m + 2.
-    const A: usize;
+    const A: usize = Self::M + 2;
     /// `G`: the 3 taps of a weight row or column to a values.
     fn weight(s: &[f32], ss: usize, d: &mut [f32], ds: usize, n: usize);
     /// `Bᵀ`: a input values to a transformed ones.
@@ -105,7 +105,6 @@ struct F2;
 
 impl Transforms for F2 {
     const M: usize = 2;
-    const A: usize = 4;
     fn weight(s: &[f32], ss: usize, d: &mut [f32], ds: usize, n: usize) {
         let [g0, g1, g2] = ins(s, ss, n);
         let [u0, u1, u2, u3] = outs(d, ds, n);
@@ -144,7 +143,6 @@ struct F4;
 
 impl Transforms for F4 {
     const M: usize = 4;
-    const A: usize = 6;
     fn weight(s: &[f32], ss: usize, d: &mut [f32], ds: usize, n: usize) {
         let [g0, g1, g2] = ins(s, ss, n);
         let [u0, u1, u2, u3, u4, u5] = outs(d, ds, n);
@@ -278,11 +276,7 @@ pub fn conv2d(
     act: Act,
     y: &mut [f32],
 ) {
-    let weight = (w, false);
-    match tiling {
-        Tiling::F2x2 => run::<F2>(ws, g, x, weight, bias, residual, act, y),
-        Tiling::F4x4 => run::<F4>(ws, g, x, weight, bias, residual, act, y),
-    }
+    run(ws, tiling, g, x, (w, false), bias, residual, act, y);
 }
 
 /// The input gradient `dx` of a convolution `g` that [`supports`] accepts, from `dy` and its
@@ -297,17 +291,31 @@ pub fn conv2d_bwd_input(ws: &Workspace, tiling: Tiling, g: &Conv2dGeom, dy: &[f3
         c_out: g.c_in,
         ..*g
     };
-    let (weight, act) = ((w, true), Act::Identity);
+    run(ws, tiling, &gt, dy, (w, true), None, None, Act::Identity, dx);
+}
+
+/// [`conv2d`] on `tiling`'s version; `weight`: the weight, and whether it is to be read
+/// flipped and transposed ([`weight_transform`]).
+#[allow(clippy::too_many_arguments)]
+fn run(
+    ws: &Workspace,
+    tiling: Tiling,
+    g: &Conv2dGeom,
+    x: &[f32],
+    weight: (&[f32], bool),
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    act: Act,
+    y: &mut [f32],
+) {
     match tiling {
-        Tiling::F2x2 => run::<F2>(ws, &gt, dy, weight, None, None, act, dx),
-        Tiling::F4x4 => run::<F4>(ws, &gt, dy, weight, None, None, act, dx),
+        Tiling::F2x2 => run_version::<F2>(ws, g, x, weight, bias, residual, act, y),
+        Tiling::F4x4 => run_version::<F4>(ws, g, x, weight, bias, residual, act, y),
     }
 }
 
-/// `weight`: the weight, and whether it is to be read flipped and transposed
-/// ([`weight_transform`]).
 #[allow(clippy::too_many_arguments)]
-fn run<T: Transforms>(
+fn run_version<T: Transforms>(
     ws: &Workspace,
     g: &Conv2dGeom,
     x: &[f32],
@@ -594,15 +602,9 @@ mod tests {
             c_out: g.c_in,
             ..g
         };
-        // wt[i][o][tap] = w[o][i][8 − tap].
+        // The flipped copy the GEMM and direct paths still build.
         let mut wt = vec![0.0f32; w.len()];
-        for o in 0..g.c_out {
-            for i in 0..g.c_in {
-                for tap in 0..9 {
-                    wt[(i * g.c_out + o) * 9 + tap] = w[(o * g.c_in + i) * 9 + 8 - tap];
-                }
-            }
-        }
+        crate::cpu::conv::flip_transpose(&g, &w, &mut wt);
         let ws = Workspace::default();
         for tiling in [Tiling::F2x2, Tiling::F4x4] {
             let mut dx = vec![f32::NAN; g.input().numel()];
