@@ -4,7 +4,8 @@
 //! Groups are named by op; run one with e.g.
 //! `RAYON_NUM_THREADS=2 cargo bench -p mep-tensor --bench ops -- conv2d_fwd`.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use gemm::Parallelism;
 use mep_tensor::cpu::ConvPath;
 use mep_tensor::prelude::*;
@@ -14,13 +15,19 @@ use std::time::Duration;
 mod support;
 use support::filled;
 
-/// The raw GEMM peak that the convolutions are measured against.
-fn sgemm(c: &mut Criterion) {
-    let mut group = c.benchmark_group("sgemm");
+/// A group of 10 samples after 1 s of warm-up, 3 s of measurement: every group here.
+fn short_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
+    group
+}
+
+/// The raw GEMM peak that the convolutions are measured against.
+fn sgemm(c: &mut Criterion) {
+    let mut group = short_group(c, "sgemm");
     // Square, and the shape of a ResNet-50 layer1 3×3 conv on one 56×56 image.
     for (m, n, k) in [(1024, 1024, 1024), (256, 3136, 576)] {
         let (a, b) = (filled(m * k, 1), filled(k * n, 2));
@@ -91,11 +98,7 @@ fn flops(g: &Conv2dGeom) -> Throughput {
 
 fn conv2d_fwd(c: &mut Criterion) {
     let cpu = CpuBackend::new();
-    let mut group = c.benchmark_group("conv2d_fwd");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    let mut group = short_group(c, "conv2d_fwd");
     for (name, g) in conv_layers() {
         let x = cpu.upload(&filled(g.input().numel(), 1)).unwrap();
         let w = cpu.upload(&filled(g.weight_len(), 2)).unwrap();
@@ -111,11 +114,7 @@ fn conv2d_fwd(c: &mut Criterion) {
 
 fn conv2d_bwd_input(c: &mut Criterion) {
     let cpu = CpuBackend::new();
-    let mut group = c.benchmark_group("conv2d_bwd_input");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    let mut group = short_group(c, "conv2d_bwd_input");
     for (name, g) in conv_layers() {
         let dy = cpu.upload(&filled(g.output().numel(), 1)).unwrap();
         let w = cpu.upload(&filled(g.weight_len(), 2)).unwrap();
@@ -130,11 +129,7 @@ fn conv2d_bwd_input(c: &mut Criterion) {
 
 fn conv2d_bwd_weight(c: &mut Criterion) {
     let cpu = CpuBackend::new();
-    let mut group = c.benchmark_group("conv2d_bwd_weight");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    let mut group = short_group(c, "conv2d_bwd_weight");
     for (name, g) in conv_layers() {
         let x = cpu.upload(&filled(g.input().numel(), 1)).unwrap();
         let dy = cpu.upload(&filled(g.output().numel(), 2)).unwrap();
@@ -152,11 +147,7 @@ fn conv2d_bwd_weight(c: &mut Criterion) {
 /// numbers behind `cpu::direct::choose`. `<layer>/<op>_<path>`; run with
 /// `RAYON_NUM_THREADS=2 cargo bench -p mep-tensor --bench ops -- conv_paths`.
 fn conv_paths(c: &mut Criterion) {
-    let mut group = c.benchmark_group("conv_paths");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    let mut group = short_group(c, "conv_paths");
     let layers = [
         ("r20_stem_3to16_32", geom(128, 3, 32, 16, 3, 1, 1)),
         ("r20_16to16_32", geom(128, 16, 32, 16, 3, 1, 1)),
@@ -167,35 +158,45 @@ fn conv_paths(c: &mut Criterion) {
         ("c64to128_8s2", geom(128, 64, 8, 128, 3, 2, 1)),
         ("c128to128_8", geom(128, 128, 8, 128, 3, 1, 1)),
     ];
+    let paths = [("direct", ConvPath::Direct), ("gemm", ConvPath::Gemm)];
     for (name, g) in layers {
-        group.throughput(flops(&g));
-        for (pname, path) in [("direct", ConvPath::Direct), ("gemm", ConvPath::Gemm)] {
-            let cpu = CpuBackend::new().with_conv_path(path);
-            let x = cpu.upload(&filled(g.input().numel(), 1)).unwrap();
-            let w = cpu.upload(&filled(g.weight_len(), 2)).unwrap();
-            let b = cpu.upload(&filled(g.c_out, 3)).unwrap();
-            let mut y = cpu.alloc(g.output().numel()).unwrap();
-            group.bench_function(BenchmarkId::new(name, format!("fwd_{pname}")), |bench| {
-                bench.iter(|| cpu.conv2d(&g, &x, &w, Some(&b), None, Act::Relu, &mut y).unwrap())
-            });
-            let mut dx = cpu.alloc(g.input().numel()).unwrap();
-            group.bench_function(BenchmarkId::new(name, format!("dgrad_{pname}")), |bench| {
-                bench.iter(|| cpu.conv2d_bwd_input(&g, &y, &w, &mut dx).unwrap())
-            });
-        }
+        forward_and_input_gradient(&mut group, name, &g, &paths, true);
     }
     group.finish();
+}
+
+/// `<name>/fwd_<path>` (with ReLU, and a bias if `bias`) and `<name>/dgrad_<path>` of `g` on
+/// each forced path.
+fn forward_and_input_gradient(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    g: &Conv2dGeom,
+    paths: &[(&str, ConvPath)],
+    bias: bool,
+) {
+    group.throughput(flops(g));
+    for &(pname, path) in paths {
+        let cpu = CpuBackend::new().with_conv_path(path);
+        let x = cpu.upload(&filled(g.input().numel(), 1)).unwrap();
+        let w = cpu.upload(&filled(g.weight_len(), 2)).unwrap();
+        let b = cpu.upload(&filled(g.c_out, 3)).unwrap();
+        let b = bias.then_some(&b);
+        let mut y = cpu.alloc(g.output().numel()).unwrap();
+        group.bench_function(BenchmarkId::new(name, format!("fwd_{pname}")), |bench| {
+            bench.iter(|| cpu.conv2d(g, &x, &w, b, None, Act::Relu, &mut y).unwrap())
+        });
+        let mut dx = cpu.alloc(g.input().numel()).unwrap();
+        group.bench_function(BenchmarkId::new(name, format!("dgrad_{pname}")), |bench| {
+            bench.iter(|| cpu.conv2d_bwd_input(g, &y, &w, &mut dx).unwrap())
+        });
+    }
 }
 
 /// ResNet-50's wide 3×3 layers at 224×224, batch 8, on GEMM and on both Winograd versions:
 /// the numbers behind `cpu::direct::choose_winograd`. `<layer>/<op>_<path>`; run with
 /// `RAYON_NUM_THREADS=2 cargo bench -p mep-tensor --bench ops -- winograd_paths`.
 fn winograd_paths(c: &mut Criterion) {
-    let mut group = c.benchmark_group("winograd_paths");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    let mut group = short_group(c, "winograd_paths");
     let layers = [
         ("r50_64to64_56", geom(8, 64, 56, 64, 3, 1, 1)),
         ("r50_128to128_28", geom(8, 128, 28, 128, 3, 1, 1)),
@@ -208,20 +209,7 @@ fn winograd_paths(c: &mut Criterion) {
         ("f4x4", ConvPath::Winograd4x4),
     ];
     for (name, g) in layers {
-        group.throughput(flops(&g));
-        for (pname, path) in paths {
-            let cpu = CpuBackend::new().with_conv_path(path);
-            let x = cpu.upload(&filled(g.input().numel(), 1)).unwrap();
-            let w = cpu.upload(&filled(g.weight_len(), 2)).unwrap();
-            let mut y = cpu.alloc(g.output().numel()).unwrap();
-            group.bench_function(BenchmarkId::new(name, format!("fwd_{pname}")), |bench| {
-                bench.iter(|| cpu.conv2d(&g, &x, &w, None, None, Act::Relu, &mut y).unwrap())
-            });
-            let mut dx = cpu.alloc(g.input().numel()).unwrap();
-            group.bench_function(BenchmarkId::new(name, format!("dgrad_{pname}")), |bench| {
-                bench.iter(|| cpu.conv2d_bwd_input(&g, &y, &w, &mut dx).unwrap())
-            });
-        }
+        forward_and_input_gradient(&mut group, name, &g, &paths, false);
     }
     group.finish();
 }
