@@ -357,9 +357,7 @@ pub(crate) fn margin_bounds(net: &Net64, op0: usize, xs: Vec<Zono>, targets: &[u
         .zip(targets.par_iter())
         .map(|(x, &target)| {
             let input = x.clone();
-            let (zono, records) = zonotope::forward(net, op0, vec![x], &[target])?
-                .pop()
-                .expect("one interval in, one out");
+            let (zono, records) = zonotope::forward(net, op0, x, target)?;
             // CROWN costs nine backward passes: only where the zonotope alone is not enough.
             // An interval the zonotope gave up on (−∞) has no valid records past that point.
             if zono > 0.0 || zono == f64::NEG_INFINITY {

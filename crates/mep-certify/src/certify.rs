@@ -13,6 +13,7 @@ use crate::search::{certify_segments, SegmentJob};
 use crate::zonotope::Zono;
 use mep_resnet::{Cut, FoldedResNet};
 use mep_tensor::{Backend, CpuBackend};
+use rayon::prelude::*;
 use std::time::Instant;
 
 /// What the certificate says about the segment or path.
@@ -268,13 +269,13 @@ impl Certifier {
             .iter()
             .map(|&(t0, t1)| Zono::stretch(dims, &a, &dir, t0, t1))
             .collect();
-        let targets = vec![target; xs.len()];
         match &self.device {
-            Some(d) => d.zonotope_bounds(&self.net, op, &xs, &targets),
-            None => Ok(crate::zonotope::forward(&self.net, op, xs, &targets)?
-                .into_iter()
-                .map(|(b, _)| b)
-                .collect()),
+            Some(d) => d.zonotope_bounds(&self.net, op, &xs, &vec![target; xs.len()]),
+            // Each interval on its own, as `--method bounds` runs them.
+            None => xs
+                .into_par_iter()
+                .map(|x| Ok(crate::zonotope::forward(&self.net, op, x, target)?.0))
+                .collect(),
         }
     }
 

@@ -83,17 +83,6 @@ impl Zono {
         self.rows.len()
     }
 
-    /// Zero, with no symbols: what an interval given up on carries (at no cost: its rows
-    /// have empty windows).
-    fn empty(dims: [usize; 3]) -> Zono {
-        Zono {
-            dims,
-            rows: vec![Row::zero(), Row::zero()],
-            r: vec![0.0; dims.iter().product()],
-            zero: None,
-        }
-    }
-
     /// Row `i` as a dense slice of the tensor's shape.
     pub fn row(&self, i: usize) -> std::borrow::Cow<'_, [f64]> {
         self.rows[i].dense(self.dims)
@@ -363,66 +352,39 @@ pub(crate) fn margins(net: &Net64, x: &Zono, target: usize) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-/// Convolution `i` of every interval's zonotope: all their rows in one list, convolved
-/// over their windows in chunks (see [`crate::conv`]); the boxes through `|W|`.
-fn conv_many(net: &Net64, i: usize, xs: &[&Zono]) -> Result<Vec<Zono>> {
+/// Convolution `i` of one interval's zonotope: its rows convolved over their windows (see
+/// [`crate::conv`]), the box through `|W|`.
+fn conv(net: &Net64, i: usize, x: &Zono) -> Result<Zono> {
     let c = &net.convs[i];
-    let Some(first) = xs.first() else {
-        return Ok(Vec::new());
+    let rows: Vec<&Row> = x.rows.iter().collect();
+    // One just out of a ReLU skips the zeros all its rows share.
+    let (mut rows, dims) = match &x.zero {
+        Some(zero) => c.linear_rows_shared(&rows, x.dims, zero)?,
+        None => c.linear_rows(&rows, x.dims)?,
     };
-    let dims = first.dims;
-    // Interval by interval: one just out of a ReLU skips the zeros all its rows share.
-    let each = xs
-        .par_iter()
-        .map(|z| {
-            let rows: Vec<&Row> = z.rows.iter().collect();
-            match &z.zero {
-                Some(zero) => c.linear_rows_shared(&rows, dims, zero),
-                None => c.linear_rows(&rows, dims),
-            }
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let out_dims = each.first().map_or(dims, |e| e.1);
-    let out: Vec<Row> = each.into_iter().flat_map(|e| e.0).collect();
-    let d: usize = out_dims.iter().product();
-    let plane = out_dims[1] * out_dims[2];
+    let d: usize = dims.iter().product();
+    let plane = dims[1] * dims[2];
     // The box only holds relaxation errors past the symbol budget: most layers have none.
-    let boxed: Vec<usize> = (0..xs.len()).filter(|&k| xs[k].r.iter().any(|&v| v != 0.0)).collect();
-    let mut rs: Vec<Vec<f64>> = vec![vec![0.0; d]; xs.len()];
-    if !boxed.is_empty() {
-        let mut data = Vec::with_capacity(boxed.len() * first.d());
-        for &k in &boxed {
-            data.extend_from_slice(&xs[k].r);
-        }
-        let out = c.abs_part(&Batch {
-            n: boxed.len(),
-            dims,
-            data,
-        })?;
-        for (q, &k) in boxed.iter().enumerate() {
-            rs[k] = out.data[q * d..(q + 1) * d].to_vec();
-        }
+    let r = if x.r.iter().any(|&v| v != 0.0) {
+        c.abs_part(&Batch {
+            n: 1,
+            dims: x.dims,
+            data: x.r.clone(),
+        })?
+        .data
+    } else {
+        vec![0.0; d]
+    };
+    // The centre is dense.
+    for (k, v) in rows[0].data.iter_mut().enumerate() {
+        *v += c.bias[k / plane.max(1)];
     }
-    let mut out = out.into_iter();
-    Ok(xs
-        .iter()
-        .zip(rs)
-        .map(|(x, r)| {
-            let mut rows: Vec<Row> = out.by_ref().take(x.n()).collect();
-            // The centre is dense (or, for an interval given up on, zero: it stays so).
-            if !rows[0].win.is_empty() {
-                for (k, v) in rows[0].data.iter_mut().enumerate() {
-                    *v += c.bias[k / plane.max(1)];
-                }
-            }
-            Zono {
-                dims: out_dims,
-                rows,
-                r,
-                zero: None,
-            }
-        })
-        .collect())
+    Ok(Zono {
+        dims,
+        rows,
+        r,
+        zero: None,
+    })
 }
 
 /// Option A's shortcut of a saved zonotope, in the shape `out_dims` of the sum.
@@ -455,152 +417,102 @@ pub(crate) fn pad_a(saved: &Zono, out_dims: [usize; 3], pad: usize, subsample: b
     }
 }
 
-/// Runs the intervals' zonotopes from op `op0` through the head together: for each, the
-/// margin lower bound and the record of every op for the backward pass.
-pub(crate) fn forward(net: &Net64, op0: usize, xs: Vec<Zono>, targets: &[usize]) -> Result<Vec<(f64, Vec<Record>)>> {
-    let n = xs.len();
-    let mut records: Vec<Vec<Record>> = (0..n).map(|_| Vec::with_capacity(net.ops.len() - op0)).collect();
-    // Intervals given up on (see `relu`): they go on as empty zonotopes, at no cost.
-    let mut dead = vec![false; n];
-    let mut stack = vec![xs];
-    // The magnitudes of the top, for the ops that record them. A ReLU's output is bounded by
-    // its input's upper bounds, which it computed anyway; a block's input is recorded by its
-    // Save, first convolution and shortcut sum. A pass over every symbol saved each time.
-    let mut top_mag: Option<Vec<Batch>> = None;
-    let mut saved_mags: Vec<Vec<Batch>> = Vec::new();
+/// Runs one interval's zonotope from op `op0` through the head: the margin's lower bound and
+/// the record of every op for the backward pass. The bound is −∞ for an interval given up on
+/// (see `relu`), whose records stop at that ReLU.
+pub(crate) fn forward(net: &Net64, op0: usize, x: Zono, target: usize) -> Result<(f64, Vec<Record>)> {
+    let mut records = Vec::with_capacity(net.ops.len() - op0);
+    let mut stack = vec![x];
+    // The magnitude of the top, for the ops that record it. A ReLU's output is bounded by its
+    // input's upper bounds, which it computed anyway; a block's input is recorded by its Save,
+    // first convolution and shortcut sum. A pass over every symbol saved each time.
+    let mut top_mag: Option<Batch> = None;
+    let mut saved_mags: Vec<Batch> = Vec::new();
     // After a Save the top is the saved level itself (`stack.last()`), not a copy, until the
     // block's first convolution has read it.
     let mut aliased = false;
     for op in op0..net.ops.len() {
-        let shared = std::mem::take(&mut aliased);
-        let conv_next = matches!(net.ops[op], Op::Conv(_));
-        let top = match (shared, conv_next) {
-            (true, true) => Vec::new(),
-            (true, false) => stack.last().expect("the saved level").clone(),
-            (false, _) => stack.pop().expect("the program keeps a top"),
-        };
-        let shared = shared && conv_next;
-        let cached_mag = top_mag.take();
-        let mags_of = move |top: &[Zono]| -> Vec<Batch> {
-            cached_mag.unwrap_or_else(|| top.par_iter().map(Zono::magnitude).collect())
-        };
-        let record = |records: &mut Vec<Vec<Record>>, mags: Vec<Batch>| {
-            for (rec, m) in records.iter_mut().zip(mags) {
-                rec.push(Record::Mag(m.dims, m));
+        let after_save = std::mem::take(&mut aliased);
+        // A copy of the saved level for any op but the block's first convolution.
+        let take_top = |stack: &mut Vec<Zono>| {
+            if after_save {
+                stack.last().expect("the saved level").clone()
+            } else {
+                stack.pop().expect("the program keeps a top")
             }
         };
-        let out: Vec<Zono> = match net.ops[op] {
+        let cached_mag = top_mag.take();
+        let mag_of = move |z: &Zono| cached_mag.unwrap_or_else(|| z.magnitude());
+        let mag_record = |m: Batch| Record::Mag(m.dims, m);
+        let out = match net.ops[op] {
             Op::Conv(i) => {
-                let input: &[Zono] = if shared {
-                    stack.last().expect("the saved level")
-                } else {
-                    &top
-                };
-                record(&mut records, mags_of(input));
-                conv_many(net, i, &input.iter().collect::<Vec<_>>())?
+                let popped = (!after_save).then(|| stack.pop().expect("the program keeps a top"));
+                let input = popped
+                    .as_ref()
+                    .unwrap_or_else(|| stack.last().expect("the saved level"));
+                records.push(mag_record(mag_of(input)));
+                conv(net, i, input)?
             }
             Op::Relu => {
-                let dims: Vec<[usize; 3]> = top.iter().map(|z| z.dims).collect();
-                let done: Vec<(Option<Zono>, Record, Batch)> = top
-                    .into_par_iter()
-                    .map(|z| {
-                        let (lo, hi) = z.concrete();
-                        // |relu(x)| ≤ max(u, 0): a bound on the output's magnitude for free.
-                        let m = Batch {
-                            n: 1,
-                            dims: z.dims,
-                            data: hi.iter().map(|&u| if u < 0.0 { 0.0 } else { u }).collect(),
-                        };
-                        (relu(z, &lo, &hi), Record::Relu { lo, hi }, m)
-                    })
-                    .collect();
-                let mut out = Vec::with_capacity(n);
-                let mut mags = Vec::with_capacity(n);
-                for (k, (z, r, m)) in done.into_iter().enumerate() {
-                    records[k].push(r);
-                    mags.push(m);
-                    match z {
-                        Some(z) => out.push(z),
-                        None => {
-                            dead[k] = true;
-                            out.push(Zono::empty(dims[k]));
-                            for level in stack.iter_mut() {
-                                let d = level[k].dims;
-                                level[k] = Zono::empty(d);
-                            }
-                        }
-                    }
-                }
-                top_mag = Some(mags);
+                let z = take_top(&mut stack);
+                let (lo, hi) = z.concrete();
+                // |relu(x)| ≤ max(u, 0): a bound on the output's magnitude for free.
+                let m = Batch {
+                    n: 1,
+                    dims: z.dims,
+                    data: hi.iter().map(|&u| if u < 0.0 { 0.0 } else { u }).collect(),
+                };
+                let out = relu(z, &lo, &hi);
+                records.push(Record::Relu { lo, hi });
+                let Some(out) = out else {
+                    return Ok((f64::NEG_INFINITY, records));
+                };
+                top_mag = Some(m);
                 out
             }
             Op::MaxPool => {
-                let mags = mags_of(&top);
-                let done: Vec<(Zono, Record)> = top
-                    .par_iter()
-                    .zip(mags)
-                    .map(|(z, mag)| {
-                        let (lo, hi) = z.concrete();
-                        let (out, choice) = max_pool(z, &lo, &hi);
-                        (
-                            out,
-                            Record::Pool {
-                                dims: z.dims,
-                                mag,
-                                choice,
-                            },
-                        )
-                    })
-                    .collect();
-                done.into_iter()
-                    .zip(records.iter_mut())
-                    .map(|((z, r), rec)| {
-                        rec.push(r);
-                        z
-                    })
-                    .collect()
+                let z = take_top(&mut stack);
+                let mag = mag_of(&z);
+                let (lo, hi) = z.concrete();
+                let (out, choice) = max_pool(&z, &lo, &hi);
+                records.push(Record::Pool {
+                    dims: z.dims,
+                    mag,
+                    choice,
+                });
+                out
             }
             Op::Save => {
-                let mags = mags_of(&top);
-                record(&mut records, mags.clone());
-                top_mag = Some(mags.clone());
-                saved_mags.push(mags);
-                stack.push(top);
+                let z = take_top(&mut stack);
+                let mag = mag_of(&z);
+                records.push(mag_record(mag.clone()));
+                top_mag = Some(mag.clone());
+                saved_mags.push(mag);
+                stack.push(z);
                 aliased = true;
                 continue;
             }
             Op::AddShortcut(sc) => {
+                let mut z = take_top(&mut stack);
                 let saved = stack.pop().expect("a saved block input");
-                record(
-                    &mut records,
-                    saved_mags.pop().expect("a saved block input's magnitudes"),
-                );
-                let shares: Vec<Zono> = match sc {
+                records.push(mag_record(saved_mags.pop().expect("a saved block input's magnitude")));
+                let share = match sc {
                     Shortcut64::Identity => saved,
-                    Shortcut64::Projection(i) => conv_many(net, i, &saved.iter().collect::<Vec<_>>())?,
-                    Shortcut64::PadA { pad, subsample } => saved
-                        .iter()
-                        .zip(&top)
-                        .map(|(s, t)| pad_a(s, t.dims, pad, subsample))
-                        .collect(),
+                    Shortcut64::Projection(i) => conv(net, i, &saved)?,
+                    Shortcut64::PadA { pad, subsample } => pad_a(&saved, z.dims, pad, subsample),
                 };
-                let mut top = top;
-                top.par_iter_mut().zip(shares.par_iter()).for_each(|(t, s)| add(t, s));
-                top
+                add(&mut z, &share);
+                z
             }
             Op::AvgPool => {
-                record(&mut records, mags_of(&top));
-                top.par_iter().map(avg_pool).collect()
+                let z = take_top(&mut stack);
+                records.push(mag_record(mag_of(&z)));
+                avg_pool(&z)
             }
             Op::Linear => {
-                record(&mut records, mags_of(&top));
-                let lbs: Vec<f64> = top
-                    .par_iter()
-                    .zip(targets.par_iter())
-                    .zip(dead.par_iter())
-                    .map(|((z, &t), &dead)| if dead { f64::NEG_INFINITY } else { margins(net, z, t) })
-                    .collect();
-                return Ok(lbs.into_iter().zip(records).collect());
+                let z = take_top(&mut stack);
+                records.push(mag_record(mag_of(&z)));
+                return Ok((margins(net, &z, target), records));
             }
         };
         stack.push(out);
