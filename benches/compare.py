@@ -11,9 +11,11 @@ timing binaries of a build without AVX-512 gemm kernels, e.g.
 `CARGO_TARGET_DIR=target/avx2 cargo build --release -p mep-benches --no-default-features --features cuda`
 and `--mep-bin-dir target/avx2/release`. `--train` adds the training-step rows (train_time vs pytorch_train.py).
 For each row and round, our timing binary and the PyTorch script each run in a fresh
-process (so peak memory is the row's own), alternating so that load on a shared machine
-hits both alike. Reports the median over all timed iterations of all rounds, the ratio
-mep/PyTorch, achieved GFLOP/s (forward FLOP counted by PyTorch hooks; forward+backward
+process (so peak memory is the row's own), one after the other, in turns (mep first in even
+rounds, PyTorch first in odd ones) so that load on a shared machine, and its drift, hits both
+alike. Reports the median of the per-round medians, the ratio mep/PyTorch of those medians
+and, as a measure of the machine's noise, each round's own ratio (median and range over the
+rounds), achieved GFLOP/s (forward FLOP counted by PyTorch hooks; forward+backward
 to the input counted as 2x the forward, the input gradient of each conv costing what
 its forward does) and peak RSS.
 """
@@ -33,6 +35,18 @@ TRAIN_ROWS = ["resnet20 32x32 b128", "resnet50 224x224 b8"]
 def run_json(cmd, env=None):
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT, env=env).stdout
     return [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+
+
+def in_turn(k, first, second):
+    """Round k's order: `first` leads in even rounds, `second` in odd ones."""
+    return (first, second) if k % 2 == 0 else (second, first)
+
+
+def round_ratios(mep, pytorch):
+    """Each round's mep/PyTorch ratio, as `median [min–max]`: how far the machine's noise
+    moves the ratio from one round to the next."""
+    r = sorted(a / b for a, b in zip(mep, pytorch))
+    return f"{statistics.median(r):.2f} [{r[0]:.2f}–{r[-1]:.2f}]"
 
 
 def main():
@@ -62,8 +76,8 @@ def main():
     results = {}
     for row in rows:
         acc = {"mep": {"fwd": [], "fwdbwd": [], "rss": []}, "pytorch": {"fwd": [], "fwdbwd": [], "rss": []}}
-        for _ in range(a.rounds):
-            for impl, cmd in (("mep", [mep_bin, "--row", row]), ("pytorch", py + ["--row", row])):
+        for k in range(a.rounds):
+            for impl, cmd in in_turn(k, ("mep", [mep_bin, "--row", row]), ("pytorch", py + ["--row", row])):
                 (r,) = run_json(cmd + env_threads, env)
                 # Each process reports min/median/max; keep the medians of each round.
                 acc[impl]["fwd"].append(r["fwd_ms"]["median"])
@@ -78,8 +92,8 @@ def main():
         pyt = [sys.executable, os.path.join(ROOT, "benches", "pytorch_train.py")]
         for row in TRAIN_ROWS if not a.rows else [r for r in TRAIN_ROWS if r in rows]:
             acc = {"mep": {"ms": [], "rss": []}, "pytorch": {"ms": [], "rss": []}}
-            for _ in range(a.rounds):
-                for impl, cmd in (("mep", [train_bin, "--row", row]), ("pytorch", pyt + ["--row", row])):
+            for k in range(a.rounds):
+                for impl, cmd in in_turn(k, ("mep", [train_bin, "--row", row]), ("pytorch", pyt + ["--row", row])):
                     (r,) = run_json(cmd + env_threads, env)
                     acc[impl]["ms"].append(r["step_ms"]["median"])
                     acc[impl]["rss"].append(r["peak_rss_mb"])
@@ -88,10 +102,12 @@ def main():
 
     lines = [
         f"threads {a.threads}, isa {a.isa}, {a.iters} timed iterations x {a.rounds} rounds per row and implementation; "
-        "milliseconds are medians of the per-round medians.",
+        "milliseconds are medians of the per-round medians; the rounds' own ratios are each round's mep median "
+        "over its PyTorch median.",
         "",
-        "| row | pass | mep ms | PyTorch ms | ratio mep/PyTorch | mep GFLOP/s | PyTorch GFLOP/s | mep peak MiB | PyTorch peak MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| row | pass | mep ms | PyTorch ms | ratio mep/PyTorch | rounds' ratios: median [range] "
+        "| mep GFLOP/s | PyTorch GFLOP/s | mep peak MiB | PyTorch peak MiB |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for row in rows:
         m, p = results[row]["mep"], results[row]["pytorch"]
@@ -99,14 +115,15 @@ def main():
             mm, pm = statistics.median(m[key]), statistics.median(p[key])
             gf = flops[row] * mult
             lines.append(
-                f"| {row} | {label} | {mm:.1f} | {pm:.1f} | {mm / pm:.2f} | {gf / mm * 1e3:.0f} | {gf / pm * 1e3:.0f} "
+                f"| {row} | {label} | {mm:.1f} | {pm:.1f} | {mm / pm:.2f} | {round_ratios(m[key], p[key])} "
+                f"| {gf / mm * 1e3:.0f} | {gf / pm * 1e3:.0f} "
                 f"| {max(m['rss']):.0f} | {max(p['rss']):.0f} |"
             )
     for row, acc in train.items():
         m, p = acc["mep"], acc["pytorch"]
         mm, pm = statistics.median(m["ms"]), statistics.median(p["ms"])
         lines.append(
-            f"| {row} | training step (Adam) | {mm:.1f} | {pm:.1f} | {mm / pm:.2f} | | "
+            f"| {row} | training step (Adam) | {mm:.1f} | {pm:.1f} | {mm / pm:.2f} | {round_ratios(m['ms'], p['ms'])} | | "
             f"| {max(m['rss']):.0f} | {max(p['rss']):.0f} |"
         )
     table = "\n".join(lines)
