@@ -356,11 +356,11 @@ pub(crate) fn margins(net: &Net64, x: &Zono, target: usize) -> f64 {
 /// [`crate::conv`]), the box through `|W|`.
 fn conv(net: &Net64, i: usize, x: &Zono) -> Result<Zono> {
     let c = &net.convs[i];
-    let rows: Vec<&Row> = x.rows.iter().collect();
+    let inputs: Vec<&Row> = x.rows.iter().collect();
     // One just out of a ReLU skips the zeros all its rows share.
     let (mut rows, dims) = match &x.zero {
-        Some(zero) => c.linear_rows_shared(&rows, x.dims, zero)?,
-        None => c.linear_rows(&rows, x.dims)?,
+        Some(zero) => c.linear_rows_shared(&inputs, x.dims, zero)?,
+        None => c.linear_rows(&inputs, x.dims)?,
     };
     let d: usize = dims.iter().product();
     let plane = dims[1] * dims[2];

@@ -156,7 +156,8 @@ fn conv2d_backward_input_weight_and_bias_match_reference() {
 }
 
 /// Input, weight and bias gradients of `g` on `cpu` against the reference (`label` names the
-/// path in messages; `atol` is the input gradient's, [`atol_on`]). NaN-filled outputs prove every element is overwritten, not accumulated.
+/// path in messages; `atol` is the input gradient's, [`atol_on`]). NaN-filled outputs prove
+/// every element is overwritten, not accumulated.
 fn check_backward(
     cpu: &CpuBackend,
     label: &str,
