@@ -10,7 +10,7 @@ use crate::error::{CertifyError, Result};
 use crate::exact::{self, CertifyOptions, Method, Partition};
 use crate::net::{pool_out, pool_window, Batch, Net64, Op};
 use crate::search::{certify_segments, SegmentJob};
-use crate::zonotope::Zono;
+use crate::zonotope::{self, Zono};
 use mep_resnet::{Cut, FoldedResNet};
 use mep_tensor::{Backend, CpuBackend};
 use rayon::prelude::*;
@@ -484,7 +484,113 @@ impl Certifier {
             logits,
         })
     }
+
+    /// The work a certificate of a path needs, counted before it is computed (BENCHMARKS.md,
+    /// "How much work a certificate needs"): for every ReLU of the head, the neurons whose
+    /// sign differs between `samples` evenly spaced points of each segment (a lower bound on
+    /// those that change sign), each times the multiply-adds that carry one symbol row born
+    /// there to the logits over the pixels it can reach. Each such neuron costs the bounds a
+    /// symbol and ExactLine about a piece, so this predicts both methods' time; `pivots` are
+    /// the path's `rows` points of `shape` at `cut`, row-major.
+    ///
+    /// ```
+    /// # use mep_certify::Certifier;
+    /// # use mep_resnet::{Arch, Cut, FoldedResNet, ResNet};
+    /// # use mep_tensor::CpuBackend;
+    /// let cpu = CpuBackend::new();
+    /// let net = ResNet::init(&cpu, Arch::ResNet20, 4, 10, 1).unwrap();
+    /// let c = Certifier::new(&cpu, &FoldedResNet::fold(&cpu, &net).unwrap()).unwrap();
+    /// let pivots: Vec<f32> = (0..2 * 3 * 8 * 8).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+    /// let w = c.work(Cut::Input, &[3, 8, 8], &pivots, 2, 65).unwrap();
+    /// assert_eq!(w.segments, 1);
+    /// assert!(w.changing_sign > 0 && w.multiply_adds > 0);
+    /// // At `pool` the head is affine: nothing to pay for.
+    /// let w = c.work(Cut::Pool, &[16], &vec![0.5f32; 32], 2, 65).unwrap();
+    /// assert_eq!((w.changing_sign, w.multiply_adds), (0, 0));
+    /// ```
+    pub fn work<T: Copy + Into<f64>>(
+        &self,
+        cut: Cut,
+        shape: &[usize],
+        pivots: &[T],
+        rows: usize,
+        samples: usize,
+    ) -> Result<Work> {
+        let (op0, dims) = self.net.start(cut, shape)?;
+        let dim: usize = dims.iter().product();
+        if rows < 2 || pivots.len() != rows * dim {
+            return Err(CertifyError::Shape {
+                what: "path pivots".into(),
+                expected: format!("at least 2 points of {dim} values"),
+                found: format!("{rows} points, {} values", pivots.len()),
+            });
+        }
+        if samples < 2 {
+            return Err(CertifyError::Options {
+                name: "samples",
+                value: samples.to_string(),
+                msg: "a segment needs at least its two ends",
+            });
+        }
+        let costs = self.net.symbol_costs(op0, dims)?;
+        let mut work = Work {
+            segments: rows - 1,
+            ..Work::default()
+        };
+        for seg in 0..rows - 1 {
+            let a = to_f64("path pivot", &pivots[seg * dim..(seg + 1) * dim], dim)?;
+            let b = to_f64("path pivot", &pivots[(seg + 1) * dim..(seg + 2) * dim], dim)?;
+            let dir: Vec<f64> = b.iter().zip(&a).map(|(b, a)| b - a).collect();
+            // Per ReLU op: whether each neuron was seen above zero, and at or below it.
+            let mut seen: Vec<Option<(Vec<bool>, Vec<bool>)>> = vec![None; self.net.ops.len()];
+            for first in (0..samples).step_by(WORK_CHUNK) {
+                let n = WORK_CHUNK.min(samples - first);
+                let mut data = Vec::with_capacity(n * dim);
+                for k in first..first + n {
+                    data.extend(zonotope::point(&a, &dir, k as f64 / (samples - 1) as f64));
+                }
+                let x = Batch { n, dims, data };
+                self.net.forward(op0, x, n, |o, _, z| {
+                    if !matches!(self.net.ops[o], Op::Relu) {
+                        return;
+                    }
+                    let (pos, neg) = seen[o].get_or_insert_with(|| (vec![false; z.dim()], vec![false; z.dim()]));
+                    for p in 0..z.n {
+                        for (k, &v) in z.row(p).iter().enumerate() {
+                            if v > 0.0 {
+                                pos[k] = true;
+                            } else {
+                                neg[k] = true;
+                            }
+                        }
+                    }
+                })?;
+            }
+            for &(o, cost) in &costs {
+                if let Some((pos, neg)) = &seen[o] {
+                    let n = pos.iter().zip(neg).filter(|(p, q)| **p && **q).count() as u64;
+                    work.changing_sign += n;
+                    work.multiply_adds += n as u128 * cost as u128;
+                }
+            }
+        }
+        Ok(work)
+    }
 }
+
+/// What [`Certifier::work`] counts on one path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Work {
+    pub segments: usize,
+    /// Neurons whose sign differs between sample points, summed over the segments.
+    pub changing_sign: u64,
+    /// Multiply-adds that carry their symbols to the logits.
+    pub multiply_adds: u128,
+}
+
+/// Sample points per forward pass of [`Certifier::work`]: a ResNet-50's `layer1` point is
+/// 6.4 MB in f64.
+const WORK_CHUNK: usize = 16;
 
 /// One path for [`Certifier::paths`]: `rows` pivots (row-major, one point's shape each) and
 /// the class every point of it should have.
@@ -730,5 +836,72 @@ mod tests {
                 v => panic!("{bad}: {v:?}"),
             }
         }
+    }
+
+    fn resnet20(width: usize) -> Certifier {
+        let cpu = CpuBackend::new();
+        let net = mep_resnet::ResNet::init(&cpu, mep_resnet::Arch::ResNet20, width, 10, 7).unwrap();
+        Certifier::new(&cpu, &FoldedResNet::fold(&cpu, &net).unwrap()).unwrap()
+    }
+
+    /// The work model's costs are those of `benches/certify_work.py`, whose total on the demo's
+    /// pair 0 `input` path matched the certifier's own counter (BENCHMARKS.md, "How much work
+    /// a certificate needs"): a symbol born at a ResNet-20's stem ReLU (32×32) costs 22 100 608
+    /// multiply-adds there, one born at the last ReLU only the classifier's 64 × 10.
+    #[test]
+    fn symbol_costs_are_the_scripts() {
+        let c = resnet20(16);
+        let (op0, dims) = c.net.start(Cut::Input, &[3, 32, 32]).unwrap();
+        let costs = c.net.symbol_costs(op0, dims).unwrap();
+        assert_eq!(costs.len(), 19);
+        assert_eq!(costs[0].1, 22_100_608);
+        assert_eq!(costs[18].1, 640);
+        // Born after a last-stage block's first convolution: its 3×3 second one over the whole
+        // 8×8 plane (the pixel reaches 3×3 of it), then the classifier.
+        assert_eq!(costs[17].1, 9 * 64 * 64 * 9 + 640);
+    }
+
+    /// `work` counts a neuron when the sample points see it both above zero and not: the
+    /// same count as the activation patterns of those points.
+    #[test]
+    fn work_counts_the_neurons_the_patterns_see_change() {
+        let c = resnet20(4);
+        let dim = 3 * 8 * 8;
+        let pivots: Vec<f64> = (0..3 * dim).map(|i| ((i * 37 % 101) as f64 - 50.0) / 25.0).collect();
+        let samples = 33;
+        let w = c.work(Cut::Input, &[3, 8, 8], &pivots, 3, samples).unwrap();
+        assert_eq!(w.segments, 2);
+        let mut expected = 0;
+        for seg in 0..2 {
+            let (a, b) = (
+                &pivots[seg * dim..(seg + 1) * dim],
+                &pivots[(seg + 1) * dim..(seg + 2) * dim],
+            );
+            let dir: Vec<f64> = b.iter().zip(a).map(|(b, a)| b - a).collect();
+            let points: Vec<f64> = (0..samples)
+                .flat_map(|k| zonotope::point(a, &dir, k as f64 / (samples - 1) as f64).collect::<Vec<_>>())
+                .collect();
+            let p = c.activation_pattern(Cut::Input, &[3, 8, 8], &points, 0.0).unwrap();
+            expected += (0..p.width)
+                .filter(|&u| {
+                    let on = (0..samples).filter(|&q| p.row(q)[u] == 1).count();
+                    on > 0 && on < samples
+                })
+                .count() as u64;
+        }
+        assert!(expected > 0);
+        assert_eq!(w.changing_sign, expected);
+        assert!(w.multiply_adds >= w.changing_sign as u128 * 640);
+    }
+
+    #[test]
+    fn work_names_a_short_path_and_too_few_samples() {
+        let c = resnet20(4);
+        let one = vec![0.0f32; 3 * 8 * 8];
+        let e = c.work(Cut::Input, &[3, 8, 8], &one, 1, 9).unwrap_err().to_string();
+        assert!(e.contains("path pivots") && e.contains("1 points"), "{e}");
+        let two = vec![0.0f32; 2 * 3 * 8 * 8];
+        let e = c.work(Cut::Input, &[3, 8, 8], &two, 2, 1).unwrap_err().to_string();
+        assert!(e.contains("`samples` = 1") && e.contains("two ends"), "{e}");
     }
 }

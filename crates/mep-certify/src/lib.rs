@@ -16,7 +16,7 @@ mod zonotope;
 
 pub use certify::{
     certify_path, certify_segment, piece_count, ActivationPattern, Certifier, PathCertificate, PathInput,
-    SegmentCertificate, Verdict,
+    SegmentCertificate, Verdict, Work,
 };
 pub use device::{BoundsDevice, DeviceArg, DeviceError};
 pub use error::{CertifyError, Result};

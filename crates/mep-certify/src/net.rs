@@ -7,7 +7,7 @@
 
 use crate::conv;
 use crate::error::{CertifyError, Result};
-use crate::window::Row;
+use crate::window::{Row, Window};
 use mep_resnet::{Cut, FoldedConv, FoldedResNet, FoldedShortcut};
 use mep_tensor::float::{max_nan, relu};
 use mep_tensor::{Backend, Conv2dGeom, Nchw};
@@ -421,6 +421,73 @@ impl Net64 {
         };
         stack.push(out);
         Ok(())
+    }
+
+    /// For each ReLU from op `op0` on (input shape `dims`): its op index and the
+    /// multiply-adds that carry one symbol row, born at the centre pixel of its output, to the
+    /// logits, each convolution over the window of pixels the row can reach (all channels),
+    /// as [`crate::window`] keeps it. The work model of [`crate::Certifier::work`].
+    pub fn symbol_costs(&self, op0: usize, dims: [usize; 3]) -> Result<Vec<(usize, u64)>> {
+        self.check(op0, dims)?;
+        let relus = (op0..self.ops.len()).filter(|&o| matches!(self.ops[o], Op::Relu));
+        Ok(relus.map(|r| (r, self.symbol_cost(op0, dims, r))).collect())
+    }
+
+    /// One ReLU's entry of [`Net64::symbol_costs`]: the program's shapes from `op0`, with the
+    /// symbol's window empty until op `born` (the levels saved before it do not carry it).
+    fn symbol_cost(&self, op0: usize, dims: [usize; 3], born: usize) -> u64 {
+        let mut macs = 0u64;
+        let mut conv = |i: usize, (d, win): ([usize; 3], Window)| {
+            let c = &self.convs[i];
+            let [co, oh, ow] = c.out_dims(d).expect("checked by `check`");
+            let out = win.slide(c.k, c.stride, c.pad, oh, ow);
+            macs += (out.area() * co * c.c_in * c.k * c.k) as u64;
+            ([co, oh, ow], out)
+        };
+        let mut stack = vec![(dims, Window::EMPTY)];
+        let mut tail = 0u64;
+        for o in op0..self.ops.len() {
+            let top = stack.pop().expect("the program keeps a top");
+            let next = match self.ops[o] {
+                Op::Conv(i) => conv(i, top),
+                Op::Relu if o == born => (top.0, Window::pixel(top.0[1] / 2, top.0[2] / 2)),
+                Op::Relu => top,
+                Op::MaxPool => {
+                    let [c, h, w] = top.0;
+                    let (oh, ow) = (pool_out(h), pool_out(w));
+                    ([c, oh, ow], top.1.slide(POOL_K, POOL_STRIDE, POOL_PAD, oh, ow))
+                }
+                Op::Save => {
+                    stack.push(top);
+                    top
+                }
+                Op::AddShortcut(sc) => {
+                    let saved = stack.pop().expect("a saved block input");
+                    let [_, oh, ow] = top.0;
+                    let share = match sc {
+                        Shortcut64::Identity => saved.1,
+                        Shortcut64::Projection(i) => conv(i, saved).1,
+                        Shortcut64::PadA { subsample, .. } => saved.1.slide(1, 1 + subsample as usize, 0, oh, ow),
+                    };
+                    (top.0, top.1.union(&share))
+                }
+                Op::AvgPool => {
+                    let reached = !top.1.is_empty();
+                    (
+                        [top.0[0], 1, 1],
+                        if reached { Window::pixel(0, 0) } else { Window::EMPTY },
+                    )
+                }
+                Op::Linear => {
+                    if !top.1.is_empty() {
+                        tail = (self.features * self.classes) as u64;
+                    }
+                    ([self.classes, 1, 1], top.1)
+                }
+            };
+            stack.push(next);
+        }
+        macs + tail
     }
 
     /// Runs the program from `op` to the logits, `chunk` points at a time; calls `observe`

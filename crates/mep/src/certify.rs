@@ -20,7 +20,7 @@ use mep_tensor::CpuBackend;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 // The certificates' records and files belong to the study folder; re-exported where users
@@ -152,6 +152,113 @@ impl fmt::Display for CertifyReport {
             writeln!(f, "{s:<10} {c:>9} {r:>9} {u:>9}")?;
         }
         writeln!(f, "wrote {}", self.dir.join(CERTIFICATES).display())
+    }
+}
+
+/// Multiply-adds per second per thread that `mep certify --estimate` turns its counts into
+/// time with: what the bounds' symbol kernel does on one core of BENCHMARKS.md's host
+/// ("The symbol budget swept"). Another machine's rate differs; the counts do not.
+pub const RATE_PER_THREAD: f64 = 27e9;
+
+/// What `mep certify DIR --estimate` counts: per space, the work its paths' certificates
+/// need ([`mep_certify::Certifier::work`]).
+#[derive(Clone, Debug)]
+pub struct WorkReport {
+    pub samples: usize,
+    pub threads: usize,
+    pub spaces: Vec<SpaceWork>,
+}
+
+/// One space's row of a [`WorkReport`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpaceWork {
+    pub space: String,
+    pub paths: usize,
+    pub changing_sign: u64,
+    pub multiply_adds: u128,
+    /// The multiply-adds of the space's costliest path.
+    pub largest: u128,
+}
+
+/// Counts, without certifying or writing anything, the work the certificates of every
+/// path saved in `dir` need, at `samples` points per segment: the neurons that change sign
+/// and the multiply-adds that carry their symbols through the rest of the network (each
+/// costs `--method bounds` a symbol and `exact` about a piece).
+pub fn estimate(dir: &Path, samples: usize) -> Result<WorkReport> {
+    study::check_folder(dir, "mep certify")?;
+    let study = Study::open(dir)?;
+    let certifier = Certifier::new(&study.backend, &study.net)?;
+    let results = study.results()?;
+    let mut spaces: Vec<SpaceWork> = study
+        .manifest
+        .settings
+        .spaces
+        .iter()
+        .map(|s| SpaceWork {
+            space: s.clone(),
+            ..SpaceWork::default()
+        })
+        .collect();
+    for r in results
+        .iter()
+        .filter(|r| r.path_file.is_some() && r.endpoints != study::Endpoints::MisclassifiedTrue)
+    {
+        let p = study.read_path(r)?;
+        let w = certifier.work(p.cut, &p.point_shape, &p.data, p.pivots, samples)?;
+        let Some(row) = spaces.iter_mut().find(|s| s.space == r.space) else {
+            continue;
+        };
+        row.paths += 1;
+        row.changing_sign += w.changing_sign;
+        row.multiply_adds += w.multiply_adds;
+        row.largest = row.largest.max(w.multiply_adds);
+    }
+    spaces.retain(|s| s.paths > 0);
+    Ok(WorkReport {
+        samples,
+        threads: rayon::current_num_threads(),
+        spaces,
+    })
+}
+
+fn duration(seconds: f64) -> String {
+    match seconds {
+        s if s < 120.0 => format!("{s:.0} s"),
+        s if s < 7200.0 => format!("{:.0} min", s / 60.0),
+        s => format!("{:.1} h", s / 3600.0),
+    }
+}
+
+impl fmt::Display for WorkReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rate = RATE_PER_THREAD * self.threads as f64;
+        writeln!(
+            f,
+            "work the certificates need ({} points per segment; time at {:.1e} multiply-adds/s \
+             on {} threads, BENCHMARKS.md's host)",
+            self.samples, rate, self.threads
+        )?;
+        writeln!(
+            f,
+            "{:<10} {:>6} {:>14} {:>14} {:>14} {:>10}",
+            "space", "paths", "changing sign", "multiply-adds", "largest path", "time"
+        )?;
+        for s in &self.spaces {
+            writeln!(
+                f,
+                "{:<10} {:>6} {:>14} {:>14.3e} {:>14.3e} {:>10}",
+                s.space,
+                s.paths,
+                s.changing_sign,
+                s.multiply_adds as f64,
+                s.largest as f64,
+                duration(s.multiply_adds as f64 / rate)
+            )?;
+        }
+        if self.spaces.is_empty() {
+            writeln!(f, "(no saved paths)")?;
+        }
+        Ok(())
     }
 }
 

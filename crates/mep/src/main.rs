@@ -196,6 +196,14 @@ enum Command {
         tol: f64,
         #[arg(long)]
         quiet: bool,
+        /// Certify nothing: print the work each space's certificates need (the neurons that
+        /// change sign on the paths, and the multiply-adds that carry their symbols to the
+        /// logits) and about how long that takes here. Writes nothing.
+        #[arg(long)]
+        estimate: bool,
+        /// Points per segment at which --estimate looks for sign changes.
+        #[arg(long, default_value_t = 257, requires = "estimate")]
+        samples: usize,
     },
     /// Write DIR/report.md and DIR/report.html for a study folder of `mep connect` (or a
     /// folder of `mep graph`).
@@ -811,12 +819,19 @@ fn main() -> ExitCode {
         .map(|r| print!("{r}")),
         Command::Certify {
             dir,
+            estimate: true,
+            samples,
+            ..
+        } => mep::certify::estimate(&dir, samples).map(|r| print!("{r}")),
+        Command::Certify {
+            dir,
             method,
             max_pieces,
             max_intervals,
             min_width,
             tol,
             quiet,
+            ..
         } => mep::certify::certify(&mep::certify::CertifyArgs {
             dir,
             max_pieces,

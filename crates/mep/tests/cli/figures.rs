@@ -492,6 +492,42 @@ fn the_report_shows_the_table_and_figures_and_refuses_a_folder_without_paths() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `mep certify --estimate` counts the work of every saved path, per space, and writes
+/// nothing: at `pool` the head is affine (nothing changes sign), in the input space of a
+/// trained-looking network something does.
+#[test]
+fn certify_estimate_counts_every_saved_path_and_writes_nothing() {
+    let dir = copy_study("estimate");
+    let before: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let report = mep::certify::estimate(&dir, 17).unwrap();
+    let ctx = FigureContext::open(&dir).unwrap();
+    let saved: Vec<PairResult> = results(&ctx).into_iter().filter(|r| r.path_file.is_some()).collect();
+    assert_eq!(
+        report.spaces.iter().map(|s| s.paths).sum::<usize>(),
+        saved.len(),
+        "{report}"
+    );
+    for s in &report.spaces {
+        assert_eq!(s.paths, saved.iter().filter(|r| r.space == s.space).count(), "{report}");
+        assert!(s.largest <= s.multiply_adds, "{report}");
+        if s.space == "pool" {
+            assert_eq!((s.changing_sign, s.multiply_adds), (0, 0), "{report}");
+        }
+    }
+    let input = report.spaces.iter().find(|s| s.space == "input").expect("an input row");
+    assert!(input.changing_sign > 0 && input.multiply_adds > 0, "{report}");
+    assert!(report.to_string().contains("changing sign"), "{report}");
+    let after: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before, after, "--estimate writes nothing");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn certify_checks_every_saved_path_resumes_and_fills_the_tables() {
     use mep::certify::{certify, read_certificates, CertifyArgs, Exact};
