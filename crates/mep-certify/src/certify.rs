@@ -537,17 +537,17 @@ impl Certifier {
             segments: rows - 1,
             ..Work::default()
         };
+        let pivots = to_f64("path pivots", pivots, rows * dim)?;
         for seg in 0..rows - 1 {
-            let a = to_f64("path pivot", &pivots[seg * dim..(seg + 1) * dim], dim)?;
-            let b = to_f64("path pivot", &pivots[(seg + 1) * dim..(seg + 2) * dim], dim)?;
-            let dir: Vec<f64> = b.iter().zip(&a).map(|(b, a)| b - a).collect();
+            let (a, b) = (&pivots[seg * dim..][..dim], &pivots[(seg + 1) * dim..][..dim]);
+            let dir: Vec<f64> = b.iter().zip(a).map(|(b, a)| b - a).collect();
             // Per ReLU op: whether each neuron was seen above zero, and at or below it.
             let mut seen: Vec<Option<(Vec<bool>, Vec<bool>)>> = vec![None; self.net.ops.len()];
             for first in (0..samples).step_by(WORK_CHUNK) {
                 let n = WORK_CHUNK.min(samples - first);
                 let mut data = Vec::with_capacity(n * dim);
                 for k in first..first + n {
-                    data.extend(zonotope::point(&a, &dir, k as f64 / (samples - 1) as f64));
+                    data.extend(zonotope::point(a, &dir, k as f64 / (samples - 1) as f64));
                 }
                 let x = Batch { n, dims, data };
                 self.net.forward(op0, x, n, |o, _, z| {

@@ -155,6 +155,14 @@ impl fmt::Display for CertifyReport {
     }
 }
 
+/// Whether `mep certify` proves anything of `r`: it has a saved path, and is not a
+/// [`Endpoints::MisclassifiedTrue`](crate::study::Endpoints) pair, whose first endpoint is
+/// outside the class by definition (the search exempts it): a certificate proves whole
+/// segments, t = 0 included, so it could only refute them there.
+fn certifiable(r: &PairResult) -> bool {
+    r.path_file.is_some() && r.endpoints != study::Endpoints::MisclassifiedTrue
+}
+
 /// Multiply-adds per second per thread that `mep certify --estimate` turns its counts into
 /// time with: what the bounds' symbol kernel does on one core of BENCHMARKS.md's host
 /// ("The symbol budget swept"). Another machine's rate differs; the counts do not.
@@ -199,15 +207,12 @@ pub fn estimate(dir: &Path, samples: usize) -> Result<WorkReport> {
             ..SpaceWork::default()
         })
         .collect();
-    for r in results
-        .iter()
-        .filter(|r| r.path_file.is_some() && r.endpoints != study::Endpoints::MisclassifiedTrue)
-    {
-        let p = study.read_path(r)?;
-        let w = certifier.work(p.cut, &p.point_shape, &p.data, p.pivots, samples)?;
+    for r in results.iter().filter(|r| certifiable(r)) {
         let Some(row) = spaces.iter_mut().find(|s| s.space == r.space) else {
             continue;
         };
+        let p = study.read_path(r)?;
+        let w = certifier.work(p.cut, &p.point_shape, &p.data, p.pivots, samples)?;
         row.paths += 1;
         row.changing_sign += w.changing_sign;
         row.multiply_adds += w.multiply_adds;
@@ -374,18 +379,11 @@ impl Certification {
         })
     }
 
-    /// The results among `results` that have a saved path and no certificate yet. Paths of
-    /// [`Endpoints::MisclassifiedTrue`](crate::study::Endpoints) pairs are left out: their
-    /// first endpoint is outside the class by definition (the search exempts it), and a
-    /// certificate proves whole segments, t = 0 included, so it could only refute them there.
+    /// The results among `results` that [`certifiable`] and have no certificate yet.
     pub fn pending<'r>(&self, results: &'r [PairResult]) -> Vec<&'r PairResult> {
         results
             .iter()
-            .filter(|r| {
-                r.path_file.is_some()
-                    && r.endpoints != crate::study::Endpoints::MisclassifiedTrue
-                    && !self.done.contains(&(r.pair, r.space.clone()))
-            })
+            .filter(|r| certifiable(r) && !self.done.contains(&(r.pair, r.space.clone())))
             .collect()
     }
 
