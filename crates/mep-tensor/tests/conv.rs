@@ -687,8 +687,8 @@ fn winograd_path_matches_reference() {
 }
 
 /// The table keeps Winograd to ResNet-50's wide layers: ResNet-20 (the demo's model, whose
-/// shipped training is checked bit for bit) and ResNet-50's 7×7 stage stay where they were.
-/// They run on F(4×4, 3×3); F(2×2, 3×3) stays beside it as the simpler version.
+/// shipped training is checked bit for bit) stays where it was. The wide layers run on
+/// F(4×4, 3×3); the 7×7 stage's input gradient runs on F(2×2, 3×3), its forward on GEMM.
 #[test]
 fn winograd_dispatch_covers_the_wide_layers_only() {
     use mep_tensor::cpu::direct::{choose_winograd, ConvOp};
@@ -699,11 +699,12 @@ fn winograd_dispatch_covers_the_wide_layers_only() {
             assert_eq!(choose_winograd(op, &g), Some(Tiling::F4x4), "{op:?} {c} at {hw}");
         }
     }
-    let narrow = [
-        geom(8, 512, 7, 7, 512, 3, 1, 1),
-        geom(8, 128, 56, 56, 128, 3, 2, 1),
-        geom(8, 256, 14, 14, 1024, 1, 1, 0),
-    ];
+    let stage4 = geom(8, 512, 7, 7, 512, 3, 1, 1);
+    assert_eq!(choose_winograd(ConvOp::BwdInput, &stage4), Some(Tiling::F2x2));
+    for op in [ConvOp::Forward, ConvOp::BwdWeight] {
+        assert_eq!(choose_winograd(op, &stage4), None, "{op:?}");
+    }
+    let narrow = [geom(8, 128, 56, 56, 128, 3, 2, 1), geom(8, 256, 14, 14, 1024, 1, 1, 0)];
     for g in narrow
         .iter()
         .chain(&resnet20_geoms())
@@ -713,6 +714,19 @@ fn winograd_dispatch_covers_the_wide_layers_only() {
             assert_eq!(choose_winograd(op, g), None, "{op:?} {g:?}");
         }
     }
+}
+
+/// The table's rules for ResNet-50's later 3×3 layers, on smaller batches: the 7×7 stage's
+/// input gradient on F(2×2, 3×3), and a strided layer with a big weight whose 14×14 output
+/// planes share each GEMM across the batch.
+#[test]
+fn auto_path_matches_reference_on_resnet50_late_shapes() {
+    use mep_tensor::cpu::direct::{choose, choose_winograd, ConvOp};
+    let late = vec![geom(2, 128, 7, 7, 128, 3, 1, 1), geom(2, 128, 28, 28, 256, 3, 2, 1)];
+    assert!(choose_winograd(ConvOp::BwdInput, &late[0]).is_some());
+    // Outside the direct kernels' "one side at most 64 channels" rule, so on the GEMM path.
+    assert!(!choose(ConvOp::Forward, &late[1]) && !choose(ConvOp::BwdInput, &late[1]));
+    check_path(ConvPath::Auto, late, 17);
 }
 
 #[test]

@@ -63,6 +63,19 @@ const SMALL_PLANE: usize = 16;
 const BIG_WEIGHT: usize = 512 * 512;
 /// See [`BIG_WEIGHT`].
 const BIG_WEIGHT_PLANE: usize = 64;
+/// Larger kernels with at least [`BIG_WEIGHT`] weights are batched up to this plane: their
+/// im2col columns are built per image either way, and image by image ResNet-50's 256→256
+/// 28→14 stride-2 layer at 224×224 packs its whole weight (2.4 MB, more than L2) for each
+/// GEMM of 196 columns. `conv_paths --r50 --layer "28>14" --path Gemm --reps 5`, 2 threads,
+/// on-CPU ms, image by image / batched (2026-12-06, evening, rounds alternating):
+/// - AVX2: forward 33.0 / 26.2, 28.0 / 27.1, 28.2 / 27.5; input gradient 40.9 / 27.6,
+///   35.0 / 29.7, 36.1 / 30.3;
+/// - AVX-512: forward 24.9 / 15.2, 17.1 / 15.8, 17.7 / 16.2; input gradient 37.1 / 18.4,
+///   20.8 / 17.9, 29.4 / 20.2.
+///
+/// With a lower weight bound, 128→128 56→28 (784-pixel planes) lost batched on AVX2 (forward
+/// 31.7–45.6 against 43.8–51.8 ms), and 1×1 layers on 14×14 planes did not clearly gain.
+const BIG_KERNEL_PLANE: usize = 256;
 /// The number of columns a batched GEMM aims for.
 const BATCH_COLS: usize = 1024;
 
@@ -567,7 +580,12 @@ fn use_batched(g: &Conv2dGeom) -> bool {
     let ohw = g.out_h() * g.out_w();
     // Layers with a large weight (ResNet-50's 7×7 stage at 224×224: 49-pixel planes, 1–2.4 M
     // weights) would pack all of it per image for a GEMM of 49 columns.
-    let big_weight = ohw <= BIG_WEIGHT_PLANE && g.weight_len() >= BIG_WEIGHT;
+    let plane = if g.kh * g.kw > 1 {
+        BIG_KERNEL_PLANE
+    } else {
+        BIG_WEIGHT_PLANE
+    };
+    let big_weight = ohw <= plane && g.weight_len() >= BIG_WEIGHT;
     small_plane_batched(g) || (big_weight && can_batch(g))
 }
 

@@ -147,8 +147,9 @@ pub fn use_direct(path: ConvPath, op: ConvOp, g: &Conv2dGeom) -> bool {
 /// layers with at least 64 channels on both sides and output planes of at least 14×14:
 /// ResNet-50's layer1–3 at 224×224, never ResNet-20 (at most 64 channels on 8×8 planes), nor
 /// ResNet-50's 7×7 stage, where both versions' tiles waste a third or more of the plane and
-/// lose to GEMM. F(2×2, 3×3) is no longer chosen anywhere; it stays as the simpler version,
-/// forced by [`ConvPath::Winograd`] and run by the tests.
+/// the forward loses to GEMM. F(2×2, 3×3) is chosen for the 7×7 stage's input gradient only
+/// (below); it also stays as the simpler version, forced by [`ConvPath::Winograd`] and run
+/// by the tests.
 ///
 /// Measured 2026-12-06 with `RAYON_NUM_THREADS=2 examples/conv_paths --r50 --layer x --path
 /// P --reps 7` for P = Gemm, Winograd, Winograd4x4 in turn, three rounds (batch 8, on-CPU ms
@@ -174,9 +175,28 @@ pub fn use_direct(path: ConvPath, op: ConvOp, g: &Conv2dGeom) -> bool {
 /// on both, as the table may not look at the ISA and the AVX2 machines are the slower.
 /// The table chose F(2×2) before F(4×4) existed (2026-12-05, commit `9e17cd6`, BENCHMARKS.md,
 /// "ResNet-50's wide layers on AVX2"); the direct kernels lost to both versions there.
+///
+/// **The 7×7 stage's input gradient** (and any other of at least 128 channels on planes of
+/// 7 to 13 pixels) takes F(2×2, 3×3) (2026-12-06, evening, same host and set-up, wall-clock
+/// noise larger than the day before): 512→512 7×7 at batch 8, on-CPU ms of three rounds, GEMM
+/// against F(2×2): 38.1 / 33.0, 36.0 / 27.3, 32.6 / 28.1 on AVX2 and 23.1 / 18.3, 18.2 / 18.3,
+/// 21.7 / 17.8 on AVX-512; 128→128 8×8 at batch 128 (`conv_paths --layer "128->128 8x8"`,
+/// two rounds): 57.9 / 28.0 and 65.8 / 33.3 on AVX2, 34.0 / 21.6 and 41.6 / 22.3 on AVX-512.
+/// The forward stays on GEMM on 7×7 planes (32.2 / 37.8, 30.6 / 31.3, 30.3 / 32.8 on AVX2),
+/// where the 2×2 tiles compute 8×8 outputs for 7×7. ResNet-20 has at most 64 channels, so
+/// the rule never reaches it.
 pub fn choose_winograd(op: ConvOp, g: &Conv2dGeom) -> Option<Tiling> {
-    let wide = winograd_runs(op, g) && g.c_in.min(g.c_out) >= 64 && g.out_h().min(g.out_w()) >= 14;
-    wide.then_some(Tiling::F4x4)
+    if !winograd_runs(op, g) {
+        return None;
+    }
+    let (c, side) = (g.c_in.min(g.c_out), g.out_h().min(g.out_w()));
+    if c >= 64 && side >= 14 {
+        Some(Tiling::F4x4)
+    } else if op == ConvOp::BwdInput && c >= 128 && side >= 7 {
+        Some(Tiling::F2x2)
+    } else {
+        None
+    }
 }
 
 /// Whether [`winograd`](crate::cpu::winograd) can compute `op` on `g` (it has no weight
