@@ -177,8 +177,8 @@ pub fn use_direct(path: ConvPath, op: ConvOp, g: &Conv2dGeom) -> bool {
 /// "ResNet-50's wide layers on AVX2"); the direct kernels lost to both versions there.
 ///
 /// **The 7×7 stage's input gradient** (and any other of at least 128 channels on planes of
-/// 7 to 13 pixels) takes F(2×2, 3×3) (2026-12-06, evening, same host and set-up, wall-clock
-/// noise larger than the day before): 512→512 7×7 at batch 8, on-CPU ms of three rounds, GEMM
+/// 7 to 13 pixels) takes F(2×2, 3×3) (2026-12-06, night, same host and set-up, in a noisier
+/// hour than the table above): 512→512 7×7 at batch 8, on-CPU ms of three rounds, GEMM
 /// against F(2×2): 38.1 / 33.0, 36.0 / 27.3, 32.6 / 28.1 on AVX2 and 23.1 / 18.3, 18.2 / 18.3,
 /// 21.7 / 17.8 on AVX-512; 128→128 8×8 at batch 128 (`conv_paths --layer "128->128 8x8"`,
 /// two rounds): 57.9 / 28.0 and 65.8 / 33.3 on AVX2, 34.0 / 21.6 and 41.6 / 22.3 on AVX-512.
